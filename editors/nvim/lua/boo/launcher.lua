@@ -1,0 +1,116 @@
+--- :Boo / :Boo launch — category → flow → size (+ fast toggle) → focus,
+--- all through vim.ui.select / vim.ui.input (so any UI plugin restyles it).
+local config = require('boo.config')
+
+local M = {}
+
+M.CATEGORIES = { 'analysis', 'discovery', 'planning', 'authoring', 'review' }
+
+local function title(s)
+  return (s:gsub('^%l', string.upper))
+end
+
+local function band_size(flow, band)
+  local b = type(flow.bands) == 'table' and flow.bands[band]
+  return type(b) == 'table' and #b or nil
+end
+
+local function ask_focus(root, flow, band, fast)
+  vim.ui.input({ prompt = string.format('boo %s (%s%s) focus: ', flow.name, band, fast and ', fast' or '') }, function(text)
+    if text == nil then
+      return
+    end
+    text = vim.trim(text)
+    if text == '' then
+      require('boo.client').notify('boo: a focus is required (what should the agents look at?)', vim.log.levels.WARN)
+      return
+    end
+    require('boo').launch({ flow = flow.name, band = band, question = text, root = root, fast = fast or nil })
+  end)
+end
+
+local function ask_band(root, flow, fast)
+  local default = config.get().default_band or 'small'
+  local items = {}
+  for _, band in ipairs({ 'small', 'medium', 'large' }) do
+    items[#items + 1] = { band = band }
+  end
+  items[#items + 1] = { toggle = true }
+  vim.ui.select(items, {
+    prompt = 'boo ' .. flow.name .. ': size',
+    kind = 'boo.band',
+    format_item = function(it)
+      if it.toggle then
+        return string.format('[%s] fast mode (toggle)', fast and 'x' or ' ')
+      end
+      local n = band_size(flow, it.band)
+      return string.format('%s%s%s%s', it.band, it.band == default and ' (default)' or '',
+        n and string.format(' — %d step%s', n, n == 1 and '' or 's') or '', fast and ' · fast' or '')
+    end,
+  }, function(it)
+    if not it then
+      return
+    end
+    if it.toggle then
+      return ask_band(root, flow, not fast)
+    end
+    ask_focus(root, flow, it.band, fast)
+  end)
+end
+
+--- Run the launcher. `root` defaults to the current buffer's project.
+function M.open(root)
+  local boo = require('boo')
+  root = root or require('boo.client').root(0)
+  boo.flows(root, function(err, flows)
+    if err then
+      return
+    end
+    local by_cat = {}
+    for _, f in ipairs(flows) do
+      local c = f.category or 'analysis'
+      by_cat[c] = by_cat[c] or {}
+      table.insert(by_cat[c], f)
+    end
+    local cats = {}
+    for _, c in ipairs(M.CATEGORIES) do
+      if by_cat[c] then
+        cats[#cats + 1] = c
+      end
+    end
+    for c in pairs(by_cat) do
+      if not vim.tbl_contains(M.CATEGORIES, c) then
+        cats[#cats + 1] = c
+      end
+    end
+    vim.ui.select(cats, {
+      prompt = 'boo: category',
+      kind = 'boo.category',
+      format_item = function(c)
+        return string.format('%s (%d)', title(c), #by_cat[c])
+      end,
+    }, function(cat)
+      if not cat then
+        return
+      end
+      local list = by_cat[cat]
+      table.sort(list, function(a, b)
+        return a.name < b.name
+      end)
+      vim.ui.select(list, {
+        prompt = 'boo: ' .. title(cat) .. ' flow',
+        kind = 'boo.flow',
+        format_item = function(f)
+          local desc = (f.description or ''):gsub('%s+', ' ')
+          return string.format('%s — %s', f.title or f.name, desc ~= '' and desc or f.name)
+        end,
+      }, function(flow)
+        if flow then
+          ask_band(root, flow, false)
+        end
+      end)
+    end)
+  end)
+end
+
+return M

@@ -1,0 +1,591 @@
+--- Pure run state: boo notifications and `boo/getRun` results in, plain Lua
+--- tables out. No Neovim API calls here (only `vim.*` helpers that are pure),
+--- so tests can drive it without a server and the pane can render from it.
+---
+--- A store holds every run this editor has seen. Each run holds its steps in
+--- roster order; each agent step holds its live stream as a list of blocks:
+---   { kind = 'text' | 'thinking', parts = { ... } }
+---   { kind = 'tool', id, name, input, result?, is_error? }
+---   { kind = 'turn', usage }         (a model turn ended)
+---
+--- Stream ordering: `seq` starts at 1 per chatId and grows by exactly 1.
+--- A duplicate (seq <= last applied) is dropped; a gap (seq > last + 1) is
+--- buffered and flags the run for a refetch (`boo/getRun {transcript=true}`);
+--- `load_run` then rebuilds the step from the transcript and replays the
+--- buffered notifications with seq > lastSeq.
+local M = {}
+
+local TERMINAL_RUN = { completed = true, failed = true, cancelled = true }
+local TERMINAL_STEP = { completed = true, failed = true, skipped = true, cancelled = true }
+
+M.TERMINAL_RUN = TERMINAL_RUN
+M.TERMINAL_STEP = TERMINAL_STEP
+
+--- Days since 1970-01-01 for a civil date (proleptic Gregorian).
+local function days_from_civil(y, m, d)
+  y = (m <= 2) and (y - 1) or y
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Parse an RFC 3339 timestamp into milliseconds since the epoch.
+--- Returns nil for anything it does not understand.
+---@param s string?
+---@return number?
+function M.parse_time(s)
+  if type(s) ~= 'string' then
+    return nil
+  end
+  local y, mo, d, h, mi, sec, rest = s:match('^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$')
+  if not y then
+    return nil
+  end
+  local ms = 0
+  local frac, tz = rest:match('^%.(%d+)(.*)$')
+  if frac then
+    ms = math.floor(tonumber('0.' .. frac) * 1000 + 0.5)
+    rest = tz
+  end
+  local offset = 0
+  if rest == 'Z' or rest == 'z' or rest == '' then
+    offset = 0
+  else
+    local sign, oh, om = rest:match('^([%+%-])(%d%d):?(%d%d)$')
+    if not sign then
+      return nil
+    end
+    offset = (tonumber(oh) * 60 + tonumber(om)) * 60 * 1000
+    if sign == '-' then
+      offset = -offset
+    end
+  end
+  local days = days_from_civil(tonumber(y), tonumber(mo), tonumber(d))
+  local secs = days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+  return secs * 1000 + ms - offset
+end
+
+local function is_nil(v)
+  return v == nil or v == vim.NIL
+end
+
+local function val(v)
+  if v == vim.NIL then
+    return nil
+  end
+  return v
+end
+
+---@class boo.Store
+---@field runs table<string, table>
+---@field order string[]
+local Store = {}
+Store.__index = Store
+
+function M.new()
+  return setmetatable({ runs = {}, order = {} }, Store)
+end
+
+local function new_step(id)
+  return {
+    id = id,
+    status = 'pending',
+    last_seq = 0,
+    blocks = {},
+    tool_index = {},
+    pending = {},
+    traces = {},
+    trace_order = {},
+    turns = 0,
+    stream_usage = nil,
+    version = 0,
+  }
+end
+
+local function touch(run, step)
+  run.version = run.version + 1
+  if step then
+    step.version = step.version + 1
+  end
+end
+
+--- The run with this id, or nil.
+function Store:get(run_id)
+  return self.runs[run_id]
+end
+
+--- The run with this id; a stub is created if it is unknown.
+---@param run_id string
+---@param now number? milliseconds (local clock) used for elapsed time
+function Store:ensure(run_id, now)
+  local run = self.runs[run_id]
+  if run then
+    return run, false
+  end
+  run = {
+    id = run_id,
+    status = 'running',
+    steps = {},
+    by_id = {},
+    by_chat = {},
+    version = 0,
+    stub = true,
+    resync = false,
+    resyncing = false,
+    created_ms = now,
+    last_event_ms = now,
+  }
+  self.runs[run_id] = run
+  table.insert(self.order, run_id)
+  return run, true
+end
+
+local function add_step(run, id)
+  local step = run.by_id[id]
+  if step then
+    return step, false
+  end
+  step = new_step(id)
+  run.by_id[id] = step
+  table.insert(run.steps, step)
+  return step, true
+end
+
+--- Merge known step fields from a notification or a getRun step.
+local function merge_step_fields(run, step, p, now)
+  for _, k in ipairs({ 'agent', 'kind', 'label', 'output', 'error' }) do
+    if p[k] ~= nil then
+      step[k] = val(p[k])
+    end
+  end
+  if not is_nil(p.wave) then
+    step.wave = p.wave
+  end
+  if not is_nil(p.chatId) then
+    step.chatId = p.chatId
+    run.by_chat[p.chatId] = step
+  end
+  if not is_nil(p.usage) and type(p.usage) == 'table' then
+    step.usage = p.usage
+  end
+  if not is_nil(p.startedAt) then
+    step.startedAt = p.startedAt
+    step.started_ms = M.parse_time(p.startedAt) or step.started_ms
+  end
+  if not is_nil(p.finishedAt) then
+    step.finishedAt = p.finishedAt
+    step.finished_ms = M.parse_time(p.finishedAt) or step.finished_ms
+  end
+  if not is_nil(p.status) and p.status ~= step.status then
+    -- A terminal status never changes again.
+    if not TERMINAL_STEP[step.status] then
+      step.status = p.status
+      if p.status == 'running' and not step.started_ms then
+        step.started_ms = now
+      end
+      if TERMINAL_STEP[p.status] and not step.finished_ms then
+        step.finished_ms = now
+      end
+    end
+  end
+end
+
+local function set_run_status(run, status, now)
+  if is_nil(status) or status == run.status then
+    return
+  end
+  if TERMINAL_RUN[run.status] then
+    return
+  end
+  run.status = status
+  if TERMINAL_RUN[status] and not run.finished_ms then
+    run.finished_ms = now
+  end
+end
+
+local function sort_steps(run)
+  for i, s in ipairs(run.steps) do
+    s._order = s._order or i
+  end
+  table.sort(run.steps, function(a, b)
+    local wa, wb = a.wave or math.huge, b.wave or math.huge
+    if wa ~= wb then
+      return wa < wb
+    end
+    return a._order < b._order
+  end)
+end
+
+--- `boo/runStarted`
+function Store:run_started(p, now)
+  local run = self:ensure(p.runId, now)
+  for _, k in ipairs({ 'flow', 'band', 'question', 'root' }) do
+    if not is_nil(p[k]) then
+      run[k] = p[k]
+    end
+  end
+  set_run_status(run, p.status or 'running', now)
+  if type(p.steps) == 'table' then
+    for i, sp in ipairs(p.steps) do
+      local step, created = add_step(run, sp.stepId)
+      if created then
+        step._order = i
+      end
+      merge_step_fields(run, step, sp, now)
+    end
+    sort_steps(run)
+  end
+  run.stub = false
+  run.last_event_ms = now
+  touch(run)
+  return run
+end
+
+--- `boo/stepUpdated`
+function Store:step_updated(p, now)
+  local run, created = self:ensure(p.runId, now)
+  if created then
+    run.resync = true
+  end
+  if not is_nil(p.stepId) then
+    local step, new = add_step(run, p.stepId)
+    if new and not created then
+      -- A step we never heard of: the roster is stale.
+      run.resync = true
+    end
+    merge_step_fields(run, step, p, now)
+    if new then
+      sort_steps(run)
+    end
+    if p.status == 'running' and step.kind ~= 'code' then
+      run.active_step = step.id
+    end
+    touch(run, step)
+  end
+  if not is_nil(p.runStatus) then
+    set_run_status(run, p.runStatus, now)
+    if not is_nil(p.report) then
+      run.report = p.report
+    end
+    if TERMINAL_RUN[p.runStatus] and not is_nil(p.finishedAt) and not run.finishedAt then
+      run.finishedAt = p.finishedAt
+      run.finished_ms = M.parse_time(p.finishedAt) or run.finished_ms
+    end
+    if p.runStatus == 'failed' and not is_nil(p.error) and not run.error then
+      run.error = p.error
+    end
+  end
+  run.last_event_ms = now
+  touch(run)
+  return run
+end
+
+local function add_usage(acc, u)
+  if type(u) ~= 'table' then
+    return acc
+  end
+  acc = acc or { inputTokens = 0, outputTokens = 0, cacheReadTokens = 0, totalTokens = 0 }
+  for _, k in ipairs({ 'inputTokens', 'outputTokens', 'cacheReadTokens', 'totalTokens' }) do
+    if type(u[k]) == 'number' then
+      acc[k] = acc[k] + u[k]
+    end
+  end
+  return acc
+end
+
+--- Apply one StreamEvent to a step's blocks.
+local function apply_event(step, ev)
+  local blocks = step.blocks
+  local last = blocks[#blocks]
+  local t = ev.type
+  if t == 'text' or t == 'thinking' then
+    local text = val(ev.text) or ''
+    if last and last.kind == t then
+      last.n = last.n + 1
+      last.parts[last.n] = text
+    else
+      blocks[#blocks + 1] = { kind = t, parts = { text }, n = 1 }
+    end
+  elseif t == 'toolCall' then
+    local b = { kind = 'tool', id = val(ev.toolCallId), name = val(ev.name) or '?', input = val(ev.input) }
+    blocks[#blocks + 1] = b
+    if b.id then
+      step.tool_index[b.id] = b
+    end
+  elseif t == 'toolResult' then
+    local b = ev.toolCallId and step.tool_index[ev.toolCallId]
+    if not b then
+      b = { kind = 'tool', id = val(ev.toolCallId), name = '?' }
+      blocks[#blocks + 1] = b
+    end
+    b.result = val(ev.content)
+    b.is_error = ev.isError == true
+    b.done = true
+  elseif t == 'messageComplete' then
+    step.turns = step.turns + 1
+    step.stream_usage = add_usage(step.stream_usage, val(ev.usage))
+    blocks[#blocks + 1] = { kind = 'turn', usage = val(ev.usage) }
+  end
+  -- Unknown event types are ignored (the protocol only ever adds).
+end
+
+local function apply_events(step, events)
+  if type(events) ~= 'table' then
+    return
+  end
+  for _, ev in ipairs(events) do
+    if type(ev) == 'table' then
+      apply_event(step, ev)
+    end
+  end
+end
+
+--- Apply buffered notifications that are now contiguous; drop stale ones.
+--- Returns true if a gap remains.
+local function drain_pending(step)
+  for seq in pairs(step.pending) do
+    if seq <= step.last_seq then
+      step.pending[seq] = nil
+    end
+  end
+  while step.pending[step.last_seq + 1] do
+    local seq = step.last_seq + 1
+    apply_events(step, step.pending[seq])
+    step.pending[seq] = nil
+    step.last_seq = seq
+  end
+  return next(step.pending) ~= nil
+end
+
+--- `boo/agentStream`. Returns one of:
+---   'applied'    the events were appended
+---   'duplicate'  seq already applied: dropped
+---   'gap'        seq skipped ahead: buffered, run.resync set (refetch needed)
+---   'buffered'   a refetch is in flight: kept for replay after it
+function Store:agent_stream(p, now)
+  local run, created = self:ensure(p.runId, now)
+  local step = (p.stepId and run.by_id[p.stepId]) or (p.chatId and run.by_chat[p.chatId])
+  if not step then
+    step = add_step(run, p.stepId or p.chatId)
+    step.status = 'running'
+    sort_steps(run)
+    run.resync = true
+  end
+  if created then
+    run.resync = true
+  end
+  if not is_nil(p.chatId) and not step.chatId then
+    step.chatId = p.chatId
+    run.by_chat[p.chatId] = step
+  end
+  run.last_event_ms = now
+  local seq = tonumber(p.seq) or 0
+  if seq <= step.last_seq then
+    return 'duplicate'
+  end
+  if run.resyncing then
+    step.pending[seq] = p.events
+    return 'buffered'
+  end
+  if seq > step.last_seq + 1 then
+    step.pending[seq] = p.events
+    run.resync = true
+    touch(run, step)
+    return 'gap'
+  end
+  apply_events(step, p.events)
+  step.last_seq = seq
+  if next(step.pending) then
+    drain_pending(step)
+  end
+  if step.kind ~= 'code' then
+    run.active_step = step.id
+    run.active_ms = now
+  end
+  touch(run, step)
+  return 'applied'
+end
+
+--- `boo/trace` (start and finish phases of one tool call).
+function Store:trace(p, now)
+  local run = self:ensure(p.runId, now)
+  local step = (p.stepId and run.by_id[p.stepId]) or (p.chatId and run.by_chat[p.chatId])
+  if not step or is_nil(p.traceId) then
+    return
+  end
+  local tr = step.traces[p.traceId]
+  if not tr then
+    tr = {}
+    step.traces[p.traceId] = tr
+    table.insert(step.trace_order, p.traceId)
+  end
+  for k, v in pairs(p) do
+    if v ~= vim.NIL then
+      tr[k] = v
+    end
+  end
+  run.last_event_ms = now
+  touch(run, step)
+end
+
+--- Mark a refetch as started: stream notifications are buffered until
+--- `load_run` (or `resync_failed`).
+function Store:begin_resync(run_id)
+  local run = self.runs[run_id]
+  if not run then
+    return
+  end
+  run.resync = false
+  run.resyncing = true
+end
+
+--- The refetch failed: stop buffering; flag it again so it is retried.
+function Store:resync_failed(run_id)
+  local run = self.runs[run_id]
+  if not run then
+    return
+  end
+  run.resyncing = false
+  run.resync = true
+end
+
+--- Load a `boo/getRun` result (with or without transcripts).
+--- With transcripts, each step's stream is rebuilt and continues after lastSeq.
+---@param opts? { transcript?: boolean } transcript: the request asked for transcripts
+function Store:load_run(result, now, opts)
+  local r = result.run or {}
+  local run = self:ensure(r.runId, now)
+  for _, k in ipairs({ 'flow', 'band', 'question', 'root', 'model', 'error', 'createdAt', 'finishedAt' }) do
+    if r[k] ~= nil then
+      run[k] = val(r[k])
+    end
+  end
+  if type(r.usage) == 'table' then
+    run.usage = r.usage
+  end
+  if run.createdAt then
+    run.created_ms = M.parse_time(run.createdAt) or run.created_ms
+  end
+  if run.finishedAt then
+    run.finished_ms = M.parse_time(run.finishedAt) or run.finished_ms
+  end
+  set_run_status(run, r.status, now)
+  if not is_nil(result.report) then
+    run.report = result.report
+  end
+  local regap = false
+  local with_transcript = (opts and opts.transcript) == true
+  for _, sp in ipairs(type(result.steps) == 'table' and result.steps or {}) do
+    if type(sp.transcript) == 'table' then
+      with_transcript = true
+    end
+  end
+  if type(result.steps) == 'table' then
+    for i, sp in ipairs(result.steps) do
+      local step, created = add_step(run, sp.stepId)
+      if created or not step._order then
+        step._order = i
+      end
+      merge_step_fields(run, step, sp, now)
+      if type(sp.transcript) == 'table' then
+        local last_seq = tonumber(val(sp.lastSeq)) or 0
+        if last_seq >= step.last_seq then
+          step.blocks = {}
+          step.tool_index = {}
+          step.turns = 0
+          step.stream_usage = nil
+          apply_events(step, sp.transcript)
+          step.last_seq = last_seq
+        end
+        if drain_pending(step) then
+          regap = true
+        end
+      end
+      step.version = step.version + 1
+    end
+    sort_steps(run)
+  end
+  run.stub = false
+  if with_transcript then
+    run.resyncing = false
+    run.resync = regap
+    run.loaded = true
+  end
+  if not run.active_step then
+    for _, s in ipairs(run.steps) do
+      if s.status == 'running' and s.kind ~= 'code' then
+        run.active_step = s.id
+      end
+    end
+  end
+  touch(run)
+  return run
+end
+
+--- Full text of a text/thinking block (concatenated lazily, cached).
+function M.block_text(b)
+  if b._n ~= b.n then
+    b._text = table.concat(b.parts, '', 1, b.n)
+    b._n = b.n
+  end
+  return b._text
+end
+
+--- Tokens used by a step so far (final usage if known, else the sum of turns).
+function M.step_tokens(step)
+  local u = step.usage or step.stream_usage
+  if type(u) ~= 'table' then
+    return nil
+  end
+  if type(u.totalTokens) == 'number' and u.totalTokens > 0 then
+    return u.totalTokens
+  end
+  local n = (u.inputTokens or 0) + (u.outputTokens or 0)
+  return n > 0 and n or nil
+end
+
+--- Tokens used by a run (the server's total once known, else the step sum).
+function M.run_tokens(run)
+  if type(run.usage) == 'table' and type(run.usage.totalTokens) == 'number' and run.usage.totalTokens > 0 then
+    return run.usage.totalTokens
+  end
+  local total, any = 0, false
+  for _, s in ipairs(run.steps) do
+    local n = M.step_tokens(s)
+    if n then
+      total = total + n
+      any = true
+    end
+  end
+  return any and total or nil
+end
+
+--- The step the pane should expand when the user has not picked one:
+--- the most recently streaming agent step, else a running agent step, else
+--- the last agent step that produced a stream.
+function M.auto_step(run)
+  if run.active_step and run.by_id[run.active_step] then
+    return run.active_step
+  end
+  local fallback
+  for _, s in ipairs(run.steps) do
+    if s.kind ~= 'code' then
+      if s.status == 'running' then
+        return s.id
+      end
+      if #s.blocks > 0 then
+        fallback = s.id
+      end
+    end
+  end
+  return fallback
+end
+
+function M.is_terminal(status)
+  return TERMINAL_RUN[status] == true
+end
+
+return M
