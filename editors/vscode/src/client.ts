@@ -1,0 +1,168 @@
+// The language client: starts `boo serve`, forwards boo notifications, types the requests.
+
+import * as vscode from 'vscode';
+import { LanguageClient, LanguageClientOptions, ServerOptions, State, TransportKind, ResponseError } from 'vscode-languageclient/node';
+import type { Band, Flow, GetRunResult, Notification, RunSummary, Trace } from './protocol';
+import { NOTIFICATION_METHODS } from './protocol';
+import { missingServerMessage, resolveServerPath } from './serverPath';
+
+export interface LaunchParams {
+  flow: string;
+  band?: Band;
+  input: { question: string };
+  root?: string;
+  model?: string;
+  fast?: boolean;
+}
+
+export class BooClient implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private starting: Promise<LanguageClient> | undefined;
+  private readonly notifications = new vscode.EventEmitter<Notification>();
+  private readonly stateChanged = new vscode.EventEmitter<'running' | 'stopped'>();
+  readonly onNotification = this.notifications.event;
+  readonly onDidChangeState = this.stateChanged.event;
+  readonly output: vscode.LogOutputChannel;
+
+  constructor() {
+    this.output = vscode.window.createOutputChannel('boo', { log: true });
+  }
+
+  get isRunning(): boolean {
+    return this.client?.state === State.Running;
+  }
+
+  /** Starts the server once; later calls wait for the same start. */
+  async ensureStarted(): Promise<LanguageClient> {
+    if (this.client && this.client.state === State.Running) return this.client;
+    if (!this.starting) {
+      this.starting = this.start().finally(() => {
+        this.starting = undefined;
+      });
+    }
+    return this.starting;
+  }
+
+  private async start(): Promise<LanguageClient> {
+    const cfg = vscode.workspace.getConfiguration('boo');
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+    const extraEnv = cfg.get<Record<string, string>>('env') ?? {};
+    const env: Record<string, string | undefined> = { ...process.env, ...extraEnv };
+    const resolved = resolveServerPath(cfg.get<string>('serverPath'), env.PATH, folder);
+    if (!resolved.ok) {
+      const message = missingServerMessage(resolved.reason);
+      this.output.error(message);
+      void this.offerFix(message);
+      throw new Error(message);
+    }
+    const initializationOptions: Record<string, unknown> = { diagnostics: cfg.get<boolean>('diagnostics', true) };
+    const dbPath = cfg.get<string>('dbPath')?.trim();
+    if (dbPath) initializationOptions.dbPath = dbPath;
+    const model = cfg.get<string>('model')?.trim();
+    if (model) initializationOptions.model = model;
+    const maxParallel = cfg.get<number | null>('maxParallelAgents');
+    if (typeof maxParallel === 'number' && maxParallel > 0) initializationOptions.maxParallelAgents = maxParallel;
+
+    const serverOptions: ServerOptions = {
+      command: resolved.path,
+      args: ['serve'],
+      transport: TransportKind.stdio,
+      options: { env, cwd: folder },
+    };
+    const clientOptions: LanguageClientOptions = {
+      // Any file may carry a finding: diagnostics for every file: URI are shown.
+      documentSelector: [{ scheme: 'file' }],
+      diagnosticCollectionName: 'boo',
+      outputChannel: this.output,
+      initializationOptions,
+      initializationFailedHandler: (err) => {
+        this.output.error(`initialize failed: ${String(err)}`);
+        return false;
+      },
+    };
+    const client = new LanguageClient('boo', 'boo', serverOptions, clientOptions);
+    for (const method of NOTIFICATION_METHODS) {
+      client.onNotification(method, (params: unknown) => {
+        this.notifications.fire({ method, params } as Notification);
+      });
+    }
+    client.onDidChangeState((e) => {
+      this.stateChanged.fire(e.newState === State.Running ? 'running' : 'stopped');
+    });
+    this.client = client;
+    try {
+      await client.start();
+    } catch (err) {
+      const message = `boo: the server at ${resolved.path} did not start: ${errorMessage(err)}`;
+      this.output.error(message);
+      void this.offerFix(message);
+      this.client = undefined;
+      await client.dispose().catch(() => undefined);
+      throw new Error(message);
+    }
+    this.output.info(`boo server started: ${resolved.path} serve`);
+    return client;
+  }
+
+  private async offerFix(message: string): Promise<void> {
+    const pick = await vscode.window.showErrorMessage(message, 'Open Setting', 'Show Log');
+    if (pick === 'Open Setting') {
+      await vscode.commands.executeCommand('workbench.action.openSettings', 'boo.serverPath');
+    } else if (pick === 'Show Log') {
+      this.output.show();
+    }
+  }
+
+  async restart(): Promise<void> {
+    const old = this.client;
+    this.client = undefined;
+    if (old) await old.stop().catch(() => undefined);
+    await this.ensureStarted();
+  }
+
+  async request<R>(method: string, params: unknown): Promise<R> {
+    const client = await this.ensureStarted();
+    return client.sendRequest<R>(method, params);
+  }
+
+  listFlows(): Promise<{ flows: Flow[] }> {
+    return this.request('boo/listFlows', {});
+  }
+  launchFlow(params: LaunchParams): Promise<{ runId: string }> {
+    return this.request('boo/launchFlow', params);
+  }
+  listRuns(params: { root?: string; limit?: number; before?: string }): Promise<{ runs: RunSummary[]; next: string | null }> {
+    return this.request('boo/listRuns', params);
+  }
+  getRun(runId: string, transcript = false): Promise<GetRunResult> {
+    return this.request('boo/getRun', { runId, transcript });
+  }
+  cancelRun(runId: string): Promise<{ runId: string; status: string }> {
+    return this.request('boo/cancelRun', { runId });
+  }
+  exportRun(runId: string, format: 'markdown' | 'json'): Promise<{ content: string; fileName: string }> {
+    return this.request('boo/exportRun', { runId, format });
+  }
+  getTraces(params: { runId: string; stepId?: string; cursor?: string; limit?: number }): Promise<{ traces: Trace[]; nextCursor: string | null }> {
+    return this.request('boo/getTraces', params);
+  }
+
+  async dispose(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    this.notifications.dispose();
+    this.stateChanged.dispose();
+    if (c) await c.dispose(2000).catch(() => undefined);
+    this.output.dispose();
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof ResponseError) return err.message;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+export function errorCode(err: unknown): number | undefined {
+  return err instanceof ResponseError ? err.code : typeof (err as { code?: unknown })?.code === 'number' ? (err as { code: number }).code : undefined;
+}

@@ -1,0 +1,281 @@
+// boo for VS Code: a thin client. The server (`boo serve`) does the work; this file wires
+// the language client, the Orchestrator panes, the launcher, the history, traces and chat.
+
+import * as vscode from 'vscode';
+import { BooClient, errorCode, errorMessage } from './client';
+import { createFlowChatHandler } from './chat';
+import { Exporter } from './exporter';
+import { Launcher } from './launcher';
+import type { PaneMenuAction, PanePersisted } from './messages';
+import { ORCHESTRATOR_VIEW_TYPE, Orchestrators } from './orchestrator';
+import { ErrorCodes, RunSummary, isRunTerminal } from './protocol';
+import { RunStore } from './runStore';
+import { RunsView, relativeAge, shorten } from './runsView';
+import { TRACES_VIEW_TYPE, TracesPanels } from './tracesPanel';
+import { iconPath } from './webviewUtil';
+
+const RESTART_SETTINGS = ['boo.serverPath', 'boo.env', 'boo.model', 'boo.maxParallelAgents', 'boo.dbPath', 'boo.diagnostics'];
+
+export interface BooApi {
+  /** For tests and other extensions: the live state of a run this window follows. */
+  store: RunStore;
+  client: BooClient;
+}
+
+export function activate(context: vscode.ExtensionContext): BooApi {
+  const client = new BooClient();
+  const store = new RunStore({ getRun: (runId, transcript) => client.getRun(runId, transcript) }, (m) => client.output.warn(m));
+  context.subscriptions.push(client, client.onNotification((n) => store.handle(n)));
+
+  const workspaceRoot = (): string | undefined => {
+    const ed = vscode.window.activeTextEditor;
+    const folder = ed ? vscode.workspace.getWorkspaceFolder(ed.document.uri) : undefined;
+    return (folder ?? vscode.workspace.workspaceFolders?.[0])?.uri.fsPath;
+  };
+
+  const exporter = new Exporter(client, context.globalStorageUri, workspaceRoot);
+  const traces = new TracesPanels(context.extensionUri, client);
+  const runsView = new RunsView(client, workspaceRoot);
+  // eslint-disable-next-line prefer-const
+  let launcher: Launcher;
+
+  const menu = async (action: PaneMenuAction, runId: string): Promise<void> => {
+    switch (action) {
+      case 'copy':
+        return exporter.copy(runId);
+      case 'saveMarkdown':
+        await exporter.save(runId, 'markdown');
+        return;
+      case 'saveJson':
+        await exporter.save(runId, 'json');
+        return;
+      case 'sendToChat':
+        return exporter.sendToChat(runId);
+      case 'traces':
+        return traces.open(runId);
+      case 'cancel':
+        return cancelRun(runId);
+      case 'refresh':
+        return store.resync(runId, 'refresh');
+    }
+  };
+
+  const orchestrators = new Orchestrators({
+    extensionUri: context.extensionUri,
+    store,
+    menu,
+    openLauncher: (panel) => launcher.open({}, { onLaunched: (runId) => orchestrators.open(runId, panel) }),
+    log: (m) => client.output.info(m),
+  });
+  launcher = new Launcher(context.extensionUri, client, workspaceRoot, { onLaunched: (runId) => orchestrators.open(runId) });
+  context.subscriptions.push(orchestrators, launcher, traces, runsView);
+
+  // ---- runs history view and the status bar ----------------------------------
+  const tree = vscode.window.createTreeView('boo.runs', { treeDataProvider: runsView });
+  context.subscriptions.push(tree);
+
+  const running = new Map<string, string>(); // runId -> flow
+  const status = vscode.window.createStatusBarItem('boo.status', vscode.StatusBarAlignment.Left, 10);
+  status.name = 'boo';
+  status.command = 'boo.runsHistory';
+  const updateStatus = () => {
+    if (running.size) {
+      status.text = `$(sync~spin) boo: ${running.size} running`;
+      status.tooltip = `Running flows: ${[...running.values()].join(', ')} — click for the runs history`;
+    } else {
+      status.text = '$(beaker) boo';
+      status.tooltip = 'boo — no flow running. Click for the runs history.';
+    }
+    status.show();
+  };
+  updateStatus();
+  context.subscriptions.push(status);
+  context.subscriptions.push(
+    runsView.onDidLoad((runs) => {
+      for (const r of runs) {
+        if (r.status === 'running') running.set(r.runId, r.flow);
+        else running.delete(r.runId);
+      }
+      updateStatus();
+    }),
+  );
+  const anySub = store.onAny((n) => {
+    if (n.method === 'boo/runStarted') {
+      running.set(n.params.runId, n.params.flow);
+      updateStatus();
+      runsView.refreshSoon();
+    } else if (n.method === 'boo/stepUpdated' && n.params.runStatus && isRunTerminal(n.params.runStatus)) {
+      running.delete(n.params.runId);
+      updateStatus();
+      runsView.refreshSoon();
+    }
+  });
+  context.subscriptions.push({ dispose: () => anySub.dispose() });
+
+  // ---- commands ---------------------------------------------------------------
+  const pickRun = async (placeHolder: string, filter: (r: RunSummary) => boolean = () => true): Promise<string | undefined> => {
+    let runs: RunSummary[];
+    try {
+      const root = workspaceRoot();
+      runs = (await client.listRuns(root ? { root, limit: 100 } : { limit: 100 })).runs.filter(filter);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`boo: could not list runs: ${errorMessage(err)}`);
+      return undefined;
+    }
+    if (!runs.length) {
+      void vscode.window.showInformationMessage('boo: no matching run in this workspace.');
+      return undefined;
+    }
+    const icon: Record<string, string> = { running: '$(sync~spin)', completed: '$(pass)', failed: '$(error)', cancelled: '$(circle-slash)' };
+    const pick = await vscode.window.showQuickPick(
+      runs.map((r) => ({
+        label: `${icon[r.status] ?? ''} ${shorten(r.question || r.flow, 80)}`,
+        description: `${r.flow} · ${r.band} · ${r.status} · ${relativeAge(r.createdAt)}`,
+        runId: r.runId,
+      })),
+      { placeHolder, matchOnDescription: true },
+    );
+    return pick?.runId;
+  };
+
+  const cancelRun = async (runId: string): Promise<void> => {
+    try {
+      const res = await client.cancelRun(runId);
+      void vscode.window.showInformationMessage(`boo: run ${res.status === 'cancelled' ? 'cancelled' : `is ${res.status}`}.`);
+    } catch (err) {
+      if (errorCode(err) === ErrorCodes.InvalidState) void vscode.window.showInformationMessage(`boo: ${errorMessage(err)}`);
+      else void vscode.window.showErrorMessage(`boo: cancel failed: ${errorMessage(err)}`);
+    }
+  };
+
+  const activeOr = async (runId: unknown, placeHolder: string, filter?: (r: RunSummary) => boolean): Promise<string | undefined> => {
+    if (typeof runId === 'string' && runId) return runId;
+    const active = orchestrators.activeRunId();
+    if (active) {
+      const st = store.get(active);
+      if (!filter || !st || filter({ runId: active, flow: st.flow, band: st.band, status: st.status, question: st.question, root: st.root, createdAt: st.createdAt ?? '', finishedAt: st.finishedAt })) return active;
+    }
+    return pickRun(placeHolder, filter);
+  };
+
+  const reg = (id: string, fn: (...args: any[]) => unknown) => context.subscriptions.push(vscode.commands.registerCommand(id, fn));
+
+  reg('boo.launchFlow', (opts?: { flow?: string; question?: string; band?: 'small' | 'medium' | 'large' }) => {
+    launcher.open({ flow: opts?.flow, question: opts?.question, band: opts?.band ?? 'small' });
+  });
+  reg('boo.newOrchestrator', () => {
+    orchestrators.openEmpty();
+  });
+  reg('boo.openRun', (runId?: string) => {
+    if (typeof runId === 'string' && runId) orchestrators.open(runId);
+  });
+  reg('boo.runsHistory', async () => {
+    const runId = await pickRun('Open a boo run');
+    if (runId) orchestrators.open(runId);
+  });
+  reg('boo.cancelRun', async (runId?: string) => {
+    const id = await activeOr(runId, 'Cancel which running flow?', (r) => r.status === 'running');
+    if (id) await cancelRun(id);
+  });
+  reg('boo.exportRun', async (runId?: string, action?: PaneMenuAction, target?: string) => {
+    const id = await activeOr(runId, 'Export which run?', (r) => r.status !== 'running');
+    if (!id) return;
+    if (action === 'saveMarkdown' || action === 'saveJson') {
+      await exporter.save(id, action === 'saveJson' ? 'json' : 'markdown', target ? vscode.Uri.file(target) : undefined);
+      return;
+    }
+    const pick =
+      action ??
+      (
+        await vscode.window.showQuickPick(
+          [
+            { label: '$(copy) Copy report to clipboard', action: 'copy' as const },
+            { label: '$(markdown) Save report as Markdown…', action: 'saveMarkdown' as const },
+            { label: '$(json) Save run as JSON…', action: 'saveJson' as const },
+            { label: '$(comment-discussion) Send report to chat', action: 'sendToChat' as const },
+          ],
+          { placeHolder: 'Export the run' },
+        )
+      )?.action;
+    if (pick) await menu(pick, id);
+  });
+  reg('boo.showTraces', async (runId?: string) => {
+    const id = await activeOr(runId, 'Show traces of which run?');
+    if (id) traces.open(id);
+  });
+  reg('boo.refreshRuns', () => runsView.refresh());
+  reg('boo.loadMoreRuns', (before: string) => runsView.loadMoreCommand(before));
+  reg('boo.restartServer', async () => {
+    try {
+      await client.restart();
+      void vscode.window.showInformationMessage('boo: server restarted.');
+      runsView.refresh();
+    } catch (err) {
+      client.output.error(errorMessage(err));
+    }
+  });
+
+  // ---- panes restored after a window reload -------------------------------------
+  context.subscriptions.push(
+    vscode.window.registerWebviewPanelSerializer(ORCHESTRATOR_VIEW_TYPE, {
+      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: PanePersisted | undefined) {
+        orchestrators.restore(panel, state);
+      },
+    }),
+    vscode.window.registerWebviewPanelSerializer(TRACES_VIEW_TYPE, {
+      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: { runId?: string } | undefined) {
+        if (state?.runId) traces.open(state.runId, panel);
+        else panel.dispose();
+      },
+    }),
+  );
+
+  // ---- chat participant: @boo /flow <focus> ---------------------------------------
+  if (typeof vscode.chat?.createChatParticipant === 'function') {
+    const participant = vscode.chat.createChatParticipant(
+      'boo.chat',
+      createFlowChatHandler({
+        launch: (p) => client.launchFlow(p),
+        watch: (runId, l, e) => store.watch(runId, l, e),
+        cancel: (runId) => client.cancelRun(runId),
+        flowName: () => vscode.workspace.getConfiguration('boo').get<string>('chatFlow')?.trim() || 'code-review',
+        root: workspaceRoot,
+        model: () => vscode.workspace.getConfiguration('boo').get<string>('model')?.trim() || undefined,
+        trustedMarkdown: (value, commands) => {
+          const md = new vscode.MarkdownString(value);
+          md.isTrusted = { enabledCommands: commands };
+          return md;
+        },
+        errorMessage,
+      }),
+    );
+    participant.iconPath = iconPath(context.extensionUri);
+    context.subscriptions.push(participant);
+  }
+
+  // ---- settings that need a new server -------------------------------------------
+  context.subscriptions.push(
+    vscode.workspace.onDidChangeConfiguration(async (e) => {
+      if (!RESTART_SETTINGS.some((s) => e.affectsConfiguration(s))) return;
+      try {
+        await client.restart();
+        runsView.refresh();
+        void vscode.window.showInformationMessage('boo: settings changed, server restarted.');
+      } catch (err) {
+        client.output.error(errorMessage(err));
+      }
+    }),
+  );
+
+  // Start the server now so the history and status bar are live; a missing binary
+  // surfaces as a notification with a button to the setting.
+  void client.ensureStarted().then(
+    () => runsView.refresh(),
+    () => undefined,
+  );
+  return { store, client };
+}
+
+export function deactivate(): void {
+  // The client is disposed through context.subscriptions (it stops `boo serve`).
+}

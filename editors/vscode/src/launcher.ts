@@ -1,0 +1,91 @@
+// The Flows launcher webview: lists boo/listFlows by category and launches the chosen flow.
+
+import * as vscode from 'vscode';
+import type { BooClient, LaunchParams } from './client';
+import { errorMessage } from './client';
+import type { FromLauncher, LauncherDefaults, ToLauncher } from './messages';
+import { iconPath, renderWebview, webviewOptions } from './webviewUtil';
+
+export const LAUNCHER_VIEW_TYPE = 'boo.launcher';
+
+export interface LaunchTarget {
+  onLaunched(runId: string): void;
+}
+
+export class Launcher implements vscode.Disposable {
+  private panel: vscode.WebviewPanel | undefined;
+  private target: LaunchTarget | undefined;
+  private defaults: LauncherDefaults = { band: 'small' };
+
+  constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly client: BooClient,
+    private readonly workspaceRoot: () => string | undefined,
+    private readonly defaultTarget: LaunchTarget,
+  ) {}
+
+  open(defaults: Partial<LauncherDefaults> = {}, target?: LaunchTarget): void {
+    this.target = target;
+    this.defaults = { band: 'small', ...defaults };
+    if (this.panel) {
+      this.panel.reveal(vscode.ViewColumn.Active);
+      void this.sendFlows();
+      return;
+    }
+    const panel = vscode.window.createWebviewPanel(LAUNCHER_VIEW_TYPE, 'boo: Launch Flow', { viewColumn: vscode.ViewColumn.Active, preserveFocus: false }, webviewOptions(this.extensionUri));
+    panel.iconPath = iconPath(this.extensionUri);
+    panel.webview.html = renderWebview(panel.webview, this.extensionUri, 'launcher', 'Launch a flow');
+    panel.webview.onDidReceiveMessage((m: FromLauncher) => void this.onMessage(m));
+    panel.onDidDispose(() => {
+      if (this.panel === panel) this.panel = undefined;
+    });
+    this.panel = panel;
+  }
+
+  private post(msg: ToLauncher): void {
+    void this.panel?.webview.postMessage(msg);
+  }
+
+  private async sendFlows(): Promise<void> {
+    try {
+      const { flows } = await this.client.listFlows();
+      this.post({ type: 'flows', flows, defaults: this.defaults, root: this.workspaceRoot() ?? null });
+    } catch (err) {
+      this.post({ type: 'error', message: `Could not list flows: ${errorMessage(err)}` });
+    }
+  }
+
+  private async onMessage(msg: FromLauncher): Promise<void> {
+    switch (msg?.type) {
+      case 'ready':
+        await this.sendFlows();
+        break;
+      case 'cancel':
+        this.panel?.dispose();
+        break;
+      case 'launch': {
+        this.post({ type: 'launching' });
+        const params: LaunchParams = { flow: msg.flow, band: msg.band, input: { question: msg.question } };
+        if (msg.fast) params.fast = true;
+        const root = this.workspaceRoot();
+        if (root) params.root = root;
+        const model = vscode.workspace.getConfiguration('boo').get<string>('model')?.trim();
+        if (model) params.model = model;
+        try {
+          const { runId } = await this.client.launchFlow(params);
+          const target = this.target ?? this.defaultTarget;
+          this.target = undefined;
+          this.panel?.dispose();
+          target.onLaunched(runId);
+        } catch (err) {
+          this.post({ type: 'error', message: errorMessage(err) });
+        }
+        break;
+      }
+    }
+  }
+
+  dispose(): void {
+    this.panel?.dispose();
+  }
+}

@@ -1,0 +1,52 @@
+// Messages between the extension host and its webviews (not the boo wire protocol).
+
+import type { Band, Flow, GetRunResult, Trace } from './protocol';
+import type { Action, PaneState } from './state';
+
+export type PaneMenuAction = 'copy' | 'saveMarkdown' | 'saveJson' | 'sendToChat' | 'traces' | 'cancel' | 'refresh';
+
+/** Host → Orchestrator pane. */
+export type ToPane =
+  | { type: 'state'; state: PaneState }
+  | { type: 'actions'; actions: Action[] }
+  | { type: 'empty'; message?: string }
+  | { type: 'notice'; level: 'info' | 'error'; message: string };
+
+/** Orchestrator pane → host. */
+export type FromPane =
+  | { type: 'ready'; runId: string | null }
+  | { type: 'resync'; runId: string }
+  | { type: 'menu'; action: PaneMenuAction; runId: string }
+  | { type: 'openFile'; path: string; line: number }
+  | { type: 'launch' };
+
+export interface LauncherDefaults {
+  band: Band;
+  category?: string;
+  flow?: string;
+  question?: string;
+  fast?: boolean;
+}
+
+/** Host → launcher. */
+export type ToLauncher =
+  | { type: 'flows'; flows: Flow[]; defaults: LauncherDefaults; root: string | null }
+  | { type: 'launching' }
+  | { type: 'error'; message: string };
+
+/** Launcher → host. */
+export type FromLauncher =
+  | { type: 'ready' }
+  | { type: 'launch'; flow: string; band: Band; question: string; fast: boolean }
+  | { type: 'cancel' };
+
+/** Host → traces view. */
+export type ToTraces = { type: 'traces'; run: GetRunResult; traces: Trace[] } | { type: 'error'; message: string };
+
+/** Traces view → host. */
+export type FromTraces = { type: 'ready' } | { type: 'refresh' };
+
+/** The state a webview keeps with vscode.setState (restored after a window reload). */
+export interface PanePersisted {
+  runId: string | null;
+}

@@ -1,0 +1,526 @@
+// The Orchestrator pane state and its reducer: notifications and getRun results in,
+// pane state out. Pure (no IO, no clock, no DOM, no vscode): the extension host and
+// the webview run the very same code, and the unit tests feed it plain data.
+
+import {
+  Band,
+  GetRunResult,
+  Notification,
+  RunStatus,
+  Step,
+  StepInfo,
+  StepStatus,
+  StepUpdatedParams,
+  StreamEvent,
+  Usage,
+  isRunTerminal,
+  isStepTerminal,
+} from './protocol';
+
+export type StreamItem =
+  | { kind: 'text'; text: string }
+  | { kind: 'thinking'; text: string }
+  | { kind: 'tool'; toolCallId: string; name: string; input: unknown; result?: { isError: boolean; content: unknown } }
+  | { kind: 'turn'; usage?: Usage };
+
+export interface StepView extends StepInfo {
+  startedAt: string | null;
+  finishedAt: string | null;
+  usage: Usage | null;
+  error: string | null;
+  output: string | null;
+  /** Highest stream seq applied for this step's chatId (0 = none). */
+  lastSeq: number;
+  items: StreamItem[];
+  /** Usage summed over the stream's messageComplete events (live token count). */
+  streamUsage: Usage;
+  /** Stream chunks that arrived ahead of a missing seq, waiting for it. */
+  pending: { seq: number; events: StreamEvent[] }[];
+  /** A seq is missing: the client must refetch the transcript (boo/getRun). */
+  gap: boolean;
+  /** State activity counter value of the last stream chunk (for auto-follow). */
+  lastActivity: number;
+}
+
+export type Selection = { mode: 'auto' } | { mode: 'user'; stepId: string | null };
+
+export interface PaneState {
+  runId: string;
+  /** false until boo/runStarted or a getRun result gave the roster. */
+  hydrated: boolean;
+  flow: string;
+  band: Band;
+  question: string;
+  root: string;
+  status: RunStatus;
+  model: string | null;
+  error: string | null;
+  report: string | null;
+  usage: Usage | null;
+  createdAt: string | null;
+  finishedAt: string | null;
+  /** Client clock (ms) when the run was first seen, used when createdAt is unknown. */
+  seenAtMs: number | null;
+  steps: StepView[];
+  selection: Selection;
+  /** The step the pane follows when the user has not picked one. */
+  autoStepId: string | null;
+  /** Some step has a seq gap: refetch with boo/getRun {transcript: true}. */
+  needsResync: boolean;
+  /** Notifications received before the roster was known; replayed on hydration. */
+  buffer: Notification[];
+  /** Monotonic counter bumped by every applied stream chunk. */
+  activity: number;
+  /** Counters for tests and diagnostics. */
+  stats: { duplicates: number; gaps: number; applied: number };
+}
+
+export type Action =
+  | { type: 'notification'; notification: Notification; now?: number }
+  | { type: 'hydrate'; result: GetRunResult; now?: number }
+  | { type: 'select'; stepId: string | null }
+  | { type: 'follow' };
+
+/** A placeholder for a run whose roster is not known yet (e.g. opened from history). */
+export function emptyState(runId: string): PaneState {
+  return {
+    runId,
+    hydrated: false,
+    flow: '',
+    band: 'small',
+    question: '',
+    root: '',
+    status: 'running',
+    model: null,
+    error: null,
+    report: null,
+    usage: null,
+    createdAt: null,
+    finishedAt: null,
+    seenAtMs: null,
+    steps: [],
+    selection: { mode: 'auto' },
+    autoStepId: null,
+    needsResync: false,
+    buffer: [],
+    activity: 0,
+    stats: { duplicates: 0, gaps: 0, applied: 0 },
+  };
+}
+
+function newStep(info: Partial<StepInfo> & { stepId: string }): StepView {
+  return {
+    stepId: info.stepId,
+    agent: info.agent ?? null,
+    kind: info.kind ?? 'agent',
+    label: info.label ?? info.stepId,
+    wave: info.wave ?? 0,
+    chatId: info.chatId ?? null,
+    status: info.status ?? 'pending',
+    startedAt: null,
+    finishedAt: null,
+    usage: null,
+    error: null,
+    output: null,
+    lastSeq: 0,
+    items: [],
+    streamUsage: {},
+    pending: [],
+    gap: false,
+    lastActivity: 0,
+  };
+}
+
+function sortSteps(steps: StepView[]): StepView[] {
+  // Stable: the server's order within a wave is kept.
+  return steps
+    .map((s, i) => ({ s, i }))
+    .sort((a, b) => a.s.wave - b.s.wave || a.i - b.i)
+    .map((x) => x.s);
+}
+
+function addUsage(a: Usage, b: Usage | undefined | null): Usage {
+  if (!b) return a;
+  return {
+    inputTokens: (a.inputTokens ?? 0) + (b.inputTokens ?? 0),
+    outputTokens: (a.outputTokens ?? 0) + (b.outputTokens ?? 0),
+    cacheReadTokens: (a.cacheReadTokens ?? 0) + (b.cacheReadTokens ?? 0),
+    totalTokens: (a.totalTokens ?? 0) + (b.totalTokens ?? 0),
+  };
+}
+
+/** Folds stream events into display items (text deltas merge into one block). */
+export function appendEvents(items: StreamItem[], events: StreamEvent[]): StreamItem[] {
+  const out = items.slice();
+  for (const ev of events) {
+    const last = out[out.length - 1];
+    switch (ev?.type) {
+      case 'text':
+      case 'thinking':
+        if (typeof ev.text !== 'string' || ev.text === '') break;
+        if (last && last.kind === ev.type) {
+          out[out.length - 1] = { kind: ev.type, text: last.text + ev.text };
+        } else {
+          out.push({ kind: ev.type, text: ev.text });
+        }
+        break;
+      case 'toolCall':
+        out.push({ kind: 'tool', toolCallId: ev.toolCallId, name: ev.name, input: ev.input });
+        break;
+      case 'toolResult': {
+        let idx = -1;
+        for (let i = out.length - 1; i >= 0; i--) {
+          const it = out[i];
+          if (it.kind === 'tool' && it.toolCallId === ev.toolCallId) {
+            idx = i;
+            break;
+          }
+        }
+        const result = { isError: !!ev.isError, content: ev.content };
+        if (idx >= 0) {
+          out[idx] = { ...(out[idx] as Extract<StreamItem, { kind: 'tool' }>), result };
+        } else {
+          out.push({ kind: 'tool', toolCallId: ev.toolCallId, name: '(unknown tool)', input: null, result });
+        }
+        break;
+      }
+      case 'messageComplete':
+        out.push({ kind: 'turn', usage: ev.usage });
+        break;
+      default:
+        // Unknown event types are ignored (the wire is append-only).
+        break;
+    }
+  }
+  return out;
+}
+
+function usageOfEvents(events: StreamEvent[]): Usage {
+  let u: Usage = {};
+  for (const ev of events) if (ev?.type === 'messageComplete') u = addUsage(u, ev.usage);
+  return u;
+}
+
+function recomputeAuto(state: PaneState): PaneState {
+  let best: StepView | null = null;
+  for (const s of state.steps) {
+    if (s.status !== 'running') continue;
+    if (!best || s.lastActivity > best.lastActivity || (s.lastActivity === best.lastActivity && s.kind === 'agent' && best.kind !== 'agent')) {
+      best = s;
+    }
+  }
+  const autoStepId = best ? best.stepId : state.autoStepId;
+  const needsResync = state.steps.some((s) => s.gap);
+  if (autoStepId === state.autoStepId && needsResync === state.needsResync) return state;
+  return { ...state, autoStepId, needsResync };
+}
+
+function replaceStep(state: PaneState, idx: number, step: StepView): PaneState {
+  const steps = state.steps.slice();
+  steps[idx] = step;
+  return { ...state, steps };
+}
+
+function findStep(state: PaneState, stepId: string, chatId?: string | null): number {
+  let idx = state.steps.findIndex((s) => s.stepId === stepId);
+  if (idx < 0 && chatId) idx = state.steps.findIndex((s) => s.chatId === chatId);
+  return idx;
+}
+
+/** Applies a stream chunk to a step: drops duplicates, holds chunks after a gap. */
+function applyChunk(step: StepView, seq: number, events: StreamEvent[]): { step: StepView; dup: boolean; gapNow: boolean; applied: number } {
+  if (!Number.isInteger(seq) || seq <= step.lastSeq || step.pending.some((p) => p.seq === seq)) {
+    return { step, dup: true, gapNow: false, applied: 0 };
+  }
+  if (seq > step.lastSeq + 1) {
+    const pending = [...step.pending, { seq, events }].sort((a, b) => a.seq - b.seq);
+    return { step: { ...step, pending, gap: true }, dup: false, gapNow: !step.gap, applied: 0 };
+  }
+  let items = appendEvents(step.items, events);
+  let streamUsage = addUsage(step.streamUsage, usageOfEvents(events));
+  let lastSeq = seq;
+  let applied = 1;
+  let pending = step.pending;
+  while (pending.length && pending[0].seq <= lastSeq + 1) {
+    const [head, ...rest] = pending;
+    if (head.seq === lastSeq + 1) {
+      items = appendEvents(items, head.events);
+      streamUsage = addUsage(streamUsage, usageOfEvents(head.events));
+      lastSeq = head.seq;
+      applied++;
+    }
+    pending = rest;
+  }
+  const status: StepStatus = step.status === 'pending' ? 'running' : step.status;
+  return { step: { ...step, items, streamUsage, lastSeq, pending, gap: pending.length > 0, status }, dup: false, gapNow: false, applied };
+}
+
+function applyStepUpdate(state: PaneState, p: StepUpdatedParams, now: number | undefined): PaneState {
+  let idx = findStep(state, p.stepId, p.chatId);
+  let s = state;
+  if (idx < 0) {
+    const created = newStep({ stepId: p.stepId, agent: p.agent, kind: p.kind, label: p.label, wave: p.wave, chatId: p.chatId });
+    s = { ...s, steps: sortSteps([...s.steps, created]) };
+    idx = findStep(s, p.stepId, p.chatId);
+  }
+  const old = s.steps[idx];
+  const step: StepView = { ...old };
+  // A terminal status never changes again (stale updates replayed after a refetch are ignored).
+  if (!isStepTerminal(old.status) && p.status) step.status = p.status;
+  if (p.startedAt !== undefined && p.startedAt !== null) step.startedAt = p.startedAt;
+  if (p.finishedAt !== undefined && p.finishedAt !== null) step.finishedAt = p.finishedAt;
+  if (p.usage) step.usage = p.usage;
+  if (p.error !== undefined && p.error !== null) step.error = p.error;
+  if (typeof p.output === 'string') step.output = p.output;
+  if (p.chatId && !step.chatId) step.chatId = p.chatId;
+  if (p.agent && !step.agent) step.agent = p.agent;
+  if (p.label && step.label === step.stepId) step.label = p.label;
+  s = replaceStep(s, idx, step);
+  if (p.runStatus && !isRunTerminal(s.status)) {
+    s = { ...s, status: p.runStatus };
+    if (isRunTerminal(p.runStatus)) {
+      s.finishedAt = p.finishedAt ?? s.finishedAt ?? (now !== undefined ? new Date(now).toISOString() : null);
+      if (typeof p.report === 'string') s.report = p.report;
+      if (p.runStatus === 'failed' && p.error) s.error = p.error;
+    }
+  } else if (typeof p.report === 'string' && !s.report) {
+    s = { ...s, report: p.report };
+  }
+  return s;
+}
+
+function applyNotification(state: PaneState, n: Notification, now: number | undefined): PaneState {
+  if (!n || !n.params || n.params.runId !== state.runId) return state;
+  if (!state.hydrated && n.method !== 'boo/runStarted') {
+    return { ...state, buffer: [...state.buffer, n] };
+  }
+  switch (n.method) {
+    case 'boo/runStarted': {
+      const p = n.params;
+      const known = new Map(state.steps.map((s) => [s.stepId, s] as const));
+      const steps = sortSteps(
+        (p.steps ?? []).map((info) => {
+          const prev = known.get(info.stepId);
+          if (prev) return { ...prev, agent: info.agent ?? prev.agent, kind: info.kind ?? prev.kind, label: info.label ?? prev.label, wave: info.wave ?? prev.wave, chatId: info.chatId ?? prev.chatId };
+          return newStep(info);
+        }),
+      );
+      // Keep steps we knew that the roster does not list (defensive).
+      for (const prev of state.steps) if (!steps.some((s) => s.stepId === prev.stepId)) steps.push(prev);
+      let s: PaneState = {
+        ...state,
+        hydrated: true,
+        flow: p.flow ?? state.flow,
+        band: p.band ?? state.band,
+        question: p.question ?? state.question,
+        root: p.root ?? state.root,
+        status: isRunTerminal(state.status) ? state.status : 'running',
+        seenAtMs: state.seenAtMs ?? now ?? null,
+        steps,
+        buffer: [],
+      };
+      for (const b of state.buffer) s = applyNotification(s, b, now);
+      return recomputeAuto(s);
+    }
+    case 'boo/stepUpdated':
+      return recomputeAuto(applyStepUpdate(state, n.params, now));
+    case 'boo/agentStream': {
+      const p = n.params;
+      let s = state;
+      let idx = findStep(s, p.stepId, p.chatId);
+      if (idx < 0) {
+        const created = newStep({ stepId: p.stepId, chatId: p.chatId, kind: 'agent', status: 'running' });
+        s = { ...s, steps: sortSteps([...s.steps, created]) };
+        idx = findStep(s, p.stepId, p.chatId);
+      }
+      const r = applyChunk(s.steps[idx], p.seq, Array.isArray(p.events) ? p.events : []);
+      const stats = {
+        duplicates: s.stats.duplicates + (r.dup ? 1 : 0),
+        gaps: s.stats.gaps + (r.gapNow ? 1 : 0),
+        applied: s.stats.applied + r.applied,
+      };
+      if (r.dup) return { ...s, stats };
+      const activity = r.applied ? s.activity + 1 : s.activity;
+      const step = r.applied ? { ...r.step, lastActivity: activity } : r.step;
+      s = { ...replaceStep(s, idx, step), activity, stats };
+      return recomputeAuto(s);
+    }
+    case 'boo/trace':
+      return state;
+    default:
+      return state;
+  }
+}
+
+function stepFromRun(step: Step, prev: StepView | undefined): StepView {
+  const transcript = Array.isArray(step.transcript) ? step.transcript : null;
+  const fromServer: StepView = {
+    ...newStep(step),
+    startedAt: step.startedAt ?? null,
+    finishedAt: step.finishedAt ?? null,
+    usage: step.usage ?? null,
+    error: step.error ?? null,
+    output: step.output ?? null,
+    lastSeq: typeof step.lastSeq === 'number' ? step.lastSeq : 0,
+    items: transcript ? appendEvents([], transcript) : [],
+    streamUsage: transcript ? usageOfEvents(transcript) : {},
+  };
+  if (!prev) return fromServer;
+  // The client already holds a longer stream than the snapshot (notifications raced
+  // ahead of the getRun answer): keep the client's stream, take the server's metadata.
+  const keepStream = prev.lastSeq > fromServer.lastSeq || !transcript;
+  const merged: StepView = {
+    ...fromServer,
+    status: isStepTerminal(prev.status) && !isStepTerminal(fromServer.status) ? prev.status : fromServer.status,
+    items: keepStream ? prev.items : fromServer.items,
+    streamUsage: keepStream ? prev.streamUsage : fromServer.streamUsage,
+    lastSeq: keepStream ? prev.lastSeq : fromServer.lastSeq,
+    pending: prev.pending.filter((p) => p.seq > (keepStream ? prev.lastSeq : fromServer.lastSeq)),
+    lastActivity: prev.lastActivity,
+    startedAt: fromServer.startedAt ?? prev.startedAt,
+    finishedAt: fromServer.finishedAt ?? prev.finishedAt,
+    usage: fromServer.usage ?? prev.usage,
+    error: fromServer.error ?? prev.error,
+    output: fromServer.output ?? prev.output,
+  };
+  // Drain what was waiting behind the gap, if it now connects.
+  if (merged.pending.length) {
+    const waiting = merged.pending;
+    let st: StepView = { ...merged, pending: [], gap: false };
+    for (const p of waiting) st = applyChunk(st, p.seq, p.events).step;
+    return st;
+  }
+  return { ...merged, gap: false };
+}
+
+function hydrate(state: PaneState, result: GetRunResult, now: number | undefined): PaneState {
+  const run = result?.run;
+  if (!run || run.runId !== state.runId) return state;
+  const prevById = new Map(state.steps.map((s) => [s.stepId, s] as const));
+  const steps = sortSteps((result.steps ?? []).map((st) => stepFromRun(st, prevById.get(st.stepId))));
+  const status: RunStatus = isRunTerminal(state.status) && !isRunTerminal(run.status) ? state.status : run.status;
+  let s: PaneState = {
+    ...state,
+    hydrated: true,
+    flow: run.flow,
+    band: run.band,
+    question: run.question,
+    root: run.root,
+    status,
+    model: run.model ?? null,
+    error: run.error ?? state.error,
+    usage: run.usage ?? null,
+    createdAt: run.createdAt ?? state.createdAt,
+    finishedAt: run.finishedAt ?? state.finishedAt,
+    seenAtMs: state.seenAtMs ?? now ?? null,
+    report: result.report ?? state.report,
+    steps,
+    buffer: [],
+  };
+  for (const b of state.buffer) s = applyNotification(s, b, now);
+  return recomputeAuto(s);
+}
+
+export function reduce(state: PaneState, action: Action): PaneState {
+  switch (action.type) {
+    case 'notification':
+      return applyNotification(state, action.notification, action.now);
+    case 'hydrate':
+      return hydrate(state, action.result, action.now);
+    case 'select':
+      return { ...state, selection: { mode: 'user', stepId: action.stepId } };
+    case 'follow':
+      return { ...state, selection: { mode: 'auto' } };
+    default:
+      return state;
+  }
+}
+
+export function reduceAll(state: PaneState, actions: Action[]): PaneState {
+  return actions.reduce(reduce, state);
+}
+
+// ---- derived values (used by the webview, the chat participant and the tests) ----
+
+/** The one step whose stream is shown expanded. */
+export function expandedStepId(state: PaneState): string | null {
+  return state.selection.mode === 'user' ? state.selection.stepId : state.autoStepId;
+}
+
+export function stepTokens(step: StepView): number {
+  return step.usage?.totalTokens ?? step.streamUsage.totalTokens ?? 0;
+}
+
+export function runTokens(state: PaneState): number {
+  if (isRunTerminal(state.status) && state.usage?.totalTokens) return state.usage.totalTokens;
+  return state.steps.reduce((n, s) => n + stepTokens(s), 0);
+}
+
+export function runStartMs(state: PaneState): number | null {
+  const created = state.createdAt ? Date.parse(state.createdAt) : NaN;
+  if (!Number.isNaN(created)) return created;
+  const starts = state.steps.map((s) => (s.startedAt ? Date.parse(s.startedAt) : NaN)).filter((n) => !Number.isNaN(n));
+  if (starts.length) return Math.min(...starts);
+  return state.seenAtMs;
+}
+
+/** Elapsed milliseconds of the run at `now` (frozen once it finished). */
+export function elapsedMs(state: PaneState, now: number): number | null {
+  const start = runStartMs(state);
+  if (start === null) return null;
+  let end = now;
+  if (isRunTerminal(state.status)) {
+    const fin = state.finishedAt ? Date.parse(state.finishedAt) : NaN;
+    const stepEnds = state.steps.map((s) => (s.finishedAt ? Date.parse(s.finishedAt) : NaN)).filter((n) => !Number.isNaN(n));
+    end = !Number.isNaN(fin) ? fin : stepEnds.length ? Math.max(...stepEnds) : now;
+  }
+  return Math.max(0, end - start);
+}
+
+export function formatElapsed(ms: number | null): string {
+  if (ms === null) return '–';
+  const s = Math.floor(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  if (h) return `${h}h ${String(m).padStart(2, '0')}m`;
+  if (m) return `${m}m ${String(sec).padStart(2, '0')}s`;
+  return `${sec}s`;
+}
+
+export function formatTokens(n: number): string {
+  if (n >= 1_000_000) return `${(n / 1_000_000).toFixed(1)}M`;
+  if (n >= 10_000) return `${Math.round(n / 1000)}k`;
+  if (n >= 1000) return `${(n / 1000).toFixed(1)}k`;
+  return String(n);
+}
+
+/** Share of the input tokens served from the model server's prompt cache (null without input). */
+export function cacheHitRate(u: Usage | null | undefined): number | null {
+  const input = u?.inputTokens ?? 0;
+  if (!input) return null;
+  return (u?.cacheReadTokens ?? 0) / input;
+}
+
+export function countByStatus(state: PaneState): Record<StepStatus, number> {
+  const c: Record<StepStatus, number> = { pending: 0, running: 0, completed: 0, failed: 0, skipped: 0, cancelled: 0 };
+  for (const s of state.steps) c[s.status] = (c[s.status] ?? 0) + 1;
+  return c;
+}
+
+/** The first paragraph(s) of a report, up to the first second-level heading after the answer. */
+export function reportSummary(report: string, maxChars = 1200): string {
+  const lines = report.split(/\r?\n/);
+  const out: string[] = [];
+  let headings = 0;
+  for (const line of lines) {
+    if (/^##\s/.test(line)) {
+      headings++;
+      if (headings > 1) break;
+    }
+    out.push(line);
+  }
+  let text = out.join('\n').trim();
+  if (text.length > maxChars) text = text.slice(0, maxChars).replace(/\s+\S*$/, '') + ' …';
+  return text;
+}

@@ -1,0 +1,453 @@
+// The Orchestrator pane: header, report, roster, and the one expanded step's live stream.
+// State comes from the shared reducer (src/state.ts); DOM updates are batched per animation frame.
+
+import { marked } from 'marked';
+import DOMPurify from 'dompurify';
+import { isRunTerminal } from '../src/protocol';
+import type { FromPane, PaneMenuAction, PanePersisted, ToPane } from '../src/messages';
+import {
+  PaneState,
+  StepView,
+  StreamItem,
+  Action,
+  countByStatus,
+  elapsedMs,
+  expandedStepId,
+  formatElapsed,
+  formatTokens,
+  reduce,
+  runTokens,
+  stepTokens,
+} from '../src/state';
+import { clear, displayValue, h, summarizeInput, vscodeApi } from './common';
+
+const vscode = vscodeApi<PanePersisted>();
+const post = (m: FromPane) => vscode.postMessage(m);
+
+let state: PaneState | null = null;
+let emptyMessage: string | null = null;
+let framePending = false;
+let resyncTimer: ReturnType<typeof setTimeout> | undefined;
+
+// ---- skeleton ---------------------------------------------------------------
+
+const app = document.getElementById('app') as HTMLElement;
+const flowEl = h('span', { class: 'flow-name' });
+const bandEl = h('span', { class: 'badge band' });
+const statusEl = h('span', { class: 'status-pill', 'data-status': 'pending' });
+const elapsedEl = h('span', { class: 'elapsed', title: 'Elapsed' });
+const tokensEl = h('span', { class: 'tokens', title: 'Tokens used' });
+const stepsCountEl = h('span', { class: 'steps-count' });
+const menuBtn = h('button', { class: 'icon-btn menu-btn', 'aria-haspopup': 'menu', 'aria-expanded': 'false', title: 'More actions', 'aria-label': 'More actions' }, '…');
+const menu = h('div', { class: 'menu', role: 'menu', hidden: true });
+const questionEl = h('p', { class: 'question' });
+const noticeEl = h('div', { class: 'notice', role: 'status', hidden: true });
+const reportEl = h('section', { class: 'report markdown-body', 'aria-label': 'Report', hidden: true });
+const runErrorEl = h('section', { class: 'run-error', role: 'alert', hidden: true });
+const followBtn = h('button', { class: 'link-btn follow', hidden: true, title: 'Expand the active step automatically' }, 'Follow live');
+const rosterList = h('div', { class: 'steps', role: 'list' });
+const roster = h(
+  'section',
+  { class: 'roster', 'aria-label': 'Roster' },
+  h('div', { class: 'roster-head' }, h('h2', null, 'Roster'), followBtn),
+  rosterList,
+);
+const emptyEl = h('section', { class: 'empty', hidden: true });
+
+const MENU_ITEMS: { action: PaneMenuAction; label: string; needsReport?: boolean; whenRunning?: boolean }[] = [
+  { action: 'copy', label: 'Copy report', needsReport: true },
+  { action: 'saveMarkdown', label: 'Save report as Markdown…', needsReport: true },
+  { action: 'saveJson', label: 'Save run as JSON…', needsReport: true },
+  { action: 'sendToChat', label: 'Send report to chat', needsReport: true },
+  { action: 'traces', label: 'Show traces' },
+  { action: 'refresh', label: 'Refresh' },
+  { action: 'cancel', label: 'Cancel run', whenRunning: true },
+];
+const menuButtons = new Map<PaneMenuAction, HTMLButtonElement>();
+for (const item of MENU_ITEMS) {
+  const b = h('button', { class: 'menu-item', role: 'menuitem', 'data-action': item.action }, item.label);
+  b.addEventListener('click', () => {
+    closeMenu();
+    if (state) post({ type: 'menu', action: item.action, runId: state.runId });
+  });
+  menuButtons.set(item.action, b);
+  menu.append(b);
+}
+
+const header = h(
+  'header',
+  { class: 'hdr' },
+  h('div', { class: 'hdr-main' }, flowEl, bandEl, statusEl),
+  h('div', { class: 'hdr-meta' }, elapsedEl, h('span', { class: 'sep' }, '·'), tokensEl, h('span', { class: 'sep' }, '·'), stepsCountEl),
+  h('div', { class: 'menu-wrap' }, menuBtn, menu),
+);
+
+clear(app);
+app.append(header, questionEl, noticeEl, reportEl, runErrorEl, roster, emptyEl);
+app.removeAttribute('aria-busy');
+
+function openMenu(): void {
+  menu.hidden = false;
+  menuBtn.setAttribute('aria-expanded', 'true');
+  const first = menu.querySelector<HTMLButtonElement>('button:not([disabled])');
+  first?.focus();
+}
+function closeMenu(): void {
+  menu.hidden = true;
+  menuBtn.setAttribute('aria-expanded', 'false');
+}
+menuBtn.addEventListener('click', (ev) => {
+  ev.stopPropagation();
+  if (menu.hidden) openMenu();
+  else closeMenu();
+});
+document.addEventListener('click', (ev) => {
+  if (!menu.hidden && !menu.contains(ev.target as Node)) closeMenu();
+});
+document.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape' && !menu.hidden) {
+    closeMenu();
+    menuBtn.focus();
+  }
+});
+followBtn.addEventListener('click', () => dispatch([{ type: 'follow' }]));
+
+// ---- state plumbing -----------------------------------------------------------
+
+function dispatch(actions: Action[]): void {
+  if (!state) return;
+  for (const a of actions) state = reduce(state, a);
+  schedule();
+  if (state.needsResync) {
+    // The host sees the same gap and refetches; ask again only if it persists.
+    if (!resyncTimer) {
+      resyncTimer = setTimeout(() => {
+        resyncTimer = undefined;
+        if (state?.needsResync) post({ type: 'resync', runId: state.runId });
+      }, 1500);
+    }
+  }
+}
+
+function schedule(): void {
+  if (framePending) return;
+  framePending = true;
+  requestAnimationFrame(() => {
+    framePending = false;
+    render();
+  });
+}
+
+window.addEventListener('message', (ev: MessageEvent) => {
+  const msg = ev.data as ToPane;
+  if (!msg || typeof msg !== 'object') return;
+  switch (msg.type) {
+    case 'state': {
+      const selection = state && state.runId === msg.state.runId ? state.selection : msg.state.selection;
+      state = { ...msg.state, selection };
+      emptyMessage = null;
+      vscode.setState({ runId: state.runId });
+      schedule();
+      break;
+    }
+    case 'actions':
+      dispatch(msg.actions);
+      break;
+    case 'empty':
+      state = null;
+      emptyMessage = msg.message ?? 'No run in this pane yet.';
+      vscode.setState({ runId: null });
+      schedule();
+      break;
+    case 'notice':
+      noticeEl.hidden = false;
+      noticeEl.className = `notice ${msg.level}`;
+      noticeEl.textContent = msg.message;
+      break;
+  }
+});
+
+// ---- rendering ----------------------------------------------------------------
+
+let renderedReport: string | null = null;
+const stepEls = new Map<string, { root: HTMLElement; row: HTMLButtonElement; dot: HTMLElement; label: HTMLElement; agent: HTMLElement; meta: HTMLElement }>();
+let streamStepId: string | null = null;
+let streamBody: HTMLElement | null = null;
+let streamList: HTMLElement | null = null;
+let renderedItems: StreamItem[] = [];
+let itemEls: HTMLElement[] = [];
+let streamFooter: HTMLElement | null = null;
+
+function render(): void {
+  if (!state) {
+    header.hidden = true;
+    questionEl.hidden = true;
+    reportEl.hidden = true;
+    runErrorEl.hidden = true;
+    roster.hidden = true;
+    emptyEl.hidden = false;
+    clear(emptyEl);
+    emptyEl.append(
+      h('h2', null, 'Orchestrator'),
+      h('p', null, emptyMessage ?? 'Loading…'),
+      emptyMessage ? h('button', { class: 'primary', onclick: () => post({ type: 'launch' }) }, 'Launch a flow…') : '',
+    );
+    return;
+  }
+  emptyEl.hidden = true;
+  header.hidden = false;
+  roster.hidden = false;
+  renderHeader(state);
+  renderReport(state);
+  renderRoster(state);
+}
+
+function renderHeader(s: PaneState): void {
+  document.title = `${s.flow || 'boo'} — ${s.status}`;
+  flowEl.textContent = s.flow || '…';
+  bandEl.textContent = s.band;
+  statusEl.textContent = s.status;
+  statusEl.setAttribute('data-status', s.status);
+  document.body.setAttribute('data-run-status', s.status);
+  updateClock();
+  const c = countByStatus(s);
+  const done = c.completed + c.failed + c.skipped + c.cancelled;
+  stepsCountEl.textContent = `${done}/${s.steps.length} steps`;
+  questionEl.hidden = !s.question;
+  questionEl.textContent = s.question;
+  const hasReport = !!s.report;
+  for (const item of MENU_ITEMS) {
+    const b = menuButtons.get(item.action)!;
+    const enabled = (!item.needsReport || hasReport) && (!item.whenRunning || s.status === 'running');
+    b.disabled = !enabled;
+    b.hidden = !!item.whenRunning && s.status !== 'running';
+  }
+  if (s.error && s.status === 'failed') {
+    runErrorEl.hidden = false;
+    runErrorEl.textContent = s.error;
+  } else {
+    runErrorEl.hidden = true;
+  }
+  followBtn.hidden = !(s.selection.mode === 'user' && s.status === 'running');
+}
+
+function updateClock(): void {
+  if (!state) return;
+  elapsedEl.textContent = formatElapsed(elapsedMs(state, Date.now()));
+  tokensEl.textContent = `${formatTokens(runTokens(state))} tokens`;
+}
+setInterval(() => {
+  if (state && !isRunTerminal(state.status)) updateClock();
+}, 1000);
+
+const PATH_LINE = /^([^\s:`'"()]+\.[A-Za-z0-9_]+|[^\s:`'"()]+\/[^\s:`'"()]+):(\d+)(?:[-–](\d+))?$/;
+
+function renderReport(s: PaneState): void {
+  if (!s.report) {
+    reportEl.hidden = true;
+    renderedReport = null;
+    return;
+  }
+  reportEl.hidden = false;
+  if (renderedReport === s.report) return;
+  renderedReport = s.report;
+  const html = marked.parse(s.report, { async: false, gfm: true }) as string;
+  reportEl.innerHTML = DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
+  // path:line citations open the file in the editor.
+  for (const code of Array.from(reportEl.querySelectorAll('code'))) {
+    const m = PATH_LINE.exec((code.textContent ?? '').trim());
+    if (!m) continue;
+    code.classList.add('cite');
+    code.setAttribute('role', 'link');
+    code.setAttribute('tabindex', '0');
+    code.title = `Open ${m[1]} at line ${m[2]}`;
+    const open = () => post({ type: 'openFile', path: m[1], line: Number(m[2]) });
+    code.addEventListener('click', open);
+    code.addEventListener('keydown', (ev) => {
+      if ((ev as KeyboardEvent).key === 'Enter') open();
+    });
+  }
+  for (const a of Array.from(reportEl.querySelectorAll('a'))) {
+    const href = a.getAttribute('href') ?? '';
+    if (/^(https?|mailto):/i.test(href)) continue;
+    a.addEventListener('click', (ev) => {
+      ev.preventDefault();
+      const m = /^([^#]+?)(?:#L?(\d+))?$/.exec(href);
+      if (m) post({ type: 'openFile', path: decodeURIComponent(m[1]), line: Number(m[2] ?? 1) });
+    });
+  }
+}
+
+function stepMetaText(step: StepView): string {
+  const parts: string[] = [];
+  if (step.startedAt) {
+    const start = Date.parse(step.startedAt);
+    const end = step.finishedAt ? Date.parse(step.finishedAt) : step.status === 'running' ? Date.now() : NaN;
+    if (!Number.isNaN(start) && !Number.isNaN(end)) parts.push(formatElapsed(Math.max(0, end - start)));
+  }
+  const tokens = stepTokens(step);
+  if (tokens) parts.push(`${formatTokens(tokens)} tok`);
+  const tools = step.items.filter((i) => i.kind === 'tool').length;
+  if (tools) parts.push(`${tools} tool${tools === 1 ? '' : 's'}`);
+  if (step.status === 'skipped') parts.push('skipped');
+  return parts.join(' · ');
+}
+
+function renderRoster(s: PaneState): void {
+  const expanded = expandedStepId(s);
+  const seen = new Set<string>();
+  let lastWave: number | null = null;
+  const wanted: HTMLElement[] = [];
+  for (const step of s.steps) {
+    seen.add(step.stepId);
+    if (step.wave !== lastWave) {
+      lastWave = step.wave;
+      wanted.push(waveLabel(step.wave));
+    }
+    let el = stepEls.get(step.stepId);
+    if (!el) {
+      const dot = h('span', { class: 'dot', 'aria-hidden': 'true' });
+      const label = h('span', { class: 'step-label' });
+      const agent = h('span', { class: 'step-agent' });
+      const meta = h('span', { class: 'step-meta' });
+      const row = h('button', { class: 'step-row', 'aria-expanded': 'false' }, dot, label, agent, meta);
+      const root = h('div', { class: 'step', role: 'listitem', 'data-step-id': step.stepId }, row);
+      const id = step.stepId;
+      row.addEventListener('click', () => {
+        if (!state) return;
+        const cur = expandedStepId(state);
+        dispatch([{ type: 'select', stepId: cur === id ? null : id }]);
+      });
+      el = { root, row, dot, label, agent, meta };
+      stepEls.set(step.stepId, el);
+    }
+    el.root.setAttribute('data-status', step.status);
+    el.root.setAttribute('data-kind', step.kind);
+    el.dot.title = step.status;
+    el.label.textContent = step.label;
+    el.agent.textContent = step.kind === 'agent' ? step.agent ?? '' : 'code';
+    el.meta.textContent = stepMetaText(step);
+    const isOpen = step.stepId === expanded;
+    el.row.setAttribute('aria-expanded', String(isOpen));
+    el.root.classList.toggle('expanded', isOpen);
+    wanted.push(el.root);
+  }
+  for (const [id, el] of stepEls) {
+    if (!seen.has(id)) {
+      el.root.remove();
+      stepEls.delete(id);
+    }
+  }
+  // Reorder only when the sequence changed (keeps scroll and focus stable).
+  const current = Array.from(rosterList.children);
+  if (current.length !== wanted.length || current.some((c, i) => c !== wanted[i])) {
+    rosterList.replaceChildren(...wanted);
+  }
+  renderStream(s, expanded);
+}
+
+const waveEls = new Map<number, HTMLElement>();
+function waveLabel(wave: number): HTMLElement {
+  let el = waveEls.get(wave);
+  if (!el) {
+    el = h('div', { class: 'wave-label', 'data-wave': wave }, `Wave ${wave + 1}`);
+    waveEls.set(wave, el);
+  }
+  return el;
+}
+
+function renderStream(s: PaneState, expanded: string | null): void {
+  const step = expanded ? s.steps.find((x) => x.stepId === expanded) : undefined;
+  if (!step) {
+    streamBody?.remove();
+    streamBody = null;
+    streamStepId = null;
+    return;
+  }
+  const host = stepEls.get(step.stepId)!.root;
+  if (streamStepId !== step.stepId || !streamBody) {
+    streamBody?.remove();
+    streamList = h('div', { class: 'stream', 'aria-live': 'off' });
+    streamFooter = h('div', { class: 'stream-footer' });
+    streamBody = h('div', { class: 'step-body' }, streamList, streamFooter);
+    streamStepId = step.stepId;
+    renderedItems = [];
+    itemEls = [];
+  }
+  if (streamBody.parentElement !== host) host.append(streamBody);
+  const list = streamList!;
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 32;
+  const items = step.items;
+  for (let i = 0; i < items.length; i++) {
+    if (renderedItems[i] === items[i]) continue;
+    const el = renderItem(items[i], itemEls[i]);
+    if (itemEls[i] !== el) {
+      if (itemEls[i]) itemEls[i].replaceWith(el);
+      else list.append(el);
+      itemEls[i] = el;
+    }
+    renderedItems[i] = items[i];
+  }
+  for (let i = items.length; i < itemEls.length; i++) itemEls[i].remove();
+  itemEls.length = Math.min(itemEls.length, items.length);
+  renderedItems.length = Math.min(renderedItems.length, items.length);
+  // Footer: what there is to say when the stream itself is empty or the step ended badly.
+  const footer = streamFooter!;
+  clear(footer);
+  if (!items.length) {
+    if (step.output) footer.append(h('div', { class: 'item output' }, step.output));
+    else if (step.status === 'pending') footer.append(h('div', { class: 'muted' }, `Waiting for wave ${step.wave + 1}…`));
+    else if (step.status === 'running') footer.append(h('div', { class: 'muted' }, step.kind === 'code' ? 'Running…' : 'Starting agent…'));
+    else if (step.status === 'skipped') footer.append(h('div', { class: 'muted' }, 'Skipped: its condition was not met.'));
+    else if (step.kind === 'code') footer.append(h('div', { class: 'muted' }, 'Code step finished.'));
+  }
+  if (step.error) footer.append(h('div', { class: 'step-error', role: 'alert' }, step.error));
+  if (step.status === 'running' && items.length) footer.append(h('span', { class: 'cursor', 'aria-hidden': 'true' }));
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+function renderItem(item: StreamItem, prev: HTMLElement | undefined): HTMLElement {
+  switch (item.kind) {
+    case 'text':
+    case 'thinking': {
+      if (prev && prev.dataset.kind === item.kind) {
+        prev.querySelector('.item-text')!.textContent = item.text;
+        return prev;
+      }
+      return h(
+        'div',
+        { class: `item ${item.kind}`, 'data-kind': item.kind },
+        item.kind === 'thinking' ? h('span', { class: 'item-tag' }, 'thinking') : null,
+        h('div', { class: 'item-text' }, item.text),
+      );
+    }
+    case 'tool': {
+      const st = item.result ? (item.result.isError ? 'error' : 'ok') : 'running';
+      const wasOpen = prev instanceof HTMLDetailsElement ? prev.open : false;
+      const d = h(
+        'details',
+        { class: 'item tool', 'data-kind': 'tool', 'data-state': st, 'data-tool-call-id': item.toolCallId },
+        h(
+          'summary',
+          null,
+          h('span', { class: 'tool-state', 'aria-label': st }),
+          h('span', { class: 'tool-name' }, item.name),
+          h('code', { class: 'tool-arg' }, summarizeInput(item.input)),
+        ),
+        h('div', { class: 'tool-detail' }, h('div', { class: 'tool-h' }, 'input'), h('pre', { class: 'tool-input' }, displayValue(item.input)), item.result ? h('div', { class: 'tool-h' }, item.result.isError ? 'error' : 'result') : null, item.result ? h('pre', { class: 'tool-result' }, displayValue(item.result.content)) : null),
+      );
+      d.open = wasOpen;
+      return d;
+    }
+    case 'turn': {
+      const t = item.usage?.totalTokens;
+      return h('div', { class: 'item turn', 'data-kind': 'turn' }, t ? `turn ended · ${formatTokens(t)} tokens` : 'turn ended');
+    }
+  }
+}
+
+// ---- start --------------------------------------------------------------------
+
+const persisted = vscode.getState();
+render();
+post({ type: 'ready', runId: persisted?.runId ?? null });
