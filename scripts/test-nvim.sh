@@ -53,7 +53,7 @@ token_pids() {
   for env in /proc/[0-9]*/environ; do
     pid="${env#/proc/}"; pid="${pid%/environ}"
     [ "$pid" = "$$" ] && continue
-    if tr '\0' '\n' < "$env" 2>/dev/null | grep -qx "BOO_NVIM_TEST_TOKEN=$token"; then
+    if grep -qzx "BOO_NVIM_TEST_TOKEN=$token" "$env" 2>/dev/null; then
       echo "$pid"
     fi
   done
@@ -72,9 +72,11 @@ for spec in "${specs[@]}"; do
   home="$WORK/$name"
   mkdir -p "$home/config" "$home/data" "$home/state" "$home/cache"
   out="$WORK/$name.out"
+  results="$WORK/$name.results"
+  : > "$results"
   start=$(date +%s%N)
   # setsid: own session and process group (timeout keeps it as the group).
-  env BOO_NVIM_TEST_TOKEN="$token" BOO_BIN="$BOO_BIN" BOO_FAKE_QWEN="$FAKE_QWEN" \
+  env BOO_NVIM_TEST_TOKEN="$token" BOO_NVIM_RESULTS="$results" BOO_BIN="$BOO_BIN" BOO_FAKE_QWEN="$FAKE_QWEN" \
     XDG_CONFIG_HOME="$home/config" XDG_DATA_HOME="$home/data" XDG_STATE_HOME="$home/state" \
     XDG_CACHE_HOME="$home/cache" \
     setsid timeout --kill-after=5 "$SPEC_TIMEOUT" \
@@ -108,12 +110,12 @@ for spec in "${specs[@]}"; do
   fi
 
   # Per-test lines from the spec.
-  grep -E '^(PASS|FAIL) |^    |^  \(' "$out" || true
-  p=$(grep -c '^PASS ' "$out")
-  f=$(grep -c '^FAIL ' "$out")
+  grep -v "^RESULT " "$results"
+  p=$(grep -c '^PASS ' "$results")
+  f=$(grep -c '^FAIL ' "$results")
   passed=$((passed + p))
   failed=$((failed + f))
-  if ! grep -q '^RESULT ' "$out"; then
+  if ! grep -q '^RESULT ' "$results"; then
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
       echo "FAIL $name: timed out after ${SPEC_TIMEOUT}s"
     else

@@ -10,10 +10,24 @@ H.spec = vim.fn.fnamemodify((_G.arg and _G.arg[0]) or 'spec', ':t:r')
 
 vim.opt.runtimepath:prepend(H.repo .. '/editors/nvim')
 vim.opt.swapfile = false
-vim.o.columns = 160
-vim.o.lines = 50
 
 H.passed, H.failed = 0, 0
+
+-- Result lines go to stdout and, when the runner asks, to a results file
+-- (stdout may also carry Neovim's own messages, e.g. "Running healthchecks...").
+local results_file = vim.env.BOO_NVIM_RESULTS
+local function report(line)
+  io.stdout:write('\n' .. line .. '\n')
+  io.stdout:flush()
+  if results_file then
+    local f = io.open(results_file, 'a')
+    if f then
+      f:write(line .. '\n')
+      f:close()
+    end
+  end
+end
+H.report = report
 H.tmp_dirs = {}
 
 local function fmt(v)
@@ -64,12 +78,11 @@ function H.test(name, fn)
   local ok, err = xpcall(fn, debug.traceback)
   if ok then
     H.passed = H.passed + 1
-    io.stdout:write('PASS ' .. H.spec .. ': ' .. name .. '\n')
+    report('PASS ' .. H.spec .. ': ' .. name)
   else
     H.failed = H.failed + 1
-    io.stdout:write('FAIL ' .. H.spec .. ': ' .. name .. ': ' .. tostring(err):gsub('\n', '\n    ') .. '\n')
+    report('FAIL ' .. H.spec .. ': ' .. name .. ': ' .. (tostring(err):gsub('\n', '\n    ')))
   end
-  io.stdout:flush()
 end
 
 function H.tmpdir(prefix)
@@ -198,8 +211,7 @@ function H.finish()
       vim.fn.delete(d, 'rf')
     end
   end
-  io.stdout:write(string.format('RESULT %d %d\n', H.passed, H.failed))
-  io.stdout:flush()
+  report(string.format('RESULT %d %d', H.passed, H.failed))
   os.exit(H.failed == 0 and H.passed > 0 and 0 or 1)
 end
 

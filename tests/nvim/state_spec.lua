@@ -293,7 +293,7 @@ H.test('pane redraws are batched: 10 agents × 100 deltas → few renders, all t
   H.ok(pane.render_count - before <= 2, 'at most 2 renders, got ' .. (pane.render_count - before))
   H.ok(per_note_us < 200, string.format('state update cost %.1f µs per notification', per_note_us))
   H.artifact('batched-10-agents', text)
-  io.stdout:write(string.format('  (1000 notifications: %.1f µs each, %d render(s))\n', per_note_us, pane.render_count - before))
+  H.report(string.format('  (1000 notifications: %.1f µs each, %d render(s))', per_note_us, pane.render_count - before))
 end)
 
 H.test('pane keys: <CR> picks a step, ]s/[s move, a follows again', function()
