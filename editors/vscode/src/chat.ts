@@ -36,7 +36,7 @@ export function openRunLink(runId: string, title = 'Open the Orchestrator pane')
 }
 
 function mdEscape(s: string): string {
-  return s.replace(/([\\`*_{}[\]()#+\-.!|<>])/g, '\\$1');
+  return s.replace(/([\\`*_[\]<>|])/g, '\\$1');
 }
 
 export const HELP =

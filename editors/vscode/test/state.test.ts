@@ -1,0 +1,271 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { GetRunResult, Notification } from '../src/protocol';
+import {
+  Action,
+  PaneState,
+  appendEvents,
+  cacheHitRate,
+  elapsedMs,
+  emptyState,
+  expandedStepId,
+  formatElapsed,
+  formatTokens,
+  reduce,
+  reduceAll,
+  reportSummary,
+  runTokens,
+} from '../src/state';
+import { CHAT_COR, CHAT_SEC, REPORT, RUN_ID, SEC_EVENTS, fullRun, getRunSnapshot, runStarted, step, stream } from './synthetic';
+
+const n = (notification: Notification, now = 1_000): Action => ({ type: 'notification', notification, now });
+const fold = (ns: Notification[], from: PaneState = emptyState(RUN_ID)) => reduceAll(from, ns.map((x) => n(x)));
+const stepOf = (s: PaneState, id: string) => {
+  const st = s.steps.find((x) => x.stepId === id);
+  assert.ok(st, `step ${id} exists`);
+  return st;
+};
+const textOf = (s: PaneState, id: string) =>
+  stepOf(s, id)
+    .items.filter((i) => i.kind === 'text')
+    .map((i) => (i as { text: string }).text)
+    .join('');
+
+test('runStarted gives the roster sorted by wave, server order kept within a wave', () => {
+  const s = fold([runStarted()]);
+  assert.equal(s.hydrated, true);
+  assert.equal(s.flow, 'code-review');
+  assert.equal(s.status, 'running');
+  assert.deepEqual(
+    s.steps.map((x) => x.stepId),
+    ['diff', 'security', 'correctness', 'verify', 'report'],
+  );
+  assert.ok(s.steps.every((x) => x.status === 'pending' && x.lastSeq === 0));
+});
+
+test('a whole run folds into statuses, merged deltas, paired tool calls and the report', () => {
+  const s = fold(fullRun());
+  assert.equal(s.status, 'completed');
+  assert.equal(s.report, REPORT);
+  assert.ok(s.steps.every((x) => x.status === 'completed'));
+  const sec = stepOf(s, 'security');
+  assert.equal(sec.lastSeq, 5);
+  assert.deepEqual(
+    sec.items.map((i) => i.kind),
+    ['thinking', 'tool', 'text', 'turn'],
+  );
+  assert.equal((sec.items[0] as { text: string }).text, 'Look at the cache write path first.');
+  const tool = sec.items[1];
+  assert.equal(tool.kind, 'tool');
+  if (tool.kind === 'tool') {
+    assert.equal(tool.name, 'glob');
+    assert.deepEqual(tool.result, { isError: false, content: 'src/cache.rs\nsrc/main.rs' });
+  }
+  assert.equal(textOf(s, 'security'), 'The entry is inserted before the write succeeds.');
+  assert.equal(sec.output, 'The entry is inserted before the write succeeds.');
+  assert.equal(runTokens(s), 1750);
+  assert.equal(s.stats.applied, 7);
+  assert.equal(s.stats.duplicates, 0);
+  assert.equal(s.needsResync, false);
+});
+
+test('duplicate seq is dropped, not applied twice', () => {
+  const ns = fullRun();
+  const dupIdx = ns.findIndex((x) => x.method === 'boo/agentStream' && x.params.seq === 4 && x.params.stepId === 'security');
+  const withDup = [...ns.slice(0, dupIdx + 1), ns[dupIdx], ns[dupIdx - 1], ...ns.slice(dupIdx + 1)];
+  const s = fold(withDup);
+  assert.equal(textOf(s, 'security'), 'The entry is inserted before the write succeeds.');
+  assert.equal(s.stats.duplicates, 2);
+  assert.equal(s.needsResync, false);
+});
+
+test('a gap holds later chunks and asks for a resync; the missing chunk fills it', () => {
+  let s = fold([runStarted(), step('security', 'running'), stream('security', CHAT_SEC, 1, SEC_EVENTS[0])]);
+  s = reduce(s, n(stream('security', CHAT_SEC, 3, SEC_EVENTS[2])));
+  assert.equal(s.needsResync, true);
+  assert.equal(stepOf(s, 'security').gap, true);
+  assert.equal(stepOf(s, 'security').lastSeq, 1);
+  assert.equal(s.stats.gaps, 1);
+  // A second early chunk does not count as a new gap.
+  s = reduce(s, n(stream('security', CHAT_SEC, 4, SEC_EVENTS[3])));
+  assert.equal(s.stats.gaps, 1);
+  // The late chunk arrives: everything held is applied in order.
+  s = reduce(s, n(stream('security', CHAT_SEC, 2, SEC_EVENTS[1])));
+  assert.equal(s.needsResync, false);
+  const sec = stepOf(s, 'security');
+  assert.equal(sec.lastSeq, 4);
+  assert.deepEqual(
+    sec.items.map((i) => i.kind),
+    ['thinking', 'tool', 'text'],
+  );
+  assert.equal((sec.items[1] as { result?: unknown }).result !== undefined, true);
+});
+
+test('a gap is healed by the getRun transcript; held chunks after lastSeq still apply', () => {
+  let s = fold([runStarted(), step('security', 'running'), stream('security', CHAT_SEC, 1, SEC_EVENTS[0])]);
+  s = reduce(s, n(stream('security', CHAT_SEC, 5, SEC_EVENTS[4])));
+  assert.equal(s.needsResync, true);
+  s = reduce(s, { type: 'hydrate', result: getRunSnapshot(4), now: 2_000 });
+  assert.equal(s.needsResync, false);
+  const sec = stepOf(s, 'security');
+  assert.equal(sec.lastSeq, 5);
+  assert.deepEqual(
+    sec.items.map((i) => i.kind),
+    ['thinking', 'tool', 'text', 'turn'],
+  );
+  assert.equal(textOf(s, 'security'), 'The entry is inserted before the write succeeds.');
+});
+
+test('opening a run late: notifications before the getRun answer are buffered and replayed', () => {
+  let s = emptyState(RUN_ID);
+  assert.equal(s.hydrated, false);
+  // Chunks 3..5 arrive while boo/getRun is in flight; the snapshot covers up to 3.
+  s = reduceAll(s, [n(stream('security', CHAT_SEC, 3, SEC_EVENTS[2])), n(stream('security', CHAT_SEC, 4, SEC_EVENTS[3])), n(stream('security', CHAT_SEC, 5, SEC_EVENTS[4]))]);
+  assert.equal(s.buffer.length, 3);
+  assert.equal(s.steps.length, 0);
+  s = reduce(s, { type: 'hydrate', result: getRunSnapshot(3), now: 2_000 });
+  assert.equal(s.hydrated, true);
+  assert.equal(s.buffer.length, 0);
+  const sec = stepOf(s, 'security');
+  assert.equal(sec.lastSeq, 5);
+  assert.equal(s.stats.duplicates, 1, 'seq 3 was already in the transcript');
+  assert.deepEqual(
+    sec.items.map((i) => i.kind),
+    ['thinking', 'tool', 'text', 'turn'],
+  );
+  assert.equal(s.createdAt, '2026-11-20T23:07:00.000Z');
+  assert.equal(s.model, 'qwen3-coder');
+});
+
+test('rehydrating a finished run from getRun alone rebuilds the pane', () => {
+  const s = reduce(emptyState(RUN_ID), { type: 'hydrate', result: getRunSnapshot(5, 'completed') });
+  assert.equal(s.status, 'completed');
+  assert.equal(s.report, REPORT);
+  assert.equal(stepOf(s, 'security').items.length, 4);
+  assert.equal(elapsedMs(s, Date.parse('2030-01-01T00:00:00Z')), 12_000, 'elapsed is frozen at finishedAt');
+});
+
+test('a snapshot older than the live stream does not roll the stream back', () => {
+  const live = fold(fullRun().slice(0, 11)); // security up to seq 5
+  assert.equal(stepOf(live, 'security').lastSeq, 5);
+  const s = reduce(live, { type: 'hydrate', result: getRunSnapshot(2) });
+  assert.equal(stepOf(s, 'security').lastSeq, 5);
+  assert.equal(stepOf(s, 'security').items.length, 4);
+});
+
+test('terminal statuses never change again', () => {
+  let s = fold(fullRun());
+  s = reduce(s, n(step('security', 'running')));
+  assert.equal(stepOf(s, 'security').status, 'completed');
+  s = reduce(s, n(step('report', 'running', { runStatus: 'running' })));
+  assert.equal(s.status, 'completed');
+  s = reduce(s, { type: 'hydrate', result: getRunSnapshot(5, 'running') });
+  assert.equal(s.status, 'completed');
+  assert.equal(stepOf(s, 'security').status, 'completed');
+});
+
+test('a failed run keeps the error; a cancelled run has no report', () => {
+  const failed = fold([runStarted(), step('security', 'failed', { runStatus: 'failed', error: 'qwen exited with code 1' })]);
+  assert.equal(failed.status, 'failed');
+  assert.equal(failed.error, 'qwen exited with code 1');
+  assert.equal(stepOf(failed, 'security').error, 'qwen exited with code 1');
+  const cancelled = fold([runStarted(), step('security', 'cancelled', { runStatus: 'cancelled' })]);
+  assert.equal(cancelled.status, 'cancelled');
+  assert.equal(cancelled.report, null);
+});
+
+test('the pane follows the most recently active running step until the user picks one', () => {
+  let s = fold([runStarted(), step('security', 'running'), step('correctness', 'running')]);
+  s = reduce(s, n(stream('security', CHAT_SEC, 1, SEC_EVENTS[0])));
+  assert.equal(expandedStepId(s), 'security');
+  s = reduce(s, n(stream('correctness', CHAT_COR, 1, [{ type: 'text', text: 'x' }])));
+  assert.equal(expandedStepId(s), 'correctness');
+  s = reduce(s, { type: 'select', stepId: 'diff' });
+  s = reduce(s, n(stream('security', CHAT_SEC, 2, SEC_EVENTS[1])));
+  assert.equal(expandedStepId(s), 'diff', 'a user choice wins over activity');
+  s = reduce(s, { type: 'select', stepId: null });
+  assert.equal(expandedStepId(s), null, 'the user may collapse everything');
+  s = reduce(s, { type: 'follow' });
+  assert.equal(expandedStepId(s), 'security');
+});
+
+test('notifications of another run are ignored; unknown events and steps are tolerated', () => {
+  const other = { method: 'boo/stepUpdated', params: { runId: 'other', stepId: 'diff', status: 'failed' } } as Notification;
+  let s = fold([runStarted(), other]);
+  assert.equal(stepOf(s, 'diff').status, 'pending');
+  s = reduce(s, n(stream('security', CHAT_SEC, 1, [{ type: 'somethingNew', x: 1 } as never, { type: 'text', text: 'ok' }])));
+  assert.equal(textOf(s, 'security'), 'ok');
+  s = reduce(s, n(step('late-step', 'running', { label: 'A late step', wave: 9, kind: 'agent', agent: 'risk-analyst', chatId: 'c9' })));
+  const late = stepOf(s, 'late-step');
+  assert.equal(late.label, 'A late step');
+  assert.equal(s.steps[s.steps.length - 1].stepId, 'late-step');
+});
+
+test('a tool result without its call still shows; results pair with the latest call of that id', () => {
+  const items = appendEvents([], [
+    { type: 'toolResult', toolCallId: 'x', isError: true, content: 'denied' },
+    { type: 'toolCall', toolCallId: 'a', name: 'read_file', input: { absolute_path: '/p' } },
+    { type: 'text', text: '' },
+    { type: 'toolResult', toolCallId: 'a', isError: false, content: 'body' },
+  ]);
+  assert.equal(items.length, 2);
+  assert.equal(items[0].kind === 'tool' && items[0].result?.isError, true);
+  assert.equal(items[1].kind === 'tool' && items[1].result?.content, 'body');
+});
+
+test('derived values: tokens, elapsed, cache rate, summary', () => {
+  assert.equal(formatTokens(950), '950');
+  assert.equal(formatTokens(1250), '1.3k');
+  assert.equal(formatTokens(25_400), '25k');
+  assert.equal(formatElapsed(65_000), '1m 05s');
+  assert.equal(formatElapsed(null), '–');
+  assert.equal(cacheHitRate({ inputTokens: 1000, cacheReadTokens: 600 }), 0.6);
+  assert.equal(cacheHitRate({ inputTokens: 0, cacheReadTokens: 0 }), null);
+  const sum = reportSummary(REPORT);
+  assert.match(sum, /^# code-review/);
+  assert.match(sum, /stale entries after a failed write/);
+  assert.doesNotMatch(sum, /Verified findings/);
+  const live = fold([runStarted()], emptyState(RUN_ID));
+  assert.equal(elapsedMs(live, 4_000), 3_000, 'without timestamps, elapsed counts from when the run was seen');
+});
+
+// ---- recorded sequences from the real server (tests/vscode/fixtures) ----------------
+
+const FIXTURES = path.resolve(__dirname, '../../../tests/vscode/fixtures');
+const recorded = fs.existsSync(FIXTURES) ? fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.json')) : [];
+
+interface Recording {
+  runId: string;
+  notifications: Notification[];
+  getRun: GetRunResult;
+}
+
+for (const file of recorded) {
+  test(`recorded ${file}: folding the notifications gives what getRun rebuilds`, () => {
+    const rec = JSON.parse(fs.readFileSync(path.join(FIXTURES, file), 'utf8')) as Recording;
+    const ns = rec.notifications.filter((x) => x.params?.runId === rec.runId);
+    assert.ok(ns.length > 0, 'the recording has notifications');
+    assert.equal(ns[0].method, 'boo/runStarted', 'runStarted comes first');
+    const last = ns[ns.length - 1];
+    assert.equal(last.method, 'boo/stepUpdated', 'the last notification is a stepUpdated');
+    const live = fold(ns, emptyState(rec.runId));
+    const rebuilt = reduce(emptyState(rec.runId), { type: 'hydrate', result: rec.getRun });
+    assert.equal(live.status, rec.getRun.run.status);
+    assert.equal(live.report, rec.getRun.report);
+    assert.equal(live.stats.duplicates, 0);
+    assert.equal(live.needsResync, false, 'no gaps in a recorded stream');
+    assert.deepEqual(
+      live.steps.map((s) => [s.stepId, s.status, s.lastSeq]),
+      rebuilt.steps.map((s) => [s.stepId, s.status, s.lastSeq]),
+    );
+    for (const st of live.steps) {
+      const other = rebuilt.steps.find((x) => x.stepId === st.stepId)!;
+      assert.deepEqual(st.items, other.items, `stream of ${st.stepId} equals its transcript`);
+    }
+    // Replaying every notification twice changes nothing.
+    const twice = fold(ns.flatMap((x) => [x, x]), emptyState(rec.runId));
+    for (const st of twice.steps) assert.deepEqual(st.items, stepOf(live, st.stepId).items);
+  });
+}
