@@ -46,16 +46,21 @@ mkdir -p "$ROOT/artifacts/nvim"
 WORK="$(mktemp -d /tmp/boo-nvim-test.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
-# Pids whose environment holds this token (our spec's descendants, even the
-# ones that started their own session, e.g. LSP servers and agents).
+# Pids that belong to a spec: the environment holds its token (descendants,
+# even those that started their own session, e.g. LSP servers), or the
+# working directory is inside its private temp dir (agents run in the temp
+# project, whatever environment the server gives them).
 token_pids() {
-  local token="$1" env pid
+  local token="$1" dir="$2" env pid cwd
   for env in /proc/[0-9]*/environ; do
     pid="${env#/proc/}"; pid="${pid%/environ}"
     [ "$pid" = "$$" ] && continue
     if grep -qzx "BOO_NVIM_TEST_TOKEN=$token" "$env" 2>/dev/null; then
       echo "$pid"
+      continue
     fi
+    cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || continue
+    case "$cwd" in "$dir"|"$dir"/*) echo "$pid" ;; esac
   done
 }
 
@@ -70,7 +75,7 @@ for spec in "${specs[@]}"; do
   fi
   token="$(date +%s%N)-$RANDOM"
   home="$WORK/$name"
-  mkdir -p "$home/config" "$home/data" "$home/state" "$home/cache"
+  mkdir -p "$home/config" "$home/data" "$home/state" "$home/cache" "$home/tmp"
   out="$WORK/$name.out"
   results="$WORK/$name.results"
   : > "$results"
@@ -78,7 +83,7 @@ for spec in "${specs[@]}"; do
   # setsid: own session and process group (timeout keeps it as the group).
   env BOO_NVIM_TEST_TOKEN="$token" BOO_NVIM_RESULTS="$results" BOO_BIN="$BOO_BIN" BOO_FAKE_QWEN="$FAKE_QWEN" \
     XDG_CONFIG_HOME="$home/config" XDG_DATA_HOME="$home/data" XDG_STATE_HOME="$home/state" \
-    XDG_CACHE_HOME="$home/cache" \
+    XDG_CACHE_HOME="$home/cache" TMPDIR="$home/tmp" \
     setsid timeout --kill-after=5 "$SPEC_TIMEOUT" \
       "$NVIM" --headless -u NONE -i NONE -n -l "$spec" >"$out" 2>&1 </dev/null &
   pid=$!
@@ -90,7 +95,7 @@ for spec in "${specs[@]}"; do
   # Give stopped servers a moment to exit, then kill what is left.
   left=""
   for _ in $(seq 1 30); do
-    left="$(token_pids "$token")"
+    left="$(token_pids "$token" "$home")"
     [ -z "$left" ] && break
     sleep 0.1
   done
@@ -102,7 +107,7 @@ for spec in "${specs[@]}"; do
       kill -TERM "$p" 2>/dev/null
     done
     sleep 0.5
-    for p in $(token_pids "$token"); do
+    for p in $(token_pids "$token" "$home"); do
       pg="$(ps -o pgid= -p "$p" 2>/dev/null | tr -d ' ')"
       [ -n "$pg" ] && [ "$pg" != "0" ] && kill -KILL -- "-$pg" 2>/dev/null
       kill -KILL "$p" 2>/dev/null

@@ -139,6 +139,57 @@ end
 H.bin = vim.env.BOO_BIN or (H.repo .. '/target/debug/boo')
 H.fake_qwen = vim.env.BOO_FAKE_QWEN or (H.repo .. '/tests/fixtures/fake-qwen')
 
+--- Pids of processes whose working directory is `dir` or below (agents run
+--- in the project root), optionally only those whose command line has `needle`.
+function H.pids_in(dir, needle)
+  local out = {}
+  for _, name in ipairs(vim.fn.readdir('/proc')) do
+    if name:match('^%d+$') then
+      local cwd = vim.uv.fs_readlink('/proc/' .. name .. '/cwd')
+      if cwd and (cwd == dir or vim.startswith(cwd, dir .. '/')) then
+        local f = io.open('/proc/' .. name .. '/cmdline', 'rb')
+        local cmd = f and f:read('*a') or ''
+        if f then
+          f:close()
+        end
+        cmd = cmd:gsub('%z', ' ')
+        if not needle or cmd:find(needle, 1, true) then
+          out[#out + 1] = name .. ' ' .. cmd
+        end
+      end
+    end
+  end
+  return out
+end
+
+--- Replace vim.ui.select with a script: `pick(labels, items, opts)` returns
+--- the index to choose (nil cancels). Every call is recorded in H.selects.
+H.selects = {}
+function H.script_select(pick)
+  vim.ui.select = function(items, opts, on_choice)
+    opts = opts or {}
+    local labels = {}
+    for i, it in ipairs(items) do
+      labels[i] = opts.format_item and opts.format_item(it) or tostring(it)
+    end
+    table.insert(H.selects, { prompt = opts.prompt, labels = labels, items = items })
+    local idx = pick(labels, items, opts)
+    vim.schedule(function()
+      on_choice(idx and items[idx] or nil, idx)
+    end)
+  end
+end
+
+--- Index of the first label matching a Lua pattern (plain when plain=true).
+function H.find_label(labels, pat, plain)
+  for i, l in ipairs(labels) do
+    if l:find(pat, 1, plain) then
+      return i
+    end
+  end
+  error('no item matching ' .. pat .. ' in ' .. vim.inspect(labels), 2)
+end
+
 --- Set up the plugin against the real server and the fake qwen.
 function H.setup(extra)
   H.db = H.db or (H.tmpdir('db') .. '/boo.db')

@@ -1,0 +1,23 @@
+-- :checkhealth boo with the real binary.
+local H = dofile(vim.fn.fnamemodify((_G.arg and _G.arg[0]) or '', ':p:h') .. '/helpers.lua')
+H.require_server()
+
+H.test(':checkhealth boo: binary and version, boo doctor, endpoint variables, database', function()
+  H.setup({ env = { OPENAI_BASE_URL = 'http://127.0.0.1:9/v1', OPENAI_MODEL = 'fake-model', OPENAI_API_KEY = 'sk-test-abcd1234' } })
+  local version = vim.trim(vim.system({ H.bin, '--version' }, { text = true }):wait().stdout or '')
+  H.ok(version ~= '', 'boo --version prints something')
+  vim.cmd('checkhealth boo')
+  local text = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\n')
+  H.artifact('checkhealth', text)
+  H.contains(text, 'boo: server binary', 'binary section')
+  H.contains(text, 'OK ' .. version, 'version reported')
+  H.contains(text, 'boo: qwen CLI (boo doctor)', 'doctor section')
+  H.ok(text:find('`boo doctor` passed', 1, true) or text:find('`boo doctor` exited', 1, true), 'doctor ran')
+  H.contains(text, 'OPENAI_BASE_URL = http://127.0.0.1:9/v1 (setup env)', 'endpoint')
+  H.contains(text, 'OPENAI_API_KEY = …1234', 'key masked')
+  H.not_contains(text, 'sk-test-abcd1234', 'key never shown')
+  H.contains(text, H.db, 'database path')
+  H.not_contains(text, 'ERROR', 'no errors with the fake qwen')
+end)
+
+H.finish()
