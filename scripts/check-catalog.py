@@ -526,6 +526,10 @@ def check_flow(flow: Flow, persona_names: set[str], rep: Report) -> bool:
         extra = counts.get(band, 0) - counts.get("small", 0)
         if not lo <= extra <= hi:
             rep.add(file, f"band {band}", f"adds {extra} agent steps to small; must add {lo}-{hi}")
+        # a band that adds only signal-gated specialists equals the band below on a project without those signals
+        if not any(s.get("kind") == "agent" and s.get("band") == band and "when" not in s for s in flow.steps):
+            rep.add(file, f"band {band}", "adds no unconditional specialist; without its signals it would equal "
+                    "the band below")
     return len(rep.problems.get(file, [])) == before
 
 
@@ -790,6 +794,8 @@ SELFTEST_FLOW_BREAKS = [
     ("too few medium specialists", 'band = "medium"\nwhen', 'band = "large"\nwhen', "must add 2-3"),
     ("no security in small", 'persona = "adversarial-security-analyst"', 'persona = "junior-developer"',
      "cover security"),
+    ("only conditional specialists in large", 'band = "large"\nlabel = "Ops"',
+     'band = "large"\nwhen = "infrastructure"\nlabel = "Ops"', "no unconditional specialist"),
     ("conditional dependency", 'after = ["signals"]\nband = "large"\nlabel = "Ops"',
      'after = ["m2"]\nband = "large"\nlabel = "Ops"', "conditional step"),
 ]
