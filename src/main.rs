@@ -1,1 +1,188 @@
-fn main() {}
+//! boo: a multi-agent, read-only code-analysis server for editors.
+
+mod agent;
+mod catalog;
+mod cli;
+mod clock;
+mod codesteps;
+mod engine;
+mod evidence;
+mod export;
+mod lsp;
+mod model;
+mod report;
+mod runner;
+mod store;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "boo",
+    version,
+    about = "Read-only multi-agent code analysis flows, driven by the Qwen Code CLI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Speak the boo protocol (JSON-RPC, LSP framing) on stdin/stdout.
+    Serve {
+        /// Accepted for vscode-languageclient, which appends it.
+        #[arg(long)]
+        stdio: bool,
+    },
+    /// List the flows, grouped by category.
+    Flows {
+        /// Also load the project flows under ROOT/.boo/flows.
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Run a flow: live progress on stderr, the report on stdout.
+    Run {
+        flow: String,
+        question: String,
+        #[arg(long, default_value = "small")]
+        band: String,
+        #[arg(long)]
+        root: Option<PathBuf>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        fast: bool,
+    },
+    /// List past runs (newest first).
+    Runs {
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Every project's runs.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show a run: its steps and its report.
+    Show { run_id: String },
+    /// Print a run's report as Markdown or JSON.
+    Export {
+        run_id: String,
+        #[arg(long, default_value = "markdown")]
+        format: String,
+    },
+    /// Tool-call waterfall and token breakdown of a run.
+    Traces { run_id: String },
+    /// Remove ended runs older than a duration (e.g. 30d), with their steps, streams and traces.
+    Gc {
+        #[arg(long)]
+        older_than: String,
+    },
+    /// Check qwen, the model endpoint, the database and the sandbox.
+    Doctor,
+}
+
+fn init_logging(to_file: Option<PathBuf>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
+    if let Some(path) = to_file {
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            builder.with_writer(std::sync::Mutex::new(f)).init();
+            return;
+        }
+    }
+    builder.with_writer(std::io::stderr).init();
+}
+
+/// Moves the protocol stream off fd 1: fd 1 now points at stderr, so a stray print
+/// from any library lands in the log instead of corrupting the protocol. Returns the
+/// original stdout for the protocol writer.
+fn guard_stdout() -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain descriptor calls; the duplicated descriptor is owned by the File.
+    unsafe {
+        let proto = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if proto < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(std::fs::File::from_raw_fd(proto))
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let log_file = std::env::var_os("BOO_LOG_FILE").map(PathBuf::from);
+    let code = match cli.command {
+        Command::Serve { .. } => {
+            let proto = match guard_stdout() {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("boo: cannot guard stdout: {e}");
+                    std::process::exit(2);
+                }
+            };
+            init_logging(log_file);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("boo: cannot start the async runtime: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let code = rt.block_on(lsp::serve(tokio::fs::File::from_std(proto)));
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            code
+        }
+        other => {
+            init_logging(log_file);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("boo: cannot start the async runtime: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let code = rt.block_on(async move {
+                match other {
+                    Command::Flows { root } => cli::flows(root),
+                    Command::Run {
+                        flow,
+                        question,
+                        band,
+                        root,
+                        model,
+                        fast,
+                    } => cli::run(flow, question, band, root, model, fast).await,
+                    Command::Runs { root, all, limit } => cli::runs(root, all, limit).await,
+                    Command::Show { run_id } => cli::show(run_id).await,
+                    Command::Export { run_id, format } => cli::export(run_id, format).await,
+                    Command::Traces { run_id } => cli::traces(run_id).await,
+                    Command::Gc { older_than } => cli::gc(older_than).await,
+                    Command::Doctor => cli::doctor().await,
+                    Command::Serve { .. } => 2,
+                }
+            });
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            code
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,138 @@
+-- boo's SQLite schema: THE schema, applied at startup by `store::migrate`.
+-- Every statement is idempotent; `PRAGMA user_version` records what was applied, so
+-- applying this file twice is a no-op. Timestamps are RFC 3339 UTC text with
+-- milliseconds (sortable as text); `*_ms` columns are epoch milliseconds.
+
+-- One row per server (or CLI) process that may own runs.
+CREATE TABLE IF NOT EXISTS server_owners (
+  owner_id      TEXT PRIMARY KEY,
+  pid           INTEGER NOT NULL,
+  pid_start     INTEGER,               -- /proc/<pid>/stat start time, guards against pid reuse
+  host          TEXT NOT NULL,
+  started_at    TEXT NOT NULL,
+  heartbeat_ms  INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS flow_runs (
+  run_id        TEXT PRIMARY KEY,      -- UUID v7
+  flow          TEXT NOT NULL,
+  flow_title    TEXT,
+  band          TEXT NOT NULL
+    CONSTRAINT flow_runs_band_check CHECK (band IN ('small', 'medium', 'large')),
+  status        TEXT NOT NULL DEFAULT 'running'
+    CONSTRAINT flow_runs_status_check CHECK (status IN ('running', 'completed', 'failed', 'cancelled')),
+  project_id    TEXT NOT NULL,         -- the canonical root path
+  root          TEXT NOT NULL,
+  input         TEXT NOT NULL
+    CONSTRAINT flow_runs_input_check CHECK (
+      json_valid(input)
+      AND json_type(input, '$.question') = 'text'
+      AND length(trim(json_extract(input, '$.question'))) > 0),
+  model         TEXT,
+  plan          TEXT NOT NULL
+    CONSTRAINT flow_runs_plan_check CHECK (json_valid(plan)),
+  report        TEXT,                  -- Markdown, once the run ended
+  report_json   TEXT,
+  error         TEXT,
+  meta          TEXT,                  -- JSON: sandbox state, qwen version, ...
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  created_at    TEXT NOT NULL,
+  finished_at   TEXT,
+  CONSTRAINT flow_runs_finished_check CHECK ((status = 'running') = (finished_at IS NULL))
+);
+CREATE INDEX IF NOT EXISTS flow_runs_project_created ON flow_runs (project_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS flow_runs_status ON flow_runs (status);
+
+-- Who runs a run right now: one owner, kept alive by its heartbeat.
+CREATE TABLE IF NOT EXISTS run_leases (
+  run_id        TEXT PRIMARY KEY REFERENCES flow_runs (run_id) ON DELETE CASCADE,
+  owner_id      TEXT NOT NULL,
+  acquired_ms   INTEGER NOT NULL,
+  heartbeat_ms  INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS flow_steps (
+  id            INTEGER PRIMARY KEY,
+  run_id        TEXT NOT NULL REFERENCES flow_runs (run_id) ON DELETE CASCADE,
+  step_id       TEXT NOT NULL,
+  kind          TEXT NOT NULL
+    CONSTRAINT flow_steps_kind_check CHECK (kind IN ('agent', 'code')),
+  agent         TEXT NOT NULL,         -- persona (agent steps) or function (code steps)
+  label         TEXT NOT NULL,
+  wave          INTEGER NOT NULL CONSTRAINT flow_steps_wave_check CHECK (wave >= 1),
+  position      INTEGER NOT NULL,      -- order in the flow definition
+  chat_id       TEXT,                  -- UUID of the current attempt's stream
+  status        TEXT NOT NULL DEFAULT 'pending'
+    CONSTRAINT flow_steps_status_check
+    CHECK (status IN ('pending', 'running', 'completed', 'failed', 'skipped', 'cancelled')),
+  attempt       INTEGER NOT NULL DEFAULT 0,
+  output        TEXT,                  -- the FULL output, never truncated
+  error         TEXT,
+  fatal         INTEGER NOT NULL DEFAULT 0,
+  started_at    TEXT,
+  finished_at   TEXT,
+  input_tokens      INTEGER NOT NULL DEFAULT 0,
+  output_tokens     INTEGER NOT NULL DEFAULT 0,
+  cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+  total_tokens      INTEGER NOT NULL DEFAULT 0,
+  agent_pid     INTEGER,               -- the agent's process group leader while it runs
+  agent_pid_start INTEGER,             -- its /proc start time (pid reuse guard)
+  meta          TEXT,                  -- JSON: qwen version, offered tools, sandbox, exit code
+  CONSTRAINT flow_steps_run_step_unique UNIQUE (run_id, step_id)
+);
+CREATE INDEX IF NOT EXISTS flow_steps_run_status ON flow_steps (run_id, status);
+
+-- Every StreamEvent of a step, in the batches the clients saw, with their seq.
+CREATE TABLE IF NOT EXISTS agent_snapshots (
+  chat_id       TEXT NOT NULL,
+  seq           INTEGER NOT NULL CONSTRAINT agent_snapshots_seq_check CHECK (seq >= 1),
+  run_id        TEXT NOT NULL REFERENCES flow_runs (run_id) ON DELETE CASCADE,
+  step_id       TEXT NOT NULL,
+  events        TEXT NOT NULL CONSTRAINT agent_snapshots_events_check CHECK (json_valid(events)),
+  created_ms    INTEGER NOT NULL,
+  PRIMARY KEY (chat_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS agent_snapshots_run ON agent_snapshots (run_id, step_id);
+
+-- Every tool call of every agent step.
+CREATE TABLE IF NOT EXISTS tool_traces (
+  seq           INTEGER PRIMARY KEY,   -- insertion order: the stable pagination key
+  trace_id      TEXT NOT NULL UNIQUE,
+  run_id        TEXT NOT NULL REFERENCES flow_runs (run_id) ON DELETE CASCADE,
+  step_id       TEXT NOT NULL,
+  chat_id       TEXT NOT NULL,
+  tool_call_id  TEXT NOT NULL,
+  tool          TEXT NOT NULL,
+  turn          INTEGER NOT NULL DEFAULT 0,
+  input         TEXT NOT NULL,         -- JSON
+  output        TEXT,                  -- capped; output_bytes is the full size
+  output_bytes  INTEGER,
+  started_at    TEXT NOT NULL,
+  started_ms    INTEGER NOT NULL,
+  finished_at   TEXT,
+  latency_ms    INTEGER,
+  outcome       TEXT CONSTRAINT tool_traces_outcome_check CHECK (outcome IN ('ok', 'error', 'denied')),
+  error         TEXT,
+  input_tokens      INTEGER,
+  output_tokens     INTEGER,
+  cache_read_tokens INTEGER,
+  total_tokens      INTEGER
+);
+CREATE INDEX IF NOT EXISTS tool_traces_run_seq ON tool_traces (run_id, seq);
+CREATE INDEX IF NOT EXISTS tool_traces_run_step_seq ON tool_traces (run_id, step_id, seq);
+
+-- Usage of every model turn of every agent step.
+CREATE TABLE IF NOT EXISTS turn_usage (
+  chat_id       TEXT NOT NULL,
+  turn          INTEGER NOT NULL,
+  run_id        TEXT NOT NULL REFERENCES flow_runs (run_id) ON DELETE CASCADE,
+  step_id       TEXT NOT NULL,
+  input_tokens      INTEGER NOT NULL,
+  output_tokens     INTEGER NOT NULL,
+  cache_read_tokens INTEGER NOT NULL,
+  total_tokens      INTEGER NOT NULL,
+  PRIMARY KEY (chat_id, turn)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS turn_usage_run ON turn_usage (run_id, step_id);
+
+PRAGMA user_version = 1;

@@ -1,0 +1,104 @@
+//! Process-group plumbing for agent processes: start in a new group that dies with us,
+//! stop the whole group (TERM, grace, KILL), and recognise a recorded group after a
+//! crash without being fooled by pid reuse.
+
+use std::time::Duration;
+
+/// The start time of a process (field 22 of `/proc/<pid>/stat`), to tell a recorded
+/// process from a later one that reused its pid.
+pub fn pid_start_time(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when `pid` is alive and is the same process that was recorded.
+pub fn same_process(pid: i64, recorded_start: Option<i64>) -> bool {
+    match (pid_start_time(pid), recorded_start) {
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// Sends `sig` to every process of group `pgid`. Errors (e.g. the group is empty) are ignored.
+pub fn signal_group(pgid: i64, sig: i32) {
+    if pgid > 1 {
+        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+        unsafe {
+            libc::kill(-(pgid as libc::pid_t), sig);
+        }
+    }
+}
+
+/// True while any process of the group exists.
+pub fn group_alive(pgid: i64) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(-(pgid as libc::pid_t), 0) == 0 }
+}
+
+/// TERM the group, give it `grace`, then KILL whatever is left.
+pub async fn stop_group(pgid: i64, grace: Duration) {
+    signal_group(pgid, libc::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    while group_alive(pgid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    signal_group(pgid, libc::SIGKILL);
+}
+
+/// Kills a group recorded by an earlier server if its leader is still the same process.
+/// Members whose leader is already gone are found by their process group id.
+pub fn kill_stale_group(pgid: i64, recorded_start: Option<i64>) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    let leader_same = same_process(pgid, recorded_start);
+    let leader_gone = pid_start_time(pgid).is_none();
+    if leader_same || (leader_gone && group_alive(pgid)) {
+        signal_group(pgid, libc::SIGKILL);
+        return true;
+    }
+    false
+}
+
+/// Configures a command so its process starts a new process group and receives
+/// SIGKILL if the thread that started it (and so this server) dies.
+pub fn harden_child(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // async-signal-safe functions (prctl, getppid).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // If the parent died before prctl took effect, do not run orphaned.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("parent exited"));
+            }
+            Ok(())
+        });
+    }
+    cmd.kill_on_drop(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_identifies_a_process() {
+        let me = std::process::id() as i64;
+        let t = pid_start_time(me);
+        assert!(t.is_some());
+        assert!(same_process(me, t));
+        assert!(!same_process(me, t.map(|x| x + 1)));
+        assert!(!same_process(999_999_999, None));
+    }
+}

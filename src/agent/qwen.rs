@@ -1,0 +1,476 @@
+//! The qwen backend: runs `qwen` headless in plan mode with stream-json output, parses
+//! its events, enforces a deadline, and turns every way it can end into a clear result.
+
+use super::parse::{is_denial, Parsed, StreamParser};
+use super::process::{harden_child, pid_start_time, stop_group};
+use super::{
+    AgentBackend, AgentError, AgentEvent, AgentInfo, AgentOutcome, AgentRequest, BoxFuture,
+    Unavailable,
+};
+use crate::model::{StreamEvent, Usage};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The oldest qwen release boo drives.
+pub const MIN_VERSION: (u32, u32, u32) = (0, 24, 0);
+/// The release boo is tested with; `boo doctor` suggests installing it.
+pub const TESTED_VERSION: &str = "0.24.4";
+/// A prompt longer than this goes through stdin (one argv string is capped at 128 KiB).
+const ARGV_PROMPT_LIMIT: usize = 100 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct QwenConfig {
+    /// `BOO_QWEN` / `qwenPath`, or `qwen` to search on PATH.
+    pub program: String,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub model: Option<String>,
+    /// boo's data directory; agent scratch space (QWEN_HOME) lives under it.
+    pub data_dir: PathBuf,
+}
+
+impl QwenConfig {
+    pub fn from_env(data_dir: PathBuf) -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        QwenConfig {
+            program: var("BOO_QWEN").unwrap_or_else(|| "qwen".into()),
+            base_url: var("OPENAI_BASE_URL"),
+            api_key: var("OPENAI_API_KEY"),
+            model: var("OPENAI_MODEL"),
+            data_dir,
+        }
+    }
+}
+
+pub struct QwenBackend {
+    pub config: QwenConfig,
+    checked: Mutex<Option<(PathBuf, SystemTime, AgentInfo)>>,
+}
+
+/// Finds the executable: a path as given, or the first match on PATH.
+pub fn resolve_program(program: &str) -> Result<PathBuf, Unavailable> {
+    let install = format!(
+        "install it with `npm install -g @qwen-code/qwen-code@{TESTED_VERSION}` (Node 22 or newer), or set BOO_QWEN to its path"
+    );
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        if !p.exists() {
+            return Err(Unavailable(format!(
+                "the qwen CLI was not found at {program} (from BOO_QWEN or qwenPath): {install}"
+            )));
+        }
+        return check_executable(&p).map(|_| p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let cand = dir.join(program);
+        if cand.is_file() {
+            return check_executable(&cand).map(|_| cand);
+        }
+    }
+    Err(Unavailable(format!(
+        "the qwen CLI ({program}) was not found on PATH: {install}"
+    )))
+}
+
+fn check_executable(p: &Path) -> Result<(), Unavailable> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(p)
+        .map_err(|e| Unavailable(format!("cannot read {}: {e}", p.display())))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(Unavailable(format!(
+            "{} is not an executable file: run `chmod +x {}` or point BOO_QWEN at the qwen launcher",
+            p.display(),
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Extracts `x.y.z` from `qwen --version` output.
+pub fn parse_version(out: &str) -> Option<(u32, u32, u32)> {
+    out.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find_map(|tok| {
+            let mut it = tok.split('.');
+            let a = it.next()?.parse().ok()?;
+            let b = it.next()?.parse().ok()?;
+            let c = it.next()?.parse().ok()?;
+            Some((a, b, c))
+        })
+}
+
+impl QwenBackend {
+    pub fn new(config: QwenConfig) -> Self {
+        QwenBackend {
+            config,
+            checked: Mutex::new(None),
+        }
+    }
+
+    async fn check_now(&self) -> Result<AgentInfo, Unavailable> {
+        let path = resolve_program(&self.config.program)?;
+        let mtime = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        if let Ok(guard) = self.checked.lock() {
+            if let Some((p, t, info)) = guard.as_ref() {
+                if *p == path && *t == mtime {
+                    return Ok(info.clone());
+                }
+            }
+        }
+        let mut cmd = tokio::process::Command::new(&path);
+        cmd.arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+            .await
+            .map_err(|_| {
+                Unavailable(format!(
+                    "`{} --version` did not answer within 20 s: check the installation",
+                    path.display()
+                ))
+            })?
+            .map_err(|e| Unavailable(format!("cannot run {}: {e}", path.display())))?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let Some(v) = parse_version(&text) else {
+            return Err(Unavailable(format!(
+                "`{} --version` printed {:?}, not a version: is this the Qwen Code CLI? Install @qwen-code/qwen-code@{TESTED_VERSION}",
+                path.display(),
+                text.trim()
+            )));
+        };
+        if v < MIN_VERSION {
+            return Err(Unavailable(format!(
+                "qwen {}.{}.{} at {} is too old: boo needs {}.{}.{} or newer; run `npm install -g @qwen-code/qwen-code@{TESTED_VERSION}`",
+                v.0, v.1, v.2,
+                path.display(),
+                MIN_VERSION.0, MIN_VERSION.1, MIN_VERSION.2
+            )));
+        }
+        let info = AgentInfo {
+            path: path.clone(),
+            version: format!("{}.{}.{}", v.0, v.1, v.2),
+        };
+        if let Ok(mut guard) = self.checked.lock() {
+            *guard = Some((path, mtime, info.clone()));
+        }
+        Ok(info)
+    }
+
+    async fn run_inner(
+        &self,
+        req: AgentRequest,
+        events: mpsc::UnboundedSender<AgentEvent>,
+        cancel: CancellationToken,
+    ) -> Result<AgentOutcome, AgentError> {
+        let fail = |message: String, meta: serde_json::Value| AgentError::Failed { message, meta };
+        let info = self.check_now().await.map_err(|e| fail(e.0, json!({})))?;
+        let home = self.config.data_dir.join("agents").join(&req.chat_id);
+        let qwen_home = home.join("qwen-home");
+        let tmp = home.join("tmp");
+        for d in [&qwen_home, &tmp] {
+            std::fs::create_dir_all(d).map_err(|e| {
+                fail(
+                    format!(
+                        "cannot create the agent's scratch directory {}: {e}",
+                        d.display()
+                    ),
+                    json!({}),
+                )
+            })?;
+        }
+        let model = req.model.clone().or_else(|| self.config.model.clone());
+        let mut cmd = tokio::process::Command::new(&info.path);
+        cmd.args([
+            "--approval-mode",
+            "plan",
+            "--output-format",
+            "stream-json",
+            "--include-partial-messages",
+            "--auth-type",
+            "openai",
+        ]);
+        cmd.arg("--max-wall-time")
+            .arg(format!("{}s", req.deadline.as_secs().max(1)));
+        if let Some(m) = &model {
+            cmd.arg("--model").arg(m);
+        }
+        let via_stdin = req.prompt.len() > ARGV_PROMPT_LIMIT;
+        if via_stdin {
+            cmd.arg("-p")
+                .arg("The complete task for this step is given on standard input.");
+        } else {
+            cmd.arg("-p").arg(&req.prompt);
+        }
+        cmd.current_dir(&req.root)
+            .env("QWEN_HOME", &qwen_home)
+            .env("TMPDIR", &tmp)
+            .env("BOO_RUN_ID", &req.run_id)
+            .env("BOO_STEP_ID", &req.step_id)
+            .env("BOO_CHAT_ID", &req.chat_id)
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_MODEL");
+        // The endpoint comes from boo's configuration only, never from a repository's .env.
+        if let Some(u) = &self.config.base_url {
+            cmd.env("OPENAI_BASE_URL", u);
+        }
+        if let Some(k) = &self.config.api_key {
+            cmd.env("OPENAI_API_KEY", k);
+        }
+        if let Some(m) = &model {
+            cmd.env("OPENAI_MODEL", m);
+        }
+        cmd.stdin(if via_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        harden_child(&mut cmd);
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| {
+            fail(
+                format!("cannot start qwen ({}): {e}", info.path.display()),
+                json!({}),
+            )
+        })?;
+        let pid = child.id().map(|p| p as i64).unwrap_or(0);
+        let _ = events.send(AgentEvent::Started {
+            pid,
+            pid_start: pid_start_time(pid),
+        });
+        if let Some(mut stdin) = child.stdin.take() {
+            let prompt = req.prompt.clone();
+            tokio::spawn(async move {
+                let _ = stdin.write_all(prompt.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            });
+        }
+        let mut stderr_tail = String::new();
+        let stderr_task = child.stderr.take().map(|mut e| {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match e.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            buf.extend_from_slice(&chunk[..n]);
+                            if buf.len() > 16 * 1024 {
+                                buf.drain(..buf.len() - 8 * 1024);
+                            }
+                        }
+                    }
+                }
+                String::from_utf8_lossy(&buf).to_string()
+            })
+        });
+        let Some(stdout) = child.stdout.take() else {
+            stop_group(pid, Duration::from_millis(200)).await;
+            return Err(fail("qwen started without a stdout pipe".into(), json!({})));
+        };
+        let mut lines = BufReader::with_capacity(64 * 1024, stdout);
+        let mut parser = StreamParser::new();
+        let mut result = None;
+        let mut meta =
+            json!({ "qwenVersion": info.version, "qwenPath": info.path.display().to_string() });
+        let mut usage = Usage::default();
+        let mut denials: Vec<String> = Vec::new();
+        let deadline = tokio::time::sleep(req.deadline);
+        tokio::pin!(deadline);
+        let mut buf = Vec::with_capacity(8192);
+        enum End {
+            Eof,
+            Cancelled,
+            Deadline,
+        }
+        let end = loop {
+            buf.clear();
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break End::Cancelled,
+                _ = &mut deadline => break End::Deadline,
+                r = lines.read_until(b'\n', &mut buf) => {
+                    match r {
+                        Ok(0) | Err(_) => break End::Eof,
+                        Ok(_) => {
+                            let line = String::from_utf8_lossy(&buf);
+                            for p in parser.feed(&line) {
+                                match p {
+                                    Parsed::Init { version, tools, model, permission_mode } => {
+                                        meta["offeredTools"] = json!(tools);
+                                        meta["permissionMode"] = json!(permission_mode);
+                                        if let Some(v) = &version { meta["qwenVersion"] = json!(v); }
+                                        let _ = events.send(AgentEvent::Init { version, tools, model });
+                                    }
+                                    Parsed::Stream(ev) => {
+                                        if let StreamEvent::ToolResult { tool_call_id, content, is_error: true } = &ev {
+                                            if is_denial(content) { denials.push(tool_call_id.clone()); }
+                                        }
+                                        let _ = events.send(AgentEvent::Stream(ev));
+                                    }
+                                    Parsed::Turn { turn, usage: u } => {
+                                        usage.add(&u);
+                                        let _ = events.send(AgentEvent::Turn { turn, usage: u });
+                                    }
+                                    Parsed::Result(r) => result = Some(r),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let elapsed = started.elapsed();
+        match end {
+            End::Cancelled => {
+                stop_group(pid, Duration::from_secs(2)).await;
+                let _ = child.wait().await;
+                return Err(AgentError::Cancelled);
+            }
+            End::Deadline => {
+                stop_group(pid, Duration::from_secs(2)).await;
+                let _ = child.wait().await;
+                let endpoint = self.config.base_url.as_deref().unwrap_or("(not set)");
+                return Err(fail(
+                    format!(
+                        "qwen did not finish within its deadline of {}s and was stopped. If it produced no output, the model endpoint is probably unreachable: check OPENAI_BASE_URL ({endpoint}) and that the model server is up.",
+                        req.deadline.as_secs()
+                    ),
+                    meta,
+                ));
+            }
+            End::Eof => {}
+        }
+        // stdout closed: wait for the launcher, bounded, then make sure no process of the group survives.
+        let status = tokio::select! {
+            s = child.wait() => s.ok(),
+            _ = tokio::time::sleep(Duration::from_secs(5)) => None,
+            _ = cancel.cancelled() => None,
+        };
+        stop_group(pid, Duration::from_millis(500)).await;
+        let status = match status {
+            Some(s) => Some(s),
+            None => child.wait().await.ok(),
+        };
+        if let Some(t) = stderr_task {
+            stderr_tail = t.await.unwrap_or_default();
+        }
+        let code = status.and_then(|s| s.code());
+        let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+        meta["exitCode"] = json!(code);
+        meta["durationMs"] = json!(elapsed.as_millis() as u64);
+        meta["skippedLines"] = json!(parser.skipped_lines);
+        if !denials.is_empty() {
+            meta["deniedToolCalls"] = json!(denials);
+        }
+        let tail = stderr_tail
+            .lines()
+            .rev()
+            .filter(|l| !l.trim().is_empty())
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !tail.is_empty() {
+            meta["stderrTail"] = json!(tail);
+        }
+        if cancel.is_cancelled() {
+            return Err(AgentError::Cancelled);
+        }
+        match result {
+            Some(r) if !r.is_error => {
+                if let Some(n) = r.num_turns {
+                    meta["numTurns"] = json!(n);
+                }
+                if usage.is_zero() {
+                    usage = r.usage;
+                }
+                let text = r
+                    .text
+                    .filter(|t| !t.trim().is_empty())
+                    .unwrap_or_else(|| parser.last_text.clone());
+                Ok(AgentOutcome {
+                    output: text,
+                    usage,
+                    meta,
+                })
+            }
+            Some(r) => {
+                let msg = r
+                    .error
+                    .or(r.text)
+                    .unwrap_or_else(|| format!("qwen reported an error ({})", r.subtype));
+                Err(fail(format!("qwen failed: {msg}"), meta))
+            }
+            None => {
+                let why = match (code, signal) {
+                    (Some(53), _) => "qwen stopped: the session reached its turn limit (--max-session-turns, exit 53) before answering".to_string(),
+                    (Some(55), _) => "qwen stopped: the session reached its wall-time limit (--max-wall-time, exit 55) before answering".to_string(),
+                    (_, Some(sig)) => format!("qwen crashed (killed by signal {sig}) before it finished"),
+                    (Some(0), _) => "qwen exited without a result line".to_string(),
+                    (Some(c), _) => format!("qwen exited with code {c} without a result"),
+                    (None, None) => "qwen ended without a result".to_string(),
+                };
+                let msg = if tail.is_empty() {
+                    why
+                } else {
+                    format!("{why}; its last error output:\n{tail}")
+                };
+                Err(fail(msg, meta))
+            }
+        }
+    }
+}
+
+impl AgentBackend for QwenBackend {
+    fn check(&self) -> BoxFuture<'_, Result<AgentInfo, Unavailable>> {
+        Box::pin(self.check_now())
+    }
+
+    fn run(
+        &self,
+        req: AgentRequest,
+        events: mpsc::UnboundedSender<AgentEvent>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<AgentOutcome, AgentError>> {
+        Box::pin(self.run_inner(req, events, cancel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("0.24.4\n"), Some((0, 24, 4)));
+        assert_eq!(parse_version("qwen version 1.2.3 (abc)"), Some((1, 2, 3)));
+        assert_eq!(parse_version("nothing"), None);
+        assert!(parse_version("0.23.9").unwrap() < MIN_VERSION);
+    }
+
+    #[test]
+    fn missing_program_says_how_to_install() {
+        let e = resolve_program("/nonexistent/qwen").unwrap_err();
+        assert!(
+            e.0.contains("npm install -g @qwen-code/qwen-code@0.24.4"),
+            "{e}"
+        );
+        let e = resolve_program("definitely-not-a-qwen-binary").unwrap_err();
+        assert!(e.0.contains("PATH"), "{e}");
+    }
+}

@@ -1,0 +1,176 @@
+use super::*;
+
+fn personas() -> BTreeMap<String, Persona> {
+    let p = parse_persona(
+        "personas/test-engineer.md",
+        "---\nname: test-engineer\ntitle: Test Engineer\nlens: what the tests prove\n---\n\nBrief.\n",
+    )
+    .unwrap();
+    [(p.name.clone(), p)].into()
+}
+
+const GOOD: &str = r#"
+name = "mini"
+title = "Mini"
+category = "review"
+description = "d"
+
+[[steps]]
+id = "signals"
+kind = "code"
+function = "signals"
+
+[[steps]]
+id = "t"
+kind = "agent"
+persona = "test-engineer"
+after = ["signals"]
+when = "tests"
+prompt = "Look."
+
+[[steps]]
+id = "u"
+kind = "agent"
+persona = "test-engineer"
+after = ["signals"]
+prompt = "Look."
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    parse_flow("flows/mini.toml", text, &personas())
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+#[test]
+fn a_good_flow_loads() {
+    let f = parse_flow("flows/mini.toml", GOOD, &personas()).unwrap();
+    assert_eq!(f.steps.len(), 3);
+    assert_eq!(f.category, Category::Review);
+}
+
+#[test]
+fn every_mistake_names_the_file_and_field() {
+    let e = errors(&GOOD.replace(
+        "persona = \"test-engineer\"\nafter = [\"signals\"]\nwhen",
+        "persona = \"ghost\"\nafter = [\"signals\"]\nwhen",
+    ));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("flows/mini.toml") && e.contains("persona") && e.contains("ghost")),
+        "{e:?}"
+    );
+    let e = errors(&GOOD.replace("after = [\"signals\"]\nprompt", "after = [\"u\"]\nprompt"));
+    assert!(e.iter().any(|e| e.contains("cycle")), "{e:?}");
+    let e = errors(&GOOD.replace("id = \"u\"", "id = \"t\""));
+    assert!(e.iter().any(|e| e.contains("duplicate step id")), "{e:?}");
+    let e = errors(&GOOD.replace("function = \"signals\"", "function = \"rm_rf\""));
+    assert!(
+        e.iter().any(|e| e.contains("unknown code function")),
+        "{e:?}"
+    );
+    let e = errors(&GOOD.replace("when = \"tests\"", "when = \"tests\"\nband = \"huge\""));
+    assert!(
+        e.iter().any(|e| e.contains("band") && e.contains("huge")),
+        "{e:?}"
+    );
+    let e = errors(&GOOD.replace("when = \"tests\"", "when = \"weather\""));
+    assert!(e.iter().any(|e| e.contains("unknown signal")), "{e:?}");
+    let e = errors(&GOOD.replace("category = \"review\"", "category = \"fun\""));
+    assert!(e.iter().any(|e| e.contains("category")), "{e:?}");
+    let e = errors("name = ");
+    assert!(
+        e.iter().any(|e| e.contains("not a valid flow file")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_small_step_cannot_depend_on_a_larger_band() {
+    let text = GOOD.replace("id = \"u\"\nkind = \"agent\"", "id = \"u\"\nband = \"large\"\nkind = \"agent\"")
+        + "\n[[steps]]\nid = \"v\"\nkind = \"agent\"\npersona = \"test-engineer\"\nafter = [\"u\"]\nprompt = \"x\"\n";
+    let e = errors(&text);
+    assert!(e.iter().any(|e| e.contains("larger band")), "{e:?}");
+}
+
+#[test]
+fn one_broken_file_never_hides_the_others() {
+    let cat = Catalog::from_sources(
+        &[(
+            "personas/test-engineer.md".into(),
+            "---\nname: test-engineer\ntitle: T\nlens: l\n---\nbody".into(),
+        )],
+        &[
+            ("flows/mini.toml".into(), GOOD.into()),
+            ("flows/broken.toml".into(), "name = 3".into()),
+        ],
+    );
+    assert!(cat.flows.contains_key("mini"));
+    assert_eq!(cat.errors.len(), 1);
+    assert!(cat.errors[0].file.contains("broken"));
+}
+
+#[test]
+fn personas_need_front_matter() {
+    assert!(parse_persona("personas/x.md", "no front matter").is_err());
+    let e = parse_persona(
+        "personas/x.md",
+        "---\nname: y\ntitle: T\nlens: l\n---\nbody",
+    )
+    .unwrap_err();
+    assert!(e.iter().any(|e| e.field == "name"));
+}
+
+#[test]
+fn the_builtin_catalog_is_complete_and_valid() {
+    let cat = Catalog::builtin();
+    assert!(cat.errors.is_empty(), "catalog errors: {:#?}", cat.errors);
+    assert_eq!(cat.personas.len(), 23, "{:?}", cat.personas.keys());
+    assert!(cat.flows.len() >= 10);
+    for c in Category::ALL {
+        assert!(
+            cat.flows.values().any(|f| f.category == c),
+            "no flow in {c:?}"
+        );
+    }
+    let mut used: BTreeSet<&str> = BTreeSet::new();
+    for f in cat.flows.values() {
+        for b in Band::ALL {
+            let p = engine::plan(f, b).unwrap_or_else(|e| panic!("{} at {b}: {e}", f.name));
+            assert!(p.waves() >= 2, "{} has fewer than two waves at {b}", f.name);
+        }
+        // small ⊆ medium ⊆ large
+        let s = engine::roster(f, Band::Small).len();
+        let m = engine::roster(f, Band::Medium).len();
+        let l = engine::roster(f, Band::Large).len();
+        assert!(s <= m && m <= l);
+        for st in &f.steps {
+            if st.kind == StepKind::Agent {
+                used.insert(st.agent.as_str());
+            }
+        }
+    }
+    for p in cat.personas.keys() {
+        assert!(used.contains(p.as_str()), "persona {p} is used by no flow");
+    }
+}
+
+#[test]
+fn project_flows_add_to_and_override_the_builtin_ones() {
+    let dir = std::env::temp_dir().join(format!("boo-cat-{}", std::process::id()));
+    let flows = dir.join(".boo/flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let own = GOOD
+        .replace("name = \"mini\"", "name = \"code-review\"")
+        .replace("title = \"Mini\"", "title = \"Our review\"");
+    std::fs::write(flows.join("code-review.toml"), own).unwrap();
+    std::fs::write(flows.join("bad.toml"), "name = 1").unwrap();
+    let cat = Catalog::for_root(&dir);
+    assert_eq!(cat.flow("code-review").unwrap().title, "Our review");
+    assert!(cat.flow("security-review").is_some());
+    assert!(cat.errors.iter().any(|e| e.file.ends_with("bad.toml")));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,709 @@
+//! The command line: the same engine as the server, without an editor.
+
+use crate::agent::qwen::{resolve_program, QwenBackend, QwenConfig, TESTED_VERSION};
+use crate::agent::{AgentBackend, BoxFuture};
+use crate::catalog::Catalog;
+use crate::clock;
+use crate::model::{Band, Category, RunStatus, StepStatus, StreamEvent, TraceOutcome, Usage};
+use crate::runner::outbox::{self, Outgoing, Transport};
+use crate::runner::{LaunchError, LaunchRequest, RunnerConfig, Supervisor};
+use crate::store::{self, queries, Store};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn open_store() -> Result<Store, i32> {
+    let path = store::default_db_path();
+    Store::open(&path).map_err(|e| {
+        eprintln!("boo: cannot open the database {}: {e}", path.display());
+        1
+    })
+}
+
+pub fn flows(root: Option<PathBuf>) -> i32 {
+    let cat = match &root {
+        Some(r) => Catalog::for_root(r),
+        None => Catalog::builtin(),
+    };
+    let mut out = String::new();
+    for cat_name in Category::ALL {
+        let flows: Vec<_> = cat
+            .flows
+            .values()
+            .filter(|f| f.category == cat_name)
+            .collect();
+        if flows.is_empty() {
+            continue;
+        }
+        let mut title = cat_name.as_str().to_string();
+        title[..1].make_ascii_uppercase();
+        out.push_str(&format!("{title}\n"));
+        for f in flows {
+            let sizes: Vec<String> = Band::ALL
+                .iter()
+                .map(|b| {
+                    let n = crate::engine::roster(f, *b)
+                        .iter()
+                        .filter(|s| s.kind == crate::model::StepKind::Agent)
+                        .count();
+                    format!("{}:{n}", &b.as_str()[..1])
+                })
+                .collect();
+            out.push_str(&format!(
+                "  {:<24} {}  [agents {}]\n",
+                f.name,
+                f.description.lines().next().unwrap_or(""),
+                sizes.join(" ")
+            ));
+        }
+        out.push('\n');
+    }
+    print!("{out}");
+    for e in &cat.errors {
+        eprintln!("boo: catalog problem: {e}");
+    }
+    if cat.errors.is_empty() {
+        0
+    } else {
+        1
+    }
+}
+
+/// Prints run progress on stderr.
+struct CliTransport {
+    started: Instant,
+    run_id: Option<String>,
+    steps: HashMap<String, String>,
+    text_chars: HashMap<String, usize>,
+}
+
+impl CliTransport {
+    fn line(&self, s: &str) {
+        let el = self.started.elapsed().as_secs_f64();
+        eprintln!("[{el:>6.1}s] {s}");
+    }
+}
+
+impl Transport for CliTransport {
+    fn deliver(&mut self, msg: Outgoing) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match msg {
+                Outgoing::RunStarted(m) => {
+                    self.run_id = Some(m.run_id.clone());
+                    let waves = m.steps.iter().map(|s| s.wave).max().unwrap_or(0);
+                    self.line(&format!(
+                        "run {} · {} · band {} · {} steps in {} waves{}",
+                        m.run_id,
+                        m.flow,
+                        m.band,
+                        m.steps.len(),
+                        waves,
+                        if m.resumed { " (resumed)" } else { "" }
+                    ));
+                    for s in m.steps {
+                        self.steps.insert(s.step_id.clone(), s.agent.clone());
+                    }
+                }
+                Outgoing::StepUpdated(u) => {
+                    let agent = self.steps.get(&u.step_id).cloned().unwrap_or_default();
+                    if let Some(st) = u.status {
+                        let glyph = match st {
+                            StepStatus::Running => "▶",
+                            StepStatus::Completed => "✓",
+                            StepStatus::Failed => "✗",
+                            StepStatus::Skipped => "·",
+                            StepStatus::Cancelled => "■",
+                            StepStatus::Pending => " ",
+                        };
+                        let mut s = format!("{glyph} {} ({agent}) {}", u.step_id, st.as_str());
+                        if let Some(us) = u.usage {
+                            if us.total_tokens > 0 {
+                                s.push_str(&format!(
+                                    " · {} in / {} out tokens",
+                                    us.input_tokens, us.output_tokens
+                                ));
+                            }
+                        }
+                        if st == StepStatus::Failed {
+                            if let Some(e) = &u.error {
+                                s.push_str(&format!(" · {}", e.lines().next().unwrap_or("")));
+                            }
+                        }
+                        self.line(&s);
+                    }
+                    if let Some(rs) = u.run_status {
+                        let tokens = u.run_usage.map(|x| x.total_tokens).unwrap_or(0);
+                        self.line(&format!("run {} · {tokens} tokens", rs.as_str()));
+                        if let Some(e) = u.run_error {
+                            self.line(&format!("  {e}"));
+                        }
+                    }
+                }
+                Outgoing::Stream(s) => {
+                    for e in &s.events {
+                        match e {
+                            StreamEvent::ToolCall { name, input, .. } => {
+                                let arg = input
+                                    .as_object()
+                                    .and_then(|o| o.values().find_map(|v| v.as_str()))
+                                    .unwrap_or("");
+                                self.line(&format!(
+                                    "  {} → {name} {}",
+                                    s.step_id,
+                                    arg.chars().take(80).collect::<String>()
+                                ));
+                            }
+                            StreamEvent::Text { text } => {
+                                *self.text_chars.entry(s.step_id.clone()).or_default() +=
+                                    text.len();
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        })
+    }
+}
+
+pub async fn run(
+    flow: String,
+    question: String,
+    band: String,
+    root: Option<PathBuf>,
+    model: Option<String>,
+    fast: bool,
+) -> i32 {
+    let band = match band.parse::<Band>() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("boo: --band: {e}");
+            return 2;
+        }
+    };
+    let root =
+        root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+    let st = match open_store() {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let data_dir = store::data_dir();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sup = Supervisor::new(
+        st.clone(),
+        Arc::new(QwenBackend::new(QwenConfig::from_env(data_dir.clone()))),
+        tx,
+        RunnerConfig::from_env(data_dir, None, model.clone()),
+    );
+    if let Err(e) = sup.register().await {
+        eprintln!("boo: {e}");
+        return 1;
+    }
+    let outbox_task = tokio::spawn(outbox::run_outbox(
+        rx,
+        st.clone(),
+        CliTransport {
+            started: Instant::now(),
+            run_id: None,
+            steps: HashMap::new(),
+            text_chars: HashMap::new(),
+        },
+    ));
+    let hb_stop = CancellationToken::new();
+    tokio::spawn(sup.clone().heartbeat_loop(false, hb_stop.clone()));
+    let run_id = match sup
+        .launch(LaunchRequest {
+            flow,
+            band,
+            question,
+            root,
+            model,
+            fast,
+        })
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return match e {
+                LaunchError::Invalid(_) => 2,
+                _ => 1,
+            };
+        }
+    };
+    let sup2 = sup.clone();
+    let id2 = run_id.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("boo: cancelling the run (Ctrl-C)...");
+            let _ = sup2.cancel(&id2).await;
+        }
+    });
+    sup.wait(&run_id).await;
+    hb_stop.cancel();
+    let id = run_id.clone();
+    let row = st.call(move |c| queries::get_run(c, &id)).await;
+    drop(sup);
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), outbox_task).await;
+    match row {
+        Ok(Some(r)) => {
+            if let Some(report) = &r.report {
+                print!("{report}");
+                let _ = std::io::stdout().flush();
+            }
+            if r.run.summary.status == RunStatus::Completed {
+                0
+            } else {
+                eprintln!(
+                    "boo: run {} ended {}{}",
+                    run_id,
+                    r.run.summary.status.as_str(),
+                    r.run.error.map(|e| format!(": {e}")).unwrap_or_default()
+                );
+                1
+            }
+        }
+        _ => 1,
+    }
+}
+
+fn age(created: &str) -> String {
+    clock::parse_ms(created)
+        .map(|t| format!("{} ago", clock::human_duration(clock::now_ms() - t)))
+        .unwrap_or_default()
+}
+
+pub async fn runs(root: Option<PathBuf>, all: bool, limit: u32) -> i32 {
+    let st = match open_store() {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let root = if all {
+        None
+    } else {
+        let r = root.unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+        Some(r.canonicalize().unwrap_or(r).display().to_string())
+    };
+    let got = st
+        .call(move |c| queries::list_runs(c, root.as_deref(), limit, None))
+        .await;
+    match got {
+        Ok((runs, _)) => {
+            if runs.is_empty() {
+                eprintln!("no runs yet (use --all to see every project's runs)");
+            }
+            for r in runs {
+                println!(
+                    "{}  {:<10} {:<22} {:<6} {:<40} {}",
+                    r.run_id,
+                    r.status.as_str(),
+                    r.flow,
+                    r.band.as_str(),
+                    r.question.chars().take(40).collect::<String>(),
+                    age(&r.created_at)
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+pub async fn show(run_id: String) -> i32 {
+    let st = match open_store() {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let id = run_id.clone();
+    let got = st
+        .call(move |c| Ok(queries::get_run(c, &id)?.map(|r| (r, queries::get_steps(c, &id)))))
+        .await;
+    match got {
+        Ok(Some((r, Ok(steps)))) => {
+            let s = &r.run.summary;
+            println!("run      {}", s.run_id);
+            println!(
+                "flow     {} ({}) · band {}",
+                s.flow,
+                r.run.title.clone().unwrap_or_default(),
+                s.band
+            );
+            println!(
+                "status   {}{}",
+                s.status.as_str(),
+                r.run
+                    .error
+                    .as_ref()
+                    .map(|e| format!(" — {e}"))
+                    .unwrap_or_default()
+            );
+            println!("question {}", s.question);
+            println!("root     {}", s.root);
+            println!("created  {} ({})", s.created_at, age(&s.created_at));
+            println!(
+                "tokens   {} in / {} out",
+                r.run.usage.input_tokens, r.run.usage.output_tokens
+            );
+            println!();
+            for st in steps {
+                let st = st.step;
+                println!(
+                    "  wave {} {:<12} {:<28} {:<10} {}",
+                    st.wave,
+                    st.step_id,
+                    st.agent,
+                    st.status.as_str(),
+                    st.error
+                        .as_deref()
+                        .map(|e| e.lines().next().unwrap_or(""))
+                        .unwrap_or("")
+                );
+            }
+            if let Some(rep) = r.report {
+                println!("\n{rep}");
+            }
+            0
+        }
+        Ok(None) => {
+            eprintln!("boo: unknown run {run_id}: `boo runs --all` lists them");
+            1
+        }
+        Ok(Some((_, Err(e)))) | Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+pub async fn export(run_id: String, format: String) -> i32 {
+    if format != "markdown" && format != "json" {
+        eprintln!("boo: --format: use markdown or json");
+        return 2;
+    }
+    let st = match open_store() {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match crate::export::export(&st, &run_id, &format).await {
+        Ok(Some((content, _))) => {
+            print!("{content}");
+            if !content.ends_with('\n') {
+                println!();
+            }
+            0
+        }
+        Ok(None) => {
+            eprintln!("boo: unknown run {run_id}: `boo runs --all` lists them");
+            1
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+pub async fn traces(run_id: String) -> i32 {
+    let st = match open_store() {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let id = run_id.clone();
+    let got = st
+        .call(move |c| {
+            let Some(run) = queries::get_run(c, &id)? else {
+                return Ok(None);
+            };
+            let steps = queries::get_steps(c, &id)?;
+            let mut traces = Vec::new();
+            let mut cursor = 0;
+            loop {
+                let (page, next) = queries::list_traces(c, &id, None, cursor, 1000)?;
+                traces.extend(page);
+                match next {
+                    Some(n) => cursor = n,
+                    None => break,
+                }
+            }
+            let turns = queries::turn_usages(c, &id)?;
+            Ok(Some((run, steps, traces, turns)))
+        })
+        .await;
+    let (run, steps, traces, turns) = match got {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            eprintln!("boo: unknown run {run_id}: `boo runs --all` lists them");
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return 1;
+        }
+    };
+    println!(
+        "run {} · {} · {}",
+        run.run.summary.run_id,
+        run.run.summary.flow,
+        run.run.summary.status.as_str()
+    );
+    const WIDTH: usize = 40;
+    let mut total = Usage::default();
+    for s in steps.iter().map(|s| &s.step) {
+        if s.kind != crate::model::StepKind::Agent {
+            continue;
+        }
+        let start = s.started_at.as_deref().and_then(clock::parse_ms);
+        let end = s
+            .finished_at
+            .as_deref()
+            .and_then(clock::parse_ms)
+            .unwrap_or_else(clock::now_ms);
+        let dur = start.map(|a| (end - a).max(1)).unwrap_or(1);
+        println!(
+            "\n{} ({}) · {} · {}",
+            s.step_id,
+            s.agent,
+            s.status.as_str(),
+            clock::human_duration(dur)
+        );
+        for t in traces
+            .iter()
+            .filter(|t| t.step_id == s.step_id && Some(t.chat_id.as_str()) == s.chat_id.as_deref())
+        {
+            let ts = clock::parse_ms(&t.started_at).unwrap_or(0);
+            let off = start.map(|a| (ts - a).max(0)).unwrap_or(0);
+            let lat = t.latency_ms.unwrap_or(0) as i64;
+            let col = ((off * WIDTH as i64) / dur).clamp(0, WIDTH as i64 - 1) as usize;
+            let len = (((lat * WIDTH as i64) / dur).max(1) as usize).min(WIDTH - col);
+            let bar = format!(
+                "{}{}{}",
+                " ".repeat(col),
+                "█".repeat(len),
+                " ".repeat(WIDTH - col - len)
+            );
+            let outcome = t.outcome.map(|o| o.as_str()).unwrap_or("open");
+            let mark = match t.outcome {
+                Some(TraceOutcome::Ok) => "✓",
+                Some(TraceOutcome::Denied) => "⊘",
+                Some(TraceOutcome::Error) => "✗",
+                None => "…",
+            };
+            println!(
+                "  |{bar}| {mark} {:<16} {:>7} {:<7} turn {}",
+                t.tool,
+                clock::human_duration(lat),
+                outcome,
+                t.turn
+            );
+        }
+        let u = Usage {
+            input_tokens: s.usage.input_tokens,
+            output_tokens: s.usage.output_tokens,
+            cache_read_tokens: s.usage.cache_read_tokens,
+            total_tokens: s.usage.total_tokens,
+        };
+        total.add(&u);
+        for (_, turn, tu) in turns.iter().filter(|t| t.0 == s.step_id) {
+            println!(
+                "  turn {turn}: {} in · {} out · {} cached ({})",
+                tu.input_tokens,
+                tu.output_tokens,
+                tu.cache_read_tokens,
+                tu.cache_hit_rate()
+                    .map(|r| format!("{:.0}% hit", r * 100.0))
+                    .unwrap_or_else(|| "–".into())
+            );
+        }
+        println!(
+            "  tokens: {} in · {} out · {} cached · hit rate {}",
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_hit_rate()
+                .map(|r| format!("{:.0}%", r * 100.0))
+                .unwrap_or_else(|| "–".into())
+        );
+    }
+    println!(
+        "\nrun total: {} in · {} out · {} cached · hit rate {}",
+        total.input_tokens,
+        total.output_tokens,
+        total.cache_read_tokens,
+        total
+            .cache_hit_rate()
+            .map(|r| format!("{:.0}%", r * 100.0))
+            .unwrap_or_else(|| "–".into())
+    );
+    0
+}
+
+pub async fn gc(older_than: String) -> i32 {
+    let ms = match clock::parse_duration(&older_than) {
+        Ok(ms) => ms,
+        Err(e) => {
+            eprintln!("boo: --older-than: {e}");
+            return 2;
+        }
+    };
+    let st = match open_store() {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let cutoff = clock::now_ms() - ms;
+    match st.call(move |c| queries::gc(c, cutoff)).await {
+        Ok((runs, steps, snaps, traces)) => {
+            println!(
+                "removed {runs} run(s) older than {older_than}: {steps} step(s), {snaps} stream batch(es), {traces} trace(s); running runs are never removed"
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+/// Landlock ABI version of the running kernel, if it has Landlock.
+pub fn landlock_abi() -> Option<i64> {
+    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only queries.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    (v > 0).then_some(v)
+}
+
+fn endpoint_reachable(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .map(|r| (r, 80))
+        .or_else(|| url.strip_prefix("https://").map(|r| (r, 443)));
+    let Some((rest, default_port)) = rest else {
+        return Err(format!("{url} is not an http(s) URL"));
+    };
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let addr = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:{default_port}")
+    };
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .collect();
+    for a in &addrs {
+        if std::net::TcpStream::connect_timeout(a, std::time::Duration::from_secs(3)).is_ok() {
+            return Ok(addr);
+        }
+    }
+    Err(format!("nothing answers at {addr}"))
+}
+
+pub async fn doctor() -> i32 {
+    let mut failures = 0;
+    let mut report = |ok: bool, what: &str, detail: String| {
+        if !ok {
+            failures += 1;
+        }
+        println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+    };
+    let cfg = QwenConfig::from_env(store::data_dir());
+    match resolve_program(&cfg.program) {
+        Ok(_) => {
+            let backend = QwenBackend::new(cfg.clone());
+            match backend.check().await {
+                Ok(info) => report(
+                    true,
+                    "qwen",
+                    format!("{} (version {})", info.path.display(), info.version),
+                ),
+                Err(e) => report(false, "qwen", e.0),
+            }
+        }
+        Err(e) => report(
+            false,
+            "qwen",
+            format!(
+                "{} — fix: npm install -g @qwen-code/qwen-code@{TESTED_VERSION}",
+                e.0
+            ),
+        ),
+    }
+    for (var, hint) in [
+        (
+            "OPENAI_BASE_URL",
+            "the OpenAI-compatible endpoint serving your Qwen model, e.g. http://127.0.0.1:8000/v1",
+        ),
+        (
+            "OPENAI_API_KEY",
+            "the endpoint's key (any non-empty value for a local server that ignores it)",
+        ),
+        (
+            "OPENAI_MODEL",
+            "the model name the endpoint serves, e.g. qwen3-coder",
+        ),
+    ] {
+        match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            Some(v) => report(
+                true,
+                var,
+                if var == "OPENAI_API_KEY" {
+                    "set".into()
+                } else {
+                    v
+                },
+            ),
+            None => report(false, var, format!("not set — export {var}: {hint}")),
+        }
+    }
+    if let Some(url) = cfg.base_url.as_deref() {
+        match endpoint_reachable(url) {
+            Ok(a) => report(true, "endpoint", format!("{a} accepts connections")),
+            Err(e) => report(
+                false,
+                "endpoint",
+                format!("{e} — start the model server or fix OPENAI_BASE_URL"),
+            ),
+        }
+    }
+    let db = store::default_db_path();
+    match Store::open(&db) {
+        Ok(st) => match st
+            .call(|c| Ok(c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?))
+            .await
+        {
+            Ok(()) => report(true, "database", format!("{} is writable", db.display())),
+            Err(e) => report(
+                false,
+                "database",
+                format!("{}: {e} — set BOO_DB to a writable path", db.display()),
+            ),
+        },
+        Err(e) => report(false, "database", format!("{e}")),
+    }
+    match landlock_abi() {
+        Some(v) => println!("ok   sandbox: the kernel offers Landlock (ABI {v})"),
+        None => println!("warn sandbox: unavailable — this kernel has no Landlock; agents run with boo's other read-only layers only"),
+    }
+    if failures == 0 {
+        println!("\nall checks passed");
+        0
+    } else {
+        println!("\n{failures} check(s) failed; fix them and run `boo doctor` again");
+        1
+    }
+}

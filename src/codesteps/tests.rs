@@ -1,0 +1,175 @@
+use super::*;
+use std::process::Command;
+
+struct Repo(std::path::PathBuf);
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sh(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+fn repo() -> Repo {
+    let p = std::env::temp_dir().join(format!(
+        "boo-cs-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&p).unwrap();
+    sh(&p, &["init", "-q"]);
+    std::fs::write(p.join("lib.rs"), "pub fn a() -> u32 { 1 }\n").unwrap();
+    std::fs::write(p.join("README.md"), "# x\n").unwrap();
+    sh(&p, &["add", "-A"]);
+    sh(&p, &["commit", "-qm", "init"]);
+    Repo(p)
+}
+
+#[test]
+fn git_diff_against_the_merge_base_of_a_branch() {
+    let r = repo();
+    sh(&r.0, &["checkout", "-qb", "feature"]);
+    std::fs::write(r.0.join("lib.rs"), "pub fn a() -> u32 { 2 }\n").unwrap();
+    sh(&r.0, &["commit", "-qam", "change"]);
+    std::fs::write(r.0.join("new.rs"), "fn n() {}\n").unwrap();
+    std::fs::write(r.0.join("README.md"), "# y\n").unwrap();
+    let out = git_diff(&r.0, &serde_json::json!({})).unwrap();
+    assert!(out.contains("merge-base of HEAD with main"), "{out}");
+    assert!(
+        out.contains("-pub fn a() -> u32 { 1 }") && out.contains("+pub fn a() -> u32 { 2 }"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-# x"),
+        "working-tree changes are included: {out}"
+    );
+    assert!(
+        out.contains("Untracked files") && out.contains("new.rs"),
+        "{out}"
+    );
+    // A size cap never truncates silently: left-out files are named.
+    let capped = git_diff(&r.0, &serde_json::json!({"max_bytes": 10})).unwrap();
+    assert!(
+        capped.contains("NOT shown above") && capped.contains("lib.rs"),
+        "{capped}"
+    );
+}
+
+#[test]
+fn git_diff_on_the_default_branch_shows_uncommitted_changes() {
+    let r = repo();
+    let out = git_diff(&r.0, &serde_json::json!({})).unwrap();
+    assert!(out.contains("no changes"), "{out}");
+    std::fs::write(r.0.join("lib.rs"), "pub fn a() -> u32 { 3 }\n").unwrap();
+    let out = git_diff(&r.0, &serde_json::json!({})).unwrap();
+    assert!(
+        out.contains("HEAD (uncommitted changes)") && out.contains("{ 3 }"),
+        "{out}"
+    );
+}
+
+#[test]
+fn signals_detect_what_decides_specialists() {
+    let r = repo();
+    std::fs::write(r.0.join("worker.rs"), "use std::sync::Mutex;\n").unwrap();
+    std::fs::create_dir_all(r.0.join("migrations")).unwrap();
+    std::fs::write(r.0.join("migrations/1.sql"), "CREATE TABLE t (id int);\n").unwrap();
+    std::fs::write(r.0.join("Dockerfile"), "FROM scratch\n").unwrap();
+    let v = signals(&r.0).unwrap();
+    let s = &v["signals"];
+    assert_eq!(s["concurrency"], true);
+    assert_eq!(s["schemas"], true);
+    assert_eq!(s["infrastructure"], true);
+    assert_eq!(s["docs"], true);
+    assert_eq!(s["frontend"], false);
+    assert_eq!(s["auth"], false);
+    assert_eq!(v["languages"]["rust"], 2);
+}
+
+#[test]
+fn run_command_is_bounded_and_allow_listed() {
+    let r = repo();
+    let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(run_command(&r.0, &argv(&["git", "log", "--oneline"]), None)
+        .unwrap()
+        .contains("init"));
+    assert!(run_command(&r.0, &argv(&["rm", "-rf", "/"]), None)
+        .unwrap_err()
+        .contains("not allowed"));
+    assert!(run_command(&r.0, &argv(&["git", "push"]), None)
+        .unwrap_err()
+        .contains("not allowed"));
+    assert!(
+        run_command(&r.0, &argv(&["git", "log", "; rm -rf ."]), None)
+            .unwrap_err()
+            .contains("metacharacter")
+    );
+    assert!(run_command(&r.0, &argv(&["git", "log", "$(id)"]), None)
+        .unwrap_err()
+        .contains("metacharacter"));
+    assert!(
+        run_command(&r.0, &argv(&["git", "diff", "--output=x"]), None)
+            .unwrap_err()
+            .contains("refused")
+    );
+    assert!(run_command(&r.0, &argv(&["git", "log"]), Some(".."))
+        .unwrap_err()
+        .contains("outside"));
+    assert!(run_command(&r.0, &argv(&["git", "log"]), Some("/"))
+        .unwrap_err()
+        .contains("outside"));
+    // A long output is capped at 32 KiB and says so.
+    let big: String = (0..5000)
+        .map(|i| format!("line {i} with some padding text\n"))
+        .collect();
+    std::fs::write(r.0.join("big.txt"), big).unwrap();
+    sh(&r.0, &["add", "big.txt"]);
+    sh(&r.0, &["commit", "-qm", "big"]);
+    let out = run_command(&r.0, &argv(&["git", "show", "HEAD:big.txt"]), None).unwrap();
+    assert!(
+        out.len() <= OUTPUT_CAP + 100 && out.contains("output cut at 32 KiB"),
+        "{}",
+        out.len()
+    );
+}
+
+#[test]
+fn verify_and_merge_steps_describe_findings() {
+    let r = repo();
+    let out = "Prose.\n```findings\n[{\"title\": \"One\", \"severity\": \"low\", \"claim\": \"c\", \"evidence\": [{\"path\": \"lib.rs\", \"lines\": [1, 1], \"quote\": \"pub fn a()\"}]}, {\"title\": \"Two\", \"claim\": \"d\"}]\n```";
+    let deps = vec![DepOutput {
+        step_id: "s".into(),
+        agent: "structural-analyst".into(),
+        is_agent: true,
+        completed: true,
+        output: out.into(),
+    }];
+    let v = run("verify_evidence", &serde_json::json!({}), &r.0, &deps).unwrap();
+    assert!(
+        v.contains("Verified findings: 1") && v.contains("Findings without evidence: 1"),
+        "{v}"
+    );
+    assert!(run("nope", &serde_json::json!({}), &r.0, &deps).is_err());
+}

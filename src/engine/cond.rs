@@ -1,0 +1,185 @@
+//! `when` conditions over signals: names combined with `||`, `&&`, `!` and parentheses.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cond {
+    Signal(String),
+    Not(Box<Cond>),
+    And(Box<Cond>, Box<Cond>),
+    Or(Box<Cond>, Box<Cond>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Ident(String),
+    And,
+    Or,
+    Not,
+    Open,
+    Close,
+}
+
+fn lex(src: &str) -> Result<Vec<Tok>, String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = src.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ' ' | '\t' | '\n' => i += 1,
+            '(' => {
+                out.push(Tok::Open);
+                i += 1
+            }
+            ')' => {
+                out.push(Tok::Close);
+                i += 1
+            }
+            '!' => {
+                out.push(Tok::Not);
+                i += 1
+            }
+            '&' | '|' => {
+                if chars.get(i + 1) != Some(&c) {
+                    return Err(format!("write `{c}{c}`, not a single `{c}`"));
+                }
+                out.push(if c == '&' { Tok::And } else { Tok::Or });
+                i += 2;
+            }
+            c if c.is_ascii_alphanumeric() || c == '_' || c == '-' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '-')
+                {
+                    i += 1;
+                }
+                out.push(Tok::Ident(chars[start..i].iter().collect()));
+            }
+            other => return Err(format!("unexpected character {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+    fn or(&mut self) -> Result<Cond, String> {
+        let mut left = self.and()?;
+        while self.peek() == Some(&Tok::Or) {
+            self.pos += 1;
+            left = Cond::Or(Box::new(left), Box::new(self.and()?));
+        }
+        Ok(left)
+    }
+    fn and(&mut self) -> Result<Cond, String> {
+        let mut left = self.unary()?;
+        while self.peek() == Some(&Tok::And) {
+            self.pos += 1;
+            left = Cond::And(Box::new(left), Box::new(self.unary()?));
+        }
+        Ok(left)
+    }
+    fn unary(&mut self) -> Result<Cond, String> {
+        match self.toks.get(self.pos).cloned() {
+            Some(Tok::Not) => {
+                self.pos += 1;
+                Ok(Cond::Not(Box::new(self.unary()?)))
+            }
+            Some(Tok::Open) => {
+                self.pos += 1;
+                let inner = self.or()?;
+                if self.peek() != Some(&Tok::Close) {
+                    return Err("missing `)`".into());
+                }
+                self.pos += 1;
+                Ok(inner)
+            }
+            Some(Tok::Ident(name)) => {
+                self.pos += 1;
+                Ok(Cond::Signal(name))
+            }
+            Some(t) => Err(format!("expected a signal name, found {t:?}")),
+            None => Err("the condition ends too early".into()),
+        }
+    }
+}
+
+impl Cond {
+    pub fn parse(src: &str) -> Result<Cond, String> {
+        let toks = lex(src)?;
+        if toks.is_empty() {
+            return Err("the condition is empty".into());
+        }
+        let mut p = Parser { toks, pos: 0 };
+        let c = p.or()?;
+        if p.pos != p.toks.len() {
+            return Err(format!(
+                "unexpected {:?} after the condition",
+                p.toks[p.pos]
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Evaluates against computed signals; a signal nobody computed is false.
+    pub fn eval(&self, signals: &BTreeMap<String, bool>) -> bool {
+        match self {
+            Cond::Signal(s) => signals.get(s).copied().unwrap_or(false),
+            Cond::Not(c) => !c.eval(signals),
+            Cond::And(a, b) => a.eval(signals) && b.eval(signals),
+            Cond::Or(a, b) => a.eval(signals) || b.eval(signals),
+        }
+    }
+
+    pub fn signals(&self, out: &mut Vec<String>) {
+        match self {
+            Cond::Signal(s) => out.push(s.clone()),
+            Cond::Not(c) => c.signals(out),
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                a.signals(out);
+                b.signals(out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(pairs: &[(&str, bool)]) -> BTreeMap<String, bool> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn precedence_and_evaluation() {
+        let c = Cond::parse("auth || api && !tests").unwrap();
+        assert!(c.eval(&sig(&[("auth", true)])));
+        assert!(c.eval(&sig(&[("api", true)])));
+        assert!(!c.eval(&sig(&[("api", true), ("tests", true)])));
+        let c = Cond::parse("(auth || api) && !tests").unwrap();
+        assert!(!c.eval(&sig(&[("auth", true), ("tests", true)])));
+        assert!(!c.eval(&sig(&[])));
+    }
+
+    #[test]
+    fn errors_are_explained() {
+        assert!(Cond::parse("").unwrap_err().contains("empty"));
+        assert!(Cond::parse("a | b").unwrap_err().contains("||"));
+        assert!(Cond::parse("(a").unwrap_err().contains(")"));
+        assert!(Cond::parse("a b").unwrap_err().contains("unexpected"));
+        assert!(Cond::parse("a $")
+            .unwrap_err()
+            .contains("unexpected character"));
+    }
+}

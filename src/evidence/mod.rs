@@ -1,0 +1,512 @@
+//! Findings: tolerant parsing of what models write, citation checks against the files
+//! under the root, and merging of the same issue found by several agents.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+    fn parse(s: &str) -> Severity {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "critical" | "blocker" => Severity::Critical,
+            "high" | "major" | "error" => Severity::High,
+            "medium" | "moderate" | "warning" => Severity::Medium,
+            "low" | "minor" => Severity::Low,
+            _ => Severity::Info,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Citation {
+    pub path: String,
+    pub lines: Option<(u32, u32)>,
+    pub quote: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub title: String,
+    pub severity: Severity,
+    pub claim: String,
+    pub evidence: Vec<Citation>,
+}
+
+/// What a step's answer held.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParsedAnswer {
+    /// The prose with the findings block removed.
+    pub prose: String,
+    pub findings: Vec<Finding>,
+    /// Why the block could not be read, when there was one.
+    pub problem: Option<String>,
+    pub had_block: bool,
+}
+
+/// Finds the findings block (the last fence tagged `findings`, else the last `json`
+/// fence that holds findings) and parses it leniently.
+pub fn parse_answer(text: &str) -> ParsedAnswer {
+    let mut best: Option<(usize, usize, &str)> = None; // (start, end, body)
+    for tag in ["findings", "json", ""] {
+        let mut search = 0;
+        while let Some(off) = text[search..].find("```") {
+            let start = search + off;
+            let after = &text[start + 3..];
+            let line_end = after.find('\n').unwrap_or(after.len());
+            let info = after[..line_end].trim().to_ascii_lowercase();
+            let body_start = start + 3 + line_end + 1;
+            if body_start > text.len() {
+                break;
+            }
+            let close = text[body_start..].find("```");
+            let (body_end, end) = match close {
+                Some(c) => (body_start + c, body_start + c + 3),
+                None => (text.len(), text.len()),
+            };
+            let body = &text[body_start..body_end];
+            let matches = match tag {
+                "findings" => info == "findings",
+                "json" => info == "json" && looks_like_findings(body),
+                _ => info.is_empty() && looks_like_findings(body),
+            };
+            if matches {
+                best = Some((start, end, body));
+            }
+            search = end.min(text.len());
+            if close.is_none() || search >= text.len() {
+                break;
+            }
+        }
+        if best.is_some() {
+            break;
+        }
+    }
+    let Some((start, end, body)) = best else {
+        return ParsedAnswer {
+            prose: text.trim().to_string(),
+            ..Default::default()
+        };
+    };
+    let mut prose = format!("{}{}", &text[..start], &text[end..])
+        .trim()
+        .to_string();
+    while prose.contains("\n\n\n") {
+        prose = prose.replace("\n\n\n", "\n\n");
+    }
+    match parse_findings_json(body) {
+        Ok(findings) => ParsedAnswer {
+            prose,
+            findings,
+            problem: None,
+            had_block: true,
+        },
+        Err(problem) => ParsedAnswer {
+            prose,
+            findings: Vec::new(),
+            problem: Some(problem),
+            had_block: true,
+        },
+    }
+}
+
+fn looks_like_findings(body: &str) -> bool {
+    body.contains("\"title\"") || body.contains("\"claim\"")
+}
+
+/// Removes commas that directly precede `]` or `}` (outside strings).
+fn strip_trailing_commas(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let chars: Vec<char> = s.chars().collect();
+    let mut in_str = false;
+    let mut escaped = false;
+    for (i, &c) in chars.iter().enumerate() {
+        if in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+            continue;
+        }
+        if c == '"' {
+            in_str = true;
+        }
+        if c == ',' {
+            let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+            if matches!(next, Some(']') | Some('}')) {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn parse_findings_json(body: &str) -> Result<Vec<Finding>, String> {
+    let body = body.trim();
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let value: Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(first) => serde_json::from_str(&strip_trailing_commas(body))
+            .map_err(|_| format!("the findings block is not valid JSON ({first})"))?,
+    };
+    let items = match value {
+        Value::Array(a) => a,
+        Value::Object(ref o) if o.get("findings").is_some_and(|f| f.is_array()) => {
+            o["findings"].as_array().cloned().unwrap_or_default()
+        }
+        Value::Object(_) => vec![value],
+        _ => return Err("the findings block holds neither a list nor an object".into()),
+    };
+    Ok(items.iter().filter_map(finding_from).collect())
+}
+
+fn str_of(v: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn finding_from(v: &Value) -> Option<Finding> {
+    if !v.is_object() {
+        return None;
+    }
+    let title = str_of(v, &["title", "name", "summary"]);
+    let claim = str_of(v, &["claim", "description", "detail", "details"]);
+    if title.is_none() && claim.is_none() {
+        return None;
+    }
+    let evidence = match v.get("evidence").or_else(|| v.get("citations")) {
+        Some(Value::Array(a)) => a.iter().filter_map(citation_from).collect(),
+        Some(o @ Value::Object(_)) => citation_from(o).into_iter().collect(),
+        _ => citation_from(v).into_iter().collect(),
+    };
+    Some(Finding {
+        title: title
+            .clone()
+            .unwrap_or_else(|| claim.clone().unwrap_or_default()),
+        severity: Severity::parse(&str_of(v, &["severity", "level"]).unwrap_or_default()),
+        claim: claim.unwrap_or_default(),
+        evidence,
+    })
+}
+
+fn citation_from(v: &Value) -> Option<Citation> {
+    let path = str_of(v, &["path", "file"])?;
+    let num = |x: &Value| -> Option<u32> {
+        x.as_u64()
+            .map(|n| n as u32)
+            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+    };
+    let lines = match v.get("lines").or_else(|| v.get("line")) {
+        Some(Value::Array(a)) if !a.is_empty() => {
+            let s = num(&a[0]);
+            let e = a.get(1).and_then(num).or(s);
+            s.zip(e)
+        }
+        Some(Value::String(s)) if s.contains('-') => {
+            let (a, b) = s.split_once('-')?;
+            a.trim().parse().ok().zip(b.trim().parse().ok())
+        }
+        Some(x) => num(x).map(|n| (n, n)),
+        None => None,
+    };
+    // `path:12` or `path:12-20` written into the path itself.
+    let (path, lines) = match (lines, path.rsplit_once(':')) {
+        (None, Some((p, l)))
+            if l.chars().all(|c| c.is_ascii_digit() || c == '-') && !l.is_empty() =>
+        {
+            let r = match l.split_once('-') {
+                Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
+                None => l.parse().ok().map(|n| (n, n)),
+            };
+            (p.to_string(), r)
+        }
+        _ => (path, lines),
+    };
+    Some(Citation {
+        path,
+        lines,
+        quote: str_of(v, &["quote", "snippet", "code"]),
+    })
+}
+
+/// The result of checking one citation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckedCitation {
+    pub path: String,
+    pub lines: Option<(u32, u32)>,
+    pub quote: Option<String>,
+    pub ok: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    Verified,
+    Unverified,
+    NoEvidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckedFinding {
+    pub title: String,
+    pub severity: Severity,
+    pub claim: String,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub evidence: Vec<CheckedCitation>,
+    /// The steps (and their personas) that reported it.
+    pub sources: Vec<Source>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    pub step_id: String,
+    pub agent: String,
+}
+
+fn normalize_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Resolves a cited path to a file inside `root`, refusing anything that escapes it
+/// (`..`, absolute paths elsewhere, symlinks pointing out). Returns the relative path
+/// for display and the real file.
+pub fn resolve_inside(root: &Path, cited: &str) -> Result<(String, PathBuf), String> {
+    let canon_root = root
+        .canonicalize()
+        .map_err(|e| format!("the project root cannot be read: {e}"))?;
+    let cited_path = Path::new(cited.trim());
+    let rel: PathBuf = if cited_path.is_absolute() {
+        match cited_path
+            .strip_prefix(&canon_root)
+            .or_else(|_| cited_path.strip_prefix(root))
+        {
+            Ok(r) => r.to_path_buf(),
+            Err(_) => return Err(format!("{cited} is an absolute path outside the project")),
+        }
+    } else {
+        cited_path.to_path_buf()
+    };
+    let mut clean = PathBuf::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => clean.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(format!("{cited} leaves the project (`..`)")),
+            _ => return Err(format!("{cited} is not a path inside the project")),
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        return Err("the citation has an empty path".into());
+    }
+    let full = canon_root.join(&clean);
+    let real = full
+        .canonicalize()
+        .map_err(|_| format!("{} does not exist", clean.display()))?;
+    if !real.starts_with(&canon_root) {
+        return Err(format!(
+            "{} is a link that points outside the project",
+            clean.display()
+        ));
+    }
+    if !real.is_file() {
+        return Err(format!("{} is not a file", clean.display()));
+    }
+    Ok((clean.display().to_string(), real))
+}
+
+/// Checks one citation against the files under `root`.
+pub fn check_citation(root: &Path, c: &Citation) -> CheckedCitation {
+    let mut out = CheckedCitation {
+        path: c.path.clone(),
+        lines: c.lines,
+        quote: c.quote.clone(),
+        ok: false,
+        reason: None,
+    };
+    let (rel, real) = match resolve_inside(root, &c.path) {
+        Ok(x) => x,
+        Err(e) => {
+            out.reason = Some(e);
+            return out;
+        }
+    };
+    out.path = rel.clone();
+    let bytes = match std::fs::read(&real) {
+        Ok(b) => b,
+        Err(e) => {
+            out.reason = Some(format!("{rel} cannot be read: {e}"));
+            return out;
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let Some((start, end)) = c.lines else {
+        out.reason = Some(format!("the citation of {rel} gives no line numbers"));
+        return out;
+    };
+    let (start, end) = (start.min(end), start.max(end));
+    if start == 0 || end as usize > lines.len() {
+        out.reason = Some(format!(
+            "{rel} has {} lines; the citation points at {start}-{end}",
+            lines.len()
+        ));
+        return out;
+    }
+    out.lines = Some((start, end));
+    if let Some(q) = c.quote.as_deref().filter(|q| !q.trim().is_empty()) {
+        let hay = normalize_ws(&lines[start as usize - 1..end as usize].join("\n"));
+        let needle = normalize_ws(q);
+        if !hay.contains(&needle) {
+            out.reason = Some(format!(
+                "the quote does not appear in {rel} lines {start}-{end}"
+            ));
+            return out;
+        }
+    }
+    out.ok = true;
+    out
+}
+
+/// Checks every citation of a finding and gives its verdict.
+pub fn check_finding(root: &Path, f: &Finding, source: Source) -> CheckedFinding {
+    let evidence: Vec<CheckedCitation> =
+        f.evidence.iter().map(|c| check_citation(root, c)).collect();
+    let (verdict, reason) = if evidence.is_empty() {
+        (
+            Verdict::NoEvidence,
+            Some("no citation was given".to_string()),
+        )
+    } else if let Some(bad) = evidence.iter().find(|e| !e.ok) {
+        (Verdict::Unverified, bad.reason.clone())
+    } else {
+        (Verdict::Verified, None)
+    };
+    CheckedFinding {
+        title: f.title.clone(),
+        severity: f.severity,
+        claim: f.claim.clone(),
+        verdict,
+        reason,
+        evidence,
+        sources: vec![source],
+    }
+}
+
+fn title_key(t: &str) -> String {
+    t.to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace())
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn overlaps(a: &CheckedCitation, b: &CheckedCitation) -> bool {
+    a.ok && b.ok
+        && a.path == b.path
+        && match (a.lines, b.lines) {
+            (Some((s1, e1)), Some((s2, e2))) => s1 <= e2 && s2 <= e1,
+            _ => false,
+        }
+}
+
+fn similar_titles(a: &str, b: &str) -> bool {
+    let words = |t: &str| -> std::collections::BTreeSet<String> {
+        title_key(t)
+            .split(' ')
+            .filter(|w| w.len() >= 3)
+            .map(|w| w.trim_end_matches('s').to_string())
+            .collect()
+    };
+    let (wa, wb) = (words(a), words(b));
+    if wa.is_empty() || wb.is_empty() {
+        return false;
+    }
+    let common = wa.intersection(&wb).count();
+    common * 2 >= wa.len().max(wb.len())
+}
+
+/// The same issue found by several agents becomes one finding with all its sources:
+/// same verdict and either the same title, or similar titles with overlapping verified
+/// citations.
+pub fn merge(findings: Vec<CheckedFinding>) -> Vec<CheckedFinding> {
+    let mut out: Vec<CheckedFinding> = Vec::new();
+    for f in findings {
+        let key = title_key(&f.title);
+        let same = out.iter_mut().find(|g| {
+            g.verdict == f.verdict
+                && (title_key(&g.title) == key
+                    || (f.verdict == Verdict::Verified
+                        && similar_titles(&g.title, &f.title)
+                        && g.evidence
+                            .iter()
+                            .any(|a| f.evidence.iter().any(|b| overlaps(a, b)))))
+        });
+        match same {
+            Some(g) => {
+                g.severity = g.severity.min(f.severity);
+                for s in f.sources {
+                    if !g.sources.contains(&s) {
+                        g.sources.push(s);
+                    }
+                }
+                for e in f.evidence {
+                    if !g
+                        .evidence
+                        .iter()
+                        .any(|x| x.path == e.path && x.lines == e.lines)
+                    {
+                        g.evidence.push(e);
+                    }
+                }
+                if g.claim.len() < f.claim.len() {
+                    g.claim = f.claim;
+                }
+            }
+            None => out.push(f),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+use super::*;
+use std::fs;
+
+fn root() -> tempdir::Dir {
+    tempdir::Dir::new()
+}
+
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Dir {
+            let p = std::env::temp_dir().join(format!(
+                "boo-ev-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn cite(path: &str, lines: Option<(u32, u32)>, quote: Option<&str>) -> Citation {
+    Citation {
+        path: path.into(),
+        lines,
+        quote: quote.map(String::from),
+    }
+}
+
+#[test]
+fn verifier_table() {
+    let dir = root();
+    let r = &dir.0;
+    fs::create_dir_all(r.join("src")).unwrap();
+    fs::write(
+        r.join("src/cache.rs"),
+        "fn a() {}\nlet x =   compute(1,\n   2);\nend\n",
+    )
+    .unwrap();
+    let outside = dir
+        .0
+        .parent()
+        .unwrap()
+        .join(format!("boo-outside-{}", std::process::id()));
+    fs::write(&outside, "secret\n").unwrap();
+    std::os::unix::fs::symlink(&outside, r.join("link")).unwrap();
+    let abs_inside = r.join("src/cache.rs").display().to_string();
+    let cases: Vec<(Citation, bool, &str)> = vec![
+        (
+            cite("src/cache.rs", Some((2, 3)), Some("let x = compute(1, 2);")),
+            true,
+            "",
+        ),
+        (cite("./src/cache.rs", Some((1, 1)), None), true, ""),
+        (cite(&abs_inside, Some((1, 1)), Some("fn a() {}")), true, ""),
+        (
+            cite("src/cache.rs", Some((2, 3)), Some("let y")),
+            false,
+            "quote",
+        ),
+        (
+            cite("src/cache.rs", Some((4, 9)), None),
+            false,
+            "has 4 lines",
+        ),
+        (
+            cite("src/cache.rs", Some((0, 1)), None),
+            false,
+            "has 4 lines",
+        ),
+        (cite("src/cache.rs", None, None), false, "no line numbers"),
+        (
+            cite("src/missing.rs", Some((1, 1)), None),
+            false,
+            "does not exist",
+        ),
+        (
+            cite("../etc/passwd", Some((1, 1)), None),
+            false,
+            "leaves the project",
+        ),
+        (
+            cite("/etc/passwd", Some((1, 1)), None),
+            false,
+            "absolute path outside",
+        ),
+        (
+            cite("link", Some((1, 1)), None),
+            false,
+            "outside the project",
+        ),
+        (cite("src", Some((1, 1)), None), false, "not a file"),
+    ];
+    for (c, ok, why) in cases {
+        let got = check_citation(r, &c);
+        assert_eq!(got.ok, ok, "{c:?} → {got:?}");
+        if !ok {
+            assert!(
+                got.reason.as_deref().unwrap_or("").contains(why),
+                "{c:?}: {:?} lacks {why:?}",
+                got.reason
+            );
+        }
+    }
+    fs::remove_file(outside).ok();
+}
+
+#[test]
+fn verdicts() {
+    let dir = root();
+    fs::write(dir.0.join("a.txt"), "one\ntwo\n").unwrap();
+    let src = Source {
+        step_id: "s".into(),
+        agent: "p".into(),
+    };
+    let f = |ev: Vec<Citation>| Finding {
+        title: "t".into(),
+        severity: Severity::High,
+        claim: "c".into(),
+        evidence: ev,
+    };
+    assert_eq!(
+        check_finding(
+            &dir.0,
+            &f(vec![cite("a.txt", Some((1, 2)), Some("one two"))]),
+            src.clone()
+        )
+        .verdict,
+        Verdict::Verified
+    );
+    let u = check_finding(
+        &dir.0,
+        &f(vec![
+            cite("a.txt", Some((1, 1)), None),
+            cite("b.txt", Some((1, 1)), None),
+        ]),
+        src.clone(),
+    );
+    assert_eq!(u.verdict, Verdict::Unverified);
+    assert!(u.reason.unwrap().contains("b.txt"));
+    assert_eq!(
+        check_finding(&dir.0, &f(vec![]), src).verdict,
+        Verdict::NoEvidence
+    );
+}
+
+#[test]
+fn tolerant_parsing() {
+    // Prose around the block, trailing commas.
+    let a = parse_answer("Here it is.\n\n```findings\n[{\"title\": \"T\", \"severity\": \"HIGH\", \"claim\": \"C\", \"evidence\": [{\"path\": \"a.rs\", \"lines\": [1, 2], \"quote\": \"q\"},],},]\n```\nThanks.");
+    assert_eq!(a.prose, "Here it is.\n\nThanks.");
+    assert_eq!(a.findings.len(), 1);
+    assert_eq!(a.findings[0].severity, Severity::High);
+    assert_eq!(a.findings[0].evidence[0].lines, Some((1, 2)));
+    // A single object instead of an array; `line` and `file` spellings; path:line.
+    let b = parse_answer("```findings\n{\"title\": \"T\", \"claim\": \"C\", \"evidence\": {\"file\": \"x.rs:12\"}}\n```");
+    assert_eq!(
+        b.findings[0].evidence[0],
+        cite("x.rs", Some((12, 12)), None)
+    );
+    let c = parse_answer("```findings\n{\"findings\": [{\"title\": \"T\", \"evidence\": [{\"path\": \"y\", \"line\": 3}]}]}\n```");
+    assert_eq!(c.findings[0].evidence[0].lines, Some((3, 3)));
+    // No block at all.
+    let d = parse_answer("Just prose.");
+    assert!(!d.had_block && d.findings.is_empty() && d.prose == "Just prose.");
+    // A broken block is reported, never a crash.
+    let e = parse_answer("x\n```findings\n[{\"title\": \n```");
+    assert!(e.had_block && e.problem.is_some());
+    // An unterminated block still parses.
+    let f = parse_answer("```findings\n[{\"title\": \"T\", \"claim\": \"C\"}]");
+    assert_eq!(f.findings.len(), 1);
+    // A json fence that holds findings counts when there is no findings fence.
+    let g = parse_answer("```json\n[{\"title\": \"T\", \"claim\": \"C\"}]\n```");
+    assert_eq!(g.findings.len(), 1);
+    // Empty array.
+    assert!(parse_answer("```findings\n[]\n```").findings.is_empty());
+}
+
+#[test]
+fn merging_keeps_every_source() {
+    let dir = root();
+    fs::write(dir.0.join("a.txt"), "one\ntwo\nthree\n").unwrap();
+    let mk = |title: &str, lines: (u32, u32), agent: &str, sev: Severity| {
+        check_finding(
+            &dir.0,
+            &Finding {
+                title: title.into(),
+                severity: sev,
+                claim: "c".into(),
+                evidence: vec![cite("a.txt", Some(lines), None)],
+            },
+            Source {
+                step_id: agent.into(),
+                agent: agent.into(),
+            },
+        )
+    };
+    let merged = merge(vec![
+        mk("Race in cache", (1, 2), "a", Severity::Medium),
+        mk("Cache race!", (2, 3), "b", Severity::High),
+        mk("race in cache", (3, 3), "c", Severity::Low),
+        mk("Unrelated", (1, 1), "d", Severity::Low),
+    ]);
+    // Similar titles with overlapping citations merge; the same title merges; an
+    // unrelated finding on an overlapping line stays apart.
+    assert_eq!(merged.len(), 2, "{merged:#?}");
+    assert_eq!(merged[0].severity, Severity::High);
+    assert_eq!(merged[0].sources.len(), 3);
+    assert_eq!(merged[1].title, "Unrelated");
+}

@@ -1,0 +1,323 @@
+//! The run report: Markdown for people, JSON for tools. Deterministic: the same step
+//! outputs give the same report, byte for byte.
+
+use crate::clock::human_duration;
+use crate::evidence::{CheckedFinding, Severity, Verdict};
+use crate::model::{StepKind, StepStatus, Usage, WireUsage};
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepSummary {
+    pub step_id: String,
+    pub agent: String,
+    pub kind: StepKind,
+    pub label: String,
+    pub wave: u32,
+    pub status: StepStatus,
+    pub duration_ms: Option<i64>,
+    pub usage: Usage,
+    pub error: Option<String>,
+    /// The step's prose (findings block removed), for answer steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// Set when the step's findings block could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings_problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportInput {
+    pub run_id: String,
+    pub flow: String,
+    pub flow_title: String,
+    pub band: String,
+    pub question: String,
+    pub status: String,
+    /// Warnings that lead the report (project modified, sandbox unavailable, ...).
+    pub alerts: Vec<String>,
+    pub steps: Vec<StepSummary>,
+    pub findings: Vec<CheckedFinding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportJson<'a> {
+    #[serde(flatten)]
+    pub input: &'a ReportInput,
+    pub usage: WireUsage,
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub verified: usize,
+    pub unverified: usize,
+    pub no_evidence: usize,
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn lines_ref(path: &str, lines: Option<(u32, u32)>) -> String {
+    match lines {
+        Some((a, b)) if a == b => format!("{path}:{a}"),
+        Some((a, b)) => format!("{path}:{a}-{b}"),
+        None => path.to_string(),
+    }
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map(|r| format!("{:.0}%", r * 100.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+pub fn total_usage(input: &ReportInput) -> Usage {
+    let mut u = Usage::default();
+    for s in &input.steps {
+        u.add(&s.usage);
+    }
+    u
+}
+
+pub fn counts(input: &ReportInput) -> Counts {
+    let n = |v: Verdict| input.findings.iter().filter(|f| f.verdict == v).count();
+    Counts {
+        verified: n(Verdict::Verified),
+        unverified: n(Verdict::Unverified),
+        no_evidence: n(Verdict::NoEvidence),
+    }
+}
+
+fn sources(f: &CheckedFinding) -> String {
+    f.sources
+        .iter()
+        .map(|s| s.agent.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn render_markdown(r: &ReportInput) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# {} — {}", r.flow_title, one_line(&r.question));
+    let _ = writeln!(md);
+    let c = counts(r);
+    let _ = writeln!(
+        md,
+        "_Flow `{}` · band {} · {} · {} verified, {} unverified, {} without evidence_",
+        r.flow, r.band, r.status, c.verified, c.unverified, c.no_evidence
+    );
+    let _ = writeln!(md);
+    for a in &r.alerts {
+        let _ = writeln!(md, "> **Warning:** {}", one_line(a));
+        let _ = writeln!(md);
+    }
+    let failed: Vec<&StepSummary> = r
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            md,
+            "> **{} step(s) failed**; their dependents ran without their output:",
+            failed.len()
+        );
+        for s in failed {
+            let _ = writeln!(
+                md,
+                "> - `{}` ({}): {}",
+                s.step_id,
+                s.agent,
+                one_line(s.error.as_deref().unwrap_or("no error recorded"))
+            );
+        }
+        let _ = writeln!(md);
+    }
+
+    let _ = writeln!(md, "## Answer");
+    let _ = writeln!(md);
+    let answers: Vec<&StepSummary> = r.steps.iter().filter(|s| s.answer.is_some()).collect();
+    let mut wrote = false;
+    for s in &answers {
+        let text = s.answer.as_deref().unwrap_or_default().trim();
+        if text.is_empty() {
+            continue;
+        }
+        if answers.len() > 1 {
+            let _ = writeln!(md, "### {} ({})", s.label, s.agent);
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md, "{text}");
+        let _ = writeln!(md);
+        wrote = true;
+    }
+    if !wrote {
+        let _ = writeln!(
+            md,
+            "_No answer was produced: the answering step did not complete._"
+        );
+        let _ = writeln!(md);
+    }
+
+    let _ = writeln!(md, "## Verified findings");
+    let _ = writeln!(md);
+    let verified: Vec<&CheckedFinding> = r
+        .findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Verified)
+        .collect();
+    if verified.is_empty() {
+        let _ = writeln!(md, "_None._");
+        let _ = writeln!(md);
+    }
+    for sev in Severity::ALL {
+        let group: Vec<&&CheckedFinding> = verified.iter().filter(|f| f.severity == sev).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let mut title = sev.as_str().to_string();
+        title[..1].make_ascii_uppercase();
+        let _ = writeln!(md, "### {title}");
+        let _ = writeln!(md);
+        for f in group {
+            let refs = f
+                .evidence
+                .iter()
+                .map(|e| format!("`{}`", lines_ref(&e.path, e.lines)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(md, "- **{}** — {}", one_line(&f.title), one_line(&f.claim));
+            let _ = writeln!(md, "  {refs} · found by {}", sources(f));
+        }
+        let _ = writeln!(md);
+    }
+
+    let unverified: Vec<&CheckedFinding> = r
+        .findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Unverified)
+        .collect();
+    if !unverified.is_empty() {
+        let _ = writeln!(md, "## Unverified findings");
+        let _ = writeln!(md);
+        for f in unverified {
+            let _ = writeln!(
+                md,
+                "- **{}** ({}) — {} _Not verified: {}._ · from {}",
+                one_line(&f.title),
+                f.severity.as_str(),
+                one_line(&f.claim),
+                one_line(f.reason.as_deref().unwrap_or("unknown")),
+                sources(f)
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let deferred: Vec<&CheckedFinding> = r
+        .findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::NoEvidence)
+        .collect();
+    if !deferred.is_empty() {
+        let _ = writeln!(md, "## Deferred (no evidence given)");
+        let _ = writeln!(md);
+        for f in deferred {
+            let _ = writeln!(
+                md,
+                "- **{}** ({}) — {} · from {}",
+                one_line(&f.title),
+                f.severity.as_str(),
+                one_line(&f.claim),
+                sources(f)
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let problems: Vec<&StepSummary> = r
+        .steps
+        .iter()
+        .filter(|s| s.findings_problem.is_some())
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(md, "## Unreadable findings");
+        let _ = writeln!(md);
+        for s in problems {
+            let _ = writeln!(
+                md,
+                "- `{}` ({}): {}",
+                s.step_id,
+                s.agent,
+                one_line(s.findings_problem.as_deref().unwrap_or_default())
+            );
+        }
+        let _ = writeln!(md);
+    }
+
+    let _ = writeln!(md, "## Roster");
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "| wave | step | agent | status | duration | tokens in / out | cache hit |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+    for s in &r.steps {
+        let tokens = if s.kind == StepKind::Agent {
+            format!("{} / {}", s.usage.input_tokens, s.usage.output_tokens)
+        } else {
+            "–".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            s.wave,
+            s.label,
+            s.agent,
+            s.status.as_str(),
+            s.duration_ms
+                .map(human_duration)
+                .unwrap_or_else(|| "–".into()),
+            tokens,
+            if s.kind == StepKind::Agent {
+                pct(s.usage.cache_hit_rate())
+            } else {
+                "–".into()
+            }
+        );
+    }
+    let _ = writeln!(md);
+    let u = total_usage(r);
+    let _ = writeln!(md, "## Statistics");
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "- Tokens: {} in, {} out, {} read from the prompt cache ({} cache hit rate), {} total",
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_tokens,
+        pct(u.cache_hit_rate()),
+        u.total_tokens
+    );
+    let agents = r.steps.iter().filter(|s| s.kind == StepKind::Agent).count();
+    let done = r
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Agent && s.status == StepStatus::Completed)
+        .count();
+    let _ = writeln!(md, "- Agent steps: {done} of {agents} completed");
+    let _ = writeln!(md, "- Run: `{}`", r.run_id);
+    md
+}
+
+pub fn render_json(r: &ReportInput) -> String {
+    let j = ReportJson {
+        input: r,
+        usage: total_usage(r).into(),
+        counts: counts(r),
+    };
+    serde_json::to_string_pretty(&j).unwrap_or_else(|_| "{}".into())
+}

@@ -1,0 +1,342 @@
+//! The outbox: the single exit for everything the server tells clients about runs.
+//! One task drains one queue, so notifications leave in the order they were queued.
+//! It assigns each agent stream its contiguous `seq`, persists every stream batch with
+//! that seq BEFORE sending it (so `getRun {transcript}` always covers what a client
+//! saw), and coalesces stream deltas only while it is busy: when the queue is idle a
+//! message leaves at once; when messages pile up behind a slow client, consecutive
+//! deltas of one chat are merged into one notification. Nothing is ever dropped.
+
+use crate::agent::BoxFuture;
+use crate::model::{Band, RunStatus, StepKind, StepStatus, StreamEvent, Trace, WireUsage};
+use crate::store::{queries, Store};
+use serde::Serialize;
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RosterEntry {
+    pub step_id: String,
+    pub agent: String,
+    pub kind: StepKind,
+    pub label: String,
+    pub wave: u32,
+    pub chat_id: Option<String>,
+    pub status: StepStatus,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStarted {
+    pub run_id: String,
+    pub flow: String,
+    pub band: Band,
+    pub question: String,
+    pub root: String,
+    pub status: RunStatus,
+    pub title: String,
+    pub created_at: String,
+    pub resumed: bool,
+    pub steps: Vec<RosterEntry>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepUpdated {
+    pub run_id: String,
+    pub step_id: String,
+    pub status: Option<StepStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_status: Option<RunStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<WireUsage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_usage: Option<WireUsage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<StepKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStream {
+    pub run_id: String,
+    pub step_id: String,
+    pub chat_id: String,
+    pub seq: u64,
+    pub events: Vec<StreamEvent>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceNote {
+    pub phase: &'static str,
+    #[serde(flatten)]
+    pub trace: Trace,
+}
+
+/// A diagnostic for a verified finding.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingDiagnostic {
+    pub path: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    pub severity: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProgressKind {
+    Begin { title: String, message: String },
+    Report { message: String, percentage: u32 },
+    End { message: String },
+}
+
+/// What runs and steps queue for clients.
+#[derive(Debug, Clone)]
+pub enum Out {
+    RunStarted(RunStarted),
+    StepUpdated(StepUpdated),
+    Stream {
+        run_id: String,
+        step_id: String,
+        chat_id: String,
+        events: Vec<StreamEvent>,
+    },
+    Trace(TraceNote),
+    Progress {
+        run_id: String,
+        kind: ProgressKind,
+    },
+    Findings {
+        run_id: String,
+        root: String,
+        flow: String,
+        diagnostics: Vec<FindingDiagnostic>,
+    },
+    /// Internal: a transport finished preparing something asynchronously (e.g. a
+    /// progress token the client acknowledged).
+    Ready(String),
+}
+
+/// What actually leaves: stream batches carry their seq.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    RunStarted(RunStarted),
+    StepUpdated(StepUpdated),
+    Stream(AgentStream),
+    Trace(TraceNote),
+    Progress {
+        run_id: String,
+        kind: ProgressKind,
+    },
+    Findings {
+        run_id: String,
+        root: String,
+        flow: String,
+        diagnostics: Vec<FindingDiagnostic>,
+    },
+    Ready(String),
+}
+
+/// Where the outbox delivers: the LSP client, the CLI's progress printer, a test.
+pub trait Transport: Send + 'static {
+    fn deliver(&mut self, msg: Outgoing) -> BoxFuture<'_, ()>;
+}
+
+pub type OutboxSender = mpsc::UnboundedSender<Out>;
+
+/// The most messages merged in one pass.
+const MAX_BATCH: usize = 4096;
+
+/// Runs the outbox until every sender is gone.
+pub async fn run_outbox<T: Transport>(
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    store: Store,
+    mut transport: T,
+) {
+    let mut seqs: HashMap<String, u64> = HashMap::new();
+    let mut batch: Vec<Out> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        for msg in coalesce(std::mem::take(&mut batch)) {
+            let out = match msg {
+                Out::Stream {
+                    run_id,
+                    step_id,
+                    chat_id,
+                    events,
+                } => {
+                    let seq = seqs.entry(chat_id.clone()).or_insert(0);
+                    *seq += 1;
+                    let s = *seq;
+                    let (c, r, st, ev) = (
+                        chat_id.clone(),
+                        run_id.clone(),
+                        step_id.clone(),
+                        events.clone(),
+                    );
+                    store.send("stream snapshot", move |conn| {
+                        queries::insert_snapshot(conn, &c, s, &r, &st, &ev)
+                    });
+                    Outgoing::Stream(AgentStream {
+                        run_id,
+                        step_id,
+                        chat_id,
+                        seq: s,
+                        events,
+                    })
+                }
+                Out::RunStarted(m) => Outgoing::RunStarted(m),
+                Out::StepUpdated(m) => {
+                    if m.status.is_some_and(|s| s.is_terminal()) {
+                        if let Some(c) = &m.chat_id {
+                            seqs.remove(c);
+                        }
+                    }
+                    Outgoing::StepUpdated(m)
+                }
+                Out::Trace(t) => Outgoing::Trace(t),
+                Out::Progress { run_id, kind } => Outgoing::Progress { run_id, kind },
+                Out::Findings {
+                    run_id,
+                    root,
+                    flow,
+                    diagnostics,
+                } => Outgoing::Findings {
+                    run_id,
+                    root,
+                    flow,
+                    diagnostics,
+                },
+                Out::Ready(k) => Outgoing::Ready(k),
+            };
+            transport.deliver(out).await;
+        }
+    }
+}
+
+/// Merges consecutive stream messages of the same chat between two other messages.
+/// Order within a chat is kept; a non-stream message is a barrier nothing crosses.
+pub fn coalesce(batch: Vec<Out>) -> Vec<Out> {
+    let mut out: Vec<Out> = Vec::with_capacity(batch.len());
+    let mut open: HashMap<String, usize> = HashMap::new();
+    for msg in batch {
+        match msg {
+            Out::Stream {
+                run_id,
+                step_id,
+                chat_id,
+                events,
+            } => {
+                if let Some(&i) = open.get(&chat_id) {
+                    if let Out::Stream { events: evs, .. } = &mut out[i] {
+                        for e in events {
+                            let merged = evs.last_mut().is_some_and(|last| last.try_merge(&e));
+                            if !merged {
+                                evs.push(e);
+                            }
+                        }
+                        continue;
+                    }
+                }
+                open.insert(chat_id.clone(), out.len());
+                out.push(Out::Stream {
+                    run_id,
+                    step_id,
+                    chat_id,
+                    events,
+                });
+            }
+            other => {
+                open.clear();
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(chat: &str, t: &str) -> Out {
+        Out::Stream {
+            run_id: "r".into(),
+            step_id: chat.into(),
+            chat_id: chat.into(),
+            events: vec![StreamEvent::Text { text: t.into() }],
+        }
+    }
+
+    #[test]
+    fn merges_deltas_per_chat_but_not_across_barriers() {
+        let batch = vec![
+            text("a", "1"),
+            text("b", "x"),
+            text("a", "2"),
+            Out::StepUpdated(StepUpdated {
+                run_id: "r".into(),
+                step_id: "a".into(),
+                ..Default::default()
+            }),
+            text("a", "3"),
+        ];
+        let out = coalesce(batch);
+        assert_eq!(out.len(), 4);
+        match &out[0] {
+            Out::Stream {
+                chat_id, events, ..
+            } => {
+                assert_eq!(chat_id, "a");
+                assert_eq!(events, &vec![StreamEvent::Text { text: "12".into() }]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&out[1], Out::Stream { chat_id, .. } if chat_id == "b"));
+        assert!(matches!(&out[2], Out::StepUpdated(_)));
+        assert!(
+            matches!(&out[3], Out::Stream { events, .. } if events == &vec![StreamEvent::Text { text: "3".into() }])
+        );
+    }
+
+    #[test]
+    fn keeps_different_event_kinds_apart() {
+        let mut a = text("a", "t");
+        if let Out::Stream { events, .. } = &mut a {
+            events.push(StreamEvent::Thinking { text: "h".into() });
+        }
+        let out = coalesce(vec![a, text("a", "u")]);
+        assert_eq!(out.len(), 1);
+        if let Out::Stream { events, .. } = &out[0] {
+            assert_eq!(events.len(), 3);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! SQLite persistence. One dedicated thread owns the connection: every read and write
+//! is a job on its queue, jobs that queue up while it is busy run in one transaction
+//! (each inside its own savepoint, so one failing job never undoes another). WAL,
+//! `busy_timeout` and foreign keys are on. Because reads go through the same queue, a
+//! read always sees every write queued before it.
+
+pub mod queries;
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use thiserror::Error;
+
+/// The schema, applied idempotently at startup.
+pub const SCHEMA: &str = include_str!("../../schema.sql");
+/// The `user_version` the schema above sets.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(
+        "cannot create the database folder {path}: {source}. Set BOO_DB to a writable file path."
+    )]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the database {path} was written by a newer boo (schema version {found}, this boo knows {known}); upgrade boo or point BOO_DB elsewhere")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("the database thread has stopped")]
+    Closed,
+    #[error("{0}")]
+    Data(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A job returns whether it succeeded, so a failed job's savepoint is rolled back.
+type Job = Box<dyn FnOnce(&Connection) -> bool + Send>;
+
+/// A cheap, cloneable handle to the database thread.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+/// Where the database lives: `BOO_DB`, else `$XDG_DATA_HOME/boo/boo.db`, else
+/// `~/.local/share/boo/boo.db`.
+pub fn default_db_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BOO_DB").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    data_dir().join("boo.db")
+}
+
+/// boo's data directory (agent scratch space lives here too).
+pub fn data_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p).join("boo");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".local/share/boo")
+}
+
+/// Opens a connection with boo's pragmas and applies the schema.
+pub fn open_connection(path: &Path) -> Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&conn, path)?;
+    Ok(conn)
+}
+
+/// Applies `schema.sql` unless `user_version` says it is already there.
+pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch(&format!("BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;"))
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK;");
+        })?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and starts its thread.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = open_connection(path)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("boo-store".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Data(format!("cannot start the database thread: {e}")))?;
+        Ok(Store {
+            tx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the database thread and waits for its result.
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Box::new(move |c| {
+                let r = f(c);
+                let ok = r.is_ok();
+                let _ = tx.send(r);
+                ok
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Same as [`call`](Self::call) for code outside the async runtime.
+    pub fn call_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Box::new(move |c| {
+                let r = f(c);
+                let ok = r.is_ok();
+                let _ = tx.send(r);
+                ok
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write without waiting; a failure is logged.
+    pub fn send<F>(&self, what: &'static str, f: F)
+    where
+        F: FnOnce(&Connection) -> Result<()> + Send + 'static,
+    {
+        let _ = self.tx.send(Box::new(move |c| match f(c) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("database write ({what}) failed: {e}");
+                false
+            }
+        }));
+    }
+
+    /// Waits until every job queued before this call has been committed.
+    pub async fn flush(&self) -> Result<()> {
+        self.call(|_| Ok(())).await
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let in_tx = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        for job in batch {
+            let sp = in_tx && conn.execute_batch("SAVEPOINT job").is_ok();
+            // A job reports its own result through its channel; a panic must not kill the thread.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn)));
+            if sp {
+                if !matches!(r, Ok(true)) {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                } else {
+                    let _ = conn.execute_batch("RELEASE job");
+                }
+            }
+        }
+        if in_tx {
+            if let Err(e) = conn.execute_batch("COMMIT") {
+                tracing::error!("database commit failed: {e}");
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+    }
+}

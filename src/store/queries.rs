@@ -1,0 +1,767 @@
+//! Typed queries. Each takes a `&Connection` and runs on the store thread.
+
+use super::{Result, StoreError};
+use crate::clock;
+use crate::engine::Plan;
+use crate::model::{
+    Band, Run, RunStatus, RunSummary, Step, StepKind, StepStatus, StreamEvent, Trace, TraceOutcome,
+    Usage, WireUsage,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+/// Everything needed to create a run and its steps in one go.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub run_id: String,
+    pub flow: String,
+    pub flow_title: String,
+    pub band: Band,
+    pub root: String,
+    pub input: serde_json::Value,
+    pub model: Option<String>,
+    pub plan: Plan,
+    pub owner_id: String,
+    pub meta: serde_json::Value,
+}
+
+pub fn insert_run(c: &Connection, r: &NewRun) -> Result<()> {
+    let now = clock::now_rfc3339();
+    let plan = serde_json::to_string(&r.plan).map_err(|e| StoreError::Data(e.to_string()))?;
+    c.execute(
+        "INSERT INTO flow_runs (run_id, flow, flow_title, band, status, project_id, root, input, model, plan, meta, created_at)
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            r.run_id,
+            r.flow,
+            r.flow_title,
+            r.band.as_str(),
+            r.root,
+            r.input.to_string(),
+            r.model,
+            plan,
+            r.meta.to_string(),
+            now
+        ],
+    )?;
+    for (i, s) in r.plan.steps.iter().enumerate() {
+        c.execute(
+            "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+            params![
+                r.run_id,
+                s.id,
+                s.kind.as_str(),
+                s.agent,
+                s.label,
+                s.wave,
+                i as i64
+            ],
+        )?;
+    }
+    let ms = clock::now_ms();
+    c.execute(
+        "INSERT INTO run_leases (run_id, owner_id, acquired_ms, heartbeat_ms) VALUES (?1, ?2, ?3, ?3)",
+        params![r.run_id, r.owner_id, ms],
+    )?;
+    Ok(())
+}
+
+/// A run row with the fields the runner needs beyond the wire shape.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub run: Run,
+    pub plan: Plan,
+    pub report: Option<String>,
+    pub report_json: Option<String>,
+    pub cancel_requested: bool,
+    pub meta: serde_json::Value,
+}
+
+const RUN_COLS: &str =
+    "r.run_id, r.flow, r.band, r.status, r.input, r.root, r.created_at, r.finished_at,
+    r.model, r.error, r.plan, r.report, r.report_json, r.cancel_requested, r.meta, r.flow_title,
+    (SELECT COALESCE(SUM(input_tokens),0) FROM flow_steps s WHERE s.run_id = r.run_id),
+    (SELECT COALESCE(SUM(output_tokens),0) FROM flow_steps s WHERE s.run_id = r.run_id),
+    (SELECT COALESCE(SUM(cache_read_tokens),0) FROM flow_steps s WHERE s.run_id = r.run_id),
+    (SELECT COALESCE(SUM(total_tokens),0) FROM flow_steps s WHERE s.run_id = r.run_id)";
+
+fn parse<T: std::str::FromStr<Err = String>>(s: String) -> rusqlite::Result<T> {
+    s.parse::<T>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
+    let input: String = row.get(4)?;
+    let input: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
+    let plan: String = row.get(10)?;
+    let plan: Plan = serde_json::from_str(&plan).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let usage = Usage {
+        input_tokens: row.get::<_, i64>(16)? as u64,
+        output_tokens: row.get::<_, i64>(17)? as u64,
+        cache_read_tokens: row.get::<_, i64>(18)? as u64,
+        total_tokens: row.get::<_, i64>(19)? as u64,
+    };
+    let meta: Option<String> = row.get(14)?;
+    Ok(RunRow {
+        run: Run {
+            summary: RunSummary {
+                run_id: row.get(0)?,
+                flow: row.get(1)?,
+                band: match row.get::<_, String>(2)?.as_str() {
+                    "medium" => Band::Medium,
+                    "large" => Band::Large,
+                    _ => Band::Small,
+                },
+                status: parse(row.get(3)?)?,
+                question: input
+                    .get("question")
+                    .and_then(|q| q.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                root: row.get(5)?,
+                created_at: row.get(6)?,
+                finished_at: row.get(7)?,
+            },
+            model: row.get(8)?,
+            error: row.get(9)?,
+            usage: usage.into(),
+            fast: input.get("fast").and_then(|f| f.as_bool()).unwrap_or(false),
+            title: row.get(15)?,
+        },
+        plan,
+        report: row.get(11)?,
+        report_json: row.get(12)?,
+        cancel_requested: row.get::<_, i64>(13)? != 0,
+        meta: meta
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or(serde_json::Value::Null),
+    })
+}
+
+pub fn get_run(c: &Connection, run_id: &str) -> Result<Option<RunRow>> {
+    Ok(c.query_row(
+        &format!("SELECT {RUN_COLS} FROM flow_runs r WHERE r.run_id = ?1"),
+        [run_id],
+        run_from_row,
+    )
+    .optional()?)
+}
+
+/// Newest first; `before` is the `runId` the previous page ended with.
+pub fn list_runs(
+    c: &Connection,
+    root: Option<&str>,
+    limit: u32,
+    before: Option<&str>,
+) -> Result<(Vec<RunSummary>, Option<String>)> {
+    let mut sql = format!("SELECT {RUN_COLS} FROM flow_runs r WHERE 1=1");
+    let mut args: Vec<String> = Vec::new();
+    if let Some(root) = root {
+        args.push(root.to_string());
+        sql.push_str(&format!(" AND r.project_id = ?{}", args.len()));
+    }
+    if let Some(b) = before {
+        args.push(b.to_string());
+        sql.push_str(&format!(" AND r.run_id < ?{}", args.len()));
+    }
+    sql.push_str(&format!(
+        " ORDER BY r.run_id DESC LIMIT {}",
+        limit as i64 + 1
+    ));
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows: Vec<RunSummary> = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), run_from_row)?
+        .map(|r| r.map(|r| r.run.summary))
+        .collect::<rusqlite::Result<_>>()?;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.run_id.clone())
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+#[derive(Debug, Clone)]
+pub struct StepRow {
+    pub step: Step,
+    pub fatal: bool,
+    pub agent_pid: Option<i64>,
+    pub agent_pid_start: Option<i64>,
+}
+
+pub fn get_steps(c: &Connection, run_id: &str) -> Result<Vec<StepRow>> {
+    let mut stmt = c.prepare(
+        "SELECT step_id, agent, kind, label, wave, chat_id, status, output, error, started_at, finished_at,
+                input_tokens, output_tokens, cache_read_tokens, total_tokens, attempt, meta, fatal,
+                agent_pid, agent_pid_start
+         FROM flow_steps WHERE run_id = ?1 ORDER BY wave, position",
+    )?;
+    let rows = stmt
+        .query_map([run_id], |row| {
+            let meta: Option<String> = row.get(16)?;
+            Ok(StepRow {
+                step: Step {
+                    step_id: row.get(0)?,
+                    agent: row.get(1)?,
+                    kind: parse::<StepKind>(row.get(2)?)?,
+                    label: row.get(3)?,
+                    wave: row.get(4)?,
+                    chat_id: row.get(5)?,
+                    status: parse::<StepStatus>(row.get(6)?)?,
+                    output: row.get(7)?,
+                    error: row.get(8)?,
+                    started_at: row.get(9)?,
+                    finished_at: row.get(10)?,
+                    usage: Usage {
+                        input_tokens: row.get::<_, i64>(11)? as u64,
+                        output_tokens: row.get::<_, i64>(12)? as u64,
+                        cache_read_tokens: row.get::<_, i64>(13)? as u64,
+                        total_tokens: row.get::<_, i64>(14)? as u64,
+                    }
+                    .into(),
+                    attempt: row.get(15)?,
+                    meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
+                    transcript: None,
+                    last_seq: None,
+                },
+                fatal: row.get::<_, i64>(17)? != 0,
+                agent_pid: row.get(18)?,
+                agent_pid_start: row.get(19)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Atomically moves a pending step to running for `owner`, if `owner` still holds the
+/// run's lease. Returns false when another server got there first.
+pub fn claim_step(
+    c: &Connection,
+    run_id: &str,
+    step_id: &str,
+    owner: &str,
+    chat_id: Option<&str>,
+) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE flow_steps SET status = 'running', attempt = attempt + 1, chat_id = ?4, started_at = ?5,
+                finished_at = NULL, error = NULL, output = NULL, agent_pid = NULL, agent_pid_start = NULL,
+                input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, total_tokens = 0
+         WHERE run_id = ?1 AND step_id = ?2 AND status = 'pending'
+           AND EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = ?1 AND l.owner_id = ?3)
+           AND EXISTS (SELECT 1 FROM flow_runs r WHERE r.run_id = ?1 AND r.status = 'running')",
+        params![run_id, step_id, owner, chat_id, clock::now_rfc3339()],
+    )?;
+    Ok(n == 1)
+}
+
+/// The end of a step.
+#[derive(Debug, Clone, Default)]
+pub struct StepEnd {
+    pub status: Option<StepStatus>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub usage: Usage,
+    pub fatal: bool,
+    pub meta: Option<serde_json::Value>,
+}
+
+pub fn finish_step(c: &Connection, run_id: &str, step_id: &str, end: &StepEnd) -> Result<String> {
+    let now = clock::now_rfc3339();
+    let status = end.status.unwrap_or(StepStatus::Failed);
+    c.execute(
+        "UPDATE flow_steps SET status = ?3, output = ?4, error = ?5, finished_at = ?6,
+                input_tokens = ?7, output_tokens = ?8, cache_read_tokens = ?9, total_tokens = ?10,
+                fatal = ?11, meta = COALESCE(?12, meta), agent_pid = NULL, agent_pid_start = NULL
+         WHERE run_id = ?1 AND step_id = ?2 AND status IN ('pending', 'running')",
+        params![
+            run_id,
+            step_id,
+            status.as_str(),
+            end.output,
+            end.error,
+            now,
+            end.usage.input_tokens as i64,
+            end.usage.output_tokens as i64,
+            end.usage.cache_read_tokens as i64,
+            end.usage.total_tokens as i64,
+            end.fatal as i64,
+            end.meta.as_ref().map(|m| m.to_string()),
+        ],
+    )?;
+    Ok(now)
+}
+
+pub fn set_step_meta(
+    c: &Connection,
+    run_id: &str,
+    step_id: &str,
+    meta: &serde_json::Value,
+) -> Result<()> {
+    c.execute(
+        "UPDATE flow_steps SET meta = ?3 WHERE run_id = ?1 AND step_id = ?2",
+        params![run_id, step_id, meta.to_string()],
+    )?;
+    Ok(())
+}
+
+pub fn set_step_pid(
+    c: &Connection,
+    run_id: &str,
+    step_id: &str,
+    pid: Option<(i64, Option<i64>)>,
+) -> Result<()> {
+    c.execute(
+        "UPDATE flow_steps SET agent_pid = ?3, agent_pid_start = ?4 WHERE run_id = ?1 AND step_id = ?2",
+        params![run_id, step_id, pid.map(|p| p.0), pid.and_then(|p| p.1)],
+    )?;
+    Ok(())
+}
+
+/// Steps that were running go back to pending (a fresh attempt). Returns the agent
+/// process groups they had recorded, for cleanup.
+pub fn reset_steps(
+    c: &Connection,
+    run_id: &str,
+    ids: &[String],
+) -> Result<Vec<(i64, Option<i64>)>> {
+    let mut groups = Vec::new();
+    for id in ids {
+        if let Some(g) = c
+            .query_row(
+                "SELECT agent_pid, agent_pid_start FROM flow_steps WHERE run_id = ?1 AND step_id = ?2 AND agent_pid IS NOT NULL",
+                params![run_id, id],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+            .optional()?
+        {
+            groups.push(g);
+        }
+        c.execute(
+            "UPDATE flow_steps SET status = 'pending', started_at = NULL, agent_pid = NULL, agent_pid_start = NULL
+             WHERE run_id = ?1 AND step_id = ?2 AND status = 'running'",
+            params![run_id, id],
+        )?;
+    }
+    Ok(groups)
+}
+
+pub fn finish_run(
+    c: &Connection,
+    run_id: &str,
+    status: RunStatus,
+    report: Option<&str>,
+    report_json: Option<&str>,
+    error: Option<&str>,
+) -> Result<String> {
+    let now = clock::now_rfc3339();
+    c.execute(
+        "UPDATE flow_runs SET status = ?2, report = ?3, report_json = ?4, error = COALESCE(?5, error), finished_at = ?6
+         WHERE run_id = ?1 AND status = 'running'",
+        params![run_id, status.as_str(), report, report_json, error, now],
+    )?;
+    c.execute("DELETE FROM run_leases WHERE run_id = ?1", [run_id])?;
+    Ok(now)
+}
+
+pub fn request_cancel(c: &Connection, run_id: &str) -> Result<()> {
+    c.execute(
+        "UPDATE flow_runs SET cancel_requested = 1 WHERE run_id = ?1 AND status = 'running'",
+        [run_id],
+    )?;
+    Ok(())
+}
+
+pub fn set_run_meta(c: &Connection, run_id: &str, meta: &serde_json::Value) -> Result<()> {
+    c.execute(
+        "UPDATE flow_runs SET meta = ?2 WHERE run_id = ?1",
+        params![run_id, meta.to_string()],
+    )?;
+    Ok(())
+}
+
+// ---- owners and leases -------------------------------------------------------------
+
+pub fn register_owner(
+    c: &Connection,
+    owner: &str,
+    pid: i64,
+    pid_start: Option<i64>,
+    host: &str,
+) -> Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO server_owners (owner_id, pid, pid_start, host, started_at, heartbeat_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![owner, pid, pid_start, host, clock::now_rfc3339(), clock::now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Refreshes the owner's heartbeat and its leases; returns the runs it owns whose lease
+/// it lost or whose cancellation was requested elsewhere.
+pub fn heartbeat(
+    c: &Connection,
+    owner: &str,
+    held: &[String],
+) -> Result<(Vec<String>, Vec<String>)> {
+    let now = clock::now_ms();
+    c.execute(
+        "UPDATE server_owners SET heartbeat_ms = ?2 WHERE owner_id = ?1",
+        params![owner, now],
+    )?;
+    c.execute(
+        "UPDATE run_leases SET heartbeat_ms = ?2 WHERE owner_id = ?1",
+        params![owner, now],
+    )?;
+    let mut lost = Vec::new();
+    let mut cancelled = Vec::new();
+    for run in held {
+        let mine: Option<String> = c
+            .query_row(
+                "SELECT owner_id FROM run_leases WHERE run_id = ?1",
+                [run],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if mine.as_deref() != Some(owner) {
+            lost.push(run.clone());
+            continue;
+        }
+        let cancel: i64 = c
+            .query_row(
+                "SELECT cancel_requested FROM flow_runs WHERE run_id = ?1",
+                [run],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        if cancel != 0 {
+            cancelled.push(run.clone());
+        }
+    }
+    Ok((lost, cancelled))
+}
+
+/// Another process's view of an owner, for deciding whether it is gone.
+#[derive(Debug, Clone)]
+pub struct OwnerInfo {
+    pub owner_id: String,
+    pub pid: i64,
+    pub pid_start: Option<i64>,
+    pub host: String,
+    pub heartbeat_ms: i64,
+}
+
+/// Running runs whose lease is held by someone else (or nobody), with that owner.
+pub fn foreign_running_runs(
+    c: &Connection,
+    me: &str,
+) -> Result<Vec<(String, Option<OwnerInfo>, Option<i64>)>> {
+    let mut stmt = c.prepare(
+        "SELECT r.run_id, o.owner_id, o.pid, o.pid_start, o.host, o.heartbeat_ms, l.heartbeat_ms
+         FROM flow_runs r
+         LEFT JOIN run_leases l ON l.run_id = r.run_id
+         LEFT JOIN server_owners o ON o.owner_id = l.owner_id
+         WHERE r.status = 'running' AND (l.owner_id IS NULL OR l.owner_id != ?1)
+         ORDER BY r.run_id",
+    )?;
+    let rows = stmt
+        .query_map([me], |r| {
+            let owner = match r.get::<_, Option<String>>(1)? {
+                Some(id) => Some(OwnerInfo {
+                    owner_id: id,
+                    pid: r.get(2)?,
+                    pid_start: r.get(3)?,
+                    host: r.get(4)?,
+                    heartbeat_ms: r.get(5)?,
+                }),
+                None => None,
+            };
+            Ok((r.get(0)?, owner, r.get(6)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Takes over a run's lease if it is still held by `expected` (None = no lease row).
+pub fn take_lease(c: &Connection, run_id: &str, me: &str, expected: Option<&str>) -> Result<bool> {
+    let now = clock::now_ms();
+    let n = match expected {
+        Some(old) => c.execute(
+            "UPDATE run_leases SET owner_id = ?2, acquired_ms = ?3, heartbeat_ms = ?3 WHERE run_id = ?1 AND owner_id = ?4",
+            params![run_id, me, now, old],
+        )?,
+        None => c.execute(
+            "INSERT OR IGNORE INTO run_leases (run_id, owner_id, acquired_ms, heartbeat_ms) VALUES (?1, ?2, ?3, ?3)",
+            params![run_id, me, now],
+        )?,
+    };
+    Ok(n == 1)
+}
+
+/// Gives up every lease of `owner` (clean shutdown): the next server adopts at once.
+pub fn release_owner(c: &Connection, owner: &str) -> Result<()> {
+    c.execute("DELETE FROM run_leases WHERE owner_id = ?1", [owner])?;
+    c.execute("DELETE FROM server_owners WHERE owner_id = ?1", [owner])?;
+    Ok(())
+}
+
+// ---- stream snapshots ---------------------------------------------------------------
+
+pub fn insert_snapshot(
+    c: &Connection,
+    chat_id: &str,
+    seq: u64,
+    run_id: &str,
+    step_id: &str,
+    events: &[StreamEvent],
+) -> Result<()> {
+    let json = serde_json::to_string(events).map_err(|e| StoreError::Data(e.to_string()))?;
+    c.execute(
+        "INSERT OR REPLACE INTO agent_snapshots (chat_id, seq, run_id, step_id, events, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![chat_id, seq as i64, run_id, step_id, json, clock::now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Every event of a chat in order, and the last seq.
+pub fn transcript(c: &Connection, chat_id: &str) -> Result<(Vec<StreamEvent>, u64)> {
+    let mut stmt =
+        c.prepare("SELECT seq, events FROM agent_snapshots WHERE chat_id = ?1 ORDER BY seq")?;
+    let mut events = Vec::new();
+    let mut last = 0u64;
+    let rows = stmt.query_map([chat_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (seq, json) = row?;
+        last = seq as u64;
+        let batch: Vec<StreamEvent> = serde_json::from_str(&json).unwrap_or_default();
+        events.extend(batch);
+    }
+    Ok((events, last))
+}
+
+pub fn last_seq(c: &Connection, chat_id: &str) -> Result<u64> {
+    Ok(c.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM agent_snapshots WHERE chat_id = ?1",
+        [chat_id],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+// ---- usage per turn -----------------------------------------------------------------
+
+pub fn insert_turn_usage(
+    c: &Connection,
+    run_id: &str,
+    step_id: &str,
+    chat_id: &str,
+    turn: u32,
+    u: &Usage,
+) -> Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO turn_usage (chat_id, turn, run_id, step_id, input_tokens, output_tokens, cache_read_tokens, total_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            chat_id,
+            turn,
+            run_id,
+            step_id,
+            u.input_tokens as i64,
+            u.output_tokens as i64,
+            u.cache_read_tokens as i64,
+            u.total_tokens as i64
+        ],
+    )?;
+    Ok(())
+}
+
+/// Per-turn usage of a run's current attempts: (step, turn, usage).
+pub fn turn_usages(c: &Connection, run_id: &str) -> Result<Vec<(String, u32, Usage)>> {
+    let mut stmt = c.prepare(
+        "SELECT t.step_id, t.turn, t.input_tokens, t.output_tokens, t.cache_read_tokens, t.total_tokens
+         FROM turn_usage t JOIN flow_steps s ON s.run_id = t.run_id AND s.step_id = t.step_id AND s.chat_id = t.chat_id
+         WHERE t.run_id = ?1 ORDER BY s.wave, s.position, t.turn",
+    )?;
+    let rows = stmt
+        .query_map([run_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                Usage {
+                    input_tokens: r.get::<_, i64>(2)? as u64,
+                    output_tokens: r.get::<_, i64>(3)? as u64,
+                    cache_read_tokens: r.get::<_, i64>(4)? as u64,
+                    total_tokens: r.get::<_, i64>(5)? as u64,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+// ---- tool traces --------------------------------------------------------------------
+
+pub fn insert_trace(c: &Connection, t: &Trace, started_ms: i64) -> Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO tool_traces (trace_id, run_id, step_id, chat_id, tool_call_id, tool, turn, input, started_at, started_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            t.trace_id,
+            t.run_id,
+            t.step_id,
+            t.chat_id,
+            t.tool_call_id,
+            t.tool,
+            t.turn,
+            t.input.to_string(),
+            t.started_at,
+            started_ms
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn finish_trace(c: &Connection, t: &Trace) -> Result<()> {
+    let u = t.usage.unwrap_or_default();
+    c.execute(
+        "UPDATE tool_traces SET output = ?2, output_bytes = ?3, finished_at = ?4, latency_ms = ?5, outcome = ?6,
+                error = ?7, input_tokens = ?8, output_tokens = ?9, cache_read_tokens = ?10, total_tokens = ?11
+         WHERE trace_id = ?1",
+        params![
+            t.trace_id,
+            t.output,
+            t.output_bytes.map(|b| b as i64),
+            t.finished_at,
+            t.latency_ms.map(|l| l as i64),
+            t.outcome.map(|o| o.as_str()),
+            t.error,
+            t.usage.map(|_| u.input_tokens as i64),
+            t.usage.map(|_| u.output_tokens as i64),
+            t.usage.map(|_| u.cache_read_tokens as i64),
+            t.usage.map(|_| u.total_tokens as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A page of traces in insertion order. The cursor is the last row's `seq`, so rows
+/// added while a client pages are neither skipped nor repeated.
+pub fn list_traces(
+    c: &Connection,
+    run_id: &str,
+    step_id: Option<&str>,
+    after_seq: i64,
+    limit: u32,
+) -> Result<(Vec<Trace>, Option<i64>)> {
+    let sql = format!(
+        "SELECT seq, trace_id, run_id, step_id, chat_id, tool, tool_call_id, turn, input, output, output_bytes,
+                started_at, finished_at, latency_ms, outcome, error, input_tokens, output_tokens, cache_read_tokens, total_tokens
+         FROM tool_traces WHERE run_id = ?1 {} AND seq > ?2 ORDER BY seq LIMIT {}",
+        if step_id.is_some() { "AND step_id = ?3" } else { "" },
+        limit as i64 + 1
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let map = |r: &Row| -> rusqlite::Result<(i64, Trace)> {
+        let input: String = r.get(8)?;
+        let outcome: Option<String> = r.get(14)?;
+        let usage = match r.get::<_, Option<i64>>(16)? {
+            Some(i) => Some(WireUsage::from(Usage {
+                input_tokens: i as u64,
+                output_tokens: r.get::<_, Option<i64>>(17)?.unwrap_or(0) as u64,
+                cache_read_tokens: r.get::<_, Option<i64>>(18)?.unwrap_or(0) as u64,
+                total_tokens: r.get::<_, Option<i64>>(19)?.unwrap_or(0) as u64,
+            })),
+            None => None,
+        };
+        Ok((
+            r.get(0)?,
+            Trace {
+                trace_id: r.get(1)?,
+                run_id: r.get(2)?,
+                step_id: r.get(3)?,
+                chat_id: r.get(4)?,
+                tool: r.get(5)?,
+                tool_call_id: r.get(6)?,
+                turn: r.get(7)?,
+                input: serde_json::from_str(&input).unwrap_or(serde_json::Value::String(input)),
+                output: r.get(9)?,
+                output_bytes: r.get::<_, Option<i64>>(10)?.map(|b| b as u64),
+                started_at: r.get(11)?,
+                finished_at: r.get(12)?,
+                latency_ms: r.get::<_, Option<i64>>(13)?.map(|l| l as u64),
+                outcome: outcome.and_then(|o| o.parse::<TraceOutcome>().ok()),
+                error: r.get(15)?,
+                usage,
+            },
+        ))
+    };
+    let mut rows: Vec<(i64, Trace)> = match step_id {
+        Some(s) => stmt
+            .query_map(params![run_id, after_seq, s], map)?
+            .collect::<rusqlite::Result<_>>()?,
+        None => stmt
+            .query_map(params![run_id, after_seq], map)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.0)
+    } else {
+        None
+    };
+    Ok((rows.into_iter().map(|r| r.1).collect(), next))
+}
+
+/// Closes traces of a chat that never got a result (the step ended first).
+pub fn close_open_traces(c: &Connection, chat_id: &str, reason: &str) -> Result<Vec<String>> {
+    let now_ms = clock::now_ms();
+    let mut stmt = c.prepare(
+        "SELECT trace_id, started_ms FROM tool_traces WHERE chat_id = ?1 AND finished_at IS NULL",
+    )?;
+    let open = stmt
+        .query_map([chat_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (id, started) in &open {
+        c.execute(
+            "UPDATE tool_traces SET finished_at = ?2, latency_ms = ?3, outcome = 'error', error = ?4 WHERE trace_id = ?1",
+            params![id, clock::format_ms(now_ms), (now_ms - started).max(0), reason],
+        )?;
+    }
+    Ok(open.into_iter().map(|o| o.0).collect())
+}
+
+// ---- retention ----------------------------------------------------------------------
+
+/// Deletes ended runs created before `cutoff_ms` (steps, snapshots, traces cascade).
+/// Running runs are never touched. Returns (runs, steps, snapshots, traces) removed.
+pub fn gc(c: &Connection, cutoff_ms: i64) -> Result<(u64, u64, u64, u64)> {
+    let cutoff = clock::format_ms(cutoff_ms);
+    let cond = "SELECT run_id FROM flow_runs WHERE status != 'running' AND created_at < ?1";
+    let count = |table: &str| -> Result<u64> {
+        Ok(c.query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE run_id IN ({cond})"),
+            [&cutoff],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    };
+    let steps = count("flow_steps")?;
+    let snaps = count("agent_snapshots")?;
+    let traces = count("tool_traces")?;
+    c.execute(
+        &format!("DELETE FROM turn_usage WHERE run_id IN ({cond})"),
+        [&cutoff],
+    )?;
+    let runs = c.execute(
+        "DELETE FROM flow_runs WHERE status != 'running' AND created_at < ?1",
+        [&cutoff],
+    )? as u64;
+    Ok((runs, steps, snaps, traces))
+}
