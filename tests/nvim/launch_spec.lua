@@ -49,8 +49,14 @@ H.test(':Boo flow launches and opens the pane with the roster', function()
   end, 'the roster')
   local buf = pane.panes[run_id].buf
   H.eq(vim.bo[buf].filetype, 'boo-orchestrator', 'filetype')
-  H.wait(2000, function()
-    return H.pane_text(run_id):find('── Steps', 1, true)
+  H.wait(5000, function()
+    local t = H.pane_text(run_id)
+    for _, s in ipairs(run.steps) do
+      if not t:find(s.id, 1, true) then
+        return false
+      end
+    end
+    return t:find('── Steps', 1, true)
   end, 'roster drawn')
   local text = H.pane_text(run_id)
   H.artifact('1-roster', text)
@@ -67,8 +73,9 @@ end)
 
 H.test('a streamed delta shows in the expanded step while the run is live', function()
   H.wait(30000, function()
-    return H.pane_text(run_id):find('Looking at the project.', 1, true)
-  end, 'streamed text in the pane')
+    local t = H.pane_text(run_id)
+    return t:find('Looking at the project.', 1, true) and t:find('⚙ glob', 1, true)
+  end, 'streamed text and a tool call in the pane')
   local run = client.store:get(run_id)
   local text = H.pane_text(run_id)
   H.artifact('2-streaming', text)
@@ -122,7 +129,7 @@ H.test('verified findings show up as diagnostics on the cited file; :Boo finding
   vim.cmd('Boo findings')
   local qf = vim.fn.getqflist({ title = 1, items = 1 })
   H.contains(qf.title, 'code-review', 'quickfix title')
-  H.ok(#qf.items >= 1, 'quickfix items')
+  H.ok(#qf.items >= 1, 'quickfix items; boo diagnostics: ' .. vim.inspect(require('boo.findings').all()))
   H.eq(vim.api.nvim_buf_get_name(qf.items[1].bufnr), readme, 'quickfix file')
   H.eq(qf.items[1].lnum, 1, 'quickfix line')
   vim.cmd('cclose')

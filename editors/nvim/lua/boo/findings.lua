@@ -2,9 +2,9 @@
 --- diagnostics (source "boo"), as a quickfix list for one run.
 ---
 --- Diagnostics arrive through Neovim's own LSP client (no code here); the
---- message is "[<flow>/<persona>] <title>: <claim>". A run's findings are the
---- boo diagnostics whose flow matches the run's flow and whose persona is
---- one of the run's agents (or whose LSP `data.runId` is the run, when the
+--- message is "[<flow>/<persona>[, <persona>…]] <title>: <claim>". A run's
+--- findings are the boo diagnostics whose flow matches the run's flow and
+--- whose personas include one of the run's agents (or whose LSP `data.runId` is the run, when the
 --- server sends it).
 local M = {}
 
@@ -43,8 +43,17 @@ function M.for_run(run)
     if type(data) == 'table' and data.runId then
       keep = data.runId == run.id
     else
-      local flow, persona = (d.message or ''):match('^%[([^/%]]+)/([^%]]+)%]')
-      keep = flow ~= nil and flow == run.flow and (next(agents) == nil or agents[persona] == true)
+      -- "[flow/persona] …" or, for a finding several agents made,
+      -- "[flow/persona-a, persona-b] …".
+      local flow, personas = (d.message or ''):match('^%[([^/%]]+)/([^%]]+)%]')
+      keep = flow ~= nil and flow == run.flow
+      if keep and next(agents) ~= nil then
+        local any = false
+        for persona in personas:gmatch('[^,%s]+') do
+          any = any or agents[persona] == true
+        end
+        keep = any
+      end
     end
     if keep then
       out[#out + 1] = d

@@ -60,25 +60,44 @@ function M.check()
     health.info('server command: ' .. table.concat(o.cmd, ' '))
   end
 
-  health.start('boo: qwen CLI (boo doctor)')
+  health.start('boo: qwen CLI and environment (boo doctor)')
   if have_bin then
     local res, err = run({ exe, 'doctor' }, env, 20000)
     if not res then
       health.error('`' .. exe .. ' doctor` failed: ' .. err)
     else
-      local out = lines((res.stdout or '') .. '\n' .. (res.stderr or ''))
-      if res.code == 0 then
-        health.ok('`boo doctor` passed')
-        for _, l in ipairs(out) do
+      -- `boo doctor` prints one check per line: "ok   what: detail",
+      -- "warn what: detail" or "FAIL what: detail", then a summary.
+      local qwen_ok, parsed = false, 0
+      for _, l in ipairs(lines((res.stdout or '') .. '\n' .. (res.stderr or ''))) do
+        local status, rest = l:match('^(%a+)%s+(.*)$')
+        status = status and status:lower()
+        if status == 'ok' then
+          parsed = parsed + 1
+          health.ok(rest)
+          if rest:match('^qwen:') then
+            qwen_ok = true
+          end
+        elseif status == 'fail' then
+          parsed = parsed + 1
+          if rest:match('^qwen:') then
+            health.error(rest, {
+              'install the Qwen Code CLI (npm install -g @qwen-code/qwen-code) or set qwen_path / BOO_QWEN',
+            })
+          else
+            health.error(rest)
+          end
+        elseif status == 'warn' then
+          parsed = parsed + 1
+          health.warn(rest)
+        else
           health.info(l)
         end
-      else
-        health.error(string.format('`boo doctor` exited %d', res.code), {
-          'install the Qwen Code CLI (npm install -g @qwen-code/qwen-code) or set qwen_path / BOO_QWEN',
-        })
-        for _, l in ipairs(out) do
-          health.info(l)
-        end
+      end
+      if parsed == 0 and res.code ~= 0 then
+        health.error(string.format('`boo doctor` exited %d without a report', res.code))
+      elseif not qwen_ok then
+        health.error('the qwen CLI is not usable (see above)')
       end
     end
   else
