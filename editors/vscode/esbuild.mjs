@@ -33,7 +33,7 @@ if (tests) {
     esbuild.build({
       ...common,
       sourcemap: true,
-      entryPoints: entries,
+      entryPoints: [...entries, 'test/lib-entry.ts'],
       outdir: 'out/test',
       platform: 'node',
       format: 'cjs',

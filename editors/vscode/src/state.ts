@@ -201,15 +201,22 @@ function usageOfEvents(events: StreamEvent[]): Usage {
   return u;
 }
 
+/**
+ * The step to follow: the running agent with the latest stream activity. Code steps are
+ * followed only before any agent ran; between agents the last one stays open; once the
+ * run has ended nothing is expanded (the report is on top).
+ */
 function recomputeAuto(state: PaneState): PaneState {
   let best: StepView | null = null;
   for (const s of state.steps) {
-    if (s.status !== 'running') continue;
-    if (!best || s.lastActivity > best.lastActivity || (s.lastActivity === best.lastActivity && s.kind === 'agent' && best.kind !== 'agent')) {
-      best = s;
-    }
+    if (s.status !== 'running' || s.kind !== 'agent') continue;
+    if (!best || s.lastActivity > best.lastActivity) best = s;
   }
-  const autoStepId = best ? best.stepId : state.autoStepId;
+  let autoStepId: string | null;
+  if (isRunTerminal(state.status)) autoStepId = null;
+  else if (best) autoStepId = best.stepId;
+  else if (state.autoStepId) autoStepId = state.autoStepId;
+  else autoStepId = state.steps.find((s) => s.status === 'running')?.stepId ?? null;
   const needsResync = state.steps.some((s) => s.gap);
   if (autoStepId === state.autoStepId && needsResync === state.needsResync) return state;
   return { ...state, autoStepId, needsResync };

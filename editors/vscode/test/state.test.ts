@@ -269,3 +269,14 @@ for (const file of recorded) {
     for (const st of twice.steps) assert.deepEqual(st.items, stepOf(live, st.stepId).items);
   });
 }
+
+test('auto-follow: a code step only before any agent ran; the last agent between agents; nothing once the run ended', () => {
+  let s = fold([runStarted(), step('diff', 'running')]);
+  assert.equal(expandedStepId(s), 'diff');
+  s = reduceAll(s, [n(step('diff', 'completed')), n(step('security', 'running')), n(stream('security', CHAT_SEC, 1, SEC_EVENTS[0]))]);
+  assert.equal(expandedStepId(s), 'security');
+  s = reduceAll(s, [n(step('security', 'completed')), n(step('verify', 'running'))]);
+  assert.equal(expandedStepId(s), 'security', 'a later code step does not steal the focus');
+  s = reduce(s, n(step('report', 'completed', { runStatus: 'completed', report: REPORT })));
+  assert.equal(expandedStepId(s), null);
+});

@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// Records a real run of the boo server (with the scripted fake qwen) into a fixture the
+// reducer and webview tests replay:
+//
+//   node tests/vscode/record.mjs [--flow code-review] [--band small] [--name code-review-small]
+//
+// Writes tests/vscode/fixtures/<name>.json: the listFlows answer, every notification in
+// arrival order, then getRun {transcript: true}, getTraces and exportRun (markdown).
+// The temporary project path is replaced by /work/project so fixtures are stable.
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LspProcess, initializeParams } from './lib/lsp.mjs';
+import { makeProject } from './lib/project.mjs';
+
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const flow = arg('flow', 'code-review');
+const band = arg('band', 'small');
+const question = arg('question', 'what could break in the cache?');
+const name = arg('name', `${flow}-${band}`);
+const bin = path.resolve(REPO, process.env.BOO_BIN || 'target/debug/boo');
+const fakeQwen = path.join(REPO, 'tests/fixtures/fake-qwen');
+
+const project = makeProject('boo-record-');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'boo-record-db-'));
+const server = new LspProcess(bin, ['serve'], {
+  cwd: project,
+  env: {
+    ...process.env,
+    BOO_DB: path.join(tmp, 'boo.db'),
+    BOO_QWEN: fakeQwen,
+    BOO_MAX_PARALLEL: '2',
+    BOO_LOG: 'warn',
+    FAKE_QWEN_DELAY_MS: process.env.FAKE_QWEN_DELAY_MS ?? '15',
+  },
+});
+
+let exitCode = 0;
+try {
+  const init = await server.request('initialize', initializeParams(project, { diagnostics: true }), 30_000);
+  server.notify('initialized', {});
+  const flows = await server.request('boo/listFlows', {});
+  const launch = { flow, band, input: { question }, root: project };
+  const { runId } = await server.request('boo/launchFlow', launch);
+  await server.waitFor((m) => m.method === 'boo/stepUpdated' && m.params?.runId === runId && ['completed', 'failed', 'cancelled'].includes(m.params?.runStatus), 180_000, 'the terminal stepUpdated');
+  // Give trailing notifications (diagnostics, progress end) a moment.
+  await new Promise((r) => setTimeout(r, 300));
+  const getRun = await server.request('boo/getRun', { runId, transcript: true });
+  const traces = [];
+  let cursor;
+  for (let i = 0; i < 50; i++) {
+    const page = await server.request('boo/getTraces', { runId, cursor, limit: 200 });
+    traces.push(...page.traces);
+    if (!page.nextCursor) break;
+    cursor = page.nextCursor;
+  }
+  const exported = await server.request('boo/exportRun', { runId, format: 'markdown' });
+  const record = {
+    format: 1,
+    recordedAt: new Date().toISOString(),
+    serverInfo: init.serverInfo,
+    capabilities: init.capabilities,
+    runId,
+    launch,
+    listFlows: flows,
+    notifications: server.notifications,
+    getRun,
+    traces,
+    exportMarkdown: exported,
+  };
+  const text = JSON.stringify(record, null, 1).split(project).join('/work/project');
+  const outDir = path.join(REPO, 'tests/vscode/fixtures');
+  fs.mkdirSync(outDir, { recursive: true });
+  const out = path.join(outDir, `${name}.json`);
+  fs.writeFileSync(out, text + '\n');
+  const counts = {};
+  for (const n of server.notifications) counts[n.method] = (counts[n.method] ?? 0) + 1;
+  console.log(`recorded ${out}: run ${getRun.run.status}, ${server.notifications.length} notifications ${JSON.stringify(counts)}`);
+} catch (err) {
+  console.error(`record failed: ${err.stack || err}\n--- server stderr ---\n${server.stderr.slice(-4000)}`);
+  exitCode = 1;
+} finally {
+  await server.shutdown();
+  fs.rmSync(project, { recursive: true, force: true });
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+process.exit(exitCode);

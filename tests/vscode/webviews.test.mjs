@@ -1,0 +1,417 @@
+// The extension's webviews rendered in headless Chromium, fed like the extension host
+// feeds them: recorded notification sequences of the real server (tests/vscode/fixtures)
+// and a hand-written run for the edge cases. Screenshots go to artifacts/vscode/.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ARTIFACTS, launchChromium, lib, openPage, posted, recordings, send, shot, startStatic, within } from './lib/harness.mjs';
+
+const { reduce, emptyState, synthetic } = lib;
+let browser;
+let web;
+
+before(async () => {
+  browser = await within(60_000, launchChromium(), 'chromium start');
+  web = await startStatic();
+});
+after(async () => {
+  await browser?.close();
+  await web?.close();
+});
+
+/** Sends a run to a pane the way the host does: a snapshot after runStarted, then coalesced actions. */
+async function feed(page, runId, notifications, { batch = 4, delayMs = 0 } = {}) {
+  const actions = notifications.map((n) => ({ type: 'notification', notification: n, now: Date.now() }));
+  for (let i = 0; i < actions.length; i += batch) {
+    await send(page, { type: 'actions', actions: actions.slice(i, i + batch) });
+    if (delayMs) await page.waitForTimeout(delayMs);
+  }
+  await nextFrames(page);
+}
+
+async function nextFrames(page) {
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+}
+
+function snapshotAfterStart(runId, notifications) {
+  const started = notifications.find((n) => n.method === 'boo/runStarted' && n.params.runId === runId);
+  assert.ok(started, 'the sequence has a runStarted');
+  return reduce(emptyState(runId), { type: 'notification', notification: started, now: Date.now() });
+}
+
+const recorded = recordings();
+const sources = [
+  ...recorded.map((r) => ({
+    name: r.file.replace(/\.json$/, ''),
+    runId: r.runId,
+    notifications: r.notifications.filter((n) => n.method?.startsWith('boo/') && n.params?.runId === r.runId),
+    report: r.getRun.report,
+  })),
+  { name: 'synthetic', runId: synthetic.RUN_ID, notifications: synthetic.fullRun(), report: synthetic.REPORT },
+];
+
+test('recorded fixtures of the real server are present', () => {
+  assert.ok(recorded.length >= 1, `no recording in tests/vscode/fixtures — run: node tests/vscode/record.mjs`);
+});
+
+for (const src of sources) {
+  describe(`Orchestrator pane — ${src.name}`, () => {
+    test('roster, a streamed delta, then the report at the top', async () => {
+      const { page, context, problems } = await openPage(browser, web.page(`pane-${src.name}`, 'pane'));
+      try {
+        const rest = src.notifications.filter((n) => n.method !== 'boo/runStarted');
+        await send(page, { type: 'state', state: snapshotAfterStart(src.runId, src.notifications) });
+        await nextFrames(page);
+        const rows = await page.locator('.step').count();
+        const started = src.notifications[0].params;
+        assert.equal(rows, started.steps.length, 'one roster row per step');
+        assert.equal(await page.locator('.flow-name').textContent(), started.flow);
+        assert.equal(await page.locator('.status-pill').textContent(), 'running');
+        assert.equal(await page.locator('.step[data-status="pending"]').count(), started.steps.length);
+
+        // Up to the first text delta.
+        const firstText = rest.findIndex((n) => n.method === 'boo/agentStream' && n.params.events.some((e) => e.type === 'text' && e.text.trim()));
+        assert.ok(firstText >= 0, 'the run streams text');
+        await feed(page, src.runId, rest.slice(0, firstText + 1), { batch: 3 });
+        const delta = rest[firstText].params.events.find((e) => e.type === 'text' && e.text.trim()).text.trim();
+        const expanded = page.locator('.step.expanded');
+        assert.equal(await expanded.count(), 1, 'exactly one step is expanded');
+        assert.equal(await expanded.getAttribute('data-step-id'), rest[firstText].params.stepId, 'the active step is expanded');
+        const streamText = await expanded.locator('.stream').innerText();
+        assert.ok(streamText.includes(delta.slice(0, 40)), `the delta "${delta.slice(0, 40)}" is shown`);
+        assert.ok((await page.locator('.step[data-status="running"]').count()) >= 1);
+        assert.equal(await page.locator('.report').isHidden(), true, 'no report while running');
+        await shot(page, `pane-${src.name}-streaming`);
+
+        // The rest of the run.
+        await feed(page, src.runId, rest.slice(firstText + 1), { batch: 8 });
+        assert.equal(await page.locator('.status-pill').textContent(), 'completed');
+        const report = page.locator('.report');
+        assert.equal(await report.isVisible(), true, 'the report is shown');
+        const reportBox = await report.boundingBox();
+        const rosterBox = await page.locator('.roster').boundingBox();
+        assert.ok(reportBox.y < rosterBox.y, 'the report is above the roster');
+        assert.ok((await report.locator('h1, h2').count()) >= 1, 'the Markdown is rendered');
+        assert.equal(await page.locator('.step[data-status="running"]').count(), 0);
+        assert.equal(await page.locator('.step .dot').count(), started.steps.length, 'a status dot per step');
+        await shot(page, `pane-${src.name}-report`);
+        await shot(page, `pane-${src.name}-report-full`, { fullPage: true });
+
+        // One expanded step at a time: picking another collapses the first.
+        const ids = await page.locator('.step').evaluateAll((els) => els.map((e) => e.getAttribute('data-step-id')));
+        await page.locator(`.step[data-step-id="${ids[0]}"] .step-row`).click();
+        await nextFrames(page);
+        assert.equal(await page.locator('.step.expanded').count(), 1);
+        assert.equal(await page.locator('.step.expanded').getAttribute('data-step-id'), ids[0]);
+        await page.locator(`.step[data-step-id="${ids[0]}"] .step-row`).click();
+        await nextFrames(page);
+        assert.equal(await page.locator('.step.expanded').count(), 0, 'clicking the open step collapses it');
+
+        // The … menu: export actions are enabled once a report exists.
+        await page.locator('.menu-btn').click();
+        assert.equal(await page.locator('.menu').isVisible(), true);
+        assert.equal(await page.locator('.menu-item[data-action="copy"]').isEnabled(), true);
+        assert.equal(await page.locator('.menu-item[data-action="cancel"]').isHidden(), true, 'no cancel on a finished run');
+        await page.locator('.menu-item[data-action="saveMarkdown"]').click();
+        const msgs = await posted(page);
+        assert.deepEqual(msgs.at(-1), { type: 'menu', action: 'saveMarkdown', runId: src.runId });
+        assert.equal(await page.locator('.menu').isHidden(), true);
+
+        // path:line citations open the file.
+        const cites = page.locator('.report code.cite');
+        if (await cites.count()) {
+          await cites.first().click();
+          const m = (await posted(page)).at(-1);
+          assert.equal(m.type, 'openFile');
+          assert.ok(m.line >= 1 && m.path.length > 0);
+        }
+        // Kept for a reload.
+        assert.deepEqual(await page.evaluate(() => window.__state), { runId: src.runId });
+        assert.deepEqual(problems, [], 'no console errors and no CSP violations');
+      } finally {
+        await context.close();
+      }
+    });
+
+    test('narrow width: one column, no horizontal scrolling', async () => {
+      const { page, context, problems } = await openPage(browser, web.page(`narrow-${src.name}`, 'pane'), { width: 340, height: 900 });
+      try {
+        const final = src.notifications.reduce((s, n) => reduce(s, { type: 'notification', notification: n, now: Date.now() }), emptyState(src.runId));
+        const agent = final.steps.find((s) => s.kind === 'agent');
+        await send(page, { type: 'state', state: { ...final, selection: { mode: 'user', stepId: agent.stepId } } });
+        await nextFrames(page);
+        const overflow = await page.evaluate(() => document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth);
+        assert.ok(overflow <= 1, `no horizontal overflow (got ${overflow}px)`);
+        const xs = await page.locator('.step-row').evaluateAll((els) => els.map((e) => Math.round(e.getBoundingClientRect().x)));
+        assert.ok(Math.max(...xs) - Math.min(...xs) <= 2, `rows share one column (x: ${xs})`);
+        await shot(page, `pane-${src.name}-narrow`, { fullPage: true });
+        assert.deepEqual(problems, []);
+      } finally {
+        await context.close();
+      }
+    });
+  });
+}
+
+describe('Orchestrator pane — stream integrity', () => {
+  test('duplicates are dropped; a gap asks the host to resync and a getRun snapshot heals it', async () => {
+    const { page, context, problems } = await openPage(browser, web.page('pane-gaps', 'pane'));
+    try {
+      const S = synthetic;
+      await send(page, { type: 'state', state: snapshotAfterStart(S.RUN_ID, [S.runStarted()]) });
+      await feed(page, S.RUN_ID, [S.step('security', 'running'), S.stream('security', S.CHAT_SEC, 1, S.SEC_EVENTS[0]), S.stream('security', S.CHAT_SEC, 1, S.SEC_EVENTS[0])]);
+      const thinking = await page.locator('.step.expanded .thinking .item-text').allTextContents();
+      assert.deepEqual(thinking, ['Look at the cache write path first.'], 'the duplicate chunk was not applied');
+      // seq 2 and 3 are lost; 4 arrives.
+      await feed(page, S.RUN_ID, [S.stream('security', S.CHAT_SEC, 4, S.SEC_EVENTS[3])]);
+      assert.equal(await page.locator('.step.expanded .text').count(), 0, 'a chunk after a gap is held back');
+      await page.waitForFunction(() => window.__posted.some((m) => m.type === 'resync'), null, { timeout: 5000 });
+      assert.deepEqual((await posted(page)).filter((m) => m.type === 'resync'), [{ type: 'resync', runId: S.RUN_ID }]);
+      // The host answers with the transcript.
+      await send(page, { type: 'actions', actions: [{ type: 'hydrate', result: S.getRunSnapshot(3) }] });
+      await nextFrames(page);
+      const kinds = await page.locator('.step.expanded .stream > .item').evaluateAll((els) => els.map((e) => e.dataset.kind));
+      assert.deepEqual(kinds, ['thinking', 'tool', 'text']);
+      assert.equal(await page.locator('.step.expanded .tool').getAttribute('data-state'), 'ok');
+      assert.equal(await page.locator('.step.expanded .text .item-text').textContent(), 'The entry is inserted before the write succeeds.');
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('the report is sanitized: no script, no event handlers', async () => {
+    const { page, context } = await openPage(browser, web.page('pane-xss', 'pane'));
+    try {
+      const S = synthetic;
+      const evil = '# Report\n\n<img src="x" onerror="window.__pwned=1"> <script>window.__pwned=2</script>\n\n<a href="javascript:window.__pwned=3">x</a>';
+      let st = snapshotAfterStart(S.RUN_ID, [S.runStarted()]);
+      st = reduce(st, { type: 'notification', notification: S.step('report', 'completed', { runStatus: 'completed', report: evil }) });
+      await send(page, { type: 'state', state: st });
+      await nextFrames(page);
+      await page.waitForTimeout(200);
+      assert.equal(await page.evaluate(() => window.__pwned), undefined);
+      assert.equal(await page.locator('.report script').count(), 0);
+      assert.equal(await page.locator('.report [onerror]').count(), 0);
+      assert.equal(await page.locator('.report a[href^="javascript:"]').count(), 0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('an empty pane offers the launcher', async () => {
+    const { page, context } = await openPage(browser, web.page('pane-empty', 'pane'));
+    try {
+      await send(page, { type: 'empty', message: 'No run in this pane yet.' });
+      await nextFrames(page);
+      await page.getByRole('button', { name: 'Launch a flow…' }).click();
+      assert.deepEqual((await posted(page)).at(-1), { type: 'launch' });
+      await shot(page, 'pane-empty');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('Orchestrator pane — ten agents streaming', () => {
+  test('stays smooth: batched updates, no long frames, every delta shown', async () => {
+    const { page, context, problems } = await openPage(browser, web.page('pane-ten', 'pane'), { width: 1000, height: 900 });
+    try {
+      const runId = '0195f3a2-0000-7000-8000-0000000000aa';
+      const AGENTS = 10;
+      const CHUNKS = 150;
+      const steps = Array.from({ length: AGENTS }, (_, i) => ({ stepId: `agent-${i}`, agent: `persona-${i}`, kind: 'agent', label: `Agent ${i}`, wave: 0, chatId: `chat-${i}`, status: 'pending' }));
+      const started = { method: 'boo/runStarted', params: { runId, flow: 'load-test', band: 'large', question: 'ten agents at once', root: '/work/project', status: 'running', steps } };
+      await send(page, { type: 'state', state: reduce(emptyState(runId), { type: 'notification', notification: started }) });
+      // What the host would post: every 50 ms, the chunks of all agents in that window.
+      const batches = [[...steps.map((s) => ({ type: 'notification', notification: { method: 'boo/stepUpdated', params: { runId, stepId: s.stepId, status: 'running', startedAt: new Date().toISOString() } } }))]];
+      for (let c = 1; c <= CHUNKS; c++) {
+        const batch = [];
+        for (let a = 0; a < AGENTS; a++) {
+          const events =
+            c % 25 === 0
+              ? [{ type: 'toolCall', toolCallId: `t${a}-${c}`, name: 'read_file', input: { absolute_path: `/work/project/src/file${c}.py` } }, { type: 'toolResult', toolCallId: `t${a}-${c}`, isError: false, content: 'x'.repeat(400) }]
+              : [{ type: 'text', text: `agent ${a} chunk ${c} — some streamed words about the cache. ` }, { type: 'thinking', text: `weighing ${c}. ` }];
+          batch.push({ type: 'notification', notification: { method: 'boo/agentStream', params: { runId, stepId: `agent-${a}`, chatId: `chat-${a}`, seq: c, events } } });
+        }
+        batches.push(batch);
+      }
+      const t0 = Date.now();
+      const result = await page.evaluate(async (batches) => {
+        window.__longTasks.length = 0;
+        const frames0 = window.__frames;
+        const start = performance.now();
+        let maxHandler = 0;
+        for (const actions of batches) {
+          const s = performance.now();
+          window.postMessage({ type: 'actions', actions }, '*');
+          await new Promise((r) => setTimeout(r, 50));
+          maxHandler = Math.max(maxHandler, performance.now() - s - 50);
+        }
+        await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+        return { ms: performance.now() - start, frames: window.__frames - frames0, longTasks: window.__longTasks.slice(), maxHandler };
+      }, batches);
+      const wall = Date.now() - t0;
+      const expandedId = await page.locator('.step.expanded').getAttribute('data-step-id');
+      assert.ok(expandedId, 'the most active step is expanded');
+      const a = Number(expandedId.split('-')[1]);
+      const text = await page.locator('.step.expanded .stream').innerText();
+      assert.ok(text.includes(`agent ${a} chunk 1 —`) && text.includes(`agent ${a} chunk ${CHUNKS - 1} —`), 'all deltas of the expanded step are shown');
+      const rows = await page.locator('.step-meta').allTextContents();
+      assert.equal(rows.filter((r) => /6 tools/.test(r)).length, AGENTS, 'every row counts its tool calls');
+      const metrics = { agents: AGENTS, chunksPerAgent: CHUNKS, messages: batches.length, wallMs: wall, ...result, maxLongTaskMs: Math.max(0, ...result.longTasks) };
+      fs.writeFileSync(path.join(ARTIFACTS, 'smoothness.json'), JSON.stringify(metrics, null, 2));
+      console.log(`# smoothness: ${JSON.stringify({ ...metrics, longTasks: result.longTasks.length })}`);
+      assert.ok(metrics.frames > batches.length * 0.5, `frames kept coming (${metrics.frames} frames for ${batches.length} batches)`);
+      assert.ok(metrics.maxLongTaskMs < 250, `no long task over 250 ms (max ${metrics.maxLongTaskMs} ms)`);
+      await shot(page, 'pane-ten-agents');
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+// ---- launcher ---------------------------------------------------------------------
+
+const SYNTHETIC_FLOWS = [
+  { name: 'code-review', title: 'Code review', category: 'review', description: 'Review the current change for correctness and security.', bands: { small: ['diff', 'security', 'correctness', 'verify', 'report'], medium: ['diff', 'a', 'b', 'c', 'd', 'e'], large: ['diff', 'a', 'b', 'c', 'd', 'e', 'f', 'g'] } },
+  { name: 'architectural-analysis', title: 'Architectural analysis', category: 'analysis', description: 'Map the structure and its risks.', bands: { small: ['scan', 'architect', 'report'], medium: ['scan', 'a', 'b', 'report'], large: ['scan', 'a', 'b', 'c', 'd', 'report'] } },
+  { name: 'investigate', title: 'Investigate', category: 'analysis', description: 'Chase a symptom to its cause.', bands: { small: ['a', 'b'], medium: ['a', 'b', 'c'], large: ['a', 'b', 'c', 'd'] } },
+  { name: 'project-discovery', title: 'Project discovery', category: 'discovery', description: 'What is this codebase?', bands: { small: ['a'], medium: ['a', 'b'], large: ['a', 'b', 'c'] } },
+  { name: 'plan-a-feature', title: 'Plan a feature', category: 'planning', description: 'A plan with risks.', bands: { small: ['a'], medium: ['a', 'b'], large: ['a', 'b', 'c'] } },
+  { name: 'adr-draft', title: 'ADR draft', category: 'authoring', description: 'Draft a decision record.', bands: { small: ['a'], medium: ['a', 'b'], large: ['a', 'b', 'c'] } },
+];
+const flowLists = [...recorded.slice(0, 1).map((r) => ({ name: 'recorded', flows: r.listFlows.flows })), { name: 'synthetic', flows: SYNTHETIC_FLOWS }];
+
+for (const fl of flowLists) {
+  test(`Flows launcher — ${fl.name}: tabs filter the flows, Small by default, Launch posts the choice`, async () => {
+    const { page, context, problems } = await openPage(browser, web.page(`launcher-${fl.name}`, 'launcher'), { width: 900, height: 760 });
+    try {
+      await send(page, { type: 'flows', flows: fl.flows, defaults: { band: 'small' }, root: '/work/project' });
+      await nextFrames(page);
+      const tabs = await page.locator('[role="tab"]').allTextContents();
+      assert.deepEqual(
+        tabs.map((t) => t.replace(/ \(\d+\)$/, '')),
+        ['Analysis', 'Discovery', 'Planning', 'Authoring', 'Review'],
+      );
+      for (const [i, cat] of ['analysis', 'discovery', 'planning', 'authoring', 'review'].entries()) {
+        await page.locator('[role="tab"]').nth(i).click();
+        const shown = await page.locator('.flow-card').evaluateAll((els) => els.map((e) => e.dataset.flow));
+        const want = fl.flows.filter((f) => f.category === cat).map((f) => f.name);
+        assert.deepEqual(shown, want, `tab ${cat} shows exactly its flows`);
+        assert.equal(await page.locator('[role="tab"]').nth(i).getAttribute('aria-selected'), 'true');
+      }
+      await page.locator('[role="tab"]', { hasText: 'Review' }).click();
+      assert.equal(await page.locator('.seg[aria-checked="true"]').textContent(), 'Small', 'Small is the default size');
+      assert.equal(await page.locator('.launch').isDisabled(), true, 'no launch without a focus');
+      await page.locator('.flow-card[data-flow="code-review"]').click();
+      assert.equal(await page.locator('.flow-card[aria-checked="true"]').getAttribute('data-flow'), 'code-review');
+      await page.locator('.focus').fill('what could break in the cache?');
+      await page.locator('#fast').check();
+      const steps = fl.flows.find((f) => f.name === 'code-review').bands.small.length;
+      assert.match(await page.locator('.flow-card[data-flow="code-review"] .flow-steps').textContent(), new RegExp(`^${steps} steps? at small size$`));
+      await shot(page, `launcher-${fl.name}`);
+      await page.locator('.launch').click();
+      assert.deepEqual((await posted(page)).at(-1), { type: 'launch', flow: 'code-review', band: 'small', question: 'what could break in the cache?', fast: true });
+      // Medium, then an error from the server is shown.
+      await send(page, { type: 'error', message: 'unknown flow' });
+      await page.locator('.seg[data-band="medium"]').click();
+      await page.locator('.launch').click();
+      assert.equal((await posted(page)).at(-1).band, 'medium');
+      await send(page, { type: 'error', message: 'agent unavailable: qwen not found (set BOO_QWEN)' });
+      await nextFrames(page);
+      assert.match(await page.locator('.launch-error').textContent(), /qwen not found/);
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+test('Flows launcher — narrow width is one column', async () => {
+  const { page, context } = await openPage(browser, web.page('launcher-narrow', 'launcher'), { width: 340, height: 900 });
+  try {
+    await send(page, { type: 'flows', flows: SYNTHETIC_FLOWS, defaults: { band: 'small' }, root: '/work/project' });
+    await page.locator('[role="tab"]', { hasText: 'Analysis' }).click();
+    const xs = await page.locator('.flow-card').evaluateAll((els) => els.map((e) => Math.round(e.getBoundingClientRect().x)));
+    assert.equal(new Set(xs).size, 1);
+    const overflow = await page.evaluate(() => document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth);
+    assert.ok(overflow <= 1, `no horizontal overflow (got ${overflow}px)`);
+    await shot(page, 'launcher-narrow', { fullPage: true });
+  } finally {
+    await context.close();
+  }
+});
+
+// ---- traces -----------------------------------------------------------------------
+
+function syntheticTraces() {
+  const S = synthetic;
+  const run = S.getRunSnapshot(5, 'completed');
+  for (const st of run.steps) {
+    delete st.transcript;
+    if (st.stepId === 'security') Object.assign(st, { status: 'completed', startedAt: '2026-11-20T23:07:01.000Z', finishedAt: '2026-11-20T23:07:09.000Z', usage: { inputTokens: 1000, outputTokens: 200, cacheReadTokens: 600, totalTokens: 1200 } });
+    if (st.stepId === 'correctness') Object.assign(st, { status: 'completed', startedAt: '2026-11-20T23:07:01.000Z', finishedAt: '2026-11-20T23:07:10.000Z', usage: { inputTokens: 500, outputTokens: 50, cacheReadTokens: 0, totalTokens: 550 } });
+  }
+  const tr = (id, stepId, tool, input, start, ms, outcome = 'ok', error = null) => ({
+    traceId: id,
+    runId: S.RUN_ID,
+    stepId,
+    chatId: stepId === 'security' ? S.CHAT_SEC : S.CHAT_COR,
+    tool,
+    input,
+    output: 'ok',
+    startedAt: new Date(Date.parse('2026-11-20T23:07:01.000Z') + start).toISOString(),
+    finishedAt: new Date(Date.parse('2026-11-20T23:07:01.000Z') + start + ms).toISOString(),
+    latencyMs: ms,
+    outcome,
+    error,
+  });
+  return {
+    run,
+    traces: [
+      tr('1', 'security', 'glob', { pattern: 'src/**/*.rs' }, 500, 120),
+      tr('2', 'security', 'read_file', { absolute_path: '/work/project/src/cache.rs' }, 900, 2400),
+      tr('3', 'security', 'run_shell_command', { command: 'rm -rf /' }, 4000, 15, 'denied', 'denied in plan mode'),
+      tr('4', 'correctness', 'grep_search', { pattern: 'evict' }, 1000, 800, 'error', 'no matches'),
+    ],
+  };
+}
+
+const traceSources = [...recorded.slice(0, 1).map((r) => ({ name: 'recorded', run: { ...r.getRun, steps: r.getRun.steps.map(({ transcript, ...s }) => s) }, traces: r.traces })), { name: 'synthetic', ...syntheticTraces() }];
+
+for (const ts of traceSources) {
+  test(`Traces view — ${ts.name}: a row per tool call with timing bar, latency, outcome; tokens and cache hit rate`, async () => {
+    const { page, context, problems } = await openPage(browser, web.page(`traces-${ts.name}`, 'traces'), { width: 1000, height: 800 });
+    try {
+      await send(page, { type: 'traces', run: ts.run, traces: ts.traces });
+      await nextFrames(page);
+      assert.equal(await page.locator('.trace-row').count(), ts.traces.length);
+      const widths = await page.locator('.trace-row .bar').evaluateAll((els) => els.map((e) => e.getBoundingClientRect().width));
+      assert.ok(widths.every((w) => w > 0), 'every call has a visible bar');
+      for (const t of ts.traces) {
+        const row = page.locator(`.trace-step[data-step-id="${t.stepId}"] .trace-row[data-tool="${t.tool}"]`).first();
+        assert.equal(await row.locator('.trace-outcome').textContent(), t.outcome ?? 'ok');
+      }
+      const agentSteps = ts.run.steps.filter((s) => s.kind === 'agent');
+      assert.equal(await page.locator('.trace-step[data-step-id]').count(), new Set([...agentSteps.map((s) => s.stepId), ...ts.traces.map((t) => t.stepId)]).size);
+      const rates = await page.locator('.tok.cache .tok-v').allTextContents();
+      assert.equal(rates.length, 1 + (await page.locator('.trace-step[data-step-id]').count()));
+      if (ts.name === 'synthetic') {
+        assert.equal(await page.locator('.trace-step[data-step-id="security"] .tok.cache .tok-v').textContent(), '60%');
+        assert.equal(await page.locator('.trace-step[data-step-id="correctness"] .tok.cache .tok-v').textContent(), '0%');
+        assert.equal(await page.locator('.trace-row[data-tool="read_file"] .trace-latency').textContent(), '2.4 s');
+        // The long call's bar is wider than the short one's.
+        const w = async (tool) => (await page.locator(`.trace-row[data-tool="${tool}"] .bar`).boundingBox()).width;
+        assert.ok((await w('read_file')) > (await w('glob')) * 5);
+      }
+      await shot(page, `traces-${ts.name}`, { fullPage: true });
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+}
