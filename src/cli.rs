@@ -198,7 +198,7 @@ pub async fn run(
         st.clone(),
         Arc::new(QwenBackend::new(QwenConfig::from_env(data_dir.clone()))),
         tx,
-        RunnerConfig::from_env(data_dir, None, model.clone()),
+        RunnerConfig::from_env(None, model.clone()),
     );
     if let Err(e) = sup.register().await {
         eprintln!("boo: {e}");

@@ -1,6 +1,5 @@
 //! Export of a run's report as Markdown or JSON (shared by `boo/exportRun` and `boo export`).
 
-use crate::model::RunStatus;
 use crate::runner::build_report_input;
 use crate::store::{queries, Store, StoreError};
 use std::path::PathBuf;
@@ -48,7 +47,6 @@ pub async fn export(
                 tokio::task::spawn_blocking(move || build_report_input(&r2, &s2, &root, status).0)
                     .await
                     .map_err(|e| StoreError::Data(e.to_string()))?;
-            let _ = RunStatus::Running;
             if format == "json" {
                 crate::report::render_json(&input)
             } else {

@@ -112,11 +112,6 @@ impl StreamParser {
         }
     }
 
-    /// The current (1-based) model turn.
-    pub fn turn(&self) -> u32 {
-        self.turn
-    }
-
     pub fn feed(&mut self, line: &str) -> Vec<Parsed> {
         let line = line.trim();
         if line.is_empty() {
@@ -206,11 +201,9 @@ impl StreamParser {
     fn stream_event(&mut self, ev: &Value, out: &mut Vec<Parsed>) {
         let index = ev.get("index").and_then(|i| i.as_u64()).unwrap_or(0);
         match ev.get("type").and_then(|t| t.as_str()) {
-            Some("message_start") => {
-                if self.turn_closed {
-                    self.turn += 1;
-                    self.turn_closed = false;
-                }
+            Some("message_start") if self.turn_closed => {
+                self.turn += 1;
+                self.turn_closed = false;
             }
             Some("content_block_start") => {
                 let cb = ev.get("content_block").unwrap_or(&Value::Null);
@@ -287,10 +280,8 @@ impl StreamParser {
                     }
                 }
             }
-            Some("message_stop") => {
-                if !self.turn_closed {
-                    self.close_turn(Usage::default(), out);
-                }
+            Some("message_stop") if !self.turn_closed => {
+                self.close_turn(Usage::default(), out);
             }
             _ => {}
         }
@@ -320,10 +311,8 @@ impl StreamParser {
                 .and_then(|x| x.as_str())
                 .unwrap_or_default()
                 .to_string();
-            let repeat = match self.streamed.front() {
-                Some((k, sid)) if *k == kind && (kind != Kind::ToolUse || *sid == id) => true,
-                _ => false,
-            };
+            let repeat = matches!(self.streamed.front(),
+                Some((k, sid)) if *k == kind && (kind != Kind::ToolUse || *sid == id));
             if repeat {
                 self.streamed.pop_front();
             }
@@ -344,18 +333,16 @@ impl StreamParser {
                         .unwrap_or_default()
                         .to_string(),
                 })),
-                Kind::ToolUse => {
-                    if self.tools_emitted.insert(id.clone()) {
-                        out.push(Parsed::Stream(StreamEvent::ToolCall {
-                            tool_call_id: id,
-                            name: block
-                                .get("name")
-                                .and_then(|x| x.as_str())
-                                .unwrap_or_default()
-                                .to_string(),
-                            input: block.get("input").cloned().unwrap_or(Value::Null),
-                        }));
-                    }
+                Kind::ToolUse if self.tools_emitted.insert(id.clone()) => {
+                    out.push(Parsed::Stream(StreamEvent::ToolCall {
+                        tool_call_id: id,
+                        name: block
+                            .get("name")
+                            .and_then(|x| x.as_str())
+                            .unwrap_or_default()
+                            .to_string(),
+                        input: block.get("input").cloned().unwrap_or(Value::Null),
+                    }));
                 }
                 _ => {}
             }

@@ -348,19 +348,12 @@ pub fn parse_flow(
     let by_id: BTreeMap<&str, &StepDef> = steps.iter().map(|s| (s.id.as_str(), s)).collect();
     for s in &steps {
         for d in &s.after {
-            match by_id.get(d.as_str()) {
-                None => errors.push(err(
+            // A dependency on a larger band is optional: dropped where it does not run.
+            if !by_id.contains_key(d.as_str()) {
+                errors.push(err(
                     format!("steps ({}).after", s.id),
                     format!("unknown step {d:?}"),
-                )),
-                Some(dep) if dep.band > s.band => errors.push(err(
-                    format!("steps ({}).after", s.id),
-                    format!(
-                        "{:?} joins at band {}, but {:?} joins at band {}: a step cannot depend on a step of a larger band",
-                        d, dep.band, s.id, s.band
-                    ),
-                )),
-                _ => {}
+                ));
             }
         }
     }
@@ -371,10 +364,12 @@ pub fn parse_flow(
     }
     if errors.is_empty() {
         for s in steps.iter().filter(|s| s.when.is_some()) {
-            if !upstream(&by_id, &s.id)
-                .iter()
-                .any(|u| by_id[u.as_str()].agent == "signals")
-            {
+            let signals_upstream = upstream(&by_id, &s.id).iter().any(|u| {
+                by_id
+                    .get(u.as_str())
+                    .is_some_and(|d| d.agent == "signals" && d.band <= s.band)
+            });
+            if !signals_upstream {
                 errors.push(err(
                     format!("steps ({}).when", s.id),
                     "a condition needs the `signals` code step among the step's dependencies"

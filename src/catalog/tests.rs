@@ -89,11 +89,18 @@ fn every_mistake_names_the_file_and_field() {
 }
 
 #[test]
-fn a_small_step_cannot_depend_on_a_larger_band() {
+fn a_dependency_on_a_larger_band_is_optional() {
     let text = GOOD.replace("id = \"u\"\nkind = \"agent\"", "id = \"u\"\nband = \"large\"\nkind = \"agent\"")
-        + "\n[[steps]]\nid = \"v\"\nkind = \"agent\"\npersona = \"test-engineer\"\nafter = [\"u\"]\nprompt = \"x\"\n";
-    let e = errors(&text);
-    assert!(e.iter().any(|e| e.contains("larger band")), "{e:?}");
+        + "\n[[steps]]\nid = \"v\"\nkind = \"agent\"\npersona = \"test-engineer\"\nafter = [\"t\", \"u\"]\nprompt = \"x\"\n";
+    let f = parse_flow("flows/mini.toml", &text, &personas()).unwrap();
+    let small = engine::plan(&f, Band::Small).unwrap();
+    assert_eq!(small.step("v").unwrap().after, vec!["t".to_string()]);
+    let large = engine::plan(&f, Band::Large).unwrap();
+    assert_eq!(
+        large.step("v").unwrap().after,
+        vec!["t".to_string(), "u".to_string()]
+    );
+    assert_eq!(large.step("v").unwrap().wave, 3);
 }
 
 #[test]

@@ -78,21 +78,22 @@ pub fn roster(flow: &FlowDef, band: Band) -> Vec<&StepDef> {
     flow.steps.iter().filter(|s| s.band <= band).collect()
 }
 
-/// Plans `flow` for `band`. Fails only on definitions the loader should have refused
-/// (unknown dependency, cycle, dependency outside the band).
+/// Plans `flow` for `band`. A dependency on a step of a larger band is optional: it is
+/// dropped in the bands that do not run that step (so a synthesizer can read the
+/// specialists that joined). Fails only on definitions the loader refuses (unknown
+/// dependency, cycle).
 pub fn plan(flow: &FlowDef, band: Band) -> Result<Plan, String> {
-    let steps = roster(flow, band);
+    let all: BTreeMap<&str, Band> = flow.steps.iter().map(|s| (s.id.as_str(), s.band)).collect();
+    let steps: Vec<StepDef> = roster(flow, band)
+        .into_iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.after
+                .retain(|d| all.get(d.as_str()).is_none_or(|b| *b <= band));
+            s
+        })
+        .collect();
     let ids: BTreeSet<&str> = steps.iter().map(|s| s.id.as_str()).collect();
-    for s in &steps {
-        for d in &s.after {
-            if !ids.contains(d.as_str()) {
-                return Err(format!(
-                    "step {:?} depends on {:?}, which does not run at band {band}",
-                    s.id, d
-                ));
-            }
-        }
-    }
     let waves = levels(steps.iter().map(|s| (s.id.as_str(), s.after.as_slice())))?;
     let planned = steps
         .iter()
@@ -281,9 +282,9 @@ pub fn outcome(plan: &Plan, states: &HashMap<String, StepState>) -> RunStatus {
         .filter(|s| s.kind == StepKind::Agent)
         .map(|s| st(&s.id).map(|x| x.status).unwrap_or(StepStatus::Pending))
         .collect();
-    let completed = agents.iter().any(|s| *s == StepStatus::Completed);
-    let failed = agents.iter().any(|s| *s == StepStatus::Failed);
-    if agents.iter().any(|s| *s == StepStatus::Cancelled) && !completed {
+    let completed = agents.contains(&StepStatus::Completed);
+    let failed = agents.contains(&StepStatus::Failed);
+    if agents.contains(&StepStatus::Cancelled) && !completed {
         return RunStatus::Cancelled;
     }
     if failed && !completed {

@@ -6,7 +6,7 @@ pub mod wire;
 
 use crate::agent::qwen::{QwenBackend, QwenConfig};
 use crate::agent::BoxFuture;
-use crate::model::{Band, RunStatus};
+use crate::model::Band;
 use crate::runner::outbox::{self, FindingDiagnostic, Outgoing, ProgressKind, Transport};
 use crate::runner::{CancelError, LaunchError, LaunchRequest, RunnerConfig, Supervisor};
 use crate::store::{self, queries, Store};
@@ -399,7 +399,7 @@ impl LanguageServer for Backend {
                 st.clone(),
                 Arc::new(QwenBackend::new(qc)),
                 tx.clone(),
-                RunnerConfig::from_env(data_dir, opts.max_parallel, opts.model.clone()),
+                RunnerConfig::from_env(opts.max_parallel, opts.model.clone()),
             );
             sup.register().await.map_err(internal)?;
             let transport = LspTransport {
@@ -671,6 +671,5 @@ pub async fn serve(protocol_out: tokio::fs::File) -> i32 {
     if let Some(sup) = shared.supervisor.get() {
         let _ = sup.store.flush().await;
     }
-    let _ = RunStatus::Running;
     0
 }

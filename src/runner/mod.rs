@@ -42,7 +42,6 @@ pub struct RunnerConfig {
     pub max_parallel: usize,
     pub heartbeat: Duration,
     pub lease_timeout: Duration,
-    pub data_dir: PathBuf,
     pub default_model: Option<String>,
 }
 
@@ -51,7 +50,7 @@ fn env_u64(k: &str) -> Option<u64> {
 }
 
 impl RunnerConfig {
-    pub fn from_env(data_dir: PathBuf, max_parallel: Option<usize>, model: Option<String>) -> Self {
+    pub fn from_env(max_parallel: Option<usize>, model: Option<String>) -> Self {
         RunnerConfig {
             deadline: Duration::from_secs(env_u64("BOO_AGENT_TIMEOUT_S").unwrap_or(900)),
             max_parallel: max_parallel
@@ -62,7 +61,6 @@ impl RunnerConfig {
             lease_timeout: Duration::from_millis(
                 env_u64("BOO_LEASE_TIMEOUT_MS").unwrap_or(15_000).max(200),
             ),
-            data_dir,
             default_model: model
                 .or_else(|| std::env::var("OPENAI_MODEL").ok().filter(|m| !m.is_empty())),
         }
@@ -212,10 +210,6 @@ impl Supervisor {
                 .map(|h| h.to_string_lossy().to_string())
                 .unwrap_or_else(|_| "localhost".into()),
         })
-    }
-
-    pub fn backend(&self) -> &Arc<dyn AgentBackend> {
-        &self.backend
     }
 
     fn emit(&self, m: Out) {
@@ -774,7 +768,6 @@ impl Supervisor {
                 })
                 .collect();
             self.emit(Out::Findings {
-                run_id: run_id.to_string(),
                 root: row.run.summary.root.clone(),
                 flow: row.run.summary.flow.clone(),
                 diagnostics,
@@ -1216,10 +1209,6 @@ impl Supervisor {
             let _ = d.wait_for(|d| *d).await;
         }
     }
-
-    pub fn running_locally(&self) -> Vec<String> {
-        lock(&self.runs).keys().cloned().collect()
-    }
 }
 
 fn cap_text(s: &str, cap: usize) -> String {
@@ -1349,3 +1338,6 @@ pub fn build_report_input(
     };
     (input, merged)
 }
+
+#[cfg(test)]
+mod tests;

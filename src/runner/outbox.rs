@@ -129,7 +129,6 @@ pub enum Out {
         kind: ProgressKind,
     },
     Findings {
-        run_id: String,
         root: String,
         flow: String,
         diagnostics: Vec<FindingDiagnostic>,
@@ -151,7 +150,6 @@ pub enum Outgoing {
         kind: ProgressKind,
     },
     Findings {
-        run_id: String,
         root: String,
         flow: String,
         diagnostics: Vec<FindingDiagnostic>,
@@ -225,12 +223,10 @@ pub async fn run_outbox<T: Transport>(
                 Out::Trace(t) => Outgoing::Trace(t),
                 Out::Progress { run_id, kind } => Outgoing::Progress { run_id, kind },
                 Out::Findings {
-                    run_id,
                     root,
                     flow,
                     diagnostics,
                 } => Outgoing::Findings {
-                    run_id,
                     root,
                     flow,
                     diagnostics,

@@ -49,7 +49,6 @@ type Job = Box<dyn FnOnce(&Connection) -> bool + Send>;
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Job>,
-    path: PathBuf,
 }
 
 /// Where the database lives: `BOO_DB`, else `$XDG_DATA_HOME/boo/boo.db`, else
@@ -116,14 +115,7 @@ impl Store {
             .name("boo-store".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Data(format!("cannot start the database thread: {e}")))?;
-        Ok(Store {
-            tx,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Store { tx })
     }
 
     /// Runs `f` on the database thread and waits for its result.
@@ -142,24 +134,6 @@ impl Store {
             }))
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Same as [`call`](Self::call) for code outside the async runtime.
-    pub fn call_blocking<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let (tx, rx) = mpsc::channel();
-        self.tx
-            .send(Box::new(move |c| {
-                let r = f(c);
-                let ok = r.is_ok();
-                let _ = tx.send(r);
-                ok
-            }))
-            .map_err(|_| StoreError::Closed)?;
-        rx.recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Queues a write without waiting; a failure is logged.

@@ -189,15 +189,12 @@ pub fn list_runs(
 pub struct StepRow {
     pub step: Step,
     pub fatal: bool,
-    pub agent_pid: Option<i64>,
-    pub agent_pid_start: Option<i64>,
 }
 
 pub fn get_steps(c: &Connection, run_id: &str) -> Result<Vec<StepRow>> {
     let mut stmt = c.prepare(
         "SELECT step_id, agent, kind, label, wave, chat_id, status, output, error, started_at, finished_at,
-                input_tokens, output_tokens, cache_read_tokens, total_tokens, attempt, meta, fatal,
-                agent_pid, agent_pid_start
+                input_tokens, output_tokens, cache_read_tokens, total_tokens, attempt, meta, fatal
          FROM flow_steps WHERE run_id = ?1 ORDER BY wave, position",
     )?;
     let rows = stmt
@@ -229,8 +226,6 @@ pub fn get_steps(c: &Connection, run_id: &str) -> Result<Vec<StepRow>> {
                     last_seq: None,
                 },
                 fatal: row.get::<_, i64>(17)? != 0,
-                agent_pid: row.get(18)?,
-                agent_pid_start: row.get(19)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -375,14 +370,6 @@ pub fn request_cancel(c: &Connection, run_id: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn set_run_meta(c: &Connection, run_id: &str, meta: &serde_json::Value) -> Result<()> {
-    c.execute(
-        "UPDATE flow_runs SET meta = ?2 WHERE run_id = ?1",
-        params![run_id, meta.to_string()],
-    )?;
-    Ok(())
-}
-
 // ---- owners and leases -------------------------------------------------------------
 
 pub fn register_owner(
@@ -455,11 +442,11 @@ pub struct OwnerInfo {
     pub heartbeat_ms: i64,
 }
 
+/// (run id, its lease owner if known, the lease's heartbeat if there is a lease).
+pub type ForeignRun = (String, Option<OwnerInfo>, Option<i64>);
+
 /// Running runs whose lease is held by someone else (or nobody), with that owner.
-pub fn foreign_running_runs(
-    c: &Connection,
-    me: &str,
-) -> Result<Vec<(String, Option<OwnerInfo>, Option<i64>)>> {
+pub fn foreign_running_runs(c: &Connection, me: &str) -> Result<Vec<ForeignRun>> {
     let mut stmt = c.prepare(
         "SELECT r.run_id, o.owner_id, o.pid, o.pid_start, o.host, o.heartbeat_ms, l.heartbeat_ms
          FROM flow_runs r
@@ -544,14 +531,6 @@ pub fn transcript(c: &Connection, chat_id: &str) -> Result<(Vec<StreamEvent>, u6
         events.extend(batch);
     }
     Ok((events, last))
-}
-
-pub fn last_seq(c: &Connection, chat_id: &str) -> Result<u64> {
-    Ok(c.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM agent_snapshots WHERE chat_id = ?1",
-        [chat_id],
-        |r| r.get::<_, i64>(0),
-    )? as u64)
 }
 
 // ---- usage per turn -----------------------------------------------------------------
@@ -716,26 +695,6 @@ pub fn list_traces(
         None
     };
     Ok((rows.into_iter().map(|r| r.1).collect(), next))
-}
-
-/// Closes traces of a chat that never got a result (the step ended first).
-pub fn close_open_traces(c: &Connection, chat_id: &str, reason: &str) -> Result<Vec<String>> {
-    let now_ms = clock::now_ms();
-    let mut stmt = c.prepare(
-        "SELECT trace_id, started_ms FROM tool_traces WHERE chat_id = ?1 AND finished_at IS NULL",
-    )?;
-    let open = stmt
-        .query_map([chat_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    for (id, started) in &open {
-        c.execute(
-            "UPDATE tool_traces SET finished_at = ?2, latency_ms = ?3, outcome = 'error', error = ?4 WHERE trace_id = ?1",
-            params![id, clock::format_ms(now_ms), (now_ms - started).max(0), reason],
-        )?;
-    }
-    Ok(open.into_iter().map(|o| o.0).collect())
 }
 
 // ---- retention ----------------------------------------------------------------------
