@@ -100,6 +100,9 @@ export interface RunStartedParams {
   root: string;
   status: 'running';
   steps: StepInfo[];
+  /** Added by the server (not in PROTOCOL.md v1): when the run was created, and whether this start is a resume. */
+  createdAt?: string;
+  resumed?: boolean;
 }
 
 export interface StepUpdatedParams {

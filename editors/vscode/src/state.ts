@@ -321,6 +321,7 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
         band: p.band ?? state.band,
         question: p.question ?? state.question,
         root: p.root ?? state.root,
+        createdAt: state.createdAt ?? p.createdAt ?? null,
         status: isRunTerminal(state.status) ? state.status : 'running',
         seenAtMs: state.seenAtMs ?? now ?? null,
         steps,
@@ -486,6 +487,8 @@ export function elapsedMs(state: PaneState, now: number): number | null {
 
 export function formatElapsed(ms: number | null): string {
   if (ms === null) return '–';
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
+  if (ms < 10_000) return `${Math.round(ms / 100) / 10}s`;
   const s = Math.floor(ms / 1000);
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);

@@ -297,12 +297,13 @@ function renderRoster(s: PaneState): void {
   const expanded = expandedStepId(s);
   const seen = new Set<string>();
   let lastWave: number | null = null;
+  let ordinal = 0;
   const wanted: HTMLElement[] = [];
   for (const step of s.steps) {
     seen.add(step.stepId);
     if (step.wave !== lastWave) {
       lastWave = step.wave;
-      wanted.push(waveLabel(step.wave));
+      wanted.push(waveLabel(step.wave, ++ordinal));
     }
     let el = stepEls.get(step.stepId);
     if (!el) {
@@ -325,7 +326,7 @@ function renderRoster(s: PaneState): void {
     el.root.setAttribute('data-kind', step.kind);
     el.dot.title = step.status;
     el.label.textContent = step.label;
-    el.agent.textContent = step.kind === 'agent' ? step.agent ?? '' : 'code';
+    el.agent.textContent = step.kind === 'agent' ? step.agent ?? '' : `code${step.agent ? ` · ${step.agent}` : ''}`;
     el.meta.textContent = stepMetaText(step);
     const isOpen = step.stepId === expanded;
     el.row.setAttribute('aria-expanded', String(isOpen));
@@ -346,14 +347,20 @@ function renderRoster(s: PaneState): void {
   renderStream(s, expanded);
 }
 
+// Waves are labelled by their position (the server's numbering may start at 0 or 1).
 const waveEls = new Map<number, HTMLElement>();
-function waveLabel(wave: number): HTMLElement {
+function waveLabel(wave: number, ordinal: number): HTMLElement {
   let el = waveEls.get(wave);
   if (!el) {
-    el = h('div', { class: 'wave-label', 'data-wave': wave }, `Wave ${wave + 1}`);
+    el = h('div', { class: 'wave-label', 'data-wave': wave });
     waveEls.set(wave, el);
   }
+  el.textContent = `Wave ${ordinal}`;
   return el;
+}
+
+function waveOrdinal(s: PaneState, wave: number): number {
+  return [...new Set(s.steps.map((x) => x.wave))].sort((a, b) => a - b).indexOf(wave) + 1;
 }
 
 function renderStream(s: PaneState, expanded: string | null): void {
@@ -396,7 +403,7 @@ function renderStream(s: PaneState, expanded: string | null): void {
   clear(footer);
   if (!items.length) {
     if (step.output) footer.append(h('div', { class: 'item output' }, step.output));
-    else if (step.status === 'pending') footer.append(h('div', { class: 'muted' }, `Waiting for wave ${step.wave + 1}…`));
+    else if (step.status === 'pending') footer.append(h('div', { class: 'muted' }, `Waiting for wave ${waveOrdinal(s, step.wave)}…`));
     else if (step.status === 'running') footer.append(h('div', { class: 'muted' }, step.kind === 'code' ? 'Running…' : 'Starting agent…'));
     else if (step.status === 'skipped') footer.append(h('div', { class: 'muted' }, 'Skipped: its condition was not met.'));
     else if (step.kind === 'code') footer.append(h('div', { class: 'muted' }, 'Code step finished.'));
