@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Check boo's flow catalog: personas/*.md and flows/*.toml (and the waves table in docs/catalog.md).
 
-Enforces the rules of the catalog loader (names, kinds, functions, bands, signals, dependencies, cycles, band
-ordering, one agent step per band) plus the catalog's own conventions (the persona brief format, the eleven
-required flows, roster sizes per band, the answer step alone in the last wave, every persona used).
+Enforces the rules of the catalog loader (names, kinds, functions, bands, signals, dependencies, cycles, a `when`
+with the signals step upstream within its own band, one agent step per band) plus the catalog's own conventions (the
+persona brief format, the eleven required flows, roster sizes per band, the answer step alone in the last wave,
+every specialist read by the answer, every persona used).
+
+A step may depend on a step of a larger band: such a dependency is optional and is dropped in the bands that do not
+run that step, both when the loader plans a run and when this script computes the waves.
 
 Prints one line per problem ("<file>: <field>: <problem>"), then the planned waves of every flow and band, then
 "N passed, M failed" (one check per file). Exit status 1 when any check failed.
@@ -293,6 +297,14 @@ class Flow:
     def band_steps(self, band: str) -> list[dict]:
         return [s for s in self.steps if BAND_RANK.get(s.get("band", "small"), 99) <= BAND_RANK[band]]
 
+    def band_after(self, step: dict, band: str) -> list[str]:
+        """The dependencies `step` keeps when the flow runs in `band`, as the engine plans them: a dependency on a
+        step of a larger band is optional and dropped where that step does not run; any other dependency is kept
+        (an unknown one is an error reported elsewhere)."""
+        bands = {s.get("id"): s.get("band", "small") for s in self.steps}
+        return [d for d in step.get("after", [])
+                if d not in bands or BAND_RANK.get(bands[d], 99) <= BAND_RANK[band]]
+
     def waves(self, band: str) -> list[list[dict]]:
         """Dependency levels of the steps that run in `band` (assumes a valid, acyclic flow)."""
         steps = self.band_steps(band)
@@ -301,7 +313,7 @@ class Flow:
 
         def lv(sid: str) -> int:
             if sid not in level:
-                deps = [d for d in by_id[sid].get("after", []) if d in by_id]
+                deps = self.band_after(by_id[sid], band)
                 level[sid] = 1 + max((lv(d) for d in deps), default=-1)
             return level[sid]
 
@@ -417,16 +429,14 @@ def check_flow(flow: Flow, persona_names: set[str], rep: Report) -> bool:
                 for rx, why in PROMPT_FORBIDDEN:
                     if rx.search(prompt):
                         rep.add(file, f"{at}.prompt", f"{why} (prompts must be byte-stable)")
-    # dependencies: known, not self, band order
+    # dependencies: known, not self. A dependency on a step of a larger band is allowed: it is optional, and
+    # dropped in the bands that do not run that step (see Flow.band_after).
     for sid, s in ids.items():
         for dep in s.get("after", []):
             if dep == sid:
                 rep.add(file, f"{sid}.after", "a step cannot depend on itself")
             elif dep not in ids:
                 rep.add(file, f"{sid}.after", f"unknown step {dep!r}")
-            elif BAND_RANK.get(ids[dep].get("band", "small"), 0) > BAND_RANK.get(s.get("band", "small"), 0):
-                rep.add(file, f"{sid}.after", f"depends on {dep!r} of the larger band {ids[dep].get('band')!r}; "
-                        f"it would be missing in band {s.get('band', 'small')!r}")
     # cycles (depth-first search, colours)
     colour: dict[str, int] = {}
     cyclic = False
@@ -451,17 +461,21 @@ def check_flow(flow: Flow, persona_names: set[str], rep: Report) -> bool:
     if cyclic:
         return False
 
-    def ancestors(sid: str) -> set[str]:
+    def ancestors(sid: str, band: str) -> set[str]:
+        """Every step `sid` (transitively) depends on when the flow runs in `band`."""
         seen: set[str] = set()
-        stack = list(ids[sid].get("after", []))
+        stack = flow.band_after(ids[sid], band)
         while stack:
             d = stack.pop()
             if d in ids and d not in seen:
                 seen.add(d)
-                stack.extend(ids[d].get("after", []))
+                stack.extend(flow.band_after(ids[d], band))
         return seen
 
-    # when: syntax, known signals, needs the signals step upstream; conditional steps stay leaves
+    def conditional(sid: str) -> bool:
+        return "when" in ids[sid]
+
+    # when: syntax, known signals, needs the signals step upstream within the step's own band
     for sid, s in ids.items():
         if "when" not in s:
             continue
@@ -476,17 +490,29 @@ def check_flow(flow: Flow, persona_names: set[str], rep: Report) -> bool:
             continue
         for nm in sorted(names - set(SIGNALS)):
             rep.add(file, f"{sid}.when", f"unknown signal {nm!r} (known: {', '.join(SIGNALS)})")
-        if not any(ids[a].get("kind") == "code" and ids[a].get("function") == "signals" for a in ancestors(sid)):
-            rep.add(file, f"{sid}.when", "needs the `signals` code step among its (transitive) dependencies")
-        for other, o in ids.items():
-            if sid in o.get("after", []) and "when" not in o:
-                rep.add(file, f"{other}.after", f"depends on the conditional step {sid!r}; keep conditional "
-                        "specialists as leaves so a skip never starves an unconditional step")
-    # code steps that read agent output need agent inputs
+        own = s.get("band", "small") if s.get("band", "small") in BANDS else "large"
+        if not any(ids[a].get("kind") == "code" and ids[a].get("function") == "signals" for a in ancestors(sid, own)):
+            rep.add(file, f"{sid}.when", f"needs the `signals` code step among its (transitive) dependencies "
+                    f"within its own band {own!r} (dependencies on larger bands are dropped there)")
+    # a step may read conditional or larger-band steps, but never only those: in every band it runs, at least one
+    # of its dependencies runs there unconditionally, so it never works from nothing but skipped steps
+    for sid, s in ids.items():
+        if not s.get("after") or s.get("band", "small") not in BANDS:
+            continue
+        for band in BANDS[BAND_RANK[s.get("band", "small")]:]:
+            kept = [d for d in flow.band_after(s, band) if d in ids]
+            if kept and all(conditional(d) for d in kept):
+                rep.add(file, f"{sid}.after", f"in band {band!r} depends only on conditional steps "
+                        f"{kept}; add an unconditional dependency so a skip never leaves it with no input")
+                break
+    # code steps that read agent output need an agent input in every band they run in
     for sid, s in ids.items():
         if s.get("function") in ("verify_evidence", "merge_findings"):
-            if not any(ids.get(d, {}).get("kind") == "agent" for d in s.get("after", [])):
-                rep.add(file, f"{sid}.after", f"{s['function']} needs at least one agent step to read")
+            own = s.get("band", "small") if s.get("band", "small") in BANDS else "large"
+            if not any(ids.get(d, {}).get("kind") == "agent" and "when" not in ids[d]
+                       for d in flow.band_after(s, own)):
+                rep.add(file, f"{sid}.after", f"{s['function']} needs at least one agent step to read: an "
+                        f"unconditional agent step that runs in its own band {own!r}")
     # answer: an unconditional small agent step, alone in the last wave of every band
     if flow.answer is None:
         rep.add(file, "answer", "name the synthesizing step whose prose leads the report")
@@ -516,6 +542,21 @@ def check_flow(flow: Flow, persona_names: set[str], rep: Report) -> bool:
         last = [s["id"] for s in waves[-1]]
         if flow.answer and last != [flow.answer]:
             rep.add(file, f"band {band}", f"the last wave must be the answer step {flow.answer!r} alone, not {last}")
+    # every specialist's output reaches the answer in the bands where the specialist runs: the answer, or an agent
+    # step upstream of it (a validator, a risk pass, a draft the answer edits), lists it in `after`, so its prose is
+    # read by a writer and not only its findings by a code step. Every `after` is followed (the large band keeps
+    # them all); a path through a code step such as verify_evidence does not count.
+    if flow.answer in ids:
+        writers, stack = {flow.answer}, [flow.answer]
+        while stack:
+            for d in ids[stack.pop()].get("after", []):
+                if d in ids and ids[d].get("kind") == "agent" and d not in writers:
+                    writers.add(d)
+                    stack.append(d)
+        for sid, s in ids.items():
+            if s.get("kind") == "agent" and sid not in writers:
+                rep.add(file, f"{flow.answer}.after", f"the agent step {sid!r} never reaches the answer; list it in "
+                        "the answer's `after` (or in an agent step the answer reads) so its output informs the answer")
     small = [s for s in flow.band_steps("small") if s.get("kind") == "agent" and "when" not in s]
     small_personas = {s.get("persona") for s in small}
     if not small_personas & SECURITY_PERSONAS:
@@ -753,17 +794,25 @@ prompt = """{SELFTEST_PROMPT}"""
 id = "verify"
 kind = "code"
 function = "verify_evidence"
-after = ["sec", "beh"]
+after = ["sec", "beh", "m1", "m2", "l1", "l2"]
 label = "Check citations"
 
 [[steps]]
 id = "synth"
 kind = "agent"
 persona = "plan-synthesizer"
-after = ["sec", "beh", "verify"]
+after = ["sec", "beh", "m1", "m2", "l1", "l2", "verify"]
 label = "Answer"
 prompt = """{SELFTEST_PROMPT}"""
 '''
+
+# The fixture's waves per band: the answer and verify list medium and large specialists; those dependencies are
+# dropped in the bands that do not run them, exactly as the engine plans a run.
+SELFTEST_WAVES = {
+    "small": [["signals", "log"], ["sec", "beh"], ["verify"], ["synth"]],
+    "medium": [["signals", "log"], ["sec", "beh", "m1", "m2"], ["verify"], ["synth"]],
+    "large": [["signals", "log"], ["sec", "beh", "m1", "m2", "l2"], ["l1"], ["verify"], ["synth"]],
+}
 
 # (description, file to mutate, old text, new text, expected substring of a problem line)
 SELFTEST_FLOW_BREAKS = [
@@ -774,10 +823,15 @@ SELFTEST_FLOW_BREAKS = [
     ("bad when syntax", '"tests && !docs"', '"tests && (docs"', "missing ')'"),
     ("dangling operator", '"tests && !docs"', '"tests &&"', "ends too early"),
     ("duplicate id", 'id = "beh"', 'id = "sec"', "duplicate step id"),
-    ("unknown dependency", 'after = ["sec", "beh", "verify"]', 'after = ["sec", "beh", "verfy"]', "unknown step"),
+    ("unknown dependency", '"l2", "verify"]', '"l2", "verfy"]', "unknown step"),
+    ("unknown larger-band dependency", '"m1", "m2", "l1", "l2", "verify"]', '"m1", "m3", "l1", "l2", "verify"]',
+     "unknown step"),
     ("cycle", 'after = ["signals", "log"]', 'after = ["signals", "log", "synth"]', "dependency cycle"),
-    ("small depends on medium", 'after = ["sec", "beh"]', 'after = ["sec", "beh", "m1"]', "larger band"),
+    ("cycle through a larger band", 'after = ["signals"]\nband = "medium"\nlabel = "Edge cases"',
+     'after = ["signals", "synth"]\nband = "medium"\nlabel = "Edge cases"', "dependency cycle"),
     ("when without signals", 'after = ["signals"]\nband = "medium"\nwhen', 'band = "medium"\nwhen', "signals"),
+    ("signals reached only through a larger band", 'after = ["signals"]\nband = "medium"\nwhen',
+     'after = ["l2"]\nband = "medium"\nwhen', "within its own band"),
     ("disallowed command", '["git", "log",', '["git", "push",', "not allowed"),
     ("shell command", '["git", "log",', '["sh", "-c",', "not allowed"),
     ("answer not last", 'answer = "synth"', 'answer = "sec"', "last wave"),
@@ -790,14 +844,19 @@ SELFTEST_FLOW_BREAKS = [
     ("prompt on a code step", 'label = "Check citations"', 'label = "Check citations"\nprompt = "x"',
      "only agent steps"),
     ("agent without prompt", 'label = "Answer"\nprompt', 'label = "Answer"\nnotes', "unknown field"),
-    ("verify without agents", 'after = ["sec", "beh"]', 'after = ["signals"]', "needs at least one agent"),
+    ("verify without agents", 'after = ["sec", "beh", "m1", "m2", "l1", "l2"]', 'after = ["signals"]',
+     "needs at least one agent"),
+    ("verify reads only larger-band agents", 'after = ["sec", "beh", "m1", "m2", "l1", "l2"]',
+     'after = ["m1", "m2", "l1", "l2"]', "needs at least one agent"),
+    # verify still reads l2, so this also proves that a path through a code step is not enough
+    ("specialist never reaches the answer", '"l1", "l2", "verify"]', '"l1", "verify"]', "never reaches the answer"),
     ("too few medium specialists", 'band = "medium"\nwhen', 'band = "large"\nwhen', "must add 2-3"),
     ("no security in small", 'persona = "adversarial-security-analyst"', 'persona = "junior-developer"',
      "cover security"),
     ("only conditional specialists in large", 'band = "large"\nlabel = "Ops"',
      'band = "large"\nwhen = "infrastructure"\nlabel = "Ops"', "no unconditional specialist"),
-    ("conditional dependency", 'after = ["signals"]\nband = "large"\nlabel = "Ops"',
-     'after = ["m2"]\nband = "large"\nlabel = "Ops"', "conditional step"),
+    ("only conditional dependencies", 'after = ["signals"]\nband = "large"\nlabel = "Ops"',
+     'after = ["m2"]\nband = "large"\nlabel = "Ops"', "depends only on conditional steps"),
 ]
 
 SELFTEST_PERSONA_BREAKS = [
@@ -885,6 +944,14 @@ def self_test(root: Path) -> int:
                 print("  " + p)
             return 1
         print("ok   the unbroken catalog passes")
+        fixture = next((f for f in check_catalog(base)[1] if f.name == "zz-selftest"), None)
+        for band, want in SELFTEST_WAVES.items():
+            got = [[s["id"] for s in w] for w in fixture.waves(band)] if fixture else None
+            if got != want:
+                failures += 1
+                print(f"FAIL fixture waves in band {band}: expected {want}, got {got}")
+            else:
+                print(f"ok   fixture waves in band {band} drop the larger bands' dependencies: {got}")
         for desc, prepare, expect, expect_file in cases:
             case = Path(tmp) / "case"
             if case.exists():
@@ -904,7 +971,9 @@ def self_test(root: Path) -> int:
             for lines in rep.problems.values():
                 for p in lines:
                     print("       " + p)
-    print(f"self-test: {len(cases) - failures} of {len(cases)} breaks caught")
+    checks = len(cases) + len(SELFTEST_WAVES)
+    print(f"self-test: {checks - failures} of {checks} checks passed ({len(cases)} breaks, "
+          f"{len(SELFTEST_WAVES)} wave plans)")
     return 1 if failures else 0
 
 
