@@ -41,7 +41,6 @@ else
   for f in tests/nvim/*_spec.lua; do specs+=("$f"); done
 fi
 
-rm -rf "$ROOT/artifacts/nvim"
 mkdir -p "$ROOT/artifacts/nvim"
 WORK="$(mktemp -d /tmp/boo-nvim-test.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
@@ -73,6 +72,8 @@ for spec in "${specs[@]}"; do
     failed=$((failed + 1))
     continue
   fi
+  # Fresh artifacts for this spec (others' stay).
+  rm -f "$ROOT/artifacts/nvim/$name"-*.txt "$ROOT/artifacts/nvim/$name.log"
   token="$(date +%s%N)-$RANDOM"
   home="$WORK/$name"
   mkdir -p "$home/config" "$home/data" "$home/state" "$home/cache" "$home/tmp"

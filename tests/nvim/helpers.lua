@@ -190,6 +190,51 @@ function H.find_label(labels, pat, plain)
   error('no item matching ' .. pat .. ' in ' .. vim.inspect(labels), 2)
 end
 
+--- The text, thinking and tool count of a list of stream blocks.
+function H.stream_summary(blocks)
+  local state = require('boo.state')
+  local t = { text = {}, thinking = {}, tools = 0 }
+  for _, b in ipairs(blocks) do
+    if b.kind == 'text' or b.kind == 'thinking' then
+      table.insert(t[b.kind], state.block_text(b))
+    elseif b.kind == 'tool' then
+      t.tools = t.tools + 1
+    end
+  end
+  return { text = table.concat(t.text), thinking = table.concat(t.thinking), tools = t.tools }
+end
+
+--- Compare every agent step's stream in the plugin's state with the server's
+--- transcript (boo/getRun {transcript = true}). Returns the number compared.
+function H.compare_with_server(run_id)
+  local client = require('boo.client')
+  local state = require('boo.state')
+  local got
+  client.run_request(run_id, 'boo/getRun', { runId = run_id, transcript = true }, function(err, res)
+    got = { err = err, res = res }
+  end)
+  H.wait(5000, function()
+    return got
+  end, 'getRun with transcripts')
+  if not got.res then
+    error('getRun failed: ' .. vim.inspect(got.err), 2)
+  end
+  local run = client.store:get(run_id)
+  local compared = 0
+  for _, sp in ipairs(got.res.steps) do
+    if sp.kind == 'agent' and type(sp.transcript) == 'table' then
+      local ref = state.new():load_run({ run = { runId = 'ref' }, steps = { { stepId = 'a', transcript = sp.transcript, lastSeq = 0 } } },
+        0, { transcript = true })
+      local mine = run.by_id[sp.stepId]
+      H.eq(H.stream_summary(mine.blocks), H.stream_summary(ref.by_id.a.blocks), 'stream of ' .. sp.stepId)
+      H.eq(mine.last_seq, sp.lastSeq, 'lastSeq of ' .. sp.stepId)
+      H.eq(mine.chatId, sp.chatId, 'chatId of ' .. sp.stepId)
+      compared = compared + 1
+    end
+  end
+  return compared
+end
+
 --- Set up the plugin against the real server and the fake qwen.
 function H.setup(extra)
   H.db = H.db or (H.tmpdir('db') .. '/boo.db')

@@ -52,7 +52,9 @@ local function open_from_history(id)
   end)
   vim.cmd('Boo runs')
   H.wait(20000, function()
-    return pane.panes[id] and H.pane_text(id):find('── Steps', 1, true)
+    local run = client.store:get(id)
+    return pane.panes[id] and run and run.loaded and H.pane_text(id):find('── Steps', 1, true)
+      and not H.pane_text(id):find('(loading…)', 1, true)
   end, 'the pane rebuilt from history')
 end
 
@@ -111,12 +113,17 @@ H.test('a run interrupted by a server stop resumes in the new server; the reopen
   H.wait(30000, function()
     return H.pane_text(id):find('Looking at the project.', 1, true)
   end, 'an agent streaming')
+  local chats_before = {}
+  for _, s in ipairs(client.store:get(id).steps) do
+    chats_before[s.id] = s.chatId and (s.chatId .. '@' .. s.last_seq .. ' ' .. s.status)
+  end
   H.stop_clients()
   H.wait(5000, function()
     return H.pane_text(id):find('Server disconnected', 1, true)
   end, 'the pane says the server went away')
   H.artifact('3-disconnected', H.pane_text(id))
-  forget()
+  -- The editor keeps what it knew (a server restart, not an editor restart):
+  -- the resumed steps get new chats and their streams start over at seq 1.
   open_from_history(id)
   H.artifact('4-reopened', H.pane_text(id))
   local run = client.store:get(id)
@@ -128,6 +135,14 @@ H.test('a run interrupted by a server stop resumes in the new server; the reopen
     return H.pane_text(id):find('── Report', 1, true)
   end, 'report on top')
   H.artifact('5-resumed-done', H.pane_text(id))
+  -- Every agent step shows exactly the server's stream (not the stale one).
+  local chats_after = {}
+  for _, s in ipairs(run.steps) do
+    chats_after[s.id] = s.chatId and (s.chatId .. '@' .. s.last_seq)
+  end
+  H.report('  (chats before the stop: ' .. vim.inspect(chats_before, { newline = ' ', indent = '' }) .. ')')
+  H.report('  (chats after the resume: ' .. vim.inspect(chats_after, { newline = ' ', indent = '' }) .. ')')
+  H.ok(H.compare_with_server(id) >= 3, 'agent steps compared')
 end)
 
 H.finish()

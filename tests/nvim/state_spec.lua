@@ -152,6 +152,31 @@ H.test('a transcript newer than the buffered notifications wins', function()
   H.eq(next(st.pending), nil, 'stale buffer dropped')
 end)
 
+H.test('a step dispatched again under a new chatId restarts its stream at seq 1', function()
+  local s = state.new()
+  started(s)
+  stream(s, CHAT_A, 'security', 1, { { type = 'text', text = 'old ' } })
+  stream(s, CHAT_A, 'security', 2, { { type = 'text', text = 'attempt' } })
+  -- A resumed run: the step runs again with a fresh chat.
+  s:step_updated({ runId = RUN, stepId = 'security', status = 'running', chatId = 'c-new' }, 3000)
+  local st = s:get(RUN).by_id.security
+  H.eq(st.last_seq, 0, 'seq restarts')
+  H.eq(#st.blocks, 0, 'old stream dropped')
+  H.eq(stream(s, 'c-new', 'security', 1, { { type = 'text', text = 'fresh' } }), 'applied', 'new seq 1 applies')
+  H.eq(text_of(st), 'fresh', 'new stream')
+  H.eq(s:get(RUN).by_chat[CHAT_A], nil, 'old chat forgotten')
+  -- Same through a refetch: the transcript of the new chat replaces a longer old one.
+  local s2 = state.new()
+  started(s2)
+  for i = 1, 5 do
+    stream(s2, CHAT_A, 'security', i, { { type = 'text', text = 'x' } })
+  end
+  s2:load_run({ run = { runId = RUN, status = 'running' }, steps = { { stepId = 'security', chatId = 'c-new', status = 'running',
+    transcript = { { type = 'text', text = 'y' } }, lastSeq = 1 } } }, 0, { transcript = true })
+  H.eq(text_of(s2:get(RUN).by_id.security), 'y', 'rebuilt from the new chat')
+  H.eq(stream(s2, 'c-new', 'security', 2, { { type = 'text', text = 'z' } }), 'applied', 'continues after lastSeq')
+end)
+
 H.test('notifications for an unknown run create a stub that asks for a refetch', function()
   local s = state.new()
   H.eq(s:agent_stream({ runId = 'other', stepId = 'x', chatId = 'cx', seq = 7, events = { { type = 'text', text = 'late' } } }, 10), 'gap', 'joined late')

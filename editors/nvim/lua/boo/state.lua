@@ -89,6 +89,8 @@ function M.new()
   return setmetatable({ runs = {}, order = {} }, Store)
 end
 
+local set_chat
+
 local function new_step(id)
   return {
     id = id,
@@ -154,6 +156,30 @@ local function add_step(run, id)
   return step, true
 end
 
+--- Forget a step's stream (a new chat starts from seq 1).
+local function reset_stream(step)
+  step.blocks = {}
+  step.tool_index = {}
+  step.pending = {}
+  step.last_seq = 0
+  step.turns = 0
+  step.stream_usage = nil
+end
+
+--- A step gets a new chatId when it is dispatched again (e.g. a server
+--- resumed the run after a restart): its stream starts over at seq 1.
+function set_chat(run, step, chat_id)
+  if step.chatId == chat_id then
+    return
+  end
+  if step.chatId then
+    run.by_chat[step.chatId] = nil
+    reset_stream(step)
+  end
+  step.chatId = chat_id
+  run.by_chat[chat_id] = step
+end
+
 --- Merge known step fields from a notification or a getRun step.
 local function merge_step_fields(run, step, p, now)
   for _, k in ipairs({ 'agent', 'kind', 'label', 'output', 'error' }) do
@@ -165,8 +191,7 @@ local function merge_step_fields(run, step, p, now)
     step.wave = p.wave
   end
   if not is_nil(p.chatId) then
-    step.chatId = p.chatId
-    run.by_chat[p.chatId] = step
+    set_chat(run, step, p.chatId)
   end
   if not is_nil(p.usage) and type(p.usage) == 'table' then
     step.usage = p.usage
@@ -377,9 +402,8 @@ function Store:agent_stream(p, now)
   if created then
     run.resync = true
   end
-  if not is_nil(p.chatId) and not step.chatId then
-    step.chatId = p.chatId
-    run.by_chat[p.chatId] = step
+  if not is_nil(p.chatId) then
+    set_chat(run, step, p.chatId)
   end
   run.last_event_ms = now
   local seq = tonumber(p.seq) or 0
