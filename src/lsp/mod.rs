@@ -631,6 +631,162 @@ impl Transport for LspTransport {
     }
 }
 
+/// The largest message boo accepts (a bigger one is skipped and logged).
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Why a frame from the client was not passed on.
+fn check_message(body: &[u8]) -> std::result::Result<(), (Option<Value>, String)> {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return Err((None, format!("the message body is not valid JSON ({e})"))),
+    };
+    let id = v.get("id").cloned();
+    let Some(obj) = v.as_object() else {
+        return Err((
+            None,
+            "the message is not a JSON object (batches are not supported)".into(),
+        ));
+    };
+    if obj.get("jsonrpc").and_then(|j| j.as_str()) != Some("2.0") {
+        return Err((id, "the message lacks \"jsonrpc\": \"2.0\"".into()));
+    }
+    let is_request = obj.get("method").is_some_and(|m| m.is_string());
+    let is_response = id.is_some() && (obj.contains_key("result") || obj.contains_key("error"));
+    if !is_request && !is_response {
+        return Err((
+            id,
+            "the message is neither a request, a notification nor a response".into(),
+        ));
+    }
+    if let Some(i) = &id {
+        if !(i.is_string() || i.is_i64() || i.is_u64() || i.is_null()) {
+            return Err((None, "the message id must be a number or a string".into()));
+        }
+    }
+    Ok(())
+}
+
+fn framed(v: &Value) -> Vec<u8> {
+    let body = v.to_string();
+    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// Reads LSP frames from stdin and passes only well-formed messages on. A bad frame
+/// (broken headers, invalid JSON, not a JSON-RPC message) would end tower-lsp's input
+/// stream; here it becomes an `invalid request` answer (when it carried an id) or a
+/// logged warning, and the server keeps serving.
+fn sanitized_stdin() -> tokio::io::DuplexStream {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let (mut tx, rx) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        let mut input = tokio::io::BufReader::with_capacity(1 << 16, tokio::io::stdin());
+        let mut line = Vec::new();
+        loop {
+            let mut len: Option<usize> = None;
+            let mut bad_header = false;
+            loop {
+                line.clear();
+                match input.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim();
+                if text.is_empty() {
+                    if len.is_some() || bad_header {
+                        break;
+                    }
+                    continue;
+                }
+                // Resynchronise on a Content-Length header even after stray bytes.
+                let lower = text.to_ascii_lowercase();
+                if let Some(pos) = lower.find("content-length:") {
+                    let v = &text[pos + "content-length:".len()..];
+                    len = v.trim().parse().ok();
+                    bad_header = len.is_none();
+                } else if !text.contains(':') {
+                    bad_header = true;
+                }
+            }
+            let Some(n) = len.filter(|_| !bad_header) else {
+                tracing::warn!("skipped a message with a missing or invalid Content-Length header");
+                continue;
+            };
+            if n > MAX_FRAME {
+                tracing::warn!("skipped a message of {n} bytes (the limit is {MAX_FRAME})");
+                let mut left = n as u64;
+                let mut sink = tokio::io::sink();
+                let mut take = (&mut input).take(left);
+                left -= tokio::io::copy(&mut take, &mut sink).await.unwrap_or(0);
+                if left > 0 {
+                    return;
+                }
+                continue;
+            }
+            let mut body = vec![0u8; n];
+            if input.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            let out = match check_message(&body) {
+                Ok(()) => {
+                    let mut f = format!("Content-Length: {n}\r\n\r\n").into_bytes();
+                    f.extend_from_slice(&body);
+                    f
+                }
+                Err((Some(id), why)) if !id.is_null() => {
+                    tracing::warn!("answered an invalid request: {why}");
+                    framed(
+                        &json!({"jsonrpc": "2.0", "id": id, "method": wire::INVALID_REQUEST, "params": {"reason": why}}),
+                    )
+                }
+                Err((_, why)) => {
+                    tracing::warn!("dropped a malformed message: {why}");
+                    framed(
+                        &json!({"jsonrpc": "2.0", "method": wire::MALFORMED, "params": {"reason": why}}),
+                    )
+                }
+            };
+            if tx.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Backend {
+    async fn invalid_request(&self, params: Value) -> Result<Value> {
+        Err(Error {
+            code: ErrorCode::InvalidRequest,
+            message: format!(
+                "invalid request: {}",
+                params
+                    .get("reason")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("malformed")
+            )
+            .into(),
+            data: None,
+        })
+    }
+
+    async fn malformed(&self, params: Value) {
+        let why = params
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .unwrap_or("malformed")
+            .to_string();
+        self.client
+            .log_message(
+                MessageType::WARNING,
+                format!("boo ignored a malformed message: {why}"),
+            )
+            .await;
+    }
+}
+
 /// `boo serve`: the stdio server. Returns the process exit code.
 pub async fn serve(protocol_out: tokio::fs::File) -> i32 {
     let shared = Arc::new(Shared {
@@ -652,8 +808,10 @@ pub async fn serve(protocol_out: tokio::fs::File) -> i32 {
     .custom_method(wire::CANCEL_RUN, Backend::cancel_run)
     .custom_method(wire::EXPORT_RUN, Backend::export_run)
     .custom_method(wire::GET_TRACES, Backend::get_traces)
+    .custom_method(wire::INVALID_REQUEST, Backend::invalid_request)
+    .custom_method(wire::MALFORMED, Backend::malformed)
     .finish();
-    let stdin = tokio::io::stdin();
+    let stdin = sanitized_stdin();
     Server::new(stdin, protocol_out, socket)
         .concurrency_level(32)
         .serve(service)

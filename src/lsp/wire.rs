@@ -15,6 +15,10 @@ pub const CANCEL_RUN: &str = "boo/cancelRun";
 pub const EXPORT_RUN: &str = "boo/exportRun";
 pub const GET_TRACES: &str = "boo/getTraces";
 
+/// Internal: stand-ins for frames the input filter refused (never sent by clients).
+pub const INVALID_REQUEST: &str = "boo/internal/invalidRequest";
+pub const MALFORMED: &str = "boo/internal/malformedMessage";
+
 pub const RUN_STARTED: &str = "boo/runStarted";
 pub const STEP_UPDATED: &str = "boo/stepUpdated";
 pub const AGENT_STREAM: &str = "boo/agentStream";

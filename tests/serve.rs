@@ -1,0 +1,505 @@
+//! End-to-end tests: the real `boo serve` binary, the scripted fake qwen, framed JSON-RPC.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn launch(s: &mut Server, flow: &str, question: &str) -> String {
+    let r = s
+        .request(
+            "boo/launchFlow",
+            json!({"flow": flow, "band": "small", "input": {"question": question}}),
+        )
+        .unwrap_or_else(|e| panic!("launch failed: {e:?}; stderr: {}", s.stderr()));
+    r["runId"].as_str().unwrap().to_string()
+}
+
+fn streamed_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| e["type"] == "text")
+        .map(|e| e["text"].as_str().unwrap_or(""))
+        .collect()
+}
+
+#[test]
+fn a_launched_run_completes_in_order_with_contiguous_seq() {
+    let t = TempDir::new("order");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    let init = s.initialize(&root);
+    assert_eq!(init["serverInfo"]["name"], "boo");
+    let cmds = init["capabilities"]["executeCommandProvider"]["commands"]
+        .as_array()
+        .unwrap();
+    assert!(cmds.contains(&json!("boo.launchFlow")) && cmds.contains(&json!("boo.cancelRun")));
+    assert_eq!(
+        init["capabilities"]["experimental"]["boo"]["protocolVersion"],
+        1
+    );
+
+    let flows = s.request("boo/listFlows", json!({})).unwrap();
+    let names: Vec<&str> = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"code-review") && names.contains(&"architectural-analysis"));
+
+    let run_id = launch(&mut s, "code-review", "Is the addition safe?");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    assert!(end["report"]
+        .as_str()
+        .unwrap()
+        .contains("## Verified findings"));
+    s.drain(Duration::from_millis(300));
+
+    let notes = s.run_notes(&run_id);
+    let boo_notes: Vec<&(String, Value)> = notes
+        .iter()
+        .filter(|(m, _)| m.starts_with("boo/"))
+        .collect();
+    assert_eq!(boo_notes[0].0, "boo/runStarted");
+    assert_eq!(boo_notes[0].1["status"], "running");
+    let last = boo_notes.last().unwrap();
+    assert_eq!(last.0, "boo/stepUpdated");
+    assert_eq!(last.1["runStatus"], "completed");
+    let mut running: HashMap<String, String> = HashMap::new();
+    let mut seqs: HashMap<String, u64> = HashMap::new();
+    let mut streamed: HashMap<String, Vec<Value>> = HashMap::new();
+    for (m, p) in &boo_notes {
+        match m.as_str() {
+            "boo/stepUpdated" if p["status"] == "running" => {
+                running.insert(
+                    p["stepId"].as_str().unwrap().into(),
+                    p["chatId"].as_str().unwrap_or("").into(),
+                );
+            }
+            "boo/agentStream" => {
+                let step = p["stepId"].as_str().unwrap();
+                assert!(
+                    running.contains_key(step),
+                    "a stream of {step} before its running update"
+                );
+                let chat = p["chatId"].as_str().unwrap().to_string();
+                assert_eq!(running[step], chat);
+                let seq = p["seq"].as_u64().unwrap();
+                let prev = seqs.insert(chat.clone(), seq).unwrap_or(0);
+                assert_eq!(seq, prev + 1, "seq must grow by exactly one");
+                streamed
+                    .entry(chat)
+                    .or_default()
+                    .extend(p["events"].as_array().unwrap().iter().cloned());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(streamed.len(), 3, "three agent steps streamed");
+    // Work-done progress, one token per run.
+    assert!(s
+        .server_requests
+        .iter()
+        .any(|(m, _)| m == "window/workDoneProgress/create"));
+    assert!(s
+        .notes
+        .iter()
+        .any(|(m, p)| m == "$/progress" && p["value"]["kind"] == "begin"));
+    assert!(s
+        .notes
+        .iter()
+        .any(|(m, p)| m == "$/progress" && p["value"]["kind"] == "end"));
+    // Diagnostics for verified findings.
+    assert!(s
+        .notes
+        .iter()
+        .any(|(m, p)| m == "textDocument/publishDiagnostics"
+            && p["diagnostics"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["source"] == "boo"))));
+
+    // getRun with the transcript rebuilds exactly what was streamed.
+    let got = s
+        .request("boo/getRun", json!({"runId": run_id, "transcript": true}))
+        .unwrap();
+    assert_eq!(got["run"]["status"], "completed");
+    assert!(got["report"].as_str().unwrap().contains("Code review"));
+    for step in got["steps"].as_array().unwrap() {
+        let Some(chat) = step["chatId"].as_str() else {
+            continue;
+        };
+        let tr = step["transcript"].as_array().unwrap();
+        assert_eq!(step["lastSeq"].as_u64().unwrap(), seqs[chat]);
+        assert_eq!(streamed_text(tr), streamed_text(&streamed[chat]));
+        assert_eq!(tr.iter().filter(|e| e["type"] == "toolCall").count(), 2);
+        assert!(step["usage"]["inputTokens"].as_u64().unwrap() > 0);
+    }
+    // Traces were recorded and finished.
+    let traces = s
+        .request("boo/getTraces", json!({"runId": run_id}))
+        .unwrap();
+    let traces = traces["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 6);
+    assert!(traces
+        .iter()
+        .all(|t| t["outcome"] == "ok" && t["latencyMs"].is_u64()));
+    // Export.
+    let md = s
+        .request(
+            "boo/exportRun",
+            json!({"runId": run_id, "format": "markdown"}),
+        )
+        .unwrap();
+    assert!(md["fileName"].as_str().unwrap().ends_with(".md"));
+    assert_eq!(md["content"], got["report"]);
+    let js = s
+        .request("boo/exportRun", json!({"runId": run_id, "format": "json"}))
+        .unwrap();
+    let parsed: Value = serde_json::from_str(js["content"].as_str().unwrap()).unwrap();
+    assert_eq!(parsed["counts"]["verified"].as_u64().unwrap() >= 1, true);
+    // Runs list.
+    let runs = s.request("boo/listRuns", json!({})).unwrap();
+    assert_eq!(runs["runs"][0]["runId"], run_id.as_str());
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
+fn every_error_code_and_the_server_keeps_serving() {
+    let t = TempDir::new("errors");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let code = |r: Result<Value, (i64, String)>| r.err().unwrap_or((0, String::new()));
+    let (c, m) = code(s.request("boo/nope", json!({})));
+    assert_eq!(c, -32601, "{m}");
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "nope", "input": {"question": "q"}}),
+    ));
+    assert!(c == -32602 && m.contains("code-review"), "{c} {m}");
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "code-review", "band": "huge", "input": {"question": "q"}}),
+    ));
+    assert!(
+        c == -32602 && m.contains("small") && m.contains("medium") && m.contains("large"),
+        "{m}"
+    );
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "code-review", "input": {"question": "  "}}),
+    ));
+    assert!(c == -32602 && m.contains("question"), "{m}");
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "code-review", "input": {}}),
+    ));
+    assert!(c == -32602 && m.contains("question"), "{m}");
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "code-review", "root": "/definitely/not/here", "input": {"question": "q"}}),
+    ));
+    assert!(c == -32602 && m.contains("not a readable directory"), "{m}");
+    let (c, _) = code(s.request(
+        "boo/getRun",
+        json!({"runId": "0190c0de-0000-7000-8000-000000000000"}),
+    ));
+    assert_eq!(c, -32001);
+    let (c, _) = code(s.request(
+        "boo/getTraces",
+        json!({"runId": "0190c0de-0000-7000-8000-000000000000"}),
+    ));
+    assert_eq!(c, -32001);
+    let (c, _) = code(s.request(
+        "boo/cancelRun",
+        json!({"runId": "0190c0de-0000-7000-8000-000000000000"}),
+    ));
+    assert_eq!(c, -32001);
+    let (c, m) = code(s.request("boo/getRun", json!({})));
+    assert!(c == -32602 && m.contains("runId"), "{m}");
+    // A malformed frame and invalid JSON are answered, and the server keeps serving.
+    s.send_raw(b"Content-Length: 9\r\n\r\n{not json");
+    s.send_raw(b"Content-Length: 2\r\n\r\n[]");
+    s.send_raw(b"Content-Length: nine\r\n\r\n");
+    s.send_raw(b"Content-Length: 27\r\n\r\n{\"id\": 77, \"method\": \"x\"}  ");
+    s.send_raw(b"garbage without a newline then Content-Length: 2\r\n\r\n{}");
+    let bad = s.request("boo/listFlows", json!({}));
+    assert!(bad.is_ok(), "{bad:?}");
+    let run_id = launch(&mut s, "code-review", "still alive?");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed");
+    // Cancelling a run that ended: -32004, naming its status.
+    let (c, m) = code(s.request("boo/cancelRun", json!({"runId": run_id})));
+    assert!(c == -32004 && m.contains("completed"), "{c} {m}");
+    let (c, m) = code(s.request("boo/exportRun", json!({"runId": run_id, "format": "pdf"})));
+    assert!(c == -32602 && m.contains("markdown"), "{m}");
+    // Generic LSP clients drive flows through executeCommand.
+    let r = s
+        .request("workspace/executeCommand", json!({"command": "boo.launchFlow", "arguments": [{"flow": "code-review", "input": {"question": "via command"}}]}))
+        .unwrap();
+    let id2 = r["runId"].as_str().unwrap().to_string();
+    assert_eq!(s.wait_run_end(&id2, LONG)["runStatus"], "completed");
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
+fn a_missing_or_unsupported_qwen_fails_closed_without_a_run() {
+    let t = TempDir::new("noqwen");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let mut s = Server::start(&db, &[("BOO_QWEN", "/nonexistent/qwen".into())]);
+    s.initialize(&root);
+    let (c, m) = s
+        .request(
+            "boo/launchFlow",
+            json!({"flow": "code-review", "input": {"question": "q"}}),
+        )
+        .unwrap_err();
+    assert_eq!(c, -32003);
+    assert!(
+        m.contains("/nonexistent/qwen") && m.contains("npm install"),
+        "{m}"
+    );
+    let runs = s.request("boo/listRuns", json!({"root": null})).unwrap();
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        0,
+        "no run row is created"
+    );
+    s.stop();
+    let mut s = Server::start(&db, &[("FAKE_QWEN_VERSION", "0.23.1".into())]);
+    s.initialize(&root);
+    let (c, m) = s
+        .request(
+            "boo/launchFlow",
+            json!({"flow": "code-review", "input": {"question": "q"}}),
+        )
+        .unwrap_err();
+    assert!(c == -32003 && m.contains("too old"), "{c} {m}");
+    let not_exec = t.path().join("qwen");
+    std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
+    s.stop();
+    let mut s = Server::start(&db, &[("BOO_QWEN", not_exec.display().to_string())]);
+    s.initialize(&root);
+    let (c, m) = s
+        .request(
+            "boo/launchFlow",
+            json!({"flow": "code-review", "input": {"question": "q"}}),
+        )
+        .unwrap_err();
+    assert!(c == -32003 && m.contains("chmod +x"), "{c} {m}");
+}
+
+#[test]
+fn cancel_kills_every_agent_process() {
+    let t = TempDir::new("cancel");
+    let root = project(t.path());
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[("FAKE_QWEN_DIR", rec.display().to_string())],
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "hang please [[fake:hang]]");
+    assert!(
+        wait_until(LONG, || agent_records(&rec).len() >= 2),
+        "two agents should start"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let records = agent_records(&rec);
+    for r in &records {
+        assert!(
+            alive(r["launcherPid"].as_i64().unwrap())
+                || alive(r["workerPid"].as_i64().unwrap_or(0))
+        );
+    }
+    let r = s
+        .request("boo/cancelRun", json!({"runId": run_id}))
+        .unwrap();
+    assert_eq!(r["status"], "cancelled");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "cancelled");
+    for r in agent_records(&rec) {
+        for key in ["launcherPid", "workerPid"] {
+            let pid = r[key].as_i64().unwrap_or(0);
+            assert!(
+                wait_until(Duration::from_secs(5), || !alive(pid)),
+                "{key} {pid} survived the cancel"
+            );
+        }
+    }
+    let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    for st in got["steps"].as_array().unwrap() {
+        assert!(
+            ["completed", "cancelled"].contains(&st["status"].as_str().unwrap()),
+            "{st}"
+        );
+    }
+    assert!(got["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["stepId"] == "verdict" && s["status"] == "cancelled"));
+}
+
+fn invocations(rec: &std::path::Path) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for r in agent_records(rec) {
+        *n.entry(r["env"]["BOO_STEP_ID"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    n
+}
+
+#[test]
+fn kill_9_mid_run_then_restart_resumes_without_redoing_finished_steps() {
+    let t = TempDir::new("resume");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let dir = ("FAKE_QWEN_DIR", rec.display().to_string());
+    let mut s = Server::start(
+        &db,
+        &[dir.clone(), ("FAKE_QWEN_MODES", "verdict=hang".into())],
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "resume me");
+    s.wait_for("the verdict step running", LONG, |m, p| {
+        m == "boo/stepUpdated" && p["stepId"] == "verdict" && p["status"] == "running"
+    });
+    assert!(wait_until(LONG, || invocations(&rec).get("verdict") == Some(&1)));
+    let hung: Vec<i64> = agent_records(&rec)
+        .iter()
+        .filter(|r| r["env"]["BOO_STEP_ID"] == "verdict")
+        .flat_map(|r| {
+            [
+                r["launcherPid"].as_i64().unwrap_or(0),
+                r["workerPid"].as_i64().unwrap_or(0),
+            ]
+        })
+        .collect();
+    s.kill9();
+    // A new server on the same database adopts the run at once (its owner is dead).
+    let mut s2 = Server::start(&db, &[dir]);
+    s2.initialize(&root);
+    let end = s2.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let n = invocations(&rec);
+    assert_eq!(
+        n.get("correctness"),
+        Some(&1),
+        "finished steps are not dispatched again: {n:?}"
+    );
+    assert_eq!(n.get("security"), Some(&1), "{n:?}");
+    assert_eq!(
+        n.get("verdict"),
+        Some(&2),
+        "the interrupted step starts again fresh: {n:?}"
+    );
+    // The agent that was running when the server died does not outlive the restart.
+    for pid in hung {
+        assert!(
+            wait_until(Duration::from_secs(5), || !alive(pid)),
+            "stale agent {pid} survived"
+        );
+    }
+    let got = s2
+        .request("boo/getRun", json!({"runId": run_id, "transcript": true}))
+        .unwrap();
+    assert_eq!(got["run"]["status"], "completed");
+    let verdict = got["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stepId"] == "verdict")
+        .unwrap();
+    assert_eq!(verdict["attempt"], 2);
+    assert!(verdict["lastSeq"].as_u64().unwrap() >= 1);
+    assert_eq!(s2.stop(), Some(0));
+}
+
+#[test]
+fn two_servers_on_one_database_never_run_a_step_twice() {
+    let t = TempDir::new("two");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let env = [
+        ("FAKE_QWEN_DIR", rec.display().to_string()),
+        ("BOO_HEARTBEAT_MS", "100".to_string()),
+        ("BOO_LEASE_TIMEOUT_MS", "1500".to_string()),
+        ("FAKE_QWEN_DELAY_MS", "30".to_string()),
+    ];
+    let mut a = Server::start(&db, &env);
+    let mut b = Server::start(&db, &env);
+    a.initialize(&root);
+    b.initialize(&root);
+    let r1 = launch(&mut a, "code-review", "two servers [[fake:slow]]");
+    let r2 = launch(&mut b, "code-review", "two servers too [[fake:slow]]");
+    assert_eq!(a.wait_run_end(&r1, LONG)["runStatus"], "completed");
+    assert_eq!(b.wait_run_end(&r2, LONG)["runStatus"], "completed");
+    // Each run's three agent steps ran exactly once in all.
+    let mut per_run: HashMap<(String, String), usize> = HashMap::new();
+    for r in agent_records(&rec) {
+        let k = (
+            r["env"]["BOO_RUN_ID"].as_str().unwrap_or("").to_string(),
+            r["env"]["BOO_STEP_ID"].as_str().unwrap_or("").to_string(),
+        );
+        *per_run.entry(k).or_default() += 1;
+    }
+    assert_eq!(per_run.len(), 6, "{per_run:?}");
+    assert!(per_run.values().all(|n| *n == 1), "{per_run:?}");
+    // Neither server told its client about the other's run.
+    assert!(a.run_notes(&r2).is_empty() && b.run_notes(&r1).is_empty());
+    // B sees A's run in the shared history.
+    let runs = b.request("boo/listRuns", json!({})).unwrap();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2);
+    // When A dies mid-run, B adopts the run and finishes it.
+    let r3 = launch(&mut a, "code-review", "adopt me [[fake:verdict=slow]]");
+    a.wait_for("a wave-2 step", LONG, |m, p| {
+        m == "boo/stepUpdated"
+            && p["runId"] == r3.as_str()
+            && p["stepId"] == "verdict"
+            && p["status"] == "running"
+    });
+    a.kill9();
+    let end = b.wait_run_end(&r3, LONG);
+    assert_eq!(end["runStatus"], "completed");
+    let verdicts = agent_records(&rec)
+        .iter()
+        .filter(|r| {
+            r["env"]["BOO_RUN_ID"] == r3.as_str() && r["env"]["BOO_STEP_ID"] == "correctness"
+        })
+        .count();
+    assert_eq!(
+        verdicts, 1,
+        "a finished step of the adopted run is not redone"
+    );
+    b.stop();
+}
+
+#[test]
+fn exit_without_shutdown_is_an_error_exit() {
+    let t = TempDir::new("exit");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    s.notify("exit", Value::Null);
+    assert!(wait_until(Duration::from_secs(10), || matches!(
+        s.child.try_wait(),
+        Ok(Some(_))
+    )));
+    assert_eq!(s.child.try_wait().unwrap().unwrap().code(), Some(1));
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    assert_eq!(s.stop(), Some(0));
+}
