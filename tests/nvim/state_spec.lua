@@ -321,6 +321,21 @@ H.test('pane redraws are batched: 10 agents × 100 deltas → few renders, all t
   H.report(string.format('  (1000 notifications: %.1f µs each, %d render(s))', per_note_us, pane.render_count - before))
 end)
 
+H.test('a refetch whose server went away (or never answers) stops buffering the stream', function()
+  local client = require('boo.client')
+  local run = client.store:run_started({ runId = 'stuck', flow = 'code-review', band = 'small', question = 'q', root = '/tmp',
+    status = 'running', steps = { { stepId = 'a', kind = 'agent', agent = 'p', wave = 1, chatId = 'ca', status = 'running' } } }, 0)
+  client.store:begin_resync('stuck', client.now(), 4242)
+  H.eq(client.store:agent_stream({ runId = 'stuck', stepId = 'a', chatId = 'ca', seq = 1, events = {} }, 0), 'buffered', 'buffered')
+  require('boo.pane').client_exited(4242)
+  H.eq(run.resyncing, false, 'no longer waiting for the dead server')
+  H.eq(run.resync, true, 'asks for a new refetch')
+  -- An unanswered refetch expires after a while.
+  client.store:begin_resync('stuck', client.now() - 60000, 7)
+  client.expire_refetches(nil, 15000)
+  H.eq(run.resyncing, false, 'expired')
+end)
+
 H.test('pane keys: <CR> picks a step, ]s/[s move, a follows again', function()
   local pane = require('boo.pane')
   local run_id = 'batch-run'

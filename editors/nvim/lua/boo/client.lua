@@ -121,8 +121,8 @@ function M.refetch(run_id, client_id, cb)
   if not client then
     return
   end
-  M.store:begin_resync(run_id)
-  raw_request(client, 'boo/getRun', { runId = run_id, transcript = true }, function(err, result)
+  M.store:begin_resync(run_id, now, client.id)
+  local sent = raw_request(client, 'boo/getRun', { runId = run_id, transcript = true }, function(err, result)
     if err or not result then
       refetch_failed_at[run_id] = M.now()
       M.store:resync_failed(run_id)
@@ -135,6 +135,24 @@ function M.refetch(run_id, client_id, cb)
       cb(err, result)
     end
   end)
+  if not sent then
+    -- The client is shutting down: the answer will never come.
+    refetch_failed_at[run_id] = M.now()
+    M.store:resync_failed(run_id)
+  end
+end
+
+--- A refetch that never got an answer (its server went away, or it is
+--- stuck) must not keep the stream buffered forever.
+function M.expire_refetches(client_id, max_age_ms)
+  local now = M.now()
+  for id, run in pairs(M.store.runs) do
+    if run.resyncing and ((client_id and run.resync_via == client_id)
+      or (max_age_ms and run.resync_started_ms and now - run.resync_started_ms > max_age_ms)) then
+      M.store:resync_failed(id)
+      mark_dirty(id)
+    end
+  end
 end
 
 local function after(run, client_id)

@@ -192,6 +192,7 @@ end
 local function tick()
   local any = false
   local now = require('boo.client').now()
+  require('boo.client').expire_refetches(nil, 15000)
   local poll = config.get().poll_ms or 3000
   for id, p in pairs(M.panes) do
     if not valid(p) then
@@ -494,6 +495,7 @@ end
 --- The server of some runs went away: show it in their panes.
 function M.client_exited(client_id)
   local client = require('boo.client')
+  client.expire_refetches(client_id)
   for id, cid in pairs(client.run_client) do
     if cid == client_id then
       local run = store():get(id)

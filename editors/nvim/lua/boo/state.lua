@@ -457,13 +457,15 @@ end
 
 --- Mark a refetch as started: stream notifications are buffered until
 --- `load_run` (or `resync_failed`).
-function Store:begin_resync(run_id)
+function Store:begin_resync(run_id, now, via)
   local run = self.runs[run_id]
   if not run then
     return
   end
   run.resync = false
   run.resyncing = true
+  run.resync_started_ms = now
+  run.resync_via = via
 end
 
 --- The refetch failed: stop buffering; flag it again so it is retried.
@@ -473,6 +475,7 @@ function Store:resync_failed(run_id)
     return
   end
   run.resyncing = false
+  run.resync_via = nil
   run.resync = true
 end
 
@@ -535,6 +538,7 @@ function Store:load_run(result, now, opts)
   run.stub = false
   if with_transcript then
     run.resyncing = false
+    run.resync_via = nil
     run.resync = regap
     run.loaded = true
   end
