@@ -38,6 +38,13 @@ H.on_timeout = function()
   return 'run status: ' .. tostring(run and run.status) .. '\npane:\n' .. (run_id and H.pane_text(run_id) or '(no pane)')
 end
 
+H.test(':Boo flow completes flow names from the server', function()
+  local items = vim.fn.getcompletion('Boo flow ', 'cmdline')
+  H.ok(vim.tbl_contains(items, 'code-review') and vim.tbl_contains(items, 'architectural-analysis'),
+    'flow names: ' .. table.concat(items, ' '))
+  H.eq(#vim.lsp.get_clients({ name = 'boo' }), 1, 'the server started for it')
+end)
+
 H.test(':Boo flow launches and opens the pane with the roster', function()
   vim.cmd('Boo flow code-review small what could break in the cache? [[fake:slow]]')
   run_id = H.wait(20000, function()

@@ -136,6 +136,42 @@ H.test(':checkhealth boo reports a missing binary with the fix', function()
   vim.cmd('bwipeout!')
 end)
 
+H.test('the pane opens per layout: vsplit, split, tab; q closes it; :Boo pane reopens it', function()
+  local client = require('boo.client')
+  local pane = require('boo.pane')
+  client.store:run_started({ runId = 'layout-run', flow = 'code-review', band = 'small', question = 'layouts', root = '/tmp',
+    status = 'running', steps = { { stepId = 'a', kind = 'agent', agent = 'p', wave = 1, chatId = 'ca', status = 'running' } } }, 0)
+  for _, layout in ipairs({ 'vsplit', 'split', 'tab' }) do
+    local size = layout == 'split' and 10 or 50
+    require('boo').setup({ cmd = { '/nonexistent/dir/boo', 'serve' }, layout = layout, size = size })
+    vim.cmd('silent! tabonly | silent! only | enew')
+    local tabs, wins = #vim.api.nvim_list_tabpages(), #vim.api.nvim_tabpage_list_wins(0)
+    pane.open('layout-run')
+    H.eq(vim.bo.filetype, 'boo-orchestrator', layout .. ': pane focused')
+    if layout == 'tab' then
+      H.eq(#vim.api.nvim_list_tabpages(), tabs + 1, 'a new tab')
+    else
+      H.eq(#vim.api.nvim_tabpage_list_wins(0), wins + 1, layout .. ': a new window')
+      local w = vim.api.nvim_get_current_win()
+      if layout == 'vsplit' then
+        H.eq(vim.api.nvim_win_get_width(w), size, 'width = size')
+      else
+        H.eq(vim.api.nvim_win_get_height(w), size, 'height = size')
+      end
+    end
+    H.contains(H.pane_text('layout-run'), 'Focus: layouts', layout .. ': rendered')
+    -- Opening again reuses the window.
+    local n = #vim.api.nvim_list_wins()
+    pane.open('layout-run')
+    H.eq(#vim.api.nvim_list_wins(), n, layout .. ': reused')
+    vim.api.nvim_feedkeys('q', 'x', false)
+    H.ok(vim.bo.filetype ~= 'boo-orchestrator', layout .. ': q closed it')
+    vim.cmd('Boo pane')
+    H.eq(vim.bo.filetype, 'boo-orchestrator', layout .. ': :Boo pane reopens it')
+  end
+  vim.cmd('silent! tabonly | silent! only | enew')
+end)
+
 H.test('no global state leaks: no new _G or vim.g keys; autocmds in the boo augroup', function()
   require('boo').setup({})
   for k in pairs(_G) do

@@ -217,7 +217,7 @@ function M.ensure(root, cb)
     notify(problem, vim.log.levels.ERROR)
     return cb(nil, { message = problem, notified = true })
   end
-  local id = vim.lsp.start({
+  local cfg = {
     name = 'boo',
     cmd = o.cmd,
     cmd_env = config.server_env(o),
@@ -240,7 +240,17 @@ function M.ensure(root, cb)
         end
       end)
     end,
-  }, { attach = false, silent = true })
+  }
+  local id
+  if has_011 then
+    -- One client per root, reused by vim.lsp.start; not attached to any
+    -- buffer (the server works on flows, not on open documents).
+    id = vim.lsp.start(cfg, { attach = false, silent = true })
+  else
+    -- 0.10's vim.lsp.start always attaches to a buffer; start_client does
+    -- not (reuse per root is done by M.get above).
+    id = vim.lsp.start_client(cfg)
+  end
   if not id then
     local msg = 'boo: could not start `' .. table.concat(o.cmd, ' ') .. '` (see :LspLog)'
     notify(msg, vim.log.levels.ERROR)
