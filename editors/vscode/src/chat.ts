@@ -24,7 +24,7 @@ export interface ChatDeps {
   now?: () => number;
 }
 
-export const OPEN_RUN_COMMAND = 'boo.openRun';
+export const OPEN_RUN_COMMAND = 'boo.ui.openRun';
 export const CHAT_BAND: Band = 'small';
 
 export interface FlowChatResult extends vscode.ChatResult {

@@ -75,6 +75,16 @@ export class BooClient implements vscode.Disposable {
       diagnosticCollectionName: 'boo',
       outputChannel: this.output,
       initializationOptions,
+      middleware: {
+        // Findings of severity "info" arrive as Hint, which the Problems panel does not
+        // list; a verified finding is worth seeing there, so Hints become Information.
+        handleDiagnostics: (uri, diagnostics, next) => {
+          for (const d of diagnostics) {
+            if (d.severity === vscode.DiagnosticSeverity.Hint) d.severity = vscode.DiagnosticSeverity.Information;
+          }
+          next(uri, diagnostics);
+        },
+      },
       initializationFailedHandler: (err) => {
         this.output.error(`initialize failed: ${String(err)}`);
         return false;

@@ -77,7 +77,7 @@ export function activate(context: vscode.ExtensionContext): BooApi {
   const running = new Map<string, string>(); // runId -> flow
   const status = vscode.window.createStatusBarItem('boo.status', vscode.StatusBarAlignment.Left, 10);
   status.name = 'boo';
-  status.command = 'boo.runsHistory';
+  status.command = 'boo.ui.runsHistory';
   const updateStatus = () => {
     if (running.size) {
       status.text = `$(sync~spin) boo: ${running.size} running`;
@@ -158,26 +158,29 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     return pickRun(placeHolder, filter);
   };
 
+  // The extension's own commands live under `boo.ui.*`: the language client registers the
+  // server's executeCommandProvider commands (`boo.launchFlow`, `boo.cancelRun`) itself, and
+  // a second registration of the same id would make the client fail to start.
   const reg = (id: string, fn: (...args: any[]) => unknown) => context.subscriptions.push(vscode.commands.registerCommand(id, fn));
 
-  reg('boo.launchFlow', (opts?: { flow?: string; question?: string; band?: 'small' | 'medium' | 'large' }) => {
+  reg('boo.ui.launchFlow', (opts?: { flow?: string; question?: string; band?: 'small' | 'medium' | 'large' }) => {
     launcher.open({ flow: opts?.flow, question: opts?.question, band: opts?.band ?? 'small' });
   });
-  reg('boo.newOrchestrator', () => {
+  reg('boo.ui.newOrchestrator', () => {
     orchestrators.openEmpty();
   });
-  reg('boo.openRun', (runId?: string) => {
+  reg('boo.ui.openRun', (runId?: string) => {
     if (typeof runId === 'string' && runId) orchestrators.open(runId);
   });
-  reg('boo.runsHistory', async () => {
+  reg('boo.ui.runsHistory', async () => {
     const runId = await pickRun('Open a boo run');
     if (runId) orchestrators.open(runId);
   });
-  reg('boo.cancelRun', async (runId?: string) => {
+  reg('boo.ui.cancelRun', async (runId?: string) => {
     const id = await activeOr(runId, 'Cancel which running flow?', (r) => r.status === 'running');
     if (id) await cancelRun(id);
   });
-  reg('boo.exportRun', async (runId?: string, action?: PaneMenuAction, target?: string) => {
+  reg('boo.ui.exportRun', async (runId?: string, action?: PaneMenuAction, target?: string) => {
     const id = await activeOr(runId, 'Export which run?', (r) => r.status !== 'running');
     if (!id) return;
     if (action === 'saveMarkdown' || action === 'saveJson') {
@@ -199,13 +202,13 @@ export function activate(context: vscode.ExtensionContext): BooApi {
       )?.action;
     if (pick) await menu(pick, id);
   });
-  reg('boo.showTraces', async (runId?: string) => {
+  reg('boo.ui.showTraces', async (runId?: string) => {
     const id = await activeOr(runId, 'Show traces of which run?');
     if (id) traces.open(id);
   });
-  reg('boo.refreshRuns', () => runsView.refresh());
-  reg('boo.loadMoreRuns', (before: string) => runsView.loadMoreCommand(before));
-  reg('boo.restartServer', async () => {
+  reg('boo.ui.refreshRuns', () => runsView.refresh());
+  reg('boo.ui.loadMoreRuns', (before: string) => runsView.loadMoreCommand(before));
+  reg('boo.ui.restartServer', async () => {
     try {
       await client.restart();
       void vscode.window.showInformationMessage('boo: server restarted.');

@@ -123,7 +123,7 @@ export class RunsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
     }
     if (node.kind === 'more') {
       const item = new vscode.TreeItem('Load older runs…');
-      item.command = { command: 'boo.loadMoreRuns', title: 'Load older runs', arguments: [node.before] };
+      item.command = { command: 'boo.ui.loadMoreRuns', title: 'Load older runs', arguments: [node.before] };
       return item;
     }
     const r = node.run;
@@ -138,7 +138,7 @@ export class RunsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
     tip.appendMarkdown(`\n\nStarted ${r.createdAt}${r.finishedAt ? `, finished ${r.finishedAt}` : ''}\n\n`);
     tip.appendText(r.root);
     item.tooltip = tip;
-    item.command = { command: 'boo.openRun', title: 'Open Run', arguments: [r.runId] };
+    item.command = { command: 'boo.ui.openRun', title: 'Open Run', arguments: [r.runId] };
     item.accessibilityInformation = { label: `${r.flow} ${r.band} ${r.status}: ${r.question}` };
     return item;
   }

@@ -31,14 +31,14 @@ class FakeStream {
 
 class FakeToken {
   isCancellationRequested = false;
-  private listeners: (() => void)[] = [];
-  onCancellationRequested = (l: () => void) => {
+  private listeners: ((e: unknown) => unknown)[] = [];
+  onCancellationRequested = (l: (e: unknown) => unknown) => {
     this.listeners.push(l);
     return { dispose: () => (this.listeners = this.listeners.filter((x) => x !== l)) };
   };
   cancel() {
     this.isCancellationRequested = true;
-    for (const l of this.listeners) l();
+    for (const l of this.listeners) l(undefined);
   }
 }
 

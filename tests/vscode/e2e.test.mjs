@@ -1,0 +1,273 @@
+// End to end in code-server 4.139.1 (VS Code 1.139) with the packaged .vsix, the REAL boo
+// binary (boo.serverPath) and the scripted fake qwen (BOO_QWEN in code-server's env),
+// driven by headless Chromium. Screenshots of every stage go to artifacts/vscode/e2e-*.png.
+//
+//   BOO_BIN=target/debug/boo node --test tests/vscode/e2e.test.mjs
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ARTIFACTS, EXT, REPO, launchChromium, within } from './lib/harness.mjs';
+import { prepareProfile, processesWith, startCodeServer } from './lib/codeserver.mjs';
+import { makeProject } from './lib/project.mjs';
+
+const BOO_BIN = path.resolve(REPO, process.env.BOO_BIN || 'target/debug/boo');
+const VSIX = process.env.BOO_VSIX || path.join(EXT, 'out/boo.vsix');
+const FAKE_QWEN = path.join(REPO, 'tests/fixtures/fake-qwen');
+
+let project;
+let work; // private BOO_DB, export target, logs
+let cs;
+let browser;
+let page;
+let workDirs; // the private code-server profile
+const consoleErrors = [];
+
+before(async () => {
+  assert.ok(fs.existsSync(BOO_BIN), `boo binary missing: ${BOO_BIN} (cargo build)`);
+  assert.ok(fs.existsSync(VSIX), `extension package missing: ${VSIX} (npm run package in editors/vscode)`);
+  project = makeProject('boo-e2e-project-');
+  work = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'boo-e2e-work-')));
+  const dirs = prepareProfile({
+    vsix: VSIX,
+    settings: {
+      'security.workspace.trust.enabled': false,
+      'workbench.startupEditor': 'none',
+      'workbench.tips.enabled': false,
+      'extensions.ignoreRecommendations': true,
+      'boo.serverPath': BOO_BIN,
+      'boo.maxParallelAgents': 2,
+    },
+  });
+  workDirs = dirs;
+  cs = await startCodeServer({
+    dirs,
+    folder: project,
+    env: { BOO_DB: path.join(work, 'boo.db'), BOO_QWEN: FAKE_QWEN, BOO_LOG: 'info', FAKE_QWEN_DELAY_MS: '150' },
+    logFile: path.join(ARTIFACTS, 'e2e-code-server.log'),
+  });
+  browser = await within(60_000, launchChromium(), 'chromium start');
+  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.setDefaultTimeout(20_000);
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+});
+after(async () => {
+  await browser?.close().catch(() => undefined);
+  await cs?.stop();
+  // Nothing that ran with our private database may survive (code-server, extension host, boo, agents).
+  const left = work ? processesWith(path.join(work, 'boo.db')) : [];
+  for (const p of left) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  fs.writeFileSync(path.join(ARTIFACTS, 'e2e-console-errors.txt'), consoleErrors.join('\n'));
+  if (project) fs.rmSync(project, { recursive: true, force: true });
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+  if (workDirs) fs.rmSync(workDirs.base, { recursive: true, force: true });
+  assert.deepEqual(left, [], 'no process outlived the test');
+});
+
+// ---- helpers ---------------------------------------------------------------------------
+
+const shot = (name) => page.screenshot({ path: path.join(ARTIFACTS, `e2e-${name}.png`) });
+
+/** The webview frame of a boo view whose content satisfies `pred`, visible on screen. */
+async function webview(view, { pred = async () => true, timeout = 30_000 } = {}) {
+  const end = Date.now() + timeout;
+  while (Date.now() < end) {
+    for (const f of page.frames()) {
+      try {
+        if (!(await f.locator(`body[data-view="${view}"]`).count())) continue;
+        const el = await f.frameElement();
+        const box = await el.boundingBox();
+        if (!box || box.width < 50) continue;
+        const outer = f.parentFrame() ? await (await f.parentFrame().frameElement()).boundingBox() : box;
+        if (!outer || outer.width < 50) continue;
+        if (await pred(f)) return f;
+      } catch {
+        /* frame went away */
+      }
+    }
+    await page.waitForTimeout(250);
+  }
+  throw new Error(`no visible ${view} webview within ${timeout} ms`);
+}
+
+const paneOf = (flow, timeout) => webview('pane', { timeout, pred: async (f) => (await f.locator('.flow-name').textContent()) === flow });
+
+/** Runs a command through the command palette (opened from the title bar, whatever has focus). */
+async function command(title, match = title) {
+  const input = page.locator('.quick-input-widget input');
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('F1');
+  try {
+    await input.waitFor({ state: 'visible', timeout: 3000 });
+  } catch {
+    await page.locator('.command-center .search-label, .command-center').first().click();
+    await input.waitFor({ state: 'visible' });
+    await input.fill('>');
+  }
+  await input.fill(`>${title}`);
+  const row = page.locator('.quick-input-list .monaco-list-row').first();
+  await row.waitFor({ state: 'visible' });
+  await page.waitForFunction((t) => document.querySelector('.quick-input-list .monaco-list-row')?.textContent?.includes(t), match, { timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+async function launchFromLauncher(launcher, flow, focus) {
+  const f = await launcher;
+  // Find the tab holding the flow.
+  for (const tab of await f.locator('[role="tab"]').all()) {
+    if (await f.locator(`.flow-card[data-flow="${flow}"]`).count()) break;
+    await tab.click();
+  }
+  await f.locator(`.flow-card[data-flow="${flow}"]`).click();
+  assert.equal(await f.locator('.seg[aria-checked="true"]').textContent(), 'Small');
+  await f.locator('.focus').fill(focus);
+  return f;
+}
+
+// ---- the scenario ------------------------------------------------------------------------
+
+describe('boo in code-server', () => {
+  test('the workbench starts with the Boo view container; boo is not activated before it is used', async () => {
+    await page.goto(`${cs.url}/?folder=${encodeURIComponent(project)}`, { timeout: 60_000 });
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    await page.locator('.activitybar [aria-label^="Boo"]').first().waitFor({ timeout: 60_000 });
+    await page.waitForTimeout(2000);
+    assert.equal(await page.locator('.statusbar-item', { hasText: /^boo/ }).count(), 0, 'no activation at startup (no "*" activation event)');
+    await shot('01-workbench');
+  });
+
+  test('Boo: Launch Flow… from the palette opens the launcher; Launch streams into a pane, then the report is on top', async () => {
+    await command('Boo: Launch Flow…');
+    const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'what could break in the cache? [[fake:slow]]');
+    await shot('02-launcher');
+    await launcher.locator('.launch').click();
+    const pane = await paneOf('code-review');
+    const steps = await pane.locator('.step').count();
+    assert.ok(steps >= 3, `a roster (${steps} steps)`);
+    await pane.locator('.step.expanded .stream .text .item-text').first().waitFor({ timeout: 60_000 });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'running', 'the delta arrived while the run was running');
+    assert.ok((await pane.locator('.step.expanded .stream .text .item-text').first().textContent()).trim().length > 0);
+    await page.locator('.statusbar-item', { hasText: 'boo: 1 running' }).first().waitFor({ timeout: 5000 });
+    await shot('03-streaming');
+    await pane.locator('.report').waitFor({ state: 'visible', timeout: 120_000 });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'completed');
+    assert.match(await pane.locator('.report h1').first().textContent(), /what could break in the cache/);
+    const reportY = (await pane.locator('.report').boundingBox()).y;
+    const rosterY = (await pane.locator('.roster').boundingBox()).y;
+    assert.ok(reportY < rosterY, 'the report is at the top');
+    await shot('04-report');
+  });
+
+  test('the verified finding is a diagnostic in the Problems panel', async () => {
+    await command('Focus on Problems View', 'Problems');
+    const problems = page.locator('.markers-panel');
+    await problems.locator('.monaco-list-row', { hasText: 'First line of README.md' }).first().waitFor({ timeout: 30_000 });
+    const text = await problems.innerText();
+    assert.match(text, /README\.md/);
+    assert.match(text, /\[code-review\//);
+    assert.match(text, /boo/);
+    await shot('05-problems');
+  });
+
+  test('Boo: New Orchestrator → Launch a flow… runs a second flow in that pane', async () => {
+    await command('Boo: New Orchestrator');
+    const empty = await webview('pane', { pred: async (f) => (await f.locator('.empty:not([hidden])').count()) > 0 });
+    await empty.getByRole('button', { name: 'Launch a flow…' }).click();
+    const launcher = await launchFromLauncher(webview('launcher'), 'architectural-analysis', 'how is the cache structured?');
+    await launcher.locator('.launch').click();
+    const pane = await paneOf('architectural-analysis');
+    await pane.locator('.report').waitFor({ state: 'visible', timeout: 120_000 });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'completed');
+    await shot('06-second-run');
+  });
+
+  test('the Runs history lists both runs; opening one rebuilds its pane from boo/getRun', async () => {
+    await command('View: Close All Editors');
+    await page.locator('.activitybar .action-item a[aria-label^="Boo"], .activitybar [aria-label^="Boo"]').first().click();
+    const tree = page.locator('.pane', { hasText: 'Runs' }).locator('.monaco-list');
+    await tree.locator('.monaco-list-row').nth(1).waitFor({ timeout: 30_000 });
+    const rows = await tree.locator('.monaco-list-row').allInnerTexts();
+    assert.equal(rows.length, 2, `two runs listed: ${JSON.stringify(rows)}`);
+    assert.match(rows[0], /how is the cache structured\?[\s\S]*architectural-analysis · small · completed/);
+    assert.match(rows[1], /what could break in the cache\?[\s\S]*code-review · small · completed/);
+    await shot('07-history');
+    await tree.locator('.monaco-list-row').nth(1).click();
+    const pane = await paneOf('code-review');
+    await pane.locator('.report').waitFor({ state: 'visible' });
+    // Streams come back from the transcript: expand the first agent step.
+    const agentRow = pane.locator('.step[data-kind="agent"] .step-row').first();
+    await agentRow.click();
+    await pane.locator('.step.expanded .stream .item').first().waitFor();
+    assert.ok((await pane.locator('.step.expanded .stream .item').count()) >= 3, 'thinking, tool calls and text are back');
+    assert.ok((await pane.locator('.step.expanded .tool[data-state="ok"]').count()) >= 1);
+    await shot('08-reopened');
+  });
+
+  test('export from the pane … menu saves the report to a file', async () => {
+    const pane = await paneOf('code-review');
+    await pane.locator('.menu-btn').click();
+    await pane.locator('.menu-item[data-action="saveMarkdown"]').click();
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible' });
+    // The dialog fills in the server's file name asynchronously: wait for it, then replace it.
+    await page.waitForFunction(() => /boo-code-review-[^/]*\.md$/.test(document.querySelector('.quick-input-widget input')?.value ?? ''), null, { timeout: 10_000 });
+    assert.match(await input.inputValue(), new RegExp(`^${project.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/boo-code-review-`), 'proposed in the workspace folder');
+    const target = path.join(work, 'exported-report.md');
+    await input.fill(target);
+    await page.waitForFunction((t) => document.querySelector('.quick-input-widget input')?.value === t, target);
+    await page.waitForTimeout(300);
+    await shot('09-save-dialog');
+    await page.keyboard.press('Enter');
+    const end = Date.now() + 15_000;
+    while (!fs.existsSync(target) && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+    assert.ok(fs.existsSync(target), 'the file was written');
+    const text = fs.readFileSync(target, 'utf8');
+    assert.match(text, /^# Code review — what could break in the cache\?/);
+    assert.match(text, /README\.md:1/);
+    await page.locator('.notifications-toasts', { hasText: 'saved' }).first().waitFor({ timeout: 10_000 });
+  });
+
+  test('Boo: Show Traces shows the tool calls of the pane’s run', async () => {
+    await command('Boo: Show Traces');
+    const traces = await webview('traces', { pred: async (f) => (await f.locator('.trace-row').count()) > 0 });
+    const rows = await traces.locator('.trace-row').count();
+    assert.ok(rows >= 2, `tool calls listed (${rows})`);
+    assert.ok((await traces.locator('.tok.cache .tok-v').first().textContent()).endsWith('%'));
+    await shot('10-traces');
+  });
+
+  test('after a window reload the pane comes back from its run id', async () => {
+    await command('Developer: Reload Window');
+    await page.waitForTimeout(1500);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    const pane = await paneOf('code-review', 60_000);
+    await pane.locator('.report').waitFor({ state: 'visible', timeout: 30_000 });
+    await shot('11-after-reload');
+  });
+
+  test('Boo: Cancel Run stops a hanging run', async () => {
+    await command('Boo: Launch Flow…');
+    const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'this one hangs [[fake:hang]]');
+    await launcher.locator('.launch').click();
+    const pane = await paneOf('code-review', 30_000).then(async (p) => {
+      // The reloaded code-review pane may also be open: wait for the running one.
+      await p.locator('.status-pill').textContent();
+      return webview('pane', { pred: async (f) => (await f.locator('.question').textContent()).includes('[[fake:hang]]') });
+    });
+    await pane.locator('.step[data-status="running"][data-kind="agent"]').first().waitFor({ timeout: 30_000 });
+    await command('Boo: Cancel Run');
+    await pane.locator('.status-pill[data-status="cancelled"]').waitFor({ timeout: 30_000 });
+    assert.equal(await pane.locator('.step[data-status="running"]').count(), 0);
+    await shot('12-cancelled');
+  });
+});
