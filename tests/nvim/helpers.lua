@@ -221,6 +221,13 @@ function H.compare_with_server(run_id)
   end
   local run = client.store:get(run_id)
   local compared = 0
+  local mine_st, theirs_st = {}, {}
+  for _, sp in ipairs(got.res.steps) do
+    theirs_st[sp.stepId] = sp.status
+    mine_st[sp.stepId] = run.by_id[sp.stepId] and run.by_id[sp.stepId].status
+  end
+  H.eq(mine_st, theirs_st, 'step statuses (plugin vs server)')
+  H.eq(run.status, got.res.run.status, 'run status (plugin vs server)')
   for _, sp in ipairs(got.res.steps) do
     if sp.kind == 'agent' and type(sp.transcript) == 'table' then
       local ref = state.new():load_run({ run = { runId = 'ref' }, steps = { { stepId = 'a', transcript = sp.transcript, lastSeq = 0 } } },
