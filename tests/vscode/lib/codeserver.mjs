@@ -81,6 +81,8 @@ export async function startCodeServer({ dirs, folder, env = {}, logFile }) {
   const [cmd, ...rest] = args;
   const child = spawn(cmd, rest, { env: codeServerEnv(dirs, env), stdio: ['ignore', log, log], detached: true });
   const pgid = child.pid;
+  // Let the test script stop the group even if this Node process is killed by a timeout.
+  if (process.env.BOO_E2E_PGID_FILE) fs.writeFileSync(process.env.BOO_E2E_PGID_FILE, String(pgid));
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
