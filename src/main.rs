@@ -8,6 +8,7 @@ mod codesteps;
 mod engine;
 mod evidence;
 mod export;
+mod fingerprint;
 mod lsp;
 mod model;
 mod report;
@@ -82,6 +83,18 @@ enum Command {
     },
     /// Check qwen, the model endpoint, the database and the sandbox.
     Doctor,
+    /// Internal: runs an agent process under the sandbox and dies with boo.
+    #[command(hide = true)]
+    AgentGuard {
+        #[arg(long)]
+        parent: u32,
+        #[arg(long, default_value = "auto")]
+        sandbox: String,
+        #[arg(long)]
+        writable: Vec<PathBuf>,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 fn init_logging(to_file: Option<PathBuf>) {
@@ -125,6 +138,12 @@ fn main() {
     let cli = Cli::parse();
     let log_file = std::env::var_os("BOO_LOG_FILE").map(PathBuf::from);
     let code = match cli.command {
+        Command::AgentGuard {
+            parent,
+            sandbox,
+            writable,
+            argv,
+        } => agent::harden::agent_guard(parent, &sandbox, writable, argv),
         Command::Serve { .. } => {
             let proto = match guard_stdout() {
                 Ok(f) => f,
@@ -177,7 +196,7 @@ fn main() {
                     Command::Traces { run_id } => cli::traces(run_id).await,
                     Command::Gc { older_than } => cli::gc(older_than).await,
                     Command::Doctor => cli::doctor().await,
-                    Command::Serve { .. } => 2,
+                    Command::Serve { .. } | Command::AgentGuard { .. } => 2,
                 }
             });
             rt.shutdown_timeout(std::time::Duration::from_secs(2));

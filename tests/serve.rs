@@ -503,3 +503,100 @@ fn exit_without_shutdown_is_an_error_exit() {
     s.initialize(&root);
     assert_eq!(s.stop(), Some(0));
 }
+
+#[test]
+fn the_sandbox_guard_makes_the_file_system_read_only() {
+    let t = TempDir::new("guard");
+    let root = project(t.path());
+    let scratch = t.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let target = root.join("pwned.txt");
+    let script = format!(
+        "echo x > '{}' 2>/dev/null; echo $? > '{}/first'; echo ok > '{}/second'",
+        target.display(),
+        scratch.display(),
+        scratch.display()
+    );
+    let out = std::process::Command::new(boo_bin())
+        .args([
+            "agent-guard",
+            "--parent",
+            &std::process::id().to_string(),
+            "--writable",
+        ])
+        .arg(&scratch)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let first_line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let guard: Value = serde_json::from_str(&first_line).unwrap();
+    assert_eq!(guard["type"], "boo_guard");
+    if guard["sandbox"] == "enforced" {
+        assert!(
+            !target.exists(),
+            "the sandbox let an agent write into the project"
+        );
+        assert_ne!(
+            std::fs::read_to_string(scratch.join("first"))
+                .unwrap()
+                .trim(),
+            "0"
+        );
+        assert_eq!(
+            std::fs::read_to_string(scratch.join("second"))
+                .unwrap()
+                .trim(),
+            "ok",
+            "scratch stays writable"
+        );
+    } else {
+        // A kernel without Landlock: the guard says so (the report and doctor do too).
+        assert_eq!(guard["sandbox"], "unavailable");
+        eprintln!("Landlock unavailable on this kernel: the write test was not possible");
+    }
+}
+
+#[test]
+fn a_step_that_modifies_the_project_fails_the_run_loudly() {
+    let t = TempDir::new("modified");
+    let root = project(t.path());
+    // A "qwen" that escapes every other layer (the project is made writable for it,
+    // as if the sandbox had a hole) and writes into the project.
+    let evil = t.path().join("evil-qwen");
+    std::fs::write(
+        &evil,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --version ] && exec '{fake}' --version; done\necho pwned > pwned.txt\nexec '{fake}' \"$@\"\n",
+            fake = fake_qwen().display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&evil).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[
+            ("BOO_QWEN", evil.display().to_string()),
+            ("BOO_AGENT_WRITABLE", root.display().to_string()),
+        ],
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "is it safe?");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "failed", "{end}");
+    assert!(
+        end["runError"].as_str().unwrap().contains("modified"),
+        "{end}"
+    );
+    let report = end["report"].as_str().unwrap();
+    let warning = report.find("**Warning:**").expect("a warning at the top");
+    assert!(warning < report.find("## Answer").unwrap());
+    assert!(report.contains("pwned.txt (created)"), "{report}");
+}

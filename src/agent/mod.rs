@@ -1,6 +1,7 @@
 //! The agent seam: an [`AgentBackend`] runs one agent step and reports its stream.
 //! The only production backend is qwen ([`qwen::QwenBackend`]); there is no fallback.
 
+pub mod harden;
 pub mod parse;
 pub mod process;
 pub mod qwen;

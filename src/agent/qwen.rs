@@ -1,6 +1,7 @@
 //! The qwen backend: runs `qwen` headless in plan mode with stream-json output, parses
 //! its events, enforces a deadline, and turns every way it can end into a clear result.
 
+use super::harden::{landlock_abi, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS};
 use super::parse::{is_denial, Parsed, StreamParser};
 use super::process::{harden_child, pid_start_time, stop_group};
 use super::{
@@ -114,6 +115,12 @@ impl QwenBackend {
     }
 
     async fn check_now(&self) -> Result<AgentInfo, Unavailable> {
+        let mode = SandboxMode::from_env().map_err(Unavailable)?;
+        if mode == SandboxMode::Required && landlock_abi().is_none() {
+            return Err(Unavailable(
+                "the OS sandbox is required (BOO_SANDBOX=required) but this kernel has no Landlock: use a kernel with Landlock (5.13+, enabled in the LSM list) or set BOO_SANDBOX=auto".into(),
+            ));
+        }
         let path = resolve_program(&self.config.program)?;
         let mtime = std::fs::metadata(&path)
             .and_then(|m| m.modified())
@@ -174,22 +181,57 @@ impl QwenBackend {
     ) -> Result<AgentOutcome, AgentError> {
         let fail = |message: String, meta: serde_json::Value| AgentError::Failed { message, meta };
         let info = self.check_now().await.map_err(|e| fail(e.0, json!({})))?;
-        let home = self.config.data_dir.join("agents").join(&req.chat_id);
-        let qwen_home = home.join("qwen-home");
-        let tmp = home.join("tmp");
-        for d in [&qwen_home, &tmp] {
-            std::fs::create_dir_all(d).map_err(|e| {
+        let model = req.model.clone().or_else(|| self.config.model.clone());
+        let home = AgentHome::create(&self.config.data_dir, &req.chat_id, model.as_deref())
+            .map_err(|e| {
                 fail(
                     format!(
-                        "cannot create the agent's scratch directory {}: {e}",
-                        d.display()
+                        "cannot prepare the agent's scratch directory under {}: {e}",
+                        self.config.data_dir.display()
                     ),
                     json!({}),
                 )
             })?;
+        let result = self
+            .run_process(&req, &info, &home, model, events, cancel)
+            .await;
+        home.remove();
+        result
+    }
+
+    async fn run_process(
+        &self,
+        req: &AgentRequest,
+        info: &AgentInfo,
+        home: &AgentHome,
+        model: Option<String>,
+        events: mpsc::UnboundedSender<AgentEvent>,
+        cancel: CancellationToken,
+    ) -> Result<AgentOutcome, AgentError> {
+        let fail = |message: String, meta: serde_json::Value| AgentError::Failed { message, meta };
+        let mode = SandboxMode::from_env().map_err(|e| fail(e, json!({})))?;
+        let guard = std::env::current_exe().map_err(|e| {
+            fail(
+                format!("cannot find boo's own executable to start the agent guard: {e}"),
+                json!({}),
+            )
+        })?;
+        let mut cmd = tokio::process::Command::new(&guard);
+        cmd.arg("agent-guard")
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .arg("--sandbox")
+            .arg(mode.as_str())
+            .arg("--writable")
+            .arg(&home.root)
+            .arg("--writable")
+            .arg("/dev");
+        if let Some(extra) = std::env::var_os("BOO_AGENT_WRITABLE") {
+            for p in std::env::split_paths(&extra) {
+                cmd.arg("--writable").arg(p);
+            }
         }
-        let model = req.model.clone().or_else(|| self.config.model.clone());
-        let mut cmd = tokio::process::Command::new(&info.path);
+        cmd.arg("--").arg(&info.path);
         cmd.args([
             "--approval-mode",
             "plan",
@@ -204,6 +246,8 @@ impl QwenBackend {
         if let Some(m) = &model {
             cmd.arg("--model").arg(m);
         }
+        // Second line of defence: the same tools the settings deny are excluded here.
+        cmd.arg("--exclude-tools").arg(DENIED_TOOLS.join(","));
         let via_stdin = req.prompt.len() > ARGV_PROMPT_LIMIT;
         if via_stdin {
             cmd.arg("-p")
@@ -212,8 +256,10 @@ impl QwenBackend {
             cmd.arg("-p").arg(&req.prompt);
         }
         cmd.current_dir(&req.root)
-            .env("QWEN_HOME", &qwen_home)
-            .env("TMPDIR", &tmp)
+            .env("QWEN_HOME", &home.qwen_home)
+            .env("QWEN_CODE_SYSTEM_SETTINGS_PATH", &home.settings)
+            .env("HOME", &home.root)
+            .env("TMPDIR", &home.tmp)
             .env("BOO_RUN_ID", &req.run_id)
             .env("BOO_STEP_ID", &req.step_id)
             .env("BOO_CHAT_ID", &req.chat_id)
@@ -283,8 +329,12 @@ impl QwenBackend {
         let mut lines = BufReader::with_capacity(64 * 1024, stdout);
         let mut parser = StreamParser::new();
         let mut result = None;
-        let mut meta =
-            json!({ "qwenVersion": info.version, "qwenPath": info.path.display().to_string() });
+        let mut meta = json!({
+            "qwenVersion": info.version,
+            "qwenPath": info.path.display().to_string(),
+            "sandboxMode": mode.as_str(),
+            "sandbox": "unknown",
+        });
         let mut usage = Usage::default();
         let mut denials: Vec<String> = Vec::new();
         let deadline = tokio::time::sleep(req.deadline);
@@ -294,8 +344,13 @@ impl QwenBackend {
             Eof,
             Cancelled,
             Deadline,
+            Unsafe(Vec<String>),
         }
+        let mut unsafe_tools: Option<Vec<String>> = None;
         let end = loop {
+            if let Some(x) = unsafe_tools.take() {
+                break End::Unsafe(x);
+            }
             buf.clear();
             tokio::select! {
                 biased;
@@ -309,6 +364,12 @@ impl QwenBackend {
                             for p in parser.feed(&line) {
                                 match p {
                                     Parsed::Init { version, tools, model, permission_mode } => {
+                                        let extra: Vec<String> = tools.iter().filter(|t| !ALLOWED_TOOLS.contains(&t.as_str())).cloned().collect();
+                                        if !extra.is_empty() {
+                                            meta["offeredTools"] = json!(tools);
+                                            unsafe_tools = Some(extra);
+                                            continue;
+                                        }
                                         meta["offeredTools"] = json!(tools);
                                         meta["permissionMode"] = json!(permission_mode);
                                         if let Some(v) = &version { meta["qwenVersion"] = json!(v); }
@@ -325,6 +386,10 @@ impl QwenBackend {
                                         let _ = events.send(AgentEvent::Turn { turn, usage: u });
                                     }
                                     Parsed::Result(r) => result = Some(r),
+                                    Parsed::Guard { sandbox, abi } => {
+                                        meta["sandbox"] = json!(sandbox);
+                                        meta["landlockAbi"] = json!(abi);
+                                    }
                                 }
                             }
                         }
@@ -347,6 +412,17 @@ impl QwenBackend {
                     format!(
                         "qwen did not finish within its deadline of {}s and was stopped. If it produced no output, the model endpoint is probably unreachable: check OPENAI_BASE_URL ({endpoint}) and that the model server is up.",
                         req.deadline.as_secs()
+                    ),
+                    meta,
+                ));
+            }
+            End::Unsafe(extra) => {
+                stop_group(pid, Duration::from_millis(500)).await;
+                let _ = child.wait().await;
+                return Err(fail(
+                    format!(
+                        "qwen offered the model tools boo does not allow ({}); the agent was stopped before it could act. Check that this qwen version honours QWEN_CODE_SYSTEM_SETTINGS_PATH and --exclude-tools (boo is tested with {TESTED_VERSION}).",
+                        extra.join(", ")
                     ),
                     meta,
                 ));
@@ -417,7 +493,17 @@ impl QwenBackend {
                 Err(fail(format!("qwen failed: {msg}"), meta))
             }
             None => {
+                let no_turns = meta.get("numTurns").is_none() && usage.is_zero();
+                let signal = signal.or(code.filter(|c| (129..=192).contains(c)).map(|c| c - 128));
                 let why = match (code, signal) {
+                    (Some(78), _) if meta["sandbox"] != "enforced" => format!(
+                        "the OS sandbox is required (BOO_SANDBOX=required) but Landlock is {} here; the agent was not started",
+                        meta["sandbox"].as_str().unwrap_or("unavailable")
+                    ),
+                    (Some(55), _) if no_turns => format!(
+                        "qwen stopped at its wall-time limit (--max-wall-time, exit 55) without a single model answer: the model endpoint is probably unreachable or stalled; check OPENAI_BASE_URL ({})",
+                        self.config.base_url.as_deref().unwrap_or("not set")
+                    ),
                     (Some(53), _) => "qwen stopped: the session reached its turn limit (--max-session-turns, exit 53) before answering".to_string(),
                     (Some(55), _) => "qwen stopped: the session reached its wall-time limit (--max-wall-time, exit 55) before answering".to_string(),
                     (_, Some(sig)) => format!("qwen crashed (killed by signal {sig}) before it finished"),

@@ -117,6 +117,7 @@ pub struct Supervisor {
     slots: Arc<Semaphore>,
     runs: Mutex<HashMap<String, RunHandle>>,
     host: String,
+    hashes: crate::fingerprint::HashCache,
 }
 
 fn lock<'a, T>(m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
@@ -206,6 +207,7 @@ impl Supervisor {
             slots: Arc::new(Semaphore::new(config.max_parallel)),
             config,
             runs: Mutex::new(HashMap::new()),
+            hashes: crate::fingerprint::HashCache::new(),
             host: hostname::get()
                 .map(|h| h.to_string_lossy().to_string())
                 .unwrap_or_else(|_| "localhost".into()),
@@ -822,6 +824,13 @@ impl Supervisor {
             },
             _ = cancel.cancelled() => return StepResult::Cancelled { usage: Usage::default() },
         };
+        // The proof: the project's fingerprint before and after the agent.
+        let root = req.root.clone();
+        let me = self.clone();
+        let r2 = root.clone();
+        let before = tokio::task::spawn_blocking(move || me.hashes.take(&r2))
+            .await
+            .ok();
         let (tx, mut rx) = mpsc::unbounded_channel::<AgentEvent>();
         let (run_id, step_id, chat_id) =
             (req.run_id.clone(), req.step_id.clone(), req.chat_id.clone());
@@ -971,6 +980,28 @@ impl Supervisor {
         };
         let (result, (usage, init_meta)) = tokio::join!(fut, forward);
         drop(permit);
+        let me = self.clone();
+        let after = tokio::task::spawn_blocking(move || me.hashes.take(&root))
+            .await
+            .ok();
+        let changed = match (&before, &after) {
+            (Some(b), Some(a)) => crate::fingerprint::diff(b, a),
+            _ => vec!["(the fingerprint could not be taken)".to_string()],
+        };
+        if !changed.is_empty() {
+            let shown: Vec<&str> = changed.iter().take(20).map(String::as_str).collect();
+            let more = changed.len().saturating_sub(shown.len());
+            return StepResult::Failed {
+                error: format!(
+                    "the project was modified while this step ran: {}{}. boo never writes to the project; find out what changed these files before trusting this run.",
+                    shown.join(", "),
+                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                ),
+                usage,
+                meta: json!({ "modified": changed }),
+                fatal: true,
+            };
+        }
         let merge_meta = |mut m: serde_json::Value| {
             if let (Some(obj), Some(init)) = (m.as_object_mut(), init_meta.as_object()) {
                 for (k, v) in init {
@@ -1260,7 +1291,7 @@ pub fn build_report_input(
         let st = &s.step;
         if s.fatal {
             alerts.push(format!(
-                "step `{}` ({}) was stopped: {}",
+                "step `{}` ({}) failed the run: {}",
                 st.step_id,
                 st.agent,
                 st.error.clone().unwrap_or_default()
@@ -1315,10 +1346,24 @@ pub fn build_report_input(
             findings_problem: problem,
         });
     }
-    if let Some(sandbox) = row.meta.get("sandbox").and_then(|s| s.as_str()) {
-        if sandbox == "unavailable" {
-            alerts.push("the OS sandbox (Landlock) is unavailable on this system; agents ran with boo's other read-only layers only".into());
-        }
+    let unsandboxed: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.step.kind == StepKind::Agent)
+        .filter(|s| {
+            s.step
+                .meta
+                .as_ref()
+                .and_then(|m| m.get("sandbox"))
+                .and_then(|x| x.as_str())
+                .is_some_and(|x| x == "unavailable" || x == "partial")
+        })
+        .map(|s| s.step.step_id.as_str())
+        .collect();
+    if !unsandboxed.is_empty() {
+        alerts.push(format!(
+            "sandbox: unavailable — the OS sandbox (Landlock) could not be fully applied on this system for {}; those agents ran with boo's other read-only layers only (set BOO_SANDBOX=required to refuse instead)",
+            unsandboxed.join(", ")
+        ));
     }
     let merged = evidence::merge(findings);
     let input = ReportInput {

@@ -74,7 +74,6 @@ pub struct RunRow {
     pub report: Option<String>,
     pub report_json: Option<String>,
     pub cancel_requested: bool,
-    pub meta: serde_json::Value,
 }
 
 const RUN_COLS: &str =
@@ -104,7 +103,6 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
         cache_read_tokens: row.get::<_, i64>(18)? as u64,
         total_tokens: row.get::<_, i64>(19)? as u64,
     };
-    let meta: Option<String> = row.get(14)?;
     Ok(RunRow {
         run: Run {
             summary: RunSummary {
@@ -135,9 +133,6 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
         report: row.get(11)?,
         report_json: row.get(12)?,
         cancel_requested: row.get::<_, i64>(13)? != 0,
-        meta: meta
-            .and_then(|m| serde_json::from_str(&m).ok())
-            .unwrap_or(serde_json::Value::Null),
     })
 }
 

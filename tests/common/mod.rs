@@ -199,6 +199,10 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in envs {
             cmd.env(k, v);
+            // The fake's process records live outside the sandbox's writable set.
+            if *k == "FAKE_QWEN_DIR" {
+                cmd.env("BOO_AGENT_WRITABLE", v);
+            }
         }
         let mut child = cmd.spawn().expect("start boo serve");
         let stdin = child.stdin.take().unwrap();

@@ -28,6 +28,7 @@ export async function freePort() {
  * Returns the directories; nothing is started yet.
  */
 export function prepareProfile({ vsix, settings }) {
+  const packages = Array.isArray(vsix) ? vsix : [vsix];
   const base = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'boo-code-server-')));
   const dirs = {
     base,
@@ -39,12 +40,14 @@ export function prepareProfile({ vsix, settings }) {
   for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
   fs.mkdirSync(path.join(dirs.userData, 'User'), { recursive: true });
   fs.writeFileSync(path.join(dirs.userData, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
-  const out = execFileSync(NODE24, [CODE_SERVER, '--user-data-dir', dirs.userData, '--extensions-dir', dirs.extensions, '--install-extension', vsix], {
-    env: codeServerEnv(dirs, {}),
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  if (!/was successfully installed/.test(out)) throw new Error(`installing ${vsix} failed:\n${out}`);
+  for (const pkg of packages) {
+    const out = execFileSync(NODE24, [CODE_SERVER, '--user-data-dir', dirs.userData, '--extensions-dir', dirs.extensions, '--install-extension', pkg], {
+      env: codeServerEnv(dirs, {}),
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    if (!/was successfully installed/.test(out)) throw new Error(`installing ${pkg} failed:\n${out}`);
+  }
   return dirs;
 }
 
