@@ -123,24 +123,8 @@ function M.render(run_id)
     glyphs = o.glyphs,
     tool_result_lines = o.tool_result_lines,
     width = width,
+    disconnected = run.disconnected and not state.is_terminal(run.status),
   })
-  if run.disconnected and not state.is_terminal(run.status) then
-    table.insert(b.lines, 4, 'Server disconnected: reopen with :Boo runs')
-    local shifted = {}
-    for row, h in pairs(b.hls) do
-      shifted[row >= 4 and row + 1 or row] = h
-    end
-    shifted[4] = { { 0, #b.lines[4], 'BooStatusFailed' } }
-    b.hls = shifted
-    local rs, sr = {}, {}
-    for row, sid in pairs(b.row_step) do
-      rs[row >= 4 and row + 1 or row] = sid
-    end
-    for sid, row in pairs(b.step_row) do
-      sr[sid] = row >= 4 and row + 1 or row
-    end
-    b.row_step, b.step_row = rs, sr
-  end
   -- Keep the cursor on the last line when it was there (tail the stream).
   local tails = {}
   for _, w in ipairs(wins) do

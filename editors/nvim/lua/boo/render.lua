@@ -256,7 +256,7 @@ end
 
 --- Render the orchestrator pane.
 ---@param run table  a run from boo.state
----@param view table { expanded = stepId|nil, now = ms, glyphs?, tool_result_lines?, width? }
+---@param view table { expanded = stepId|nil, now = ms, glyphs?, tool_result_lines?, width?, disconnected? }
 function M.pane(run, view)
   view = view or {}
   local now = view.now or run.last_event_ms or 0
@@ -282,6 +282,9 @@ function M.pane(run, view)
     { run.root or '', 'BooMuted' },
     { '   run ' .. (run.id or ''), 'BooMuted' },
   })
+  if view.disconnected then
+    b.add('Server disconnected: reopen with :Boo runs', 'BooStatusFailed')
+  end
   if run.stub and not run.loaded then
     b.add('(loading…)', 'BooMuted')
   end
