@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what the tests need (cached under .tools/, so the second run is fast) and
+# runs EVERY test suite: Rust unit and end-to-end tests (fake qwen and the real qwen
+# CLI against a scripted model server), the fixtures' self test, the catalog check,
+# the Neovim plugin tests and the VS Code extension tests.
+#
+#   scripts/test-all.sh
+#
+# Prints one line per suite and ends with "N passed, M failed"; exits non-zero when
+# any suite failed.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TERM_COLOR=never
+
+pass=0
+fail=0
+summary=()
+suite() {
+  local name="$1"
+  shift
+  echo
+  echo "=== $name"
+  local t0=$SECONDS
+  if "$@"; then
+    pass=$((pass + 1))
+    summary+=("ok    $name ($((SECONDS - t0)) s)")
+  else
+    fail=$((fail + 1))
+    summary+=("FAIL  $name ($((SECONDS - t0)) s)")
+  fi
+}
+
+suite "install: Node 22 + qwen-code 0.24.4 (cached)" scripts/install-qwen.sh
+suite "rust: formatting" cargo fmt --all -- --check
+suite "rust: clippy" cargo clippy --all-targets --quiet -- -D warnings
+suite "rust: build" cargo build --quiet
+export BOO_REQUIRE_REAL_QWEN=1
+suite "rust: unit, end-to-end and real-qwen tests" cargo test --quiet
+suite "fixtures: fake qwen and mock model server" python3 tests/fixtures/selftest.py
+suite "catalog: flows and personas" python3 scripts/check-catalog.py
+suite "neovim plugin (headless Neovim 0.11.4)" scripts/test-nvim.sh
+suite "vs code extension (reducer, webviews, code-server)" scripts/test-vscode.sh
+
+echo
+echo "=== summary"
+for line in "${summary[@]}"; do
+  echo "$line"
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
