@@ -83,6 +83,9 @@ enum Command {
     },
     /// Check qwen, the model endpoint, the database and the sandbox.
     Doctor,
+    /// Internal: time the read-only proof (fingerprint) of a directory, cold and warm.
+    #[command(hide = true)]
+    Fingerprint { root: PathBuf },
     /// Internal: runs an agent process under the sandbox and dies with boo.
     #[command(hide = true)]
     AgentGuard {
@@ -138,6 +141,23 @@ fn main() {
     let cli = Cli::parse();
     let log_file = std::env::var_os("BOO_LOG_FILE").map(PathBuf::from);
     let code = match cli.command {
+        Command::Fingerprint { root } => {
+            let cache = fingerprint::HashCache::new();
+            let t = std::time::Instant::now();
+            let a = cache.take(&root);
+            let cold = t.elapsed();
+            let t = std::time::Instant::now();
+            let b = cache.take(&root);
+            let warm = t.elapsed();
+            println!(
+                "{{\"files\": {}, \"coldMs\": {:.1}, \"warmMs\": {:.1}, \"changes\": {}}}",
+                a.files.len(),
+                cold.as_secs_f64() * 1000.0,
+                warm.as_secs_f64() * 1000.0,
+                fingerprint::diff(&a, &b).len()
+            );
+            0
+        }
         Command::AgentGuard {
             parent,
             sandbox,
@@ -196,7 +216,9 @@ fn main() {
                     Command::Traces { run_id } => cli::traces(run_id).await,
                     Command::Gc { older_than } => cli::gc(older_than).await,
                     Command::Doctor => cli::doctor().await,
-                    Command::Serve { .. } | Command::AgentGuard { .. } => 2,
+                    Command::Serve { .. }
+                    | Command::AgentGuard { .. }
+                    | Command::Fingerprint { .. } => 2,
                 }
             });
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
