@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ARTIFACTS, EXT, REPO, launchChromium, within } from './lib/harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { ARTIFACTS, EXT, HERE, REPO, launchChromium, within } from './lib/harness.mjs';
 import { prepareProfile, processesWith, startCodeServer } from './lib/codeserver.mjs';
 import { makeProject } from './lib/project.mjs';
 
@@ -30,8 +31,16 @@ before(async () => {
   assert.ok(fs.existsSync(VSIX), `extension package missing: ${VSIX} (npm run package in editors/vscode)`);
   project = makeProject('boo-e2e-project-');
   work = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'boo-e2e-work-')));
+  // Test fixture: an offline stand-in language model (see tests/vscode/fake-lm/extension.js).
+  // Without a default model code-server's chat never calls a participant.
+  const standIn = path.join(work, 'fake-lm.vsix');
+  execFileSync(path.join(EXT, 'node_modules/.bin/vsce'), ['package', '--no-dependencies', '--skip-license', '-o', standIn], {
+    cwd: path.join(HERE, '../fake-lm'),
+    stdio: 'pipe',
+    timeout: 60_000,
+  });
   const dirs = prepareProfile({
-    vsix: VSIX,
+    vsix: [VSIX, standIn],
     settings: {
       'security.workspace.trust.enabled': false,
       'workbench.startupEditor': 'none',
@@ -47,6 +56,7 @@ before(async () => {
     folder: project,
     env: { BOO_DB: path.join(work, 'boo.db'), BOO_QWEN: FAKE_QWEN, BOO_LOG: 'info', FAKE_QWEN_DELAY_MS: '150' },
     logFile: path.join(ARTIFACTS, 'e2e-code-server.log'),
+    extraArgs: ['--enable-proposed-api', 'boo-tests.boo-test-fake-language-model'],
   });
   browser = await within(60_000, launchChromium(), 'chromium start');
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
@@ -269,5 +279,39 @@ describe('boo in code-server', () => {
     await pane.locator('.status-pill[data-status="cancelled"]').waitFor({ timeout: 30_000 });
     assert.equal(await pane.locator('.step[data-status="running"]').count(), 0);
     await shot('12-cancelled');
+  });
+
+  test('@boo /flow in the chat launches at once, reports progress and the summary, and links to the pane', async () => {
+    const input = page.locator('.interactive-input-part .monaco-editor, .chat-input-part .monaco-editor').first();
+    if (!(await input.isVisible())) await command('Chat: Open Chat', 'Chat');
+    await input.waitFor({ state: 'visible' });
+    await input.click();
+    await page.keyboard.type('@boo /flow what about eviction?');
+    await page.waitForTimeout(500);
+    await page.keyboard.press('Enter');
+    const response = page.locator('.interactive-item-container.interactive-response').last();
+    await response.locator('h1', { hasText: 'what about eviction?' }).waitFor({ timeout: 90_000 });
+    const text = await response.innerText();
+    assert.match(text, /Completed/);
+    assert.match(text, /Answer/);
+    assert.doesNotMatch(text, /Language model unavailable/);
+    await response.locator('a', { hasText: 'Open the full report in the Orchestrator pane' }).waitFor();
+    await shot('13-chat');
+    await response.getByRole('button', { name: 'Open Orchestrator' }).click();
+    const pane = await webview('pane', { pred: async (f) => (await f.locator('.question').textContent()) === 'what about eviction?' });
+    await pane.locator('.report').waitFor({ state: 'visible' });
+    assert.equal(await pane.locator('.band').textContent(), 'small', 'the chat launches with band small');
+    assert.equal(await pane.locator('.flow-name').textContent(), 'code-review', 'the flow of boo.chatFlow');
+    await shot('14-chat-pane');
+  });
+
+  test('Send report to chat opens the chat with the report attached', async () => {
+    const pane = await webview('pane', { pred: async (f) => (await f.locator('.question').textContent()) === 'what about eviction?' });
+    await pane.locator('.menu-btn').click();
+    await pane.locator('.menu-item[data-action="sendToChat"]').click();
+    const inputPart = page.locator('.interactive-input-part, .chat-input-part').first();
+    await inputPart.locator('.monaco-editor', { hasText: 'Here is the boo code-review report' }).waitFor({ timeout: 15_000 });
+    await inputPart.getByText(/boo-code-review-[0-9a-f]{8}\.md/).first().waitFor({ timeout: 15_000 });
+    await shot('15-send-to-chat');
   });
 });

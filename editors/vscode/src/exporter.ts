@@ -62,7 +62,7 @@ export class Exporter {
       return;
     }
     const dir = vscode.Uri.joinPath(this.storageUri, 'reports');
-    const file = vscode.Uri.joinPath(dir, `boo-${flow}-${runId.slice(0, 8)}.md`);
+    const file = vscode.Uri.joinPath(dir, `boo-${flow}-${runId.slice(-8)}.md`);
     try {
       await vscode.workspace.fs.createDirectory(dir);
       await vscode.workspace.fs.writeFile(file, new TextEncoder().encode(content));

@@ -6,7 +6,7 @@ const vscode = require('vscode');
 
 exports.activate = function activate(context) {
   context.subscriptions.push(
-    vscode.lm.registerLanguageModelChatProvider('boo-tests', {
+    vscode.lm.registerLanguageModelChatProvider('copilot', {
       provideLanguageModelChatInformation() {
         return [
           {

@@ -58,7 +58,7 @@ function codeServerEnv(dirs, extra) {
 }
 
 /** Starts code-server on a free 127.0.0.1 port in its own session (setsid) and waits for /healthz. */
-export async function startCodeServer({ dirs, folder, env = {}, logFile }) {
+export async function startCodeServer({ dirs, folder, env = {}, logFile, extraArgs = [] }) {
   const port = await freePort();
   const log = fs.openSync(logFile, 'a');
   const args = [
@@ -76,6 +76,7 @@ export async function startCodeServer({ dirs, folder, env = {}, logFile }) {
     dirs.userData,
     '--extensions-dir',
     dirs.extensions,
+    ...extraArgs,
     folder,
   ];
   // detached: true makes Node call setsid() in the child: code-server leads a new
