@@ -26,8 +26,8 @@ CREATE TABLE IF NOT EXISTS flow_runs (
   input         TEXT NOT NULL
     CONSTRAINT flow_runs_input_check CHECK (
       json_valid(input)
-      AND json_type(input, '$.question') = 'text'
-      AND length(trim(json_extract(input, '$.question'))) > 0),
+      AND COALESCE(json_type(input, '$.question'), '') = 'text'
+      AND length(trim(COALESCE(json_extract(input, '$.question'), ''))) > 0),
   model         TEXT,
   plan          TEXT NOT NULL
     CONSTRAINT flow_runs_plan_check CHECK (json_valid(plan)),

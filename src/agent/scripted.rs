@@ -52,3 +52,70 @@ impl AgentBackend for ScriptedBackend {
         })
     }
 }
+
+/// Replays a recorded qwen stream-json transcript through the real parser. With
+/// `hold_after_first_call`, it stops after the first tool call and waits for cancel.
+pub struct ReplayBackend {
+    pub lines: Vec<String>,
+    pub hold_after_first_call: bool,
+}
+
+impl AgentBackend for ReplayBackend {
+    fn check(&self) -> BoxFuture<'_, Result<AgentInfo, Unavailable>> {
+        Box::pin(async {
+            Ok(AgentInfo {
+                path: PathBuf::from("replay"),
+                version: "0.24.4".into(),
+            })
+        })
+    }
+
+    fn run(
+        &self,
+        _req: AgentRequest,
+        events: mpsc::UnboundedSender<AgentEvent>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<AgentOutcome, AgentError>> {
+        Box::pin(async move {
+            use crate::agent::parse::{Parsed, StreamParser};
+            let mut p = StreamParser::new();
+            let mut usage = Usage::default();
+            let mut result = None;
+            for line in &self.lines {
+                for ev in p.feed(line) {
+                    match ev {
+                        Parsed::Stream(e) => {
+                            let call = matches!(e, StreamEvent::ToolCall { .. });
+                            let _ = events.send(AgentEvent::Stream(e));
+                            if call && self.hold_after_first_call {
+                                cancel.cancelled().await;
+                                return Err(AgentError::Cancelled);
+                            }
+                        }
+                        Parsed::Turn { turn, usage: u } => {
+                            usage.add(&u);
+                            let _ = events.send(AgentEvent::Turn { turn, usage: u });
+                        }
+                        Parsed::Result(r) => result = Some(r),
+                        _ => {}
+                    }
+                }
+            }
+            match result {
+                Some(r) if !r.is_error => Ok(AgentOutcome {
+                    output: r.text.unwrap_or_default(),
+                    usage,
+                    meta: serde_json::json!({}),
+                }),
+                Some(r) => Err(AgentError::Failed {
+                    message: r.error.unwrap_or_default(),
+                    meta: serde_json::json!({}),
+                }),
+                None => Err(AgentError::Failed {
+                    message: "no result".into(),
+                    meta: serde_json::json!({}),
+                }),
+            }
+        })
+    }
+}

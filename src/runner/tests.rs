@@ -219,3 +219,162 @@ fn prompts_put_the_stable_part_first() {
     assert!(v.contains("### A (`a`)\n\nout"));
     assert!(v.contains("failed; its output is not available"));
 }
+
+use crate::agent::scripted::ReplayBackend;
+use crate::model::TraceOutcome;
+
+/// A one-agent flow in the project's own catalog, so replays stay simple.
+fn one_agent_project() -> PathBuf {
+    let root = temp_repo();
+    std::fs::create_dir_all(root.join(".boo/flows")).unwrap();
+    std::fs::write(
+        root.join(".boo/flows/solo.toml"),
+        "name = \"solo\"\ntitle = \"Solo\"\ncategory = \"analysis\"\ndescription = \"d\"\n\n[[steps]]\nid = \"solo\"\nkind = \"agent\"\npersona = \"structural-analyst\"\nprompt = \"Look.\"\n",
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(&root)
+            .args(["-c", "user.email=t@e", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .unwrap();
+    };
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "flow"]);
+    root
+}
+
+async fn replay(file: &str, hold: bool) -> (Arc<Supervisor>, Store, String) {
+    let root = one_agent_project();
+    let path = format!(
+        "{}/tests/fixtures/qwen-0.24.4/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let lines = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let store = Store::open(&root.with_extension("db")).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ctx, _crx) = mpsc::unbounded_channel();
+    tokio::spawn(run_outbox(rx, store.clone(), Collect(ctx)));
+    let sup = Supervisor::new(
+        store.clone(),
+        Arc::new(ReplayBackend {
+            lines,
+            hold_after_first_call: hold,
+        }),
+        tx,
+        RunnerConfig::from_env(Some(1), None),
+    );
+    sup.register().await.unwrap();
+    let run_id = sup
+        .launch(LaunchRequest {
+            flow: "solo".into(),
+            band: Band::Small,
+            question: "q".into(),
+            root,
+            model: None,
+            fast: false,
+        })
+        .await
+        .unwrap();
+    (sup, store, run_id)
+}
+
+async fn traces_of(store: &Store, run_id: &str) -> Vec<Trace> {
+    let id = run_id.to_string();
+    store
+        .call(move |c| Ok(queries::list_traces(c, &id, None, 0, 100)?.0))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn traces_and_usage_from_every_reference_transcript() {
+    let cases: &[(&str, &[(&str, TraceOutcome)])] = &[
+        (
+            "run-read-partial.jsonl",
+            &[("glob", TraceOutcome::Ok), ("read_file", TraceOutcome::Ok)],
+        ),
+        ("run-write.jsonl", &[("write_file", TraceOutcome::Denied)]),
+        (
+            "run-hard-worktree.jsonl",
+            &[("enter_worktree", TraceOutcome::Denied)],
+        ),
+        ("run-text.jsonl", &[]),
+        ("run-err401.jsonl", &[]),
+    ];
+    for (file, expected) in cases {
+        let (sup, store, run_id) = replay(file, false).await;
+        sup.wait(&run_id).await;
+        let traces = traces_of(&store, &run_id).await;
+        let got: Vec<(&str, TraceOutcome)> = traces
+            .iter()
+            .map(|t| (t.tool.as_str(), t.outcome.unwrap()))
+            .collect();
+        assert_eq!(&got, expected, "{file}");
+        for t in &traces {
+            assert!(t.finished_at.is_some() && t.latency_ms.is_some(), "{file}");
+            assert!(t.usage.is_some(), "the turn's usage is attached: {file}");
+        }
+        if *file == "run-read-partial.jsonl" {
+            assert_eq!(traces[0].turn, 1);
+            assert_eq!(traces[1].turn, 2);
+            assert!(traces[1].output.as_deref().unwrap().contains("hello world"));
+            let id = run_id.clone();
+            let steps = store
+                .call(move |c| queries::get_steps(c, &id))
+                .await
+                .unwrap();
+            let u = steps[0].step.usage;
+            assert_eq!(
+                (u.input_tokens, u.output_tokens, u.cache_read_tokens),
+                (3702, 168, 3000)
+            );
+            assert_eq!(u.cache_hit_rate, Some(0.8104));
+            let id = run_id.clone();
+            let turns = store
+                .call(move |c| queries::turn_usages(c, &id))
+                .await
+                .unwrap();
+            assert_eq!(turns.len(), 3);
+            assert!(turns.iter().all(|t| t
+                .2
+                .cache_hit_rate()
+                .is_some_and(|r| (r - 0.8104).abs() < 0.001)));
+            let id = run_id.clone();
+            let run = store
+                .call(move |c| queries::get_run(c, &id))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(run.run.usage.input_tokens, 3702);
+            assert!(run
+                .report
+                .unwrap()
+                .contains("3000 read from the prompt cache (81% cache hit rate)"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_step_cancelled_mid_call_closes_its_trace_as_an_error() {
+    let (sup, store, run_id) = replay("run-read-partial.jsonl", true).await;
+    // Wait for the open trace, then cancel.
+    for _ in 0..100 {
+        if !traces_of(&store, &run_id).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = sup.cancel(&run_id).await.unwrap();
+    assert_eq!(status, RunStatus::Cancelled);
+    store.flush().await.unwrap();
+    let traces = traces_of(&store, &run_id).await;
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0].outcome, Some(TraceOutcome::Error));
+    assert!(traces[0].error.as_deref().unwrap().contains("ended before"));
+}

@@ -186,3 +186,6 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

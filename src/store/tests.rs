@@ -1,0 +1,212 @@
+use super::*;
+use crate::model::{Trace, TraceOutcome};
+
+fn temp_db(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "boo-store-{tag}-{}-{}.db",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ))
+}
+
+#[test]
+fn the_schema_applied_twice_is_a_no_op() {
+    let path = temp_db("twice");
+    let c = open_connection(&path).unwrap();
+    let objects = |c: &Connection| -> Vec<String> {
+        let mut s = c
+            .prepare("SELECT type || ' ' || name FROM sqlite_master ORDER BY name")
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let before = objects(&c);
+    assert!(before.iter().any(|o| o == "table flow_runs"));
+    assert!(before.iter().any(|o| o == "index flow_steps_run_status"));
+    // The migration path (user_version says done) and the raw file itself.
+    migrate(&c, &path).unwrap();
+    c.execute_batch(SCHEMA).unwrap();
+    assert_eq!(objects(&c), before);
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    drop(c);
+    let c = open_connection(&path).unwrap();
+    assert_eq!(objects(&c), before);
+    let fk: i64 = c
+        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+        .unwrap();
+    assert_eq!(fk, 1);
+    let mode: String = c
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    // A newer database is refused with advice.
+    c.pragma_update(None, "user_version", 99).unwrap();
+    assert!(matches!(migrate(&c, &path), Err(StoreError::TooNew { .. })));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn constraints_hold() {
+    let c = open_connection(&temp_db("constraints")).unwrap();
+    let insert = |band: &str, status: &str, input: &str| {
+        c.execute(
+            "INSERT INTO flow_runs (run_id, flow, band, status, project_id, root, input, plan, created_at, finished_at)
+             VALUES (lower(hex(randomblob(8))), 'f', ?1, ?2, '/r', '/r', ?3, '{}', 'now', CASE WHEN ?2 = 'running' THEN NULL ELSE 'x' END)",
+            rusqlite::params![band, status, input],
+        )
+    };
+    assert!(insert("small", "running", r#"{"question":"q"}"#).is_ok());
+    assert!(insert("huge", "running", r#"{"question":"q"}"#)
+        .unwrap_err()
+        .to_string()
+        .contains("flow_runs_band_check"));
+    assert!(insert("small", "paused", r#"{"question":"q"}"#)
+        .unwrap_err()
+        .to_string()
+        .contains("flow_runs_status_check"));
+    assert!(insert("small", "running", r#"{"question":""}"#)
+        .unwrap_err()
+        .to_string()
+        .contains("flow_runs_input_check"));
+    assert!(insert("small", "running", r#"{}"#).is_err());
+}
+
+fn trace(run: &str, i: usize) -> Trace {
+    Trace {
+        trace_id: format!("t{i}"),
+        run_id: run.into(),
+        step_id: if i % 2 == 0 { "a".into() } else { "b".into() },
+        chat_id: "c".into(),
+        tool: "read_file".into(),
+        tool_call_id: format!("call{i}"),
+        turn: 1,
+        input: serde_json::json!({}),
+        output: None,
+        output_bytes: None,
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        finished_at: None,
+        latency_ms: None,
+        outcome: Some(TraceOutcome::Ok),
+        error: None,
+        usage: None,
+    }
+}
+
+fn seed_run(c: &Connection, run: &str, status: &str, created: &str) {
+    c.execute(
+        "INSERT INTO flow_runs (run_id, flow, band, status, project_id, root, input, plan, created_at, finished_at)
+         VALUES (?1, 'f', 'small', ?2, '/r', '/r', '{\"question\":\"q\"}', '{}', ?3, CASE WHEN ?2 = 'running' THEN NULL ELSE ?3 END)",
+        rusqlite::params![run, status, created],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position) VALUES (?1, 'a', 'agent', 'p', 'A', 1, 0)",
+        [run],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn trace_pages_are_stable_while_traces_are_added() {
+    let store = Store::open(&temp_db("pages")).unwrap();
+    store
+        .call(|c| {
+            seed_run(c, "r", "running", "2026-01-01T00:00:00.000Z");
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for i in 0..25 {
+        let t = trace("r", i);
+        store
+            .call(move |c| queries::insert_trace(c, &t, 0))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    let mut added = 25;
+    loop {
+        let (page, next) = store
+            .call(move |c| queries::list_traces(c, "r", None, cursor, 10))
+            .await
+            .unwrap();
+        seen.extend(page.into_iter().map(|t| t.trace_id));
+        // Traces keep arriving between pages (while more pages follow).
+        if next.is_some() {
+            for _ in 0..3 {
+                if added < 40 {
+                    let t = trace("r", added);
+                    added += 1;
+                    store
+                        .call(move |c| queries::insert_trace(c, &t, 0))
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        match next {
+            Some(n) => cursor = n,
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..added).map(|i| format!("t{i}")).collect();
+    assert_eq!(seen, expected, "no trace skipped or repeated");
+    let (only_b, _) = store
+        .call(|c| queries::list_traces(c, "r", Some("b"), 0, 100))
+        .await
+        .unwrap();
+    assert!(only_b.iter().all(|t| t.step_id == "b") && !only_b.is_empty());
+}
+
+#[tokio::test]
+async fn gc_removes_old_ended_runs_and_never_a_running_one() {
+    let store = Store::open(&temp_db("gc")).unwrap();
+    store
+        .call(|c| {
+            seed_run(c, "old-done", "completed", "2020-01-01T00:00:00.000Z");
+            seed_run(c, "old-running", "running", "2020-01-01T00:00:00.000Z");
+            seed_run(c, "new-done", "completed", "2999-01-01T00:00:00.000Z");
+            queries::insert_trace(c, &trace("old-done", 1), 0)?;
+            queries::insert_snapshot(c, "chat", 1, "old-done", "a", &[])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let cutoff = crate::clock::now_ms();
+    let (runs, steps, snaps, traces) = store.call(move |c| queries::gc(c, cutoff)).await.unwrap();
+    assert_eq!((runs, steps, snaps, traces), (1, 1, 1, 1));
+    let left: Vec<String> = store
+        .call(|c| {
+            let mut s = c.prepare("SELECT run_id FROM flow_runs ORDER BY run_id")?;
+            let v = s
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(v)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec!["new-done".to_string(), "old-running".to_string()]
+    );
+    let orphans: i64 = store
+        .call(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM flow_steps WHERE run_id = 'old-done'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0, "steps cascade");
+}
