@@ -44,6 +44,11 @@ fi
 mkdir -p "$ROOT/artifacts/nvim"
 WORK="$(mktemp -d /tmp/boo-nvim-test.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
+# A private copy of the fake qwen: the file in the checkout may be rewritten
+# while a run is in flight.
+cp "$FAKE_QWEN" "$WORK/fake-qwen"
+chmod +x "$WORK/fake-qwen"
+FAKE_QWEN="$WORK/fake-qwen"
 
 # Pids that belong to a spec: the environment holds its token (descendants,
 # even those that started their own session, e.g. LSP servers), or the

@@ -92,7 +92,12 @@ H.test('8 agents streaming at once: the editor stays responsive and redraws are 
       H.ok(text:find('d000000 ', 1, true) and text:find('d001499 ', 1, true), 'first and last delta of ' .. s.id)
     end
   end
-  H.ok(agents >= 10, 'agent steps completed: ' .. agents)
+  local statuses = {}
+  for _, s in ipairs(run.steps) do
+    statuses[#statuses + 1] = s.id .. '=' .. s.status .. (s.error and (' [' .. tostring(s.error) .. ']') or '')
+  end
+  -- A completed run has no step still running or pending.
+  H.ok(agents >= 10, 'agent steps completed: ' .. agents .. ' (run ' .. run.status .. '; ' .. table.concat(statuses, ' ') .. ')')
   -- Batched: at most one render per redraw interval (+ the 1 s ticks and key actions).
   local budget = math.floor(ms / 50) + math.floor(ms / 1000) + 10
   H.ok(renders <= budget, string.format('renders %d within the batching budget %d', renders, budget))

@@ -422,7 +422,7 @@ local function open_win(buf)
     vim.cmd('botright ' .. (o.size and tostring(o.size) or '') .. 'split')
     vim.api.nvim_win_set_buf(0, buf)
   else
-    vim.cmd('botright ' .. tostring(o.size or math.max(60, math.floor(vim.o.columns / 2))) .. 'vsplit')
+    vim.cmd('botright ' .. tostring(o.size or math.max(40, math.floor(vim.o.columns / 2))) .. 'vsplit')
     vim.api.nvim_win_set_buf(0, buf)
   end
   win = vim.api.nvim_get_current_win()
