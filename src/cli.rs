@@ -1,6 +1,7 @@
 //! The command line: the same engine as the server, without an editor.
 
-use crate::agent::qwen::{resolve_program, QwenBackend, QwenConfig, TESTED_VERSION};
+use crate::agent::harden::{landlock_abi, SandboxMode};
+use crate::agent::qwen::{resolve_program, QwenBackend, QwenConfig};
 use crate::agent::{AgentBackend, BoxFuture};
 use crate::catalog::Catalog;
 use crate::clock;
@@ -572,20 +573,6 @@ pub async fn gc(older_than: String) -> i32 {
     }
 }
 
-/// Landlock ABI version of the running kernel, if it has Landlock.
-pub fn landlock_abi() -> Option<i64> {
-    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only queries.
-    let v = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        )
-    };
-    (v > 0).then_some(v)
-}
-
 fn endpoint_reachable(url: &str) -> Result<String, String> {
     let rest = url
         .strip_prefix("http://")
@@ -634,14 +621,7 @@ pub async fn doctor() -> i32 {
                 Err(e) => report(false, "qwen", e.0),
             }
         }
-        Err(e) => report(
-            false,
-            "qwen",
-            format!(
-                "{} — fix: npm install -g @qwen-code/qwen-code@{TESTED_VERSION}",
-                e.0
-            ),
-        ),
+        Err(e) => report(false, "qwen", e.0),
     }
     for (var, hint) in [
         (
@@ -683,7 +663,14 @@ pub async fn doctor() -> i32 {
     let db = store::default_db_path();
     match Store::open(&db) {
         Ok(st) => match st
-            .call(|c| Ok(c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?))
+            .call(|c| {
+                // A write statement: fails on a read-only database or folder.
+                c.execute(
+                    "DELETE FROM server_owners WHERE owner_id = 'boo-doctor-probe'",
+                    [],
+                )?;
+                Ok(())
+            })
             .await
         {
             Ok(()) => report(true, "database", format!("{} is writable", db.display())),
@@ -695,9 +682,21 @@ pub async fn doctor() -> i32 {
         },
         Err(e) => report(false, "database", format!("{e}")),
     }
-    match landlock_abi() {
-        Some(v) => println!("ok   sandbox: the kernel offers Landlock (ABI {v})"),
-        None => println!("warn sandbox: unavailable — this kernel has no Landlock; agents run with boo's other read-only layers only"),
+    match (landlock_abi(), SandboxMode::from_env()) {
+        (_, Err(e)) => report(false, "sandbox", e),
+        (Some(v), Ok(mode)) => report(
+            true,
+            "sandbox",
+            format!("Landlock ABI {v}: every agent runs with a read-only file system except its scratch directory (BOO_SANDBOX={})", mode.as_str()),
+        ),
+        (None, Ok(SandboxMode::Required)) => report(
+            false,
+            "sandbox",
+            "unavailable — this kernel has no Landlock and BOO_SANDBOX=required refuses to run agents; use a kernel with Landlock or set BOO_SANDBOX=auto".into(),
+        ),
+        (None, Ok(SandboxMode::Auto)) => println!(
+            "warn sandbox: unavailable — this kernel has no Landlock; agents run with boo's other read-only layers only (reports say so); set BOO_SANDBOX=required to refuse instead"
+        ),
     }
     if failures == 0 {
         println!("\nall checks passed");
