@@ -13,6 +13,7 @@ mod lsp;
 mod model;
 mod report;
 mod runner;
+mod snapshot;
 mod store;
 
 use clap::{Parser, Subcommand};

@@ -600,3 +600,56 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
     assert!(warning < report.find("## Answer").unwrap());
     assert!(report.contains("pwned.txt (created)"), "{report}");
 }
+
+#[test]
+fn diagnostics_are_replaced_by_a_newer_run_and_can_be_switched_off() {
+    let t = TempDir::new("diags");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let r1 = launch(&mut s, "code-review", "first");
+    s.wait_run_end(&r1, LONG);
+    let uri = format!("file://{}", root.join("README.md").display());
+    let u = uri.clone();
+    let first = s.wait_for("diagnostics on README.md", LONG, move |m, p| {
+        m == "textDocument/publishDiagnostics"
+            && p["uri"] == u.as_str()
+            && p["diagnostics"].as_array().is_some_and(|d| !d.is_empty())
+    });
+    let d = &first["diagnostics"][0];
+    assert_eq!(d["source"], "boo");
+    assert_eq!(d["range"]["start"]["line"], 0);
+    assert!(
+        d["message"].as_str().unwrap().starts_with("[code-review/"),
+        "{d}"
+    );
+    s.notes.clear();
+    // A newer run of the same flow with no findings clears them.
+    let r2 = launch(&mut s, "code-review", "second [[fake:text]]");
+    s.wait_run_end(&r2, LONG);
+    let u = uri.clone();
+    s.wait_for("cleared diagnostics", LONG, move |m, p| {
+        m == "textDocument/publishDiagnostics"
+            && p["uri"] == u.as_str()
+            && p["diagnostics"].as_array().is_some_and(|d| d.is_empty())
+    });
+    s.stop();
+    // initializationOptions.diagnostics = false: nothing is published.
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    let uri = format!("file://{}", root.display());
+    s.request(
+        "initialize",
+        json!({"processId": null, "rootUri": uri, "capabilities": {}, "initializationOptions": {"diagnostics": false}}),
+    )
+    .unwrap();
+    s.notify("initialized", json!({}));
+    let r3 = launch(&mut s, "code-review", "third");
+    s.wait_run_end(&r3, LONG);
+    s.drain(Duration::from_millis(300));
+    assert!(!s
+        .notes
+        .iter()
+        .any(|(m, _)| m == "textDocument/publishDiagnostics"));
+    // Without the workDoneProgress capability no progress is sent either.
+    assert!(!s.notes.iter().any(|(m, _)| m == "$/progress"));
+}
