@@ -653,3 +653,78 @@ fn diagnostics_are_replaced_by_a_newer_run_and_can_be_switched_off() {
     // Without the workDoneProgress capability no progress is sent either.
     assert!(!s.notes.iter().any(|(m, _)| m == "$/progress"));
 }
+
+#[test]
+fn every_way_an_agent_can_end_becomes_a_clear_step_result() {
+    let t = TempDir::new("endings");
+    let root = project(t.path());
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[
+            ("FAKE_QWEN_DIR", rec.display().to_string()),
+            ("BOO_MAX_PARALLEL", "3".into()),
+        ],
+    );
+    s.initialize(&root);
+    let cases = [
+        ("crash", "exited with code 1 without a result"),
+        ("segv", "signal 11"),
+        ("turns", "turn limit"),
+        ("walltime", "wall-time limit"),
+        ("fail", "401"),
+        ("garbage", ""),
+        ("write", ""),
+    ];
+    for (mode, expect) in cases {
+        let run_id = launch(
+            &mut s,
+            "code-review",
+            &format!("ending {mode} [[fake:correctness={mode}]]"),
+        );
+        s.wait_run_end(&run_id, LONG);
+        let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+        let step = got["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stepId"] == "correctness")
+            .unwrap()
+            .clone();
+        if expect.is_empty() {
+            assert_eq!(step["status"], "completed", "{mode}: {step}");
+        } else {
+            assert_eq!(step["status"], "failed", "{mode}: {step}");
+            let err = step["error"].as_str().unwrap();
+            assert!(err.contains(expect), "{mode}: {err}");
+        }
+        if mode == "write" {
+            let tr = s
+                .request(
+                    "boo/getTraces",
+                    json!({"runId": run_id, "stepId": "correctness"}),
+                )
+                .unwrap();
+            assert_eq!(tr["traces"][0]["tool"], "write_file");
+            assert_eq!(tr["traces"][0]["outcome"], "denied");
+        }
+        // The other agents of the run were not thrown away.
+        assert!(got["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["stepId"] == "security" && s["status"] == "completed"));
+    }
+    for r in agent_records(&rec) {
+        for key in ["launcherPid", "workerPid"] {
+            let pid = r[key].as_i64().unwrap_or(0);
+            assert!(
+                wait_until(Duration::from_secs(5), || !alive(pid)),
+                "{key} {pid} of mode {} survived",
+                r["mode"]
+            );
+        }
+    }
+    assert_eq!(s.stop(), Some(0));
+}
