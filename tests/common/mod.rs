@@ -178,6 +178,11 @@ fn reader(stdout: impl Read, tx: mpsc::Sender<Msg>) {
 
 impl Server {
     pub fn start(db: &Path, envs: &[(&str, String)]) -> Server {
+        Server::start_bin(&boo_bin(), db, envs)
+    }
+
+    /// Like `start`, with another copy of the boo binary.
+    pub fn start_bin(bin: &Path, db: &Path, envs: &[(&str, String)]) -> Server {
         let log = db.with_extension(format!(
             "stderr-{}.log",
             std::time::SystemTime::now()
@@ -185,7 +190,7 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         ));
-        let mut cmd = Command::new(boo_bin());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .env("BOO_DB", db)
             .env("BOO_QWEN", fake_qwen())
