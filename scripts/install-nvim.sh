@@ -35,6 +35,16 @@ if ! command -v python3 >/dev/null 2>&1; then
   exit 1
 fi
 
+# Debian splits venv/ensurepip into python3-venv.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >&2
+  else
+    echo "install-nvim: python3 venv support is missing (apt-get install python3-venv)" >&2
+    exit 1
+  fi
+fi
+
 mkdir -p "$ROOT/.tools"
 if [ ! -x "$VENV/bin/pip" ]; then
   rm -rf "$VENV"
