@@ -210,6 +210,30 @@ pub fn git_diff(root: &Path, args: &Value) -> Result<String, String> {
     };
     let untracked = git(root, &["ls-files", "--others", "--exclude-standard"]).unwrap_or_default();
     let untracked: Vec<&str> = untracked.lines().filter(|l| !l.is_empty()).collect();
+    // New files are part of the change: show them as added files (text, up to 1 MiB).
+    let mut diff = diff;
+    for f in &untracked {
+        let Ok(meta) = std::fs::symlink_metadata(root.join(f)) else {
+            continue;
+        };
+        if !meta.is_file() || meta.len() > 1024 * 1024 {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(root.join(f)) else {
+            continue;
+        };
+        if bytes.contains(&0) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let n = text.lines().count();
+        diff.push_str(&format!("diff --git a/{f} b/{f}\nnew file (untracked)\n--- /dev/null\n+++ b/{f}\n@@ -0,0 +1,{n} @@\n"));
+        for line in text.lines() {
+            diff.push('+');
+            diff.push_str(line);
+            diff.push('\n');
+        }
+    }
     let mut out = format!(
         "Base: {label} ({})\n",
         if base.is_empty() {
@@ -224,7 +248,7 @@ pub fn git_diff(root: &Path, args: &Value) -> Result<String, String> {
     }
     if !untracked.is_empty() {
         out.push_str(&format!(
-            "Untracked files (not in the diff, read them directly): {}\n",
+            "New untracked files (shown below as added files): {}\n",
             untracked.len()
         ));
         for f in &untracked {
@@ -235,41 +259,29 @@ pub fn git_diff(root: &Path, args: &Value) -> Result<String, String> {
         out.push_str("\nThere are no changes against the base.\n");
         return Ok(out);
     }
-    // Split by file; keep whole files until the cap, then name the ones left out.
-    let mut chunks: Vec<&str> = Vec::new();
-    let mut start = 0;
-    for (i, _) in diff.match_indices("diff --git ") {
-        if i > start {
-            chunks.push(&diff[start..i]);
-        }
-        start = i;
-    }
-    chunks.push(&diff[start..]);
-    let mut body = String::new();
-    let mut left_out = Vec::new();
-    for c in chunks {
-        if body.len() + c.len() <= cap {
-            body.push_str(c);
-        } else {
-            let name = c
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("diff --git ")
-                .to_string();
-            left_out.push(name);
+    let (parts, left_out) = split_diff(&diff, cap, MAX_DIFF_PARTS);
+    if parts.len() == 1 {
+        out.push_str("\n```diff\n");
+        out.push_str(&parts[0]);
+        out.push_str("```\n");
+    } else {
+        out.push_str(&format!(
+            "\nThe diff is larger than {} KiB, so it is split by file into {} parts. Each reviewer reads every part in turn, one part per pass.\n",
+            cap / 1024,
+            parts.len()
+        ));
+        for (i, p) in parts.iter().enumerate() {
+            out.push_str(&format!(
+                "\n{DIFF_PART_MARK}{}/{}\n```diff\n{p}```\n",
+                i + 1,
+                parts.len()
+            ));
         }
     }
-    out.push_str("\n```diff\n");
-    out.push_str(&body);
-    if !body.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str("```\n");
     if !left_out.is_empty() {
         out.push_str(&format!(
-            "\nThe diff is larger than {} KiB: these {} file diffs are NOT shown above; read the files directly:\n",
-            cap / 1024,
+            "\nThe diff is larger than {} parts: these {} file diffs are NOT shown above; read the files directly:\n",
+            MAX_DIFF_PARTS,
             left_out.len()
         ));
         for n in left_out {
@@ -277,6 +289,115 @@ pub fn git_diff(root: &Path, args: &Value) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// Marks the start of one part of a split diff (followed by `i/k`).
+pub const DIFF_PART_MARK: &str = "<<<boo diff part ";
+/// More parts than this and the remaining files are only named.
+pub const MAX_DIFF_PARTS: usize = 12;
+
+/// Splits a unified diff into parts of at most `cap` bytes without cutting a file
+/// silently: whole files where they fit, a large file by hunks (its header repeated),
+/// a huge hunk by lines (marked as continued). Returns the parts and the files that
+/// did not fit in `max_parts`.
+pub fn split_diff(diff: &str, cap: usize, max_parts: usize) -> (Vec<String>, Vec<String>) {
+    let cap = cap.max(1024);
+    let mut files: Vec<&str> = Vec::new();
+    let mut start = 0;
+    for (i, _) in diff.match_indices("diff --git ") {
+        if i > start && (i == 0 || diff.as_bytes()[i - 1] == b'\n') {
+            files.push(&diff[start..i]);
+            start = i;
+        }
+    }
+    files.push(&diff[start..]);
+    // Pieces no larger than the cap.
+    let mut pieces: Vec<(String, String)> = Vec::new(); // (file name, text)
+    for f in files.into_iter().filter(|f| !f.is_empty()) {
+        let name = f
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("diff --git ")
+            .to_string();
+        if f.len() <= cap {
+            pieces.push((name, f.to_string()));
+            continue;
+        }
+        let header_end = f.find("\n@@").map(|p| p + 1).unwrap_or(f.len());
+        let header = &f[..header_end];
+        let mut hunks: Vec<&str> = Vec::new();
+        let body = &f[header_end..];
+        let mut hs = 0;
+        for (i, _) in body.match_indices("\n@@") {
+            hunks.push(&body[hs..=i]);
+            hs = i + 1;
+        }
+        hunks.push(&body[hs..]);
+        let mut cur = header.to_string();
+        for h in hunks {
+            if cur.len() + h.len() > cap && cur.len() > header.len() {
+                pieces.push((
+                    name.clone(),
+                    std::mem::replace(&mut cur, header.to_string()),
+                ));
+            }
+            if header.len() + h.len() <= cap {
+                cur.push_str(h);
+            } else {
+                for line in h.split_inclusive('\n') {
+                    if cur.len() + line.len() > cap && cur.len() > header.len() {
+                        pieces.push((
+                            name.clone(),
+                            std::mem::replace(
+                                &mut cur,
+                                format!("{header}@@ (hunk continued) @@\n"),
+                            ),
+                        ));
+                    }
+                    cur.push_str(line);
+                }
+            }
+        }
+        if cur.len() > header.len() {
+            pieces.push((name, cur));
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut left_out: Vec<String> = Vec::new();
+    for (name, text) in pieces {
+        let fits_last = parts.last().is_some_and(|l| l.len() + text.len() <= cap);
+        if fits_last {
+            if let Some(last) = parts.last_mut() {
+                last.push_str(&text);
+            }
+        } else if parts.len() < max_parts {
+            parts.push(text);
+        } else if !left_out.contains(&name) {
+            left_out.push(name);
+        }
+    }
+    for p in parts.iter_mut() {
+        if !p.ends_with('\n') {
+            p.push('\n');
+        }
+    }
+    if parts.is_empty() {
+        parts.push(String::new());
+    }
+    (parts, left_out)
+}
+
+/// Splits a `git_diff` output into (shared header, parts); None when it is not split.
+pub fn diff_parts(output: &str) -> Option<(String, Vec<String>)> {
+    let first = output.find(DIFF_PART_MARK)?;
+    let header = output[..first].to_string();
+    let parts = output[first..]
+        .split(DIFF_PART_MARK)
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| format!("{DIFF_PART_MARK}{p}"))
+        .collect::<Vec<_>>();
+    (parts.len() > 1).then_some((header, parts))
 }
 
 const SIGNAL_RULES: &[(&str, &[&str], &[&str])] = &[

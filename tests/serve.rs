@@ -728,3 +728,58 @@ fn every_way_an_agent_can_end_becomes_a_clear_step_result() {
     }
     assert_eq!(s.stop(), Some(0));
 }
+
+#[test]
+fn a_large_diff_is_reviewed_part_by_part() {
+    let t = TempDir::new("bigdiff");
+    let root = project(t.path());
+    // About 400 KiB of changes in three files: more than one part per reviewer.
+    for f in ["a.txt", "b.txt", "c.txt"] {
+        let body: String = (0..4000)
+            .map(|i| format!("{f} changed line {i} with some words\n"))
+            .collect();
+        std::fs::write(root.join(f), body).unwrap();
+    }
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[("FAKE_QWEN_DIR", rec.display().to_string())],
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "big diff");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let records = agent_records(&rec);
+    let correctness: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["env"]["BOO_STEP_ID"] == "correctness")
+        .collect();
+    assert!(
+        correctness.len() >= 3,
+        "one pass per diff part: {}",
+        correctness.len()
+    );
+    let mut seen_parts = 0;
+    for r in &correctness {
+        let p = r["prompt"].as_str().unwrap_or("");
+        assert!(p.len() < 400 * 1024, "no pass gets the whole diff");
+        if p.contains("This pass covers part") {
+            seen_parts += 1;
+        }
+    }
+    assert_eq!(seen_parts, correctness.len());
+    let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    let step = got["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stepId"] == "correctness")
+        .unwrap()
+        .clone();
+    let out = step["output"].as_str().unwrap();
+    assert!(
+        out.contains("### Diff part 1 of") && out.contains("```findings"),
+        "{out}"
+    );
+}

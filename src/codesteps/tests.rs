@@ -66,7 +66,7 @@ fn git_diff_against_the_merge_base_of_a_branch() {
         "working-tree changes are included: {out}"
     );
     assert!(
-        out.contains("Untracked files") && out.contains("new.rs"),
+        out.contains("New untracked files") && out.contains("+fn n() {}"),
         "{out}"
     );
     // A size cap never truncates silently: left-out files are named.
@@ -172,4 +172,66 @@ fn verify_and_merge_steps_describe_findings() {
         "{v}"
     );
     assert!(run("nope", &serde_json::json!({}), &r.0, &deps).is_err());
+}
+
+#[test]
+fn a_large_diff_is_split_by_file_and_hunk_never_truncated() {
+    let mut diff = String::new();
+    for f in 0..6 {
+        diff.push_str(&format!(
+            "diff --git a/f{f}.rs b/f{f}.rs\n--- a/f{f}.rs\n+++ b/f{f}.rs\n"
+        ));
+        for h in 0..4 {
+            diff.push_str(&format!("@@ -{h},3 +{h},3 @@\n"));
+            for l in 0..40 {
+                diff.push_str(&format!(
+                    "+file {f} hunk {h} line {l} padding padding padding\n"
+                ));
+            }
+        }
+    }
+    let (parts, left) = split_diff(&diff, 4096, 100);
+    assert!(left.is_empty());
+    assert!(
+        parts.len() > 6,
+        "big files are split by hunk: {}",
+        parts.len()
+    );
+    for p in &parts {
+        assert!(p.len() <= 4096 + 200, "{}", p.len());
+        assert!(
+            p.starts_with("diff --git "),
+            "every part starts with a file header"
+        );
+    }
+    // Every added line is in exactly one part, in order.
+    let joined: String = parts.concat();
+    for f in 0..6 {
+        for h in 0..4 {
+            for l in 0..40 {
+                let line = format!("+file {f} hunk {h} line {l} padding");
+                assert_eq!(joined.matches(&line).count(), 1, "{line}");
+            }
+        }
+    }
+    // Past the part limit, the remaining files are named, not dropped silently.
+    let (parts, left) = split_diff(&diff, 4096, 2);
+    assert_eq!(parts.len(), 2);
+    assert!(!left.is_empty());
+    // The git_diff output marks the parts, and diff_parts recovers them.
+    let r = repo();
+    let big: String = (0..3000)
+        .map(|i| format!("line {i} of a big change\n"))
+        .collect();
+    std::fs::write(r.0.join("lib.rs"), &big).unwrap();
+    std::fs::write(r.0.join("README.md"), &big).unwrap();
+    let out = git_diff(&r.0, &serde_json::json!({"max_bytes": 40000})).unwrap();
+    let (header, parts) = diff_parts(&out).expect("split");
+    assert!(header.contains("Changed files: 2"));
+    assert!(parts.len() >= 3, "{}", parts.len());
+    assert!(parts[0].starts_with(DIFF_PART_MARK));
+    assert!(
+        diff_parts(&git_diff(&r.0, &serde_json::json!({})).unwrap()).is_none(),
+        "a diff under the cap is one piece"
+    );
 }

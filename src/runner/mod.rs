@@ -4,7 +4,7 @@
 
 pub mod outbox;
 
-use crate::agent::{AgentBackend, AgentError, AgentEvent, AgentRequest};
+use crate::agent::{AgentBackend, AgentError, AgentEvent, AgentOutcome, AgentRequest};
 use crate::catalog::Catalog;
 use crate::clock;
 use crate::codesteps::{self, DepOutput};
@@ -561,20 +561,50 @@ impl Supervisor {
                                         )
                                     })
                                     .collect();
-                                let prompt = format!(
-                                    "{}{}",
-                                    ps.prompt,
-                                    variable_prompt(&question, &dep_text)
-                                );
-                                let req = AgentRequest {
-                                    run_id: run_id.to_string(),
-                                    step_id: id.clone(),
-                                    chat_id: chat_id.clone().unwrap_or_default(),
-                                    root,
-                                    prompt,
-                                    model: row.run.model.clone(),
-                                    deadline: self.config.deadline,
+                                // A diff split into parts is reviewed part by part, so
+                                // no agent ever gets a silently truncated slice.
+                                let split = dep_text.iter().enumerate().find_map(|(i, d)| {
+                                    let is_diff = deps.iter().any(|x| {
+                                        x.step.step_id == d.0 && x.step.agent == "git_diff"
+                                    });
+                                    is_diff
+                                        .then(|| codesteps::diff_parts(&d.3).map(|p| (i, p)))
+                                        .flatten()
+                                });
+                                let prompts: Vec<String> = match split {
+                                    None => vec![format!(
+                                        "{}{}",
+                                        ps.prompt,
+                                        variable_prompt(&question, &dep_text)
+                                    )],
+                                    Some((i, (header, parts))) => {
+                                        let k = parts.len();
+                                        parts
+                                            .into_iter()
+                                            .enumerate()
+                                            .map(|(n, part)| {
+                                                let mut dt = dep_text.clone();
+                                                dt[i].3 = format!(
+                                                    "{header}\nThis pass covers part {} of {k} of the diff; the other parts are reviewed in the other passes of this step.\n\n{part}",
+                                                    n + 1
+                                                );
+                                                format!("{}{}", ps.prompt, variable_prompt(&question, &dt))
+                                            })
+                                            .collect()
+                                    }
                                 };
+                                let req: Vec<AgentRequest> = prompts
+                                    .into_iter()
+                                    .map(|prompt| AgentRequest {
+                                        run_id: run_id.to_string(),
+                                        step_id: id.clone(),
+                                        chat_id: chat_id.clone().unwrap_or_default(),
+                                        root: root.clone(),
+                                        prompt,
+                                        model: row.run.model.clone(),
+                                        deadline: self.config.deadline,
+                                    })
+                                    .collect();
                                 tasks.spawn(async move {
                                     let r = me.run_agent_step(req, token).await;
                                     (id, r)
@@ -814,9 +844,17 @@ impl Supervisor {
 
     async fn run_agent_step(
         self: &Arc<Self>,
-        req: AgentRequest,
+        reqs: Vec<AgentRequest>,
         cancel: CancellationToken,
     ) -> StepResult {
+        let Some(first) = reqs.first() else {
+            return StepResult::Failed {
+                error: "nothing to run".into(),
+                usage: Usage::default(),
+                meta: json!({}),
+                fatal: false,
+            };
+        };
         let permit = tokio::select! {
             p = self.slots.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -825,12 +863,94 @@ impl Supervisor {
             _ = cancel.cancelled() => return StepResult::Cancelled { usage: Usage::default() },
         };
         // The proof: the project's fingerprint before and after the agent.
-        let root = req.root.clone();
+        let root = first.root.clone();
         let me = self.clone();
         let r2 = root.clone();
         let before = tokio::task::spawn_blocking(move || me.hashes.take(&r2))
             .await
             .ok();
+        let parts = reqs.len();
+        let mut usage = Usage::default();
+        let mut init_meta = json!({});
+        let mut turns = 0u32;
+        let mut outputs: Vec<AgentOutcome> = Vec::new();
+        let mut result: Result<(), AgentError> = Ok(());
+        for req in reqs {
+            let (r, u, m, t) = self.run_agent_once(req, cancel.clone(), turns).await;
+            usage.add(&u);
+            turns = t;
+            if init_meta.as_object().is_none_or(|o| o.is_empty()) {
+                init_meta = m;
+            }
+            match r {
+                Ok(o) => outputs.push(o),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let result = result.map(|()| combine_parts(outputs, parts));
+        drop(permit);
+        let me = self.clone();
+        let after = tokio::task::spawn_blocking(move || me.hashes.take(&root))
+            .await
+            .ok();
+        let changed = match (&before, &after) {
+            (Some(b), Some(a)) => crate::fingerprint::diff(b, a),
+            _ => vec!["(the fingerprint could not be taken)".to_string()],
+        };
+        if !changed.is_empty() {
+            let shown: Vec<&str> = changed.iter().take(20).map(String::as_str).collect();
+            let more = changed.len().saturating_sub(shown.len());
+            return StepResult::Failed {
+                error: format!(
+                    "the project was modified while this step ran: {}{}. boo never writes to the project; find out what changed these files before trusting this run.",
+                    shown.join(", "),
+                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                ),
+                usage,
+                meta: json!({ "modified": changed }),
+                fatal: true,
+            };
+        }
+        let merge_meta = |mut m: serde_json::Value| {
+            if let (Some(obj), Some(init)) = (m.as_object_mut(), init_meta.as_object()) {
+                for (k, v) in init {
+                    obj.entry(k.clone()).or_insert(v.clone());
+                }
+            }
+            m
+        };
+        match result {
+            Ok(o) => StepResult::Done {
+                output: o.output,
+                usage: if usage.is_zero() { o.usage } else { usage },
+                meta: merge_meta(o.meta),
+            },
+            Err(AgentError::Cancelled) => StepResult::Cancelled { usage },
+            Err(AgentError::Failed { message, meta }) => StepResult::Failed {
+                error: message,
+                usage,
+                meta: merge_meta(meta),
+                fatal: false,
+            },
+        }
+    }
+
+    /// Runs the agent once and forwards its events; returns the outcome, the usage
+    /// the stream reported, the init meta and the last model turn number.
+    async fn run_agent_once(
+        self: &Arc<Self>,
+        req: AgentRequest,
+        cancel: CancellationToken,
+        turn_offset: u32,
+    ) -> (
+        Result<AgentOutcome, AgentError>,
+        Usage,
+        serde_json::Value,
+        u32,
+    ) {
         let (tx, mut rx) = mpsc::unbounded_channel::<AgentEvent>();
         let (run_id, step_id, chat_id) =
             (req.run_id.clone(), req.step_id.clone(), req.chat_id.clone());
@@ -841,7 +961,7 @@ impl Supervisor {
             let mut usage = Usage::default();
             let mut turns: HashMap<u32, Usage> = HashMap::new();
             let mut open: HashMap<String, (Trace, Instant, u32)> = HashMap::new();
-            let mut turn: u32 = 1;
+            let mut turn: u32 = turn_offset + 1;
             let mut init_meta = json!({});
             while let Some(ev) = rx.recv().await {
                 match ev {
@@ -862,6 +982,7 @@ impl Supervisor {
                             .send("step meta", move |c| queries::set_step_meta(c, &r, &s, &m));
                     }
                     AgentEvent::Turn { turn: t, usage: u } => {
+                        let t = t + turn_offset;
                         usage.add(&u);
                         turns.insert(t, u);
                         turn = t + 1;
@@ -976,54 +1097,10 @@ impl Supervisor {
                     trace: t,
                 }));
             }
-            (usage, init_meta)
+            (usage, init_meta, turn.saturating_sub(1))
         };
-        let (result, (usage, init_meta)) = tokio::join!(fut, forward);
-        drop(permit);
-        let me = self.clone();
-        let after = tokio::task::spawn_blocking(move || me.hashes.take(&root))
-            .await
-            .ok();
-        let changed = match (&before, &after) {
-            (Some(b), Some(a)) => crate::fingerprint::diff(b, a),
-            _ => vec!["(the fingerprint could not be taken)".to_string()],
-        };
-        if !changed.is_empty() {
-            let shown: Vec<&str> = changed.iter().take(20).map(String::as_str).collect();
-            let more = changed.len().saturating_sub(shown.len());
-            return StepResult::Failed {
-                error: format!(
-                    "the project was modified while this step ran: {}{}. boo never writes to the project; find out what changed these files before trusting this run.",
-                    shown.join(", "),
-                    if more > 0 { format!(" and {more} more") } else { String::new() }
-                ),
-                usage,
-                meta: json!({ "modified": changed }),
-                fatal: true,
-            };
-        }
-        let merge_meta = |mut m: serde_json::Value| {
-            if let (Some(obj), Some(init)) = (m.as_object_mut(), init_meta.as_object()) {
-                for (k, v) in init {
-                    obj.entry(k.clone()).or_insert(v.clone());
-                }
-            }
-            m
-        };
-        match result {
-            Ok(o) => StepResult::Done {
-                output: o.output,
-                usage: if usage.is_zero() { o.usage } else { usage },
-                meta: merge_meta(o.meta),
-            },
-            Err(AgentError::Cancelled) => StepResult::Cancelled { usage },
-            Err(AgentError::Failed { message, meta }) => StepResult::Failed {
-                error: message,
-                usage,
-                meta: merge_meta(meta),
-                fatal: false,
-            },
-        }
+        let (result, (usage, init_meta, last_turn)) = tokio::join!(fut, forward);
+        (result, usage, init_meta, last_turn)
     }
 
     /// Cancels a run. Answers once the run has ended (or after a bound).
@@ -1239,6 +1316,41 @@ impl Supervisor {
         if let Some(mut d) = done {
             let _ = d.wait_for(|d| *d).await;
         }
+    }
+}
+
+/// One step's answer from several passes (one per diff part): the prose of each pass
+/// under a heading, and one findings block with every pass's findings.
+fn combine_parts(mut outputs: Vec<AgentOutcome>, parts: usize) -> AgentOutcome {
+    if outputs.len() == 1 {
+        return outputs.remove(0);
+    }
+    let mut prose = String::new();
+    let mut findings = Vec::new();
+    let mut usage = Usage::default();
+    let mut meta = json!({ "diffParts": parts });
+    for (i, o) in outputs.iter().enumerate() {
+        let parsed = evidence::parse_answer(&o.output);
+        prose.push_str(&format!(
+            "### Diff part {} of {parts}\n\n{}\n\n",
+            i + 1,
+            parsed.prose.trim()
+        ));
+        findings.extend(parsed.findings);
+        usage.add(&o.usage);
+        if i == 0 {
+            if let (Some(m), Some(first)) = (meta.as_object_mut(), o.meta.as_object()) {
+                for (k, v) in first {
+                    m.entry(k.clone()).or_insert(v.clone());
+                }
+            }
+        }
+    }
+    let block = serde_json::to_string_pretty(&findings).unwrap_or_else(|_| "[]".into());
+    AgentOutcome {
+        output: format!("{}```findings\n{block}\n```\n", prose),
+        usage,
+        meta,
     }
 }
 
