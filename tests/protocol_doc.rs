@@ -50,7 +50,9 @@ fn keys(shape: &str) -> Vec<(String, bool)> {
 }
 
 fn table_rows(doc: &str, header: &str) -> Vec<(String, String)> {
-    let start = doc.find(header).unwrap_or_else(|| panic!("no {header} section"));
+    let start = doc
+        .find(header)
+        .unwrap_or_else(|| panic!("no {header} section"));
     doc[start..]
         .lines()
         .skip_while(|l| !l.starts_with('|'))
@@ -58,7 +60,10 @@ fn table_rows(doc: &str, header: &str) -> Vec<(String, String)> {
         .filter(|l| l.contains("`boo/"))
         .map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            (cells[1].trim_matches('`').to_string(), cells[2].trim_matches('`').to_string())
+            (
+                cells[1].trim_matches('`').to_string(),
+                cells[2].trim_matches('`').to_string(),
+            )
         })
         .collect()
 }
@@ -80,7 +85,10 @@ fn type_shapes(doc: &str) -> BTreeMap<String, String> {
 fn assert_has(what: &str, v: &Value, shape: &str) {
     for (k, optional) in keys(shape) {
         if !optional {
-            assert!(v.get(&k).is_some(), "{what}: the documented field `{k}` is missing in {v}");
+            assert!(
+                v.get(&k).is_some(),
+                "{what}: the documented field `{k}` is missing in {v}"
+            );
         }
     }
 }
@@ -136,25 +144,44 @@ fn the_server_matches_the_document() {
 
     // Every request answers (not -32601) and every notification's documented fields are there.
     let r = s
-        .request("boo/launchFlow", json!({"flow": "code-review", "input": {"question": "drift?"}}))
+        .request(
+            "boo/launchFlow",
+            json!({"flow": "code-review", "input": {"question": "drift?"}}),
+        )
         .unwrap();
     let run_id = r["runId"].as_str().unwrap().to_string();
     s.wait_run_end(&run_id, Duration::from_secs(60));
     s.drain(Duration::from_millis(200));
     for (method, shape) in &notes {
-        let seen: Vec<&Value> = s.notes.iter().filter(|(m, _)| m == method).map(|(_, p)| p).collect();
+        let seen: Vec<&Value> = s
+            .notes
+            .iter()
+            .filter(|(m, _)| m == method)
+            .map(|(_, p)| p)
+            .collect();
         assert!(!seen.is_empty(), "no {method} was sent during a run");
         if method == "boo/trace" {
             // `start` and `finish` carry different optional parts: check the union.
-            assert_has(method, seen.iter().find(|p| p["phase"] == "finish").unwrap(), shape);
+            assert_has(
+                method,
+                seen.iter().find(|p| p["phase"] == "finish").unwrap(),
+                shape,
+            );
         } else if method == "boo/stepUpdated" {
-            assert!(seen.iter().any(|p| keys(shape).iter().filter(|(_, o)| !o).all(|(k, _)| p.get(k).is_some())));
+            assert!(seen.iter().any(|p| keys(shape)
+                .iter()
+                .filter(|(_, o)| !o)
+                .all(|(k, _)| p.get(k).is_some())));
         } else {
             assert_has(method, seen[0], shape);
         }
         if method == "boo/runStarted" {
             let inner = shape.split("steps: [").nth(1).unwrap();
-            assert_has("runStarted.steps[]", &seen[0]["steps"][0], &format!("{{{}", inner.trim_start_matches('{')));
+            assert_has(
+                "runStarted.steps[]",
+                &seen[0]["steps"][0],
+                &format!("{{{}", inner.trim_start_matches('{')),
+            );
         }
     }
     let types = type_shapes(&d);
@@ -166,32 +193,65 @@ fn the_server_matches_the_document() {
     let runs = s.request("boo/listRuns", json!({})).unwrap();
     assert!(runs.get("next").is_some());
     assert_has("RunSummary", &runs["runs"][0], &types["RunSummary"]);
-    let got = s.request("boo/getRun", json!({"runId": run_id, "transcript": true})).unwrap();
+    let got = s
+        .request("boo/getRun", json!({"runId": run_id, "transcript": true}))
+        .unwrap();
     assert_has("Run", &got["run"], &types["RunSummary"]);
     assert_has("Run", &got["run"], "{ model, error, usage }");
-    for k in ["inputTokens", "outputTokens", "cacheReadTokens", "totalTokens"] {
+    for k in [
+        "inputTokens",
+        "outputTokens",
+        "cacheReadTokens",
+        "totalTokens",
+    ] {
         assert!(got["run"]["usage"].get(k).is_some(), "usage.{k}");
     }
     assert_has("Step", &got["steps"][0], &types["Step"]);
-    assert!(got["steps"][0].get("transcript").is_some() && got["steps"][0].get("lastSeq").is_some());
-    let exported = s.request("boo/exportRun", json!({"runId": run_id, "format": "json"})).unwrap();
+    assert!(
+        got["steps"][0].get("transcript").is_some() && got["steps"][0].get("lastSeq").is_some()
+    );
+    let exported = s
+        .request("boo/exportRun", json!({"runId": run_id, "format": "json"}))
+        .unwrap();
     assert_has("exportRun", &exported, "{ content, fileName }");
-    let traces = s.request("boo/getTraces", json!({"runId": run_id, "limit": 1})).unwrap();
+    let traces = s
+        .request("boo/getTraces", json!({"runId": run_id, "limit": 1}))
+        .unwrap();
     assert_has("Trace", &traces["traces"][0], &types["Trace"]);
-    assert!(traces["nextCursor"].is_string(), "more than one trace: a cursor");
-    let page2 = s.request("boo/getTraces", json!({"runId": run_id, "limit": 1, "cursor": traces["nextCursor"]})).unwrap();
-    assert_ne!(page2["traces"][0]["traceId"], traces["traces"][0]["traceId"]);
+    assert!(
+        traces["nextCursor"].is_string(),
+        "more than one trace: a cursor"
+    );
+    let page2 = s
+        .request(
+            "boo/getTraces",
+            json!({"runId": run_id, "limit": 1, "cursor": traces["nextCursor"]}),
+        )
+        .unwrap();
+    assert_ne!(
+        page2["traces"][0]["traceId"],
+        traces["traces"][0]["traceId"]
+    );
     // The StreamEvent kinds the document lists are the ones the server sends.
     let mut kinds: Vec<String> = s
         .notes
         .iter()
         .filter(|(m, _)| m == "boo/agentStream")
-        .flat_map(|(_, p)| p["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()))
+        .flat_map(|(_, p)| {
+            p["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["type"].as_str().unwrap().to_string())
+        })
         .collect();
     kinds.sort();
     kinds.dedup();
     for k in &kinds {
-        assert!(d.contains(&format!("{{ type: \"{k}\"")), "the server sends a `{k}` event the document does not list");
+        assert!(
+            d.contains(&format!("{{ type: \"{k}\"")),
+            "the server sends a `{k}` event the document does not list"
+        );
     }
     s.stop();
 }
