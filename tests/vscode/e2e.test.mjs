@@ -31,6 +31,10 @@ before(async () => {
   assert.ok(fs.existsSync(VSIX), `extension package missing: ${VSIX} (npm run package in editors/vscode)`);
   project = makeProject('boo-e2e-project-');
   work = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'boo-e2e-work-')));
+  // A private copy of the fake qwen: the shared checkout may be edited while we run.
+  const fakeQwen = path.join(work, 'fake-qwen');
+  fs.copyFileSync(FAKE_QWEN, fakeQwen);
+  fs.chmodSync(fakeQwen, 0o755);
   // Test fixture: an offline stand-in language model (see tests/vscode/fake-lm/extension.js).
   // Without a default model code-server's chat never calls a participant.
   const standIn = path.join(work, 'fake-lm.vsix');
@@ -54,7 +58,7 @@ before(async () => {
   cs = await startCodeServer({
     dirs,
     folder: project,
-    env: { BOO_DB: path.join(work, 'boo.db'), BOO_QWEN: FAKE_QWEN, BOO_LOG: 'info', FAKE_QWEN_DELAY_MS: '150' },
+    env: { BOO_DB: path.join(work, 'boo.db'), BOO_QWEN: fakeQwen, BOO_LOG: 'info', FAKE_QWEN_DELAY_MS: '150' },
     logFile: path.join(ARTIFACTS, 'e2e-code-server.log'),
     extraArgs: ['--enable-proposed-api', 'boo-tests.boo-test-fake-language-model'],
   });
@@ -78,6 +82,18 @@ after(async () => {
     }
   }
   fs.writeFileSync(path.join(ARTIFACTS, 'e2e-console-errors.txt'), consoleErrors.join('\n'));
+  // Keep the extension's output channel (it carries the server's stderr) with the artifacts.
+  if (workDirs) {
+    const logs = [];
+    const walk = (d) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(path.join(d, e.name));
+        else if (e.name === 'boo.log') logs.push(path.join(d, e.name));
+      }
+    };
+    walk(path.join(workDirs.userData, 'logs'));
+    fs.writeFileSync(path.join(ARTIFACTS, 'e2e-boo-output.log'), logs.sort().map((f) => `==> ${path.relative(workDirs.userData, f)}\n${fs.readFileSync(f, 'utf8')}`).join('\n'));
+  }
   if (project) fs.rmSync(project, { recursive: true, force: true });
   if (work) fs.rmSync(work, { recursive: true, force: true });
   if (workDirs) fs.rmSync(workDirs.base, { recursive: true, force: true });
@@ -131,6 +147,14 @@ async function command(title, match = title) {
   await page.keyboard.press('Enter');
 }
 
+/** Shows the Runs view of the Boo container (the activity bar icon toggles, so check first). */
+async function showHistory() {
+  const tree = page.locator('.pane', { hasText: 'Runs' }).locator('.monaco-list');
+  if (!(await tree.isVisible().catch(() => false))) await page.locator('.activitybar [aria-label^="Boo"]').first().click();
+  await tree.waitFor({ state: 'visible' });
+  return tree;
+}
+
 async function launchFromLauncher(launcher, flow, focus) {
   const f = await launcher;
   // Find the tab holding the flow.
@@ -144,10 +168,23 @@ async function launchFromLauncher(launcher, flow, focus) {
   return f;
 }
 
+/** A test that leaves a screenshot of the workbench when it fails. */
+function step(name, fn) {
+  test(name, async () => {
+    try {
+      await fn();
+    } catch (err) {
+      const slug = name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+      await page?.screenshot({ path: path.join(ARTIFACTS, `e2e-FAILED-${slug}.png`) }).catch(() => undefined);
+      throw err;
+    }
+  });
+}
+
 // ---- the scenario ------------------------------------------------------------------------
 
 describe('boo in code-server', () => {
-  test('the workbench starts with the Boo view container; boo is not activated before it is used', async () => {
+  step('the workbench starts with the Boo view container; boo is not activated before it is used', async () => {
     await page.goto(`${cs.url}/?folder=${encodeURIComponent(project)}`, { timeout: 60_000 });
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
     await page.locator('.activitybar [aria-label^="Boo"]').first().waitFor({ timeout: 60_000 });
@@ -156,7 +193,7 @@ describe('boo in code-server', () => {
     await shot('01-workbench');
   });
 
-  test('Boo: Launch Flow… from the palette opens the launcher; Launch streams into a pane, then the report is on top', async () => {
+  step('Boo: Launch Flow… from the palette opens the launcher; Launch streams into a pane, then the report is on top', async () => {
     await command('Boo: Launch Flow…');
     const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'what could break in the cache? [[fake:slow]]');
     await shot('02-launcher');
@@ -178,7 +215,7 @@ describe('boo in code-server', () => {
     await shot('04-report');
   });
 
-  test('the verified finding is a diagnostic in the Problems panel', async () => {
+  step('the verified finding is a diagnostic in the Problems panel', async () => {
     await command('Focus on Problems View', 'Problems');
     const problems = page.locator('.markers-panel');
     await problems.locator('.monaco-list-row', { hasText: 'First line of README.md' }).first().waitFor({ timeout: 30_000 });
@@ -187,9 +224,14 @@ describe('boo in code-server', () => {
     assert.match(text, /\[code-review\//);
     assert.match(text, /boo/);
     await shot('05-problems');
+    // Inline too: opening the problem shows the file with the finding underlined.
+    await problems.locator('.monaco-list-row', { hasText: 'First line of README.md' }).first().dblclick();
+    await page.locator('.tab', { hasText: 'README.md' }).first().waitFor();
+    await page.locator('.monaco-editor .squiggly-info').first().waitFor({ timeout: 10_000 });
+    await shot('05b-inline');
   });
 
-  test('Boo: New Orchestrator → Launch a flow… runs a second flow in that pane', async () => {
+  step('Boo: New Orchestrator → Launch a flow… runs a second flow in that pane', async () => {
     await command('Boo: New Orchestrator');
     const empty = await webview('pane', { pred: async (f) => (await f.locator('.empty:not([hidden])').count()) > 0 });
     await empty.getByRole('button', { name: 'Launch a flow…' }).click();
@@ -201,10 +243,9 @@ describe('boo in code-server', () => {
     await shot('06-second-run');
   });
 
-  test('the Runs history lists both runs; opening one rebuilds its pane from boo/getRun', async () => {
+  step('the Runs history lists both runs; opening one rebuilds its pane from boo/getRun', async () => {
     await command('View: Close All Editors');
-    await page.locator('.activitybar .action-item a[aria-label^="Boo"], .activitybar [aria-label^="Boo"]').first().click();
-    const tree = page.locator('.pane', { hasText: 'Runs' }).locator('.monaco-list');
+    const tree = await showHistory();
     await tree.locator('.monaco-list-row').nth(1).waitFor({ timeout: 30_000 });
     const rows = await tree.locator('.monaco-list-row').allInnerTexts();
     assert.equal(rows.length, 2, `two runs listed: ${JSON.stringify(rows)}`);
@@ -223,7 +264,7 @@ describe('boo in code-server', () => {
     await shot('08-reopened');
   });
 
-  test('export from the pane … menu saves the report to a file', async () => {
+  step('export from the pane … menu saves the report to a file', async () => {
     const pane = await paneOf('code-review');
     await pane.locator('.menu-btn').click();
     await pane.locator('.menu-item[data-action="saveMarkdown"]').click();
@@ -247,7 +288,7 @@ describe('boo in code-server', () => {
     await page.locator('.notifications-toasts', { hasText: 'saved' }).first().waitFor({ timeout: 10_000 });
   });
 
-  test('Boo: Show Traces shows the tool calls of the pane’s run', async () => {
+  step('Boo: Show Traces shows the tool calls of the pane’s run', async () => {
     await command('Boo: Show Traces');
     const traces = await webview('traces', { pred: async (f) => (await f.locator('.trace-row').count()) > 0 });
     const rows = await traces.locator('.trace-row').count();
@@ -256,7 +297,7 @@ describe('boo in code-server', () => {
     await shot('10-traces');
   });
 
-  test('after a window reload the pane comes back from its run id', async () => {
+  step('after a window reload the pane comes back from its run id', async () => {
     await command('Developer: Reload Window');
     await page.waitForTimeout(1500);
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
@@ -265,7 +306,7 @@ describe('boo in code-server', () => {
     await shot('11-after-reload');
   });
 
-  test('Boo: Cancel Run stops a hanging run', async () => {
+  step('Boo: Cancel Run stops a hanging run', async () => {
     await command('Boo: Launch Flow…');
     const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'this one hangs [[fake:hang]]');
     await launcher.locator('.launch').click();
@@ -281,7 +322,7 @@ describe('boo in code-server', () => {
     await shot('12-cancelled');
   });
 
-  test('@boo /flow in the chat launches at once, reports progress and the summary, and links to the pane', async () => {
+  step('@boo /flow in the chat launches at once, reports progress and the summary, and links to the pane', async () => {
     const input = page.locator('.interactive-input-part .monaco-editor, .chat-input-part .monaco-editor').first();
     if (!(await input.isVisible())) await command('Chat: Open Chat', 'Chat');
     await input.waitFor({ state: 'visible' });
@@ -290,7 +331,10 @@ describe('boo in code-server', () => {
     await page.waitForTimeout(500);
     await page.keyboard.press('Enter');
     const response = page.locator('.interactive-item-container.interactive-response').last();
-    await response.locator('h1', { hasText: 'what about eviction?' }).waitFor({ timeout: 90_000 });
+    // The chat renders Markdown progressively: wait for the last part (the button) first.
+    await response.getByRole('button', { name: 'Open Orchestrator' }).waitFor({ timeout: 90_000 });
+    await response.locator('h1', { hasText: 'what about eviction?' }).waitFor();
+    await page.waitForTimeout(1000);
     const text = await response.innerText();
     assert.match(text, /Completed/);
     assert.match(text, /Answer/);
@@ -305,7 +349,7 @@ describe('boo in code-server', () => {
     await shot('14-chat-pane');
   });
 
-  test('Send report to chat opens the chat with the report attached', async () => {
+  step('Send report to chat opens the chat with the report attached', async () => {
     const pane = await webview('pane', { pred: async (f) => (await f.locator('.question').textContent()) === 'what about eviction?' });
     await pane.locator('.menu-btn').click();
     await pane.locator('.menu-item[data-action="sendToChat"]').click();
@@ -313,5 +357,58 @@ describe('boo in code-server', () => {
     await inputPart.locator('.monaco-editor', { hasText: 'Here is the boo code-review report' }).waitFor({ timeout: 15_000 });
     await inputPart.getByText(/boo-code-review-[0-9a-f]{8}\.md/).first().waitFor({ timeout: 15_000 });
     await shot('15-send-to-chat');
+  });
+
+  step('Boo: Runs History (quick pick) opens a run', async () => {
+    await command('View: Close All Editors');
+    await command('Boo: Runs History');
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'how is the cache structured?' }).first();
+    await row.waitFor();
+    assert.match(await row.innerText(), /architectural-analysis · small · completed/);
+    await row.click();
+    const pane = await paneOf('architectural-analysis');
+    await pane.locator('.report').waitFor({ state: 'visible' });
+  });
+
+  step('a running run reopened from the history keeps streaming until its report', async () => {
+    await command('Boo: Launch Flow…');
+    const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'follow me after a close [[fake:slow]]');
+    await launcher.locator('.launch').click();
+    const first = await webview('pane', { pred: async (f) => (await f.locator('.question').textContent()).startsWith('follow me') });
+    await first.locator('.step[data-status="running"][data-kind="agent"]').first().waitFor({ timeout: 30_000 });
+    await command('View: Close All Editors');
+    const tree = await showHistory();
+    const row = tree.locator('.monaco-list-row', { hasText: 'follow me after a close' }).first();
+    await row.waitFor({ timeout: 15_000 });
+    assert.match(await row.innerText(), /code-review · small · running/);
+    await row.click();
+    const pane = await webview('pane', { pred: async (f) => (await f.locator('.question').textContent()).startsWith('follow me') });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'running', 'reopened while running');
+    await pane.locator('.step.expanded .stream .item').first().waitFor({ timeout: 30_000 });
+    await shot('16-reopened-running');
+    await pane.locator('.report').waitFor({ state: 'visible', timeout: 120_000 });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'completed');
+    await tree.locator('.monaco-list-row', { hasText: 'follow me after a close' }).filter({ hasText: 'completed' }).first().waitFor({ timeout: 10_000 });
+  });
+
+  step('a missing server binary is reported with a button to the setting', async () => {
+    // Change boo.serverPath in the Settings editor, as a user would.
+    await command('Preferences: Open Settings (UI)', 'Settings');
+    const search = page.locator('.settings-editor .suggest-input-container .monaco-editor, .settings-editor .settings-header .monaco-editor').first();
+    await search.waitFor();
+    await search.click();
+    await page.keyboard.type('boo.serverPath');
+    const field = page.locator('.settings-editor .setting-item-contents', { hasText: 'Server Path' }).locator('input').first();
+    await field.waitFor({ timeout: 15_000 });
+    await field.fill(path.join(work, 'no-such-boo'));
+    await field.press('Tab');
+    const toast = page.locator('.notification-toast', { hasText: 'the server binary could not be started' }).first();
+    await toast.waitFor({ timeout: 30_000 });
+    assert.match(await toast.innerText(), /no-such-boo does not exist/);
+    await shot('17-missing-binary');
+    await command('View: Close All Editors');
+    await toast.getByRole('button', { name: 'Open Setting' }).click();
+    await page.locator('.settings-editor .setting-item-contents', { hasText: 'Server Path' }).first().waitFor({ timeout: 15_000 });
+    await shot('18-setting');
   });
 });

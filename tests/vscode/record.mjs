@@ -28,12 +28,15 @@ const fakeQwen = path.join(REPO, 'tests/fixtures/fake-qwen');
 
 const project = makeProject('boo-record-');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'boo-record-db-'));
+// A private copy of the fake qwen: the shared checkout may be edited while we run.
+fs.copyFileSync(fakeQwen, path.join(tmp, 'fake-qwen'));
+fs.chmodSync(path.join(tmp, 'fake-qwen'), 0o755);
 const server = new LspProcess(bin, ['serve'], {
   cwd: project,
   env: {
     ...process.env,
     BOO_DB: path.join(tmp, 'boo.db'),
-    BOO_QWEN: fakeQwen,
+    BOO_QWEN: path.join(tmp, 'fake-qwen'),
     BOO_MAX_PARALLEL: '2',
     BOO_LOG: 'warn',
     FAKE_QWEN_DELAY_MS: process.env.FAKE_QWEN_DELAY_MS ?? '15',
