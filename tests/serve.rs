@@ -623,6 +623,7 @@ fn diagnostics_are_replaced_by_a_newer_run_and_can_be_switched_off() {
         d["message"].as_str().unwrap().starts_with("[code-review/"),
         "{d}"
     );
+    assert_eq!(d["data"]["runId"], r1.as_str());
     s.notes.clear();
     // A newer run of the same flow with no findings clears them.
     let r2 = launch(&mut s, "code-review", "second [[fake:text]]");
@@ -782,4 +783,43 @@ fn a_large_diff_is_reviewed_part_by_part() {
         out.contains("### Diff part 1 of") && out.contains("```findings"),
         "{out}"
     );
+}
+
+#[test]
+fn fast_mode_leaves_out_signal_gated_specialists() {
+    let t = TempDir::new("fast");
+    let root = project(t.path());
+    // Signals that would bring specialists in at band large.
+    std::fs::write(
+        root.join("worker.rs"),
+        "use std::sync::Mutex;\nfn login(password: &str) {}\n",
+    )
+    .unwrap();
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let mut skipped = Vec::new();
+    for fast in [false, true] {
+        let r = s
+            .request("boo/launchFlow", json!({"flow": "code-review", "band": "large", "fast": fast, "input": {"question": "fast?"}}))
+            .unwrap();
+        let id = r["runId"].as_str().unwrap().to_string();
+        assert_eq!(s.wait_run_end(&id, LONG)["runStatus"], "completed");
+        let got = s.request("boo/getRun", json!({"runId": id})).unwrap();
+        assert_eq!(got["run"]["fast"], fast);
+        let n = got["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "skipped")
+            .count();
+        skipped.push(n);
+        if fast {
+            assert!(got["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["error"].as_str().is_some_and(|e| e.contains("fast mode"))));
+        }
+    }
+    assert!(skipped[1] > skipped[0], "fast mode skips more: {skipped:?}");
 }

@@ -108,5 +108,6 @@ pub fn diagnostic_json(d: &FindingDiagnostic) -> Value {
         "severity": severity,
         "source": "boo",
         "message": d.message,
+        "data": { "runId": d.run_id, "flow": d.flow },
     })
 }

@@ -433,7 +433,13 @@ impl Supervisor {
                     )
                 })
                 .collect();
-            let signals = collect_signals(&steps);
+            // Fast mode leaves out every signal-gated specialist.
+            let fast = row.run.fast;
+            let signals = if fast {
+                BTreeMap::new()
+            } else {
+                collect_signals(&steps)
+            };
             let decision =
                 engine::decide(&plan, &states, &signals, user_cancel.load(Ordering::SeqCst));
             match decision {
@@ -441,9 +447,11 @@ impl Supervisor {
                     for id in ids {
                         let end = StepEnd {
                             status: Some(StepStatus::Skipped),
-                            error: Some(
-                                "skipped: its condition (`when`) is false for this project".into(),
-                            ),
+                            error: Some(if fast {
+                                "skipped: fast mode leaves out signal-gated specialists".into()
+                            } else {
+                                "skipped: its condition (`when`) is false for this project".into()
+                            }),
                             ..Default::default()
                         };
                         let (rid, sid, e2) = (run_id.to_string(), id.clone(), end.clone());
@@ -781,6 +789,8 @@ impl Supervisor {
                         .iter()
                         .filter(|e| e.ok)
                         .map(move |e| FindingDiagnostic {
+                            run_id: run_id.to_string(),
+                            flow: flow_name.clone(),
                             path: e.path.clone(),
                             start_line: e.lines.map(|l| l.0).unwrap_or(1),
                             end_line: e.lines.map(|l| l.1).unwrap_or(1),

@@ -98,6 +98,8 @@ pub struct TraceNote {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingDiagnostic {
+    pub run_id: String,
+    pub flow: String,
     pub path: String,
     pub start_line: u32,
     pub end_line: u32,
