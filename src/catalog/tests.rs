@@ -181,3 +181,35 @@ fn project_flows_add_to_and_override_the_builtin_ones() {
     assert!(cat.errors.iter().any(|e| e.file.ends_with("bad.toml")));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// For every flow × band, the planned roster and waves (a reviewed snapshot).
+#[test]
+fn planned_rosters_and_waves_snapshot() {
+    let cat = Catalog::builtin();
+    let mut out = String::new();
+    for f in cat.flows.values() {
+        out.push_str(&format!("{} ({})\n", f.name, f.category.as_str()));
+        for b in Band::ALL {
+            let p = engine::plan(f, b).unwrap();
+            out.push_str(&format!(
+                "  {b}: {} steps, {} waves, answer {}\n",
+                p.steps.len(),
+                p.waves(),
+                p.answer.join("+")
+            ));
+            for w in 1..=p.waves() {
+                let names: Vec<String> = p
+                    .steps
+                    .iter()
+                    .filter(|s| s.wave == w)
+                    .map(|s| {
+                        let gate = s.when.as_ref().map(|_| "?").unwrap_or("");
+                        format!("{}{gate}[{}]", s.id, s.agent)
+                    })
+                    .collect();
+                out.push_str(&format!("    wave {w}: {}\n", names.join(", ")));
+            }
+        }
+    }
+    crate::snapshot::assert_snapshot("plans.txt", &out);
+}
