@@ -454,21 +454,7 @@ impl Supervisor {
                             }),
                             ..Default::default()
                         };
-                        let (rid, sid, e2) = (run_id.to_string(), id.clone(), end.clone());
-                        let at = self
-                            .store
-                            .call(move |c| queries::finish_step(c, &rid, &sid, &e2))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        queued.push(self.step_update(
-                            run_id,
-                            &plan,
-                            &id,
-                            StepStatus::Skipped,
-                            &end,
-                            None,
-                            Some(at),
-                        ));
+                        queued.push(self.end_step(run_id, &plan, &id, end, None).await?);
                     }
                 }
                 Decision::Start(ids) => {
@@ -632,20 +618,18 @@ impl Supervisor {
                             if stop.is_cancelled() {
                                 continue;
                             }
-                            let (status, end) = match result {
-                                StepResult::Done { output, usage, meta } => (StepStatus::Completed, StepEnd {
+                            let end = match result {
+                                StepResult::Done { output, usage, meta } => StepEnd {
                                     status: Some(StepStatus::Completed), output: Some(output), usage, meta: Some(meta), ..Default::default()
-                                }),
-                                StepResult::Failed { error, usage, meta, fatal } => (StepStatus::Failed, StepEnd {
+                                },
+                                StepResult::Failed { error, usage, meta, fatal } => StepEnd {
                                     status: Some(StepStatus::Failed), error: Some(error), usage, meta: Some(meta), fatal, ..Default::default()
-                                }),
-                                StepResult::Cancelled { usage } => (StepStatus::Cancelled, StepEnd {
+                                },
+                                StepResult::Cancelled { usage } => StepEnd {
                                     status: Some(StepStatus::Cancelled), error: Some("cancelled".into()), usage, ..Default::default()
-                                }),
+                                },
                             };
-                            let (rid, sid, e2) = (run_id.to_string(), id.clone(), end.clone());
-                            let at = self.store.call(move |c| queries::finish_step(c, &rid, &sid, &e2)).await.map_err(|e| e.to_string())?;
-                            queued.push(self.step_update(run_id, &plan, &id, status, &end, chats.get(&id).cloned(), Some(at)));
+                            queued.push(self.end_step(run_id, &plan, &id, end, chats.get(&id).cloned()).await?);
                             let done = states.values().filter(|s| s.status.is_terminal()).count() + 1;
                             self.emit(Out::Progress {
                                 run_id: run_id.to_string(),
@@ -676,21 +660,7 @@ impl Supervisor {
                                 error: Some("cancelled before it ran".into()),
                                 ..Default::default()
                             };
-                            let (rid, sid, e2) = (run_id.to_string(), id.clone(), end.clone());
-                            let at = self
-                                .store
-                                .call(move |c| queries::finish_step(c, &rid, &sid, &e2))
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            queued.push(self.step_update(
-                                run_id,
-                                &plan,
-                                &id,
-                                StepStatus::Cancelled,
-                                &end,
-                                None,
-                                Some(at),
-                            ));
+                            queued.push(self.end_step(run_id, &plan, &id, end, None).await?);
                         }
                     }
                     self.finish(run_id, status, &root, queued).await?;
@@ -704,6 +674,25 @@ impl Supervisor {
         for u in queued.drain(..) {
             self.emit(Out::StepUpdated(u));
         }
+    }
+
+    /// Persists a step's end and returns its (not yet sent) update.
+    async fn end_step(
+        &self,
+        run_id: &str,
+        plan: &Plan,
+        id: &str,
+        end: StepEnd,
+        chat_id: Option<String>,
+    ) -> Result<StepUpdated, String> {
+        let (rid, sid, e2) = (run_id.to_string(), id.to_string(), end.clone());
+        let at = self
+            .store
+            .call(move |c| queries::finish_step(c, &rid, &sid, &e2))
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = end.status.unwrap_or(StepStatus::Failed);
+        Ok(self.step_update(run_id, plan, id, status, &end, chat_id, Some(at)))
     }
 
     #[allow(clippy::too_many_arguments)]
