@@ -250,22 +250,7 @@ pub fn diff(before: &Fingerprint, after: &Fingerprint) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn sh(dir: &Path, args: &[&str]) {
-        let ok = Command::new("git")
-            .current_dir(dir)
-            .args([
-                "-c",
-                "user.email=t@e",
-                "-c",
-                "user.name=t",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(ok.status.success());
-    }
+    use crate::testutil::git as sh;
 
     #[test]
     fn detects_every_kind_of_change() {

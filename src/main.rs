@@ -15,6 +15,8 @@ mod report;
 mod runner;
 mod snapshot;
 mod store;
+#[cfg(test)]
+mod testutil;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

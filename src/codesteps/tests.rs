@@ -1,50 +1,15 @@
 use super::*;
-use std::process::Command;
 
-struct Repo(std::path::PathBuf);
-impl Drop for Repo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::testutil::{git as sh, repo as make_repo, TempDir};
 
-fn sh(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "user.name=t",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-}
-
-fn repo() -> Repo {
-    let p = std::env::temp_dir().join(format!(
-        "boo-cs-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&p).unwrap();
-    sh(&p, &["init", "-q"]);
-    std::fs::write(p.join("lib.rs"), "pub fn a() -> u32 { 1 }\n").unwrap();
-    std::fs::write(p.join("README.md"), "# x\n").unwrap();
-    sh(&p, &["add", "-A"]);
-    sh(&p, &["commit", "-qm", "init"]);
-    Repo(p)
+fn repo() -> TempDir {
+    TempDir(make_repo(
+        "cs",
+        &[
+            ("lib.rs", "pub fn a() -> u32 { 1 }\n"),
+            ("README.md", "# x\n"),
+        ],
+    ))
 }
 
 #[test]

@@ -1,31 +1,8 @@
 use super::*;
 use std::fs;
 
-fn root() -> tempdir::Dir {
-    tempdir::Dir::new()
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            let p = std::env::temp_dir().join(format!(
-                "boo-ev-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+fn root() -> crate::testutil::TempDir {
+    crate::testutil::temp_dir("ev")
 }
 
 fn cite(path: &str, lines: Option<(u32, u32)>, quote: Option<&str>) -> Citation {

@@ -13,35 +13,7 @@ impl Transport for Collect {
 }
 
 fn temp_repo() -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "boo-runner-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&p).unwrap();
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .current_dir(&p)
-            .args([
-                "-c",
-                "user.email=t@e",
-                "-c",
-                "user.name=t",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-    };
-    git(&["init", "-q"]);
-    std::fs::write(p.join("a.rs"), "fn main() {}\n").unwrap();
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "i"]);
-    p
+    crate::testutil::repo("runner", &[("a.rs", "fn main() {}\n")])
 }
 
 async fn run_flow(fail: Vec<String>) -> (Vec<Outgoing>, Store, String) {
@@ -232,14 +204,7 @@ fn one_agent_project() -> PathBuf {
         "name = \"solo\"\ntitle = \"Solo\"\ncategory = \"analysis\"\ndescription = \"d\"\n\n[[steps]]\nid = \"solo\"\nkind = \"agent\"\npersona = \"structural-analyst\"\nprompt = \"Look.\"\n",
     )
     .unwrap();
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .current_dir(&root)
-            .args(["-c", "user.email=t@e", "-c", "user.name=t"])
-            .args(args)
-            .output()
-            .unwrap();
-    };
+    let git = |args: &[&str]| crate::testutil::git(&root, args);
     git(&["add", "-A"]);
     git(&["commit", "-qm", "flow"]);
     root
