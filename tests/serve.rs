@@ -139,6 +139,9 @@ fn a_launched_run_completes_in_order_with_contiguous_seq() {
         assert_eq!(streamed_text(tr), streamed_text(&streamed[chat]));
         assert_eq!(tr.iter().filter(|e| e["type"] == "toolCall").count(), 2);
         assert!(step["usage"]["inputTokens"].as_u64().unwrap() > 0);
+        let turns = step["turns"].as_array().unwrap();
+        assert_eq!(turns.len(), 3, "usage of every model turn");
+        assert_eq!(turns[0]["usage"]["cacheHitRate"], 0.8104);
     }
     // Traces were recorded and finished.
     let traces = s

@@ -254,17 +254,31 @@ impl Backend {
                         }
                     }
                 }
-                Ok(Some((run, steps)))
+                let turns = queries::turn_usages(c, &id)?;
+                Ok(Some((run, steps, turns)))
             })
             .await
             .map_err(internal)?;
-        let Some((run, steps)) = got else {
+        let Some((run, steps, turns)) = got else {
             return Err(rpc_error(
                 NOT_FOUND,
                 format!("unknown runId {run_id}: list runs with boo/listRuns"),
             ));
         };
-        let steps: Vec<_> = steps.into_iter().map(|s| s.step).collect();
+        // Each step also carries the usage of every model turn (with its cache hit rate).
+        let steps: Vec<Value> = steps
+            .into_iter()
+            .map(|s| {
+                let mut v = wire::to_value(&s.step);
+                let per_turn: Vec<Value> = turns
+                    .iter()
+                    .filter(|t| t.0 == s.step.step_id)
+                    .map(|(_, turn, u)| json!({ "turn": turn, "usage": crate::model::WireUsage::from(*u) }))
+                    .collect();
+                v["turns"] = json!(per_turn);
+                v
+            })
+            .collect();
         Ok(json!({ "run": run.run, "steps": steps, "report": run.report }))
     }
 
