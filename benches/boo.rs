@@ -1,0 +1,1523 @@
+//! boo's benchmark: `cargo bench --bench boo [-- a b c d e]`.
+//!
+//! It PRINTS figures (it is not a test and asserts no timing). Every section drives the
+//! real release binary (`CARGO_BIN_EXE_boo`) as a client would and says, for each
+//! figure, the goal and whether it was met. The results and the machine they were
+//! measured on are recorded in BENCHMARKS.md.
+//!
+//! Sections (letters select them; default: all):
+//!   a  orchestration overhead: a 3-wave, 12-agent flow through `boo serve` versus the
+//!      same fake agent processes started directly
+//!   b  stream throughput and agent-stdout -> client latency (200,000 deltas)
+//!   c  `initialize` round trip on a cold start, idle RSS
+//!   d  `boo/getTraces` pages on a 1,000,000-row tool_traces table
+//!   e  fingerprint of a 10,000-file git tree (`boo fingerprint`)
+
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+// ---------------------------------------------------------------- helpers
+
+fn boo_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_boo"))
+}
+
+fn manifest() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fake_qwen() -> PathBuf {
+    manifest().join("tests/fixtures/fake-qwen")
+}
+
+fn ts_agent() -> PathBuf {
+    manifest().join("benches/fixtures/ts-agent")
+}
+
+fn wall_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "boo-bench-{tag}-{}-{}",
+            std::process::id(),
+            wall_ns()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p.canonicalize().unwrap())
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn git(root: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(root)
+        .args([
+            "-c",
+            "user.email=bench@example.com",
+            "-c",
+            "user.name=bench",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Nearest-rank percentile of sorted values.
+fn pct<T: Copy>(sorted: &[T], p: f64) -> T {
+    let n = sorted.len();
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    sorted[rank.clamp(1, n) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median_ms(v: &[Duration]) -> f64 {
+    let mut s: Vec<Duration> = v.to_vec();
+    s.sort();
+    ms(pct(&s, 50.0))
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "MET"
+    } else {
+        "NOT MET"
+    }
+}
+
+/// Rows for the summary table printed at the end.
+struct Summary(Vec<[String; 5]>);
+impl Summary {
+    fn add(&mut self, section: &str, figure: &str, value: String, goal: &str, ok: Option<bool>) {
+        let m = match ok {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        println!(
+            "  {figure}: {value}   (goal: {goal}){}",
+            match ok {
+                Some(o) => format!("  -> {}", met(o)),
+                None => String::new(),
+            }
+        );
+        self.0
+            .push([section.into(), figure.into(), value, goal.into(), m.into()]);
+    }
+}
+
+fn read_first_line(path: &str, key: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| {
+            l.split_once(':')
+                .map(|x| x.1)
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let cpu = read_first_line("/proc/cpuinfo", "model name");
+    let mem_kb: f64 = read_first_line("/proc/meminfo", "MemTotal")
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or(0.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "nproc {nproc}; memory {:.1} GiB; kernel {kernel}; CPU {cpu}; date {date}",
+        mem_kb / 1024.0 / 1024.0
+    )
+}
+
+fn vm_rss_kb(pid: u32) -> u64 {
+    read_first_line(&format!("/proc/{pid}/status"), "VmRSS")
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- LSP client
+
+/// One frame from the server with the moment it was read off the pipe.
+struct Frame {
+    at: Instant,
+    wall: i128,
+    v: Value,
+}
+
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    rx: mpsc::Receiver<Frame>,
+    next_id: i64,
+    backlog: VecDeque<Frame>,
+    stderr_log: PathBuf,
+    spawned: Instant,
+}
+
+fn frame_bytes(v: &Value) -> Vec<u8> {
+    let body = serde_json::to_vec(v).unwrap();
+    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+    out.extend(body);
+    out
+}
+
+fn reader(stdout: impl Read, tx: mpsc::Sender<Frame>) {
+    let mut r = BufReader::with_capacity(1 << 20, stdout);
+    let mut line = String::new();
+    loop {
+        let mut len = None;
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l
+                .split_once(':')
+                .unwrap_or_else(|| panic!("not an LSP header on boo's stdout: {l:?}"));
+            if k.eq_ignore_ascii_case("content-length") {
+                len = Some(v.trim().parse::<usize>().unwrap());
+            }
+        }
+        let mut body = vec![0u8; len.expect("frame without Content-Length")];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let at = Instant::now();
+        let wall = wall_ns();
+        let v: Value = serde_json::from_slice(&body).expect("a frame that is not JSON");
+        if tx.send(Frame { at, wall, v }).is_err() {
+            return;
+        }
+    }
+}
+
+impl Client {
+    fn start(envs: &[(String, String)], stderr_log: PathBuf) -> Client {
+        let mut cmd = Command::new(boo_bin());
+        cmd.arg("serve")
+            .env("BOO_LOG", "info")
+            .env_remove("FAKE_QWEN_MODE")
+            .env_remove("FAKE_QWEN_MODES")
+            .env_remove("FAKE_QWEN_DIR")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_MODEL")
+            .env_remove("BOO_LOG_FILE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let spawned = Instant::now();
+        let mut child = cmd.spawn().expect("spawn boo serve");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || reader(stdout, tx));
+        Client {
+            child,
+            stdin,
+            rx,
+            next_id: 1,
+            backlog: VecDeque::new(),
+            stderr_log,
+            spawned,
+        }
+    }
+
+    fn send(&mut self, v: &Value) {
+        self.stdin.write_all(&frame_bytes(v)).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    fn stderr(&self) -> String {
+        let s = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        let tail: Vec<&str> = s.lines().rev().take(20).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// The next frame from the pipe; server->client requests are answered on the way.
+    fn recv(&mut self, timeout: Duration) -> Option<Frame> {
+        let f = match self.rx.recv_timeout(timeout) {
+            Ok(f) => f,
+            Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("boo serve closed its stdout; stderr:\n{}", self.stderr())
+            }
+        };
+        if f.v.get("method").is_some() {
+            if let Some(id) = f.v.get("id").cloned() {
+                self.send(&json!({"jsonrpc": "2.0", "id": id, "result": null}));
+            }
+        }
+        Some(f)
+    }
+
+    /// Sends a request and waits for its response; notifications go to the backlog.
+    /// Returns the response frame (its `at` is when it was read).
+    fn request(&mut self, method: &str, params: Value, timeout: Duration) -> Frame {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no answer to {method} within {timeout:?}; stderr:\n{}",
+                self.stderr()
+            );
+            if let Some(f) = self.recv(left) {
+                if f.v.get("method").is_none() && f.v["id"] == id {
+                    if let Some(e) = f.v.get("error") {
+                        panic!("{method} failed: {e}");
+                    }
+                    return f;
+                }
+                if f.v.get("method").is_some() && f.v.get("id").is_none() {
+                    self.backlog.push_back(f);
+                }
+            }
+        }
+    }
+
+    /// The next notification (backlog first).
+    fn next_note(&mut self, deadline: Instant) -> Frame {
+        if let Some(f) = self.backlog.pop_front() {
+            return f;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for boo's notifications; stderr:\n{}",
+                self.stderr()
+            );
+            if let Some(f) = self.recv(left) {
+                if f.v.get("method").is_some() && f.v.get("id").is_none() {
+                    return f;
+                }
+            }
+        }
+    }
+
+    fn initialize(&mut self, root: &Path) -> Frame {
+        let uri = format!("file://{}", root.display());
+        let f = self.request(
+            "initialize",
+            json!({"processId": std::process::id(), "rootUri": uri,
+                   "capabilities": {"window": {"workDoneProgress": true}},
+                   "workspaceFolders": [{"uri": uri, "name": "project"}]}),
+            Duration::from_secs(30),
+        );
+        self.notify("initialized", json!({}));
+        f
+    }
+
+    fn stop(mut self) {
+        let id = self.next_id;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "shutdown", "params": null}));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(f) if f.v.get("method").is_none() && f.v["id"] == id => break,
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = self
+            .stdin
+            .write_all(&frame_bytes(&json!({"jsonrpc": "2.0", "method": "exit"})));
+        let _ = self.stdin.flush();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The environment of a `boo serve` under `dir`.
+fn server_env(dir: &Path, qwen: &Path, extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = vec![
+        ("BOO_DB".into(), dir.join("boo.db").display().to_string()),
+        ("BOO_QWEN".into(), qwen.display().to_string()),
+        (
+            "XDG_DATA_HOME".into(),
+            dir.join("data").display().to_string(),
+        ),
+        ("BOO_MAX_PARALLEL".into(), "4".into()),
+    ];
+    for (k, val) in extra {
+        v.push((k.to_string(), val.clone()));
+    }
+    v
+}
+
+/// A small git project with `.boo/flows/<name>.toml` files.
+fn project(dir: &Path, flows: &[(&str, String)]) -> PathBuf {
+    let root = dir.join("project");
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(
+        root.join("README.md"),
+        "# Bench project\n\nA small project the benchmark's agents read.\n",
+    )
+    .unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            root.join(format!("src/mod_{i:02}.rs")),
+            format!(
+                "pub fn f{i}(a: u64) -> u64 {{\n    a.wrapping_mul({}) ^ {i}\n}}\n",
+                i + 3
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join(".gitignore"), "/target\n").unwrap();
+    git(&root, &["init", "-q"]);
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "init"]);
+    // Project flows live in .boo/ (untracked, like a user's own flow file).
+    std::fs::create_dir_all(root.join(".boo/flows")).unwrap();
+    for (name, text) in flows {
+        std::fs::write(root.join(format!(".boo/flows/{name}.toml")), text).unwrap();
+    }
+    root
+}
+
+const PROMPT: &str = "Read the project and answer the question from your persona's angle. Name the files and \
+the lines you rely on, say what you checked and what you could not check, keep the answer short and \
+concrete, and put every problem you find in the findings block with its path, lines and an exact quote \
+copied from the file.";
+
+/// A flow of `waves` waves of `per_wave` agent steps; every step of a wave reads every
+/// step of the wave before it.
+fn wave_flow(name: &str, waves: usize, per_wave: usize) -> String {
+    const PERSONAS: [&str; 12] = [
+        "structural-analyst",
+        "behavioral-analyst",
+        "codebase-explorer",
+        "adversarial-security-analyst",
+        "concurrency-analyst",
+        "edge-case-explorer",
+        "test-engineer",
+        "data-engineer",
+        "risk-analyst",
+        "system-architect",
+        "software-architect",
+        "plan-synthesizer",
+    ];
+    let mut s = format!(
+        "name = \"{name}\"\ntitle = \"Benchmark {name}\"\ncategory = \"analysis\"\n\
+         description = \"{waves} waves of {per_wave} agent steps (benchmark).\"\n\
+         answer = \"w{waves}-1\"\n"
+    );
+    for w in 1..=waves {
+        for i in 1..=per_wave {
+            let after: Vec<String> = if w == 1 {
+                Vec::new()
+            } else {
+                (1..=per_wave)
+                    .map(|j| format!("\"w{}-{j}\"", w - 1))
+                    .collect()
+            };
+            let persona = PERSONAS[((w - 1) * per_wave + (i - 1)) % PERSONAS.len()];
+            s.push_str(&format!(
+                "\n[[steps]]\nid = \"w{w}-{i}\"\nkind = \"agent\"\npersona = \"{persona}\"\n\
+                 after = [{}]\nlabel = \"Wave {w}, agent {i}\"\nprompt = \"\"\"\n{PROMPT}\n\"\"\"\n",
+                after.join(", ")
+            ));
+        }
+    }
+    s
+}
+
+fn launch(c: &mut Client, flow: &str, root: &Path) -> (String, Instant) {
+    let t0 = Instant::now();
+    let f = c.request(
+        "boo/launchFlow",
+        json!({"flow": flow, "input": {"question": "Benchmark: how is this project built?"},
+               "root": root.display().to_string()}),
+        Duration::from_secs(30),
+    );
+    let run_id = f.v["result"]["runId"].as_str().unwrap().to_string();
+    (run_id, t0)
+}
+
+fn is_terminal_update(f: &Frame, run_id: &str) -> bool {
+    f.v["method"] == "boo/stepUpdated"
+        && f.v["params"]["runId"] == run_id
+        && f.v["params"]
+            .get("runStatus")
+            .is_some_and(|s| s.as_str() != Some("running"))
+}
+
+// ---------------------------------------------------------------- (a) overhead
+
+struct BooRun {
+    wall: Duration,
+    status: String,
+    /// per wave: (first step running, last step ended), relative to launch
+    waves: BTreeMap<u64, (Duration, Duration)>,
+    /// every run notification but the streams: (received after launch, what)
+    timeline: Vec<(Duration, String)>,
+}
+
+fn run_flow_through_boo(c: &mut Client, flow: &str, root: &Path, limit: Duration) -> BooRun {
+    let (run_id, t0) = launch(c, flow, root);
+    let deadline = Instant::now() + limit;
+    let mut wave_of: HashMap<String, u64> = HashMap::new();
+    let mut waves: BTreeMap<u64, (Duration, Duration)> = BTreeMap::new();
+    let mut timeline = Vec::new();
+    loop {
+        let f = c.next_note(deadline);
+        let p = &f.v["params"];
+        if p["runId"] != run_id.as_str() {
+            continue;
+        }
+        if f.v["method"] != "boo/agentStream" {
+            timeline.push((
+                f.at - t0,
+                format!(
+                    "{} {} {} {}",
+                    f.v["method"].as_str().unwrap_or(""),
+                    p["stepId"].as_str().unwrap_or(""),
+                    p["status"].as_str().unwrap_or(""),
+                    p["startedAt"].as_str().or(p["finishedAt"].as_str()).unwrap_or("")
+                ),
+            ));
+        }
+        match f.v["method"].as_str() {
+            Some("boo/runStarted") => {
+                for s in p["steps"].as_array().into_iter().flatten() {
+                    wave_of.insert(
+                        s["stepId"].as_str().unwrap().into(),
+                        s["wave"].as_u64().unwrap(),
+                    );
+                }
+            }
+            Some("boo/stepUpdated") => {
+                let w = wave_of
+                    .get(p["stepId"].as_str().unwrap_or(""))
+                    .copied()
+                    .unwrap_or(0);
+                let t = f.at - t0;
+                let e = waves.entry(w).or_insert((Duration::MAX, Duration::ZERO));
+                match p["status"].as_str() {
+                    Some("running") => e.0 = e.0.min(t),
+                    Some("completed" | "failed" | "cancelled" | "skipped") => e.1 = e.1.max(t),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        if is_terminal_update(&f, &run_id) {
+            return BooRun {
+                wall: f.at - t0,
+                status: p["runStatus"].as_str().unwrap_or("").into(),
+                waves,
+                timeline,
+            };
+        }
+    }
+}
+
+/// One agent invocation as boo made it (from the fake's process record).
+struct Invocation {
+    wave: u64,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Vec<u8>,
+}
+
+/// The same fake processes, started directly: the same argv, 4 at a time, wave by
+/// wave, stdout fully read. Returns the wall time and each wave's span.
+fn run_direct(
+    inv: &[Invocation],
+    root: &Path,
+    env: &[(&str, String)],
+) -> (Duration, Vec<Duration>) {
+    let waves: Vec<u64> = {
+        let mut w: Vec<u64> = inv.iter().map(|i| i.wave).collect();
+        w.sort();
+        w.dedup();
+        w
+    };
+    let t0 = Instant::now();
+    let mut spans = Vec::new();
+    for w in waves {
+        let tw = Instant::now();
+        let mut running = Vec::new();
+        for i in inv.iter().filter(|i| i.wave == w) {
+            let mut cmd = Command::new(fake_qwen());
+            cmd.args(&i.args)
+                .current_dir(root)
+                .env_remove("FAKE_QWEN_DIR")
+                .env_remove("FAKE_QWEN_MODES")
+                .stdin(if i.stdin.is_empty() {
+                    Stdio::null()
+                } else {
+                    Stdio::piped()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            for (k, v) in &i.env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().expect("spawn fake-qwen");
+            if let Some(mut si) = child.stdin.take() {
+                let data = i.stdin.clone();
+                std::thread::spawn(move || {
+                    let _ = si.write_all(&data);
+                });
+            }
+            let mut out = child.stdout.take().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut n = 0usize;
+                loop {
+                    match out.read(&mut buf) {
+                        Ok(0) | Err(_) => return n,
+                        Ok(k) => n += k,
+                    }
+                }
+            });
+            running.push((child, reader));
+        }
+        for (mut child, reader) in running {
+            let bytes = reader.join().unwrap();
+            let st = child.wait().unwrap();
+            assert!(st.success() && bytes > 0, "direct fake-qwen failed: {st}");
+        }
+        spans.push(tw.elapsed());
+    }
+    (t0.elapsed(), spans)
+}
+
+fn section_a(sum: &mut Summary) {
+    println!("\n== (a) orchestration overhead: 3 waves x 4 agents, fake agent bench mode (2,000 deltas over 1 s each), BOO_MAX_PARALLEL=4");
+    let dir = TempDir::new("a");
+    let root = project(dir.path(), &[("bench", wave_flow("bench", 3, 4))]);
+    let fake_env: Vec<(&str, String)> = vec![
+        ("FAKE_QWEN_MODE", "bench".into()),
+        ("FAKE_QWEN_DELTAS", "2000".into()),
+        ("FAKE_QWEN_SLEEP_S", "1".into()),
+    ];
+
+    // Warm-up run with process records, to learn the exact argv, env and stdin boo uses.
+    let rec_dir = dir.path().join("records");
+    let mut extra = fake_env.clone();
+    extra.push(("FAKE_QWEN_DIR", rec_dir.display().to_string()));
+    // The agents run under Landlock: the record folder must be writable for them.
+    extra.push(("BOO_AGENT_WRITABLE", rec_dir.display().to_string()));
+    std::fs::create_dir_all(&rec_dir).unwrap();
+    let wdir = dir.path().join("warm");
+    std::fs::create_dir_all(&wdir).unwrap();
+    let mut c = Client::start(
+        &server_env(&wdir, &fake_qwen(), &extra),
+        wdir.join("stderr.log"),
+    );
+    c.initialize(&root);
+    let warm = run_flow_through_boo(&mut c, "bench", &root, Duration::from_secs(120));
+    c.stop();
+    assert_eq!(warm.status, "completed", "warm-up run did not complete");
+    let mut inv = Vec::new();
+    for e in std::fs::read_dir(&rec_dir).unwrap().flatten() {
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+        let step = r["env"]["BOO_STEP_ID"].as_str().unwrap().to_string();
+        let wave: u64 = step
+            .strip_prefix('w')
+            .and_then(|s| s.split('-').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let stdin_len = r["stdinLength"].as_u64().unwrap_or(0) as usize;
+        let stdin = r["prompt"].as_str().unwrap().as_bytes()[..stdin_len].to_vec();
+        let mut env = Vec::new();
+        for k in ["BOO_RUN_ID", "BOO_STEP_ID", "BOO_CHAT_ID"] {
+            if let Some(v) = r["env"][k].as_str() {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+        inv.push(Invocation {
+            wave,
+            args: r["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect(),
+            env,
+            stdin,
+        });
+    }
+    assert_eq!(inv.len(), 12, "expected 12 agent invocations");
+    let prompt_sizes: Vec<usize> = {
+        let mut w: BTreeMap<u64, usize> = BTreeMap::new();
+        for i in &inv {
+            let p = i
+                .args
+                .iter()
+                .position(|a| a == "-p")
+                .map(|k| i.args[k + 1].len())
+                .unwrap_or(0);
+            let e = w.entry(i.wave).or_insert(0);
+            *e = (*e).max(p + i.stdin.len());
+        }
+        w.into_values().collect()
+    };
+    println!("  boo's agent argv (from the fake's records): {}", {
+        let a = &inv[0].args;
+        let p = a.iter().position(|x| x == "-p").unwrap_or(a.len());
+        format!("{} -p <prompt>", a[..p].join(" "))
+    });
+    println!("  prompt bytes per wave: {prompt_sizes:?}");
+    // The direct runs get a settings file of their own; with boo's --exclude-tools in the
+    // argv the fake announces the same three tools as under boo.
+    let home = dir.path().join("direct-home");
+    std::fs::create_dir_all(home.join("qwen-home")).unwrap();
+    std::fs::create_dir_all(home.join("tmp")).unwrap();
+    std::fs::write(
+        home.join("system-settings.json"),
+        serde_json::to_string_pretty(&json!({"tools": {"approvalMode": "plan", "disabled": []}}))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut denv = fake_env.clone();
+    denv.push(("QWEN_HOME", home.join("qwen-home").display().to_string()));
+    denv.push((
+        "QWEN_CODE_SYSTEM_SETTINGS_PATH",
+        home.join("system-settings.json").display().to_string(),
+    ));
+    denv.push(("HOME", home.display().to_string()));
+    denv.push(("TMPDIR", home.join("tmp").display().to_string()));
+
+    // Timed: boo and direct interleaved, one server for all boo runs.
+    let sdir = dir.path().join("timed");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let mut c = Client::start(
+        &server_env(&sdir, &fake_qwen(), &fake_env),
+        sdir.join("stderr.log"),
+    );
+    c.initialize(&root);
+    let reps = 5;
+    let mut boo_t = Vec::new();
+    let mut dir_t = Vec::new();
+    let mut boo_runs = Vec::new();
+    let mut dir_spans = Vec::new();
+    for r in 0..reps {
+        let b = run_flow_through_boo(&mut c, "bench", &root, Duration::from_secs(120));
+        assert_eq!(b.status, "completed", "bench run {r} did not complete");
+        let (d, spans) = run_direct(&inv, &root, &denv);
+        println!(
+            "  rep {}: boo {:.0} ms, direct {:.0} ms, ratio {:.3}",
+            r + 1,
+            ms(b.wall),
+            ms(d),
+            b.wall.as_secs_f64() / d.as_secs_f64()
+        );
+        boo_t.push(b.wall);
+        dir_t.push(d);
+        boo_runs.push(b);
+        dir_spans.push(spans);
+    }
+    c.stop();
+    let (mb, md) = (median_ms(&boo_t), median_ms(&dir_t));
+    let ratio = mb / md;
+    // Where boo's extra time goes, from the client's view of the median boo run.
+    let mut order: Vec<usize> = (0..reps).collect();
+    order.sort_by_key(|&i| boo_t[i]);
+    let mid = &boo_runs[order[reps / 2]];
+    let mut detail = Vec::new();
+    let mut prev_end = Duration::ZERO;
+    for (w, (s, e)) in &mid.waves {
+        detail.push(format!(
+            "wave {w}: starts +{:.0} ms after the previous end, runs {:.0} ms",
+            ms(s.saturating_sub(prev_end)),
+            ms(e.saturating_sub(*s))
+        ));
+        prev_end = *e;
+    }
+    println!(
+        "  median boo run, as the client saw it: {}; run end +{:.0} ms after the last step",
+        detail.join("; "),
+        ms(mid.wall.saturating_sub(prev_end))
+    );
+    if std::env::var_os("BOO_BENCH_VERBOSE").is_some() {
+        for (t, what) in &mid.timeline {
+            println!("    +{:7.1} ms  {what}", ms(*t));
+        }
+    }
+    let mut dmid: Vec<Vec<Duration>> = dir_spans.clone();
+    dmid.sort_by_key(|s| s.iter().sum::<Duration>());
+    println!(
+        "  median direct run, per wave: {}",
+        dmid[reps / 2]
+            .iter()
+            .map(|d| format!("{:.0} ms", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    sum.add(
+        "a",
+        "12-agent flow through boo (median of 5)",
+        format!("{mb:.0} ms"),
+        "—",
+        None,
+    );
+    sum.add(
+        "a",
+        "same processes started directly (median of 5)",
+        format!("{md:.0} ms"),
+        "—",
+        None,
+    );
+    sum.add(
+        "a",
+        "ratio boo / direct",
+        format!(
+            "{ratio:.3} (+{:.0} ms, {:.0} ms per wave)",
+            mb - md,
+            (mb - md) / 3.0
+        ),
+        "≤ 1.05",
+        Some(ratio <= 1.05),
+    );
+}
+
+// ---------------------------------------------------------------- (b) stream
+
+struct StreamResult {
+    wall: Duration,
+    status: String,
+    delivered: usize,
+    errors: Vec<String>,
+    lat_us: Vec<i64>,
+    first_emit: i128,
+    last_emit: i128,
+    last_recv: i128,
+    notifications: usize,
+}
+
+fn stream_pass(root: &Path, dir: &Path, per_agent: usize, span_s: f64) -> StreamResult {
+    let env = server_env(
+        dir,
+        &ts_agent(),
+        &[
+            ("TS_AGENT_DELTAS", per_agent.to_string()),
+            ("TS_AGENT_SPAN_S", format!("{span_s}")),
+        ],
+    );
+    let mut c = Client::start(&env, dir.join("stderr.log"));
+    c.initialize(root);
+    let (run_id, t0) = launch(&mut c, "stream", root);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // per chat: next expected delta index, last seq
+    let mut next_k: HashMap<String, usize> = HashMap::new();
+    let mut last_seq: HashMap<String, u64> = HashMap::new();
+    let mut errors = Vec::new();
+    let mut lat_us = Vec::with_capacity(per_agent * 4);
+    let (mut first_emit, mut last_emit, mut last_recv) = (i128::MAX, 0i128, 0i128);
+    let mut notifications = 0;
+    let mut delivered = 0;
+    let end = loop {
+        let f = c.next_note(deadline);
+        let p = &f.v["params"];
+        if p["runId"] != run_id.as_str() {
+            continue;
+        }
+        if f.v["method"] == "boo/agentStream" {
+            notifications += 1;
+            let chat = p["chatId"].as_str().unwrap().to_string();
+            let seq = p["seq"].as_u64().unwrap();
+            let ls = last_seq.entry(chat.clone()).or_insert(0);
+            if seq != *ls + 1 && errors.len() < 20 {
+                errors.push(format!("chat {chat}: seq {seq} after {ls}"));
+            }
+            *ls = seq;
+            let nk = next_k.entry(chat.clone()).or_insert(0);
+            for ev in p["events"].as_array().into_iter().flatten() {
+                if ev["type"] != "text" {
+                    continue;
+                }
+                let text = ev["text"].as_str().unwrap_or("");
+                for piece in text.split(';') {
+                    let Some(body) = piece.strip_prefix('D') else {
+                        continue;
+                    };
+                    let Some((k, ts)) = body.split_once(':') else {
+                        continue;
+                    };
+                    let (Ok(k), Ok(ts)) = (k.parse::<usize>(), ts.parse::<i128>()) else {
+                        continue;
+                    };
+                    if k != *nk && errors.len() < 20 {
+                        errors.push(format!("chat {chat}: delta {k} where {nk} was due"));
+                    }
+                    *nk = k + 1;
+                    delivered += 1;
+                    lat_us.push(((f.wall - ts) / 1000) as i64);
+                    first_emit = first_emit.min(ts);
+                    last_emit = last_emit.max(ts);
+                    last_recv = last_recv.max(f.wall);
+                }
+            }
+        }
+        if is_terminal_update(&f, &run_id) {
+            break (f.at - t0, p["runStatus"].as_str().unwrap_or("").to_string());
+        }
+    };
+    c.stop();
+    if next_k.len() != 4 {
+        errors.push(format!("{} chats streamed, 4 expected", next_k.len()));
+    }
+    for (chat, k) in &next_k {
+        if *k != per_agent {
+            errors.push(format!(
+                "chat {chat}: last delta {} of {per_agent}",
+                *k as i64 - 1
+            ));
+        }
+    }
+    StreamResult {
+        wall: end.0,
+        status: end.1,
+        delivered,
+        errors,
+        lat_us,
+        first_emit,
+        last_emit,
+        last_recv,
+        notifications,
+    }
+}
+
+/// The 4 timestamping agents alone, stdout read by this process: the generator's own
+/// ceiling on this machine.
+fn agents_alone(root: &Path, per_agent: usize) -> f64 {
+    let t0 = wall_ns();
+    let mut hs = Vec::new();
+    for _ in 0..4 {
+        let mut child = Command::new(ts_agent())
+            .args(["--output-format", "stream-json", "-p", "x"])
+            .current_dir(root)
+            .env("TS_AGENT_DELTAS", per_agent.to_string())
+            .env("TS_AGENT_SPAN_S", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        hs.push((
+            child,
+            std::thread::spawn(move || {
+                let mut first: Option<i128> = None;
+                let mut last = 0i128;
+                for l in BufReader::new(out).lines().map_while(Result::ok) {
+                    if let Some(i) = l.find("\"text\":\"D") {
+                        let rest = &l[i + 9..];
+                        if let Some(ts) = rest
+                            .split(';')
+                            .next()
+                            .and_then(|b| b.split_once(':'))
+                            .and_then(|(_, t)| t.parse::<i128>().ok())
+                        {
+                            first.get_or_insert(ts);
+                            last = wall_ns().max(last);
+                        }
+                    }
+                }
+                (first.unwrap_or(t0), last)
+            }),
+        ));
+    }
+    let (mut first, mut last) = (i128::MAX, 0);
+    for (mut c, h) in hs {
+        let (f, l) = h.join().unwrap();
+        let _ = c.wait();
+        first = first.min(f);
+        last = last.max(l);
+    }
+    (4 * per_agent) as f64 / ((last - first) as f64 / 1e9)
+}
+
+fn section_b(sum: &mut Summary) {
+    println!("\n== (b) stream throughput: 4 timestamping agents x 50,000 text deltas = 200,000, BOO_MAX_PARALLEL=4");
+    let per_agent = 50_000;
+    let dir = TempDir::new("b");
+    let root = project(dir.path(), &[("stream", wave_flow("stream", 1, 4))]);
+    let ceiling = agents_alone(&root, per_agent);
+    println!(
+        "  the 4 agents alone (no boo, this process reads their stdout): {ceiling:.0} deltas/s"
+    );
+
+    let report = |label: &str, r: &StreamResult| {
+        let mut l = r.lat_us.clone();
+        l.sort();
+        let (p50, p99, max) = if l.is_empty() {
+            (0, 0, 0)
+        } else {
+            (pct(&l, 50.0), pct(&l, 99.0), *l.last().unwrap())
+        };
+        let span = (r.last_recv - r.first_emit) as f64 / 1e9;
+        let rate = r.delivered as f64 / span;
+        let emit_rate = r.delivered as f64 / ((r.last_emit - r.first_emit) as f64 / 1e9);
+        println!(
+            "  {label}: run {}, {} deltas delivered in {} notifications, launch->end {:.0} ms; \
+             first emitted -> last received {:.0} ms = {rate:.0} deltas/s (the agents emitted at {emit_rate:.0}/s); \
+             latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            r.status,
+            r.delivered,
+            r.notifications,
+            ms(r.wall),
+            span * 1000.0,
+            p50 as f64 / 1000.0,
+            p99 as f64 / 1000.0,
+            max as f64 / 1000.0
+        );
+        if r.errors.is_empty() {
+            println!("  {label}: every delta arrived once, in order, seq contiguous per chat");
+        } else {
+            println!("  {label}: DELIVERY ERRORS: {:?}", r.errors);
+        }
+        (rate, p50, p99)
+    };
+
+    let pdir = dir.path().join("paced");
+    std::fs::create_dir_all(&pdir).unwrap();
+    let paced = stream_pass(&root, &pdir, per_agent, 2.0);
+    let (paced_rate, p50, p99) = report("paced (each agent 50,000 over 2 s)", &paced);
+
+    let fdir = dir.path().join("fast");
+    std::fs::create_dir_all(&fdir).unwrap();
+    let fast = stream_pass(&root, &fdir, per_agent, 0.0);
+    let (fast_rate, fp50, fp99) = report("as fast as possible", &fast);
+
+    let complete = paced.errors.is_empty()
+        && fast.errors.is_empty()
+        && paced.delivered == 4 * per_agent
+        && fast.delivered == 4 * per_agent
+        && paced.status == "completed"
+        && fast.status == "completed";
+    sum.add(
+        "b",
+        "all 200,000 deltas delivered, in order, seq contiguous (both passes)",
+        format!("{}", if complete { "yes" } else { "no" }),
+        "all",
+        Some(complete),
+    );
+    sum.add(
+        "b",
+        "peak throughput (as fast as possible)",
+        format!("{fast_rate:.0} deltas/s"),
+        "≥ 100,000 deltas/s",
+        Some(fast_rate >= 100_000.0),
+    );
+    sum.add(
+        "b",
+        "paced pass throughput (offered 100,000/s)",
+        format!("{paced_rate:.0} deltas/s"),
+        "—",
+        None,
+    );
+    sum.add(
+        "b",
+        "agent stdout -> client latency, paced, p50",
+        format!("{:.2} ms", p50 as f64 / 1000.0),
+        "—",
+        None,
+    );
+    sum.add(
+        "b",
+        "agent stdout -> client latency, paced, p99",
+        format!("{:.2} ms", p99 as f64 / 1000.0),
+        "< 10 ms",
+        Some((p99 as f64) < 10_000.0),
+    );
+    sum.add(
+        "b",
+        "latency in the as-fast-as-possible pass, p50 / p99",
+        format!(
+            "{:.1} / {:.1} ms",
+            fp50 as f64 / 1000.0,
+            fp99 as f64 / 1000.0
+        ),
+        "—",
+        None,
+    );
+    sum.add(
+        "b",
+        "the agents alone, stdout read directly",
+        format!("{ceiling:.0} deltas/s"),
+        "—",
+        None,
+    );
+}
+
+// ---------------------------------------------------------------- (c) cold start
+
+fn section_c(sum: &mut Summary) {
+    println!("\n== (c) cold start: spawn `boo serve` -> initialize response (20 starts); idle RSS");
+    let dir = TempDir::new("c");
+    let root = project(dir.path(), &[]);
+    let env = server_env(dir.path(), &fake_qwen(), &[]);
+    // First start creates the database (reported apart).
+    let mut c = Client::start(&env, dir.path().join("stderr-0.log"));
+    let f = c.initialize(&root);
+    let fresh = f.at - c.spawned;
+    c.stop();
+    let mut times = Vec::new();
+    let mut rss = Vec::new();
+    for i in 0..20 {
+        let mut c = Client::start(&env, dir.path().join(format!("stderr-{}.log", i + 1)));
+        let f = c.initialize(&root);
+        times.push(f.at - c.spawned);
+        if i < 5 {
+            std::thread::sleep(Duration::from_secs(1));
+            rss.push(vm_rss_kb(c.child.id()));
+        }
+        c.stop();
+    }
+    let mut s = times.clone();
+    s.sort();
+    let (p50, p90) = (ms(pct(&s, 50.0)), ms(pct(&s, 90.0)));
+    rss.sort();
+    let rss_med = pct(&rss, 50.0) as f64 / 1024.0;
+    let rss_max = *rss.last().unwrap() as f64 / 1024.0;
+    println!(
+        "  starts (ms): {}",
+        times
+            .iter()
+            .map(|t| format!("{:.1}", ms(*t)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "  first start on a new database (creates the schema): {:.1} ms",
+        ms(fresh)
+    );
+    sum.add(
+        "c",
+        "initialize round trip, median of 20",
+        format!("{p50:.1} ms"),
+        "< 20 ms",
+        Some(p50 < 20.0),
+    );
+    sum.add(
+        "c",
+        "initialize round trip, p90 of 20",
+        format!("{p90:.1} ms"),
+        "< 20 ms",
+        Some(p90 < 20.0),
+    );
+    sum.add(
+        "c",
+        "idle VmRSS after initialize + 1 s (median / max of 5)",
+        format!("{rss_med:.1} / {rss_max:.1} MiB"),
+        "< 20 MB",
+        Some(rss_max * 1.048_576 < 20.0),
+    );
+}
+
+// ---------------------------------------------------------------- (d) getTraces
+
+const TRACE_ROWS: i64 = 1_000_000;
+const STEPS: [&str; 4] = ["analyst", "security", "explorer", "synthesis"];
+
+fn build_trace_db(path: &Path, root: &Path) -> String {
+    let mut c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(include_str!("../schema.sql")).unwrap();
+    c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    c.pragma_update(None, "synchronous", "OFF").unwrap();
+    let run_id = "019a0000-0000-7000-8000-0000000b3c40".to_string();
+    let root_s = root.display().to_string();
+    let steps: Vec<Value> = STEPS
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({"id": s, "kind": "agent", "agent": "structural-analyst", "label": s,
+                   "wave": if i == 3 { 2 } else { 1 },
+                   "after": if i == 3 { json!(["analyst", "security", "explorer"]) } else { json!([]) },
+                   "when": null, "prompt": PROMPT, "args": {}})
+        })
+        .collect();
+    let plan = json!({"flow": "bench", "band": "small", "steps": steps, "answer": ["synthesis"]});
+    let tx = c.transaction().unwrap();
+    tx.execute(
+        "INSERT INTO flow_runs (run_id, flow, flow_title, band, status, project_id, root, input, model, plan,
+                               report, created_at, finished_at)
+         VALUES (?1, 'bench', 'Benchmark', 'small', 'completed', ?2, ?2, ?3, 'fake-model', ?4, '# Report', ?5, ?6)",
+        rusqlite::params![
+            run_id,
+            root_s,
+            json!({"question": "Benchmark: a million tool calls"}).to_string(),
+            plan.to_string(),
+            "2026-01-01T00:00:00.000Z",
+            "2026-01-01T05:00:00.000Z"
+        ],
+    )
+    .unwrap();
+    for (i, s) in STEPS.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, chat_id, status, attempt,
+                                     output, started_at, finished_at, input_tokens, output_tokens, cache_read_tokens, total_tokens)
+             VALUES (?1, ?2, 'agent', 'structural-analyst', ?2, ?3, ?4, ?5, 'completed', 1, 'done',
+                     '2026-01-01T00:00:00.000Z', '2026-01-01T05:00:00.000Z', 1000, 100, 500, 1100)",
+            rusqlite::params![
+                run_id,
+                s,
+                if i == 3 { 2 } else { 1 },
+                i as i64,
+                format!("019a0000-0000-7000-8000-00000000c00{i}")
+            ],
+        )
+        .unwrap();
+    }
+    {
+        let mut st = tx
+            .prepare(
+                "INSERT INTO tool_traces (seq, trace_id, run_id, step_id, chat_id, tool_call_id, tool, turn, input,
+                     output, output_bytes, started_at, started_ms, finished_at, latency_ms, outcome, error,
+                     input_tokens, output_tokens, cache_read_tokens, total_tokens)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, NULL, ?17, ?18, ?19, ?20)",
+            )
+            .unwrap();
+        let base_ms: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        let tools = ["read_file", "grep_search", "glob"];
+        for seq in 1..=TRACE_ROWS {
+            // Steps take turns in blocks of 25 calls, as parallel agents would.
+            let si = ((seq - 1) / 25 % 4) as usize;
+            let tool = tools[(seq % 3) as usize];
+            let input = match tool {
+                "read_file" => format!("{{\"file_path\":\"{root_s}/src/mod_{:02}.rs\"}}", seq % 20),
+                "grep_search" => {
+                    format!("{{\"pattern\":\"fn f{}\",\"path\":\"{root_s}\"}}", seq % 20)
+                }
+                _ => "{\"pattern\":\"**/*.rs\"}".to_string(),
+            };
+            let output = format!(
+                "pub fn f{0}(a: u64) -> u64 {{\n    a.wrapping_mul({1}) ^ {0}\n}}\n(call {seq})",
+                seq % 20,
+                seq % 20 + 3
+            );
+            let start = base_ms + seq * 18;
+            let fmt = |ms: i64| {
+                let s = ms / 1000;
+                let (h, m, sec) = ((s / 3600) % 24, (s / 60) % 60, s % 60);
+                let day = 1 + (s - 1_767_225_600) / 86_400;
+                format!("2026-01-{day:02}T{h:02}:{m:02}:{sec:02}.{:03}Z", ms % 1000)
+            };
+            st.execute(rusqlite::params![
+                seq,
+                format!("019a0000-0001-7000-8000-{seq:012x}"),
+                run_id,
+                STEPS[si],
+                format!("019a0000-0000-7000-8000-00000000c00{si}"),
+                format!("call_{seq:x}"),
+                tool,
+                1 + (seq / 100) % 20,
+                input,
+                output,
+                output.len() as i64,
+                fmt(start),
+                start,
+                fmt(start + 12),
+                12,
+                "ok",
+                1234,
+                56,
+                1000,
+                1290
+            ])
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")
+        .unwrap();
+    run_id
+}
+
+fn section_d(sum: &mut Summary) {
+    println!("\n== (d) boo/getTraces pages of 200 on a database with 1,000,000 tool_traces rows");
+    let dir = TempDir::new("d");
+    let root = project(dir.path(), &[]);
+    let db = dir.path().join("boo.db");
+    let t = Instant::now();
+    let run_id = build_trace_db(&db, &root);
+    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "  built the database in {:.1} s ({:.0} MiB; one run, 4 steps, 1,000,000 traces in blocks of 25 per step)",
+        t.elapsed().as_secs_f64(),
+        size as f64 / 1048576.0
+    );
+    let env = server_env(dir.path(), &fake_qwen(), &[]);
+    let mut c = Client::start(&env, dir.path().join("stderr.log"));
+    c.initialize(&root);
+    let cases: Vec<(&str, Value, Option<&str>)> = vec![
+        ("start", json!({"runId": run_id, "limit": 200}), Some("200")),
+        (
+            "middle (cursor)",
+            json!({"runId": run_id, "limit": 200, "cursor": "500000"}),
+            Some("500200"),
+        ),
+        (
+            "end (cursor)",
+            json!({"runId": run_id, "limit": 200, "cursor": "999800"}),
+            None,
+        ),
+        (
+            "stepId, start",
+            json!({"runId": run_id, "limit": 200, "stepId": "security"}),
+            None,
+        ),
+        (
+            "stepId, middle (cursor)",
+            json!({"runId": run_id, "limit": 200, "stepId": "security", "cursor": "500000"}),
+            None,
+        ),
+    ];
+    let reps = 25;
+    let mut all = Vec::new();
+    let mut worst_case = 0.0f64;
+    for (label, params, want_next) in &cases {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for r in 0..reps + 2 {
+            let t0 = Instant::now();
+            let f = c.request("boo/getTraces", params.clone(), Duration::from_secs(30));
+            let d = f.at - t0;
+            let res = &f.v["result"];
+            let traces = res["traces"].as_array().unwrap();
+            assert_eq!(traces.len(), 200, "{label}: page size");
+            if label.starts_with("stepId") {
+                assert!(
+                    traces.iter().all(|t| t["stepId"] == "security"),
+                    "{label}: filter"
+                );
+            }
+            match want_next {
+                Some(n) => assert_eq!(res["nextCursor"], *n, "{label}: nextCursor"),
+                None if *label == "end (cursor)" => {
+                    assert!(
+                        res["nextCursor"].is_null(),
+                        "{label}: the last page has no nextCursor"
+                    )
+                }
+                None => assert!(res["nextCursor"].is_string(), "{label}: nextCursor"),
+            }
+            bytes = serde_json::to_vec(res).unwrap().len();
+            if r >= 2 {
+                times.push(d); // the first two are warm-up
+            }
+        }
+        let m = median_ms(&times);
+        let mut s = times.clone();
+        s.sort();
+        println!(
+            "  {label}: median {m:.2} ms, p90 {:.2} ms ({} KiB per page)",
+            ms(pct(&s, 90.0)),
+            bytes / 1024
+        );
+        worst_case = worst_case.max(m);
+        all.extend(times);
+    }
+    c.stop();
+    let m = median_ms(&all);
+    sum.add(
+        "d",
+        "getTraces page of 200, median over start/middle/end/stepId pages",
+        format!("{m:.2} ms"),
+        "< 5 ms",
+        Some(m < 5.0),
+    );
+    sum.add(
+        "d",
+        "slowest page kind (its median)",
+        format!("{worst_case:.2} ms"),
+        "< 5 ms",
+        Some(worst_case < 5.0),
+    );
+}
+
+// ---------------------------------------------------------------- (e) fingerprint
+
+fn section_e(sum: &mut Summary) {
+    println!("\n== (e) fingerprint of a 10,000-file git tree (`boo fingerprint`: cold = no hash cache, warm = stat only)");
+    let dir = TempDir::new("e");
+    let root = dir.path().join("tree");
+    for d in 0..100 {
+        let p = root.join(format!("pkg{d:02}"));
+        std::fs::create_dir_all(&p).unwrap();
+        for f in 0..100 {
+            std::fs::write(
+                p.join(format!("file{f:03}.rs")),
+                format!(
+                    "// pkg{d:02}/file{f:03}\npub fn f{f}() -> u32 {{\n    {}\n}}\n",
+                    d * 100 + f
+                ),
+            )
+            .unwrap();
+        }
+    }
+    let t = Instant::now();
+    git(&root, &["init", "-q"]);
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "tree"]);
+    println!(
+        "  created and committed 10,000 files in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..5 {
+        let out = Command::new(boo_bin())
+            .arg("fingerprint")
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "boo fingerprint failed");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("fingerprint JSON");
+        assert_eq!(v["files"], 10_000, "fingerprint file count: {v}");
+        assert_eq!(v["changes"], 0);
+        cold.push(v["coldMs"].as_f64().unwrap());
+        warm.push(v["warmMs"].as_f64().unwrap());
+    }
+    println!(
+        "  runs (cold/warm ms): {}",
+        cold.iter()
+            .zip(&warm)
+            .map(|(c, w)| format!("{c:.0}/{w:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    cold.sort_by(|a, b| a.total_cmp(b));
+    warm.sort_by(|a, b| a.total_cmp(b));
+    sum.add(
+        "e",
+        "cold fingerprint, 10,000 files (median of 5 processes)",
+        format!("{:.0} ms", cold[2]),
+        "none set",
+        None,
+    );
+    sum.add(
+        "e",
+        "warm fingerprint, same tree (median of 5)",
+        format!("{:.0} ms", warm[2]),
+        "none set",
+        None,
+    );
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() {
+    // cargo bench passes `--bench`; letters choose sections.
+    let chosen: String = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect::<Vec<_>>()
+        .join("");
+    let want = |c: char| chosen.is_empty() || chosen.contains(c);
+    println!("boo benchmark — {}", machine());
+    println!("binary: {}", boo_bin().display());
+    let started = Instant::now();
+    let mut sum = Summary(Vec::new());
+    if want('a') {
+        section_a(&mut sum);
+    }
+    if want('b') {
+        section_b(&mut sum);
+    }
+    if want('c') {
+        section_c(&mut sum);
+    }
+    if want('d') {
+        section_d(&mut sum);
+    }
+    if want('e') {
+        section_e(&mut sum);
+    }
+    println!(
+        "\n== summary (Markdown), total {:.0} s\n",
+        started.elapsed().as_secs_f64()
+    );
+    println!("| section | figure | measured | goal | met? |\n| --- | --- | --- | --- | --- |");
+    for r in &sum.0 {
+        println!("| {} | {} | {} | {} | {} |", r[0], r[1], r[2], r[3], r[4]);
+    }
+}
