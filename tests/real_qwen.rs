@@ -765,6 +765,36 @@ fn hostile_repository_and_model_leave_the_project_byte_identical() {
             );
         }
     }
+    // ... and in what the editor saw live (boo/agentStream), for every agent.
+    s.drain(Duration::from_millis(200));
+    let mut live: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (m, p) in s.run_notes(&run_id) {
+        if m == "boo/agentStream" {
+            live.entry(p["chatId"].as_str().unwrap_or("").to_string())
+                .or_default()
+                .extend(p["events"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    assert_eq!(live.len(), 3, "three agents streamed");
+    for (chat, events) in &live {
+        let refused: BTreeSet<&str> = events
+            .iter()
+            .filter(|e| e["type"] == "toolCall")
+            .filter(|c| {
+                events.iter().any(|r| {
+                    r["type"] == "toolResult"
+                        && r["toolCallId"] == c["toolCallId"]
+                        && r["isError"] == true
+                })
+            })
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(
+            refused,
+            HOSTILE_TOOLS.into_iter().collect::<BTreeSet<&str>>(),
+            "{chat}: the live stream must show every refused call"
+        );
+    }
     let traces = traces(&mut s, &run_id);
     for tool in HOSTILE_TOOLS {
         let ts: Vec<&Value> = traces.iter().filter(|t| t["tool"] == tool).collect();
