@@ -24,6 +24,7 @@ let cs;
 let browser;
 let page;
 let workDirs; // the private code-server profile
+let booBin; // the private copy of the server binary
 const consoleErrors = [];
 
 before(async () => {
@@ -35,10 +36,15 @@ before(async () => {
   const fakeQwen = path.join(work, 'fake-qwen');
   fs.copyFileSync(FAKE_QWEN, fakeQwen);
   fs.chmodSync(fakeQwen, 0o755);
+  // And a private copy of the server: `cargo build` may replace target/debug/boo meanwhile,
+  // and boo starts helpers from its own executable.
+  booBin = path.join(work, 'boo');
+  fs.copyFileSync(BOO_BIN, booBin);
+  fs.chmodSync(booBin, 0o755);
   // Test fixture: an offline stand-in language model (see tests/vscode/fake-lm/extension.js).
   // Without a default model code-server's chat never calls a participant.
   const standIn = path.join(work, 'fake-lm.vsix');
-  execFileSync(path.join(EXT, 'node_modules/.bin/vsce'), ['package', '--no-dependencies', '--skip-license', '-o', standIn], {
+  execFileSync(path.join(EXT, 'node_modules/.bin/vsce'), ['package', '--no-dependencies', '--skip-license', '--allow-missing-repository', '-o', standIn], {
     cwd: path.join(HERE, '../fake-lm'),
     stdio: 'pipe',
     timeout: 60_000,
@@ -50,7 +56,7 @@ before(async () => {
       'workbench.startupEditor': 'none',
       'workbench.tips.enabled': false,
       'extensions.ignoreRecommendations': true,
-      'boo.serverPath': BOO_BIN,
+      'boo.serverPath': booBin,
       'boo.maxParallelAgents': 2,
     },
   });
@@ -103,6 +109,8 @@ after(async () => {
 // ---- helpers ---------------------------------------------------------------------------
 
 const shot = (name) => page.screenshot({ path: path.join(ARTIFACTS, `e2e-${name}.png`) });
+/** A smaller picture of one workbench part, for the README (artifacts/vscode/docs-*.png). */
+const docShot = (name, selector = '.part.editor') => page.locator(selector).first().screenshot({ path: path.join(ARTIFACTS, `docs-${name}.png`) });
 
 /** The webview frame of a boo view whose content satisfies `pred`, visible on screen. */
 async function webview(view, { pred = async () => true, timeout = 30_000 } = {}) {
@@ -197,6 +205,7 @@ describe('boo in code-server', () => {
     await command('Boo: Launch Flow…');
     const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'what could break in the cache? [[fake:slow]]');
     await shot('02-launcher');
+    await docShot('launcher');
     await launcher.locator('.launch').click();
     const pane = await paneOf('code-review');
     const steps = await pane.locator('.step').count();
@@ -206,6 +215,7 @@ describe('boo in code-server', () => {
     assert.ok((await pane.locator('.step.expanded .stream .text .item-text').first().textContent()).trim().length > 0);
     await page.locator('.statusbar-item', { hasText: 'boo: 1 running' }).first().waitFor({ timeout: 5000 });
     await shot('03-streaming');
+    await docShot('streaming');
     await pane.locator('.report').waitFor({ state: 'visible', timeout: 120_000 });
     assert.equal(await pane.locator('.status-pill').textContent(), 'completed');
     assert.match(await pane.locator('.report h1').first().textContent(), /what could break in the cache/);
@@ -213,6 +223,7 @@ describe('boo in code-server', () => {
     const rosterY = (await pane.locator('.roster').boundingBox()).y;
     assert.ok(reportY < rosterY, 'the report is at the top');
     await shot('04-report');
+    await docShot('report');
   });
 
   step('the verified finding is a diagnostic in the Problems panel', async () => {
@@ -224,6 +235,7 @@ describe('boo in code-server', () => {
     assert.match(text, /\[code-review\//);
     assert.match(text, /boo/);
     await shot('05-problems');
+    await docShot('problems', '.part.panel');
     // Inline too: opening the problem shows the file with the finding underlined.
     await problems.locator('.monaco-list-row', { hasText: 'First line of README.md' }).first().dblclick();
     await page.locator('.tab', { hasText: 'README.md' }).first().waitFor();
@@ -252,6 +264,7 @@ describe('boo in code-server', () => {
     assert.match(rows[0], /how is the cache structured\?[\s\S]*architectural-analysis · small · completed/);
     assert.match(rows[1], /what could break in the cache\?[\s\S]*code-review · small · completed/);
     await shot('07-history');
+    await docShot('history', '.part.sidebar');
     await tree.locator('.monaco-list-row').nth(1).click();
     const pane = await paneOf('code-review');
     await pane.locator('.report').waitFor({ state: 'visible' });
@@ -295,13 +308,18 @@ describe('boo in code-server', () => {
     assert.ok(rows >= 2, `tool calls listed (${rows})`);
     assert.ok((await traces.locator('.tok.cache .tok-v').first().textContent()).endsWith('%'));
     await shot('10-traces');
+    await docShot('traces');
   });
 
-  step('after a window reload the pane comes back from its run id', async () => {
+  step('after a window reload the pane and the traces view come back from their run id', async () => {
     await command('Developer: Reload Window');
     await page.waitForTimeout(1500);
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
-    const pane = await paneOf('code-review', 60_000);
+    // The traces view was the active editor: it comes back first, with its rows.
+    const traces = await webview('traces', { timeout: 60_000, pred: async (f) => (await f.locator('.trace-row').count()) > 0 });
+    assert.ok((await traces.locator('.trace-row').count()) >= 2);
+    await page.locator('.tab', { hasText: 'boo: code-review' }).first().click();
+    const pane = await paneOf('code-review', 30_000);
     await pane.locator('.report').waitFor({ state: 'visible', timeout: 30_000 });
     await shot('11-after-reload');
   });
@@ -341,6 +359,7 @@ describe('boo in code-server', () => {
     assert.doesNotMatch(text, /Language model unavailable/);
     await response.locator('a', { hasText: 'Open the full report in the Orchestrator pane' }).waitFor();
     await shot('13-chat');
+    await docShot('chat', '.part.auxiliarybar');
     await response.getByRole('button', { name: 'Open Orchestrator' }).click();
     const pane = await webview('pane', { pred: async (f) => (await f.locator('.question').textContent()) === 'what about eviction?' });
     await pane.locator('.report').waitFor({ state: 'visible' });

@@ -31,7 +31,10 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'boo-record-db-'));
 // A private copy of the fake qwen: the shared checkout may be edited while we run.
 fs.copyFileSync(fakeQwen, path.join(tmp, 'fake-qwen'));
 fs.chmodSync(path.join(tmp, 'fake-qwen'), 0o755);
-const server = new LspProcess(bin, ['serve'], {
+// A private copy of the server too (a concurrent `cargo build` may replace it).
+fs.copyFileSync(bin, path.join(tmp, 'boo'));
+fs.chmodSync(path.join(tmp, 'boo'), 0o755);
+const server = new LspProcess(path.join(tmp, 'boo'), ['serve'], {
   cwd: project,
   env: {
     ...process.env,

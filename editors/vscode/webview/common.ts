@@ -47,15 +47,17 @@ export function clear(el: Element): void {
 }
 
 /** A one-line summary of a tool's input: its path, pattern or command when it has one. */
-export function summarizeInput(input: unknown): string {
+export function summarizeInput(input: unknown, root?: string | null): string {
+  // Paths under the run's root are shown relative to it.
+  const rel = (v: string) => (root && v.startsWith(root.replace(/\/+$/, '') + '/') ? v.slice(root.replace(/\/+$/, '').length + 1) : v);
   if (input === null || input === undefined) return '';
-  if (typeof input === 'string') return oneLine(input);
+  if (typeof input === 'string') return oneLine(rel(input));
   if (typeof input === 'object') {
     const o = input as Record<string, unknown>;
     for (const key of ['absolute_path', 'file_path', 'path', 'pattern', 'glob', 'query', 'command', 'url', 'paths']) {
       const v = o[key];
-      if (typeof v === 'string' && v) return oneLine(v);
-      if (Array.isArray(v) && v.length) return oneLine(v.map(String).join(', '));
+      if (typeof v === 'string' && v) return oneLine(rel(v));
+      if (Array.isArray(v) && v.length) return oneLine(v.map((x) => rel(String(x))).join(', '));
     }
     return oneLine(JSON.stringify(input));
   }

@@ -439,7 +439,7 @@ function renderItem(item: StreamItem, prev: HTMLElement | undefined): HTMLElemen
           null,
           h('span', { class: 'tool-state', 'aria-label': st }),
           h('span', { class: 'tool-name' }, item.name),
-          h('code', { class: 'tool-arg' }, summarizeInput(item.input)),
+          h('code', { class: 'tool-arg' }, summarizeInput(item.input, state?.root)),
         ),
         h('div', { class: 'tool-detail' }, h('div', { class: 'tool-h' }, 'input'), h('pre', { class: 'tool-input' }, displayValue(item.input)), item.result ? h('div', { class: 'tool-h' }, item.result.isError ? 'error' : 'result') : null, item.result ? h('pre', { class: 'tool-result' }, displayValue(item.result.content)) : null),
       );

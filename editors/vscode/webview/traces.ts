@@ -34,6 +34,7 @@ function render(run: GetRunResult, traces: Trace[]): void {
   clear(app);
   app.removeAttribute('aria-busy');
   const r = run.run;
+  vscode.setState({ runId: r.runId });
   app.append(
     h('header', { class: 'hdr' }, h('div', { class: 'hdr-main' }, h('span', { class: 'flow-name' }, `Traces · ${r.flow}`), h('span', { class: 'badge band' }, r.band), h('span', { class: 'status-pill', 'data-status': r.status }, r.status)), h('div', { class: 'hdr-meta' }, h('span', null, `${traces.length} tool call${traces.length === 1 ? '' : 's'}`)), h('button', { class: 'icon-btn', title: 'Refresh', 'aria-label': 'Refresh', onclick: () => post({ type: 'refresh' }) }, '↻')),
     h('p', { class: 'question' }, r.question),
@@ -47,7 +48,7 @@ function render(run: GetRunResult, traces: Trace[]): void {
   }
   for (const step of run.steps) {
     if (step.kind !== 'agent' && !byStep.has(step.stepId)) continue;
-    app.append(stepSection(step, byStep.get(step.stepId) ?? []));
+    app.append(stepSection(step, byStep.get(step.stepId) ?? [], r.root));
   }
 }
 
@@ -62,7 +63,7 @@ function sumUsage(steps: Step[]): Usage {
   return u;
 }
 
-function stepSection(step: Step, traces: Trace[]): HTMLElement {
+function stepSection(step: Step, traces: Trace[], root: string): HTMLElement {
   const sorted = traces.slice().sort((a, b) => Date.parse(a.startedAt) - Date.parse(b.startedAt));
   const times = sorted.flatMap((t) => [Date.parse(t.startedAt), t.finishedAt ? Date.parse(t.finishedAt) : Date.parse(t.startedAt) + (t.latencyMs ?? 0)]);
   const stepStart = step.startedAt ? Date.parse(step.startedAt) : NaN;
@@ -85,7 +86,7 @@ function stepSection(step: Step, traces: Trace[]): HTMLElement {
       'div',
       { class: 'trace-row', role: 'row', 'data-outcome': outcome, 'data-tool': t.tool, title: t.error ?? '' },
       h('span', { class: 'trace-tool', role: 'cell' }, t.tool),
-      h('code', { class: 'trace-input', role: 'cell' }, summarizeInput(t.input)),
+      h('code', { class: 'trace-input', role: 'cell', title: summarizeInput(t.input) }, summarizeInput(t.input, root)),
       h('span', { class: 'trace-bar', role: 'cell' }, track),
       h('span', { class: 'trace-latency', role: 'cell' }, formatMs(latency)),
       h('span', { class: 'trace-outcome', role: 'cell', 'data-outcome': outcome }, outcome),
