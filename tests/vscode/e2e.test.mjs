@@ -410,6 +410,24 @@ describe('boo in code-server', () => {
     await tree.locator('.monaco-list-row', { hasText: 'follow me after a close' }).filter({ hasText: 'completed' }).first().waitFor({ timeout: 10_000 });
   });
 
+  step('Boo: Restart Server in the middle of a run: the new server resumes it and the pane follows to the report', async () => {
+    await command('View: Close All Editors');
+    await command('Boo: Launch Flow…');
+    const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'survive a restart [[fake:slow]]');
+    await launcher.locator('.launch').click();
+    const pane = await webview('pane', { pred: async (f) => (await f.locator('.question').textContent()).startsWith('survive a restart') });
+    await pane.locator('.step.expanded .stream .item').first().waitFor({ timeout: 30_000 });
+    await command('Boo: Restart Server');
+    await page.locator('.notification-toast', { hasText: 'server restarted' }).first().waitFor({ timeout: 30_000 });
+    await shot('19-restarted');
+    await pane.locator('.report').waitFor({ state: 'visible', timeout: 150_000 });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'completed');
+    const metas = await pane.locator('.step-meta').allTextContents();
+    await shot('20-resumed-report');
+    console.log(`# resumed steps: ${JSON.stringify(metas)}`);
+    assert.ok(metas.some((m) => /attempt 2/.test(m)), 'the interrupted agent steps ran again under a new chat and the pane shows it');
+  });
+
   step('a missing server binary is reported with a button to the setting', async () => {
     // Change boo.serverPath in the Settings editor, as a user would.
     await command('Preferences: Open Settings (UI)', 'Settings');

@@ -66,6 +66,8 @@ export interface Step extends StepInfo {
   usage?: Usage | null;
   transcript?: StreamEvent[];
   lastSeq?: number;
+  /** docs/protocol.md extra: 1 for the first dispatch, more after a resume. */
+  attempt?: number;
 }
 
 export interface GetRunResult {
@@ -122,6 +124,9 @@ export interface StepUpdatedParams {
   agent?: string | null;
   kind?: 'agent' | 'code';
   output?: string | null;
+  /** On the run's last notification (docs/protocol.md extras). */
+  runError?: string | null;
+  runUsage?: Usage | null;
 }
 
 export interface AgentStreamParams {

@@ -40,6 +40,8 @@ export interface StepView extends StepInfo {
   gap: boolean;
   /** State activity counter value of the last stream chunk (for auto-follow). */
   lastActivity: number;
+  /** 1, then 2… when the step is dispatched again (after a server restart) with a new chatId. */
+  attempt: number;
 }
 
 export type Selection = { mode: 'auto' } | { mode: 'user'; stepId: string | null };
@@ -128,7 +130,26 @@ function newStep(info: Partial<StepInfo> & { stepId: string }): StepView {
     pending: [],
     gap: false,
     lastActivity: 0,
+    attempt: 1,
   };
+}
+
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Whether `chatId` is a newer attempt of the step than its current chat. A step that is
+ * dispatched again (a run resumed after a server restart) gets a new chatId whose seq
+ * starts at 1 again. Time-ordered (v7) ids tell a newer chat from a stale one.
+ */
+function isNewerChat(current: string | null, chatId: string | null | undefined): boolean {
+  if (!chatId || !current || chatId === current) return false;
+  if (UUID_V7.test(current) && UUID_V7.test(chatId)) return chatId.toLowerCase() > current.toLowerCase();
+  return true;
+}
+
+/** The step's stream restarts for a new attempt (new chatId). */
+function newAttempt(step: StepView, chatId: string): StepView {
+  return { ...step, chatId, lastSeq: 0, items: [], streamUsage: {}, pending: [], gap: false, attempt: step.attempt + 1, usage: null, output: null, error: null, finishedAt: null };
 }
 
 function sortSteps(steps: StepView[]): StepView[] {
@@ -270,7 +291,8 @@ function applyStepUpdate(state: PaneState, p: StepUpdatedParams, now: number | u
     s = { ...s, steps: sortSteps([...s.steps, created]) };
     idx = findStep(s, p.stepId, p.chatId);
   }
-  const old = s.steps[idx];
+  let old = s.steps[idx];
+  if (isNewerChat(old.chatId, p.chatId) && !isStepTerminal(old.status)) old = newAttempt(old, p.chatId!);
   const step: StepView = { ...old };
   // A terminal status never changes again (stale updates replayed after a refetch are ignored).
   if (!isStepTerminal(old.status) && p.status) step.status = p.status;
@@ -288,7 +310,9 @@ function applyStepUpdate(state: PaneState, p: StepUpdatedParams, now: number | u
     if (isRunTerminal(p.runStatus)) {
       s.finishedAt = p.finishedAt ?? s.finishedAt ?? (now !== undefined ? new Date(now).toISOString() : null);
       if (typeof p.report === 'string') s.report = p.report;
-      if (p.runStatus === 'failed' && p.error) s.error = p.error;
+      if (p.runError) s.error = p.runError;
+      else if (p.runStatus === 'failed' && p.error) s.error = p.error;
+      if (p.runUsage) s.usage = p.runUsage;
     }
   } else if (typeof p.report === 'string' && !s.report) {
     s = { ...s, report: p.report };
@@ -308,7 +332,10 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
       const steps = sortSteps(
         (p.steps ?? []).map((info) => {
           const prev = known.get(info.stepId);
-          if (prev) return { ...prev, agent: info.agent ?? prev.agent, kind: info.kind ?? prev.kind, label: info.label ?? prev.label, wave: info.wave ?? prev.wave, chatId: info.chatId ?? prev.chatId };
+          if (prev) {
+            const base = isNewerChat(prev.chatId, info.chatId) && !isStepTerminal(prev.status) ? newAttempt(prev, info.chatId!) : prev;
+            return { ...base, agent: info.agent ?? prev.agent, kind: info.kind ?? prev.kind, label: info.label ?? prev.label, wave: info.wave ?? prev.wave, chatId: base.chatId ?? info.chatId };
+          }
           return newStep(info);
         }),
       );
@@ -341,7 +368,17 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
         s = { ...s, steps: sortSteps([...s.steps, created]) };
         idx = findStep(s, p.stepId, p.chatId);
       }
-      const r = applyChunk(s.steps[idx], p.seq, Array.isArray(p.events) ? p.events : []);
+      let target = s.steps[idx];
+      if (p.chatId && target.chatId && p.chatId !== target.chatId) {
+        if (!isNewerChat(target.chatId, p.chatId)) {
+          // A chunk of an earlier attempt: nothing to show any more.
+          return { ...s, stats: { ...s.stats, duplicates: s.stats.duplicates + 1 } };
+        }
+        target = newAttempt(target, p.chatId);
+      } else if (p.chatId && !target.chatId) {
+        target = { ...target, chatId: p.chatId };
+      }
+      const r = applyChunk(target, p.seq, Array.isArray(p.events) ? p.events : []);
       const stats = {
         duplicates: s.stats.duplicates + (r.dup ? 1 : 0),
         gaps: s.stats.gaps + (r.gapNow ? 1 : 0),
@@ -370,10 +407,15 @@ function stepFromRun(step: Step, prev: StepView | undefined): StepView {
     error: step.error ?? null,
     output: step.output ?? null,
     lastSeq: typeof step.lastSeq === 'number' ? step.lastSeq : 0,
+    attempt: typeof step.attempt === 'number' && step.attempt > 0 ? step.attempt : 1,
     items: transcript ? appendEvents([], transcript) : [],
     streamUsage: transcript ? usageOfEvents(transcript) : {},
   };
   if (!prev) return fromServer;
+  if (prev.chatId && fromServer.chatId && prev.chatId !== fromServer.chatId) {
+    // Different attempts: the newer one wins as a whole.
+    return isNewerChat(prev.chatId, fromServer.chatId) ? { ...fromServer, attempt: Math.max(fromServer.attempt, prev.attempt + 1) } : prev;
+  }
   // The client already holds a longer stream than the snapshot (notifications raced
   // ahead of the getRun answer): keep the client's stream, take the server's metadata.
   const keepStream = prev.lastSeq > fromServer.lastSeq || !transcript;

@@ -288,3 +288,42 @@ test('auto-follow: a code step only before any agent ran; the last agent between
 test('the recorded fixtures are there (so the checks above ran)', () => {
   assert.ok(recorded.length >= 1, `no recording in ${FIXTURES}`);
 });
+
+test('a step dispatched again after a server restart (new chatId) restarts its stream at seq 1', () => {
+  const CHAT_A = '01a1fb6b-c6bd-71b0-a310-000000000001';
+  const CHAT_B = '01a1fb7f-0000-7000-8000-000000000002'; // created later: sorts after A
+  const started = runStarted();
+  if (started.method !== 'boo/runStarted') throw new Error('unreachable');
+  const withChat = (chatId: string, resumed = false): Notification => ({
+    method: 'boo/runStarted',
+    params: { ...started.params, resumed, steps: started.params.steps.map((x) => (x.stepId === 'security' ? { ...x, chatId } : x)) },
+  });
+  let s = fold([withChat(CHAT_A), step('security', 'running', { chatId: CHAT_A }), stream('security', CHAT_A, 1, SEC_EVENTS[0]), stream('security', CHAT_A, 2, SEC_EVENTS[1])]);
+  assert.equal(stepOf(s, 'security').lastSeq, 2);
+  // The server restarts and resumes the run: runStarted again, the step gets a new chat.
+  s = reduceAll(s, [n(withChat(CHAT_B, true)), n(step('security', 'running', { chatId: CHAT_B })), n(stream('security', CHAT_B, 1, SEC_EVENTS[3]))]);
+  const sec = stepOf(s, 'security');
+  assert.equal(sec.chatId, CHAT_B);
+  assert.equal(sec.attempt, 2);
+  assert.equal(sec.lastSeq, 1);
+  assert.deepEqual(
+    sec.items.map((i) => i.kind),
+    ['text'],
+    'the new attempt starts a fresh stream',
+  );
+  assert.equal(s.needsResync, false);
+  // A late chunk of the old attempt is ignored.
+  s = reduce(s, n(stream('security', CHAT_A, 3, SEC_EVENTS[2])));
+  assert.equal(stepOf(s, 'security').items.length, 1);
+  // A stale snapshot still on the old chat does not roll back the new attempt.
+  const snap = getRunSnapshot(2);
+  snap.steps = snap.steps.map((x) => (x.stepId === 'security' ? { ...x, chatId: CHAT_A } : x));
+  s = reduce(s, { type: 'hydrate', result: snap });
+  assert.equal(stepOf(s, 'security').chatId, CHAT_B);
+});
+
+test('the run error and usage of the last notification are the run’s', () => {
+  const s = fold([runStarted(), step('report', 'failed', { runStatus: 'failed', error: 'step error', runError: 'run failed: 2 steps failed', runUsage: { inputTokens: 10, outputTokens: 5, cacheReadTokens: 0, totalTokens: 15 } })]);
+  assert.equal(s.error, 'run failed: 2 steps failed');
+  assert.equal(runTokens(s), 15);
+});

@@ -290,6 +290,7 @@ function stepMetaText(step: StepView): string {
   const tools = step.items.filter((i) => i.kind === 'tool').length;
   if (tools) parts.push(`${tools} tool${tools === 1 ? '' : 's'}`);
   if (step.status === 'skipped') parts.push('skipped');
+  if (step.attempt > 1) parts.push(`attempt ${step.attempt}`);
   return parts.join(' · ');
 }
 
@@ -405,10 +406,10 @@ function renderStream(s: PaneState, expanded: string | null): void {
     if (step.output) footer.append(h('div', { class: 'item output' }, step.output));
     else if (step.status === 'pending') footer.append(h('div', { class: 'muted' }, `Waiting for wave ${waveOrdinal(s, step.wave)}…`));
     else if (step.status === 'running') footer.append(h('div', { class: 'muted' }, step.kind === 'code' ? 'Running…' : 'Starting agent…'));
-    else if (step.status === 'skipped') footer.append(h('div', { class: 'muted' }, 'Skipped: its condition was not met.'));
+    else if (step.status === 'skipped') footer.append(h('div', { class: 'muted' }, step.error ?? 'Skipped: its condition was not met.'));
     else if (step.kind === 'code') footer.append(h('div', { class: 'muted' }, 'Code step finished.'));
   }
-  if (step.error) footer.append(h('div', { class: 'step-error', role: 'alert' }, step.error));
+  if (step.error && step.status !== 'skipped') footer.append(h('div', { class: 'step-error', role: 'alert' }, step.error));
   if (step.status === 'running' && items.length) footer.append(h('span', { class: 'cursor', 'aria-hidden': 'true' }));
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
