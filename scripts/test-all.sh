@@ -12,6 +12,12 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
+# boo refuses to run agents without a configured model endpoint. The editor suites
+# use the scripted fake qwen, which never contacts it; the real-qwen tests start
+# their own scripted model server and set these themselves.
+export OPENAI_BASE_URL="${OPENAI_BASE_URL:-http://127.0.0.1:9/v1}"
+export OPENAI_API_KEY="${OPENAI_API_KEY:-test-key}"
+export OPENAI_MODEL="${OPENAI_MODEL:-test-model}"
 
 pass=0
 fail=0

@@ -18,6 +18,11 @@ cd "$ROOT"
 
 NVIM="$("$ROOT/scripts/install-nvim.sh" | tail -n 1)" || { echo "test-nvim: cannot install Neovim" >&2; exit 2; }
 
+# boo refuses to run agents without a configured endpoint; the fake qwen never calls it.
+export OPENAI_BASE_URL="${OPENAI_BASE_URL:-http://127.0.0.1:9/v1}"
+export OPENAI_API_KEY="${OPENAI_API_KEY:-test-key}"
+export OPENAI_MODEL="${OPENAI_MODEL:-test-model}"
+
 BOO_BIN="${BOO_BIN:-target/debug/boo}"
 case "$BOO_BIN" in /*) ;; *) BOO_BIN="$ROOT/$BOO_BIN" ;; esac
 if [ ! -x "$BOO_BIN" ]; then

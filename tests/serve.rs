@@ -826,3 +826,16 @@ fn fast_mode_leaves_out_signal_gated_specialists() {
     }
     assert!(skipped[1] > skipped[0], "fast mode skips more: {skipped:?}");
 }
+
+#[test]
+fn without_a_configured_endpoint_agents_fail_closed_at_launch() {
+    let t = TempDir::new("noendpoint");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[("OPENAI_BASE_URL", String::new())]);
+    s.initialize(&root);
+    let (c, m) = s
+        .request("boo/launchFlow", json!({"flow": "code-review", "input": {"question": "q"}}))
+        .unwrap_err();
+    assert_eq!(c, -32003);
+    assert!(m.contains("OPENAI_BASE_URL"), "{m}");
+}

@@ -121,6 +121,12 @@ impl QwenBackend {
                 "the OS sandbox is required (BOO_SANDBOX=required) but this kernel has no Landlock: use a kernel with Landlock (5.13+, enabled in the LSM list) or set BOO_SANDBOX=auto".into(),
             ));
         }
+        if self.config.base_url.is_none() {
+            // Never let qwen fall back to a default endpoint or a repository's .env.
+            return Err(Unavailable(
+                "no model endpoint is configured: export OPENAI_BASE_URL (your OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1), OPENAI_API_KEY and OPENAI_MODEL before starting boo (or set them in your editor's boo settings); `boo doctor` checks them".into(),
+            ));
+        }
         let path = resolve_program(&self.config.program)?;
         let mtime = std::fs::metadata(&path)
             .and_then(|m| m.modified())

@@ -196,6 +196,10 @@ impl Server {
             .env("BOO_QWEN", fake_qwen())
             .env("BOO_MAX_PARALLEL", "2")
             .env("BOO_LOG", "info")
+            // A test endpoint that is never contacted: the fake qwen answers itself.
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .env("OPENAI_API_KEY", "test-key")
+            .env("OPENAI_MODEL", "test-model")
             .env("XDG_DATA_HOME", db.parent().unwrap().join("data"))
             .env_remove("FAKE_QWEN_MODE")
             .env_remove("FAKE_QWEN_MODES")
