@@ -93,7 +93,13 @@ fn run_prints_progress_on_stderr_and_the_report_on_stdout() {
     let bad = boo(&db, &["gc", "--older-than", "soon"]);
     assert_eq!(bad.status.code(), Some(2));
     let unknown = boo(&db, &["show", &run_id]);
-    assert!(!unknown.status.success() && text(&unknown.stderr).contains("unknown run"));
+    assert!(
+        !unknown.status.success() && text(&unknown.stderr).contains("unknown run"),
+        "{:?} {} {}",
+        unknown.status,
+        text(&unknown.stdout),
+        text(&unknown.stderr)
+    );
 }
 
 #[test]

@@ -602,6 +602,14 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
     let warning = report.find("**Warning:**").expect("a warning at the top");
     assert!(warning < report.find("## Answer").unwrap());
     assert!(report.contains("pwned.txt (created)"), "{report}");
+    // Every step ended: the ones that never ran are cancelled, none stays pending.
+    let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    for st in got["steps"].as_array().unwrap() {
+        assert!(
+            !["pending", "running"].contains(&st["status"].as_str().unwrap()),
+            "{st}"
+        );
+    }
 }
 
 #[test]
@@ -831,10 +839,16 @@ fn fast_mode_leaves_out_signal_gated_specialists() {
 fn without_a_configured_endpoint_agents_fail_closed_at_launch() {
     let t = TempDir::new("noendpoint");
     let root = project(t.path());
-    let mut s = Server::start(&t.path().join("boo.db"), &[("OPENAI_BASE_URL", String::new())]);
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[("OPENAI_BASE_URL", String::new())],
+    );
     s.initialize(&root);
     let (c, m) = s
-        .request("boo/launchFlow", json!({"flow": "code-review", "input": {"question": "q"}}))
+        .request(
+            "boo/launchFlow",
+            json!({"flow": "code-review", "input": {"question": "q"}}),
+        )
         .unwrap_err();
     assert_eq!(c, -32003);
     assert!(m.contains("OPENAI_BASE_URL"), "{m}");

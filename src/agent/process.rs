@@ -32,13 +32,42 @@ pub fn signal_group(pgid: i64, sig: i32) {
     }
 }
 
-/// True while any process of the group exists.
+/// True while any live (not zombie) process of the group exists. Zombies count as
+/// gone: they hold no resources and may wait long for a reaper.
 pub fn group_alive(pgid: i64) -> bool {
     if pgid <= 1 {
         return false;
     }
     // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(-(pgid as libc::pid_t), 0) == 0 }
+    if unsafe { libc::kill(-(pgid as libc::pid_t), 0) } != 0 {
+        return false;
+    }
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name: state (3), ppid (4), pgrp (5).
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let pgrp = f.nth(1).and_then(|p| p.parse::<i64>().ok());
+        if pgrp == Some(pgid) && state != "Z" && state != "X" {
+            return true;
+        }
+    }
+    false
 }
 
 /// TERM the group, give it `grace`, then KILL whatever is left.
@@ -100,5 +129,21 @@ mod tests {
         assert!(same_process(me, t));
         assert!(!same_process(me, t.map(|x| x + 1)));
         assert!(!same_process(999_999_999, None));
+    }
+
+    #[tokio::test]
+    async fn stopping_a_group_does_not_wait_for_zombies() {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args(["-c", "sleep 30 & sleep 30"]);
+        cmd.process_group(0);
+        let child = cmd.spawn().unwrap();
+        let pgid = child.id().unwrap() as i64;
+        assert!(group_alive(pgid));
+        let t = std::time::Instant::now();
+        // The leader stays an unreaped zombie here (nobody waits for it yet).
+        stop_group(pgid, Duration::from_secs(5)).await;
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(!group_alive(pgid));
+        drop(child);
     }
 }

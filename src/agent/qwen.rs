@@ -216,22 +216,29 @@ impl QwenBackend {
     ) -> Result<AgentOutcome, AgentError> {
         let fail = |message: String, meta: serde_json::Value| AgentError::Failed { message, meta };
         let mode = SandboxMode::from_env().map_err(|e| fail(e, json!({})))?;
-        let guard = std::env::current_exe().map_err(|e| {
-            fail(
-                format!("cannot find boo's own executable to start the agent guard: {e}"),
-                json!({}),
-            )
-        })?;
-        let mut cmd = tokio::process::Command::new(&guard);
+        // The running binary itself, even if boo was rebuilt or upgraded since it started.
+        let guard = Path::new("/proc/self/exe");
+        let mut cmd = tokio::process::Command::new(guard);
         cmd.arg("agent-guard")
             .arg("--parent")
             .arg(std::process::id().to_string())
             .arg("--sandbox")
             .arg(mode.as_str())
             .arg("--writable")
-            .arg(&home.root)
-            .arg("--writable")
-            .arg("/dev");
+            .arg(&home.root);
+        // Only the character devices programs write to; not /dev/shm or the rest of /dev.
+        for dev in [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/tty",
+            "/dev/random",
+            "/dev/urandom",
+        ] {
+            if Path::new(dev).exists() {
+                cmd.arg("--writable").arg(dev);
+            }
+        }
         if let Some(extra) = std::env::var_os("BOO_AGENT_WRITABLE") {
             for p in std::env::split_paths(&extra) {
                 cmd.arg("--writable").arg(p);
@@ -293,7 +300,10 @@ impl QwenBackend {
         let started = Instant::now();
         let mut child = cmd.spawn().map_err(|e| {
             fail(
-                format!("cannot start qwen ({}): {e}", info.path.display()),
+                format!(
+                    "cannot start the agent guard (boo agent-guard) for qwen at {}: {e}",
+                    info.path.display()
+                ),
                 json!({}),
             )
         })?;

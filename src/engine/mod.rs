@@ -187,11 +187,38 @@ pub struct StepState {
     pub fatal: bool,
 }
 
+/// Why a step does not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Its `when` condition is false (or fast mode leaves it out).
+    Condition,
+    /// Every agent step it builds on failed: running it would only repeat the failure.
+    InputsFailed,
+}
+
+/// The agent steps a step reads, directly or through code steps.
+fn agent_inputs<'a>(plan: &'a Plan, step: &PlannedStep) -> Vec<&'a PlannedStep> {
+    let mut out: Vec<&PlannedStep> = Vec::new();
+    let mut stack: Vec<&str> = step.after.iter().map(String::as_str).collect();
+    let mut seen = BTreeSet::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let Some(d) = plan.step(id) else { continue };
+        match d.kind {
+            StepKind::Agent => out.push(d),
+            StepKind::Code => stack.extend(d.after.iter().map(String::as_str)),
+        }
+    }
+    out
+}
+
 /// What the runner should do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Mark these steps skipped (their `when` is false), then ask again.
-    Skip(Vec<String>),
+    /// Mark these steps skipped, then ask again.
+    Skip(Vec<(String, SkipReason)>),
     /// Start these steps (all of the current wave that are pending).
     Start(Vec<String>),
     /// Steps are running: wait for one to end.
@@ -250,10 +277,24 @@ pub fn decide(
         .iter()
         .filter(|s| s.wave == wave && status(&s.id) == StepStatus::Pending)
         .collect();
-    let skip: Vec<String> = pending
+    let skip: Vec<(String, SkipReason)> = pending
         .iter()
-        .filter(|s| s.when.as_ref().is_some_and(|c| !c.eval(signals)))
-        .map(|s| s.id.clone())
+        .filter_map(|s| {
+            if s.when.as_ref().is_some_and(|c| !c.eval(signals)) {
+                return Some((s.id.clone(), SkipReason::Condition));
+            }
+            // An agent whose every agent input failed would only repeat the failure
+            // (a dead endpoint, a broken CLI): skip it. Skipped inputs do not count.
+            let inputs: Vec<StepStatus> = agent_inputs(plan, s)
+                .iter()
+                .map(|d| status(&d.id))
+                .filter(|st| *st != StepStatus::Skipped)
+                .collect();
+            let starved = s.kind == StepKind::Agent
+                && !inputs.is_empty()
+                && inputs.iter().all(|st| *st == StepStatus::Failed);
+            starved.then(|| (s.id.clone(), SkipReason::InputsFailed))
+        })
         .collect();
     if !skip.is_empty() {
         return Decision::Skip(skip);

@@ -115,7 +115,7 @@ fn decides_wave_by_wave() {
     let st = states(&[("signals", StepStatus::Completed)]);
     assert_eq!(
         decide(&p, &st, &none, false),
-        Decision::Skip(vec!["conc".into()])
+        Decision::Skip(vec![("conc".into(), SkipReason::Condition)])
     );
     let st = states(&[
         ("signals", StepStatus::Completed),
@@ -158,11 +158,22 @@ fn failure_policy() {
     let st = states(&[
         ("signals", StepStatus::Completed),
         ("a", StepStatus::Failed),
-        ("conc", StepStatus::Skipped),
+        ("conc", StepStatus::Completed),
     ]);
     assert_eq!(
         decide(&p, &st, &none, false),
         Decision::Start(vec!["final".into()])
+    );
+    // When every agent input failed, the dependent is skipped (it would only repeat
+    // the failure); skipped inputs do not count either way.
+    let st = states(&[
+        ("signals", StepStatus::Completed),
+        ("a", StepStatus::Failed),
+        ("conc", StepStatus::Skipped),
+    ]);
+    assert_eq!(
+        decide(&p, &st, &none, false),
+        Decision::Skip(vec![("final".into(), SkipReason::InputsFailed)])
     );
     // Some agent work survived: the run completes.
     let st = states(&[

@@ -8,7 +8,7 @@ use crate::agent::{AgentBackend, AgentError, AgentEvent, AgentOutcome, AgentRequ
 use crate::catalog::Catalog;
 use crate::clock;
 use crate::codesteps::{self, DepOutput};
-use crate::engine::{self, Decision, Plan, StepState};
+use crate::engine::{self, Decision, Plan, SkipReason, StepState};
 use crate::evidence::{self, CheckedFinding, Source, Verdict};
 use crate::model::{
     Band, RunInput, RunStatus, StepKind, StepStatus, StreamEvent, Trace, TraceOutcome, Usage,
@@ -444,14 +444,15 @@ impl Supervisor {
                 engine::decide(&plan, &states, &signals, user_cancel.load(Ordering::SeqCst));
             match decision {
                 Decision::Skip(ids) => {
-                    for id in ids {
+                    for (id, reason) in ids {
+                        let why = match reason {
+                            SkipReason::InputsFailed => "skipped: every agent step it builds on failed, so it would only repeat their failure",
+                            SkipReason::Condition if fast => "skipped: fast mode leaves out signal-gated specialists",
+                            SkipReason::Condition => "skipped: its condition (`when`) is false for this project",
+                        };
                         let end = StepEnd {
                             status: Some(StepStatus::Skipped),
-                            error: Some(if fast {
-                                "skipped: fast mode leaves out signal-gated specialists".into()
-                            } else {
-                                "skipped: its condition (`when`) is false for this project".into()
-                            }),
+                            error: Some(why.into()),
                             ..Default::default()
                         };
                         queued.push(self.end_step(run_id, &plan, &id, end, None).await?);
@@ -647,21 +648,26 @@ impl Supervisor {
                     }
                 }
                 Decision::Finish(status) => {
-                    if status == RunStatus::Cancelled {
-                        let ids = engine::to_cancel(
-                            &steps
-                                .iter()
-                                .map(|s| (s.step.step_id.clone(), s.step.status))
-                                .collect::<Vec<_>>(),
-                        );
-                        for id in ids {
-                            let end = StepEnd {
-                                status: Some(StepStatus::Cancelled),
-                                error: Some("cancelled before it ran".into()),
-                                ..Default::default()
-                            };
-                            queued.push(self.end_step(run_id, &plan, &id, end, None).await?);
-                        }
+                    // Every step ends in a terminal status: the ones that never ran
+                    // (a cancel, or a fatal step that stopped the run) are cancelled.
+                    let ids = engine::to_cancel(
+                        &steps
+                            .iter()
+                            .map(|s| (s.step.step_id.clone(), s.step.status))
+                            .collect::<Vec<_>>(),
+                    );
+                    for id in ids {
+                        let why = if status == RunStatus::Cancelled {
+                            "cancelled before it ran"
+                        } else {
+                            "not run: an earlier step failed the whole run"
+                        };
+                        let end = StepEnd {
+                            status: Some(StepStatus::Cancelled),
+                            error: Some(why.into()),
+                            ..Default::default()
+                        };
+                        queued.push(self.end_step(run_id, &plan, &id, end, None).await?);
                     }
                     self.finish(run_id, status, &root, queued).await?;
                     return Ok(());

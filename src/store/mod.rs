@@ -42,8 +42,12 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// A job returns whether it succeeded, so a failed job's savepoint is rolled back.
-type Job = Box<dyn FnOnce(&Connection) -> bool + Send>;
+/// Delivers a job's result once its transaction has been committed (or says the
+/// commit failed).
+type Reply = Box<dyn FnOnce(Option<String>) + Send>;
+/// A job returns whether it succeeded (a failed job's savepoint is rolled back) and
+/// the reply to send after the commit.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Option<Reply>) + Send>;
 
 /// A cheap, cloneable handle to the database thread.
 #[derive(Clone)]
@@ -129,8 +133,16 @@ impl Store {
             .send(Box::new(move |c| {
                 let r = f(c);
                 let ok = r.is_ok();
-                let _ = tx.send(r);
-                ok
+                let reply: Reply = Box::new(move |commit_error: Option<String>| {
+                    let r = match commit_error {
+                        Some(e) if ok => {
+                            Err(StoreError::Data(format!("the write was not saved: {e}")))
+                        }
+                        _ => r,
+                    };
+                    let _ = tx.send(r);
+                });
+                (ok, Some(reply))
             }))
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -142,10 +154,10 @@ impl Store {
         F: FnOnce(&Connection) -> Result<()> + Send + 'static,
     {
         let _ = self.tx.send(Box::new(move |c| match f(c) {
-            Ok(()) => true,
+            Ok(()) => (true, None),
             Err(e) => {
                 tracing::error!("database write ({what}) failed: {e}");
-                false
+                (false, None)
             }
         }));
     }
@@ -166,23 +178,39 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         let in_tx = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
         for job in batch {
             let sp = in_tx && conn.execute_batch("SAVEPOINT job").is_ok();
-            // A job reports its own result through its channel; a panic must not kill the thread.
+            // A panic in a job must not kill the thread (its caller sees the store closed).
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn)));
+            let ok = matches!(r, Ok((true, _)));
+            if let Ok((_, Some(reply))) = r {
+                replies.push(reply);
+            }
             if sp {
-                if !matches!(r, Ok(true)) {
+                if !ok {
                     let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
                 } else {
                     let _ = conn.execute_batch("RELEASE job");
                 }
             }
         }
-        if in_tx {
-            if let Err(e) = conn.execute_batch("COMMIT") {
-                tracing::error!("database commit failed: {e}");
-                let _ = conn.execute_batch("ROLLBACK");
+        // Results are delivered only after the commit, so a caller that exits right
+        // after a write never loses it.
+        let commit_error = if in_tx {
+            match conn.execute_batch("COMMIT") {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::error!("database commit failed: {e}");
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Some(e.to_string())
+                }
             }
+        } else {
+            None
+        };
+        for reply in replies {
+            reply(commit_error.clone());
         }
     }
 }

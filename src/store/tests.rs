@@ -210,3 +210,34 @@ async fn gc_removes_old_ended_runs_and_never_a_running_one() {
         .unwrap();
     assert_eq!(orphans, 0, "steps cascade");
 }
+
+#[tokio::test]
+async fn a_write_is_committed_before_its_caller_hears_back() {
+    let path = temp_db("commit");
+    let store = Store::open(&path).unwrap();
+    let other = open_connection(&path).unwrap();
+    for i in 0..50 {
+        let run = format!("r{i}");
+        let r2 = run.clone();
+        // Queue some writes around it so they share a batch.
+        store.send("noise", |c| queries::register_owner(c, "o", 1, None, "h"));
+        store
+            .call(move |c| {
+                seed_run(c, &r2, "completed", "2026-01-01T00:00:00.000Z");
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let n: i64 = other
+            .query_row(
+                "SELECT COUNT(*) FROM flow_runs WHERE run_id = ?1",
+                [&run],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            n, 1,
+            "another connection sees the write once call() returned"
+        );
+    }
+}

@@ -69,7 +69,8 @@ before(async () => {
     extraArgs: ['--enable-proposed-api', 'boo-tests.boo-test-fake-language-model'],
   });
   browser = await within(60_000, launchChromium(), 'chromium start');
-  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, permissions: ['clipboard-read', 'clipboard-write'] });
+  page = await context.newPage();
   page.setDefaultTimeout(20_000);
   page.on('console', (m) => {
     if (m.type() === 'error') consoleErrors.push(m.text());
@@ -299,6 +300,16 @@ describe('boo in code-server', () => {
     assert.match(text, /^# Code review — what could break in the cache\?/);
     assert.match(text, /README\.md:1/);
     await page.locator('.notifications-toasts', { hasText: 'saved' }).first().waitFor({ timeout: 10_000 });
+  });
+
+  step('Boo: Export Run → Copy puts the report on the clipboard', async () => {
+    await command('Boo: Export Run');
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Copy report to clipboard' }).first();
+    await row.waitFor();
+    await row.click();
+    await page.locator('.notification-toast', { hasText: 'report copied' }).first().waitFor({ timeout: 15_000 });
+    const clip = await page.evaluate(() => navigator.clipboard.readText());
+    assert.match(clip, /^# Code review — what could break in the cache\?/);
   });
 
   step('Boo: Show Traces shows the tool calls of the pane’s run', async () => {
