@@ -470,6 +470,11 @@ fn server_env(dir: &Path, qwen: &Path, extra: &[(&str, String)]) -> Vec<(String,
             dir.join("data").display().to_string(),
         ),
         ("BOO_MAX_PARALLEL".into(), "4".into()),
+        // boo refuses to launch without a configured endpoint; the fake agents never
+        // contact it (port 9 on 127.0.0.1).
+        ("OPENAI_BASE_URL".into(), "http://127.0.0.1:9/v1".into()),
+        ("OPENAI_API_KEY".into(), "bench-key".into()),
+        ("OPENAI_MODEL".into(), "bench-model".into()),
     ];
     for (k, val) in extra {
         v.push((k.to_string(), val.clone()));
@@ -1027,7 +1032,7 @@ fn section_a(sum: &mut Summary) {
         "a",
         "ratio boo / direct: of the medians (median of the 7 paired ratios)",
         format!(
-            "{ratio:.3} ({paired_m:.3}); +{:.0} ms, {:.0} ms per wave",
+            "{ratio:.3} ({paired_m:.3}); {:+.0} ms, {:+.0} ms per wave",
             mb - md,
             (mb - md) / 3.0
         ),
@@ -1295,14 +1300,18 @@ fn section_b(sum: &mut Summary) {
                 format!("; DELIVERY ERRORS: {:?}", r.errors)
             }
         );
+        let th: Vec<String> = r
+            .threads
+            .iter()
+            .filter(|(_, v)| **v >= 1.0)
+            .map(|(k, v)| format!("{k} {v:.0} ms"))
+            .collect();
+        println!(
+            "    boo serve CPU by thread: {} ({:.0} µs per notification)",
+            th.join(", "),
+            r.cpu * 1000.0 / r.notifications.max(1) as f64
+        );
         if verbose {
-            let th: Vec<String> = r
-                .threads
-                .iter()
-                .filter(|(_, v)| **v >= 1.0)
-                .map(|(k, v)| format!("{k} {v:.0} ms"))
-                .collect();
-            println!("    CPU by thread: {}", th.join(", "));
             // Latency by emission time, in 250 ms buckets.
             let mut b: BTreeMap<i128, Vec<i64>> = BTreeMap::new();
             for (ts, l) in &r.samples {
