@@ -58,6 +58,8 @@ before(async () => {
       'extensions.ignoreRecommendations': true,
       'boo.serverPath': booBin,
       'boo.maxParallelAgents': 2,
+      // The server wants a model endpoint; the fake qwen never calls it (port 9: discard).
+      'boo.env': { OPENAI_BASE_URL: 'http://127.0.0.1:9/v1', OPENAI_API_KEY: 'unused-by-fake-qwen', OPENAI_MODEL: 'fake-qwen-model' },
     },
   });
   workDirs = dirs;

@@ -42,6 +42,10 @@ const server = new LspProcess(path.join(tmp, 'boo'), ['serve'], {
     BOO_QWEN: path.join(tmp, 'fake-qwen'),
     BOO_MAX_PARALLEL: '2',
     BOO_LOG: 'warn',
+    // The server wants a model endpoint; the fake qwen never calls it (port 9: discard).
+    OPENAI_BASE_URL: 'http://127.0.0.1:9/v1',
+    OPENAI_API_KEY: 'unused-by-fake-qwen',
+    OPENAI_MODEL: 'fake-qwen-model',
     FAKE_QWEN_DELAY_MS: process.env.FAKE_QWEN_DELAY_MS ?? '15',
   },
 });
