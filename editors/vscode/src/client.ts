@@ -157,7 +157,11 @@ export class BooClient implements vscode.Disposable {
     return this.request('boo/getTraces', params);
   }
 
+  private disposed = false;
+
   async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
     const c = this.client;
     this.client = undefined;
     this.notifications.dispose();

@@ -22,8 +22,11 @@ export interface BooApi {
   client: BooClient;
 }
 
+let activeClient: BooClient | undefined;
+
 export function activate(context: vscode.ExtensionContext): BooApi {
   const client = new BooClient();
+  activeClient = client;
   const store = new RunStore({ getRun: (runId, transcript) => client.getRun(runId, transcript) }, (m) => client.output.warn(m));
   context.subscriptions.push(client, client.onNotification((n) => store.handle(n)));
 
@@ -273,12 +276,27 @@ export function activate(context: vscode.ExtensionContext): BooApi {
   // Start the server now so the history and status bar are live; a missing binary
   // surfaces as a notification with a button to the setting.
   void client.ensureStarted().then(
-    () => runsView.refresh(),
+    async () => {
+      runsView.refresh();
+      // Runs the server resumed on start count in the status bar even with the view closed.
+      try {
+        const root = workspaceRoot();
+        const { runs } = await client.listRuns(root ? { root, limit: 50 } : { limit: 50 });
+        for (const r of runs) if (r.status === 'running') running.set(r.runId, r.flow);
+        updateStatus();
+      } catch {
+        /* the history view reports listing errors */
+      }
+    },
     () => undefined,
   );
   return { store, client };
 }
 
-export function deactivate(): void {
-  // The client is disposed through context.subscriptions (it stops `boo serve`).
+export async function deactivate(): Promise<void> {
+  // Stop `boo serve` cleanly (shutdown + exit) before the extension host goes away;
+  // running runs stay in the database and the next server resumes them.
+  const c = activeClient;
+  activeClient = undefined;
+  await c?.dispose();
 }

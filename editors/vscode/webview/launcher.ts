@@ -68,7 +68,7 @@ app.append(
   flowList,
   h('div', { class: 'field' }, h('div', { class: 'field-label' }, 'Size'), bandGroup, bandHint),
   h('div', { class: 'field' }, h('label', { class: 'field-label', for: 'focus' }, 'Focus'), focusBox),
-  h('div', { class: 'field row' }, fastBox, h('label', { for: 'fast' }, 'Fast'), h('span', { class: 'hint' }, '— favour speed over depth (sent to the server as fast: true)')),
+  h('div', { class: 'field row' }, fastBox, h('label', { for: 'fast' }, 'Fast'), h('span', { class: 'hint' }, '— the core roster only: leave out the specialists that join on a signal in the code')),
   summaryEl,
   rootEl,
   errorEl,
