@@ -203,7 +203,8 @@ pub fn agent_guard(parent: u32, mode: &str, writable: Vec<PathBuf>, argv: Vec<St
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     unsafe {
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SIGCHLD too: the guard wakes the moment its child exits, not at a poll.
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
             libc::sigaddset(&mut set, s);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -258,12 +259,12 @@ pub fn agent_guard(parent: u32, mode: &str, writable: Vec<PathBuf>, argv: Vec<St
             Err(_) => return 70,
         }
         let ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 50_000_000,
+            tv_sec: 1,
+            tv_nsec: 0,
         };
-        // SAFETY: waits for one of the blocked signals, at most 50 ms.
+        // SAFETY: waits for one of the blocked signals, at most 1 s.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-        if sig > 0 {
+        if sig > 0 && sig != libc::SIGCHLD {
             // boo is gone or asked us to stop: take the whole group down.
             // SAFETY: signals our own process group.
             unsafe {
