@@ -502,11 +502,19 @@ pub fn insert_snapshot(
     events: &[StreamEvent],
 ) -> Result<()> {
     let json = serde_json::to_string(events).map_err(|e| StoreError::Data(e.to_string()))?;
-    c.execute(
+    // A hot path (one row per stream notification): keep the statement prepared.
+    c.prepare_cached(
         "INSERT OR REPLACE INTO agent_snapshots (chat_id, seq, run_id, step_id, events, created_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![chat_id, seq as i64, run_id, step_id, json, clock::now_ms()],
-    )?;
+    )?
+    .execute(params![
+        chat_id,
+        seq as i64,
+        run_id,
+        step_id,
+        json,
+        clock::now_ms()
+    ])?;
     Ok(())
 }
 
