@@ -456,9 +456,13 @@ describe('boo in code-server', () => {
     await toast.waitFor({ timeout: 30_000 });
     assert.match(await toast.innerText(), /no-such-boo does not exist/);
     await shot('17-missing-binary');
-    await command('View: Close All Editors');
     await toast.getByRole('button', { name: 'Open Setting' }).click();
     await page.locator('.settings-editor .setting-item-contents', { hasText: 'Server Path' }).first().waitFor({ timeout: 15_000 });
     await shot('18-setting');
+  });
+
+  step('no Content Security Policy violation and no unexpected boo error in the browser console', async () => {
+    const bad = consoleErrors.filter((t) => /Content Security Policy|Refused to (load|execute|apply)/i.test(t) || (/\bboo\b/.test(t) && !/no-such-boo/.test(t)));
+    assert.deepEqual(bad, []);
   });
 });
