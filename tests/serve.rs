@@ -853,3 +853,29 @@ fn without_a_configured_endpoint_agents_fail_closed_at_launch() {
     assert_eq!(c, -32003);
     assert!(m.contains("OPENAI_BASE_URL"), "{m}");
 }
+
+#[test]
+fn a_new_server_publishes_the_latest_findings_again() {
+    let t = TempDir::new("republish");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let mut s = Server::start(&db, &[]);
+    s.initialize(&root);
+    let r1 = launch(&mut s, "code-review", "findings");
+    s.wait_run_end(&r1, LONG);
+    assert_eq!(s.stop(), Some(0));
+    // The editor restarts: its Problems panel is empty until the server republishes.
+    let mut s = Server::start(&db, &[]);
+    s.initialize(&root);
+    let uri = format!("file://{}", root.join("README.md").display());
+    let got = s.wait_for("republished diagnostics", LONG, move |m, p| {
+        m == "textDocument/publishDiagnostics"
+            && p["uri"] == uri.as_str()
+            && p["diagnostics"].as_array().is_some_and(|d| !d.is_empty())
+    });
+    assert_eq!(got["diagnostics"][0]["data"]["runId"], r1.as_str());
+    assert_eq!(
+        got["diagnostics"][0]["severity"], 3,
+        "info findings are Information, not hidden hints"
+    );
+}

@@ -454,6 +454,12 @@ impl LanguageServer for Backend {
     async fn initialized(&self, _: InitializedParams) {
         if let Ok(sup) = self.sup() {
             let sup = sup.clone();
+            if let Some(root) = self.workspace_root() {
+                let s2 = sup.clone();
+                tokio::spawn(
+                    async move { s2.republish_findings(root.display().to_string()).await },
+                );
+            }
             let token = self.shared.shutdown.clone();
             tokio::spawn(async move {
                 sup.heartbeat_loop(true, token).await;

@@ -94,11 +94,11 @@ pub fn flows_json(cat: &Catalog) -> Value {
 }
 
 pub fn diagnostic_json(d: &FindingDiagnostic) -> Value {
+    // Error, Warning, Information (never Hint: editors hide hints from problem lists).
     let severity = match d.severity.as_str() {
         "critical" | "high" => 1,
         "medium" => 2,
-        "low" => 3,
-        _ => 4,
+        _ => 3,
     };
     json!({
         "range": {

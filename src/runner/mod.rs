@@ -774,40 +774,10 @@ impl Supervisor {
             .await
             .map_err(|e| e.to_string())?;
         if status == RunStatus::Completed {
-            let flow_name = row.run.summary.flow.clone();
-            let flow_name = &flow_name;
-            let diagnostics = findings
-                .iter()
-                .filter(|f| f.verdict == Verdict::Verified)
-                .flat_map(|f| {
-                    f.evidence
-                        .iter()
-                        .filter(|e| e.ok)
-                        .map(move |e| FindingDiagnostic {
-                            run_id: run_id.to_string(),
-                            flow: flow_name.clone(),
-                            path: e.path.clone(),
-                            start_line: e.lines.map(|l| l.0).unwrap_or(1),
-                            end_line: e.lines.map(|l| l.1).unwrap_or(1),
-                            severity: f.severity.as_str().to_string(),
-                            message: format!(
-                                "[{}/{}] {}: {}",
-                                flow_name,
-                                f.sources
-                                    .iter()
-                                    .map(|s| s.agent.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                                f.title,
-                                f.claim
-                            ),
-                        })
-                })
-                .collect();
             self.emit(Out::Findings {
                 root: row.run.summary.root.clone(),
                 flow: row.run.summary.flow.clone(),
-                diagnostics,
+                diagnostics: diagnostics_for(run_id, &row.run.summary.flow, &findings),
             });
         }
         let mut last = queued.pop().unwrap_or_else(|| {
@@ -1315,6 +1285,30 @@ impl Supervisor {
             .await;
     }
 
+    /// Publishes again the findings of the newest completed run of every flow on
+    /// `root` (a new server starts with an empty Problems panel otherwise).
+    pub async fn republish_findings(&self, root: String) {
+        let r = root.clone();
+        let latest = self
+            .store
+            .call(move |c| queries::latest_completed_per_flow(c, &r))
+            .await;
+        let Ok(latest) = latest else { return };
+        for (run_id, flow, report_json) in latest {
+            let findings: Vec<CheckedFinding> =
+                serde_json::from_str::<serde_json::Value>(&report_json)
+                    .ok()
+                    .and_then(|v| v.get("findings").cloned())
+                    .and_then(|f| serde_json::from_value(f).ok())
+                    .unwrap_or_default();
+            self.emit(Out::Findings {
+                root: root.clone(),
+                flow: flow.clone(),
+                diagnostics: diagnostics_for(&run_id, &flow, &findings),
+            });
+        }
+    }
+
     /// Waits until the run ends here (for the CLI).
     pub async fn wait(&self, run_id: &str) {
         let done = lock(&self.runs).get(run_id).map(|h| h.done.clone());
@@ -1368,6 +1362,38 @@ fn cap_text(s: &str, cap: usize) -> String {
         end -= 1;
     }
     format!("{}…[{} more bytes]", &s[..end], s.len() - end)
+}
+
+/// Editor diagnostics for the verified findings of a run: one per verified citation.
+pub fn diagnostics_for(
+    run_id: &str,
+    flow: &str,
+    findings: &[CheckedFinding],
+) -> Vec<FindingDiagnostic> {
+    findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Verified)
+        .flat_map(|f| {
+            let who = f
+                .sources
+                .iter()
+                .map(|s| s.agent.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            f.evidence
+                .iter()
+                .filter(|e| e.ok)
+                .map(move |e| FindingDiagnostic {
+                    run_id: run_id.to_string(),
+                    flow: flow.to_string(),
+                    path: e.path.clone(),
+                    start_line: e.lines.map(|l| l.0).unwrap_or(1),
+                    end_line: e.lines.map(|l| l.1).unwrap_or(1),
+                    severity: f.severity.as_str().to_string(),
+                    message: format!("[{flow}/{who}] {}: {}", f.title, f.claim),
+                })
+        })
+        .collect()
 }
 
 /// Signals computed by completed `signals` code steps.

@@ -365,6 +365,24 @@ pub fn request_cancel(c: &Connection, run_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// (run id, flow, report JSON) of the newest completed run of each flow on a root.
+pub fn latest_completed_per_flow(
+    c: &Connection,
+    root: &str,
+) -> Result<Vec<(String, String, String)>> {
+    let mut stmt = c.prepare(
+        "SELECT r.run_id, r.flow, r.report_json FROM flow_runs r
+         WHERE r.project_id = ?1 AND r.status = 'completed' AND r.report_json IS NOT NULL
+           AND r.run_id = (SELECT MAX(x.run_id) FROM flow_runs x
+                           WHERE x.project_id = r.project_id AND x.flow = r.flow AND x.status = 'completed')
+         ORDER BY r.flow",
+    )?;
+    let rows = stmt
+        .query_map([root], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 // ---- owners and leases -------------------------------------------------------------
 
 pub fn register_owner(
