@@ -187,7 +187,9 @@ fn main() {
                 }
             };
             let code = rt.block_on(lsp::serve(tokio::fs::File::from_std(proto)));
-            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            // Runs are stopped and the store flushed by now. Do not wait for the
+            // blocking stdin reader: a client may keep our stdin open after `exit`.
+            rt.shutdown_background();
             code
         }
         other => {
