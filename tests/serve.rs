@@ -879,3 +879,128 @@ fn a_new_server_publishes_the_latest_findings_again() {
         "info findings are Information, not hidden hints"
     );
 }
+
+#[test]
+fn every_agent_starts_with_each_read_only_layer() {
+    let t = TempDir::new("layers");
+    let root = project(t.path());
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    // A repository .env that would pick another endpoint if qwen were allowed to read it.
+    std::fs::write(
+        root.join(".env"),
+        "OPENAI_BASE_URL=http://127.0.0.1:1/evil\n",
+    )
+    .unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[("FAKE_QWEN_DIR", rec.display().to_string())],
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "layers");
+    assert_eq!(s.wait_run_end(&run_id, LONG)["runStatus"], "completed");
+    let records = agent_records(&rec);
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        let argv: Vec<&str> = r["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let joined = argv.join(" ");
+        // Layer 1: plan mode, hard-coded.
+        assert!(joined.contains("--approval-mode plan"), "{joined}");
+        // Layer 2b: the denied tools are excluded on the command line too.
+        let i = argv
+            .iter()
+            .position(|a| *a == "--exclude-tools")
+            .expect("--exclude-tools");
+        let excluded: Vec<&str> = argv[i + 1].split(',').collect();
+        for tool in [
+            "write_file",
+            "edit",
+            "run_shell_command",
+            "enter_worktree",
+            "web_fetch",
+            "save_memory",
+            "agent",
+        ] {
+            assert!(excluded.contains(&tool), "{tool} not excluded: {joined}");
+        }
+        // Layer 2a: a private QWEN_HOME and a system settings file boo wrote.
+        let home = r["env"]["QWEN_HOME"].as_str().unwrap();
+        assert!(
+            home.contains("/agents/") && !home.contains(root.to_str().unwrap()),
+            "{home}"
+        );
+        let settings = r["env"]["QWEN_CODE_SYSTEM_SETTINGS_PATH"].as_str().unwrap();
+        assert!(settings.ends_with("system-settings.json"), "{settings}");
+        // The endpoint comes from boo's own configuration.
+        assert_eq!(r["env"]["OPENAI_BASE_URL"], "http://127.0.0.1:9/v1");
+    }
+    // The fake honours both tool layers like the real CLI: only read tools were offered.
+    let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    for st in got["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "agent")
+    {
+        let tools: Vec<&str> = st["meta"]["offeredTools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(tools, vec!["read_file", "grep_search", "glob"], "{st}");
+        assert_eq!(st["meta"]["sandbox"], "enforced");
+    }
+}
+
+#[test]
+fn an_agent_offered_write_tools_is_stopped_before_it_acts() {
+    let t = TempDir::new("unsafe");
+    let root = project(t.path());
+    // A "qwen" that ignores boo's settings file and tool exclusions (as an unsupported
+    // version might): it offers every tool.
+    let loose = t.path().join("loose-qwen");
+    std::fs::write(
+        &loose,
+        format!(
+            "#!/bin/sh\nunset QWEN_CODE_SYSTEM_SETTINGS_PATH\nfor a in \"$@\"; do shift; case \"$a\" in --exclude-tools) skip=1 ;; *) if [ -n \"$skip\" ]; then skip=; else set -- \"$@\" \"$a\"; fi ;; esac; done\nexec '{}' \"$@\"\n",
+            fake_qwen().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[("BOO_QWEN", loose.display().to_string())],
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "unsafe [[fake:write]]");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "failed", "{end}");
+    let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    let agents: Vec<&Value> = got["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "agent")
+        .collect();
+    for st in &agents {
+        if st["status"] == "failed" {
+            let e = st["error"].as_str().unwrap();
+            assert!(
+                e.contains("does not allow") && e.contains("enter_worktree"),
+                "{e}"
+            );
+        }
+    }
+    // No write was even attempted: the agents were stopped at their init line.
+    let tr = s
+        .request("boo/getTraces", json!({"runId": run_id}))
+        .unwrap();
+    assert!(tr["traces"].as_array().unwrap().is_empty(), "{tr}");
+}
