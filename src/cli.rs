@@ -77,9 +77,7 @@ pub fn flows(root: Option<PathBuf>) -> i32 {
 /// Prints run progress on stderr.
 struct CliTransport {
     started: Instant,
-    run_id: Option<String>,
     steps: HashMap<String, String>,
-    text_chars: HashMap<String, usize>,
 }
 
 impl CliTransport {
@@ -94,7 +92,6 @@ impl Transport for CliTransport {
         Box::pin(async move {
             match msg {
                 Outgoing::RunStarted(m) => {
-                    self.run_id = Some(m.run_id.clone());
                     let waves = m.steps.iter().map(|s| s.wave).max().unwrap_or(0);
                     self.line(&format!(
                         "run {} · {} · band {} · {} steps in {} waves{}",
@@ -158,10 +155,6 @@ impl Transport for CliTransport {
                                     arg.chars().take(80).collect::<String>()
                                 ));
                             }
-                            StreamEvent::Text { text } => {
-                                *self.text_chars.entry(s.step_id.clone()).or_default() +=
-                                    text.len();
-                            }
                             _ => {}
                         }
                     }
@@ -210,9 +203,7 @@ pub async fn run(
         st.clone(),
         CliTransport {
             started: Instant::now(),
-            run_id: None,
             steps: HashMap::new(),
-            text_chars: HashMap::new(),
         },
     ));
     let hb_stop = CancellationToken::new();
