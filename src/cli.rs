@@ -143,19 +143,16 @@ impl Transport for CliTransport {
                 }
                 Outgoing::Stream(s) => {
                     for e in &s.events {
-                        match e {
-                            StreamEvent::ToolCall { name, input, .. } => {
-                                let arg = input
-                                    .as_object()
-                                    .and_then(|o| o.values().find_map(|v| v.as_str()))
-                                    .unwrap_or("");
-                                self.line(&format!(
-                                    "  {} → {name} {}",
-                                    s.step_id,
-                                    arg.chars().take(80).collect::<String>()
-                                ));
-                            }
-                            _ => {}
+                        if let StreamEvent::ToolCall { name, input, .. } = e {
+                            let arg = input
+                                .as_object()
+                                .and_then(|o| o.values().find_map(|v| v.as_str()))
+                                .unwrap_or("");
+                            self.line(&format!(
+                                "  {} → {name} {}",
+                                s.step_id,
+                                arg.chars().take(80).collect::<String>()
+                            ));
                         }
                     }
                 }
