@@ -16,36 +16,53 @@ fn temp_repo() -> PathBuf {
     crate::testutil::repo("runner", &[("a.rs", "fn main() {}\n")])
 }
 
-async fn run_flow(fail: Vec<String>) -> (Vec<Outgoing>, Store, String) {
-    let root = temp_repo();
+/// Starts a supervisor on `root` with `backend`, launches `flow` at band small, and
+/// returns it with its store, the run id and the delivered messages.
+async fn start(
+    root: PathBuf,
+    backend: Arc<dyn crate::agent::AgentBackend>,
+    flow: &str,
+    parallel: usize,
+) -> (
+    Arc<Supervisor>,
+    Store,
+    String,
+    mpsc::UnboundedReceiver<Outgoing>,
+) {
     // The database lives outside the project: anything written inside it would
     // (rightly) fail the read-only proof.
     let store = Store::open(&root.with_extension("db")).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let (ctx, mut crx) = mpsc::unbounded_channel();
+    let (ctx, crx) = mpsc::unbounded_channel();
     tokio::spawn(run_outbox(rx, store.clone(), Collect(ctx)));
-    let reply = "All good.\n```findings\n[{\"title\": \"Entry point\", \"severity\": \"low\", \"claim\": \"main is empty\", \"evidence\": [{\"path\": \"a.rs\", \"lines\": [1, 1], \"quote\": \"fn main() {}\"}]}]\n```".to_string();
     let sup = Supervisor::new(
         store.clone(),
-        Arc::new(ScriptedBackend {
-            reply,
-            fail_steps: fail,
-        }),
+        backend,
         tx,
-        RunnerConfig::from_env(Some(2), None),
+        RunnerConfig::from_env(Some(parallel), None),
     );
     sup.register().await.unwrap();
     let run_id = sup
         .launch(LaunchRequest {
-            flow: "code-review".into(),
+            flow: flow.into(),
             band: Band::Small,
             question: "anything?".into(),
-            root: root.clone(),
+            root,
             model: None,
             fast: false,
         })
         .await
         .unwrap();
+    (sup, store, run_id, crx)
+}
+
+async fn run_flow(fail: Vec<String>) -> (Vec<Outgoing>, Store, String) {
+    let reply = "All good.\n```findings\n[{\"title\": \"Entry point\", \"severity\": \"low\", \"claim\": \"main is empty\", \"evidence\": [{\"path\": \"a.rs\", \"lines\": [1, 1], \"quote\": \"fn main() {}\"}]}]\n```".to_string();
+    let backend = Arc::new(ScriptedBackend {
+        reply,
+        fail_steps: fail,
+    });
+    let (sup, store, run_id, mut crx) = start(temp_repo(), backend, "code-review", 2).await;
     sup.wait(&run_id).await;
     drop(sup);
     let mut got = Vec::new();
@@ -211,7 +228,6 @@ fn one_agent_project() -> PathBuf {
 }
 
 async fn replay(file: &str, hold: bool) -> (Arc<Supervisor>, Store, String) {
-    let root = one_agent_project();
     let path = format!(
         "{}/tests/fixtures/qwen-0.24.4/{file}",
         env!("CARGO_MANIFEST_DIR")
@@ -221,31 +237,11 @@ async fn replay(file: &str, hold: bool) -> (Arc<Supervisor>, Store, String) {
         .lines()
         .map(String::from)
         .collect();
-    let store = Store::open(&root.with_extension("db")).unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (ctx, _crx) = mpsc::unbounded_channel();
-    tokio::spawn(run_outbox(rx, store.clone(), Collect(ctx)));
-    let sup = Supervisor::new(
-        store.clone(),
-        Arc::new(ReplayBackend {
-            lines,
-            hold_after_first_call: hold,
-        }),
-        tx,
-        RunnerConfig::from_env(Some(1), None),
-    );
-    sup.register().await.unwrap();
-    let run_id = sup
-        .launch(LaunchRequest {
-            flow: "solo".into(),
-            band: Band::Small,
-            question: "q".into(),
-            root,
-            model: None,
-            fast: false,
-        })
-        .await
-        .unwrap();
+    let backend = Arc::new(ReplayBackend {
+        lines,
+        hold_after_first_call: hold,
+    });
+    let (sup, store, run_id, _) = start(one_agent_project(), backend, "solo", 1).await;
     (sup, store, run_id)
 }
 
