@@ -6,7 +6,7 @@ use crate::agent::{AgentBackend, BoxFuture};
 use crate::catalog::Catalog;
 use crate::clock;
 use crate::model::{Band, Category, RunStatus, StepStatus, StreamEvent, TraceOutcome, Usage};
-use crate::runner::outbox::{self, Outgoing, Transport};
+use crate::runner::outbox::{self, Out, Transport};
 use crate::runner::{LaunchError, LaunchRequest, RunnerConfig, Supervisor};
 use crate::store::{self, queries, Store};
 use std::collections::HashMap;
@@ -88,10 +88,10 @@ impl CliTransport {
 }
 
 impl Transport for CliTransport {
-    fn deliver(&mut self, msg: Outgoing) -> BoxFuture<'_, ()> {
+    fn deliver(&mut self, msg: Out) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             match msg {
-                Outgoing::RunStarted(m) => {
+                Out::RunStarted(m) => {
                     let waves = m.steps.iter().map(|s| s.wave).max().unwrap_or(0);
                     self.line(&format!(
                         "run {} · {} · band {} · {} steps in {} waves{}",
@@ -106,7 +106,7 @@ impl Transport for CliTransport {
                         self.steps.insert(s.step_id.clone(), s.agent.clone());
                     }
                 }
-                Outgoing::StepUpdated(u) => {
+                Out::StepUpdated(u) => {
                     let agent = self.steps.get(&u.step_id).cloned().unwrap_or_default();
                     if let Some(st) = u.status {
                         let glyph = match st {
@@ -141,7 +141,7 @@ impl Transport for CliTransport {
                         }
                     }
                 }
-                Outgoing::Stream(s) => {
+                Out::Stream(s) => {
                     for e in &s.events {
                         if let StreamEvent::ToolCall { name, input, .. } = e {
                             let arg = input

@@ -7,7 +7,7 @@ pub mod wire;
 use crate::agent::qwen::{QwenBackend, QwenConfig};
 use crate::agent::BoxFuture;
 use crate::model::Band;
-use crate::runner::outbox::{self, FindingDiagnostic, Outgoing, ProgressKind, Transport};
+use crate::runner::outbox::{self, FindingDiagnostic, Out, ProgressKind, Transport};
 use crate::runner::{CancelError, LaunchError, LaunchRequest, RunnerConfig, Supervisor};
 use crate::store::{self, queries, Store};
 use serde_json::{json, Value};
@@ -568,30 +568,30 @@ impl LspTransport {
 }
 
 impl Transport for LspTransport {
-    fn deliver(&mut self, msg: Outgoing) -> BoxFuture<'_, ()> {
+    fn deliver(&mut self, msg: Out) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             match msg {
-                Outgoing::RunStarted(m) => {
+                Out::RunStarted(m) => {
                     self.client
                         .send_notification::<wire::RunStartedN>(wire::to_value(&m))
                         .await
                 }
-                Outgoing::StepUpdated(m) => {
+                Out::StepUpdated(m) => {
                     self.client
                         .send_notification::<wire::StepUpdatedN>(wire::to_value(&m))
                         .await
                 }
-                Outgoing::Stream(m) => {
+                Out::Stream(m) => {
                     self.client
                         .send_notification::<wire::AgentStreamN>(wire::to_value(&m))
                         .await
                 }
-                Outgoing::Trace(m) => {
+                Out::Trace(m) => {
                     self.client
                         .send_notification::<wire::TraceN>(wire::to_value(&m))
                         .await
                 }
-                Outgoing::Findings {
+                Out::Findings {
                     root,
                     flow,
                     diagnostics,
@@ -601,7 +601,7 @@ impl Transport for LspTransport {
                         self.publish(root, flow, diagnostics).await;
                     }
                 }
-                Outgoing::Progress { run_id, kind } => {
+                Out::Progress { run_id, kind } => {
                     if !self.progress {
                         return;
                     }
@@ -634,7 +634,7 @@ impl Transport for LspTransport {
                         None => {}
                     }
                 }
-                Outgoing::Ready(run_id) => {
+                Out::Ready(run_id) => {
                     if let Some(Some(buffer)) = self.tokens.insert(run_id.clone(), None) {
                         let mut ended = false;
                         for k in buffer {

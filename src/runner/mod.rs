@@ -967,7 +967,8 @@ impl Supervisor {
                         });
                     }
                     AgentEvent::Stream(ev) => {
-                        match &ev {
+                        // Tool calls open and close traces; the note follows the event.
+                        let note = match &ev {
                             StreamEvent::ToolCall {
                                 tool_call_id,
                                 name,
@@ -996,65 +997,49 @@ impl Supervisor {
                                 me.store.send("trace start", move |c| {
                                     queries::insert_trace(c, &t2, now)
                                 });
-                                me.emit(Out::Stream {
-                                    run_id: run_id.clone(),
-                                    step_id: step_id.clone(),
-                                    chat_id: chat_id.clone(),
-                                    events: vec![ev.clone()],
-                                });
-                                me.emit(Out::Trace(TraceNote {
+                                open.insert(
+                                    tool_call_id.clone(),
+                                    (t.clone(), Instant::now(), turn),
+                                );
+                                Some(TraceNote {
                                     phase: "start",
-                                    trace: t.clone(),
-                                }));
-                                open.insert(tool_call_id.clone(), (t, Instant::now(), turn));
-                                continue;
+                                    trace: t,
+                                })
                             }
                             StreamEvent::ToolResult {
                                 tool_call_id,
                                 is_error,
                                 content,
-                            } => {
-                                me.emit(Out::Stream {
-                                    run_id: run_id.clone(),
-                                    step_id: step_id.clone(),
-                                    chat_id: chat_id.clone(),
-                                    events: vec![ev.clone()],
-                                });
-                                if let Some((mut t, started, tturn)) = open.remove(tool_call_id) {
-                                    let outcome =
-                                        if *is_error && crate::agent::parse::is_denial(content) {
-                                            TraceOutcome::Denied
-                                        } else if *is_error {
-                                            TraceOutcome::Error
-                                        } else {
-                                            TraceOutcome::Ok
-                                        };
-                                    t.output_bytes = Some(content.len() as u64);
-                                    t.output = Some(cap_text(content, TRACE_OUTPUT_CAP));
-                                    t.finished_at = Some(clock::now_rfc3339());
-                                    t.latency_ms = Some(started.elapsed().as_millis() as u64);
-                                    t.outcome = Some(outcome);
-                                    t.error = is_error.then(|| cap_text(content, 2000));
-                                    t.usage = turns.get(&tturn).map(|u| WireUsage::from(*u));
-                                    let t2 = t.clone();
-                                    me.store.send("trace finish", move |c| {
-                                        queries::finish_trace(c, &t2)
-                                    });
-                                    me.emit(Out::Trace(TraceNote {
-                                        phase: "finish",
-                                        trace: t,
-                                    }));
+                            } => open.remove(tool_call_id).map(|(mut t, started, tturn)| {
+                                let outcome =
+                                    if *is_error && crate::agent::parse::is_denial(content) {
+                                        TraceOutcome::Denied
+                                    } else if *is_error {
+                                        TraceOutcome::Error
+                                    } else {
+                                        TraceOutcome::Ok
+                                    };
+                                t.output_bytes = Some(content.len() as u64);
+                                t.output = Some(cap_text(content, TRACE_OUTPUT_CAP));
+                                t.finished_at = Some(clock::now_rfc3339());
+                                t.latency_ms = Some(started.elapsed().as_millis() as u64);
+                                t.outcome = Some(outcome);
+                                t.error = is_error.then(|| cap_text(content, 2000));
+                                t.usage = turns.get(&tturn).map(|u| WireUsage::from(*u));
+                                let t2 = t.clone();
+                                me.store
+                                    .send("trace finish", move |c| queries::finish_trace(c, &t2));
+                                TraceNote {
+                                    phase: "finish",
+                                    trace: t,
                                 }
-                                continue;
-                            }
-                            _ => {}
+                            }),
+                            _ => None,
+                        };
+                        me.emit(outbox::stream(&run_id, &step_id, &chat_id, ev));
+                        if let Some(n) = note {
+                            me.emit(Out::Trace(n));
                         }
-                        me.emit(Out::Stream {
-                            run_id: run_id.clone(),
-                            step_id: step_id.clone(),
-                            chat_id: chat_id.clone(),
-                            events: vec![ev],
-                        });
                     }
                 }
             }

@@ -119,12 +119,8 @@ pub enum ProgressKind {
 pub enum Out {
     RunStarted(RunStarted),
     StepUpdated(StepUpdated),
-    Stream {
-        run_id: String,
-        step_id: String,
-        chat_id: String,
-        events: Vec<StreamEvent>,
-    },
+    /// Stream events of one chat; the outbox assigns `seq` when it sends them.
+    Stream(AgentStream),
     Trace(TraceNote),
     Progress {
         run_id: String,
@@ -140,28 +136,20 @@ pub enum Out {
     Ready(String),
 }
 
-/// What actually leaves: stream batches carry their seq.
-#[derive(Debug, Clone)]
-pub enum Outgoing {
-    RunStarted(RunStarted),
-    StepUpdated(StepUpdated),
-    Stream(AgentStream),
-    Trace(TraceNote),
-    Progress {
-        run_id: String,
-        kind: ProgressKind,
-    },
-    Findings {
-        root: String,
-        flow: String,
-        diagnostics: Vec<FindingDiagnostic>,
-    },
-    Ready(String),
+/// A stream message for the outbox (its `seq` is assigned on sending).
+pub fn stream(run_id: &str, step_id: &str, chat_id: &str, event: StreamEvent) -> Out {
+    Out::Stream(AgentStream {
+        run_id: run_id.to_string(),
+        step_id: step_id.to_string(),
+        chat_id: chat_id.to_string(),
+        seq: 0,
+        events: vec![event],
+    })
 }
 
 /// Where the outbox delivers: the LSP client, the CLI's progress printer, a test.
 pub trait Transport: Send + 'static {
-    fn deliver(&mut self, msg: Outgoing) -> BoxFuture<'_, ()>;
+    fn deliver(&mut self, msg: Out) -> BoxFuture<'_, ()>;
 }
 
 pub type OutboxSender = mpsc::UnboundedSender<Out>;
@@ -187,53 +175,32 @@ pub async fn run_outbox<T: Transport>(
         }
         for msg in coalesce(std::mem::take(&mut batch)) {
             let out = match msg {
-                Out::Stream {
-                    run_id,
-                    step_id,
-                    chat_id,
-                    events,
-                } => {
-                    let seq = seqs.entry(chat_id.clone()).or_insert(0);
+                Out::Stream(mut m) => {
+                    let seq = seqs.entry(m.chat_id.clone()).or_insert(0);
                     *seq += 1;
-                    let s = *seq;
-                    let (c, r, st, ev) = (
-                        chat_id.clone(),
-                        run_id.clone(),
-                        step_id.clone(),
-                        events.clone(),
+                    m.seq = *seq;
+                    let (c, r, st, ev, s) = (
+                        m.chat_id.clone(),
+                        m.run_id.clone(),
+                        m.step_id.clone(),
+                        m.events.clone(),
+                        m.seq,
                     );
+                    // Persisted before it is sent: getRun always covers what a client saw.
                     store.send("stream snapshot", move |conn| {
                         queries::insert_snapshot(conn, &c, s, &r, &st, &ev)
                     });
-                    Outgoing::Stream(AgentStream {
-                        run_id,
-                        step_id,
-                        chat_id,
-                        seq: s,
-                        events,
-                    })
+                    Out::Stream(m)
                 }
-                Out::RunStarted(m) => Outgoing::RunStarted(m),
                 Out::StepUpdated(m) => {
                     if m.status.is_some_and(|s| s.is_terminal()) {
                         if let Some(c) = &m.chat_id {
                             seqs.remove(c);
                         }
                     }
-                    Outgoing::StepUpdated(m)
+                    Out::StepUpdated(m)
                 }
-                Out::Trace(t) => Outgoing::Trace(t),
-                Out::Progress { run_id, kind } => Outgoing::Progress { run_id, kind },
-                Out::Findings {
-                    root,
-                    flow,
-                    diagnostics,
-                } => Outgoing::Findings {
-                    root,
-                    flow,
-                    diagnostics,
-                },
-                Out::Ready(k) => Outgoing::Ready(k),
+                other => other,
             };
             transport.deliver(out).await;
         }
@@ -247,30 +214,23 @@ pub fn coalesce(batch: Vec<Out>) -> Vec<Out> {
     let mut open: HashMap<String, usize> = HashMap::new();
     for msg in batch {
         match msg {
-            Out::Stream {
-                run_id,
-                step_id,
-                chat_id,
-                events,
-            } => {
-                if let Some(&i) = open.get(&chat_id) {
-                    if let Out::Stream { events: evs, .. } = &mut out[i] {
-                        for e in events {
-                            let merged = evs.last_mut().is_some_and(|last| last.try_merge(&e));
+            Out::Stream(m) => {
+                if let Some(&i) = open.get(&m.chat_id) {
+                    if let Out::Stream(prev) = &mut out[i] {
+                        for e in m.events {
+                            let merged = prev
+                                .events
+                                .last_mut()
+                                .is_some_and(|last| last.try_merge(&e));
                             if !merged {
-                                evs.push(e);
+                                prev.events.push(e);
                             }
                         }
                         continue;
                     }
                 }
-                open.insert(chat_id.clone(), out.len());
-                out.push(Out::Stream {
-                    run_id,
-                    step_id,
-                    chat_id,
-                    events,
-                });
+                open.insert(m.chat_id.clone(), out.len());
+                out.push(Out::Stream(m));
             }
             other => {
                 open.clear();
@@ -286,12 +246,7 @@ mod tests {
     use super::*;
 
     fn text(chat: &str, t: &str) -> Out {
-        Out::Stream {
-            run_id: "r".into(),
-            step_id: chat.into(),
-            chat_id: chat.into(),
-            events: vec![StreamEvent::Text { text: t.into() }],
-        }
+        stream("r", chat, chat, StreamEvent::Text { text: t.into() })
     }
 
     #[test]
@@ -310,31 +265,30 @@ mod tests {
         let out = coalesce(batch);
         assert_eq!(out.len(), 4);
         match &out[0] {
-            Out::Stream {
-                chat_id, events, ..
-            } => {
-                assert_eq!(chat_id, "a");
-                assert_eq!(events, &vec![StreamEvent::Text { text: "12".into() }]);
+            Out::Stream(m) => {
+                assert_eq!(m.chat_id, "a");
+                assert_eq!(m.events, vec![StreamEvent::Text { text: "12".into() }]);
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&out[1], Out::Stream { chat_id, .. } if chat_id == "b"));
+        assert!(matches!(&out[1], Out::Stream(m) if m.chat_id == "b"));
         assert!(matches!(&out[2], Out::StepUpdated(_)));
         assert!(
-            matches!(&out[3], Out::Stream { events, .. } if events == &vec![StreamEvent::Text { text: "3".into() }])
+            matches!(&out[3], Out::Stream(m) if m.events == vec![StreamEvent::Text { text: "3".into() }])
         );
     }
 
     #[test]
     fn keeps_different_event_kinds_apart() {
         let mut a = text("a", "t");
-        if let Out::Stream { events, .. } = &mut a {
-            events.push(StreamEvent::Thinking { text: "h".into() });
+        if let Out::Stream(m) = &mut a {
+            m.events.push(StreamEvent::Thinking { text: "h".into() });
         }
         let out = coalesce(vec![a, text("a", "u")]);
         assert_eq!(out.len(), 1);
-        if let Out::Stream { events, .. } = &out[0] {
-            assert_eq!(events.len(), 3);
+        match &out[0] {
+            Out::Stream(m) => assert_eq!(m.events.len(), 3),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The runner with a scripted in-process backend: ordering rules, seq, policy.
 
-use super::outbox::{run_outbox, Outgoing, Transport};
+use super::outbox::{run_outbox, Transport};
 use super::*;
 use crate::agent::scripted::ScriptedBackend;
 
-struct Collect(mpsc::UnboundedSender<Outgoing>);
+struct Collect(mpsc::UnboundedSender<Out>);
 impl Transport for Collect {
-    fn deliver(&mut self, msg: Outgoing) -> crate::agent::BoxFuture<'_, ()> {
+    fn deliver(&mut self, msg: Out) -> crate::agent::BoxFuture<'_, ()> {
         let _ = self.0.send(msg);
         Box::pin(async {})
     }
@@ -23,12 +23,7 @@ async fn start(
     backend: Arc<dyn crate::agent::AgentBackend>,
     flow: &str,
     parallel: usize,
-) -> (
-    Arc<Supervisor>,
-    Store,
-    String,
-    mpsc::UnboundedReceiver<Outgoing>,
-) {
+) -> (Arc<Supervisor>, Store, String, mpsc::UnboundedReceiver<Out>) {
     // The database lives outside the project: anything written inside it would
     // (rightly) fail the read-only proof.
     let store = Store::open(&root.with_extension("db")).unwrap();
@@ -56,7 +51,7 @@ async fn start(
     (sup, store, run_id, crx)
 }
 
-async fn run_flow(fail: Vec<String>) -> (Vec<Outgoing>, Store, String) {
+async fn run_flow(fail: Vec<String>) -> (Vec<Out>, Store, String) {
     let reply = "All good.\n```findings\n[{\"title\": \"Entry point\", \"severity\": \"low\", \"claim\": \"main is empty\", \"evidence\": [{\"path\": \"a.rs\", \"lines\": [1, 1], \"quote\": \"fn main() {}\"}]}]\n```".to_string();
     let backend = Arc::new(ScriptedBackend {
         reply,
@@ -76,7 +71,7 @@ async fn run_flow(fail: Vec<String>) -> (Vec<Outgoing>, Store, String) {
 async fn a_run_follows_the_ordering_rules() {
     let (msgs, store, run_id) = run_flow(vec![]).await;
     assert!(
-        matches!(msgs.first(), Some(Outgoing::RunStarted(_))),
+        matches!(msgs.first(), Some(Out::RunStarted(_))),
         "{:?}",
         msgs.first()
     );
@@ -84,7 +79,7 @@ async fn a_run_follows_the_ordering_rules() {
         .iter()
         .rev()
         .find_map(|m| match m {
-            Outgoing::StepUpdated(u) => Some(u.clone()),
+            Out::StepUpdated(u) => Some(u.clone()),
             _ => None,
         })
         .unwrap();
@@ -93,20 +88,20 @@ async fn a_run_follows_the_ordering_rules() {
     // Nothing about the run after its terminal update (progress and diagnostics aside).
     let pos = msgs
         .iter()
-        .rposition(|m| matches!(m, Outgoing::StepUpdated(_)))
+        .rposition(|m| matches!(m, Out::StepUpdated(_)))
         .unwrap();
     assert!(msgs[pos + 1..]
         .iter()
-        .all(|m| matches!(m, Outgoing::Progress { .. } | Outgoing::Findings { .. })));
+        .all(|m| matches!(m, Out::Progress { .. } | Out::Findings { .. })));
     // A step's running update precedes its stream; seq is contiguous per chat.
     let mut running = std::collections::HashSet::new();
     let mut seqs: HashMap<String, u64> = HashMap::new();
     for m in &msgs {
         match m {
-            Outgoing::StepUpdated(u) if u.status == Some(StepStatus::Running) => {
+            Out::StepUpdated(u) if u.status == Some(StepStatus::Running) => {
                 running.insert(u.step_id.clone());
             }
-            Outgoing::Stream(s) => {
+            Out::Stream(s) => {
                 assert!(
                     running.contains(&s.step_id),
                     "stream before running: {}",
@@ -163,7 +158,7 @@ async fn a_failed_agent_does_not_throw_away_the_others_work() {
         .iter()
         .rev()
         .find_map(|m| match m {
-            Outgoing::StepUpdated(u) => u.report.clone(),
+            Out::StepUpdated(u) => u.report.clone(),
             _ => None,
         })
         .unwrap();
@@ -185,7 +180,7 @@ async fn every_agent_failing_fails_the_run() {
         .iter()
         .rev()
         .find_map(|m| match m {
-            Outgoing::StepUpdated(u) => Some(u.clone()),
+            Out::StepUpdated(u) => Some(u.clone()),
             _ => None,
         })
         .unwrap();
