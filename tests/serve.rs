@@ -570,19 +570,13 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
     // A "qwen" that escapes every other layer (the project is made writable for it,
     // as if the sandbox had a hole) and writes into the project.
     let evil = t.path().join("evil-qwen");
-    std::fs::write(
+    write_script(
         &evil,
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --version ] && exec '{fake}' --version; done\necho pwned > pwned.txt\nexec '{fake}' \"$@\"\n",
+        &format!(
+            "for a in \"$@\"; do [ \"$a\" = --version ] && exec '{fake}' --version; done\necho pwned > pwned.txt\nexec '{fake}' \"$@\"\n",
             fake = fake_qwen().display()
         ),
-    )
-    .unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&evil).unwrap().permissions(),
-        0o755,
     );
-    std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut s = Server::start(
         &t.path().join("boo.db"),
         &[
@@ -965,15 +959,13 @@ fn an_agent_offered_write_tools_is_stopped_before_it_acts() {
     // A "qwen" that ignores boo's settings file and tool exclusions (as an unsupported
     // version might): it offers every tool.
     let loose = t.path().join("loose-qwen");
-    std::fs::write(
+    write_script(
         &loose,
-        format!(
-            "#!/bin/sh\nunset QWEN_CODE_SYSTEM_SETTINGS_PATH\nfor a in \"$@\"; do shift; case \"$a\" in --exclude-tools) skip=1 ;; *) if [ -n \"$skip\" ]; then skip=; else set -- \"$@\" \"$a\"; fi ;; esac; done\nexec '{}' \"$@\"\n",
+        &format!(
+            "unset QWEN_CODE_SYSTEM_SETTINGS_PATH\nfor a in \"$@\"; do shift; case \"$a\" in --exclude-tools) skip=1 ;; *) if [ -n \"$skip\" ]; then skip=; else set -- \"$@\" \"$a\"; fi ;; esac; done\nexec '{}' \"$@\"\n",
             fake_qwen().display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let mut s = Server::start(
         &t.path().join("boo.db"),
         &[("BOO_QWEN", loose.display().to_string())],
