@@ -56,10 +56,10 @@ CREATE TABLE IF NOT EXISTS flow_steps (
   run_id        TEXT NOT NULL REFERENCES flow_runs (run_id) ON DELETE CASCADE,
   step_id       TEXT NOT NULL,
   kind          TEXT NOT NULL
-    CONSTRAINT flow_steps_kind_check CHECK (kind IN ('agent', 'code')),
-  agent         TEXT NOT NULL,         -- persona (agent steps) or function (code steps)
+    CONSTRAINT flow_steps_kind_check CHECK (kind IN ('agent', 'code', 'script')),
+  agent         TEXT NOT NULL,         -- persona (agent), function (code) or workflow name (script)
   label         TEXT NOT NULL,
-  wave          INTEGER NOT NULL CONSTRAINT flow_steps_wave_check CHECK (wave >= 1),
+  wave          INTEGER NOT NULL CONSTRAINT flow_steps_wave_check CHECK (wave >= 0),  -- 0: a workflow's script step
   position      INTEGER NOT NULL,      -- order in the flow definition
   chat_id       TEXT,                  -- UUID of the current attempt's stream
   status        TEXT NOT NULL DEFAULT 'pending'
@@ -78,6 +78,11 @@ CREATE TABLE IF NOT EXISTS flow_steps (
   agent_pid     INTEGER,               -- the agent's process group leader while it runs
   agent_pid_start INTEGER,             -- its /proc start time (pid reuse guard)
   meta          TEXT,                  -- JSON: qwen version, offered tools, sandbox, exit code
+  origin        TEXT NOT NULL DEFAULT 'plan'  -- 'plan': in the plan at launch; 'runtime': added while the run ran
+    CONSTRAINT flow_steps_origin_check CHECK (origin IN ('plan', 'runtime')),
+  parent_step_id TEXT,                 -- the step that started this one (runtime steps)
+  phase         TEXT,                  -- a workflow's phase label
+  cache_key     TEXT,                  -- SHA-256 of what determines the result (workflow agents)
   CONSTRAINT flow_steps_run_step_unique UNIQUE (run_id, step_id)
 );
 CREATE INDEX IF NOT EXISTS flow_steps_run_status ON flow_steps (run_id, status);
@@ -135,4 +140,4 @@ CREATE TABLE IF NOT EXISTS turn_usage (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS turn_usage_run ON turn_usage (run_id, step_id);
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

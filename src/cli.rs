@@ -1,34 +1,34 @@
 //! The command line: the same engine as the server, without an editor.
 
 use crate::agent::harden::{landlock_abi, SandboxMode};
-use crate::agent::qwen::{resolve_program, QwenBackend, QwenConfig};
+use crate::agent::qwen::{resolve_program, QwenBackend};
 use crate::agent::{AgentBackend, BoxFuture};
+use crate::app::{self, App};
 use crate::catalog::Catalog;
 use crate::clock;
+use crate::config::Config;
 use crate::model::{Band, Category, RunStatus, StepStatus, StreamEvent, TraceOutcome, Usage};
-use crate::runner::outbox::{self, Out, Transport};
-use crate::runner::{LaunchError, LaunchRequest, RunnerConfig, Supervisor};
-use crate::store::{self, queries, Store};
+use crate::runner::outbox::{Out, Transport};
+use crate::runner::{LaunchError, LaunchRequest};
+use crate::store::{queries, Store};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-fn open_store() -> Result<Store, i32> {
-    let path = store::default_db_path();
-    Store::open(&path).map_err(|e| {
-        eprintln!("boo: cannot open the database {}: {e}", path.display());
+fn open_store(config: &Config) -> Result<Store, i32> {
+    app::open_store(config).map_err(|e| {
+        eprintln!("boo: {e}");
         1
     })
 }
 
-pub fn flows(root: Option<PathBuf>) -> i32 {
+pub fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
+    let builtin_dir = config.catalog_dir.as_deref();
     let cat = match &root {
-        Some(r) => Catalog::for_root(r),
-        None => Catalog::builtin(),
+        Some(r) => Catalog::for_root(r, builtin_dir),
+        None => Catalog::builtin(builtin_dir),
     };
     let mut out = String::new();
     for cat_name in Category::ALL {
@@ -163,6 +163,7 @@ impl Transport for CliTransport {
 }
 
 pub async fn run(
+    config: Config,
     flow: String,
     question: String,
     band: String,
@@ -179,30 +180,20 @@ pub async fn run(
     };
     let root =
         root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
-    let st = match open_store() {
-        Ok(s) => s,
-        Err(c) => return c,
+    let config = config.with_model(model.clone());
+    let app = match App::start(&config, |_| CliTransport {
+        started: Instant::now(),
+        steps: HashMap::new(),
+    })
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return 1;
+        }
     };
-    let data_dir = store::data_dir();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let sup = Supervisor::new(
-        st.clone(),
-        Arc::new(QwenBackend::new(QwenConfig::from_env(data_dir.clone()))),
-        tx,
-        RunnerConfig::from_env(None, model.clone()),
-    );
-    if let Err(e) = sup.register().await {
-        eprintln!("boo: {e}");
-        return 1;
-    }
-    let outbox_task = tokio::spawn(outbox::run_outbox(
-        rx,
-        st.clone(),
-        CliTransport {
-            started: Instant::now(),
-            steps: HashMap::new(),
-        },
-    ));
+    let (st, sup) = (app.store.clone(), app.supervisor.clone());
     let hb_stop = CancellationToken::new();
     tokio::spawn(sup.clone().heartbeat_loop(false, hb_stop.clone()));
     let run_id = match sup
@@ -238,7 +229,7 @@ pub async fn run(
     let id = run_id.clone();
     let row = st.call(move |c| queries::get_run(c, &id)).await;
     drop(sup);
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), outbox_task).await;
+    app.drain(std::time::Duration::from_millis(500)).await;
     match row {
         Ok(Some(r)) => {
             if let Some(report) = &r.report {
@@ -267,8 +258,8 @@ fn age(created: &str) -> String {
         .unwrap_or_default()
 }
 
-pub async fn runs(root: Option<PathBuf>, all: bool, limit: u32) -> i32 {
-    let st = match open_store() {
+pub async fn runs(config: &Config, root: Option<PathBuf>, all: bool, limit: u32) -> i32 {
+    let st = match open_store(config) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -306,8 +297,8 @@ pub async fn runs(root: Option<PathBuf>, all: bool, limit: u32) -> i32 {
     }
 }
 
-pub async fn show(run_id: String) -> i32 {
-    let st = match open_store() {
+pub async fn show(config: &Config, run_id: String) -> i32 {
+    let st = match open_store(config) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -372,12 +363,12 @@ pub async fn show(run_id: String) -> i32 {
     }
 }
 
-pub async fn export(run_id: String, format: String) -> i32 {
+pub async fn export(config: &Config, run_id: String, format: String) -> i32 {
     if format != "markdown" && format != "json" {
         eprintln!("boo: --format: use markdown or json");
         return 2;
     }
-    let st = match open_store() {
+    let st = match open_store(config) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -400,8 +391,8 @@ pub async fn export(run_id: String, format: String) -> i32 {
     }
 }
 
-pub async fn traces(run_id: String) -> i32 {
-    let st = match open_store() {
+pub async fn traces(config: &Config, run_id: String) -> i32 {
+    let st = match open_store(config) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -534,7 +525,7 @@ pub async fn traces(run_id: String) -> i32 {
     0
 }
 
-pub async fn gc(older_than: String) -> i32 {
+pub async fn gc(config: &Config, older_than: String) -> i32 {
     let ms = match clock::parse_duration(&older_than) {
         Ok(ms) => ms,
         Err(e) => {
@@ -542,7 +533,7 @@ pub async fn gc(older_than: String) -> i32 {
             return 2;
         }
     };
-    let st = match open_store() {
+    let st = match open_store(config) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -588,7 +579,7 @@ fn endpoint_reachable(url: &str) -> Result<String, String> {
     Err(format!("nothing answers at {addr}"))
 }
 
-pub async fn doctor() -> i32 {
+pub async fn doctor(config: &Config) -> i32 {
     let mut failures = 0;
     let mut report = |ok: bool, what: &str, detail: String| {
         if !ok {
@@ -596,8 +587,8 @@ pub async fn doctor() -> i32 {
         }
         println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
     };
-    let cfg = QwenConfig::from_env(store::data_dir());
-    match resolve_program(&cfg.program) {
+    let cfg = &config.qwen;
+    match resolve_program(&cfg.program, cfg.search_path.as_ref()) {
         Ok(_) => {
             let backend = QwenBackend::new(cfg.clone());
             match backend.check().await {
@@ -611,21 +602,24 @@ pub async fn doctor() -> i32 {
         }
         Err(e) => report(false, "qwen", e.0),
     }
-    for (var, hint) in [
+    for (var, value, hint) in [
         (
             "OPENAI_BASE_URL",
+            &cfg.base_url,
             "the OpenAI-compatible endpoint serving your Qwen model, e.g. http://127.0.0.1:8000/v1",
         ),
         (
             "OPENAI_API_KEY",
+            &cfg.api_key,
             "the endpoint's key (any non-empty value for a local server that ignores it)",
         ),
         (
             "OPENAI_MODEL",
+            &cfg.model,
             "the model name the endpoint serves, e.g. qwen3-coder",
         ),
     ] {
-        match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        match value.clone() {
             Some(v) => report(
                 true,
                 var,
@@ -648,8 +642,8 @@ pub async fn doctor() -> i32 {
             ),
         }
     }
-    let db = store::default_db_path();
-    match Store::open(&db) {
+    let db = &config.db_path;
+    match Store::open(db) {
         Ok(st) => match st
             .call(|c| {
                 // A write statement: fails on a read-only database or folder.
@@ -670,7 +664,7 @@ pub async fn doctor() -> i32 {
         },
         Err(e) => report(false, "database", format!("{e}")),
     }
-    match (landlock_abi(), SandboxMode::from_env()) {
+    match (landlock_abi(), cfg.sandbox.clone()) {
         (_, Err(e)) => report(false, "sandbox", e),
         (Some(v), Ok(mode)) => report(
             true,

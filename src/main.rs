@@ -1,10 +1,12 @@
 //! boo: a multi-agent, read-only code-analysis server for editors.
 
 mod agent;
+mod app;
 mod catalog;
 mod cli;
 mod clock;
 mod codesteps;
+mod config;
 mod engine;
 mod evidence;
 mod export;
@@ -98,6 +100,9 @@ enum Command {
         sandbox: String,
         #[arg(long)]
         writable: Vec<PathBuf>,
+        /// Where to report the sandbox state (a descriptor boo passes); stdout if absent.
+        #[arg(long)]
+        report_fd: Option<i32>,
         #[arg(last = true, required = true)]
         argv: Vec<String>,
     },
@@ -142,7 +147,9 @@ fn guard_stdout() -> std::io::Result<std::fs::File> {
 
 fn main() {
     let cli = Cli::parse();
-    let log_file = std::env::var_os("BOO_LOG_FILE").map(PathBuf::from);
+    // The one place the environment is read.
+    let config = config::Config::from_env();
+    let log_file = config.log_file.clone();
     let code = match cli.command {
         Command::Fingerprint { root } => {
             let cache = fingerprint::HashCache::new();
@@ -165,8 +172,9 @@ fn main() {
             parent,
             sandbox,
             writable,
+            report_fd,
             argv,
-        } => agent::harden::agent_guard(parent, &sandbox, writable, argv),
+        } => agent::harden::agent_guard(parent, &sandbox, writable, report_fd, argv),
         Command::Serve { .. } => {
             let proto = match guard_stdout() {
                 Ok(f) => f,
@@ -186,7 +194,7 @@ fn main() {
                     std::process::exit(2);
                 }
             };
-            let code = rt.block_on(lsp::serve(tokio::fs::File::from_std(proto)));
+            let code = rt.block_on(lsp::serve(tokio::fs::File::from_std(proto), config));
             // Runs are stopped and the store flushed by now. Do not wait for the
             // blocking stdin reader: a client may keep our stdin open after `exit`.
             rt.shutdown_background();
@@ -206,7 +214,7 @@ fn main() {
             };
             let code = rt.block_on(async move {
                 match other {
-                    Command::Flows { root } => cli::flows(root),
+                    Command::Flows { root } => cli::flows(&config, root),
                     Command::Run {
                         flow,
                         question,
@@ -214,13 +222,17 @@ fn main() {
                         root,
                         model,
                         fast,
-                    } => cli::run(flow, question, band, root, model, fast).await,
-                    Command::Runs { root, all, limit } => cli::runs(root, all, limit).await,
-                    Command::Show { run_id } => cli::show(run_id).await,
-                    Command::Export { run_id, format } => cli::export(run_id, format).await,
-                    Command::Traces { run_id } => cli::traces(run_id).await,
-                    Command::Gc { older_than } => cli::gc(older_than).await,
-                    Command::Doctor => cli::doctor().await,
+                    } => cli::run(config, flow, question, band, root, model, fast).await,
+                    Command::Runs { root, all, limit } => {
+                        cli::runs(&config, root, all, limit).await
+                    }
+                    Command::Show { run_id } => cli::show(&config, run_id).await,
+                    Command::Export { run_id, format } => {
+                        cli::export(&config, run_id, format).await
+                    }
+                    Command::Traces { run_id } => cli::traces(&config, run_id).await,
+                    Command::Gc { older_than } => cli::gc(&config, older_than).await,
+                    Command::Doctor => cli::doctor(&config).await,
                     Command::Serve { .. }
                     | Command::AgentGuard { .. }
                     | Command::Fingerprint { .. } => 2,

@@ -348,6 +348,15 @@ pub struct Step {
     pub transcript: Option<Vec<StreamEvent>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<u64>,
+    /// The step that started this one (steps created while the run ran).
+    #[serde(default)]
+    pub parent_step_id: Option<String>,
+    /// A workflow's phase label.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// The content key a workflow agent's result is cached under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
 }
 
 /// One tool call of an agent step (PROTOCOL.md, `Trace`).

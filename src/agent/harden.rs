@@ -127,8 +127,9 @@ pub enum SandboxMode {
 }
 
 impl SandboxMode {
-    pub fn from_env() -> Result<SandboxMode, String> {
-        match std::env::var("BOO_SANDBOX").ok().as_deref().map(str::trim) {
+    /// Parses `BOO_SANDBOX` (absent or empty means `auto`).
+    pub fn parse(value: Option<&str>) -> Result<SandboxMode, String> {
+        match value.map(str::trim) {
             None | Some("") | Some("auto") => Ok(SandboxMode::Auto),
             Some("required") => Ok(SandboxMode::Required),
             Some(other) => Err(format!(
@@ -183,9 +184,18 @@ fn restrict(writable: &[PathBuf]) -> Result<&'static str, String> {
 
 /// `boo agent-guard`: runs between boo and qwen. It dies with boo (parent-death
 /// signal) and then kills its whole process group; it applies the sandbox before it
-/// starts qwen; it relays qwen's exit status (a signal N becomes 128+N). Its first
-/// stdout line tells boo what sandbox holds.
-pub fn agent_guard(parent: u32, mode: &str, writable: Vec<PathBuf>, argv: Vec<String>) -> i32 {
+/// starts qwen; it relays qwen's exit status (a signal N becomes 128+N). It tells boo
+/// what sandbox holds in one JSON line on `report_fd` (boo passes a pipe of its own,
+/// so the agent's stdout carries the agent's bytes only and nothing the agent prints
+/// can pose as the guard); without `report_fd` (a person running it by hand) the line
+/// goes to stdout.
+pub fn agent_guard(
+    parent: u32,
+    mode: &str,
+    writable: Vec<PathBuf>,
+    report_fd: Option<i32>,
+    argv: Vec<String>,
+) -> i32 {
     use std::io::Write;
     // SAFETY: plain process-control calls on this process.
     unsafe {
@@ -222,9 +232,20 @@ pub fn agent_guard(parent: u32, mode: &str, writable: Vec<PathBuf>, argv: Vec<St
     };
     let line =
         json!({"type": "boo_guard", "sandbox": sandbox, "abi": landlock_abi(), "mode": mode});
-    let mut out = std::io::stdout();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    match report_fd {
+        Some(fd) if fd > 2 => {
+            use std::os::fd::FromRawFd;
+            // SAFETY: boo handed this descriptor to the guard for this line alone; the
+            // File owns it from here and closes it, so qwen never inherits it.
+            let mut report = unsafe { std::fs::File::from_raw_fd(fd) };
+            let _ = writeln!(report, "{line}");
+        }
+        _ => {
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
     if mode == "required" && sandbox != "enforced" {
         eprintln!("boo agent-guard: the OS sandbox is required (BOO_SANDBOX=required) but Landlock is {sandbox} on this kernel; the agent was not started");
         return 78;

@@ -1,5 +1,8 @@
-//! The agent seam: an [`AgentBackend`] runs one agent step and reports its stream.
-//! The only production backend is qwen ([`qwen::QwenBackend`]); there is no fallback.
+//! The agent seam: an [`AgentBackend`] opens [`AgentSession`]s; a session takes a
+//! prompt made of [`ContentBlock`]s, streams [`AgentEvent`]s while the agent works,
+//! and ends with an [`AgentOutcome`]. Cancelling is an explicit call on the session's
+//! [`Canceller`]. The only production backend is qwen ([`qwen::QwenBackend`], one
+//! `qwen -p` process per prompt); there is no fallback.
 
 pub mod harden;
 pub mod parse;
@@ -19,19 +22,40 @@ use tokio_util::sync::CancellationToken;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One agent step to run.
+/// Who the session works for and under which limits.
 #[derive(Debug, Clone)]
-pub struct AgentRequest {
+pub struct SessionSpec {
     pub run_id: String,
     pub step_id: String,
+    /// The stream every event of this session belongs to.
     pub chat_id: String,
+    /// The project the agent reads (its working directory).
     pub root: PathBuf,
-    pub prompt: String,
     pub model: Option<String>,
+    /// Per prompt: past it the agent is stopped and the prompt fails.
     pub deadline: Duration,
 }
 
-/// What an agent reports while it runs.
+/// One part of a prompt. Text today; images join with attachments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentBlock {
+    Text(String),
+}
+
+impl ContentBlock {
+    /// The prompt as plain text (what a text-only transport sends).
+    pub fn join_text(blocks: &[ContentBlock]) -> String {
+        let mut s = String::new();
+        for b in blocks {
+            match b {
+                ContentBlock::Text(t) => s.push_str(t),
+            }
+        }
+        s
+    }
+}
+
+/// What an agent reports while it works.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentEvent {
     /// The agent's process group started (leader pid and its /proc start time).
@@ -48,7 +72,7 @@ pub enum AgentEvent {
     Turn { turn: u32, usage: Usage },
 }
 
-/// A finished agent step.
+/// A finished prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentOutcome {
     pub output: String,
@@ -67,6 +91,15 @@ pub enum AgentError {
     Cancelled,
 }
 
+impl AgentError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        AgentError::Failed {
+            message: message.into(),
+            meta: serde_json::json!({}),
+        }
+    }
+}
+
 /// Why agents cannot run at all (answered as `-32003` at launch).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{0}")]
@@ -79,16 +112,49 @@ pub struct AgentInfo {
     pub version: String,
 }
 
+/// Stops a session's work: the prompt in flight ends promptly with
+/// [`AgentError::Cancelled`] (every process it started is stopped), and later
+/// prompts are refused the same way. Cloneable, so the caller can hold it while the
+/// session is busy.
+#[derive(Debug, Clone, Default)]
+pub struct Canceller(CancellationToken);
+
+impl Canceller {
+    pub fn new() -> Self {
+        Canceller(CancellationToken::new())
+    }
+    pub fn cancel(&self) {
+        self.0.cancel();
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+    pub async fn cancelled(&self) {
+        self.0.cancelled().await
+    }
+}
+
 pub trait AgentBackend: Send + Sync + 'static {
     /// Is the agent CLI there, runnable and of a supported version?
     fn check(&self) -> BoxFuture<'_, Result<AgentInfo, Unavailable>>;
 
-    /// Runs one step to its end. Events go to `events` as they happen; cancelling
-    /// `cancel` stops the agent (and every process it started) promptly.
-    fn run(
-        &self,
-        req: AgentRequest,
+    /// Opens a session for one agent step. Nothing runs until the first prompt.
+    fn open(&self, spec: SessionSpec) -> BoxFuture<'_, Result<Box<dyn AgentSession>, AgentError>>;
+}
+
+/// One agent's conversation. At most one prompt is in flight (`&mut self`).
+pub trait AgentSession: Send {
+    /// Sends a prompt and works until the agent's answer ends. Events go to `events`
+    /// as they happen.
+    fn prompt(
+        &mut self,
+        prompt: Vec<ContentBlock>,
         events: mpsc::UnboundedSender<AgentEvent>,
-        cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<AgentOutcome, AgentError>>;
+
+    /// The handle that cancels this session (see [`Canceller`]).
+    fn canceller(&self) -> Canceller;
+
+    /// Ends the session and frees what it holds (scratch space, processes).
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
 }

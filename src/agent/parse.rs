@@ -27,11 +27,6 @@ pub enum Parsed {
         usage: Usage,
     },
     Result(ResultLine),
-    /// boo's own guard reported the sandbox it applied.
-    Guard {
-        sandbox: String,
-        abi: Option<i64>,
-    },
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -147,14 +142,6 @@ impl StreamParser {
                     });
                 }
             }
-            Some("boo_guard") => out.push(Parsed::Guard {
-                sandbox: v
-                    .get("sandbox")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("unavailable")
-                    .to_string(),
-                abi: v.get("abi").and_then(|a| a.as_i64()),
-            }),
             Some("stream_event") => {
                 self.stream_event(v.get("event").unwrap_or(&Value::Null), &mut out)
             }

@@ -1,22 +1,24 @@
-//! The qwen backend: runs `qwen` headless in plan mode with stream-json output, parses
-//! its events, enforces a deadline, and turns every way it can end into a clear result.
+//! The qwen backend: a session is one agent step with its private scratch space; each
+//! prompt runs `qwen` headless in plan mode with stream-json output under boo's guard,
+//! parses its events, enforces a deadline, and turns every way it can end into a clear
+//! result. The guard reports the sandbox on a pipe of its own, never on qwen's stdout.
 
 use super::harden::{landlock_abi, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS};
 use super::parse::{is_denial, Parsed, StreamParser};
 use super::process::{harden_child, pid_start_time, stop_group};
 use super::{
-    AgentBackend, AgentError, AgentEvent, AgentInfo, AgentOutcome, AgentRequest, BoxFuture,
-    Unavailable,
+    AgentBackend, AgentError, AgentEvent, AgentInfo, AgentOutcome, AgentSession, BoxFuture,
+    Canceller, ContentBlock, SessionSpec, Unavailable,
 };
 use crate::model::{StreamEvent, Usage};
 use serde_json::json;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// The oldest qwen release boo drives.
 pub const MIN_VERSION: (u32, u32, u32) = (0, 24, 0);
@@ -25,37 +27,34 @@ pub const TESTED_VERSION: &str = "0.24.4";
 /// A prompt longer than this goes through stdin (one argv string is capped at 128 KiB).
 const ARGV_PROMPT_LIMIT: usize = 100 * 1024;
 
+/// How boo runs qwen; built by `config::Config` (environment and editor options).
 #[derive(Debug, Clone)]
 pub struct QwenConfig {
-    /// `BOO_QWEN` / `qwenPath`, or `qwen` to search on PATH.
+    /// `BOO_QWEN` / `qwenPath`, or `qwen` to search on `search_path`.
     pub program: String,
+    /// The directories searched for a bare program name (boo's own `PATH`).
+    pub search_path: Option<OsString>,
     pub base_url: Option<String>,
     pub api_key: Option<String>,
     pub model: Option<String>,
     /// boo's data directory; agent scratch space (QWEN_HOME) lives under it.
     pub data_dir: PathBuf,
-}
-
-impl QwenConfig {
-    pub fn from_env(data_dir: PathBuf) -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        QwenConfig {
-            program: var("BOO_QWEN").unwrap_or_else(|| "qwen".into()),
-            base_url: var("OPENAI_BASE_URL"),
-            api_key: var("OPENAI_API_KEY"),
-            model: var("OPENAI_MODEL"),
-            data_dir,
-        }
-    }
+    /// `BOO_SANDBOX`, parsed; a bad value fails every agent with its message.
+    pub sandbox: Result<SandboxMode, String>,
+    /// `BOO_AGENT_WRITABLE`: extra paths the sandbox leaves writable (tests only).
+    pub extra_writable: Vec<PathBuf>,
 }
 
 pub struct QwenBackend {
-    pub config: QwenConfig,
+    config: Arc<QwenConfig>,
     checked: Mutex<Option<(PathBuf, SystemTime, AgentInfo)>>,
 }
 
-/// Finds the executable: a path as given, or the first match on PATH.
-pub fn resolve_program(program: &str) -> Result<PathBuf, Unavailable> {
+/// Finds the executable: a path as given, or the first match on `search_path`.
+pub fn resolve_program(
+    program: &str,
+    search_path: Option<&OsString>,
+) -> Result<PathBuf, Unavailable> {
     let install = format!(
         "install it with `npm install -g @qwen-code/qwen-code@{TESTED_VERSION}` (Node 22 or newer), or set BOO_QWEN to its path"
     );
@@ -68,8 +67,7 @@ pub fn resolve_program(program: &str) -> Result<PathBuf, Unavailable> {
         }
         return check_executable(&p).map(|_| p);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
+    for dir in std::env::split_paths(search_path.map(|p| p.as_os_str()).unwrap_or_default()) {
         let cand = dir.join(program);
         if cand.is_file() {
             return check_executable(&cand).map(|_| cand);
@@ -109,13 +107,13 @@ pub fn parse_version(out: &str) -> Option<(u32, u32, u32)> {
 impl QwenBackend {
     pub fn new(config: QwenConfig) -> Self {
         QwenBackend {
-            config,
+            config: Arc::new(config),
             checked: Mutex::new(None),
         }
     }
 
     async fn check_now(&self) -> Result<AgentInfo, Unavailable> {
-        let mode = SandboxMode::from_env().map_err(Unavailable)?;
+        let mode = self.config.sandbox.clone().map_err(Unavailable)?;
         if mode == SandboxMode::Required && landlock_abi().is_none() {
             return Err(Unavailable(
                 "the OS sandbox is required (BOO_SANDBOX=required) but this kernel has no Landlock: use a kernel with Landlock (5.13+, enabled in the LSM list) or set BOO_SANDBOX=auto".into(),
@@ -127,7 +125,7 @@ impl QwenBackend {
                 "no model endpoint is configured: export OPENAI_BASE_URL (your OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1), OPENAI_API_KEY and OPENAI_MODEL before starting boo (or set them in your editor's boo settings); `boo doctor` checks them".into(),
             ));
         }
-        let path = resolve_program(&self.config.program)?;
+        let path = resolve_program(&self.config.program, self.config.search_path.as_ref())?;
         let mtime = std::fs::metadata(&path)
             .and_then(|m| m.modified())
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -179,346 +177,450 @@ impl QwenBackend {
         Ok(info)
     }
 
-    async fn run_inner(
-        &self,
-        req: AgentRequest,
-        events: mpsc::UnboundedSender<AgentEvent>,
-        cancel: CancellationToken,
-    ) -> Result<AgentOutcome, AgentError> {
-        let fail = |message: String, meta: serde_json::Value| AgentError::Failed { message, meta };
-        let info = self.check_now().await.map_err(|e| fail(e.0, json!({})))?;
-        let model = req.model.clone().or_else(|| self.config.model.clone());
-        let home = AgentHome::create(&self.config.data_dir, &req.chat_id, model.as_deref())
+    async fn open_session(&self, spec: SessionSpec) -> Result<Box<dyn AgentSession>, AgentError> {
+        let info = self
+            .check_now()
+            .await
+            .map_err(|e| AgentError::failed(e.0))?;
+        let model = spec.model.clone().or_else(|| self.config.model.clone());
+        let home = AgentHome::create(&self.config.data_dir, &spec.chat_id, model.as_deref())
             .map_err(|e| {
-                fail(
-                    format!(
-                        "cannot prepare the agent's scratch directory under {}: {e}",
-                        self.config.data_dir.display()
-                    ),
-                    json!({}),
-                )
+                AgentError::failed(format!(
+                    "cannot prepare the agent's scratch directory under {}: {e}",
+                    self.config.data_dir.display()
+                ))
             })?;
-        let result = self
-            .run_process(&req, &info, &home, model, events, cancel)
-            .await;
-        home.remove();
-        result
+        Ok(Box::new(QwenSession {
+            config: self.config.clone(),
+            info,
+            spec,
+            model,
+            home,
+            cancel: Canceller::new(),
+        }))
     }
+}
 
-    async fn run_process(
-        &self,
-        req: &AgentRequest,
-        info: &AgentInfo,
-        home: &AgentHome,
-        model: Option<String>,
+/// One agent step: its scratch space lives as long as the session; every prompt is
+/// one `qwen -p` process that starts fresh (it does not remember earlier prompts).
+struct QwenSession {
+    config: Arc<QwenConfig>,
+    info: AgentInfo,
+    spec: SessionSpec,
+    model: Option<String>,
+    home: AgentHome,
+    cancel: Canceller,
+}
+
+impl Drop for QwenSession {
+    fn drop(&mut self) {
+        self.home.remove();
+    }
+}
+
+impl AgentSession for QwenSession {
+    fn prompt(
+        &mut self,
+        prompt: Vec<ContentBlock>,
         events: mpsc::UnboundedSender<AgentEvent>,
-        cancel: CancellationToken,
-    ) -> Result<AgentOutcome, AgentError> {
-        let fail = |message: String, meta: serde_json::Value| AgentError::Failed { message, meta };
-        let mode = SandboxMode::from_env().map_err(|e| fail(e, json!({})))?;
-        // The running binary itself, even if boo was rebuilt or upgraded since it started.
-        let guard = Path::new("/proc/self/exe");
-        let mut cmd = tokio::process::Command::new(guard);
-        cmd.arg("agent-guard")
-            .arg("--parent")
-            .arg(std::process::id().to_string())
-            .arg("--sandbox")
-            .arg(mode.as_str())
-            .arg("--writable")
-            .arg(&home.root);
-        // Only the character devices programs write to; not /dev/shm or the rest of /dev.
-        for dev in [
-            "/dev/null",
-            "/dev/zero",
-            "/dev/full",
-            "/dev/tty",
-            "/dev/random",
-            "/dev/urandom",
-        ] {
-            if Path::new(dev).exists() {
-                cmd.arg("--writable").arg(dev);
-            }
-        }
-        if let Some(extra) = std::env::var_os("BOO_AGENT_WRITABLE") {
-            for p in std::env::split_paths(&extra) {
-                cmd.arg("--writable").arg(p);
-            }
-        }
-        cmd.arg("--").arg(&info.path);
-        cmd.args([
-            "--approval-mode",
-            "plan",
-            "--output-format",
-            "stream-json",
-            "--include-partial-messages",
-            "--auth-type",
-            "openai",
-        ]);
-        cmd.arg("--max-wall-time")
-            .arg(format!("{}s", req.deadline.as_secs().max(1)));
-        if let Some(m) = &model {
-            cmd.arg("--model").arg(m);
-        }
-        // Second line of defence: the same tools the settings deny are excluded here.
-        cmd.arg("--exclude-tools").arg(DENIED_TOOLS.join(","));
-        let via_stdin = req.prompt.len() > ARGV_PROMPT_LIMIT;
-        if via_stdin {
-            cmd.arg("-p")
-                .arg("The complete task for this step is given on standard input.");
-        } else {
-            cmd.arg("-p").arg(&req.prompt);
-        }
-        cmd.current_dir(&req.root)
-            .env("QWEN_HOME", &home.qwen_home)
-            .env("QWEN_CODE_SYSTEM_SETTINGS_PATH", &home.settings)
-            .env("HOME", &home.root)
-            .env("TMPDIR", &home.tmp)
-            .env("BOO_RUN_ID", &req.run_id)
-            .env("BOO_STEP_ID", &req.step_id)
-            .env("BOO_CHAT_ID", &req.chat_id)
-            .env_remove("OPENAI_BASE_URL")
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("OPENAI_MODEL");
-        // The endpoint comes from boo's configuration only, never from a repository's .env.
-        if let Some(u) = &self.config.base_url {
-            cmd.env("OPENAI_BASE_URL", u);
-        }
-        if let Some(k) = &self.config.api_key {
-            cmd.env("OPENAI_API_KEY", k);
-        }
-        if let Some(m) = &model {
-            cmd.env("OPENAI_MODEL", m);
-        }
-        cmd.stdin(if via_stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        harden_child(&mut cmd);
-        let started = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| {
-            fail(
-                format!(
-                    "cannot start the agent guard (boo agent-guard) for qwen at {}: {e}",
-                    info.path.display()
-                ),
-                json!({}),
-            )
-        })?;
-        let pid = child.id().map(|p| p as i64).unwrap_or(0);
-        let _ = events.send(AgentEvent::Started {
-            pid,
-            pid_start: pid_start_time(pid),
-        });
-        if let Some(mut stdin) = child.stdin.take() {
-            let prompt = req.prompt.clone();
-            tokio::spawn(async move {
-                let _ = stdin.write_all(prompt.as_bytes()).await;
-                let _ = stdin.shutdown().await;
-            });
-        }
-        let mut stderr_tail = String::new();
-        let stderr_task = child.stderr.take().map(|mut e| {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    match e.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            buf.extend_from_slice(&chunk[..n]);
-                            if buf.len() > 16 * 1024 {
-                                buf.drain(..buf.len() - 8 * 1024);
-                            }
-                        }
-                    }
-                }
-                String::from_utf8_lossy(&buf).to_string()
-            })
-        });
-        let Some(stdout) = child.stdout.take() else {
-            stop_group(pid, Duration::from_millis(200)).await;
-            return Err(fail("qwen started without a stdout pipe".into(), json!({})));
-        };
-        let mut lines = BufReader::with_capacity(64 * 1024, stdout);
-        let mut parser = StreamParser::new();
-        let mut result = None;
-        let mut meta = json!({
-            "qwenVersion": info.version,
-            "qwenPath": info.path.display().to_string(),
-            "sandboxMode": mode.as_str(),
-            "sandbox": "unknown",
-        });
-        let mut usage = Usage::default();
-        let mut denials: Vec<String> = Vec::new();
-        let deadline = tokio::time::sleep(req.deadline);
-        tokio::pin!(deadline);
-        let mut buf = Vec::with_capacity(8192);
-        enum End {
-            Eof,
-            Cancelled,
-            Deadline,
-            Unsafe(Vec<String>),
-        }
-        let mut unsafe_tools: Option<Vec<String>> = None;
-        let end = loop {
-            if let Some(x) = unsafe_tools.take() {
-                break End::Unsafe(x);
-            }
-            buf.clear();
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break End::Cancelled,
-                _ = &mut deadline => break End::Deadline,
-                r = lines.read_until(b'\n', &mut buf) => {
-                    match r {
-                        Ok(0) | Err(_) => break End::Eof,
-                        Ok(_) => {
-                            let line = String::from_utf8_lossy(&buf);
-                            for p in parser.feed(&line) {
-                                match p {
-                                    Parsed::Init { version, tools, model, permission_mode } => {
-                                        let extra: Vec<String> = tools.iter().filter(|t| !ALLOWED_TOOLS.contains(&t.as_str())).cloned().collect();
-                                        if !extra.is_empty() {
-                                            meta["offeredTools"] = json!(tools);
-                                            unsafe_tools = Some(extra);
-                                            continue;
-                                        }
-                                        meta["offeredTools"] = json!(tools);
-                                        meta["permissionMode"] = json!(permission_mode);
-                                        if let Some(v) = &version { meta["qwenVersion"] = json!(v); }
-                                        let _ = events.send(AgentEvent::Init { version, tools, model });
-                                    }
-                                    Parsed::Stream(ev) => {
-                                        if let StreamEvent::ToolResult { tool_call_id, content, is_error: true } = &ev {
-                                            if is_denial(content) { denials.push(tool_call_id.clone()); }
-                                        }
-                                        let _ = events.send(AgentEvent::Stream(ev));
-                                    }
-                                    Parsed::Turn { turn, usage: u } => {
-                                        usage.add(&u);
-                                        let _ = events.send(AgentEvent::Turn { turn, usage: u });
-                                    }
-                                    Parsed::Result(r) => result = Some(r),
-                                    Parsed::Guard { sandbox, abi } => {
-                                        meta["sandbox"] = json!(sandbox);
-                                        meta["landlockAbi"] = json!(abi);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        let elapsed = started.elapsed();
-        match end {
-            End::Cancelled => {
-                stop_group(pid, Duration::from_secs(2)).await;
-                let _ = child.wait().await;
+    ) -> BoxFuture<'_, Result<AgentOutcome, AgentError>> {
+        Box::pin(async move {
+            if self.cancel.is_cancelled() {
                 return Err(AgentError::Cancelled);
             }
-            End::Deadline => {
-                stop_group(pid, Duration::from_secs(2)).await;
-                let _ = child.wait().await;
-                let endpoint = self.config.base_url.as_deref().unwrap_or("(not set)");
-                return Err(fail(
+            let text = ContentBlock::join_text(&prompt);
+            run_process(self, &text, events).await
+        })
+    }
+
+    fn canceller(&self) -> Canceller {
+        self.cancel.clone()
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        drop(self);
+        Box::pin(async {})
+    }
+}
+
+/// A pipe for the guard's report: boo keeps the read end; the write end becomes the
+/// guard's descriptor 3.
+fn report_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills two new descriptors, owned right below.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// The descriptor number the guard reports on.
+const GUARD_REPORT_FD: i32 = 3;
+
+async fn run_process(
+    session: &QwenSession,
+    prompt: &str,
+    events: mpsc::UnboundedSender<AgentEvent>,
+) -> Result<AgentOutcome, AgentError> {
+    let QwenSession {
+        config,
+        info,
+        spec: req,
+        model,
+        home,
+        cancel,
+    } = session;
+    let fail = |message: String, meta: serde_json::Value| AgentError::Failed { message, meta };
+    let mode = config.sandbox.clone().map_err(|e| fail(e, json!({})))?;
+    let (report_read, report_write) = report_pipe().map_err(|e| {
+        fail(
+            format!("cannot create the guard's report pipe: {e}"),
+            json!({}),
+        )
+    })?;
+    // The running binary itself, even if boo was rebuilt or upgraded since it started.
+    let guard = Path::new("/proc/self/exe");
+    let mut cmd = tokio::process::Command::new(guard);
+    cmd.arg("agent-guard")
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        .arg("--sandbox")
+        .arg(mode.as_str())
+        .arg("--report-fd")
+        .arg(GUARD_REPORT_FD.to_string())
+        .arg("--writable")
+        .arg(&home.root);
+    // Only the character devices programs write to; not /dev/shm or the rest of /dev.
+    for dev in [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/tty",
+        "/dev/random",
+        "/dev/urandom",
+    ] {
+        if Path::new(dev).exists() {
+            cmd.arg("--writable").arg(dev);
+        }
+    }
+    for p in &config.extra_writable {
+        cmd.arg("--writable").arg(p);
+    }
+    cmd.arg("--").arg(&info.path);
+    cmd.args([
+        "--approval-mode",
+        "plan",
+        "--output-format",
+        "stream-json",
+        "--include-partial-messages",
+        "--auth-type",
+        "openai",
+    ]);
+    cmd.arg("--max-wall-time")
+        .arg(format!("{}s", req.deadline.as_secs().max(1)));
+    if let Some(m) = &model {
+        cmd.arg("--model").arg(m);
+    }
+    // Second line of defence: the same tools the settings deny are excluded here.
+    cmd.arg("--exclude-tools").arg(DENIED_TOOLS.join(","));
+    let via_stdin = prompt.len() > ARGV_PROMPT_LIMIT;
+    if via_stdin {
+        cmd.arg("-p")
+            .arg("The complete task for this step is given on standard input.");
+    } else {
+        cmd.arg("-p").arg(prompt);
+    }
+    cmd.current_dir(&req.root)
+        .env("QWEN_HOME", &home.qwen_home)
+        .env("QWEN_CODE_SYSTEM_SETTINGS_PATH", &home.settings)
+        .env("HOME", &home.root)
+        .env("TMPDIR", &home.tmp)
+        .env("BOO_RUN_ID", &req.run_id)
+        .env("BOO_STEP_ID", &req.step_id)
+        .env("BOO_CHAT_ID", &req.chat_id)
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_MODEL");
+    // The endpoint comes from boo's configuration only, never from a repository's .env.
+    if let Some(u) = &config.base_url {
+        cmd.env("OPENAI_BASE_URL", u);
+    }
+    if let Some(k) = &config.api_key {
+        cmd.env("OPENAI_API_KEY", k);
+    }
+    if let Some(m) = &model {
+        cmd.env("OPENAI_MODEL", m);
+    }
+    cmd.stdin(if via_stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    harden_child(&mut cmd);
+    {
+        use std::os::fd::AsRawFd;
+        let write_fd = report_write.as_raw_fd();
+        // SAFETY: only dup2 (async-signal-safe) between fork and exec; dup2 clears
+        // close-on-exec on the copy, so the guard (and only the guard) gets fd 3.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(write_fd, GUARD_REPORT_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        fail(
+            format!(
+                "cannot start the agent guard (boo agent-guard) for qwen at {}: {e}",
+                info.path.display()
+            ),
+            json!({}),
+        )
+    })?;
+    // The guard holds its own copy now; the read end sees EOF once it wrote its line.
+    drop(report_write);
+    let guard_report = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut text = String::new();
+        let _ = std::fs::File::from(report_read)
+            .take(4096)
+            .read_to_string(&mut text);
+        text
+    });
+    let pid = child.id().map(|p| p as i64).unwrap_or(0);
+    let _ = events.send(AgentEvent::Started {
+        pid,
+        pid_start: pid_start_time(pid),
+    });
+    if let Some(mut stdin) = child.stdin.take() {
+        let prompt = prompt.to_string();
+        tokio::spawn(async move {
+            let _ = stdin.write_all(prompt.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let mut stderr_tail = String::new();
+    let stderr_task = child.stderr.take().map(|mut e| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                match e.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        if buf.len() > 16 * 1024 {
+                            buf.drain(..buf.len() - 8 * 1024);
+                        }
+                    }
+                }
+            }
+            String::from_utf8_lossy(&buf).to_string()
+        })
+    });
+    let Some(stdout) = child.stdout.take() else {
+        stop_group(pid, Duration::from_millis(200)).await;
+        return Err(fail("qwen started without a stdout pipe".into(), json!({})));
+    };
+    let mut lines = BufReader::with_capacity(64 * 1024, stdout);
+    let mut parser = StreamParser::new();
+    let mut result = None;
+    let mut meta = json!({
+        "qwenVersion": info.version,
+        "qwenPath": info.path.display().to_string(),
+        "sandboxMode": mode.as_str(),
+        "sandbox": "unknown",
+    });
+    let mut usage = Usage::default();
+    let mut denials: Vec<String> = Vec::new();
+    let deadline = tokio::time::sleep(req.deadline);
+    tokio::pin!(deadline);
+    let mut buf = Vec::with_capacity(8192);
+    enum End {
+        Eof,
+        Cancelled,
+        Deadline,
+        Unsafe(Vec<String>),
+    }
+    let mut unsafe_tools: Option<Vec<String>> = None;
+    let end = loop {
+        if let Some(x) = unsafe_tools.take() {
+            break End::Unsafe(x);
+        }
+        buf.clear();
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break End::Cancelled,
+            _ = &mut deadline => break End::Deadline,
+            r = lines.read_until(b'\n', &mut buf) => {
+                match r {
+                    Ok(0) | Err(_) => break End::Eof,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        for p in parser.feed(&line) {
+                            match p {
+                                Parsed::Init { version, tools, model, permission_mode } => {
+                                    let extra: Vec<String> = tools.iter().filter(|t| !ALLOWED_TOOLS.contains(&t.as_str())).cloned().collect();
+                                    if !extra.is_empty() {
+                                        meta["offeredTools"] = json!(tools);
+                                        unsafe_tools = Some(extra);
+                                        continue;
+                                    }
+                                    meta["offeredTools"] = json!(tools);
+                                    meta["permissionMode"] = json!(permission_mode);
+                                    if let Some(v) = &version { meta["qwenVersion"] = json!(v); }
+                                    let _ = events.send(AgentEvent::Init { version, tools, model });
+                                }
+                                Parsed::Stream(ev) => {
+                                    if let StreamEvent::ToolResult { tool_call_id, content, is_error: true } = &ev {
+                                        if is_denial(content) { denials.push(tool_call_id.clone()); }
+                                    }
+                                    let _ = events.send(AgentEvent::Stream(ev));
+                                }
+                                Parsed::Turn { turn, usage: u } => {
+                                    usage.add(&u);
+                                    let _ = events.send(AgentEvent::Turn { turn, usage: u });
+                                }
+                                Parsed::Result(r) => result = Some(r),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let read_guard_report = |meta: &mut serde_json::Value, text: &str| {
+        let report = text
+            .lines()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == "boo_guard");
+        if let Some(r) = report {
+            meta["sandbox"] = json!(r["sandbox"].as_str().unwrap_or("unavailable"));
+            meta["landlockAbi"] = r["abi"].clone();
+        }
+    };
+    match end {
+        End::Cancelled => {
+            stop_group(pid, Duration::from_secs(2)).await;
+            let _ = child.wait().await;
+            return Err(AgentError::Cancelled);
+        }
+        End::Deadline => {
+            stop_group(pid, Duration::from_secs(2)).await;
+            let _ = child.wait().await;
+            read_guard_report(&mut meta, &guard_report.await.unwrap_or_default());
+            let endpoint = config.base_url.as_deref().unwrap_or("(not set)");
+            return Err(fail(
                     format!(
                         "qwen did not finish within its deadline of {}s and was stopped. If it produced no output, the model endpoint is probably unreachable: check OPENAI_BASE_URL ({endpoint}) and that the model server is up.",
                         req.deadline.as_secs()
                     ),
                     meta,
                 ));
-            }
-            End::Unsafe(extra) => {
-                stop_group(pid, Duration::from_millis(500)).await;
-                let _ = child.wait().await;
-                return Err(fail(
+        }
+        End::Unsafe(extra) => {
+            stop_group(pid, Duration::from_millis(500)).await;
+            let _ = child.wait().await;
+            read_guard_report(&mut meta, &guard_report.await.unwrap_or_default());
+            return Err(fail(
                     format!(
                         "qwen offered the model tools boo does not allow ({}); the agent was stopped before it could act. Check that this qwen version honours QWEN_CODE_SYSTEM_SETTINGS_PATH and --exclude-tools (boo is tested with {TESTED_VERSION}).",
                         extra.join(", ")
                     ),
                     meta,
                 ));
+        }
+        End::Eof => {}
+    }
+    // stdout closed: wait for the launcher, bounded, then make sure no process of the group survives.
+    let status = tokio::select! {
+        s = child.wait() => s.ok(),
+        _ = tokio::time::sleep(Duration::from_secs(5)) => None,
+        _ = cancel.cancelled() => None,
+    };
+    stop_group(pid, Duration::from_millis(500)).await;
+    let status = match status {
+        Some(s) => Some(s),
+        None => child.wait().await.ok(),
+    };
+    if let Some(t) = stderr_task {
+        stderr_tail = t.await.unwrap_or_default();
+    }
+    read_guard_report(&mut meta, &guard_report.await.unwrap_or_default());
+    let code = status.and_then(|s| s.code());
+    let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+    meta["exitCode"] = json!(code);
+    meta["durationMs"] = json!(elapsed.as_millis() as u64);
+    meta["skippedLines"] = json!(parser.skipped_lines);
+    if !denials.is_empty() {
+        meta["deniedToolCalls"] = json!(denials);
+    }
+    let tail = stderr_tail
+        .lines()
+        .rev()
+        .filter(|l| !l.trim().is_empty())
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !tail.is_empty() {
+        meta["stderrTail"] = json!(tail);
+    }
+    if cancel.is_cancelled() {
+        return Err(AgentError::Cancelled);
+    }
+    match result {
+        Some(r) if !r.is_error => {
+            if let Some(n) = r.num_turns {
+                meta["numTurns"] = json!(n);
             }
-            End::Eof => {}
-        }
-        // stdout closed: wait for the launcher, bounded, then make sure no process of the group survives.
-        let status = tokio::select! {
-            s = child.wait() => s.ok(),
-            _ = tokio::time::sleep(Duration::from_secs(5)) => None,
-            _ = cancel.cancelled() => None,
-        };
-        stop_group(pid, Duration::from_millis(500)).await;
-        let status = match status {
-            Some(s) => Some(s),
-            None => child.wait().await.ok(),
-        };
-        if let Some(t) = stderr_task {
-            stderr_tail = t.await.unwrap_or_default();
-        }
-        let code = status.and_then(|s| s.code());
-        let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
-        meta["exitCode"] = json!(code);
-        meta["durationMs"] = json!(elapsed.as_millis() as u64);
-        meta["skippedLines"] = json!(parser.skipped_lines);
-        if !denials.is_empty() {
-            meta["deniedToolCalls"] = json!(denials);
-        }
-        let tail = stderr_tail
-            .lines()
-            .rev()
-            .filter(|l| !l.trim().is_empty())
-            .take(5)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
-        if !tail.is_empty() {
-            meta["stderrTail"] = json!(tail);
-        }
-        if cancel.is_cancelled() {
-            return Err(AgentError::Cancelled);
-        }
-        match result {
-            Some(r) if !r.is_error => {
-                if let Some(n) = r.num_turns {
-                    meta["numTurns"] = json!(n);
-                }
-                if usage.is_zero() {
-                    usage = r.usage;
-                }
-                let text = r
-                    .text
-                    .filter(|t| !t.trim().is_empty())
-                    .unwrap_or_else(|| parser.last_text.clone());
-                Ok(AgentOutcome {
-                    output: text,
-                    usage,
-                    meta,
-                })
+            if usage.is_zero() {
+                usage = r.usage;
             }
-            Some(r) => {
-                let msg = r
-                    .error
-                    .or(r.text)
-                    .unwrap_or_else(|| format!("qwen reported an error ({})", r.subtype));
-                Err(fail(format!("qwen failed: {msg}"), meta))
-            }
-            None => {
-                let no_turns = meta.get("numTurns").is_none() && usage.is_zero();
-                let signal = signal.or(code.filter(|c| (129..=192).contains(c)).map(|c| c - 128));
-                let why = match (code, signal) {
+            let text = r
+                .text
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| parser.last_text.clone());
+            Ok(AgentOutcome {
+                output: text,
+                usage,
+                meta,
+            })
+        }
+        Some(r) => {
+            let msg = r
+                .error
+                .or(r.text)
+                .unwrap_or_else(|| format!("qwen reported an error ({})", r.subtype));
+            Err(fail(format!("qwen failed: {msg}"), meta))
+        }
+        None => {
+            let no_turns = meta.get("numTurns").is_none() && usage.is_zero();
+            let signal = signal.or(code.filter(|c| (129..=192).contains(c)).map(|c| c - 128));
+            let why = match (code, signal) {
                     (Some(78), _) if meta["sandbox"] != "enforced" => format!(
                         "the OS sandbox is required (BOO_SANDBOX=required) but Landlock is {} here; the agent was not started",
                         meta["sandbox"].as_str().unwrap_or("unavailable")
                     ),
                     (Some(55), _) if no_turns => format!(
                         "qwen stopped at its wall-time limit (--max-wall-time, exit 55) without a single model answer: the model endpoint is probably unreachable or stalled; check OPENAI_BASE_URL ({})",
-                        self.config.base_url.as_deref().unwrap_or("not set")
+                        config.base_url.as_deref().unwrap_or("not set")
                     ),
                     (Some(53), _) => "qwen stopped: the session reached its turn limit (--max-session-turns, exit 53) before answering".to_string(),
                     (Some(55), _) => "qwen stopped: the session reached its wall-time limit (--max-wall-time, exit 55) before answering".to_string(),
@@ -527,13 +629,12 @@ impl QwenBackend {
                     (Some(c), _) => format!("qwen exited with code {c} without a result"),
                     (None, None) => "qwen ended without a result".to_string(),
                 };
-                let msg = if tail.is_empty() {
-                    why
-                } else {
-                    format!("{why}; its last error output:\n{tail}")
-                };
-                Err(fail(msg, meta))
-            }
+            let msg = if tail.is_empty() {
+                why
+            } else {
+                format!("{why}; its last error output:\n{tail}")
+            };
+            Err(fail(msg, meta))
         }
     }
 }
@@ -543,13 +644,8 @@ impl AgentBackend for QwenBackend {
         Box::pin(self.check_now())
     }
 
-    fn run(
-        &self,
-        req: AgentRequest,
-        events: mpsc::UnboundedSender<AgentEvent>,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'_, Result<AgentOutcome, AgentError>> {
-        Box::pin(self.run_inner(req, events, cancel))
+    fn open(&self, spec: SessionSpec) -> BoxFuture<'_, Result<Box<dyn AgentSession>, AgentError>> {
+        Box::pin(self.open_session(spec))
     }
 }
 
@@ -567,12 +663,13 @@ mod tests {
 
     #[test]
     fn missing_program_says_how_to_install() {
-        let e = resolve_program("/nonexistent/qwen").unwrap_err();
+        let e = resolve_program("/nonexistent/qwen", None).unwrap_err();
         assert!(
             e.0.contains("npm install -g @qwen-code/qwen-code@0.24.4"),
             "{e}"
         );
-        let e = resolve_program("definitely-not-a-qwen-binary").unwrap_err();
+        let path = OsString::from("/nonexistent-dir");
+        let e = resolve_program("definitely-not-a-qwen-binary", Some(&path)).unwrap_err();
         assert!(e.0.contains("PATH"), "{e}");
     }
 }

@@ -18,20 +18,39 @@ impl AgentBackend for ScriptedBackend {
         })
     }
 
-    fn run(
-        &self,
-        req: AgentRequest,
+    fn open(&self, spec: SessionSpec) -> BoxFuture<'_, Result<Box<dyn AgentSession>, AgentError>> {
+        let session = ScriptedSession {
+            fail: self.fail_steps.contains(&spec.step_id),
+            step_id: spec.step_id,
+            reply: self.reply.clone(),
+            cancel: Canceller::new(),
+        };
+        Box::pin(async move { Ok(Box::new(session) as Box<dyn AgentSession>) })
+    }
+}
+
+struct ScriptedSession {
+    step_id: String,
+    reply: String,
+    fail: bool,
+    cancel: Canceller,
+}
+
+impl AgentSession for ScriptedSession {
+    fn prompt(
+        &mut self,
+        _prompt: Vec<ContentBlock>,
         events: mpsc::UnboundedSender<AgentEvent>,
-        cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<AgentOutcome, AgentError>> {
         Box::pin(async move {
+            let cancel = &self.cancel;
             let _ = events.send(AgentEvent::Stream(StreamEvent::Text {
-                text: format!("working on {}", req.step_id),
+                text: format!("working on {}", self.step_id),
             }));
             if cancel.is_cancelled() {
                 return Err(AgentError::Cancelled);
             }
-            if self.fail_steps.contains(&req.step_id) {
+            if self.fail {
                 return Err(AgentError::Failed {
                     message: "scripted failure".into(),
                     meta: serde_json::json!({}),
@@ -50,6 +69,14 @@ impl AgentBackend for ScriptedBackend {
                 meta: serde_json::json!({}),
             })
         })
+    }
+
+    fn canceller(&self) -> Canceller {
+        self.cancel.clone()
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
     }
 }
 
@@ -70,14 +97,39 @@ impl AgentBackend for ReplayBackend {
         })
     }
 
-    fn run(
-        &self,
-        _req: AgentRequest,
+    fn open(&self, _spec: SessionSpec) -> BoxFuture<'_, Result<Box<dyn AgentSession>, AgentError>> {
+        let session = ReplaySession {
+            lines: self.lines.clone(),
+            hold_after_first_call: self.hold_after_first_call,
+            cancel: Canceller::new(),
+        };
+        Box::pin(async move { Ok(Box::new(session) as Box<dyn AgentSession>) })
+    }
+}
+
+struct ReplaySession {
+    lines: Vec<String>,
+    hold_after_first_call: bool,
+    cancel: Canceller,
+}
+
+impl AgentSession for ReplaySession {
+    fn canceller(&self) -> Canceller {
+        self.cancel.clone()
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+
+    fn prompt(
+        &mut self,
+        _prompt: Vec<ContentBlock>,
         events: mpsc::UnboundedSender<AgentEvent>,
-        cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<AgentOutcome, AgentError>> {
         Box::pin(async move {
             use crate::agent::parse::{Parsed, StreamParser};
+            let cancel = &self.cancel;
             let mut p = StreamParser::new();
             let mut usage = Usage::default();
             let mut result = None;

@@ -465,11 +465,10 @@ impl Catalog {
         }
     }
 
-    /// The built-in catalog (embedded at build time), or the files under
-    /// `$BOO_CATALOG_DIR` when that is set (for catalog authors).
-    pub fn builtin() -> Catalog {
-        if let Some(dir) = std::env::var_os("BOO_CATALOG_DIR") {
-            let dir = Path::new(&dir);
+    /// The built-in catalog (embedded at build time), or the files under `dir` when
+    /// one is configured (`BOO_CATALOG_DIR`, for catalog authors).
+    pub fn builtin(dir: Option<&Path>) -> Catalog {
+        if let Some(dir) = dir {
             let mut cat = Catalog::default();
             let (p, f) = (
                 read_dir(&dir.join("personas"), "md"),
@@ -490,8 +489,8 @@ impl Catalog {
     }
 
     /// The built-in catalog plus the project's own flows and personas under `<root>/.boo/`.
-    pub fn for_root(root: &Path) -> Catalog {
-        let mut cat = Catalog::builtin();
+    pub fn for_root(root: &Path, builtin_dir: Option<&Path>) -> Catalog {
+        let mut cat = Catalog::builtin(builtin_dir);
         let (p, perr) = read_dir(&root.join(".boo").join("personas"), "md");
         let (f, ferr) = read_dir(&root.join(".boo").join("flows"), "toml");
         cat.errors.extend(perr);

@@ -133,7 +133,7 @@ fn personas_need_front_matter() {
 
 #[test]
 fn the_builtin_catalog_is_complete_and_valid() {
-    let cat = Catalog::builtin();
+    let cat = Catalog::builtin(None);
     assert!(cat.errors.is_empty(), "catalog errors: {:#?}", cat.errors);
     assert_eq!(cat.personas.len(), 23, "{:?}", cat.personas.keys());
     assert!(cat.flows.len() >= 10);
@@ -175,7 +175,7 @@ fn project_flows_add_to_and_override_the_builtin_ones() {
         .replace("title = \"Mini\"", "title = \"Our review\"");
     std::fs::write(flows.join("code-review.toml"), own).unwrap();
     std::fs::write(flows.join("bad.toml"), "name = 1").unwrap();
-    let cat = Catalog::for_root(&dir);
+    let cat = Catalog::for_root(&dir, None);
     assert_eq!(cat.flow("code-review").unwrap().title, "Our review");
     assert!(cat.flow("security-review").is_some());
     assert!(cat.errors.iter().any(|e| e.file.ends_with("bad.toml")));
@@ -185,7 +185,7 @@ fn project_flows_add_to_and_override_the_builtin_ones() {
 /// For every flow × band, the planned roster and waves (a reviewed snapshot).
 #[test]
 fn planned_rosters_and_waves_snapshot() {
-    let cat = Catalog::builtin();
+    let cat = Catalog::builtin(None);
     let mut out = String::new();
     for f in cat.flows.values() {
         out.push_str(&format!("{} ({})\n", f.name, f.category.as_str()));

@@ -4,18 +4,18 @@
 
 pub mod wire;
 
-use crate::agent::qwen::{QwenBackend, QwenConfig};
 use crate::agent::BoxFuture;
+use crate::app::App;
+use crate::config::{Config, InitOptions};
 use crate::model::Band;
 use crate::runner::outbox::{self, FindingDiagnostic, Out, ProgressKind, Transport};
-use crate::runner::{CancelError, LaunchError, LaunchRequest, RunnerConfig, Supervisor};
-use crate::store::{self, queries, Store};
+use crate::runner::{CancelError, LaunchError, LaunchRequest, Supervisor};
+use crate::store::queries;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::*;
@@ -47,16 +47,7 @@ fn internal(message: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Options from `initializationOptions` (all optional).
-#[derive(Debug, Default, Clone)]
-struct InitOptions {
-    db_path: Option<PathBuf>,
-    qwen_path: Option<String>,
-    model: Option<String>,
-    max_parallel: Option<usize>,
-    diagnostics: bool,
-}
-
+/// Reads `initializationOptions` (all optional; unknown or mistyped fields are ignored).
 fn parse_init_options(v: Option<&Value>) -> InitOptions {
     let v = v.cloned().unwrap_or(Value::Null);
     let s = |k: &str| {
@@ -73,14 +64,14 @@ fn parse_init_options(v: Option<&Value>) -> InitOptions {
             .get("maxParallelAgents")
             .and_then(|x| x.as_u64())
             .map(|n| n as usize),
-        diagnostics: v
-            .get("diagnostics")
-            .and_then(|x| x.as_bool())
-            .unwrap_or(true),
+        diagnostics: v.get("diagnostics").and_then(|x| x.as_bool()),
     }
 }
 
 struct Shared {
+    /// The process's configuration (from the environment); `initialize` applies the
+    /// editor's options to a copy of it.
+    config: Config,
     root: Mutex<Option<PathBuf>>,
     supervisor: OnceLock<Arc<Supervisor>>,
     shutdown: CancellationToken,
@@ -117,9 +108,10 @@ impl Backend {
             .and_then(|r| r.as_str())
             .map(PathBuf::from)
             .or_else(|| self.workspace_root());
+        let builtin_dir = self.shared.config.catalog_dir.as_deref();
         let cat = match root {
-            Some(r) => crate::catalog::Catalog::for_root(&r),
-            None => crate::catalog::Catalog::builtin(),
+            Some(r) => crate::catalog::Catalog::for_root(&r, builtin_dir),
+            None => crate::catalog::Catalog::builtin(builtin_dir),
         };
         Ok(wire::flows_json(&cat))
     }
@@ -130,7 +122,7 @@ impl Backend {
         let flow = match p.get("flow") {
             Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
             _ => {
-                let cat = crate::catalog::Catalog::builtin();
+                let cat = sup.catalog(None);
                 return Err(invalid(format!(
                     "flow: a flow name is required; known flows: {}",
                     cat.flows.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -397,34 +389,21 @@ impl LanguageServer for Backend {
             .unwrap_or(false);
         self.shared.progress.store(progress, Ordering::SeqCst);
         if self.shared.supervisor.get().is_none() {
-            let db = opts.db_path.clone().unwrap_or_else(store::default_db_path);
-            let st =
-                Store::open(&db).map_err(|e| internal(format!("cannot open the database: {e}")))?;
-            let data_dir = store::data_dir();
-            let mut qc = QwenConfig::from_env(data_dir.clone());
-            if let Some(q) = &opts.qwen_path {
-                qc.program = q.clone();
-            }
-            if let Some(m) = &opts.model {
-                qc.model = Some(m.clone());
-            }
-            let (tx, rx) = mpsc::unbounded_channel();
-            let sup = Supervisor::new(
-                st.clone(),
-                Arc::new(QwenBackend::new(qc)),
-                tx.clone(),
-                RunnerConfig::from_env(opts.max_parallel, opts.model.clone()),
-            );
-            sup.register().await.map_err(internal)?;
-            let transport = LspTransport {
-                client: self.client.clone(),
+            let mut config = self.shared.config.clone();
+            config.apply(&opts);
+            let client = self.client.clone();
+            let diagnostics = config.diagnostics;
+            let app = App::start(&config, |out| LspTransport {
+                client,
                 progress,
-                out: tx,
+                out,
                 tokens: HashMap::new(),
-                diagnostics: opts.diagnostics,
+                diagnostics,
                 published: BTreeMap::new(),
-            };
-            tokio::spawn(outbox::run_outbox(rx, st, transport));
+            })
+            .await
+            .map_err(internal)?;
+            let sup = app.supervisor.clone();
             let _ = self.shared.supervisor.set(sup);
         }
         Ok(InitializeResult {
@@ -808,8 +787,9 @@ impl Backend {
 }
 
 /// `boo serve`: the stdio server. Returns the process exit code.
-pub async fn serve(protocol_out: tokio::fs::File) -> i32 {
+pub async fn serve(protocol_out: tokio::fs::File, config: Config) -> i32 {
     let shared = Arc::new(Shared {
+        config,
         root: Mutex::new(None),
         supervisor: OnceLock::new(),
         shutdown: CancellationToken::new(),

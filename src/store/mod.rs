@@ -15,7 +15,10 @@ use thiserror::Error;
 /// The schema, applied idempotently at startup.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` the schema above sets.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The columns of `flow_steps` in schema version 1, copied into the version 2 table.
+const FLOW_STEPS_V1_COLUMNS: &str = "id, run_id, step_id, kind, agent, label, wave, position, chat_id, status, attempt, output, error, fatal, started_at, finished_at, input_tokens, output_tokens, cache_read_tokens, total_tokens, agent_pid, agent_pid_start, meta";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -55,24 +58,6 @@ pub struct Store {
     tx: mpsc::Sender<Job>,
 }
 
-/// Where the database lives: `BOO_DB`, else `$XDG_DATA_HOME/boo/boo.db`, else
-/// `~/.local/share/boo/boo.db`.
-pub fn default_db_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("BOO_DB").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    data_dir().join("boo.db")
-}
-
-/// boo's data directory (agent scratch space lives here too).
-pub fn data_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p).join("boo");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    PathBuf::from(home).join(".local/share/boo")
-}
-
 /// Opens a connection with boo's pragmas and applies the schema.
 pub fn open_connection(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -90,7 +75,11 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Applies `schema.sql` unless `user_version` says it is already there.
+/// Applies `schema.sql` unless `user_version` says it is already there. A version 1
+/// database is upgraded in place: `flow_steps` gains the columns of runs whose steps
+/// appear at run time (`origin`, `parent_step_id`, `phase`, `cache_key`) and wider
+/// `kind`/`wave` checks; SQLite cannot change a CHECK in place, so the old table is
+/// renamed, the schema creates the new one, and every row is copied across.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -103,10 +92,23 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     if version == SCHEMA_VERSION {
         return Ok(());
     }
-    conn.execute_batch(&format!("BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;"))
-        .inspect_err(|_| {
-            let _ = conn.execute_batch("ROLLBACK;");
-        })?;
+    let upgrade = if version == 1 {
+        (
+            "ALTER TABLE flow_steps RENAME TO flow_steps_v1;\nDROP INDEX IF EXISTS flow_steps_run_status;".to_string(),
+            format!(
+                "INSERT INTO flow_steps ({FLOW_STEPS_V1_COLUMNS}) SELECT {FLOW_STEPS_V1_COLUMNS} FROM flow_steps_v1;\nDROP TABLE flow_steps_v1;"
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;\n{}\n{SCHEMA}\n{}\nCOMMIT;",
+        upgrade.0, upgrade.1
+    ))
+    .inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK;");
+    })?;
     Ok(())
 }
 

@@ -22,6 +22,8 @@ pub struct NewRun {
     pub plan: Plan,
     pub owner_id: String,
     pub meta: serde_json::Value,
+    /// The chat of each agent step's first attempt, announced with the roster.
+    pub first_chats: std::collections::HashMap<String, String>,
 }
 
 pub fn insert_run(c: &Connection, r: &NewRun) -> Result<()> {
@@ -45,8 +47,8 @@ pub fn insert_run(c: &Connection, r: &NewRun) -> Result<()> {
     )?;
     for (i, s) in r.plan.steps.iter().enumerate() {
         c.execute(
-            "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+            "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, status, chat_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
             params![
                 r.run_id,
                 s.id,
@@ -54,7 +56,8 @@ pub fn insert_run(c: &Connection, r: &NewRun) -> Result<()> {
                 s.agent,
                 s.label,
                 s.wave,
-                i as i64
+                i as i64,
+                r.first_chats.get(&s.id),
             ],
         )?;
     }
@@ -186,14 +189,26 @@ pub struct StepRow {
     pub fatal: bool,
 }
 
+/// Every step of a run with its full output.
 pub fn get_steps(c: &Connection, run_id: &str) -> Result<Vec<StepRow>> {
-    let mut stmt = c.prepare(
-        "SELECT step_id, agent, kind, label, wave, chat_id, status, output, error, started_at, finished_at,
-                input_tokens, output_tokens, cache_read_tokens, total_tokens, attempt, meta, fatal
+    steps_of(c, run_id, true)
+}
+
+/// Every step of a run without outputs (`output` is `None`): what a driver keeps in
+/// memory. Outputs load on demand with [`get_step_outputs`].
+pub fn get_step_states(c: &Connection, run_id: &str) -> Result<Vec<StepRow>> {
+    steps_of(c, run_id, false)
+}
+
+fn steps_of(c: &Connection, run_id: &str, with_output: bool) -> Result<Vec<StepRow>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT step_id, agent, kind, label, wave, chat_id, status, CASE WHEN ?2 THEN output END, error, started_at, finished_at,
+                input_tokens, output_tokens, cache_read_tokens, total_tokens, attempt, meta, fatal,
+                parent_step_id, phase, cache_key
          FROM flow_steps WHERE run_id = ?1 ORDER BY wave, position",
     )?;
     let rows = stmt
-        .query_map([run_id], |row| {
+        .query_map(params![run_id, with_output], |row| {
             let meta: Option<String> = row.get(16)?;
             Ok(StepRow {
                 step: Step {
@@ -219,6 +234,9 @@ pub fn get_steps(c: &Connection, run_id: &str) -> Result<Vec<StepRow>> {
                     meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
                     transcript: None,
                     last_seq: None,
+                    parent_step_id: row.get(18)?,
+                    phase: row.get(19)?,
+                    cache_key: row.get(20)?,
                 },
                 fatal: row.get::<_, i64>(17)? != 0,
             })
@@ -227,23 +245,97 @@ pub fn get_steps(c: &Connection, run_id: &str) -> Result<Vec<StepRow>> {
     Ok(rows)
 }
 
+/// The outputs of some steps of a run (`None` for a step without output).
+pub fn get_step_outputs(
+    c: &Connection,
+    run_id: &str,
+    step_ids: &[String],
+) -> Result<std::collections::HashMap<String, Option<String>>> {
+    let mut stmt =
+        c.prepare_cached("SELECT output FROM flow_steps WHERE run_id = ?1 AND step_id = ?2")?;
+    let mut out = std::collections::HashMap::new();
+    for id in step_ids {
+        let output: Option<Option<String>> = stmt
+            .query_row(params![run_id, id], |r| r.get(0))
+            .optional()?;
+        out.insert(id.clone(), output.flatten());
+    }
+    Ok(out)
+}
+
 /// Atomically moves a pending step to running for `owner`, if `owner` still holds the
-/// run's lease. Returns false when another server got there first.
+/// run's lease. The first attempt keeps the chat announced at launch; a later attempt
+/// streams on `new_chat`. Returns the attempt's chat, or `None` when another server got
+/// there first (or the run ended).
 pub fn claim_step(
     c: &Connection,
     run_id: &str,
     step_id: &str,
     owner: &str,
-    chat_id: Option<&str>,
-) -> Result<bool> {
-    let n = c.execute(
-        "UPDATE flow_steps SET status = 'running', attempt = attempt + 1, chat_id = ?4, started_at = ?5,
-                finished_at = NULL, error = NULL, output = NULL, agent_pid = NULL, agent_pid_start = NULL,
+    new_chat: Option<&str>,
+) -> Result<Option<Option<String>>> {
+    Ok(c.query_row(
+        "UPDATE flow_steps SET status = 'running', attempt = attempt + 1,
+                chat_id = CASE WHEN attempt = 0 AND chat_id IS NOT NULL THEN chat_id ELSE ?4 END,
+                started_at = ?5, finished_at = NULL, error = NULL, output = NULL,
+                agent_pid = NULL, agent_pid_start = NULL,
                 input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, total_tokens = 0
          WHERE run_id = ?1 AND step_id = ?2 AND status = 'pending'
            AND EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = ?1 AND l.owner_id = ?3)
+           AND EXISTS (SELECT 1 FROM flow_runs r WHERE r.run_id = ?1 AND r.status = 'running')
+         RETURNING chat_id",
+        params![run_id, step_id, owner, new_chat, clock::now_rfc3339()],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .optional()?)
+}
+
+/// A step that was not in the plan at launch, created while the run runs (a
+/// workflow's `agent()` call, a background child).
+#[derive(Debug, Clone)]
+pub struct NewRuntimeStep {
+    pub step_id: String,
+    pub kind: StepKind,
+    pub agent: String,
+    pub label: String,
+    pub wave: u32,
+    pub chat_id: Option<String>,
+    pub parent_step_id: Option<String>,
+    pub phase: Option<String>,
+    pub cache_key: Option<String>,
+}
+
+/// Inserts a runtime step directly as running, if `owner` still holds the run's lease
+/// and the run is running. Returns false otherwise (nothing is inserted). A step id
+/// that already exists is an error: runtime ids are unique by construction.
+pub fn insert_runtime_step(
+    c: &Connection,
+    run_id: &str,
+    owner: &str,
+    s: &NewRuntimeStep,
+) -> Result<bool> {
+    let n = c.execute(
+        "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, status, attempt,
+                                 chat_id, started_at, origin, parent_step_id, phase, cache_key)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6,
+                (SELECT COALESCE(MAX(position), -1) + 1 FROM flow_steps WHERE run_id = ?1),
+                'running', 1, ?7, ?8, 'runtime', ?9, ?10, ?11
+         WHERE EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = ?1 AND l.owner_id = ?12)
            AND EXISTS (SELECT 1 FROM flow_runs r WHERE r.run_id = ?1 AND r.status = 'running')",
-        params![run_id, step_id, owner, chat_id, clock::now_rfc3339()],
+        params![
+            run_id,
+            s.step_id,
+            s.kind.as_str(),
+            s.agent,
+            s.label,
+            s.wave,
+            s.chat_id,
+            clock::now_rfc3339(),
+            s.parent_step_id,
+            s.phase,
+            s.cache_key,
+            owner
+        ],
     )?;
     Ok(n == 1)
 }

@@ -1,0 +1,91 @@
+//! The composition root, shared by `boo serve` and the command line: from one
+//! [`Config`] it opens the store, builds the qwen backend, the outbox and the
+//! supervisor, and registers this process as an owner of runs. Each front end brings
+//! its own transport (the LSP client, the CLI's progress printer).
+
+use crate::agent::qwen::QwenBackend;
+use crate::agent::AgentBackend;
+use crate::config::Config;
+use crate::runner::outbox::{self, OutboxSender, Transport};
+use crate::runner::Supervisor;
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("cannot open the database {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot register this process as an owner of runs: {0}")]
+    Register(String),
+}
+
+/// A running boo: the store, the supervisor and the outbox task.
+pub struct App {
+    pub store: Store,
+    pub supervisor: Arc<Supervisor>,
+    outbox: JoinHandle<()>,
+}
+
+/// Opens the configured database (for commands that only read it).
+pub fn open_store(config: &Config) -> Result<Store, AppError> {
+    Store::open(&config.db_path).map_err(|source| AppError::Store {
+        path: config.db_path.display().to_string(),
+        source,
+    })
+}
+
+impl App {
+    /// Starts boo with the qwen backend. `transport` receives a sender into the
+    /// outbox (a transport may queue follow-up messages of its own).
+    pub async fn start<T: Transport>(
+        config: &Config,
+        transport: impl FnOnce(OutboxSender) -> T,
+    ) -> Result<App, AppError> {
+        App::start_with(
+            config,
+            Arc::new(QwenBackend::new(config.qwen.clone())),
+            transport,
+        )
+        .await
+    }
+
+    /// Starts boo with a given agent backend (tests use scripted ones).
+    pub async fn start_with<T: Transport>(
+        config: &Config,
+        backend: Arc<dyn AgentBackend>,
+        transport: impl FnOnce(OutboxSender) -> T,
+    ) -> Result<App, AppError> {
+        let store = open_store(config)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let supervisor = Supervisor::new(
+            store.clone(),
+            backend,
+            tx.clone(),
+            config.runner.clone(),
+            config.catalog_dir.clone(),
+        );
+        supervisor.register().await.map_err(AppError::Register)?;
+        let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport(tx)));
+        Ok(App {
+            store,
+            supervisor,
+            outbox,
+        })
+    }
+
+    /// Lets the outbox deliver what is queued (bounded), once the supervisor is done.
+    pub async fn drain(self, bound: std::time::Duration) {
+        let App {
+            supervisor, outbox, ..
+        } = self;
+        drop(supervisor);
+        let _ = tokio::time::timeout(bound, outbox).await;
+    }
+}

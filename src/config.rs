@@ -1,0 +1,236 @@
+//! One configuration for the whole process. `main` builds it from the environment
+//! ([`Config::from_env`]); `boo serve` then applies the editor's
+//! `initializationOptions` ([`Config::apply`]). Everything below receives the parts it
+//! needs; nothing below `main` reads an environment variable.
+
+use crate::agent::harden::SandboxMode;
+use crate::agent::qwen::QwenConfig;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How runs are driven.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Per agent prompt (`BOO_AGENT_TIMEOUT_S`, default 900 s).
+    pub deadline: Duration,
+    /// Agents running at once across the server (`BOO_MAX_PARALLEL`, default 2).
+    pub max_parallel: usize,
+    /// How often a server renews its leases (`BOO_HEARTBEAT_MS`, default 2 s).
+    pub heartbeat: Duration,
+    /// A lease not renewed for this long is up for adoption (`BOO_LEASE_TIMEOUT_MS`, 15 s).
+    pub lease_timeout: Duration,
+    /// The model recorded on runs that name none (`OPENAI_MODEL` or the editor's `model`).
+    pub default_model: Option<String>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            deadline: Duration::from_secs(900),
+            max_parallel: 2,
+            heartbeat: Duration::from_millis(2000),
+            lease_timeout: Duration::from_millis(15_000),
+            default_model: None,
+        }
+    }
+}
+
+/// Everything boo is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The SQLite database (`BOO_DB`, else `<data_dir>/boo.db`).
+    pub db_path: PathBuf,
+    /// `BOO_CATALOG_DIR`: load the built-in catalog from this folder instead of the
+    /// copy inside the binary (for catalog authors).
+    pub catalog_dir: Option<PathBuf>,
+    /// `BOO_LOG_FILE`: logs go there instead of stderr.
+    pub log_file: Option<PathBuf>,
+    pub qwen: QwenConfig,
+    pub runner: RunnerConfig,
+    /// Publish verified findings as editor diagnostics (`initializationOptions.diagnostics`).
+    pub diagnostics: bool,
+}
+
+/// The editor's `initializationOptions`, already parsed by the protocol layer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InitOptions {
+    pub db_path: Option<PathBuf>,
+    pub qwen_path: Option<String>,
+    pub model: Option<String>,
+    pub max_parallel: Option<usize>,
+    pub diagnostics: Option<bool>,
+}
+
+impl Config {
+    /// The configuration of this process's environment.
+    pub fn from_env() -> Config {
+        Config::from_vars(|k| std::env::var_os(k))
+    }
+
+    /// The configuration a given environment describes (`var` answers one variable).
+    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Config {
+        let text = |k: &str| {
+            var(k)
+                .map(|v| v.to_string_lossy().trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let path = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let number = |k: &str| text(k).and_then(|v| v.parse::<u64>().ok());
+        let data_dir = match path("XDG_DATA_HOME") {
+            Some(p) => p.join("boo"),
+            None => {
+                PathBuf::from(var("HOME").unwrap_or_else(|| "/tmp".into())).join(".local/share/boo")
+            }
+        };
+        let model = text("OPENAI_MODEL");
+        let defaults = RunnerConfig::default();
+        let runner = RunnerConfig {
+            deadline: number("BOO_AGENT_TIMEOUT_S")
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.deadline),
+            max_parallel: number("BOO_MAX_PARALLEL")
+                .map(|n| n as usize)
+                .unwrap_or(defaults.max_parallel)
+                .max(1),
+            heartbeat: number("BOO_HEARTBEAT_MS")
+                .map(|ms| Duration::from_millis(ms.max(50)))
+                .unwrap_or(defaults.heartbeat),
+            lease_timeout: number("BOO_LEASE_TIMEOUT_MS")
+                .map(|ms| Duration::from_millis(ms.max(200)))
+                .unwrap_or(defaults.lease_timeout),
+            default_model: model.clone(),
+        };
+        let sandbox_var = var("BOO_SANDBOX").map(|v| v.to_string_lossy().to_string());
+        let qwen = QwenConfig {
+            program: text("BOO_QWEN").unwrap_or_else(|| "qwen".into()),
+            search_path: var("PATH"),
+            base_url: text("OPENAI_BASE_URL"),
+            api_key: text("OPENAI_API_KEY"),
+            model,
+            data_dir: data_dir.clone(),
+            sandbox: SandboxMode::parse(sandbox_var.as_deref()),
+            extra_writable: var("BOO_AGENT_WRITABLE")
+                .map(|v| std::env::split_paths(&v).collect())
+                .unwrap_or_default(),
+        };
+        Config {
+            db_path: path("BOO_DB").unwrap_or_else(|| data_dir.join("boo.db")),
+            catalog_dir: path("BOO_CATALOG_DIR"),
+            log_file: path("BOO_LOG_FILE"),
+            qwen,
+            runner,
+            diagnostics: true,
+        }
+    }
+
+    /// Applies the editor's options over the environment's values.
+    pub fn apply(&mut self, opts: &InitOptions) {
+        if let Some(db) = &opts.db_path {
+            self.db_path = db.clone();
+        }
+        if let Some(q) = &opts.qwen_path {
+            self.qwen.program = q.clone();
+        }
+        if let Some(m) = &opts.model {
+            self.qwen.model = Some(m.clone());
+            self.runner.default_model = Some(m.clone());
+        }
+        if let Some(n) = opts.max_parallel {
+            self.runner.max_parallel = n.max(1);
+        }
+        if let Some(d) = opts.diagnostics {
+            self.diagnostics = d;
+        }
+    }
+
+    /// The configuration with a different model for this one command (`--model`).
+    pub fn with_model(mut self, model: Option<String>) -> Config {
+        if let Some(m) = model {
+            self.apply(&InitOptions {
+                model: Some(m),
+                ..Default::default()
+            });
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let map: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        Config::from_vars(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_xdg_layout() {
+        let c = config(&[("HOME", "/home/u")]);
+        assert_eq!(c.qwen.data_dir, PathBuf::from("/home/u/.local/share/boo"));
+        assert_eq!(c.db_path, PathBuf::from("/home/u/.local/share/boo/boo.db"));
+        assert_eq!(c.qwen.program, "qwen");
+        assert_eq!(c.runner.max_parallel, 2);
+        assert_eq!(c.runner.deadline, Duration::from_secs(900));
+        assert_eq!(c.qwen.sandbox, Ok(SandboxMode::Auto));
+        assert!(c.qwen.base_url.is_none() && c.catalog_dir.is_none());
+        let c = config(&[("XDG_DATA_HOME", "/x"), ("BOO_DB", "/db/b.db")]);
+        assert_eq!(c.qwen.data_dir, PathBuf::from("/x/boo"));
+        assert_eq!(c.db_path, PathBuf::from("/db/b.db"));
+    }
+
+    #[test]
+    fn the_environment_sets_every_knob() {
+        let c = config(&[
+            ("BOO_QWEN", "/opt/qwen"),
+            ("BOO_MAX_PARALLEL", "0"),
+            ("BOO_AGENT_TIMEOUT_S", "30"),
+            ("BOO_HEARTBEAT_MS", "10"),
+            ("BOO_LEASE_TIMEOUT_MS", "900"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
+            ("OPENAI_MODEL", " qwen3 "),
+            ("BOO_SANDBOX", "bogus"),
+            ("BOO_AGENT_WRITABLE", "/a:/b"),
+        ]);
+        assert_eq!(c.qwen.program, "/opt/qwen");
+        assert_eq!(c.runner.max_parallel, 1, "at least one agent runs");
+        assert_eq!(c.runner.deadline, Duration::from_secs(30));
+        assert_eq!(c.runner.heartbeat, Duration::from_millis(50), "floored");
+        assert_eq!(c.runner.lease_timeout, Duration::from_millis(900));
+        assert_eq!(c.qwen.model.as_deref(), Some("qwen3"));
+        assert_eq!(c.runner.default_model.as_deref(), Some("qwen3"));
+        assert!(c.qwen.sandbox.unwrap_err().contains("\"bogus\""));
+        assert_eq!(
+            c.qwen.extra_writable,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+    }
+
+    #[test]
+    fn editor_options_override_the_environment() {
+        let mut c = config(&[("OPENAI_MODEL", "env-model"), ("BOO_MAX_PARALLEL", "4")]);
+        c.apply(&InitOptions {
+            db_path: Some("/e/boo.db".into()),
+            qwen_path: Some("/e/qwen".into()),
+            model: Some("editor-model".into()),
+            max_parallel: Some(3),
+            diagnostics: Some(false),
+        });
+        assert_eq!(c.db_path, PathBuf::from("/e/boo.db"));
+        assert_eq!(c.qwen.program, "/e/qwen");
+        assert_eq!(c.qwen.model.as_deref(), Some("editor-model"));
+        assert_eq!(c.runner.default_model.as_deref(), Some("editor-model"));
+        assert_eq!(c.runner.max_parallel, 3);
+        assert!(!c.diagnostics);
+        // Absent options leave the environment's values alone.
+        let mut d = config(&[("OPENAI_MODEL", "env-model")]);
+        d.apply(&InitOptions::default());
+        assert_eq!(d.qwen.model.as_deref(), Some("env-model"));
+        assert!(d.diagnostics);
+    }
+}

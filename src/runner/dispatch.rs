@@ -1,0 +1,248 @@
+//! Dispatch: running one step's work. An agent step takes a slot, is bracketed by the
+//! project's fingerprint (the read-only proof), opens one agent session and sends it
+//! the step's prompts in turn, forwarding every event; a code step runs its built-in
+//! function on a blocking thread.
+
+use super::forward::Forwarder;
+use super::prompt::combine_parts;
+use super::scheduler::{RunCtx, Scheduler};
+use super::scope::RunScope;
+use crate::agent::{AgentError, AgentEvent, AgentOutcome, ContentBlock, SessionSpec};
+use crate::codesteps::{self, DepOutput};
+use crate::model::{StepStatus, Usage};
+use crate::store::queries::StepEnd;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// How a step's work ended.
+#[derive(Debug, Clone)]
+pub enum StepResult {
+    Done {
+        output: String,
+        usage: Usage,
+        meta: serde_json::Value,
+    },
+    Failed {
+        error: String,
+        usage: Usage,
+        meta: serde_json::Value,
+        /// The run cannot be trusted any more (the project was modified).
+        fatal: bool,
+    },
+    Cancelled {
+        usage: Usage,
+    },
+}
+
+impl StepResult {
+    fn failed(error: impl Into<String>) -> StepResult {
+        StepResult::Failed {
+            error: error.into(),
+            usage: Usage::default(),
+            meta: json!({}),
+            fatal: false,
+        }
+    }
+
+    pub fn into_end(self) -> StepEnd {
+        match self {
+            StepResult::Done {
+                output,
+                usage,
+                meta,
+            } => StepEnd {
+                status: Some(StepStatus::Completed),
+                output: Some(output),
+                usage,
+                meta: Some(meta),
+                ..Default::default()
+            },
+            StepResult::Failed {
+                error,
+                usage,
+                meta,
+                fatal,
+            } => StepEnd {
+                status: Some(StepStatus::Failed),
+                error: Some(error),
+                usage,
+                meta: Some(meta),
+                fatal,
+                ..Default::default()
+            },
+            StepResult::Cancelled { usage } => StepEnd {
+                status: Some(StepStatus::Cancelled),
+                error: Some("cancelled".into()),
+                usage,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Runs a code step's function (deterministic, bounded, read-only).
+pub async fn run_code(
+    function: &str,
+    args: &serde_json::Value,
+    root: &Path,
+    inputs: &[DepOutput],
+) -> StepResult {
+    let (function, args, root, inputs) = (
+        function.to_string(),
+        args.clone(),
+        root.to_path_buf(),
+        inputs.to_vec(),
+    );
+    let r = tokio::task::spawn_blocking(move || codesteps::run(&function, &args, &root, &inputs))
+        .await
+        .unwrap_or_else(|e| Err(format!("the code step crashed: {e}")));
+    match r {
+        Ok(output) => StepResult::Done {
+            output,
+            usage: Usage::default(),
+            meta: json!({}),
+        },
+        Err(error) => StepResult::failed(error),
+    }
+}
+
+/// Runs an agent step: slot, fingerprint before, one session for every prompt,
+/// fingerprint after. Any change to the project fails the step as fatal.
+pub async fn run_agent(
+    sched: &Arc<Scheduler>,
+    ctx: &RunCtx,
+    step_id: &str,
+    chat_id: &str,
+    prompts: &[Vec<ContentBlock>],
+    scope: &RunScope,
+) -> StepResult {
+    if prompts.is_empty() {
+        return StepResult::failed("the step has no prompt to send");
+    }
+    let Some(slot) = sched.agent_slot(scope).await else {
+        return StepResult::Cancelled {
+            usage: Usage::default(),
+        };
+    };
+    let root = ctx.root.clone();
+    let s2 = sched.clone();
+    let before = tokio::task::spawn_blocking(move || s2.fingerprints.take(&root))
+        .await
+        .ok();
+    let mut forward = Forwarder::new(
+        sched.store.clone(),
+        sched.out.clone(),
+        &ctx.run_id,
+        step_id,
+        chat_id,
+    );
+    let result = run_session(sched, ctx, step_id, chat_id, prompts, scope, &mut forward).await;
+    forward.close_open_calls();
+    drop(slot);
+    let root = ctx.root.clone();
+    let s2 = sched.clone();
+    let after = tokio::task::spawn_blocking(move || s2.fingerprints.take(&root))
+        .await
+        .ok();
+    let usage = forward.usage;
+    let changed = match (&before, &after) {
+        (Some(b), Some(a)) => crate::fingerprint::diff(b, a),
+        _ => vec!["(the fingerprint could not be taken)".to_string()],
+    };
+    if !changed.is_empty() {
+        let shown: Vec<&str> = changed.iter().take(20).map(String::as_str).collect();
+        let more = changed.len().saturating_sub(shown.len());
+        return StepResult::Failed {
+            error: format!(
+                "the project was modified while this step ran: {}{}. boo never writes to the project; find out what changed these files before trusting this run.",
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ),
+            usage,
+            meta: json!({ "modified": changed }),
+            fatal: true,
+        };
+    }
+    let init_meta = forward.init_meta;
+    let with_init = |mut m: serde_json::Value| {
+        if let (Some(obj), Some(init)) = (m.as_object_mut(), init_meta.as_object()) {
+            for (k, v) in init {
+                obj.entry(k.clone()).or_insert(v.clone());
+            }
+        }
+        m
+    };
+    match result {
+        Ok(o) => StepResult::Done {
+            output: o.output,
+            usage: if usage.is_zero() { o.usage } else { usage },
+            meta: with_init(o.meta),
+        },
+        Err(AgentError::Cancelled) => StepResult::Cancelled { usage },
+        Err(AgentError::Failed { message, meta }) => StepResult::Failed {
+            error: message,
+            usage,
+            meta: with_init(meta),
+            fatal: false,
+        },
+    }
+}
+
+/// Opens the step's session, sends each prompt in turn (stopping at the first that
+/// fails) and closes it. A stop of the scope cancels the session explicitly.
+async fn run_session(
+    sched: &Arc<Scheduler>,
+    ctx: &RunCtx,
+    step_id: &str,
+    chat_id: &str,
+    prompts: &[Vec<ContentBlock>],
+    scope: &RunScope,
+    forward: &mut Forwarder,
+) -> Result<AgentOutcome, AgentError> {
+    let spec = SessionSpec {
+        run_id: ctx.run_id.clone(),
+        step_id: step_id.to_string(),
+        chat_id: chat_id.to_string(),
+        root: ctx.root.clone(),
+        model: ctx.model.clone(),
+        deadline: sched.deadline,
+    };
+    let mut session = tokio::select! {
+        s = sched.backend.open(spec) => s?,
+        _ = scope.stopped() => return Err(AgentError::Cancelled),
+    };
+    let canceller = session.canceller();
+    let mut outputs = Vec::with_capacity(prompts.len());
+    let mut failure = None;
+    for prompt in prompts {
+        let (tx, mut rx) = mpsc::unbounded_channel::<AgentEvent>();
+        let offset = forward.turn_offset();
+        let work = session.prompt(prompt.clone(), tx);
+        let relay = async {
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Some(ev) => forward.forward(ev, offset),
+                        None => break,
+                    },
+                    _ = scope.stopped(), if !canceller.is_cancelled() => canceller.cancel(),
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(work, relay);
+        match result {
+            Ok(o) => outputs.push(o),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    session.close().await;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(combine_parts(outputs)),
+    }
+}

@@ -1,0 +1,152 @@
+//! A run's live state, held in memory by its driver. It is loaded once when the run
+//! starts here (at launch, or on adoption after a restart) and then kept in step with
+//! every write the driver and the scheduler make; step outputs are not held — they
+//! load on demand, only for the steps a starting step depends on.
+
+use super::report_input::signals_from_output;
+use crate::engine::{Plan, StepState};
+use crate::model::{Band, StepKind, StepStatus};
+use crate::store::queries::{self, StepEnd, StepRow};
+use crate::store::Store;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+pub struct RunState {
+    pub run_id: String,
+    pub flow: String,
+    pub title: Option<String>,
+    pub band: Band,
+    pub question: String,
+    pub root: PathBuf,
+    pub created_at: String,
+    pub model: Option<String>,
+    /// Fast mode leaves out every signal-gated specialist.
+    pub fast: bool,
+    /// The user asked to cancel before this server took the run.
+    pub cancel_requested: bool,
+    pub plan: Plan,
+    /// Every step in roster order, without outputs.
+    pub steps: Vec<StepRow>,
+    /// What completed `signals` steps found.
+    pub signals: BTreeMap<String, bool>,
+}
+
+impl RunState {
+    /// Loads a run: its row, its steps without outputs, and the signals its completed
+    /// `signals` steps computed (their outputs are the only ones read).
+    pub async fn load(store: &Store, run_id: &str) -> Result<RunState, String> {
+        let id = run_id.to_string();
+        store
+            .call(move |c| {
+                let row = queries::get_run(c, &id)?
+                    .ok_or_else(|| crate::store::StoreError::Data(format!("run {id} is gone")))?;
+                let steps = queries::get_step_states(c, &id)?;
+                let signal_steps: Vec<String> = steps
+                    .iter()
+                    .filter(|s| is_signals_step(s) && s.step.status == StepStatus::Completed)
+                    .map(|s| s.step.step_id.clone())
+                    .collect();
+                let outputs = queries::get_step_outputs(c, &id, &signal_steps)?;
+                let mut signals = BTreeMap::new();
+                for output in outputs.values().flatten() {
+                    signals.extend(signals_from_output(output));
+                }
+                let summary = row.run.summary;
+                Ok(RunState {
+                    run_id: summary.run_id,
+                    flow: summary.flow,
+                    title: row.run.title,
+                    band: summary.band,
+                    question: summary.question,
+                    root: PathBuf::from(summary.root),
+                    created_at: summary.created_at,
+                    model: row.run.model,
+                    fast: row.run.fast,
+                    cancel_requested: row.cancel_requested,
+                    plan: row.plan,
+                    steps,
+                    signals,
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn step(&self, id: &str) -> Option<&StepRow> {
+        self.steps.iter().find(|s| s.step.step_id == id)
+    }
+
+    fn step_mut(&mut self, id: &str) -> Option<&mut StepRow> {
+        self.steps.iter_mut().find(|s| s.step.step_id == id)
+    }
+
+    /// What the engine decides on.
+    pub fn engine_states(&self) -> HashMap<String, StepState> {
+        self.steps
+            .iter()
+            .map(|s| {
+                (
+                    s.step.step_id.clone(),
+                    StepState {
+                        status: s.step.status,
+                        fatal: s.fatal,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// `(step id, status)` of every step, in roster order.
+    pub fn statuses(&self) -> Vec<(String, StepStatus)> {
+        self.steps
+            .iter()
+            .map(|s| (s.step.step_id.clone(), s.step.status))
+            .collect()
+    }
+
+    pub fn terminal_count(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.step.status.is_terminal())
+            .count()
+    }
+
+    /// The signals the engine's `when` conditions see (none in fast mode).
+    pub fn signals_for_decisions(&self) -> BTreeMap<String, bool> {
+        if self.fast {
+            BTreeMap::new()
+        } else {
+            self.signals.clone()
+        }
+    }
+
+    pub fn record_start(&mut self, id: &str, chat_id: Option<String>) {
+        if let Some(s) = self.step_mut(id) {
+            s.step.status = StepStatus::Running;
+            s.step.chat_id = chat_id;
+            s.step.attempt += 1;
+        }
+    }
+
+    /// Keeps the state in step with a persisted end; a completed `signals` step's
+    /// output adds its signals.
+    pub fn record_end(&mut self, id: &str, end: &StepEnd) {
+        let status = end.status.unwrap_or(StepStatus::Failed);
+        let mut signals = None;
+        if let Some(s) = self.step_mut(id) {
+            s.step.status = status;
+            s.fatal = end.fatal;
+            s.step.error = end.error.clone();
+            if status == StepStatus::Completed && is_signals_step(s) {
+                signals = end.output.as_deref().map(signals_from_output);
+            }
+        }
+        if let Some(found) = signals {
+            self.signals.extend(found);
+        }
+    }
+}
+
+fn is_signals_step(s: &StepRow) -> bool {
+    s.step.kind == StepKind::Code && s.step.agent == "signals"
+}
