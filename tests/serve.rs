@@ -564,6 +564,62 @@ fn the_sandbox_guard_makes_the_file_system_read_only() {
 }
 
 #[test]
+fn the_guard_reports_on_its_own_descriptor_and_leaves_stdout_to_the_agent() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let t = TempDir::new("guardfd");
+    let scratch = t.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut fds = [0i32; 2];
+    // SAFETY: a plain pipe; both ends are owned right below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let w = write_end.as_raw_fd();
+    let mut cmd = std::process::Command::new(boo_bin());
+    cmd.args([
+        "agent-guard",
+        "--parent",
+        &std::process::id().to_string(),
+        "--report-fd",
+        "3",
+        "--writable",
+    ])
+    .arg(&scratch)
+    // The agent prints one line, and checks that it did not inherit the report fd.
+    .args([
+        "--",
+        "sh",
+        "-c",
+        "echo agent-line; [ -e /proc/self/fd/3 ] && echo fd3-leaked; true",
+    ]);
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(w, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    drop(write_end);
+    let mut report = String::new();
+    std::fs::File::from(read_end)
+        .read_to_string(&mut report)
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "agent-line\n");
+    let line: Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(line["type"], "boo_guard");
+    assert!(
+        line["sandbox"] == "enforced" || line["sandbox"] == "unavailable",
+        "{line}"
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
 fn a_step_that_modifies_the_project_fails_the_run_loudly() {
     let t = TempDir::new("modified");
     let root = project(t.path());

@@ -241,3 +241,62 @@ async fn a_write_is_committed_before_its_caller_hears_back() {
         );
     }
 }
+
+#[test]
+fn a_version_1_database_is_upgraded_with_every_row() {
+    let path = temp_db("v1");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("../../tests/fixtures/schema-v1.sql"))
+            .unwrap();
+        c.execute_batch(
+            "INSERT INTO flow_runs (run_id, flow, band, project_id, root, input, plan, created_at)
+               VALUES ('r1', 'code-review', 'small', '/p', '/p', '{\"question\":\"q\"}', '{}', '2026-01-01T00:00:00.000Z');
+             INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, chat_id, status, attempt, output)
+               VALUES ('r1', 'security', 'agent', 'adversarial-security-analyst', 'Security', 2, 1, 'c1', 'completed', 1, 'full output');",
+        )
+        .unwrap();
+    }
+    let c = open_connection(&path).unwrap();
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let steps = queries::get_steps(&c, "r1").unwrap();
+    assert_eq!(steps.len(), 1);
+    let s = &steps[0].step;
+    assert_eq!(
+        (s.step_id.as_str(), s.chat_id.as_deref(), s.attempt),
+        ("security", Some("c1"), 1)
+    );
+    assert_eq!(s.output.as_deref(), Some("full output"));
+    assert_eq!((s.parent_step_id.as_ref(), s.phase.as_ref()), (None, None));
+    // The new shape holds: a script step at wave 0, a runtime step; bad values refused.
+    c.execute(
+        "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, origin, parent_step_id)
+         VALUES ('r1', 'script', 'script', 'wf', 'Workflow', 0, 2, 'runtime', 'security')",
+        [],
+    )
+    .unwrap();
+    let bad = c.execute(
+        "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, origin)
+         VALUES ('r1', 'x', 'agent', 'a', 'X', 1, 3, 'elsewhere')",
+        [],
+    );
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("flow_steps_origin_check"));
+    // The index came back with the new table; the old table is gone.
+    let names: Vec<String> = c
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'flow_steps%' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(names, vec!["flow_steps", "flow_steps_run_status"]);
+    let _ = std::fs::remove_file(&path);
+}

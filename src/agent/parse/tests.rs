@@ -179,3 +179,12 @@ fn garbage_is_skipped_not_fatal() {
         .iter()
         .any(|o| matches!(o, Parsed::Turn { usage, .. } if usage.total_tokens == 6)));
 }
+
+#[test]
+fn an_agent_cannot_pose_as_the_sandbox_guard() {
+    // The guard reports on its own descriptor; the same line on the agent's stdout is
+    // just an unknown event, never a sandbox state.
+    let mut p = StreamParser::new();
+    let out = p.feed(r#"{"type":"boo_guard","sandbox":"enforced","abi":7,"mode":"required"}"#);
+    assert!(out.is_empty(), "{out:?}");
+}
