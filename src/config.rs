@@ -22,6 +22,8 @@ pub struct RunnerConfig {
     pub lease_timeout: Duration,
     /// The model recorded on runs that name none (`OPENAI_MODEL` or the editor's `model`).
     pub default_model: Option<String>,
+    /// Values masked in everything boo stores or sends from agents (the API key).
+    pub secrets: Vec<String>,
 }
 
 impl Default for RunnerConfig {
@@ -32,6 +34,7 @@ impl Default for RunnerConfig {
             heartbeat: Duration::from_millis(2000),
             lease_timeout: Duration::from_millis(15_000),
             default_model: None,
+            secrets: Vec::new(),
         }
     }
 }
@@ -100,6 +103,7 @@ impl Config {
                 .map(|ms| Duration::from_millis(ms.max(200)))
                 .unwrap_or(defaults.lease_timeout),
             default_model: model.clone(),
+            secrets: text("OPENAI_API_KEY").into_iter().collect(),
         };
         let sandbox_var = var("BOO_SANDBOX").map(|v| v.to_string_lossy().to_string());
         let qwen = QwenConfig {

@@ -13,8 +13,10 @@ mod export;
 mod fingerprint;
 mod lsp;
 mod model;
+mod redact;
 mod report;
 mod runner;
+#[cfg(test)]
 mod snapshot;
 mod store;
 #[cfg(test)]

@@ -252,6 +252,38 @@ fn every_error_code_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn hostile_launch_values_are_refused_without_a_run() {
+    let t = TempDir::new("hostile-launch");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let code = |r: Result<Value, (i64, String)>| r.err().unwrap_or((0, String::new()));
+    // A model name that would read as a flag to qwen.
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "code-review", "model": "--approval-mode=yolo", "input": {"question": "q"}}),
+    ));
+    assert!(
+        c == -32602 && m.starts_with("model:") && m.contains("starts with '-'"),
+        "{c} {m}"
+    );
+    // A NUL no agent argv can carry.
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "code-review", "input": {"question": "a\0b"}}),
+    ));
+    assert!(c == -32602 && m.contains("NUL"), "{c} {m}");
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "code-review", "model": "qwen\0", "input": {"question": "q"}}),
+    ));
+    assert!(c == -32602 && m.contains("control character"), "{c} {m}");
+    let runs = s.request("boo/listRuns", json!({})).unwrap();
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0), "{runs}");
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
 fn a_missing_or_unsupported_qwen_fails_closed_without_a_run() {
     let t = TempDir::new("noqwen");
     let root = project(t.path());

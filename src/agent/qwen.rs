@@ -50,6 +50,26 @@ pub struct QwenBackend {
     checked: Mutex<Option<(PathBuf, SystemTime, AgentInfo)>>,
 }
 
+/// Why a model name cannot be handed to qwen, if it cannot: empty, starting with `-`
+/// (it would read as a flag), or holding a control character (a NUL ends the argv
+/// string; a newline splits logs and settings).
+pub fn model_name_problem(model: &str) -> Option<String> {
+    if model.trim().is_empty() {
+        return Some("the model name is empty".into());
+    }
+    if model.starts_with('-') {
+        return Some(format!(
+            "the model name {model:?} starts with '-': name the model the endpoint serves (e.g. qwen3-coder)"
+        ));
+    }
+    if model.chars().any(char::is_control) {
+        return Some(format!(
+            "the model name {model:?} holds a control character: name the model the endpoint serves"
+        ));
+    }
+    None
+}
+
 /// Finds the executable: a path as given, or the first match on `search_path`.
 pub fn resolve_program(
     program: &str,
@@ -118,6 +138,11 @@ impl QwenBackend {
             return Err(Unavailable(
                 "the OS sandbox is required (BOO_SANDBOX=required) but this kernel has no Landlock: use a kernel with Landlock (5.13+, enabled in the LSM list) or set BOO_SANDBOX=auto".into(),
             ));
+        }
+        if let Some(problem) = self.config.model.as_deref().and_then(model_name_problem) {
+            return Err(Unavailable(format!(
+                "{problem} (from OPENAI_MODEL or the editor's `model` setting)"
+            )));
         }
         if self.config.base_url.is_none() {
             // Never let qwen fall back to a default endpoint or a repository's .env.
@@ -326,7 +351,8 @@ async fn run_process(
     cmd.arg("--max-wall-time")
         .arg(format!("{}s", req.deadline.as_secs().max(1)));
     if let Some(m) = &model {
-        cmd.arg("--model").arg(m);
+        // One token: a model name can never be read as another flag.
+        cmd.arg(format!("--model={m}"));
     }
     // Second line of defence: the same tools the settings deny are excluded here.
     cmd.arg("--exclude-tools").arg(DENIED_TOOLS.join(","));
@@ -659,6 +685,19 @@ mod tests {
         assert_eq!(parse_version("qwen version 1.2.3 (abc)"), Some((1, 2, 3)));
         assert_eq!(parse_version("nothing"), None);
         assert!(parse_version("0.23.9").unwrap() < MIN_VERSION);
+    }
+
+    #[test]
+    fn a_model_name_never_reads_as_a_flag() {
+        assert_eq!(model_name_problem("qwen3-coder"), None);
+        assert_eq!(model_name_problem("org/model:q4_K_M"), None);
+        assert!(model_name_problem("--approval-mode=yolo")
+            .unwrap()
+            .contains("starts with '-'"));
+        assert!(model_name_problem("a\0b")
+            .unwrap()
+            .contains("control character"));
+        assert!(model_name_problem(" ").unwrap().contains("empty"));
     }
 
     #[test]

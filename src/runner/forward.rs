@@ -7,9 +7,11 @@ use super::outbox::{self, Out, OutboxSender, TraceNote};
 use crate::agent::AgentEvent;
 use crate::clock;
 use crate::model::{StreamEvent, Trace, TraceOutcome, Usage, WireUsage};
+use crate::redact::{Redactor, StreamRedactor};
 use crate::store::{queries, Store};
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Tool outputs longer than this are capped in the trace row (the full size is kept).
@@ -21,6 +23,8 @@ pub struct Forwarder {
     run_id: String,
     step_id: String,
     chat_id: String,
+    /// Secrets are masked before anything is stored or sent.
+    redact: StreamRedactor,
     /// Usage of every turn seen so far, by turn number.
     turns: HashMap<u32, Usage>,
     /// Tool calls without a result yet: the trace, when it started, its turn.
@@ -37,6 +41,7 @@ impl Forwarder {
     pub fn new(
         store: Store,
         out: OutboxSender,
+        redactor: Arc<Redactor>,
         run_id: &str,
         step_id: &str,
         chat_id: &str,
@@ -44,6 +49,7 @@ impl Forwarder {
         Forwarder {
             store,
             out,
+            redact: StreamRedactor::new(redactor),
             run_id: run_id.to_string(),
             step_id: step_id.to_string(),
             chat_id: chat_id.to_string(),
@@ -94,30 +100,37 @@ impl Forwarder {
                 });
             }
             AgentEvent::Stream(ev) => {
-                // Tool calls open and close traces; the trace note follows the event.
-                let note = match &ev {
-                    StreamEvent::ToolCall {
-                        tool_call_id,
-                        name,
-                        input,
-                    } => Some(self.open_trace(tool_call_id, name, input)),
-                    StreamEvent::ToolResult {
-                        tool_call_id,
-                        is_error,
-                        content,
-                    } => self.close_trace(tool_call_id, *is_error, content),
-                    _ => None,
-                };
-                let _ = self.out.send(outbox::stream(
-                    &self.run_id,
-                    &self.step_id,
-                    &self.chat_id,
-                    ev,
-                ));
-                if let Some(n) = note {
-                    let _ = self.out.send(Out::Trace(n));
+                for ev in self.redact.push(ev) {
+                    self.stream(ev);
                 }
             }
+        }
+    }
+
+    /// Sends one (redacted) stream event; tool calls open and close traces, and the
+    /// trace note follows the event.
+    fn stream(&mut self, ev: StreamEvent) {
+        let note = match &ev {
+            StreamEvent::ToolCall {
+                tool_call_id,
+                name,
+                input,
+            } => Some(self.open_trace(tool_call_id, name, input)),
+            StreamEvent::ToolResult {
+                tool_call_id,
+                is_error,
+                content,
+            } => self.close_trace(tool_call_id, *is_error, content),
+            _ => None,
+        };
+        let _ = self.out.send(outbox::stream(
+            &self.run_id,
+            &self.step_id,
+            &self.chat_id,
+            ev,
+        ));
+        if let Some(n) = note {
+            let _ = self.out.send(Out::Trace(n));
         }
     }
 
@@ -189,8 +202,12 @@ impl Forwarder {
         })
     }
 
-    /// The step ended with calls still open: they finish as errors.
+    /// The step's stream ended: text still held back for redaction goes out, and
+    /// calls still open finish as errors.
     pub fn close_open_calls(&mut self) {
+        for ev in self.redact.flush() {
+            self.stream(ev);
+        }
         for (_, (mut t, started, _)) in self.open.drain() {
             t.finished_at = Some(clock::now_rfc3339());
             t.latency_ms = Some(started.elapsed().as_millis() as u64);

@@ -24,6 +24,7 @@ pub mod scheduler;
 pub mod scope;
 pub mod state;
 
+use crate::agent::qwen::model_name_problem;
 use crate::agent::AgentBackend;
 use crate::catalog::Catalog;
 use crate::config::RunnerConfig;
@@ -116,6 +117,7 @@ impl Supervisor {
             owner_id.clone(),
             config.max_parallel,
             config.deadline,
+            Arc::new(crate::redact::Redactor::new(config.secrets.clone())),
         );
         Arc::new(Supervisor {
             store,
@@ -150,6 +152,14 @@ impl Supervisor {
             return Err(LaunchError::Invalid(
                 "input.question: the question (focus text) is missing or empty; say what the flow should look at".into(),
             ));
+        }
+        if question.contains('\0') {
+            return Err(LaunchError::Invalid(
+                "input.question: the question holds a NUL character, which no agent can be given; remove it".into(),
+            ));
+        }
+        if let Some(problem) = req.model.as_deref().and_then(model_name_problem) {
+            return Err(LaunchError::Invalid(format!("model: {problem}")));
         }
         let root = req.root.canonicalize().map_err(|e| {
             LaunchError::Invalid(format!(

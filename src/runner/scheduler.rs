@@ -13,6 +13,7 @@ use crate::agent::{AgentBackend, ContentBlock};
 use crate::clock;
 use crate::codesteps::DepOutput;
 use crate::model::{StepKind, StepStatus, WireUsage};
+use crate::redact::Redactor;
 use crate::store::queries::{self, NewRuntimeStep, StepEnd};
 use crate::store::Store;
 use std::future::Future;
@@ -161,6 +162,8 @@ pub struct Scheduler {
     pub(super) deadline: Duration,
     /// The before/after proof of every agent step.
     pub(super) fingerprints: crate::fingerprint::HashCache,
+    /// Masks secrets in everything an agent says before it is stored or sent.
+    pub(super) redactor: Arc<Redactor>,
 }
 
 impl Scheduler {
@@ -171,6 +174,7 @@ impl Scheduler {
         owner_id: String,
         max_parallel: usize,
         deadline: Duration,
+        redactor: Arc<Redactor>,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
             store,
@@ -180,6 +184,7 @@ impl Scheduler {
             agent_slots: Arc::new(Semaphore::new(max_parallel.max(1))),
             deadline,
             fingerprints: crate::fingerprint::HashCache::new(),
+            redactor,
         })
     }
 
@@ -286,7 +291,13 @@ impl Scheduler {
         chat_id: Option<String>,
         result: StepResult,
     ) -> StepEnded {
-        let end = result.into_end();
+        let mut end = result.into_end();
+        for text in [&mut end.output, &mut end.error].into_iter().flatten() {
+            self.redactor.string(text);
+        }
+        if let Some(meta) = &mut end.meta {
+            self.redactor.json(meta);
+        }
         if scope.hands_over() {
             return StepEnded {
                 step_id: spec.step_id.clone(),

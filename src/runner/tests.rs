@@ -615,3 +615,54 @@ async fn a_run_that_stops_on_an_internal_error_ends_on_a_step_of_its_roster() {
     assert_eq!(run.unwrap().run.summary.status, RunStatus::Failed);
     assert!(steps.iter().all(|s| s.step.status.is_terminal()));
 }
+
+#[tokio::test]
+async fn the_api_key_never_reaches_the_database_or_the_clients() {
+    const KEY: &str = "sk-test-9f8e7d6c5b4a";
+    let root = temp_repo();
+    let store = Store::open(&root.with_extension("db")).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ctx, mut crx) = mpsc::unbounded_channel();
+    tokio::spawn(run_outbox(rx, store.clone(), Collect(ctx)));
+    let backend = Arc::new(ScriptedBackend {
+        reply: format!("The endpoint answered 401 for key {KEY}.\n```findings\n[]\n```"),
+        fail_steps: vec![],
+    });
+    let sup = Supervisor::new(
+        store.clone(),
+        backend,
+        tx,
+        RunnerConfig {
+            secrets: vec![KEY.to_string()],
+            ..Default::default()
+        },
+        None,
+    );
+    sup.register().await.unwrap();
+    let run_id = sup
+        .launch(LaunchRequest {
+            flow: "code-review".into(),
+            band: Band::Small,
+            question: "anything?".into(),
+            root,
+            model: None,
+            fast: false,
+        })
+        .await
+        .unwrap();
+    sup.wait(&run_id).await;
+    let mut sent = String::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), crx.recv()).await {
+        sent.push_str(&format!("{m:?}"));
+    }
+    assert!(sent.contains("[redacted]"), "the answer was sent, masked");
+    assert!(!sent.contains(KEY));
+    let id = run_id.clone();
+    let (run, steps) = store
+        .call(move |c| Ok((queries::get_run(c, &id)?, queries::get_steps(c, &id)?)))
+        .await
+        .unwrap();
+    let stored = format!("{:?}{:?}", run.unwrap().report, steps);
+    assert!(stored.contains("401 for key [redacted]"));
+    assert!(!stored.contains(KEY));
+}
