@@ -1,16 +1,20 @@
 //! The outbox: the single exit for everything the server tells clients about runs.
 //! One task drains one queue, so notifications leave in the order they were queued.
-//! It assigns each agent stream its contiguous `seq`, persists every stream batch with
-//! that seq BEFORE sending it (so `getRun {transcript}` always covers what a client
-//! saw), and coalesces stream deltas only while it is busy: when the queue is idle a
-//! message leaves at once; when messages pile up behind a slow client, consecutive
-//! deltas of one chat are merged into one notification. Nothing is ever dropped.
+//! It assigns each agent stream its contiguous `seq`, and every stream batch is
+//! COMMITTED with that seq before it is sent (so `getRun {transcript}` always covers
+//! what a client saw, even after a kill -9): the batch's snapshots go to the store in
+//! one job, the outbox waits for its commit, and a write that fails for a passing
+//! reason (a locked or busy database) is retried until it succeeds — delivery waits,
+//! nothing is dropped. It coalesces stream deltas only while it is busy: when the
+//! queue is idle a message leaves at once; when messages pile up behind a slow client,
+//! consecutive deltas of one chat are merged into one notification.
 
 use crate::agent::BoxFuture;
 use crate::model::{Band, RunStatus, StepKind, StepStatus, StreamEvent, Trace, WireUsage};
 use crate::store::{queries, Store};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Serialize)]
@@ -173,23 +177,15 @@ pub async fn run_outbox<T: Transport>(
                 Err(_) => break,
             }
         }
+        let mut ready = Vec::with_capacity(batch.len());
+        let mut snapshots = Vec::new();
         for msg in coalesce(std::mem::take(&mut batch)) {
-            let out = match msg {
+            ready.push(match msg {
                 Out::Stream(mut m) => {
                     let seq = seqs.entry(m.chat_id.clone()).or_insert(0);
                     *seq += 1;
                     m.seq = *seq;
-                    let (c, r, st, ev, s) = (
-                        m.chat_id.clone(),
-                        m.run_id.clone(),
-                        m.step_id.clone(),
-                        m.events.clone(),
-                        m.seq,
-                    );
-                    // Persisted before it is sent: getRun always covers what a client saw.
-                    store.send("stream snapshot", move |conn| {
-                        queries::insert_snapshot(conn, &c, s, &r, &st, &ev)
-                    });
+                    snapshots.push(m.clone());
                     Out::Stream(m)
                 }
                 Out::StepUpdated(m) => {
@@ -201,8 +197,49 @@ pub async fn run_outbox<T: Transport>(
                     Out::StepUpdated(m)
                 }
                 other => other,
-            };
+            });
+        }
+        // Committed before sent: getRun always covers what a client saw.
+        persist(&store, snapshots).await;
+        for out in ready {
             transport.deliver(out).await;
+        }
+    }
+}
+
+/// Writes a batch's stream snapshots in one job and waits for the commit; a write
+/// that fails for a passing reason is retried (backing off up to 2 s) until it goes
+/// through. A permanent failure is logged and the batch is sent anyway: holding the
+/// stream back forever would not bring the rows back.
+async fn persist(store: &Store, snapshots: Vec<AgentStream>) {
+    if snapshots.is_empty() {
+        return;
+    }
+    let snapshots = std::sync::Arc::new(snapshots);
+    let mut wait = Duration::from_millis(50);
+    loop {
+        let rows = snapshots.clone();
+        let written = store
+            .call(move |c| {
+                for m in rows.iter() {
+                    queries::insert_snapshot(
+                        c, &m.chat_id, m.seq, &m.run_id, &m.step_id, &m.events,
+                    )?;
+                }
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(()) => return,
+            Err(e) if e.is_transient() => {
+                tracing::warn!("stream snapshots not saved yet ({e}); trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!("cannot save stream snapshots: {e}");
+                return;
+            }
         }
     }
 }
@@ -290,5 +327,84 @@ mod tests {
             Out::Stream(m) => assert_eq!(m.events.len(), 3),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod persisted_before_sent {
+    use super::*;
+
+    /// A transport that, for every stream notification it gets, looks the batch up
+    /// through a connection of its own — which sees only COMMITTED rows, as the next
+    /// server would after a kill -9.
+    struct Checking {
+        other: rusqlite::Connection,
+        seen: mpsc::UnboundedSender<(u64, bool)>,
+    }
+
+    impl Transport for Checking {
+        fn deliver(&mut self, msg: Out) -> BoxFuture<'_, ()> {
+            Box::pin(async move {
+                if let Out::Stream(m) = msg {
+                    let stored = queries::transcript(&self.other, &m.chat_id)
+                        .map(|(_, last)| last >= m.seq)
+                        .unwrap_or(false);
+                    let _ = self.seen.send((m.seq, stored));
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn every_stream_batch_is_committed_before_a_client_sees_it() {
+        let path = std::env::temp_dir().join(format!(
+            "boo-outbox-{}-{}.db",
+            std::process::id(),
+            crate::clock::now_ms()
+        ));
+        let store = Store::open(&path).unwrap();
+        store
+            .call(|c| {
+                c.execute_batch(
+                    "INSERT INTO flow_runs (run_id, flow, band, project_id, root, input, plan, created_at)
+                     VALUES ('r', 'f', 'small', '/p', '/p', '{\"question\":\"q\"}', '{}', '2026-01-01T00:00:00.000Z');",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run_outbox(
+            rx,
+            store.clone(),
+            Checking {
+                other: crate::store::open_connection(&path).unwrap(),
+                seen: seen_tx,
+            },
+        ));
+        for i in 0..200 {
+            tx.send(stream(
+                "r",
+                "s",
+                "chat",
+                StreamEvent::Text {
+                    text: format!("{i} "),
+                },
+            ))
+            .unwrap();
+            if i % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(tx);
+        task.await.unwrap();
+        let mut n = 0;
+        while let Ok((seq, stored)) = seen.try_recv() {
+            n += 1;
+            assert!(stored, "batch {seq} was sent before it was stored");
+        }
+        assert!(n > 0);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -39,8 +39,28 @@ pub enum StoreError {
     },
     #[error("the database thread has stopped")]
     Closed,
+    /// The job ran but its transaction could not be committed (e.g. the database
+    /// stayed locked by another process past the busy timeout).
+    #[error("the write was not saved: {0}")]
+    NotSaved(String),
     #[error("{0}")]
     Data(String),
+}
+
+impl StoreError {
+    /// Worth trying again: the database was busy, locked, full or failed an I/O, or
+    /// a commit did not go through. Anything else will fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::NotSaved(_) => true,
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull
+            ),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -137,9 +157,7 @@ impl Store {
                 let ok = r.is_ok();
                 let reply: Reply = Box::new(move |commit_error: Option<String>| {
                     let r = match commit_error {
-                        Some(e) if ok => {
-                            Err(StoreError::Data(format!("the write was not saved: {e}")))
-                        }
+                        Some(e) if ok => Err(StoreError::NotSaved(e)),
                         _ => r,
                     };
                     let _ = tx.send(r);
