@@ -74,7 +74,8 @@ local function project(run)
       status = run.status,
       error = run.error,
       report = run.report,
-      needsResync = (run.resync or run.resyncing or run.stub) == true,
+      -- A refetch is wanted (or in flight), or the roster is not known yet.
+      needsResync = (run.resync or run.resyncing or not run.rostered) == true,
       usage = run.usage,
     },
     steps = steps,
