@@ -1,6 +1,8 @@
 // The Orchestrator pane state and its reducer: notifications and getRun results in,
 // pane state out. Pure (no IO, no clock, no DOM, no vscode): the extension host and
 // the webview run the very same code, and the unit tests feed it plain data.
+// It follows the same rules as the Neovim plugin's reducer: both are checked against the
+// shared corpus tests/protocol-cases/ (see its README.md).
 
 import {
   Band,
@@ -152,6 +154,26 @@ function newAttempt(step: StepView, chatId: string): StepView {
   return { ...step, chatId, lastSeq: 0, items: [], streamUsage: {}, pending: [], gap: false, attempt: step.attempt + 1, usage: null, output: null, error: null, finishedAt: null };
 }
 
+/**
+ * An update naming a chat the step does not have, that is not a newer attempt of a step
+ * still running, is about an earlier attempt (or a finished step): nothing of it applies
+ * to the step.
+ */
+function isOtherAttempt(step: StepView, chatId: string | null | undefined): boolean {
+  if (!chatId || !step.chatId || chatId === step.chatId) return false;
+  return isStepTerminal(step.status) || !isNewerChat(step.chatId, chatId);
+}
+
+/** The wave a step joins when it first shows up without one: the last wave. */
+function lastWave(state: PaneState): number {
+  return state.steps.reduce((w, s) => Math.max(w, s.wave), 0);
+}
+
+/** A stepId that names a step: updates without one (absent or "") are about the run only. */
+function namesStep(stepId: unknown): stepId is string {
+  return typeof stepId === 'string' && stepId !== '';
+}
+
 function sortSteps(steps: StepView[]): StepView[] {
   // Stable: the server's order within a wave is kept.
   return steps
@@ -260,9 +282,11 @@ function applyChunk(step: StepView, seq: number, events: StreamEvent[]): { step:
   if (!Number.isInteger(seq) || seq <= step.lastSeq || step.pending.some((p) => p.seq === seq)) {
     return { step, dup: true, gapNow: false, applied: 0 };
   }
+  // A chunk of its chat proves the step runs.
+  const status: StepStatus = step.status === 'pending' ? 'running' : step.status;
   if (seq > step.lastSeq + 1) {
     const pending = [...step.pending, { seq, events }].sort((a, b) => a.seq - b.seq);
-    return { step: { ...step, pending, gap: true }, dup: false, gapNow: !step.gap, applied: 0 };
+    return { step: { ...step, pending, gap: true, status }, dup: false, gapNow: !step.gap, applied: 0 };
   }
   let items = appendEvents(step.items, events);
   let streamUsage = addUsage(step.streamUsage, usageOfEvents(events));
@@ -279,45 +303,60 @@ function applyChunk(step: StepView, seq: number, events: StreamEvent[]): { step:
     }
     pending = rest;
   }
-  const status: StepStatus = step.status === 'pending' ? 'running' : step.status;
   return { step: { ...step, items, streamUsage, lastSeq, pending, gap: pending.length > 0, status }, dup: false, gapNow: false, applied };
 }
 
-function applyStepUpdate(state: PaneState, p: StepUpdatedParams, now: number | undefined): PaneState {
-  let idx = findStep(state, p.stepId, p.chatId);
+/**
+ * The run-level fields of a stepUpdated. The update that ends the run gives its status,
+ * finish time, error (runError, else the named step's error for a failed run), usage
+ * (runUsage) and report; once the run has ended nothing of it changes again. A report on
+ * any other update only fills in a run that has none.
+ */
+function applyRunFields(state: PaneState, p: StepUpdatedParams, now: number | undefined): PaneState {
+  if (isRunTerminal(state.status)) return state;
   let s = state;
-  if (idx < 0) {
-    const created = newStep({ stepId: p.stepId, agent: p.agent, kind: p.kind, label: p.label, wave: p.wave, chatId: p.chatId });
-    s = { ...s, steps: sortSteps([...s.steps, created]) };
-    idx = findStep(s, p.stepId, p.chatId);
-  }
-  let old = s.steps[idx];
-  if (isNewerChat(old.chatId, p.chatId) && !isStepTerminal(old.status)) old = newAttempt(old, p.chatId!);
-  const step: StepView = { ...old };
-  // A terminal status never changes again (stale updates replayed after a refetch are ignored).
-  if (!isStepTerminal(old.status) && p.status) step.status = p.status;
-  if (p.startedAt !== undefined && p.startedAt !== null) step.startedAt = p.startedAt;
-  if (p.finishedAt !== undefined && p.finishedAt !== null) step.finishedAt = p.finishedAt;
-  if (p.usage) step.usage = p.usage;
-  if (p.error !== undefined && p.error !== null) step.error = p.error;
-  if (typeof p.output === 'string') step.output = p.output;
-  if (p.chatId && !step.chatId) step.chatId = p.chatId;
-  if (p.agent && !step.agent) step.agent = p.agent;
-  if (p.label && step.label === step.stepId) step.label = p.label;
-  s = replaceStep(s, idx, step);
-  if (p.runStatus && !isRunTerminal(s.status)) {
-    s = { ...s, status: p.runStatus };
-    if (isRunTerminal(p.runStatus)) {
-      s.finishedAt = p.finishedAt ?? s.finishedAt ?? (now !== undefined ? new Date(now).toISOString() : null);
-      if (typeof p.report === 'string') s.report = p.report;
-      if (p.runError) s.error = p.runError;
-      else if (p.runStatus === 'failed' && p.error) s.error = p.error;
-      if (p.runUsage) s.usage = p.runUsage;
-    }
+  if (p.runStatus) s = { ...s, status: p.runStatus };
+  if (isRunTerminal(s.status)) {
+    s.finishedAt = p.finishedAt ?? s.finishedAt ?? (now !== undefined ? new Date(now).toISOString() : null);
+    if (typeof p.report === 'string') s.report = p.report;
+    if (p.runError) s.error = p.runError;
+    else if (s.status === 'failed' && p.error) s.error = p.error;
+    if (p.runUsage) s.usage = p.runUsage;
   } else if (typeof p.report === 'string' && !s.report) {
     s = { ...s, report: p.report };
   }
   return s;
+}
+
+function applyStepUpdate(state: PaneState, p: StepUpdatedParams, now: number | undefined): PaneState {
+  let s = state;
+  if (namesStep(p.stepId)) {
+    let idx = s.steps.findIndex((x) => x.stepId === p.stepId);
+    if (idx < 0) {
+      // A step the roster did not list: added, as an agent step labelled by its id in the
+      // last wave unless the update says otherwise.
+      const created = newStep({ stepId: p.stepId, agent: p.agent, kind: p.kind, label: p.label, wave: p.wave ?? lastWave(s), chatId: p.chatId });
+      s = { ...s, steps: sortSteps([...s.steps, created]) };
+      idx = s.steps.findIndex((x) => x.stepId === p.stepId);
+    }
+    let old = s.steps[idx];
+    if (!isOtherAttempt(old, p.chatId)) {
+      if (isNewerChat(old.chatId, p.chatId)) old = newAttempt(old, p.chatId!);
+      const step: StepView = { ...old };
+      // A terminal status never changes again (stale updates replayed after a refetch are ignored).
+      if (!isStepTerminal(old.status) && p.status) step.status = p.status;
+      if (p.startedAt !== undefined && p.startedAt !== null) step.startedAt = p.startedAt;
+      if (p.finishedAt !== undefined && p.finishedAt !== null) step.finishedAt = p.finishedAt;
+      if (p.usage) step.usage = p.usage;
+      if (p.error !== undefined && p.error !== null) step.error = p.error;
+      if (typeof p.output === 'string') step.output = p.output;
+      if (p.chatId && !step.chatId) step.chatId = p.chatId;
+      if (p.agent && !step.agent) step.agent = p.agent;
+      if (p.label && step.label === step.stepId) step.label = p.label;
+      s = replaceStep(s, idx, step);
+    }
+  }
+  return applyRunFields(s, p, now);
 }
 
 function applyNotification(state: PaneState, n: Notification, now: number | undefined): PaneState {
@@ -333,8 +372,18 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
         (p.steps ?? []).map((info) => {
           const prev = known.get(info.stepId);
           if (prev) {
-            const base = isNewerChat(prev.chatId, info.chatId) && !isStepTerminal(prev.status) ? newAttempt(prev, info.chatId!) : prev;
-            return { ...base, agent: info.agent ?? prev.agent, kind: info.kind ?? prev.kind, label: info.label ?? prev.label, wave: info.wave ?? prev.wave, chatId: base.chatId ?? info.chatId };
+            if (isOtherAttempt(prev, info.chatId)) return prev;
+            const base = isNewerChat(prev.chatId, info.chatId) ? newAttempt(prev, info.chatId!) : prev;
+            return {
+              ...base,
+              agent: info.agent ?? prev.agent,
+              kind: info.kind ?? prev.kind,
+              label: info.label ?? prev.label,
+              wave: info.wave ?? prev.wave,
+              chatId: base.chatId ?? info.chatId,
+              // The roster of a resumed run says where each unfinished step stands.
+              status: isStepTerminal(base.status) ? base.status : (info.status ?? base.status),
+            };
           }
           return newStep(info);
         }),
@@ -362,19 +411,19 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
     case 'boo/agentStream': {
       const p = n.params;
       let s = state;
-      let idx = findStep(s, p.stepId, p.chatId);
+      let idx = findStep(s, namesStep(p.stepId) ? p.stepId : '', p.chatId);
       if (idx < 0) {
-        const created = newStep({ stepId: p.stepId, chatId: p.chatId, kind: 'agent', status: 'running' });
+        // No stepId and no known chat: nothing to show the chunk in.
+        if (!namesStep(p.stepId)) return state;
+        const created = newStep({ stepId: p.stepId, chatId: p.chatId, kind: 'agent', status: 'running', wave: lastWave(s) });
         s = { ...s, steps: sortSteps([...s.steps, created]) };
         idx = findStep(s, p.stepId, p.chatId);
       }
       let target = s.steps[idx];
       if (p.chatId && target.chatId && p.chatId !== target.chatId) {
-        if (!isNewerChat(target.chatId, p.chatId)) {
-          // A chunk of an earlier attempt: nothing to show any more.
-          return { ...s, stats: { ...s.stats, duplicates: s.stats.duplicates + 1 } };
-        }
-        target = newAttempt(target, p.chatId);
+        // Only a step update starts a new attempt: a chunk of another chat is a late one
+        // of an earlier attempt, with nothing to show any more.
+        return { ...s, stats: { ...s.stats, duplicates: s.stats.duplicates + 1 } };
       } else if (p.chatId && !target.chatId) {
         target = { ...target, chatId: p.chatId };
       }

@@ -12,7 +12,11 @@
 --- A duplicate (seq <= last applied) is dropped; a gap (seq > last + 1) is
 --- buffered and flags the run for a refetch (`boo/getRun {transcript=true}`);
 --- `load_run` then rebuilds the step from the transcript and replays the
---- buffered notifications with seq > lastSeq.
+--- buffered notifications with seq > lastSeq. If the missing chunk arrives
+--- after all, the buffered ones are applied and the flag clears.
+---
+--- The same rules as the VS Code extension's reducer: both are checked
+--- against the shared corpus tests/protocol-cases/ (see its README.md).
 local M = {}
 
 local TERMINAL_RUN = { completed = true, failed = true, cancelled = true }
@@ -94,6 +98,7 @@ local set_chat
 local function new_step(id)
   return {
     id = id,
+    label = id,
     status = 'pending',
     last_seq = 0,
     blocks = {},
@@ -135,6 +140,10 @@ function Store:ensure(run_id, now)
     by_chat = {},
     version = 0,
     stub = true,
+    -- false until boo/runStarted or a boo/getRun answer gave the roster;
+    -- notifications that come before it are held, then replayed in order.
+    rostered = false,
+    held = {},
     resync = false,
     resyncing = false,
     created_ms = now,
@@ -156,7 +165,8 @@ local function add_step(run, id)
   return step, true
 end
 
---- Forget a step's stream (a new chat starts from seq 1).
+--- Forget a step's stream and what its previous attempt ended with (a new
+--- chat starts from seq 1).
 local function reset_stream(step)
   step.blocks = {}
   step.tool_index = {}
@@ -164,7 +174,27 @@ local function reset_stream(step)
   step.last_seq = 0
   step.turns = 0
   step.stream_usage = nil
+  step.usage = nil
+  step.output = nil
+  step.error = nil
+  step.finishedAt = nil
+  step.finished_ms = nil
 end
+
+local UUID_V7 = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-7%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
+
+--- Whether `chat` is a newer attempt of a step than its `current` chat.
+--- UUID v7 chatIds sort by creation time; other ids: any different one is newer.
+local function newer_chat(current, chat)
+  if type(current) ~= 'string' or type(chat) ~= 'string' or chat == current then
+    return false
+  end
+  if current:match(UUID_V7) and chat:match(UUID_V7) then
+    return chat:lower() > current:lower()
+  end
+  return true
+end
+M.newer_chat = newer_chat
 
 --- A step gets a new chatId when it is dispatched again (e.g. a server
 --- resumed the run after a restart): its stream starts over at seq 1.
@@ -180,8 +210,25 @@ function set_chat(run, step, chat_id)
   run.by_chat[chat_id] = step
 end
 
+--- An update (or getRun step) that names a chat the step does not have and
+--- that is not a newer attempt of a step still running is about an earlier
+--- attempt (or a finished step): nothing of it applies to the step.
+local function other_attempt(step, chat_id)
+  if is_nil(chat_id) or not step.chatId or chat_id == step.chatId then
+    return false
+  end
+  return TERMINAL_STEP[step.status] == true or not newer_chat(step.chatId, chat_id)
+end
+
 --- Merge known step fields from a notification or a getRun step.
+--- Returns false (and changes nothing) when `p` is about another attempt.
 local function merge_step_fields(run, step, p, now)
+  if other_attempt(step, p.chatId) then
+    return false
+  end
+  if not is_nil(p.chatId) then
+    set_chat(run, step, p.chatId)
+  end
   for _, k in ipairs({ 'agent', 'kind', 'label', 'output', 'error' }) do
     if p[k] ~= nil then
       step[k] = val(p[k])
@@ -189,9 +236,6 @@ local function merge_step_fields(run, step, p, now)
   end
   if not is_nil(p.wave) then
     step.wave = p.wave
-  end
-  if not is_nil(p.chatId) then
-    set_chat(run, step, p.chatId)
   end
   if not is_nil(p.usage) and type(p.usage) == 'table' then
     step.usage = p.usage
@@ -216,6 +260,7 @@ local function merge_step_fields(run, step, p, now)
       end
     end
   end
+  return true
 end
 
 local function set_run_status(run, status, now)
@@ -244,6 +289,63 @@ local function sort_steps(run)
   end)
 end
 
+--- Whether some step holds stream chunks behind a missing seq.
+local function has_gap(run)
+  for _, s in ipairs(run.steps) do
+    if next(s.pending) then
+      return true
+    end
+  end
+  return false
+end
+
+--- A refetch is wanted while the roster is unknown or a step has a gap.
+local function recompute_resync(run)
+  if not run.resyncing then
+    run.resync = not run.rostered or has_gap(run)
+  end
+end
+
+--- Hold a notification that came before the roster (it is replayed once the
+--- roster is known) and ask for a refetch, which brings the roster.
+local function hold(run, method, p)
+  run.held[#run.held + 1] = { method = method, params = p }
+  if not run.resyncing then
+    run.resync = true
+  end
+end
+
+--- The roster is known: replay, in arrival order, what was held before it.
+function Store:_replay_held(run, now)
+  local held = run.held
+  run.held = {}
+  for _, h in ipairs(held) do
+    self:notify(h.method, h.params, now)
+  end
+end
+
+--- The wave a step joins when it first shows up without one: the last wave.
+local function last_wave(run)
+  local w
+  for _, s in ipairs(run.steps) do
+    if type(s.wave) == 'number' and (not w or s.wave > w) then
+      w = s.wave
+    end
+  end
+  return w or 0
+end
+
+--- A step the roster did not list (an update or stream chunk names it): it
+--- is added as an agent step labelled by its id in the last wave, unless the
+--- notification says otherwise; no refetch is asked for.
+local function add_unlisted_step(run, id, p)
+  local wave = last_wave(run)
+  local step = add_step(run, id)
+  step.kind = 'agent'
+  step.wave = is_nil(p.wave) and wave or p.wave
+  return step
+end
+
 --- `boo/runStarted`
 function Store:run_started(p, now)
   local run = self:ensure(p.runId, now)
@@ -264,46 +366,69 @@ function Store:run_started(p, now)
     sort_steps(run)
   end
   run.stub = false
+  run.rostered = true
   run.last_event_ms = now
+  self:_replay_held(run, now)
+  recompute_resync(run)
   touch(run)
   return run
 end
 
---- `boo/stepUpdated`
-function Store:step_updated(p, now)
-  local run, created = self:ensure(p.runId, now)
-  if created then
-    run.resync = true
-  end
-  if not is_nil(p.stepId) then
-    local step, new = add_step(run, p.stepId)
-    if new and not created then
-      -- A step we never heard of: the roster is stale.
-      run.resync = true
-    end
-    merge_step_fields(run, step, p, now)
-    if new then
-      sort_steps(run)
-    end
-    if p.status == 'running' and step.kind ~= 'code' then
-      run.active_step = step.id
-    end
-    touch(run, step)
-  end
+--- Apply the run-level fields of a `boo/stepUpdated`. The update that ends
+--- the run gives its status, finish time, error (`runError`, else the
+--- named step's `error` for a failed run), usage (`runUsage`) and report;
+--- once the run has ended nothing of it changes again. A report on any
+--- other update only fills in a run that has none.
+local function apply_run_fields(run, p, now)
+  local was_terminal = TERMINAL_RUN[run.status]
   if not is_nil(p.runStatus) then
     set_run_status(run, p.runStatus, now)
-    if not is_nil(p.report) then
+  end
+  if not was_terminal and TERMINAL_RUN[run.status] then
+    if type(p.report) == 'string' then
       run.report = p.report
     end
-    if TERMINAL_RUN[p.runStatus] and not is_nil(p.finishedAt) and not run.finishedAt then
+    if not is_nil(p.finishedAt) then
       run.finishedAt = p.finishedAt
       run.finished_ms = M.parse_time(p.finishedAt) or run.finished_ms
     end
-    if p.runStatus == 'failed' and not is_nil(p.error) and not run.error then
+    if type(p.runError) == 'string' and p.runError ~= '' then
+      run.error = p.runError
+    elseif run.status == 'failed' and type(p.error) == 'string' and p.error ~= '' then
       run.error = p.error
     end
+    if type(p.runUsage) == 'table' then
+      run.usage = p.runUsage
+    end
+  elseif type(p.report) == 'string' and not run.report then
+    run.report = p.report
   end
+end
+
+--- `boo/stepUpdated`. An update without a stepId (absent or "") is about the
+--- run only: it never creates or changes a step row.
+function Store:step_updated(p, now)
+  local run = self:ensure(p.runId, now)
   run.last_event_ms = now
+  if not run.rostered then
+    hold(run, 'boo/stepUpdated', p)
+    return run
+  end
+  if type(p.stepId) == 'string' and p.stepId ~= '' then
+    local step = run.by_id[p.stepId]
+    local new = false
+    if not step then
+      step, new = add_unlisted_step(run, p.stepId, p), true
+    end
+    if merge_step_fields(run, step, p, now) and p.status == 'running' and step.kind ~= 'code' then
+      run.active_step = step.id
+    end
+    if new then
+      sort_steps(run)
+    end
+    touch(run, step)
+  end
+  apply_run_fields(run, p, now)
   touch(run)
   return run
 end
@@ -388,27 +513,45 @@ end
 --- `boo/agentStream`. Returns one of:
 ---   'applied'    the events were appended
 ---   'duplicate'  seq already applied: dropped
----   'gap'        seq skipped ahead: buffered, run.resync set (refetch needed)
+---   'stale'      a chatId the step no longer has (an earlier attempt): dropped
+---   'gap'        seq skipped ahead: buffered, run.resync set (refetch needed);
+---                also when the run's roster is not known yet (the chunk is
+---                held until it is)
 ---   'buffered'   a refetch is in flight: kept for replay after it
+---   'ignored'    no stepId and no known chatId: nothing to show it in
 function Store:agent_stream(p, now)
-  local run, created = self:ensure(p.runId, now)
-  local step = (p.stepId and run.by_id[p.stepId]) or (p.chatId and run.by_chat[p.chatId])
+  local run = self:ensure(p.runId, now)
+  run.last_event_ms = now
+  if not run.rostered then
+    hold(run, 'boo/agentStream', p)
+    return 'gap'
+  end
+  local has_id = type(p.stepId) == 'string' and p.stepId ~= ''
+  local step = (has_id and run.by_id[p.stepId]) or (not is_nil(p.chatId) and run.by_chat[p.chatId])
   if not step then
-    step = add_step(run, p.stepId or p.chatId)
+    if not has_id then
+      return 'ignored'
+    end
+    step = add_unlisted_step(run, p.stepId, p)
     step.status = 'running'
     sort_steps(run)
-    run.resync = true
-  end
-  if created then
-    run.resync = true
   end
   if not is_nil(p.chatId) then
+    if step.chatId and step.chatId ~= p.chatId then
+      -- Only a step update starts a new attempt; a chunk of another chat
+      -- is a late one of an earlier attempt.
+      return 'stale'
+    end
     set_chat(run, step, p.chatId)
   end
-  run.last_event_ms = now
   local seq = tonumber(p.seq) or 0
   if seq <= step.last_seq then
     return 'duplicate'
+  end
+  -- A chunk of its chat proves the step runs.
+  if step.status == 'pending' then
+    step.status = 'running'
+    step.started_ms = step.started_ms or now
   end
   if run.resyncing then
     step.pending[seq] = p.events
@@ -424,6 +567,8 @@ function Store:agent_stream(p, now)
   step.last_seq = seq
   if next(step.pending) then
     drain_pending(step)
+    -- The missing chunk came after all: no refetch needed any more.
+    recompute_resync(run)
   end
   if step.kind ~= 'code' then
     run.active_step = step.id
@@ -436,6 +581,10 @@ end
 --- `boo/trace` (start and finish phases of one tool call).
 function Store:trace(p, now)
   local run = self:ensure(p.runId, now)
+  if not run.rostered then
+    hold(run, 'boo/trace', p)
+    return
+  end
   local step = (p.stepId and run.by_id[p.stepId]) or (p.chatId and run.by_chat[p.chatId])
   if not step or is_nil(p.traceId) then
     return
@@ -453,6 +602,23 @@ function Store:trace(p, now)
   end
   run.last_event_ms = now
   touch(run, step)
+end
+
+local NOTIFY = {
+  ['boo/runStarted'] = 'run_started',
+  ['boo/stepUpdated'] = 'step_updated',
+  ['boo/agentStream'] = 'agent_stream',
+  ['boo/trace'] = 'trace',
+}
+
+--- Apply one server notification by its method name (unknown methods are
+--- ignored: the protocol only ever adds). Returns what the method returns.
+function Store:notify(method, p, now)
+  local fn = NOTIFY[method]
+  if not fn or type(p) ~= 'table' or not p.runId then
+    return nil
+  end
+  return self[fn](self, p, now)
 end
 
 --- Mark a refetch as started: stream notifications are buffered until
@@ -516,8 +682,11 @@ function Store:load_run(result, now, opts)
       if created or not step._order then
         step._order = i
       end
-      merge_step_fields(run, step, sp, now)
-      if type(sp.transcript) == 'table' then
+      local current = merge_step_fields(run, step, sp, now)
+      if not current then
+        -- A snapshot of an earlier attempt: the live stream stays.
+        regap = regap or next(step.pending) ~= nil
+      elseif type(sp.transcript) == 'table' then
         local last_seq = tonumber(val(sp.lastSeq)) or 0
         if last_seq >= step.last_seq then
           step.blocks = {}
@@ -541,6 +710,10 @@ function Store:load_run(result, now, opts)
     run.resync_via = nil
     run.resync = regap
     run.loaded = true
+  end
+  if type(result.steps) == 'table' then
+    run.rostered = true
+    self:_replay_held(run, now)
   end
   if not run.active_step then
     for _, s in ipairs(run.steps) do
