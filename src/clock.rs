@@ -95,7 +95,11 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     // More digits than an i64 holds is still a number: longer than anything can be old.
     let n: i64 = match n.parse::<u128>() {
         Ok(v) => i64::try_from(v).unwrap_or(i64::MAX),
-        Err(_) => return Err(format!("{s:?} does not start with a number: write e.g. 30d")),
+        Err(_) => {
+            return Err(format!(
+                "{s:?} does not start with a number: write e.g. 30d"
+            ))
+        }
     };
     let mult = match unit {
         "s" => 1000,

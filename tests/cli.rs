@@ -86,7 +86,11 @@ fn run_prints_progress_on_stderr_and_the_report_on_stdout() {
     );
     // A cutoff too long to count is "older than anything": it removes nothing (it
     // used to overflow into a cutoff in the future and remove every ended run).
-    for huge in ["9223372036854775807s", "9223372036854775807w", "99999999999999999999d"] {
+    for huge in [
+        "9223372036854775807s",
+        "9223372036854775807w",
+        "99999999999999999999d",
+    ] {
         let gc = boo(&db, &["gc", "--older-than", huge]);
         assert!(
             text(&gc.stdout).contains("removed 0 run(s)"),

@@ -29,6 +29,13 @@ pub struct NewRun {
 pub fn insert_run(c: &Connection, r: &NewRun) -> Result<()> {
     let now = clock::now_rfc3339();
     let plan = serde_json::to_string(&r.plan).map_err(|e| StoreError::Data(e.to_string()))?;
+    // Never store what cannot be read back: one such row would break every later read.
+    if let Err(e) = serde_json::from_str::<Plan>(&plan) {
+        return Err(StoreError::Data(format!(
+            "the plan of flow {} cannot be stored: it would not read back ({e})",
+            r.flow
+        )));
+    }
     c.execute(
         "INSERT INTO flow_runs (run_id, flow, flow_title, band, status, project_id, root, input, model, plan, meta, created_at)
          VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -93,6 +100,30 @@ fn parse<T: std::str::FromStr<Err = String>>(s: String) -> rusqlite::Result<T> {
     })
 }
 
+/// The summary columns of a run row (no plan: listing never depends on it).
+fn summary_from_row(row: &Row) -> rusqlite::Result<RunSummary> {
+    let input: String = row.get(4)?;
+    let input: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
+    Ok(RunSummary {
+        run_id: row.get(0)?,
+        flow: row.get(1)?,
+        band: match row.get::<_, String>(2)?.as_str() {
+            "medium" => Band::Medium,
+            "large" => Band::Large,
+            _ => Band::Small,
+        },
+        status: parse(row.get(3)?)?,
+        question: input
+            .get("question")
+            .and_then(|q| q.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        root: row.get(5)?,
+        created_at: row.get(6)?,
+        finished_at: row.get(7)?,
+    })
+}
+
 fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
     let input: String = row.get(4)?;
     let input: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
@@ -108,24 +139,7 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
     };
     Ok(RunRow {
         run: Run {
-            summary: RunSummary {
-                run_id: row.get(0)?,
-                flow: row.get(1)?,
-                band: match row.get::<_, String>(2)?.as_str() {
-                    "medium" => Band::Medium,
-                    "large" => Band::Large,
-                    _ => Band::Small,
-                },
-                status: parse(row.get(3)?)?,
-                question: input
-                    .get("question")
-                    .and_then(|q| q.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
-                root: row.get(5)?,
-                created_at: row.get(6)?,
-                finished_at: row.get(7)?,
-            },
+            summary: summary_from_row(row)?,
             model: row.get(8)?,
             error: row.get(9)?,
             usage: usage.into(),
@@ -171,8 +185,7 @@ pub fn list_runs(
     ));
     let mut stmt = c.prepare(&sql)?;
     let mut rows: Vec<RunSummary> = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), run_from_row)?
-        .map(|r| r.map(|r| r.run.summary))
+        .query_map(rusqlite::params_from_iter(args.iter()), summary_from_row)?
         .collect::<rusqlite::Result<_>>()?;
     let next = if rows.len() > limit as usize {
         rows.truncate(limit as usize);

@@ -300,3 +300,30 @@ fn a_version_1_database_is_upgraded_with_every_row() {
     assert_eq!(names, vec!["flow_steps", "flow_steps_run_status"]);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn one_unreadable_run_never_breaks_listing_the_others() {
+    let c = open_connection(&temp_db("unreadable")).unwrap();
+    let plan = serde_json::to_string(&crate::engine::Plan {
+        flow: "f".into(),
+        band: crate::model::Band::Small,
+        steps: vec![],
+        answer: vec![],
+    })
+    .unwrap();
+    for (id, plan) in [("a-good", plan.as_str()), ("b-bad", r#"{"not": "a plan"}"#)] {
+        c.execute(
+            "INSERT INTO flow_runs (run_id, flow, band, project_id, root, input, plan, created_at)
+             VALUES (?1, 'f', 'small', '/r', '/r', '{\"question\":\"q\"}', ?2, '2026-01-01T00:00:00.000Z')",
+            rusqlite::params![id, plan],
+        )
+        .unwrap();
+    }
+    let (runs, _) = queries::list_runs(&c, Some("/r"), 10, None).unwrap();
+    assert_eq!(runs.len(), 2, "both runs are listed");
+    assert!(queries::get_run(&c, "a-good").unwrap().is_some());
+    assert!(
+        queries::get_run(&c, "b-bad").is_err(),
+        "only that run fails to open"
+    );
+}
