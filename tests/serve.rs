@@ -651,6 +651,71 @@ fn the_guard_reports_on_its_own_descriptor_and_leaves_stdout_to_the_agent() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// Processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(marker))
+        .collect()
+}
+
+#[test]
+fn an_agent_child_that_calls_setsid_does_not_outlive_the_guard() {
+    let t = TempDir::new("setsid");
+    let scratch = t.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let guard = |script: &str| {
+        let mut cmd = std::process::Command::new(boo_bin());
+        cmd.args([
+            "agent-guard",
+            "--parent",
+            &std::process::id().to_string(),
+            "--writable",
+        ])
+        .arg(&scratch)
+        .args(["--", "sh", "-c", script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        cmd
+    };
+    // 1. The agent exits normally, leaving an escapee in its own session.
+    let marker = format!("86{}.25", std::process::id());
+    let status = guard(&format!("setsid sleep {marker} & sleep 0.3; exit 0"))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        wait_until(Duration::from_secs(5), || processes_with(&marker)
+            .is_empty()),
+        "left behind: {:?}",
+        processes_with(&marker)
+    );
+    // 2. boo stops the agent (SIGTERM to the guard's group) while the escapee runs.
+    let marker = format!("87{}.25", std::process::id());
+    use std::os::unix::process::CommandExt;
+    let mut child = guard(&format!("setsid sleep {marker} & sleep 60"))
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !processes_with(
+        &marker
+    )
+    .is_empty()));
+    // SAFETY: signals the guard's own process group.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+    let _ = child.wait();
+    assert!(
+        wait_until(Duration::from_secs(5), || processes_with(&marker)
+            .is_empty()),
+        "left behind: {:?}",
+        processes_with(&marker)
+    );
+}
+
 #[test]
 fn a_step_that_modifies_the_project_fails_the_run_loudly() {
     let t = TempDir::new("modified");

@@ -145,6 +145,63 @@ impl SandboxMode {
     }
 }
 
+/// The children of `parent` (from /proc; a process that vanishes meanwhile is skipped).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Kills (SIGKILL) the guard's children that left its process group.
+fn kill_escaped() {
+    // SAFETY: plain process-control calls on our own children.
+    unsafe {
+        let (me, pgrp) = (libc::getpid(), libc::getpgrp());
+        for pid in children_of(me) {
+            if libc::getpgid(pid) != pgrp {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Kills every process the agent left behind — its process group, and every orphan
+/// the guard inherited as their subreaper — and reaps them, until none is left (or
+/// a bound of 2 s passes).
+fn kill_descendants() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    // SAFETY: plain process-control calls on our own group and children.
+    unsafe {
+        let me = libc::getpid();
+        loop {
+            let children = children_of(me);
+            if children.is_empty() || std::time::Instant::now() > deadline {
+                return;
+            }
+            // Child by child (a group kill would hit the guard itself); their own
+            // children come to us when they die, and the next round takes them.
+            for pid in children {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let mut status = 0;
+            while libc::waitpid(-1, &mut status, libc::WNOHANG) > 0 {}
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
 /// Landlock ABI version of the running kernel, if it has Landlock.
 pub fn landlock_abi() -> Option<i64> {
     // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only queries.
@@ -203,6 +260,9 @@ pub fn agent_guard(
         if libc::getppid() as u32 != parent {
             return 70;
         }
+        // Orphans of the agent come to the guard instead of init, even those that
+        // left the process group with setsid(): none of them outlives the guard.
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
     }
     let Some((program, args)) = argv.split_first() else {
         eprintln!("boo agent-guard: no program to run");
@@ -272,12 +332,17 @@ pub fn agent_guard(
         match child.try_wait() {
             Ok(Some(status)) => {
                 use std::os::unix::process::ExitStatusExt;
+                // The agent is done: whatever it left running goes with it.
+                kill_descendants();
                 return status
                     .code()
                     .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
             }
             Ok(None) => {}
-            Err(_) => return 70,
+            Err(_) => {
+                kill_descendants();
+                return 70;
+            }
         }
         let ts = libc::timespec {
             tv_sec: 1,
@@ -286,7 +351,9 @@ pub fn agent_guard(
         // SAFETY: waits for one of the blocked signals, at most 1 s.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
         if sig > 0 && sig != libc::SIGCHLD {
-            // boo is gone or asked us to stop: take the whole group down.
+            // boo is gone or asked us to stop: take the whole group down. What
+            // escaped the group (setsid) gets no grace period.
+            kill_escaped();
             // SAFETY: signals our own process group.
             unsafe {
                 let pgrp = libc::getpgrp();
@@ -299,6 +366,7 @@ pub fn agent_guard(
                 }
                 libc::kill(-pgrp, libc::SIGKILL);
             }
+            kill_descendants();
             return 128 + sig;
         }
     }
