@@ -117,6 +117,24 @@ impl AgentHome {
     }
 }
 
+/// Removes agent scratch directories (`<data_dir>/agents/<chat>`) left behind by a
+/// crash: every one whose chat is not in `running` (the chats of steps running now,
+/// on any server). Returns how many were removed.
+pub fn collect_stale_homes(data_dir: &Path, running: &std::collections::HashSet<String>) -> usize {
+    let Ok(dir) = std::fs::read_dir(data_dir.join("agents")) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && !running.contains(&name) && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// How strictly the OS sandbox is applied (`BOO_SANDBOX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxMode {
@@ -375,6 +393,20 @@ pub fn agent_guard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_scratch_directories_are_collected_and_running_ones_kept() {
+        let data = std::env::temp_dir().join(format!("boo-homes-{}", std::process::id()));
+        for chat in ["running-chat", "crashed-chat"] {
+            AgentHome::create(&data, chat, None).unwrap();
+        }
+        let running = std::collections::HashSet::from(["running-chat".to_string()]);
+        assert_eq!(collect_stale_homes(&data, &running), 1);
+        assert!(data.join("agents/running-chat").is_dir());
+        assert!(!data.join("agents/crashed-chat").exists());
+        assert_eq!(collect_stale_homes(&data, &running), 0);
+        let _ = std::fs::remove_dir_all(&data);
+    }
 
     #[test]
     fn settings_leave_only_read_tools() {

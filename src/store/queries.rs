@@ -641,6 +641,17 @@ pub fn insert_snapshot(
     Ok(())
 }
 
+/// The chats of every step running now (on any server).
+pub fn running_chats(c: &Connection) -> Result<std::collections::HashSet<String>> {
+    let mut stmt = c.prepare(
+        "SELECT chat_id FROM flow_steps WHERE status = 'running' AND chat_id IS NOT NULL",
+    )?;
+    let chats = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(chats)
+}
+
 /// Every event of a chat in order, and the last seq.
 pub fn transcript(c: &Connection, chat_id: &str) -> Result<(Vec<StreamEvent>, u64)> {
     let mut stmt =
