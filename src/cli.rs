@@ -218,11 +218,26 @@ pub async fn run(
     };
     let sup2 = sup.clone();
     let id2 = run_id.clone();
+    // Ctrl-C, a closed terminal (SIGHUP) and `kill` (SIGTERM) all cancel the run: a
+    // run whose command was stopped must not be adopted and finished by a server.
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
             eprintln!("boo: cancelling the run (Ctrl-C)...");
             let _ = sup2.cancel(&id2).await;
-        }
+            return;
+        };
+        let why = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        eprintln!("boo: cancelling the run ({why})...");
+        let _ = sup2.cancel(&id2).await;
     });
     sup.wait(&run_id).await;
     hb_stop.cancel();

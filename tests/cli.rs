@@ -215,3 +215,49 @@ fn doctor_says_what_to_fix() {
         "{s}"
     );
 }
+
+#[test]
+fn a_run_command_stopped_by_a_signal_cancels_its_run() {
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        let t = TempDir::new("cli-signal");
+        let root = project(t.path());
+        let db = t.path().join("boo.db");
+        let mut child = Command::new(boo_bin())
+            .args([
+                "run",
+                "code-review",
+                "--root",
+                root.to_str().unwrap(),
+                "hang [[fake:hang]]",
+            ])
+            .env("BOO_DB", &db)
+            .env("BOO_QWEN", fake_qwen())
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .env("OPENAI_API_KEY", "test-key")
+            .env("OPENAI_MODEL", "test-model")
+            .env("XDG_DATA_HOME", t.path().join("data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until an agent runs, then stop the command.
+        assert!(wait_until(std::time::Duration::from_secs(30), || {
+            text(&boo(&db, &["runs", "--all"]).stdout).contains("running")
+        }));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: signals the child we started.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("cancelling the run ({name})")),
+            "{stderr}"
+        );
+        let runs = text(&boo(&db, &["runs", "--all"]).stdout);
+        assert!(
+            runs.contains("cancelled") && !runs.contains("running"),
+            "{name}: {runs}"
+        );
+    }
+}
