@@ -661,16 +661,30 @@ pub async fn doctor(config: &Config) -> i32 {
     match Store::open(db) {
         Ok(st) => match st
             .call(|c| {
+                // The whole file is read: a damaged page anywhere is found.
+                let check: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
                 // A write statement: fails on a read-only database or folder.
                 c.execute(
                     "DELETE FROM server_owners WHERE owner_id = 'boo-doctor-probe'",
                     [],
                 )?;
-                Ok(())
+                Ok(check)
             })
             .await
         {
-            Ok(()) => report(true, "database", format!("{} is writable", db.display())),
+            Ok(check) if check == "ok" => report(
+                true,
+                "database",
+                format!("{} is intact and writable", db.display()),
+            ),
+            Ok(check) => report(
+                false,
+                "database",
+                format!(
+                    "{} is damaged ({check}): move it aside (boo starts a new one) or restore a backup",
+                    db.display()
+                ),
+            ),
             Err(e) => report(
                 false,
                 "database",

@@ -214,6 +214,41 @@ fn doctor_says_what_to_fix() {
         s.contains("FAIL endpoint") && s.contains("OPENAI_BASE_URL"),
         "{s}"
     );
+    // A damaged database is not "ok": doctor names the file and what to do, whether
+    // the damage is in a page or the file is no database at all.
+    let doctor = |db: &std::path::Path| {
+        let out = Command::new(boo_bin())
+            .arg("doctor")
+            .env("BOO_DB", db)
+            .env("BOO_QWEN", fake_qwen())
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        // Everything into the main file first (boo exits with its pages in the WAL).
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        drop(c);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        let len = f.metadata().unwrap().len();
+        assert!(len >= 3 * 4096, "{len}");
+        f.seek(SeekFrom::Start(4096)).unwrap();
+        f.write_all(&[0xA5; 2 * 4096]).unwrap();
+    }
+    let s = doctor(&db);
+    assert!(
+        s.contains("FAIL database") && s.contains(db.to_str().unwrap()) && s.contains("damaged"),
+        "{s}"
+    );
+    let junk = t.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5A; 8192]).unwrap();
+    let s = doctor(&junk);
+    assert!(
+        s.contains("FAIL database") && s.contains(junk.to_str().unwrap()) && s.contains("damaged"),
+        "{s}"
+    );
 }
 
 #[test]

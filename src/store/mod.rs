@@ -45,6 +45,13 @@ pub enum StoreError {
     NotSaved(String),
     #[error("{0}")]
     Data(String),
+    /// A problem of the database file itself, named with its path and what to do.
+    #[error("the database {} {problem}", path.display())]
+    File {
+        path: PathBuf,
+        problem: String,
+        transient: bool,
+    },
 }
 
 impl StoreError {
@@ -54,11 +61,46 @@ impl StoreError {
         use rusqlite::ErrorCode::*;
         match self {
             StoreError::NotSaved(_) => true,
+            StoreError::File { transient, .. } => *transient,
             StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull
             ),
             _ => false,
+        }
+    }
+
+    /// The error with the database file named, when it is about the file (locked,
+    /// read-only, damaged, disk full); other errors are returned as they are.
+    pub fn in_file(self, path: &Path) -> StoreError {
+        use rusqlite::ErrorCode::*;
+        let StoreError::Sql(rusqlite::Error::SqliteFailure(e, detail)) = &self else {
+            return self;
+        };
+        let detail = detail.clone().unwrap_or_else(|| e.to_string());
+        let (problem, transient) = match e.code {
+            DatabaseBusy | DatabaseLocked => (
+                format!("is locked by another process ({detail}): wait for it, or stop the other boo or tool holding it"),
+                true,
+            ),
+            ReadOnly | CannotOpen | PermissionDenied => (
+                format!("cannot be written ({detail}): set BOO_DB to a writable file path"),
+                false,
+            ),
+            DatabaseCorrupt | NotADatabase => (
+                format!("is damaged ({detail}): move it aside (boo starts a new one) or restore a backup"),
+                false,
+            ),
+            SystemIoFailure | DiskFull => (
+                format!("cannot be written ({detail}): free disk space or check the disk"),
+                true,
+            ),
+            _ => return self,
+        };
+        StoreError::File {
+            path: path.to_path_buf(),
+            problem,
+            transient,
         }
     }
 }
@@ -76,6 +118,8 @@ type Job = Box<dyn FnOnce(&Connection) -> (bool, Option<Reply>) + Send>;
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Job>,
+    /// The database file (errors about the file name it).
+    path: std::sync::Arc<PathBuf>,
 }
 
 /// Opens a connection with boo's pragmas and applies the schema.
@@ -135,13 +179,16 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
 impl Store {
     /// Opens (creating if needed) the database and starts its thread.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = open_connection(path)?;
+        let conn = open_connection(path).map_err(|e| e.in_file(path))?;
         let (tx, rx) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("boo-store".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Data(format!("cannot start the database thread: {e}")))?;
-        Ok(Store { tx })
+        Ok(Store {
+            tx,
+            path: std::sync::Arc::new(path.to_path_buf()),
+        })
     }
 
     /// Runs `f` on the database thread and waits for its result.
@@ -165,7 +212,9 @@ impl Store {
                 (ok, Some(reply))
             }))
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|e| e.in_file(&self.path))
     }
 
     /// Queues a write without waiting; a failure is logged.
