@@ -51,7 +51,7 @@ pub(super) async fn drive(
         let cancelling = scope.is_stopped();
         let decision = engine::decide(
             &state.plan,
-            &state.engine_states(),
+            state.engine_states(),
             &state.signals_for_decisions(),
             cancelling,
         );
