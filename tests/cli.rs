@@ -257,7 +257,7 @@ fn a_run_command_stopped_by_a_signal_cancels_its_run() {
         let t = TempDir::new("cli-signal");
         let root = project(t.path());
         let db = t.path().join("boo.db");
-        let mut child = Command::new(boo_bin())
+        let child = Command::new(boo_bin())
             .args([
                 "run",
                 "code-review",
