@@ -117,6 +117,9 @@ impl Config {
             extra_writable: var("BOO_AGENT_WRITABLE")
                 .map(|v| std::env::split_paths(&v).collect())
                 .unwrap_or_default(),
+            extra_readable: var("BOO_AGENT_READABLE")
+                .map(|v| std::env::split_paths(&v).collect())
+                .unwrap_or_default(),
         };
         Config {
             db_path: path("BOO_DB").unwrap_or_else(|| data_dir.join("boo.db")),

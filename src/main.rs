@@ -102,6 +102,9 @@ enum Command {
         sandbox: String,
         #[arg(long)]
         writable: Vec<PathBuf>,
+        /// Only these paths (and the writable ones) may be read; everything if none.
+        #[arg(long)]
+        readable: Vec<PathBuf>,
         /// Where to report the sandbox state (a descriptor boo passes); stdout if absent.
         #[arg(long)]
         report_fd: Option<i32>,
@@ -174,9 +177,10 @@ fn main() {
             parent,
             sandbox,
             writable,
+            readable,
             report_fd,
             argv,
-        } => agent::harden::agent_guard(parent, &sandbox, writable, report_fd, argv),
+        } => agent::harden::agent_guard(parent, &sandbox, writable, readable, report_fd, argv),
         Command::Serve { .. } => {
             let proto = match guard_stdout() {
                 Ok(f) => f,

@@ -651,6 +651,63 @@ fn the_guard_reports_on_its_own_descriptor_and_leaves_stdout_to_the_agent() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+#[test]
+fn the_guard_lets_an_agent_read_only_what_it_is_given() {
+    let t = TempDir::new("guard-reads");
+    let root = project(t.path());
+    let scratch = t.path().join("scratch");
+    let home = t.path().join("home/.ssh");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("id_ed25519"), "PRIVATE KEY\n").unwrap();
+    let script = format!(
+        "cat '{}' > '{s}/project' 2>/dev/null; echo $? >> '{s}/project'; cat '{}' > '{s}/secret' 2>/dev/null; echo $? >> '{s}/secret'",
+        root.join("src/lib.rs").display(),
+        home.join("id_ed25519").display(),
+        s = scratch.display()
+    );
+    let mut cmd = std::process::Command::new(boo_bin());
+    cmd.args(["agent-guard", "--parent", &std::process::id().to_string()])
+        .arg("--writable")
+        .arg(&scratch)
+        .args(["--writable", "/dev/null"])
+        .arg("--readable")
+        .arg(&root);
+    for sys in [
+        "/usr",
+        "/bin",
+        "/lib",
+        "/lib64",
+        "/etc/ld.so.cache",
+        "/proc",
+        "/dev",
+    ] {
+        cmd.arg("--readable").arg(sys);
+    }
+    let out = cmd.args(["--", "sh", "-c", &script]).output().unwrap();
+    let guard: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or(""),
+    )
+    .unwrap();
+    if guard["sandbox"] != "enforced" {
+        eprintln!("Landlock unavailable on this kernel: the read test was not possible");
+        return;
+    }
+    let project_read = std::fs::read_to_string(scratch.join("project")).unwrap();
+    assert!(
+        project_read.ends_with("\n0\n") && project_read.len() > 3,
+        "the project stays readable: {project_read:?}"
+    );
+    let secret_read = std::fs::read_to_string(scratch.join("secret")).unwrap();
+    assert!(
+        !secret_read.contains("PRIVATE KEY") && !secret_read.ends_with("\n0\n"),
+        "a file in the home folder was read: {secret_read:?}"
+    );
+}
+
 /// Processes whose command line holds `marker`.
 fn processes_with(marker: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
@@ -735,6 +792,10 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
         &[
             ("BOO_QWEN", evil.display().to_string()),
             ("BOO_AGENT_WRITABLE", root.display().to_string()),
+            (
+                "BOO_AGENT_READABLE",
+                fake_qwen().parent().unwrap().display().to_string(),
+            ),
         ],
     );
     s.initialize(&root);
@@ -1119,9 +1180,15 @@ fn an_agent_offered_write_tools_is_stopped_before_it_acts() {
             fake_qwen().display()
         ),
     );
+    // The wrapper execs a program outside its own folder: agents may read only what
+    // they are given, so the fake's folder is named as readable.
+    let fixtures = fake_qwen().parent().unwrap().display().to_string();
     let mut s = Server::start(
         &t.path().join("boo.db"),
-        &[("BOO_QWEN", loose.display().to_string())],
+        &[
+            ("BOO_QWEN", loose.display().to_string()),
+            ("BOO_AGENT_READABLE", fixtures),
+        ],
     );
     s.initialize(&root);
     let run_id = launch(&mut s, "code-review", "unsafe [[fake:write]]");

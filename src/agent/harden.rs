@@ -163,6 +163,95 @@ impl SandboxMode {
     }
 }
 
+/// What every agent may read besides the project, its scratch space and its own
+/// installation: the system's programs and libraries, certificates, name resolution,
+/// the user and group tables, and the kernel's views of the process. Nothing else of
+/// `/etc` (no `/etc/shadow`), nothing of any home directory, no other project.
+pub const SYSTEM_READABLE: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/opt/homebrew",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/resolv.conf",
+    "/run/systemd/resolve",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/gitconfig",
+    "/etc/mime.types",
+    "/etc/os-release",
+    "/proc",
+    "/sys",
+    "/dev",
+];
+
+/// The installation a program runs from, as directories to leave readable: for the
+/// program and each interpreter its `#!` line names (followed through `env` and
+/// through scripts that are themselves interpreted, a few levels deep), the folder
+/// it lives in — or, when that folder is a `bin`, `sbin`, `shims` or `libexec`, the
+/// prefix above it (so `<prefix>/bin/qwen` brings `<prefix>` with its libraries).
+pub fn install_roots(program: &Path, search_path: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    let mut next = Some(program.to_path_buf());
+    for _ in 0..4 {
+        let Some(p) = next.take() else { break };
+        let real = p.canonicalize().unwrap_or(p.clone());
+        for file in [&p, &real] {
+            if let Some(dir) = file.parent() {
+                let prefix_dir = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| matches!(n, "bin" | "sbin" | "shims" | "libexec"));
+                let root = if prefix_dir {
+                    dir.parent().unwrap_or(dir)
+                } else {
+                    dir
+                };
+                let root = root.to_path_buf();
+                if !roots.contains(&root) && root != Path::new("/") {
+                    roots.push(root);
+                }
+            }
+        }
+        next = interpreter_of(&real, search_path);
+    }
+    roots
+}
+
+/// The interpreter a script's `#!` line names (`env NAME` looked up on the path).
+fn interpreter_of(script: &Path, search_path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(script).ok()?.read(&mut head).ok()?;
+    let line = std::str::from_utf8(&head[..n]).ok()?.lines().next()?;
+    let mut words = line.strip_prefix("#!")?.split_whitespace();
+    let first = PathBuf::from(words.next()?);
+    if first.file_name().is_some_and(|f| f == "env") {
+        let name = words.find(|w| !w.starts_with('-'))?;
+        std::env::split_paths(search_path?)
+            .map(|d| d.join(name))
+            .find(|c| c.is_file())
+    } else {
+        Some(first)
+    }
+}
+
 /// The children of `parent` (from /proc; a process that vanishes meanwhile is skipped).
 fn children_of(parent: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -235,9 +324,10 @@ pub fn landlock_abi() -> Option<i64> {
 }
 
 /// Applies Landlock to this process (and so everything it starts): the whole file
-/// system readable, only `writable` writable. Returns "enforced", "partial" or
-/// "unavailable".
-fn restrict(writable: &[PathBuf]) -> Result<&'static str, String> {
+/// system readable — or, when `readable` is given, only those paths (and the writable
+/// ones) — and only `writable` writable. Paths that do not exist are left out.
+/// Returns "enforced", "partial" or "unavailable".
+fn restrict(writable: &[PathBuf], readable: &[PathBuf]) -> Result<&'static str, String> {
     use landlock::{
         path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
         RulesetStatus, ABI,
@@ -246,8 +336,18 @@ fn restrict(writable: &[PathBuf]) -> Result<&'static str, String> {
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
-        .and_then(|r| r.add_rules(path_beneath_rules(writable, AccessFs::from_all(abi))))
+        .and_then(|r| {
+            let reads: Vec<PathBuf> = if readable.is_empty() {
+                vec![PathBuf::from("/")]
+            } else {
+                readable.iter().filter(|p| p.exists()).cloned().collect()
+            };
+            r.add_rules(path_beneath_rules(reads, AccessFs::from_read(abi)))
+        })
+        .and_then(|r| {
+            let writes: Vec<&PathBuf> = writable.iter().filter(|p| p.exists()).collect();
+            r.add_rules(path_beneath_rules(writes, AccessFs::from_all(abi)))
+        })
         .and_then(|r| r.restrict_self())
         .map_err(|e| format!("cannot apply the Landlock sandbox: {e}"))?;
     Ok(match status.ruleset {
@@ -268,6 +368,7 @@ pub fn agent_guard(
     parent: u32,
     mode: &str,
     writable: Vec<PathBuf>,
+    readable: Vec<PathBuf>,
     report_fd: Option<i32>,
     argv: Vec<String>,
 ) -> i32 {
@@ -300,7 +401,7 @@ pub fn agent_guard(
     let sandbox = if landlock_abi().is_none() {
         "unavailable"
     } else {
-        match restrict(&writable) {
+        match restrict(&writable, &readable) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("boo agent-guard: {e}");
