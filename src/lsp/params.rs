@@ -20,9 +20,11 @@ pub trait Params: DeserializeOwned {
     }
 }
 
-/// Reads `params` (absent or null reads as `{}`) or says which field is wrong.
+/// Reads `params` (null or `[]`, as some clients send for "nothing", reads as `{}`)
+/// or says which field is wrong.
 pub fn parse<P: Params>(params: Value) -> Result<P, String> {
-    let params = if params.is_null() {
+    let nothing = params.is_null() || params.as_array().is_some_and(|a| a.is_empty());
+    let params = if nothing {
         Value::Object(Default::default())
     } else {
         params
@@ -304,6 +306,8 @@ mod tests {
         let p = parse::<ext::ListRunsParams>(json!({ "root": "/x" })).unwrap();
         assert_eq!(p.root, Some(Some("/x".into())));
         let p = parse::<ext::ListFlowsParams>(Value::Null).unwrap();
+        assert_eq!(p.root, None);
+        let p = parse::<ext::ListFlowsParams>(json!([])).unwrap();
         assert_eq!(p.root, None);
         let e = parse::<ext::ListRunsParams>(json!({ "root": 1 })).unwrap_err();
         assert_eq!(e, "root: 1 is not a path");
