@@ -504,6 +504,11 @@ notifications! {
     TraceNote = "boo/trace", TraceParams;
 }
 
+/// `workspace/executeCommand` commands (for generic LSP clients): the argument is the
+/// same object as the request's params.
+pub const LAUNCH_FLOW_COMMAND: &str = "boo.launchFlow";
+pub const CANCEL_RUN_COMMAND: &str = "boo.cancelRun";
+
 /// The other types clients read (outside any request or notification).
 #[cfg(test)]
 pub fn describe_others(reg: &mut super::shape::Registry) -> Vec<&'static str> {

@@ -421,7 +421,10 @@ impl LanguageServer for Backend {
             }),
             capabilities: ServerCapabilities {
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: vec!["boo.launchFlow".into(), "boo.cancelRun".into()],
+                    commands: vec![
+                        ext::LAUNCH_FLOW_COMMAND.into(),
+                        ext::CANCEL_RUN_COMMAND.into(),
+                    ],
                     work_done_progress_options: Default::default(),
                 }),
                 experimental: Some(json!({ "boo": to_json(ext::BooCapabilities {
@@ -469,8 +472,12 @@ impl LanguageServer for Backend {
             .cloned()
             .unwrap_or(Value::Object(Default::default()));
         match params.command.as_str() {
-            "boo.launchFlow" => to_json(answer::<ext::LaunchFlow>(self, arg).await?).map(Some),
-            "boo.cancelRun" => to_json(answer::<ext::CancelRun>(self, arg).await?).map(Some),
+            ext::LAUNCH_FLOW_COMMAND => {
+                to_json(answer::<ext::LaunchFlow>(self, arg).await?).map(Some)
+            }
+            ext::CANCEL_RUN_COMMAND => {
+                to_json(answer::<ext::CancelRun>(self, arg).await?).map(Some)
+            }
             other => Err(invalid(format!(
                 "command: unknown command {other:?}; this server runs boo.launchFlow and boo.cancelRun"
             ))),
