@@ -755,6 +755,9 @@ mod tests {
                 meta: full.then(|| json!({"qwenVersion": "0.24.4"})),
                 transcript: full.then(events),
                 last_seq: full.then_some(9),
+                parent_step_id: full.then(|| "p".into()),
+                phase: full.then(|| "Leads".into()),
+                cache_key: full.then(|| "k".into()),
             };
             // boo/getRun sent each step with its `turns` added.
             let mut before = serde_json::to_value(&step).unwrap();
@@ -775,7 +778,7 @@ mod tests {
 
     #[test]
     fn flows_keep_their_shape() {
-        let cat = Catalog::builtin();
+        let cat = Catalog::builtin(None);
         let got = serde_json::to_value(flows(&cat)).unwrap();
         let f = &got["flows"][0];
         let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
