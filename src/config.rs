@@ -9,6 +9,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The most agents boo runs at once, whatever is asked (a local model server serves a
+/// handful; a huge value would only exhaust the machine).
+pub const MAX_PARALLEL_AGENTS: usize = 64;
+
 /// How runs are driven.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -95,7 +99,7 @@ impl Config {
             max_parallel: number("BOO_MAX_PARALLEL")
                 .map(|n| n as usize)
                 .unwrap_or(defaults.max_parallel)
-                .max(1),
+                .clamp(1, MAX_PARALLEL_AGENTS),
             heartbeat: number("BOO_HEARTBEAT_MS")
                 .map(|ms| Duration::from_millis(ms.max(50)))
                 .unwrap_or(defaults.heartbeat),
@@ -144,7 +148,7 @@ impl Config {
             self.runner.default_model = Some(m.clone());
         }
         if let Some(n) = opts.max_parallel {
-            self.runner.max_parallel = n.max(1);
+            self.runner.max_parallel = n.clamp(1, MAX_PARALLEL_AGENTS);
         }
         if let Some(d) = opts.diagnostics {
             self.diagnostics = d;
@@ -234,6 +238,12 @@ mod tests {
         assert_eq!(c.runner.default_model.as_deref(), Some("editor-model"));
         assert_eq!(c.runner.max_parallel, 3);
         assert!(!c.diagnostics);
+        // A parallelism no machine has is capped, not a panic.
+        c.apply(&InitOptions {
+            max_parallel: Some(1 << 61),
+            ..Default::default()
+        });
+        assert_eq!(c.runner.max_parallel, MAX_PARALLEL_AGENTS);
         // Absent options leave the environment's values alone.
         let mut d = config(&[("OPENAI_MODEL", "env-model")]);
         d.apply(&InitOptions::default());

@@ -252,6 +252,33 @@ fn every_error_code_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn every_frame_of_the_corpus_is_answered_and_the_server_keeps_serving() {
+    let t = TempDir::new("frames");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/frames");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "{files:?}");
+    for f in &files {
+        let body = std::fs::read(f).unwrap();
+        let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        frame.extend_from_slice(&body);
+        s.send_raw(&frame);
+        // The server is still there and still answers, after every single frame.
+        let alive = s.request("boo/listFlows", json!({}));
+        assert!(alive.is_ok(), "after {}: {alive:?}", f.display());
+    }
+    let run_id = launch(&mut s, "code-review", "still serving?");
+    assert_eq!(s.wait_run_end(&run_id, LONG)["runStatus"], "completed");
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
 fn hostile_launch_values_are_refused_without_a_run() {
     let t = TempDir::new("hostile-launch");
     let root = project(t.path());

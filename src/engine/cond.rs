@@ -265,6 +265,35 @@ mod tests {
     }
 
     #[test]
+    fn any_string_parses_or_is_explained_and_what_parses_reads_back() {
+        // Deterministic random token soup (xorshift), long and deep on purpose.
+        let toks = [
+            "(", ")", "!", "&&", "||", "a", "b_1", "c-2", " ", "&", "|", "$", "((",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut parsed = 0;
+        for _ in 0..5_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 200) as usize;
+            let src: String = (0..n)
+                .map(|i| toks[((x >> (i % 48)) as usize + i * 7) % toks.len()])
+                .collect();
+            match Cond::parse(&src) {
+                Ok(c) => {
+                    parsed += 1;
+                    assert!(c.depth() <= MAX_DEPTH, "{src}");
+                    let json = serde_json::to_string(&c).unwrap();
+                    assert_eq!(serde_json::from_str::<Cond>(&json).unwrap(), c, "{src}");
+                }
+                Err(e) => assert!(!e.is_empty()),
+            }
+        }
+        assert!(parsed > 0);
+    }
+
+    #[test]
     fn errors_are_explained() {
         assert!(Cond::parse("").unwrap_err().contains("empty"));
         assert!(Cond::parse("a | b").unwrap_err().contains("||"));

@@ -620,12 +620,48 @@ impl Transport for LspTransport {
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// Why a frame from the client was not passed on.
+/// The top-level keys of a JSON object in the order written, repeats included (a
+/// `Value` keeps only the last of a repeated key; tower-lsp's own reader refuses the
+/// message and ends the input stream).
+struct TopLevelKeys(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for TopLevelKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = TopLevelKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<TopLevelKeys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(TopLevelKeys(keys))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
 fn check_message(body: &[u8]) -> std::result::Result<(), (Option<Value>, String)> {
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return Err((None, format!("the message body is not valid JSON ({e})"))),
     };
     let id = v.get("id").cloned();
+    if let Ok(TopLevelKeys(keys)) = serde_json::from_slice::<TopLevelKeys>(body) {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(k) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+            // Which of the repeated values is meant is anyone's guess: answer none.
+            return Err((None, format!("the message repeats the key {k:?}")));
+        }
+    }
     let Some(obj) = v.as_object() else {
         return Err((
             None,
@@ -644,8 +680,13 @@ fn check_message(body: &[u8]) -> std::result::Result<(), (Option<Value>, String)
         ));
     }
     if let Some(i) = &id {
-        if !(i.is_string() || i.is_i64() || i.is_u64() || i.is_null()) {
-            return Err((None, "the message id must be a number or a string".into()));
+        if !(i.is_string() || i.is_i64() || i.is_null()) {
+            let why = if i.is_u64() {
+                "the message id is a number too large for a signed 64-bit integer"
+            } else {
+                "the message id must be a number or a string"
+            };
+            return Err((None, why.into()));
         }
     }
     Ok(())
@@ -819,5 +860,92 @@ mod tests {
         handled.sort();
         declared.sort();
         assert_eq!(handled, declared);
+    }
+}
+
+#[cfg(test)]
+mod frame_filter {
+    use super::check_message;
+    use serde_json::Value;
+
+    /// A small deterministic generator (xorshift): the same cases on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[(self.next() % xs.len() as u64) as usize]
+        }
+    }
+
+    /// What the filter lets through is a message tower-lsp can read: one JSON
+    /// object, no repeated top-level key, `"jsonrpc": "2.0"`, a method or a
+    /// result/error, and an id that is a string, a signed 64-bit integer or null.
+    fn acceptable(body: &str) -> bool {
+        let Ok(Value::Object(o)) = serde_json::from_str::<Value>(body) else {
+            return false;
+        };
+        let Ok(super::TopLevelKeys(keys)) = serde_json::from_str::<super::TopLevelKeys>(body)
+        else {
+            return false;
+        };
+        let mut seen = std::collections::HashSet::new();
+        keys.iter().all(|k| seen.insert(k.clone()))
+            && o.get("jsonrpc").and_then(Value::as_str) == Some("2.0")
+            && o.get("id")
+                .is_none_or(|i| i.is_string() || i.is_i64() || i.is_null())
+            && (o.get("method").is_some_and(Value::is_string)
+                || (o.contains_key("id") && (o.contains_key("result") || o.contains_key("error"))))
+    }
+
+    #[test]
+    fn what_passes_the_filter_is_always_a_readable_message() {
+        let keys = [
+            "\"jsonrpc\"",
+            "\"id\"",
+            "\"method\"",
+            "\"params\"",
+            "\"result\"",
+            "\"error\"",
+            "\"x\"",
+        ];
+        let values = [
+            "\"2.0\"",
+            "\"1.0\"",
+            "1",
+            "-1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "1.5",
+            "null",
+            "\"boo/listFlows\"",
+            "{}",
+            "[]",
+            "true",
+            "{\"a\":{\"b\":[1,2,{\"c\":null}]}}",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut passed = 0;
+        for _ in 0..20_000 {
+            let n = 1 + rng.next() % 6;
+            let mut fields: Vec<String> = (0..n)
+                .map(|_| format!("{}:{}", rng.pick(&keys), rng.pick(&values)))
+                .collect();
+            if rng.next() % 2 == 0 {
+                // Half the cases start from a good request and get mangled from there.
+                fields.insert(0, "\"jsonrpc\":\"2.0\",\"method\":\"boo/listFlows\"".into());
+            }
+            let body = format!("{{{}}}", fields.join(","));
+            let ok = check_message(body.as_bytes()).is_ok();
+            assert_eq!(ok, acceptable(&body), "{body}");
+            passed += usize::from(ok);
+        }
+        // The generator reaches both sides of the filter.
+        assert!(passed > 100, "{passed}");
     }
 }
