@@ -8,9 +8,9 @@ mod codesteps;
 mod engine;
 mod evidence;
 mod export;
-mod fingerprint;
 mod lsp;
 mod model;
+mod project;
 mod report;
 mod runner;
 mod snapshot;
@@ -145,19 +145,20 @@ fn main() {
     let log_file = std::env::var_os("BOO_LOG_FILE").map(PathBuf::from);
     let code = match cli.command {
         Command::Fingerprint { root } => {
-            let cache = fingerprint::HashCache::new();
+            let cache = project::HashCache::new();
             let t = std::time::Instant::now();
-            let a = cache.take(&root);
+            let a = cache.fingerprint(&root);
             let cold = t.elapsed();
             let t = std::time::Instant::now();
-            let b = cache.take(&root);
+            let b = cache.fingerprint(&root);
             let warm = t.elapsed();
             println!(
-                "{{\"files\": {}, \"coldMs\": {:.1}, \"warmMs\": {:.1}, \"changes\": {}}}",
+                "{{\"files\": {}, \"coldMs\": {:.1}, \"warmMs\": {:.1}, \"changes\": {}, \"digest\": \"{}\"}}",
                 a.files.len(),
                 cold.as_secs_f64() * 1000.0,
                 warm.as_secs_f64() * 1000.0,
-                fingerprint::diff(&a, &b).len()
+                project::diff(&a, &b).len(),
+                b.digest()
             );
             0
         }

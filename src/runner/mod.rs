@@ -117,7 +117,7 @@ pub struct Supervisor {
     slots: Arc<Semaphore>,
     runs: Mutex<HashMap<String, RunHandle>>,
     host: String,
-    hashes: crate::fingerprint::HashCache,
+    hashes: crate::project::HashCache,
 }
 
 fn lock<'a, T>(m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
@@ -207,7 +207,7 @@ impl Supervisor {
             slots: Arc::new(Semaphore::new(config.max_parallel)),
             config,
             runs: Mutex::new(HashMap::new()),
-            hashes: crate::fingerprint::HashCache::new(),
+            hashes: crate::project::HashCache::new(),
             host: hostname::get()
                 .map(|h| h.to_string_lossy().to_string())
                 .unwrap_or_else(|_| "localhost".into()),
@@ -841,7 +841,7 @@ impl Supervisor {
         let root = first.root.clone();
         let me = self.clone();
         let r2 = root.clone();
-        let before = tokio::task::spawn_blocking(move || me.hashes.take(&r2))
+        let before = tokio::task::spawn_blocking(move || me.hashes.fingerprint(&r2))
             .await
             .ok();
         let parts = reqs.len();
@@ -868,11 +868,11 @@ impl Supervisor {
         let result = result.map(|()| combine_parts(outputs, parts));
         drop(permit);
         let me = self.clone();
-        let after = tokio::task::spawn_blocking(move || me.hashes.take(&root))
+        let after = tokio::task::spawn_blocking(move || me.hashes.fingerprint(&root))
             .await
             .ok();
         let changed = match (&before, &after) {
-            (Some(b), Some(a)) => crate::fingerprint::diff(b, a),
+            (Some(b), Some(a)) => crate::project::diff(b, a),
             _ => vec!["(the fingerprint could not be taken)".to_string()],
         };
         if !changed.is_empty() {
