@@ -522,7 +522,9 @@ impl Supervisor {
                                 let (func, args) = (ps.agent.clone(), ps.args.clone());
                                 tasks.spawn(async move {
                                     let r = tokio::task::spawn_blocking(move || {
-                                        codesteps::run(&func, &args, &root, &deps)
+                                        codesteps::CodeFn::parse(&func)
+                                            .map_err(|e| e.to_string())
+                                            .and_then(|f| codesteps::run(f, &args, &root, &deps))
                                     })
                                     .await
                                     .unwrap_or_else(|e| Err(format!("the code step crashed: {e}")));
@@ -560,7 +562,8 @@ impl Supervisor {
                                 // no agent ever gets a silently truncated slice.
                                 let split = dep_text.iter().enumerate().find_map(|(i, d)| {
                                     let is_diff = deps.iter().any(|x| {
-                                        x.step.step_id == d.0 && x.step.agent == "git_diff"
+                                        x.step.step_id == d.0
+                                            && x.step.agent == codesteps::CodeFn::GitDiff.as_str()
                                     });
                                     is_diff
                                         .then(|| codesteps::diff_parts(&d.3).map(|p| (i, p)))
@@ -1386,7 +1389,7 @@ fn collect_signals(steps: &[StepRow]) -> BTreeMap<String, bool> {
     let mut out = BTreeMap::new();
     for s in steps.iter().filter(|s| {
         s.step.kind == StepKind::Code
-            && s.step.agent == "signals"
+            && s.step.agent == codesteps::CodeFn::Signals.as_str()
             && s.step.status == StepStatus::Completed
     }) {
         if let Some(v) = s
