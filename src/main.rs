@@ -10,9 +10,9 @@ mod config;
 mod engine;
 mod evidence;
 mod export;
-mod fingerprint;
 mod lsp;
 mod model;
+mod project;
 mod redact;
 mod report;
 mod runner;
@@ -157,19 +157,20 @@ fn main() {
     let log_file = config.log_file.clone();
     let code = match cli.command {
         Command::Fingerprint { root } => {
-            let cache = fingerprint::HashCache::new();
+            let cache = project::HashCache::new();
             let t = std::time::Instant::now();
-            let a = cache.take(&root);
+            let a = cache.fingerprint(&root);
             let cold = t.elapsed();
             let t = std::time::Instant::now();
-            let b = cache.take(&root);
+            let b = cache.fingerprint(&root);
             let warm = t.elapsed();
             println!(
-                "{{\"files\": {}, \"coldMs\": {:.1}, \"warmMs\": {:.1}, \"changes\": {}}}",
+                "{{\"files\": {}, \"coldMs\": {:.1}, \"warmMs\": {:.1}, \"changes\": {}, \"digest\": \"{}\"}}",
                 a.files.len(),
                 cold.as_secs_f64() * 1000.0,
                 warm.as_secs_f64() * 1000.0,
-                fingerprint::diff(&a, &b).len()
+                project::diff(&a, &b).len(),
+                b.digest()
             );
             0
         }

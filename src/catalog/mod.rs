@@ -8,35 +8,13 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
 }
 
+use crate::codesteps::{CodeFn, Signal};
 use crate::engine::{self, Cond, FlowDef, StepDef};
 use crate::model::{Band, Category, StepKind};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
-
-/// The built-in code functions a code step may name.
-pub const CODE_FUNCTIONS: &[&str] = &[
-    "git_diff",
-    "signals",
-    "run_command",
-    "verify_evidence",
-    "merge_findings",
-    "render_report",
-];
-
-/// The signals the `signals` function computes; `when` may only name these.
-pub const SIGNALS: &[&str] = &[
-    "concurrency",
-    "auth",
-    "schemas",
-    "infrastructure",
-    "frontend",
-    "api",
-    "tests",
-    "docs",
-    "diff",
-];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Persona {
@@ -284,17 +262,13 @@ pub fn parse_flow(
                     ));
                 }
                 match &s.function {
-                    Some(f) if CODE_FUNCTIONS.contains(&f.as_str()) => f.clone(),
-                    Some(f) => {
-                        errors.push(err(
-                            at("function"),
-                            format!(
-                                "unknown code function {f:?}: use one of {}",
-                                CODE_FUNCTIONS.join(", ")
-                            ),
-                        ));
-                        f.clone()
-                    }
+                    Some(f) => match CodeFn::parse(f) {
+                        Ok(function) => function.as_str().to_string(),
+                        Err(e) => {
+                            errors.push(err(at("function"), e.to_string()));
+                            f.clone()
+                        }
+                    },
                     None => {
                         errors.push(err(at("function"), "a code step needs a function".into()));
                         String::new()
@@ -313,11 +287,8 @@ pub fn parse_flow(
                     let mut names = Vec::new();
                     c.signals(&mut names);
                     for n in names {
-                        if !SIGNALS.contains(&n.as_str()) {
-                            errors.push(err(
-                                at("when"),
-                                format!("unknown signal {n:?}: use one of {}", SIGNALS.join(", ")),
-                            ));
+                        if let Err(e) = Signal::parse(&n) {
+                            errors.push(err(at("when"), e.to_string()));
                         }
                     }
                     Some(c)
@@ -365,9 +336,11 @@ pub fn parse_flow(
     if errors.is_empty() {
         for s in steps.iter().filter(|s| s.when.is_some()) {
             let signals_upstream = upstream(&by_id, &s.id).iter().any(|u| {
-                by_id
-                    .get(u.as_str())
-                    .is_some_and(|d| d.agent == "signals" && d.band <= s.band)
+                by_id.get(u.as_str()).is_some_and(|d| {
+                    d.kind == StepKind::Code
+                        && d.agent == CodeFn::Signals.as_str()
+                        && d.band <= s.band
+                })
             });
             if !signals_upstream {
                 errors.push(err(

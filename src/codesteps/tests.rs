@@ -1,6 +1,6 @@
 use super::*;
 
-use crate::testutil::{git as sh, repo as make_repo, TempDir};
+use crate::testutil::{git as sh, repo as make_repo, temp_dir, TempDir};
 
 fn repo() -> TempDir {
     TempDir(make_repo(
@@ -132,12 +132,12 @@ fn verify_and_merge_steps_describe_findings() {
         completed: true,
         output: out.into(),
     }];
-    let v = run("verify_evidence", &serde_json::json!({}), &r.0, &deps).unwrap();
+    let v = run(CodeFn::VerifyEvidence, &serde_json::json!({}), &r.0, &deps).unwrap();
     assert!(
         v.contains("Verified findings: 1") && v.contains("Findings without evidence: 1"),
         "{v}"
     );
-    assert!(run("nope", &serde_json::json!({}), &r.0, &deps).is_err());
+    assert!(CodeFn::parse("nope").is_err());
 }
 
 #[test]
@@ -199,5 +199,133 @@ fn a_large_diff_is_split_by_file_and_hunk_never_truncated() {
     assert!(
         diff_parts(&git_diff(&r.0, &serde_json::json!({})).unwrap()).is_none(),
         "a diff under the cap is one piece"
+    );
+}
+
+#[test]
+fn code_functions_parse_from_their_names_and_only_those() {
+    for f in CodeFn::ALL {
+        assert_eq!(CodeFn::parse(f.as_str()), Ok(*f));
+        assert_eq!(f.to_string(), f.as_str());
+    }
+    let names: Vec<&str> = CodeFn::ALL.iter().map(|f| f.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "git_diff",
+            "signals",
+            "run_command",
+            "verify_evidence",
+            "merge_findings",
+            "render_report"
+        ]
+    );
+    let e = CodeFn::parse("rm_rf").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unknown code function \"rm_rf\": use one of git_diff, signals, run_command, verify_evidence, merge_findings, render_report"
+    );
+    assert!(CodeFn::parse("Signals").is_err(), "names are exact");
+    let e = Signal::parse("weather").unwrap_err().to_string();
+    assert!(
+        e.starts_with("unknown signal \"weather\": use one of concurrency, auth,"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_signals_step_computes_exactly_the_signal_list() {
+    for s in Signal::ALL {
+        assert_eq!(Signal::parse(s.as_str()), Ok(*s));
+    }
+    let r = repo();
+    let v = signals(&r.0).unwrap();
+    let computed: Vec<&str> = v["signals"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut listed: Vec<&str> = Signal::ALL.iter().map(|s| s.as_str()).collect();
+    listed.sort();
+    assert_eq!(computed, listed);
+}
+
+/// The string literals of the Python list assigned to `name` in scripts/check-catalog.py.
+fn python_list(name: &str) -> Vec<String> {
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/check-catalog.py"
+    ))
+    .expect("read scripts/check-catalog.py");
+    let start = format!("\n{name} = [");
+    let at = script
+        .find(&start)
+        .unwrap_or_else(|| panic!("scripts/check-catalog.py has no `{name} = [` line"));
+    let rest = &script[at + start.len()..];
+    let list = &rest[..rest.find(']').expect("the list ends")];
+    list.split(',')
+        .map(|item| item.trim().trim_matches('"').to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+#[test]
+fn the_catalog_checker_knows_the_same_names() {
+    let strs = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
+    assert_eq!(
+        python_list("FUNCTIONS"),
+        strs(CodeFn::ALL.iter().map(|f| f.as_str()).collect()),
+        "scripts/check-catalog.py FUNCTIONS must list codesteps::CodeFn"
+    );
+    assert_eq!(
+        python_list("SIGNALS"),
+        strs(Signal::ALL.iter().map(|s| s.as_str()).collect()),
+        "scripts/check-catalog.py SIGNALS must list codesteps::Signal"
+    );
+    assert_eq!(
+        python_list("GIT_SUBCOMMANDS"),
+        strs(ALLOWED_GIT.to_vec()),
+        "scripts/check-catalog.py GIT_SUBCOMMANDS must list codesteps::ALLOWED_GIT"
+    );
+}
+
+#[test]
+fn signals_never_read_through_a_link() {
+    let r = repo();
+    let outside = temp_dir("cs-outside");
+    std::fs::write(outside.0.join("pool.rs"), "use std::sync::Mutex;\n").unwrap();
+    std::os::unix::fs::symlink(outside.0.join("pool.rs"), r.0.join("pool.rs")).unwrap();
+    let v = signals(&r.0).unwrap();
+    assert_eq!(v["signals"]["concurrency"], false, "{v}");
+    assert_eq!(v["files"], 3, "the link is a project file: {v}");
+}
+
+#[test]
+fn signals_outside_a_repository_use_the_same_files_as_the_fingerprint() {
+    let d = temp_dir("cs-plain");
+    std::fs::create_dir_all(d.0.join("src")).unwrap();
+    std::fs::write(d.0.join("src/lib.rs"), "async fn a() {}\n").unwrap();
+    std::fs::write(d.0.join("odd name\n.py"), "x = 1\n").unwrap();
+    let v = signals(&d.0).unwrap();
+    assert_eq!(v["signals"]["concurrency"], true, "{v}");
+    assert_eq!(v["signals"]["diff"], false, "no repository, no diff: {v}");
+    assert_eq!(v["languages"]["python"], 1, "{v}");
+    let fp = crate::project::HashCache::new().fingerprint(&d.0);
+    assert_eq!(v["files"], fp.files.len(), "{v}");
+}
+
+#[test]
+fn new_files_count_as_changes_in_the_diff_and_the_diff_signal() {
+    let r = repo();
+    assert_eq!(signals(&r.0).unwrap()["signals"]["diff"], false);
+    std::fs::write(r.0.join("new file \u{e9}.rs"), "fn n() {}\n").unwrap();
+    assert_eq!(signals(&r.0).unwrap()["signals"]["diff"], true);
+    let out = git_diff(&r.0, &serde_json::json!({})).unwrap();
+    assert!(
+        out.contains("- new file \u{e9}.rs\n")
+            && out.contains("+++ b/new file \u{e9}.rs\n")
+            && out.contains("\n+fn n() {}\n"),
+        "{out}"
     );
 }

@@ -8,7 +8,7 @@ use super::prompt::combine_parts;
 use super::scheduler::{RunCtx, Scheduler};
 use super::scope::RunScope;
 use crate::agent::{AgentError, AgentEvent, AgentOutcome, ContentBlock, SessionSpec};
-use crate::codesteps::{self, DepOutput};
+use crate::codesteps::{self, CodeFn, DepOutput};
 use crate::model::{StepStatus, Usage};
 use crate::store::queries::StepEnd;
 use serde_json::json;
@@ -84,18 +84,13 @@ impl StepResult {
 
 /// Runs a code step's function (deterministic, bounded, read-only).
 pub async fn run_code(
-    function: &str,
+    function: CodeFn,
     args: &serde_json::Value,
     root: &Path,
     inputs: &[DepOutput],
 ) -> StepResult {
-    let (function, args, root, inputs) = (
-        function.to_string(),
-        args.clone(),
-        root.to_path_buf(),
-        inputs.to_vec(),
-    );
-    let r = tokio::task::spawn_blocking(move || codesteps::run(&function, &args, &root, &inputs))
+    let (args, root, inputs) = (args.clone(), root.to_path_buf(), inputs.to_vec());
+    let r = tokio::task::spawn_blocking(move || codesteps::run(function, &args, &root, &inputs))
         .await
         .unwrap_or_else(|e| Err(format!("the code step crashed: {e}")));
     match r {
@@ -128,7 +123,7 @@ pub async fn run_agent(
     };
     let root = ctx.root.clone();
     let s2 = sched.clone();
-    let before = tokio::task::spawn_blocking(move || s2.fingerprints.take(&root))
+    let before = tokio::task::spawn_blocking(move || s2.fingerprints.fingerprint(&root))
         .await
         .ok();
     let mut forward = Forwarder::new(
@@ -144,12 +139,12 @@ pub async fn run_agent(
     drop(slot);
     let root = ctx.root.clone();
     let s2 = sched.clone();
-    let after = tokio::task::spawn_blocking(move || s2.fingerprints.take(&root))
+    let after = tokio::task::spawn_blocking(move || s2.fingerprints.fingerprint(&root))
         .await
         .ok();
     let usage = forward.usage;
     let changed = match (&before, &after) {
-        (Some(b), Some(a)) => crate::fingerprint::diff(b, a),
+        (Some(b), Some(a)) => crate::project::diff(b, a),
         _ => vec!["(the fingerprint could not be taken)".to_string()],
     };
     if !changed.is_empty() {

@@ -11,7 +11,7 @@ use super::scheduler::{Origin, RunCtx, StartError, StepEnded, StepSpec, StepWork
 use super::scope::{RunScope, StopReason};
 use super::state::RunState;
 use super::Supervisor;
-use crate::codesteps::DepOutput;
+use crate::codesteps::{CodeFn, DepOutput};
 use crate::engine::{self, Decision, PlannedStep, SkipReason};
 use crate::model::{RunStatus, StepKind, StepStatus};
 use crate::store::queries;
@@ -199,7 +199,7 @@ async fn step_spec(
     let work = match planned.kind {
         // Code steps see their inputs in roster order; agents in `after` order.
         StepKind::Code => StepWork::Code {
-            function: planned.agent.clone(),
+            function: CodeFn::parse(&planned.agent).map_err(|e| e.to_string())?,
             args: planned.args.clone(),
             inputs: state
                 .steps
@@ -230,7 +230,8 @@ async fn step_spec(
                         .remove(&d.step.step_id)
                         .flatten()
                         .unwrap_or_default(),
-                    is_diff: d.step.kind == StepKind::Code && d.step.agent == "git_diff",
+                    is_diff: d.step.kind == StepKind::Code
+                        && d.step.agent == CodeFn::GitDiff.as_str(),
                 })
                 .collect();
             StepWork::Agent {

@@ -11,7 +11,7 @@ use super::outbox::{Out, OutboxSender, StepUpdated};
 use super::scope::RunScope;
 use crate::agent::{AgentBackend, ContentBlock};
 use crate::clock;
-use crate::codesteps::DepOutput;
+use crate::codesteps::{CodeFn, DepOutput};
 use crate::model::{StepKind, StepStatus, WireUsage};
 use crate::redact::Redactor;
 use crate::store::queries::{self, NewRuntimeStep, StepEnd};
@@ -47,7 +47,7 @@ pub enum StepWork {
     },
     /// A built-in code function over the outputs of the steps it depends on.
     Code {
-        function: String,
+        function: CodeFn,
         args: serde_json::Value,
         inputs: Vec<DepOutput>,
     },
@@ -65,7 +65,7 @@ impl StepWork {
     pub fn performer(&self) -> &str {
         match self {
             StepWork::Agent { persona, .. } => persona,
-            StepWork::Code { function, .. } => function,
+            StepWork::Code { function, .. } => function.as_str(),
         }
     }
 }
@@ -161,7 +161,7 @@ pub struct Scheduler {
     /// Per agent prompt.
     pub(super) deadline: Duration,
     /// The before/after proof of every agent step.
-    pub(super) fingerprints: crate::fingerprint::HashCache,
+    pub(super) fingerprints: crate::project::HashCache,
     /// Masks secrets in everything an agent says before it is stored or sent.
     pub(super) redactor: Arc<Redactor>,
 }
@@ -183,7 +183,7 @@ impl Scheduler {
             owner_id,
             agent_slots: Arc::new(Semaphore::new(max_parallel.max(1))),
             deadline,
-            fingerprints: crate::fingerprint::HashCache::new(),
+            fingerprints: crate::project::HashCache::new(),
             redactor,
         })
     }
@@ -260,7 +260,7 @@ impl Scheduler {
                     function,
                     args,
                     inputs,
-                } => dispatch::run_code(function, args, &ctx.root, inputs).await,
+                } => dispatch::run_code(*function, args, &ctx.root, inputs).await,
             };
             me.end_step(&ctx, &scope, &spec, chat, result).await
         });

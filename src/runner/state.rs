@@ -4,6 +4,7 @@
 //! load on demand, only for the steps a starting step depends on.
 
 use super::report_input::signals_from_output;
+use crate::codesteps::CodeFn;
 use crate::engine::{Plan, StepState};
 use crate::model::{Band, StepKind, StepStatus};
 use crate::store::queries::{self, StepEnd, StepRow};
@@ -168,5 +169,5 @@ impl RunState {
 }
 
 fn is_signals_step(s: &StepRow) -> bool {
-    s.step.kind == StepKind::Code && s.step.agent == "signals"
+    s.step.kind == StepKind::Code && s.step.agent == CodeFn::Signals.as_str()
 }
