@@ -49,15 +49,25 @@
 //!   the stack limit when it ends the run. The agent-call, item and budget errors
 //!   are ordinary errors too; uncaught, they end the run as that limit.
 
-// The engine lands in the next commit; until then most of this is unused.
-#![allow(dead_code, unused_imports)]
+// The run driver that connects this engine to boo's scheduler comes next; until
+// then only the tests use the public API.
+#![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
+mod alloc;
+pub mod driver;
+pub mod engine;
 pub mod meta;
+mod run;
 pub mod schema;
 #[cfg(test)]
 mod tests;
 
+pub use driver::{
+    AgentCall, AgentOpts, AgentReply, Budget, ConsoleLevel, LogKind, LogLine, WorkflowDriver,
+};
+pub use engine::check_syntax;
 pub use meta::{parse_meta, Meta, MetaPhase};
+pub use run::run_workflow;
 
 use std::fmt;
 use std::time::Duration;
