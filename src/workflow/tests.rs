@@ -1137,6 +1137,20 @@ async fn workflow_script_errors_carry_line_and_column() {
 }
 
 #[tokio::test]
+async fn workflow_ends_without_waiting_for_calls_it_did_not_await() {
+    // The driver never answers; the script does not wait: the run ends at once and
+    // the call's future is dropped (never completed).
+    let never = Fake::with(Arc::new(|_, _| Box::pin(std::future::pending())));
+    let started = Instant::now();
+    let out = run("agent('fire and forget');\nreturn 'done';", &never)
+        .await
+        .unwrap();
+    assert_eq!(out, json!("done"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(never.events.count_prefix("end:"), 0);
+}
+
+#[tokio::test]
 async fn workflow_atomics_wait_cannot_block_the_script_thread() {
     let fake = Fake::echo();
     let out = run(
