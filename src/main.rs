@@ -21,6 +21,7 @@ mod snapshot;
 mod store;
 #[cfg(test)]
 mod testutil;
+mod workflow;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
