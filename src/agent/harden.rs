@@ -275,8 +275,8 @@ fn children_of(parent: i32) -> Vec<i32> {
 fn kill_escaped() {
     // SAFETY: plain process-control calls on our own children.
     unsafe {
-        let (me, pgrp) = (libc::getpid(), libc::getpgrp());
-        for pid in children_of(me) {
+        let (guard_pid, pgrp) = (libc::getpid(), libc::getpgrp());
+        for pid in children_of(guard_pid) {
             if libc::getpgid(pid) != pgrp {
                 libc::kill(pid, libc::SIGKILL);
             }
@@ -291,9 +291,9 @@ fn kill_descendants() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     // SAFETY: plain process-control calls on our own group and children.
     unsafe {
-        let me = libc::getpid();
+        let guard_pid = libc::getpid();
         loop {
-            let children = children_of(me);
+            let children = children_of(guard_pid);
             if children.is_empty() || std::time::Instant::now() > deadline {
                 return;
             }

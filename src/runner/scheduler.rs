@@ -246,7 +246,7 @@ impl Scheduler {
             ..Default::default()
         }));
         let scope = ctx.scope.child();
-        let me = self.clone();
+        let scheduler = self.clone();
         let ctx = ctx.clone();
         let step_id = spec.step_id.clone();
         let chat = chat_id.clone();
@@ -254,7 +254,7 @@ impl Scheduler {
             let result = match &spec.work {
                 StepWork::Agent { prompts, .. } => {
                     let chat = chat.clone().unwrap_or_default();
-                    dispatch::run_agent(&me, &ctx, &spec.step_id, &chat, prompts, &scope).await
+                    dispatch::run_agent(&scheduler, &ctx, &spec.step_id, &chat, prompts, &scope).await
                 }
                 StepWork::Code {
                     function,
@@ -262,7 +262,7 @@ impl Scheduler {
                     inputs,
                 } => dispatch::run_code(*function, args, &ctx.root, inputs).await,
             };
-            me.end_step(&ctx, &scope, &spec, chat, result).await
+            scheduler.end_step(&ctx, &scope, &spec, chat, result).await
         });
         Ok(StepHandle {
             step_id,
