@@ -44,6 +44,9 @@ pub struct StepDef {
 pub struct PlannedStep {
     pub id: String,
     pub kind: StepKind,
+    /// Who performs the step: a persona name (agent steps) or a `codesteps::CodeFn`
+    /// name (code steps). Named `agent` because the stored plans and the wire's `Step`
+    /// call it that; the scheduler turns it into a typed `StepWork` before dispatch.
     pub agent: String,
     pub label: String,
     /// 1-based dependency level.
