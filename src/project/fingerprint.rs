@@ -5,9 +5,10 @@
 //! mode), so a fingerprint stats every file but hashes only files that changed since
 //! the last one.
 
-use super::{git, list_files, open_regular};
+use super::{git, list_files, open_regular, RootDir};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -79,17 +80,24 @@ fn stat_key(m: &std::fs::Metadata) -> StatKey {
     }
 }
 
-/// Hashes what `p` is: a link's target path, a regular file's content, or the word
-/// `other` (a folder such as a submodule, a FIFO, a device).
-fn hash_path(p: &Path, meta: &std::fs::Metadata) -> std::io::Result<[u8; 32]> {
+/// Hashes what `p` is: a link's target path, a regular file's content (opened with
+/// `open`, which refuses links), or the word `other` (a folder such as a submodule, a
+/// FIFO, a device).
+fn hash_path(
+    p: &Path,
+    meta: &std::fs::Metadata,
+    open: impl FnOnce() -> std::io::Result<Option<File>>,
+) -> std::io::Result<[u8; 32]> {
     let mut h = Sha256::new();
     if meta.file_type().is_symlink() {
         h.update(b"link:");
         h.update(std::fs::read_link(p)?.as_os_str().as_encoded_bytes());
     } else if meta.is_file() {
-        // Replaced by something else since the stat: hash that instead, next time.
-        let Some(mut f) = open_regular(p)? else {
-            return Err(std::io::Error::other("no longer a regular file"));
+        // Replaced since the stat, or reached through a link: no content to vouch for.
+        let Some(mut f) = open()? else {
+            return Err(std::io::Error::other(
+                "not a regular file reached without links",
+            ));
         };
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -112,7 +120,12 @@ impl HashCache {
 
     /// The content hash of `p`, from the cache while its stat is unchanged. A file
     /// that cannot be read hashes to all zeros.
-    fn hash(&self, p: &Path, meta: &std::fs::Metadata) -> [u8; 32] {
+    fn hash(
+        &self,
+        p: &Path,
+        meta: &std::fs::Metadata,
+        open: impl FnOnce() -> std::io::Result<Option<File>>,
+    ) -> [u8; 32] {
         let key = stat_key(meta);
         if let Ok(map) = self.map.lock() {
             if let Some((k, h)) = map.get(p) {
@@ -121,7 +134,7 @@ impl HashCache {
                 }
             }
         }
-        let h = hash_path(p, meta).unwrap_or([0; 32]);
+        let h = hash_path(p, meta, open).unwrap_or([0; 32]);
         if let Ok(mut map) = self.map.lock() {
             map.insert(p.to_path_buf(), (key, h));
         }
@@ -133,13 +146,17 @@ impl HashCache {
         let mut fp = Fingerprint::default();
         match list_files(root) {
             Ok(files) => {
+                let dir = RootDir::open(root);
                 for file in files {
                     let p = root.join(file.path());
                     let entry = match std::fs::symlink_metadata(&p) {
                         Ok(m) => Entry {
                             size: m.size(),
                             mode: m.mode(),
-                            hash: self.hash(&p, &m),
+                            hash: self.hash(&p, &m, || match &dir {
+                                Ok(dir) => dir.open_file(file.path()),
+                                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                            }),
                         },
                         // Tracked but deleted in the working tree: part of the state too.
                         Err(_) => Entry {
@@ -170,7 +187,8 @@ impl HashCache {
                 for e in rd.flatten() {
                     // `DirEntry::metadata` does not follow links.
                     if let Ok(m) = e.metadata() {
-                        let h = self.hash(&e.path(), &m);
+                        let path = e.path();
+                        let h = self.hash(&path, &m, || open_regular(&path));
                         hooks.push(format!(
                             "{} {:o} {}",
                             e.file_name().to_string_lossy(),

@@ -1,8 +1,8 @@
 //! The project's files: the one definition of which files make up the project under a
 //! root, how to read one of them without leaving the root, the repository state around
-//! them (`git`) and the fingerprint over them (`fingerprint`). The `signals` code step,
-//! the fingerprint and the cache keys all list files through [`list_files`], so they
-//! can never disagree about what the project is.
+//! them (`git`) and the fingerprint over them (`fingerprint`). The `signals` code step
+//! and the fingerprint (whose `digest` is the content key for caches) both list files
+//! through [`list_files`], so they can never disagree about what the project is.
 //!
 //! - In a git repository (the root or any folder inside one): every file git tracks
 //!   plus every untracked file that is not ignored, below the root (`git ls-files -z
@@ -11,8 +11,9 @@
 //!   files and build folders included.
 //!
 //! Either way a symbolic link is one entry: the listing never descends into a linked
-//! folder, and [`read_head`] never reads through a link, so nothing outside the root is
-//! ever read as project content.
+//! folder, and neither [`read_head`] nor the fingerprint reads content through a link
+//! (at the end of a path or anywhere on it), so nothing outside the root is ever read
+//! as project content.
 
 pub mod fingerprint;
 pub mod git;
@@ -20,11 +21,14 @@ pub mod git;
 pub use fingerprint::{diff, HashCache};
 pub use git::GitError;
 
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One file of the project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +145,7 @@ fn walk(root: &Path) -> Result<Vec<ProjectFile>, ProjectError> {
 
 /// Opens `path` for reading only when it is a regular file: a symbolic link (even to a
 /// file inside the root), a folder, a FIFO or a device gives `None`, and opening never
-/// blocks.
+/// blocks. Links among the folders on the way are followed; see `RootDir::open_file`.
 fn open_regular(path: &Path) -> std::io::Result<Option<File>> {
     let file = match std::fs::OpenOptions::new()
         .read(true)
@@ -155,10 +159,150 @@ fn open_regular(path: &Path) -> std::io::Result<Option<File>> {
     Ok(file.metadata()?.is_file().then_some(file))
 }
 
+/// The root folder, open, to open project files below it without passing a link.
+struct RootDir {
+    fd: OwnedFd,
+}
+
+/// How project files are opened: read-only, never through a link at the end of the
+/// path, never blocking (a FIFO), not inherited by child processes.
+const FILE_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
+/// Set once openat2(2) turned out to be missing (a kernel before 5.6, or a seccomp
+/// filter that does not know it): from then on files are opened folder by folder.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+impl RootDir {
+    fn open(root: &Path) -> std::io::Result<RootDir> {
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(root)?;
+        Ok(RootDir {
+            fd: OwnedFd::from(dir),
+        })
+    }
+
+    /// Opens `rel` for reading only when it is a regular file reached without passing a
+    /// symbolic link: neither at the end of the path nor on the way (say a tracked
+    /// `dir/file` whose `dir` is now a link out of the root). A link, a `..`, a folder,
+    /// a FIFO or a device gives `None`; opening never blocks.
+    fn open_file(&self, rel: &Path) -> std::io::Result<Option<File>> {
+        if rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Ok(None);
+        }
+        let flags = FILE_FLAGS;
+        let opened = match NO_OPENAT2.load(Ordering::Relaxed) {
+            false => match self.open_in_one_call(rel, flags) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    NO_OPENAT2.store(true, Ordering::Relaxed);
+                    self.open_folder_by_folder(rel, flags)
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    self.open_folder_by_folder(rel, flags)
+                }
+                other => other,
+            },
+            true => self.open_folder_by_folder(rel, flags),
+        }?;
+        let Some(fd) = opened else {
+            return Ok(None);
+        };
+        let file = File::from(fd);
+        Ok(file.metadata()?.is_file().then_some(file))
+    }
+
+    /// openat2(2) refusing every link on the path and any way out of the root.
+    fn open_in_one_call(&self, rel: &Path, flags: libc::c_int) -> std::io::Result<Option<OwnedFd>> {
+        let name = CString::new(rel.as_os_str().as_bytes())?;
+        let how = OpenHow {
+            flags: flags as u64,
+            mode: 0,
+            resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_BENEATH,
+        };
+        // SAFETY: the descriptor is open, `name` is NUL-terminated and `how` is an
+        // open_how whose size is passed along; all live for the duration of the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                self.fd.as_raw_fd(),
+                name.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        owned_or_refused(fd)
+    }
+
+    /// The same with openat(2), one folder at a time, each with O_NOFOLLOW.
+    fn open_folder_by_folder(
+        &self,
+        rel: &Path,
+        flags: libc::c_int,
+    ) -> std::io::Result<Option<OwnedFd>> {
+        let mut names = Vec::new();
+        for part in rel.components() {
+            if let Component::Normal(name) = part {
+                names.push(CString::new(name.as_bytes())?);
+            }
+        }
+        let Some((file_name, folders)) = names.split_last() else {
+            return Ok(None);
+        };
+        let mut dir: Option<OwnedFd> = None;
+        for name in folders {
+            let at = dir.as_ref().unwrap_or(&self.fd);
+            let folder_flags =
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            let Some(next) = open_at(at, name, folder_flags)? else {
+                return Ok(None);
+            };
+            dir = Some(next);
+        }
+        open_at(dir.as_ref().unwrap_or(&self.fd), file_name, flags)
+    }
+}
+
+/// openat2(2)'s `struct open_how` (the first version, which every kernel with openat2
+/// accepts).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// A descriptor a system call returned, or `None` when it refused a link or a way out
+/// of the root (ELOOP; ENOTDIR for a link to a file where a folder was expected; EXDEV).
+fn owned_or_refused(fd: libc::c_long) -> std::io::Result<Option<OwnedFd>> {
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let fd = i32::try_from(fd).map_err(|_| std::io::Error::other("descriptor out of range"))?;
+    // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// openat(2), refusing links like [`owned_or_refused`].
+fn open_at(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> std::io::Result<Option<OwnedFd>> {
+    // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string, both valid
+    // for the duration of the call.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+    owned_or_refused(fd.into())
+}
+
 /// The first `limit` bytes of a project file; `None` when it is not a regular file
-/// (see [`open_regular`]).
+/// reached without passing a link (see `RootDir::open_file`).
 pub fn read_head(root: &Path, file: &ProjectFile, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let Some(f) = open_regular(&root.join(&file.path))? else {
+    let Some(f) = RootDir::open(root)?.open_file(&file.path)? else {
         return Ok(None);
     };
     let mut buf = Vec::new();

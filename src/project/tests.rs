@@ -323,3 +323,58 @@ fn changes_cover_the_diff_base_and_new_files() {
     let e = git::changes(&d.0).unwrap_err();
     assert!(matches!(e, ProjectError::NotARepository), "{e}");
 }
+
+#[test]
+fn a_tracked_file_behind_a_linked_folder_is_not_read() {
+    let r = TempDir(repo(
+        "pj-linked-dir",
+        &[("dir/file.rs", "fn inside() {}\n")],
+    ));
+    let outside = temp_dir("pj-linked-dir-outside");
+    std::fs::write(outside.0.join("file.rs"), "outside\n").unwrap();
+    std::fs::remove_dir_all(r.0.join("dir")).unwrap();
+    std::os::unix::fs::symlink(&outside.0, r.0.join("dir")).unwrap();
+    let files = list_files(&r.0).unwrap();
+    assert_eq!(names(&files), vec!["dir", "dir/file.rs"]);
+    assert_eq!(read_head(&r.0, &files[1], 1024).unwrap(), None);
+    assert_eq!(read_head(&r.0, &files[0], 1024).unwrap(), None);
+    let fp = HashCache::new().fingerprint(&r.0);
+    assert_eq!(
+        fp.files["dir/file.rs"].hash, [0; 32],
+        "no content vouched for"
+    );
+    // Nor does a path that climbs out name a project file.
+    let up = ProjectFile::from_bytes(b"../x");
+    assert_eq!(read_head(&r.0, &up, 10).unwrap(), None);
+}
+
+#[test]
+fn both_ways_of_opening_a_file_refuse_every_link() {
+    let r = TempDir(repo("pj-open", &[("a.txt", "a\n"), ("dir/file.rs", "f\n")]));
+    let outside = temp_dir("pj-open-outside");
+    std::fs::write(outside.0.join("secret.txt"), "secret\n").unwrap();
+    std::os::unix::fs::symlink(outside.0.join("secret.txt"), r.0.join("link-file")).unwrap();
+    std::os::unix::fs::symlink(&outside.0, r.0.join("link-dir")).unwrap();
+    std::os::unix::fs::symlink("a.txt", r.0.join("dir/inner-link")).unwrap();
+    let root = RootDir::open(&r.0).unwrap();
+    type Open = fn(&RootDir, &Path, libc::c_int) -> std::io::Result<Option<OwnedFd>>;
+    let ways: [(&str, Open); 2] = [
+        ("openat2", RootDir::open_in_one_call),
+        ("openat", RootDir::open_folder_by_folder),
+    ];
+    for (way, open) in ways {
+        let opens = |p: &str| open(&root, Path::new(p), FILE_FLAGS).unwrap().is_some();
+        assert!(opens("a.txt"), "{way}");
+        assert!(opens("dir/file.rs"), "{way}");
+        assert!(!opens("link-file"), "{way}");
+        assert!(!opens("link-dir/secret.txt"), "{way}");
+        assert!(
+            !opens("dir/inner-link"),
+            "{way}: even a link inside the root"
+        );
+        assert!(
+            open(&root, Path::new("missing"), FILE_FLAGS).is_err(),
+            "{way}"
+        );
+    }
+}
