@@ -34,6 +34,7 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const NOT_FOUND: i64 = -32001;
 pub const AGENT_UNAVAILABLE: i64 = -32003;
 pub const INVALID_STATE: i64 = -32004;
+pub const UNTRUSTED_ROOT: i64 = -32005;
 
 fn rpc_error(code: i64, message: impl Into<String>) -> Error {
     Error {
@@ -156,6 +157,7 @@ impl Backend {
             .map_err(|e| match e {
                 LaunchError::Invalid(m) => invalid(m),
                 LaunchError::Unavailable(m) => rpc_error(AGENT_UNAVAILABLE, m),
+                e @ LaunchError::Untrusted { .. } => rpc_error(UNTRUSTED_ROOT, e.to_string()),
                 LaunchError::Internal(m) => internal(m),
             })?;
         Ok(ext::LaunchFlowResult { run_id })
