@@ -516,14 +516,13 @@ pub fn set_trusted(c: &Connection, root: &str, trusted: bool, by: &str) -> Resul
 }
 
 pub fn is_trusted(c: &Connection, root: &str) -> Result<bool> {
-    Ok(c
-        .query_row(
-            "SELECT 1 FROM trusted_roots WHERE root = ?1",
-            params![root],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+    Ok(c.query_row(
+        "SELECT 1 FROM trusted_roots WHERE root = ?1",
+        params![root],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
 }
 
 pub fn trusted_roots(c: &Connection) -> Result<Vec<TrustedRoot>> {
