@@ -140,4 +140,12 @@ CREATE TABLE IF NOT EXISTS turn_usage (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS turn_usage_run ON turn_usage (run_id, step_id);
 
-PRAGMA user_version = 2;
+-- Roots the user trusts: the project's own flows run only here (`boo trust <root>`,
+-- `boo/trustRoot`). `root` is the canonical path; revoking deletes the row.
+CREATE TABLE IF NOT EXISTS trusted_roots (
+  root          TEXT PRIMARY KEY,
+  trusted_by    TEXT NOT NULL,          -- who asked: `boo trust` or the editor's name
+  trusted_at    TEXT NOT NULL
+) WITHOUT ROWID;
+
+PRAGMA user_version = 3;

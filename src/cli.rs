@@ -24,11 +24,115 @@ fn open_store(config: &Config) -> Result<Store, i32> {
     })
 }
 
-pub fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
+/// Whether the user trusts `root` (its canonical path), read from the database.
+async fn is_trusted(store: &Store, root: &std::path::Path) -> Result<bool, String> {
+    let key = root.display().to_string();
+    store
+        .call(move |c| queries::is_trusted(c, &key))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn canonical_root(root: &std::path::Path) -> Result<PathBuf, String> {
+    let r = root
+        .canonicalize()
+        .map_err(|e| format!("{} is not a readable directory ({e})", root.display()))?;
+    if !r.is_dir() {
+        return Err(format!("{} is not a directory", r.display()));
+    }
+    Ok(r)
+}
+
+/// `boo trust ROOT`, `boo trust --revoke ROOT`, `boo trust --list`.
+pub async fn trust(config: &Config, root: Option<PathBuf>, revoke: bool, list: bool) -> i32 {
+    let Ok(store) = open_store(config) else {
+        return 1;
+    };
+    if list {
+        return match store.call(queries::trusted_roots).await {
+            Ok(roots) if roots.is_empty() => {
+                eprintln!("no trusted folders (trust one with `boo trust <root>`)");
+                0
+            }
+            Ok(roots) => {
+                for r in roots {
+                    println!("{}\t{}\t{}", r.root, r.trusted_at, r.trusted_by);
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("boo: {e}");
+                1
+            }
+        };
+    }
+    let Some(root) = root else {
+        eprintln!("boo: name the project folder: boo trust <root>");
+        return 2;
+    };
+    let root = match canonical_root(&root) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return 2;
+        }
+    };
+    let key = root.display().to_string();
+    let trusted = !revoke;
+    match store
+        .call(move |c| queries::set_trusted(c, &key, trusted, "boo trust"))
+        .await
+    {
+        Ok(before) => {
+            match (trusted, before) {
+                (true, true) => eprintln!("{} was already trusted", root.display()),
+                (true, false) => eprintln!(
+                    "trusted {}: its own flows (.boo/) may run now; `boo trust --revoke {}` withdraws that",
+                    root.display(),
+                    root.display()
+                ),
+                (false, true) => eprintln!(
+                    "{} is no longer trusted: its own flows will not run",
+                    root.display()
+                ),
+                (false, false) => eprintln!("{} was not trusted", root.display()),
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+pub async fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
     let builtin_dir = config.catalog_dir.as_deref();
+    let root = match root.as_deref().map(canonical_root).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boo: --root: {e}");
+            return 2;
+        }
+    };
     let cat = match &root {
         Some(r) => Catalog::for_root(r, builtin_dir),
         None => Catalog::builtin(builtin_dir),
+    };
+    let trusted = match &root {
+        Some(r) if !cat.project_flows.is_empty() => {
+            let Ok(store) = open_store(config) else {
+                return 1;
+            };
+            match is_trusted(&store, r).await {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("boo: {e}");
+                    return 1;
+                }
+            }
+        }
+        _ => false,
     };
     let mut out = String::new();
     for cat_name in Category::ALL {
@@ -54,8 +158,13 @@ pub fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
                     format!("{}:{n}", &b.as_str()[..1])
                 })
                 .collect();
+            let from = match (cat.is_project(&f.name), trusted) {
+                (false, _) => "",
+                (true, true) => "  (project)",
+                (true, false) => "  (project, untrusted)",
+            };
             out.push_str(&format!(
-                "  {:<24} {}  [agents {}]\n",
+                "  {:<24} {}  [agents {}]{from}\n",
                 f.name,
                 f.description.lines().next().unwrap_or(""),
                 sizes.join(" ")
@@ -64,6 +173,13 @@ pub fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
         out.push('\n');
     }
     print!("{out}");
+    if let (Some(r), false) = (&root, trusted || cat.project_flows.is_empty()) {
+        eprintln!(
+            "boo: {}'s own flows will not run until you review its .boo/ folder and trust it: boo trust {}",
+            r.display(),
+            r.display()
+        );
+    }
     for e in &cat.errors {
         eprintln!("boo: catalog problem: {e}");
     }
@@ -211,7 +327,7 @@ pub async fn run(
         Err(e) => {
             eprintln!("boo: {e}");
             return match e {
-                LaunchError::Invalid(_) => 2,
+                LaunchError::Invalid(_) | LaunchError::Untrusted { .. } => 2,
                 _ => 1,
             };
         }

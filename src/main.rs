@@ -64,6 +64,18 @@ enum Command {
         #[arg(long)]
         fast: bool,
     },
+    /// Trust a project folder: its own flows (ROOT/.boo/) may run. Review them first.
+    Trust {
+        /// The project folder.
+        #[arg(required_unless_present = "list", conflicts_with = "list")]
+        root: Option<PathBuf>,
+        /// Withdraw the trust instead.
+        #[arg(long)]
+        revoke: bool,
+        /// List the trusted folders, who trusted them and when.
+        #[arg(long, conflicts_with = "revoke")]
+        list: bool,
+    },
     /// List past runs (newest first).
     Runs {
         #[arg(long)]
@@ -222,7 +234,10 @@ fn main() {
             };
             let code = rt.block_on(async move {
                 match other {
-                    Command::Flows { root } => cli::flows(&config, root),
+                    Command::Flows { root } => cli::flows(&config, root).await,
+                    Command::Trust { root, revoke, list } => {
+                        cli::trust(&config, root, revoke, list).await
+                    }
                     Command::Run {
                         flow,
                         question,

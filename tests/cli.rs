@@ -296,3 +296,47 @@ fn a_run_command_stopped_by_a_signal_cancels_its_run() {
         );
     }
 }
+
+/// `boo trust` records a folder, `--list` shows it with who and when, `--revoke`
+/// withdraws it; `boo flows` marks project flows and `boo run` refuses one in an
+/// untrusted folder, naming the command.
+#[test]
+fn trust_list_and_revoke_a_root() {
+    let t = TempDir::new("cli-trust");
+    let db = t.path().join("boo.db");
+    let root = project(t.path());
+    let canonical = root.canonicalize().unwrap().display().to_string();
+    std::fs::create_dir_all(root.join(".boo/flows")).unwrap();
+    std::fs::write(
+        root.join(".boo/flows/solo.toml"),
+        "name = \"solo\"\ntitle = \"Solo\"\ncategory = \"analysis\"\ndescription = \"One look\"\n\n[[steps]]\nid = \"solo\"\nkind = \"agent\"\npersona = \"structural-analyst\"\nprompt = \"Look.\"\n",
+    )
+    .unwrap();
+    let r = root.to_str().unwrap();
+    let out = boo(&db, &["flows", "--root", r]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(project, untrusted)"));
+    assert!(text(&out.stderr).contains(&format!("boo trust {canonical}")));
+    let out = boo(&db, &["run", "solo", "q", "--root", r]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("boo trust {canonical}")));
+    let out = boo(&db, &["trust", "--list"]);
+    assert!(out.status.success() && text(&out.stdout).is_empty());
+    let out = boo(&db, &["trust", r]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = boo(&db, &["trust", "--list"]);
+    let listed = text(&out.stdout);
+    assert!(
+        listed.starts_with(&format!("{canonical}\t")) && listed.contains("boo trust"),
+        "{listed}"
+    );
+    let out = boo(&db, &["flows", "--root", r]);
+    assert!(text(&out.stdout).contains("(project)\n"));
+    let out = boo(&db, &["trust", "--revoke", r]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&boo(&db, &["trust", "--list"]).stdout).is_empty());
+    // Nothing to trust, and neither a folder nor --list.
+    let out = boo(&db, &["trust", t.path().join("nowhere").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(boo(&db, &["trust"]).status.code(), Some(2));
+}

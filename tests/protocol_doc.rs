@@ -106,7 +106,7 @@ fn the_document_parses() {
         ]
     );
     let d = doc();
-    assert_eq!(table_rows(&d, "## Requests").len(), 7);
+    assert_eq!(table_rows(&d, "## Requests").len(), 8);
     assert_eq!(table_rows(&d, "## Notifications").len(), 4);
     assert_eq!(type_shapes(&d).len(), 4);
 }
@@ -190,6 +190,13 @@ fn the_server_matches_the_document() {
     for b in ["small", "medium", "large"] {
         assert!(flows["flows"][0]["bands"][b].is_array());
     }
+    assert!(flows["trusted"].is_boolean());
+    let rows: BTreeMap<String, String> = requests.iter().cloned().collect();
+    let trust = s
+        .request("boo/trustRoot", json!({"root": root, "trusted": false}))
+        .unwrap();
+    assert_has("boo/trustRoot", &trust, &rows["boo/trustRoot"]);
+    assert!(d.contains("`-32005` untrusted root"));
     let runs = s.request("boo/listRuns", json!({})).unwrap();
     assert!(runs.get("next").is_some());
     assert_has("RunSummary", &runs["runs"][0], &types["RunSummary"]);

@@ -1243,3 +1243,99 @@ fn an_agent_offered_write_tools_is_stopped_before_it_acts() {
         .unwrap();
     assert!(tr["traces"].as_array().unwrap().is_empty(), "{tr}");
 }
+
+/// A repository's own `.boo/flows/code-review.toml` is listed beside the built-in one
+/// as `project:code-review`; it is refused with -32005 (no run row) until the root is
+/// trusted through `boo/trustRoot`, runs once trusted, and is refused again once the
+/// trust is revoked.
+#[test]
+fn a_project_flow_runs_only_in_a_trusted_root() {
+    let t = TempDir::new("trust");
+    let root = project(t.path());
+    let canonical = root.canonicalize().unwrap().display().to_string();
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/flows/code-review.toml"
+    ))
+    .unwrap();
+    let title = builtin
+        .lines()
+        .find(|l| l.starts_with("title"))
+        .unwrap()
+        .to_string();
+    std::fs::create_dir_all(root.join(".boo/flows")).unwrap();
+    std::fs::write(
+        root.join(".boo/flows/code-review.toml"),
+        builtin.replacen(&title, "title = \"Hostile review\"", 1),
+    )
+    .unwrap();
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let code = |r: Result<Value, (i64, String)>| r.err().unwrap_or((0, String::new()));
+    let listed = s.request("boo/listFlows", json!({})).unwrap();
+    assert_eq!(listed["trusted"], false, "{listed}");
+    let flow = |l: &Value, name: &str| -> Value {
+        l["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let ours = flow(&listed, "code-review");
+    assert_eq!(ours["source"], "builtin");
+    assert_ne!(ours["title"], "Hostile review");
+    let theirs = flow(&listed, "project:code-review");
+    assert_eq!(theirs["source"], "project");
+    assert_eq!(theirs["title"], "Hostile review");
+    // Untrusted: refused, naming the command that trusts the root, and no run row.
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "project:code-review", "input": {"question": "q"}}),
+    ));
+    assert_eq!(c, -32005, "{m}");
+    assert!(m.contains(&format!("boo trust {canonical}")), "{m}");
+    let runs = s.request("boo/listRuns", json!({})).unwrap();
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0), "{runs}");
+    // Bad trust requests name the field.
+    let (c, m) = code(s.request("boo/trustRoot", json!({"root": canonical})));
+    assert!(c == -32602 && m.starts_with("trusted"), "{c} {m}");
+    let (c, m) = code(s.request(
+        "boo/trustRoot",
+        json!({"root": t.path().join("nowhere"), "trusted": true}),
+    ));
+    assert!(c == -32602 && m.starts_with("root"), "{c} {m}");
+    // Trusted (through a path that is not canonical): it runs.
+    let r = s
+        .request(
+            "boo/trustRoot",
+            json!({"root": format!("{}/./", root.display()), "trusted": true}),
+        )
+        .unwrap();
+    assert_eq!(r, json!({"root": canonical, "trusted": true}));
+    assert_eq!(
+        s.request("boo/listFlows", json!({})).unwrap()["trusted"],
+        true
+    );
+    let run_id = launch(&mut s, "project:code-review", "trusted now");
+    assert_eq!(s.wait_run_end(&run_id, LONG)["runStatus"], "completed");
+    // Revoked: refused again; the built-in flow always runs.
+    let r = s
+        .request(
+            "boo/trustRoot",
+            json!({"root": canonical, "trusted": false}),
+        )
+        .unwrap();
+    assert_eq!(r["trusted"], false);
+    let (c, _) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "project:code-review", "input": {"question": "q"}}),
+    ));
+    assert_eq!(c, -32005);
+    let runs = s.request("boo/listRuns", json!({})).unwrap();
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "{runs}");
+    let builtin_run = launch(&mut s, "code-review", "built-in");
+    assert_eq!(s.wait_run_end(&builtin_run, LONG)["runStatus"], "completed");
+    assert_eq!(s.stop(), Some(0));
+}

@@ -1,6 +1,9 @@
 //! Loading and validating the catalog: flows (`flows/*.toml`) and personas
 //! (`personas/*.md`). The built-in catalog is embedded in the binary; a project may add
-//! or override flows and personas in `<root>/.boo/flows/` and `<root>/.boo/personas/`.
+//! flows and personas in `<root>/.boo/flows/` and `<root>/.boo/personas/`. A project
+//! entry never replaces a built-in one: one whose name is taken is kept under
+//! `project:<name>` (and the project's flows are pointed at the project's persona).
+//! Whether a project flow may run is the trust store's question, not the catalog's.
 //! One broken file never hides the others: every problem is collected with its file
 //! and field.
 
@@ -48,7 +51,12 @@ pub struct Catalog {
     pub flows: BTreeMap<String, FlowDef>,
     pub personas: BTreeMap<String, Persona>,
     pub errors: Vec<CatalogError>,
+    /// The keys of `flows` that came from the project (`<root>/.boo/`).
+    pub project_flows: BTreeSet<String>,
 }
+
+/// The prefix of a project entry whose name a built-in one already has.
+pub const PROJECT_PREFIX: &str = "project:";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -468,12 +476,58 @@ impl Catalog {
         let (f, ferr) = read_dir(&root.join(".boo").join("flows"), "toml");
         cat.errors.extend(perr);
         cat.errors.extend(ferr);
-        cat.add_sources(&p, &f);
+        cat.add_project_sources(&p, &f);
         cat
+    }
+
+    /// Adds the project's personas and flows beside the built-in ones, never over
+    /// them: a taken name is qualified with [`PROJECT_PREFIX`].
+    fn add_project_sources(&mut self, personas: &[(String, String)], flows: &[(String, String)]) {
+        // What the project's flows see: the built-in personas, then the project's own
+        // under their plain names.
+        let mut seen_by_project = self.personas.clone();
+        let mut renamed = BTreeSet::new();
+        for (file, text) in personas {
+            match parse_persona(file, text) {
+                Ok(p) => {
+                    let key = if self.personas.contains_key(&p.name) {
+                        renamed.insert(p.name.clone());
+                        format!("{PROJECT_PREFIX}{}", p.name)
+                    } else {
+                        p.name.clone()
+                    };
+                    seen_by_project.insert(p.name.clone(), p.clone());
+                    self.personas.insert(key, p);
+                }
+                Err(e) => self.errors.extend(e),
+            }
+        }
+        for (file, text) in flows {
+            match parse_flow(file, text, &seen_by_project) {
+                Ok(mut f) => {
+                    for s in f.steps.iter_mut() {
+                        if s.kind == StepKind::Agent && renamed.contains(&s.agent) {
+                            s.agent = format!("{PROJECT_PREFIX}{}", s.agent);
+                        }
+                    }
+                    if self.flows.contains_key(&f.name) {
+                        f.name = format!("{PROJECT_PREFIX}{}", f.name);
+                    }
+                    self.project_flows.insert(f.name.clone());
+                    self.flows.insert(f.name.clone(), f);
+                }
+                Err(e) => self.errors.extend(e),
+            }
+        }
     }
 
     pub fn flow(&self, name: &str) -> Option<&FlowDef> {
         self.flows.get(name)
+    }
+
+    /// Whether the flow `name` came from the project (and so needs a trusted root).
+    pub fn is_project(&self, name: &str) -> bool {
+        self.project_flows.contains(name)
     }
 }
 

@@ -302,7 +302,7 @@ impl From<model::Trace> for ext::Trace {
 }
 
 /// `boo/listFlows`: every flow with its bands, waves and agents, and the catalog's problems.
-pub fn flows(cat: &Catalog) -> ext::ListFlowsResult {
+pub fn flows(cat: &Catalog, trusted: bool) -> ext::ListFlowsResult {
     let flows = cat
         .flows
         .values()
@@ -340,7 +340,12 @@ pub fn flows(cat: &Catalog) -> ext::ListFlowsResult {
                         when: s.when.is_some(),
                     })
                     .collect(),
-                source: f.source.clone(),
+                source: if cat.is_project(&f.name) {
+                    ext::FlowSource::Project
+                } else {
+                    ext::FlowSource::Builtin
+                },
+                path: f.source.clone(),
             }
         })
         .collect();
@@ -360,7 +365,11 @@ pub fn flows(cat: &Catalog) -> ext::ListFlowsResult {
             }
         })
         .collect();
-    ext::ListFlowsResult { flows, errors }
+    ext::ListFlowsResult {
+        flows,
+        errors,
+        trusted,
+    }
 }
 
 // ---- outbox messages (notifications) ----------------------------------------
@@ -779,7 +788,7 @@ mod tests {
     #[test]
     fn flows_keep_their_shape() {
         let cat = Catalog::builtin(None);
-        let got = serde_json::to_value(flows(&cat)).unwrap();
+        let got = serde_json::to_value(flows(&cat, false)).unwrap();
         let f = &got["flows"][0];
         let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
@@ -790,6 +799,7 @@ mod tests {
                 "category",
                 "description",
                 "name",
+                "path",
                 "source",
                 "title",
                 "waves"
@@ -799,6 +809,8 @@ mod tests {
         let a = &f["agents"][0];
         assert!(a["stepId"].is_string() && a["persona"].is_string() && a["when"].is_boolean());
         assert!(got["errors"].is_array());
+        assert_eq!(f["source"], "builtin");
+        assert_eq!(got["trusted"], false);
     }
 
     #[test]

@@ -55,6 +55,10 @@ wire_enum! {
     pub enum TracePhase { Start = "start", Finish = "finish" }
 
     pub enum ExportFormat { Markdown = "markdown", Json = "json" }
+
+    /// Where a flow comes from: boo itself, or the project's `<root>/.boo/` (which
+    /// runs only in a trusted root).
+    pub enum FlowSource { Builtin = "builtin", Project = "project" }
 }
 
 wire_struct! {
@@ -95,7 +99,9 @@ wire_struct! {
         pub bands: FlowBands,
         pub waves: FlowWaves,
         pub agents: Vec<FlowAgent>,
-        pub source: String,
+        pub source: FlowSource,
+        /// The file it was read from (`builtin:<file>` for the copy inside boo).
+        pub path: String,
     }
 
     /// The step ids each band runs.
@@ -253,6 +259,19 @@ wire_struct! {
     pub struct ListFlowsResult {
         pub flows: Vec<Flow>,
         pub errors: Vec<CatalogError>,
+        /// Whether the user trusts the root: its project flows run only then.
+        pub trusted: bool,
+    }
+
+    pub struct TrustRootParams {
+        pub root: String,
+        /// false revokes the trust.
+        pub trusted: bool,
+    }
+    pub struct TrustRootResult {
+        /// The canonical path that was recorded.
+        pub root: String,
+        pub trusted: bool,
     }
 
     pub struct LaunchFlowParams {
@@ -501,6 +520,8 @@ requests! {
     CancelRun = "boo/cancelRun", CancelRunParams => CancelRunResult;
     ExportRun = "boo/exportRun", ExportRunParams => ExportRunResult;
     GetTraces = "boo/getTraces", GetTracesParams => GetTracesResult;
+    /// Trusts a root (its project flows may run) or revokes that trust.
+    TrustRoot = "boo/trustRoot", TrustRootParams => TrustRootResult;
 }
 
 notifications! {

@@ -34,6 +34,7 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const NOT_FOUND: i64 = -32001;
 pub const AGENT_UNAVAILABLE: i64 = -32003;
 pub const INVALID_STATE: i64 = -32004;
+pub const UNTRUSTED_ROOT: i64 = -32005;
 
 fn rpc_error(code: i64, message: impl Into<String>) -> Error {
     Error {
@@ -92,6 +93,8 @@ struct Shared {
     shutdown: CancellationToken,
     shut_down: AtomicBool,
     progress: AtomicBool,
+    /// `initialize`'s `clientInfo.name`, recorded with a root the editor trusts.
+    client_name: OnceLock<String>,
 }
 
 pub struct Backend {
@@ -120,11 +123,55 @@ impl Backend {
     async fn list_flows(&self, p: ext::ListFlowsParams) -> Result<ext::ListFlowsResult> {
         let root = p.root.map(PathBuf::from).or_else(|| self.workspace_root());
         let builtin_dir = self.shared.config.catalog_dir.as_deref();
-        let cat = match root {
-            Some(r) => crate::catalog::Catalog::for_root(&r, builtin_dir),
+        let cat = match &root {
+            Some(r) => crate::catalog::Catalog::for_root(r, builtin_dir),
             None => crate::catalog::Catalog::builtin(builtin_dir),
         };
-        Ok(convert::flows(&cat))
+        // Trust is recorded under the canonical path; before `initialize` (no database
+        // yet) nothing is trusted.
+        let trusted = match (root.and_then(|r| r.canonicalize().ok()), self.sup()) {
+            (Some(r), Ok(sup)) => {
+                let key = r.display().to_string();
+                sup.store
+                    .call(move |c| queries::is_trusted(c, &key))
+                    .await
+                    .map_err(internal)?
+            }
+            _ => false,
+        };
+        Ok(convert::flows(&cat, trusted))
+    }
+
+    async fn trust_root(&self, p: ext::TrustRootParams) -> Result<ext::TrustRootResult> {
+        let sup = self.sup()?;
+        let root = PathBuf::from(&p.root).canonicalize().map_err(|e| {
+            invalid(format!(
+                "root: {} is not a readable directory ({e}); send the project folder's path",
+                p.root
+            ))
+        })?;
+        if !root.is_dir() {
+            return Err(invalid(format!(
+                "root: {} is not a directory; send the project folder's path",
+                root.display()
+            )));
+        }
+        let key = root.display().to_string();
+        let trusted = p.trusted;
+        let by = self.shared.client_name.get().cloned().unwrap_or_default();
+        let by = if by.is_empty() {
+            "boo/trustRoot".to_string()
+        } else {
+            format!("boo/trustRoot ({by})")
+        };
+        sup.store
+            .call(move |c| queries::set_trusted(c, &key, trusted, &by))
+            .await
+            .map_err(internal)?;
+        Ok(ext::TrustRootResult {
+            root: root.display().to_string(),
+            trusted,
+        })
     }
 
     async fn launch_flow(&self, p: ext::LaunchFlowParams) -> Result<ext::LaunchFlowResult> {
@@ -156,6 +203,7 @@ impl Backend {
             .map_err(|e| match e {
                 LaunchError::Invalid(m) => invalid(m),
                 LaunchError::Unavailable(m) => rpc_error(AGENT_UNAVAILABLE, m),
+                e @ LaunchError::Untrusted { .. } => rpc_error(UNTRUSTED_ROOT, e.to_string()),
                 LaunchError::Internal(m) => internal(m),
             })?;
         Ok(ext::LaunchFlowResult { run_id })
@@ -346,6 +394,7 @@ handlers! {
     ext::CancelRun => cancel_run;
     ext::ExportRun => export_run;
     ext::GetTraces => get_traces;
+    ext::TrustRoot => trust_root;
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> Result<Value> {
@@ -368,6 +417,9 @@ impl LanguageServer for Backend {
                     .and_then(|u| u.to_file_path().map(|p| p.into_owned()))
             });
         *lock(&self.shared.root) = root.and_then(|r| r.canonicalize().ok());
+        if let Some(info) = &params.client_info {
+            let _ = self.shared.client_name.set(info.name.clone());
+        }
         let progress = params
             .capabilities
             .window
@@ -818,6 +870,7 @@ pub async fn serve(protocol_out: tokio::fs::File, config: Config) -> i32 {
         shutdown: CancellationToken::new(),
         shut_down: AtomicBool::new(false),
         progress: AtomicBool::new(false),
+        client_name: OnceLock::new(),
     });
     let s2 = shared.clone();
     let builder = LspService::build(move |client| Backend {

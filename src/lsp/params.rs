@@ -201,6 +201,25 @@ impl Params for ext::ExportRunParams {
     }
 }
 
+impl Params for ext::TrustRootParams {
+    fn refused(field: &str, _: Option<&Value>) -> Option<String> {
+        Some(match field {
+            "root" => "root: the project folder's path (a string) is required".into(),
+            "trusted" => {
+                "trusted: true trusts the root, false revokes the trust (a boolean is required)"
+                    .into()
+            }
+            _ => return None,
+        })
+    }
+    fn check(&self) -> Result<(), String> {
+        if self.root.trim().is_empty() {
+            return Err("root: the project folder's path is empty".into());
+        }
+        Ok(())
+    }
+}
+
 impl Params for ext::GetTracesParams {
     fn refused(field: &str, _: Option<&Value>) -> Option<String> {
         Some(match field {

@@ -64,6 +64,9 @@ pub enum LaunchError {
     /// The agent CLI cannot run; no run was created.
     #[error("{0}")]
     Unavailable(String),
+    /// A project flow in a root the user has not trusted; no run was created.
+    #[error("flow {flow:?} comes from {root}/.boo/ and that folder is not trusted; review its .boo/ folder, then trust it with `boo trust {root}` (or from the editor) and launch again")]
+    Untrusted { flow: String, root: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -181,6 +184,20 @@ impl Supervisor {
                 catalog.flows.keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         };
+        if catalog.is_project(&flow.name) {
+            let key = root.display().to_string();
+            let trusted = self
+                .store
+                .call(move |c| queries::is_trusted(c, &key))
+                .await
+                .map_err(|e| LaunchError::Internal(e.to_string()))?;
+            if !trusted {
+                return Err(LaunchError::Untrusted {
+                    flow: flow.name.clone(),
+                    root: root.display().to_string(),
+                });
+            }
+        }
         self.scheduler
             .backend
             .check()

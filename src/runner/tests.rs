@@ -202,8 +202,18 @@ async fn every_agent_failing_fails_the_run() {
 use crate::agent::scripted::ReplayBackend;
 use crate::model::TraceOutcome;
 
-/// A one-agent flow in the project's own catalog, so replays stay simple.
+/// A one-agent flow in the project's own catalog, so replays stay simple. A project
+/// flow runs only in a trusted root, so the setup trusts the root in the database the
+/// tests open (`start` puts it at `<root>.db`).
 fn one_agent_project() -> PathBuf {
+    let root = untrusted_one_agent_project();
+    let c = crate::store::open_connection(&root.with_extension("db")).unwrap();
+    let key = root.canonicalize().unwrap().display().to_string();
+    queries::set_trusted(&c, &key, true, "runner tests").unwrap();
+    root
+}
+
+fn untrusted_one_agent_project() -> PathBuf {
     let root = temp_repo();
     std::fs::create_dir_all(root.join(".boo/flows")).unwrap();
     std::fs::write(
@@ -665,4 +675,48 @@ async fn the_api_key_never_reaches_the_database_or_the_clients() {
     let stored = format!("{:?}{:?}", run.unwrap().report, steps);
     assert!(stored.contains("401 for key [redacted]"));
     assert!(!stored.contains(KEY));
+}
+
+#[tokio::test]
+async fn a_project_flow_in_an_untrusted_root_is_refused_without_a_run_row() {
+    let root = untrusted_one_agent_project();
+    let store = Store::open(&root.with_extension("db")).unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let sup = Supervisor::new(
+        store.clone(),
+        Arc::new(Holding),
+        tx,
+        RunnerConfig::default(),
+        None,
+    );
+    sup.register().await.unwrap();
+    let req = LaunchRequest {
+        flow: "solo".into(),
+        band: Band::Small,
+        question: "anything?".into(),
+        root: root.clone(),
+        model: None,
+        fast: false,
+    };
+    let err = sup.launch(req.clone()).await.unwrap_err();
+    let canonical = root.canonicalize().unwrap().display().to_string();
+    assert!(matches!(&err, LaunchError::Untrusted { root, .. } if *root == canonical));
+    assert!(
+        err.to_string().contains(&format!("boo trust {canonical}")),
+        "{err}"
+    );
+    let (runs, _) = store
+        .call(|c| queries::list_runs(c, None, 50, None))
+        .await
+        .unwrap();
+    assert!(runs.is_empty());
+    // Once trusted, the same launch goes through.
+    store
+        .call(move |c| queries::set_trusted(c, &canonical, true, "test"))
+        .await
+        .unwrap();
+    let id = sup.launch(req).await.unwrap();
+    let scope = lock(&sup.runs).get(&id).unwrap().scope.clone();
+    scope.stop(scope::StopReason::Shutdown);
+    sup.wait(&id).await;
 }

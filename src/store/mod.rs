@@ -15,7 +15,7 @@ use thiserror::Error;
 /// The schema, applied idempotently at startup.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` the schema above sets.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The columns of `flow_steps` in schema version 1, copied into the version 2 table.
 const FLOW_STEPS_V1_COLUMNS: &str = "id, run_id, step_id, kind, agent, label, wave, position, chat_id, status, attempt, output, error, fatal, started_at, finished_at, input_tokens, output_tokens, cache_read_tokens, total_tokens, agent_pid, agent_pid_start, meta";
@@ -143,7 +143,8 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
 /// database is upgraded in place: `flow_steps` gains the columns of runs whose steps
 /// appear at run time (`origin`, `parent_step_id`, `phase`, `cache_key`) and wider
 /// `kind`/`wave` checks; SQLite cannot change a CHECK in place, so the old table is
-/// renamed, the schema creates the new one, and every row is copied across.
+/// renamed, the schema creates the new one, and every row is copied across. Version 2
+/// only lacks tables (`trusted_roots`), which the idempotent schema adds.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {

@@ -488,6 +488,56 @@ pub fn latest_completed_per_flow(
     Ok(rows)
 }
 
+// ---- trusted roots -------------------------------------------------------------------
+
+/// A root the user trusts, and who trusted it when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedRoot {
+    pub root: String,
+    pub trusted_by: String,
+    pub trusted_at: String,
+}
+
+/// Trusts `root` (a canonical path) or revokes that trust; returns whether it was
+/// trusted before.
+pub fn set_trusted(c: &Connection, root: &str, trusted: bool, by: &str) -> Result<bool> {
+    let before = is_trusted(c, root)?;
+    if trusted {
+        if !before {
+            c.execute(
+                "INSERT INTO trusted_roots (root, trusted_by, trusted_at) VALUES (?1, ?2, ?3)",
+                params![root, by, clock::now_rfc3339()],
+            )?;
+        }
+    } else {
+        c.execute("DELETE FROM trusted_roots WHERE root = ?1", params![root])?;
+    }
+    Ok(before)
+}
+
+pub fn is_trusted(c: &Connection, root: &str) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT 1 FROM trusted_roots WHERE root = ?1",
+        params![root],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+pub fn trusted_roots(c: &Connection) -> Result<Vec<TrustedRoot>> {
+    let mut s =
+        c.prepare("SELECT root, trusted_by, trusted_at FROM trusted_roots ORDER BY root")?;
+    let rows = s.query_map([], |r| {
+        Ok(TrustedRoot {
+            root: r.get(0)?,
+            trusted_by: r.get(1)?,
+            trusted_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
 // ---- owners and leases -------------------------------------------------------------
 
 pub fn register_owner(

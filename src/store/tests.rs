@@ -327,3 +327,46 @@ fn one_unreadable_run_never_breaks_listing_the_others() {
         "only that run fails to open"
     );
 }
+
+#[test]
+fn trust_is_recorded_listed_and_revoked() {
+    let path = temp_db("trust");
+    let c = open_connection(&path).unwrap();
+    assert!(!queries::is_trusted(&c, "/p").unwrap());
+    assert!(!queries::set_trusted(&c, "/p", true, "boo trust").unwrap());
+    // Trusting again keeps the first record.
+    assert!(queries::set_trusted(&c, "/p", true, "an editor").unwrap());
+    assert!(queries::is_trusted(&c, "/p").unwrap());
+    assert!(!queries::is_trusted(&c, "/p/sub").unwrap());
+    let list = queries::trusted_roots(&c).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0].root.as_str(), list[0].trusted_by.as_str()),
+        ("/p", "boo trust")
+    );
+    assert!(crate::clock::parse_ms(&list[0].trusted_at).is_some());
+    assert!(queries::set_trusted(&c, "/p", false, "boo trust").unwrap());
+    assert!(!queries::is_trusted(&c, "/p").unwrap());
+    assert!(queries::trusted_roots(&c).unwrap().is_empty());
+    drop(c);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_version_2_database_gains_the_trust_table() {
+    let path = temp_db("v2");
+    {
+        let c = open_connection(&path).unwrap();
+        c.execute_batch("DROP TABLE trusted_roots; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+    let c = open_connection(&path).unwrap();
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 3);
+    queries::set_trusted(&c, "/p", true, "boo trust").unwrap();
+    assert!(queries::is_trusted(&c, "/p").unwrap());
+    drop(c);
+    let _ = std::fs::remove_file(&path);
+}

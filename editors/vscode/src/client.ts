@@ -149,6 +149,10 @@ export class BooClient implements vscode.Disposable {
   launchFlow(params: LaunchParams): Promise<LaunchFlowResult> {
     return this.request('boo/launchFlow', params);
   }
+  /** Trusts a folder (its own .boo/ flows may run) or, with false, withdraws that. */
+  trustRoot(root: string, trusted: boolean): Promise<{ root: string; trusted: boolean }> {
+    return this.request('boo/trustRoot', { root, trusted });
+  }
   listRuns(params: ListRunsParams): Promise<ListRunsResult> {
     return this.request('boo/listRuns', params);
   }
@@ -187,4 +191,10 @@ export function errorMessage(err: unknown): string {
 
 export function errorCode(err: unknown): number | undefined {
   return err instanceof ResponseError ? err.code : typeof (err as { code?: unknown })?.code === 'number' ? (err as { code: number }).code : undefined;
+}
+
+/** The trust prompt: a modal warning with one button. */
+export async function askTrust(message: string): Promise<boolean> {
+  const trust = 'Trust Folder and Launch';
+  return (await vscode.window.showWarningMessage(message, { modal: true }, trust)) === trust;
 }

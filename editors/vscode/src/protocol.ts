@@ -27,6 +27,8 @@ export type StepKind = 'agent' | 'code';
 export type TraceOutcome = 'ok' | 'error' | 'denied';
 export type TracePhase = 'start' | 'finish';
 export type ExportFormat = 'markdown' | 'json';
+/** Where a flow comes from; a project flow runs only in a trusted root. */
+export type FlowSource = 'builtin' | 'project';
 
 export interface Flow {
   name: string;
@@ -36,7 +38,9 @@ export interface Flow {
   bands: FlowBands;
   waves: FlowWaves;
   agents: FlowAgent[];
-  source: string;
+  source: FlowSource;
+  /** The file it was read from (`builtin:<file>` for the copy inside boo). */
+  path: string;
 }
 
 /** The step ids each band runs. */
@@ -160,6 +164,19 @@ export interface ListFlowsParams {
 export interface ListFlowsResult {
   flows: Flow[];
   errors: CatalogError[];
+  /** Whether the user trusts the root: its project flows run only then. */
+  trusted: boolean;
+}
+
+export interface TrustRootParams {
+  root: string;
+  /** false revokes the trust. */
+  trusted: boolean;
+}
+export interface TrustRootResult {
+  /** The canonical path that was recorded. */
+  root: string;
+  trusted: boolean;
 }
 
 export interface LaunchFlowParams {
@@ -235,6 +252,7 @@ export interface Requests {
   'boo/cancelRun': { params: CancelRunParams; result: CancelRunResult };
   'boo/exportRun': { params: ExportRunParams; result: ExportRunResult };
   'boo/getTraces': { params: GetTracesParams; result: GetTracesResult };
+  'boo/trustRoot': { params: TrustRootParams; result: TrustRootResult };
 }
 
 // ---- notifications -------------------------------------------------------

@@ -15,6 +15,8 @@
 ---@alias boo.TraceOutcome "ok"|"error"|"denied"
 ---@alias boo.TracePhase "start"|"finish"
 ---@alias boo.ExportFormat "markdown"|"json"
+--- Where a flow comes from; a project flow runs only in a trusted root.
+---@alias boo.FlowSource "builtin"|"project"
 
 --- Token counts of a model turn, a step or a run.
 ---@class boo.Usage
@@ -60,7 +62,8 @@
 ---@field bands boo.FlowBands
 ---@field waves boo.FlowWaves
 ---@field agents boo.FlowAgent[]
----@field source string
+---@field source boo.FlowSource
+---@field path string the file it was read from (`builtin:<file>` for the copy inside boo)
 
 --- The step ids each band runs.
 ---@class boo.FlowBands
@@ -166,6 +169,15 @@
 ---@class boo.ListFlowsResult
 ---@field flows boo.Flow[]
 ---@field errors boo.CatalogError[]
+---@field trusted boolean whether the user trusts the root: its project flows run only then
+
+---@class boo.TrustRootParams
+---@field root string
+---@field trusted boolean false revokes the trust
+
+---@class boo.TrustRootResult
+---@field root string the canonical path that was recorded
+---@field trusted boolean
 
 ---@class boo.LaunchFlowParams
 ---@field flow string
@@ -280,6 +292,7 @@ M.requests = {
   ['boo/cancelRun'] = { params = 'boo.CancelRunParams', result = 'boo.CancelRunResult' },
   ['boo/exportRun'] = { params = 'boo.ExportRunParams', result = 'boo.ExportRunResult' },
   ['boo/getTraces'] = { params = 'boo.GetTracesParams', result = 'boo.GetTracesResult' },
+  ['boo/trustRoot'] = { params = 'boo.TrustRootParams', result = 'boo.TrustRootResult' },
 }
 
 --- Each notification's params class.
