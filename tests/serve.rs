@@ -773,7 +773,7 @@ fn an_agent_child_that_calls_setsid_does_not_outlive_the_guard() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(
-        wait_until(Duration::from_secs(5), || processes_with(&marker)
+        wait_until(Duration::from_secs(10), || processes_with(&marker)
             .is_empty()),
         "left behind: {:?}",
         processes_with(&marker)
@@ -793,7 +793,7 @@ fn an_agent_child_that_calls_setsid_does_not_outlive_the_guard() {
     unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
     let _ = child.wait();
     assert!(
-        wait_until(Duration::from_secs(5), || processes_with(&marker)
+        wait_until(Duration::from_secs(10), || processes_with(&marker)
             .is_empty()),
         "left behind: {:?}",
         processes_with(&marker)

@@ -286,9 +286,9 @@ fn kill_escaped() {
 
 /// Kills every process the agent left behind — its process group, and every orphan
 /// the guard inherited as their subreaper — and reaps them, until none is left (or
-/// a bound of 2 s passes).
+/// a bound of 5 s passes).
 fn kill_descendants() {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     // SAFETY: plain process-control calls on our own group and children.
     unsafe {
         let guard_pid = libc::getpid();
