@@ -158,7 +158,13 @@ fn open_regular(path: &Path) -> std::io::Result<Option<File>> {
 /// The first `limit` bytes of a project file; `None` when it is not a regular file
 /// (see [`open_regular`]).
 pub fn read_head(root: &Path, file: &ProjectFile, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let Some(f) = open_regular(&root.join(&file.path))? else {
+    read_regular(&root.join(&file.path), limit)
+}
+
+/// The first `limit` bytes of the file at `path`; `None` when it is not a regular file
+/// (see [`open_regular`]). Every file boo itself reads under a root is read this way.
+pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let Some(f) = open_regular(path)? else {
         return Ok(None);
     };
     let mut buf = Vec::new();
