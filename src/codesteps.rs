@@ -81,7 +81,9 @@ macro_rules! named_enum {
 
 mod command;
 mod signals;
-pub use command::{run_command, ALLOWED_GIT, OUTPUT_CAP};
+pub use command::run_command;
+#[cfg(test)]
+use command::{ALLOWED_GIT, OUTPUT_CAP};
 pub use signals::{signals, Signal};
 
 named_enum! {

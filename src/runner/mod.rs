@@ -117,6 +117,7 @@ impl Supervisor {
             owner_id.clone(),
             config.max_parallel,
             config.deadline,
+            config.code_deadline,
             Arc::new(crate::redact::Redactor::new(config.secrets.clone())),
         );
         Arc::new(Supervisor {

@@ -160,7 +160,9 @@ pub struct Scheduler {
     agent_slots: Arc<Semaphore>,
     /// Per agent prompt.
     pub(super) deadline: Duration,
-    /// The before/after proof of every agent step.
+    /// Per code step.
+    pub(super) code_deadline: Duration,
+    /// The before/after proof of every step.
     pub(super) fingerprints: crate::project::HashCache,
     /// Masks secrets in everything an agent says before it is stored or sent.
     pub(super) redactor: Arc<Redactor>,
@@ -174,6 +176,7 @@ impl Scheduler {
         owner_id: String,
         max_parallel: usize,
         deadline: Duration,
+        code_deadline: Duration,
         redactor: Arc<Redactor>,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
@@ -183,6 +186,7 @@ impl Scheduler {
             owner_id,
             agent_slots: Arc::new(Semaphore::new(max_parallel.max(1))),
             deadline,
+            code_deadline,
             fingerprints: crate::project::HashCache::new(),
             redactor,
         })
@@ -260,7 +264,7 @@ impl Scheduler {
                     function,
                     args,
                     inputs,
-                } => dispatch::run_code(*function, args, &ctx.root, inputs).await,
+                } => dispatch::run_code(&me, &ctx.root, *function, args, inputs, &scope).await,
             };
             me.end_step(&ctx, &scope, &spec, chat, result).await
         });
