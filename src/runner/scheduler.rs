@@ -174,9 +174,7 @@ impl Scheduler {
         backend: Arc<dyn AgentBackend>,
         out: OutboxSender,
         owner_id: String,
-        max_parallel: usize,
-        deadline: Duration,
-        code_deadline: Duration,
+        config: &crate::config::RunnerConfig,
         redactor: Arc<Redactor>,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
@@ -184,9 +182,9 @@ impl Scheduler {
             backend,
             out,
             owner_id,
-            agent_slots: Arc::new(Semaphore::new(max_parallel.max(1))),
-            deadline,
-            code_deadline,
+            agent_slots: Arc::new(Semaphore::new(config.max_parallel.max(1))),
+            deadline: config.deadline,
+            code_deadline: config.code_deadline,
             fingerprints: crate::project::HashCache::new(),
             redactor,
         })
