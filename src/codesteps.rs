@@ -2,11 +2,10 @@
 //! project; none of them writes to it. [`CodeFn`] is the one list of their names.
 
 use crate::evidence::{self, CheckedFinding, Source, Verdict};
-use crate::project::{self, git::Limits};
+use crate::project;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::path::Path;
-use std::time::Duration;
 
 /// Declares a field-less enum whose variants each have one fixed name, with `ALL`
 /// (every variant, in declaration order), `as_str`, `parse` (whose error lists every
@@ -80,7 +79,11 @@ macro_rules! named_enum {
     };
 }
 
+mod command;
 mod signals;
+pub use command::run_command;
+#[cfg(test)]
+use command::{ALLOWED_GIT, OUTPUT_CAP};
 pub use signals::{signals, Signal};
 
 named_enum! {
@@ -112,10 +115,6 @@ pub struct DepOutput {
     pub output: String,
 }
 
-/// How long `run_command` lets its command run.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-/// How much of `run_command`'s output is kept.
-pub const OUTPUT_CAP: usize = 32 * 1024;
 /// Default cap of the diff handed to agents.
 pub const DIFF_CAP: usize = 160 * 1024;
 
@@ -372,92 +371,6 @@ pub fn diff_parts(output: &str) -> Option<(String, Vec<String>)> {
         .map(|p| format!("{DIFF_PART_MARK}{p}"))
         .collect::<Vec<_>>();
     (parts.len() > 1).then_some((header, parts))
-}
-
-/// Read-only git subcommands `run_command` accepts.
-pub const ALLOWED_GIT: &[&str] = &[
-    "log",
-    "show",
-    "blame",
-    "shortlog",
-    "ls-files",
-    "status",
-    "diff",
-    "rev-parse",
-    "branch",
-    "tag",
-];
-
-/// Runs an allow-listed read-only command: argv only (no shell), 30 s, 32 KiB of output.
-pub fn run_command(root: &Path, argv: &[String], cwd: Option<&str>) -> Result<String, String> {
-    let Some(prog) = argv.first() else {
-        return Err("run_command needs `argv`, e.g. [\"git\", \"log\", \"--oneline\"]".into());
-    };
-    if prog != "git" {
-        return Err(format!(
-            "{prog:?} is not allowed: run_command only runs read-only git commands ({})",
-            ALLOWED_GIT.join(", ")
-        ));
-    }
-    let sub = argv.get(1).map(String::as_str).unwrap_or("");
-    if !ALLOWED_GIT.contains(&sub) {
-        return Err(format!(
-            "`git {sub}` is not allowed: use one of {}",
-            ALLOWED_GIT.join(", ")
-        ));
-    }
-    for a in argv {
-        if a.chars().any(|c| ";|&$`<>\n\\*?(){}".contains(c)) {
-            return Err(format!("the argument {a:?} holds a shell metacharacter; run_command takes plain arguments only"));
-        }
-        if a.starts_with("--output")
-            || a == "-o"
-            || a.starts_with("--ext-diff")
-            || a.starts_with("-c") && a.len() > 2
-        {
-            return Err(format!(
-                "the option {a:?} could write or run programs and is refused"
-            ));
-        }
-    }
-    let dir = match cwd {
-        None => root.to_path_buf(),
-        Some(c) => {
-            let canon_root = root
-                .canonicalize()
-                .map_err(|e| format!("the root cannot be read: {e}"))?;
-            let d = canon_root
-                .join(c)
-                .canonicalize()
-                .map_err(|_| format!("the working directory {c:?} does not exist"))?;
-            if !d.starts_with(&canon_root) {
-                return Err(format!(
-                    "the working directory {c:?} is outside the project"
-                ));
-            }
-            d
-        }
-    };
-    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
-    let out = project::git::run(
-        &dir,
-        &args,
-        &[
-            ("GIT_PAGER", "cat"),
-            ("GIT_EXTERNAL_DIFF", ""),
-            ("GIT_CONFIG_NOSYSTEM", "1"),
-        ],
-        Limits {
-            timeout: COMMAND_TIMEOUT,
-            max_stdout: Some(OUTPUT_CAP),
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.truncated {
-        text.push_str(&format!("\n[output cut at {} KiB]\n", OUTPUT_CAP / 1024));
-    }
-    Ok(text)
 }
 
 fn check_deps(root: &Path, deps: &[DepOutput]) -> Vec<CheckedFinding> {

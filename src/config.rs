@@ -18,6 +18,9 @@ pub const MAX_PARALLEL_AGENTS: usize = 64;
 pub struct RunnerConfig {
     /// Per agent prompt (`BOO_AGENT_TIMEOUT_S`, default 900 s).
     pub deadline: Duration,
+    /// Per code step (`BOO_CODE_TIMEOUT_S`, default 60 s): past it the step fails and
+    /// its git command is killed.
+    pub code_deadline: Duration,
     /// Agents running at once across the server (`BOO_MAX_PARALLEL`, default 2).
     pub max_parallel: usize,
     /// How often a server renews its leases (`BOO_HEARTBEAT_MS`, default 2 s).
@@ -34,6 +37,7 @@ impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
             deadline: Duration::from_secs(900),
+            code_deadline: Duration::from_secs(60),
             max_parallel: 2,
             heartbeat: Duration::from_millis(2000),
             lease_timeout: Duration::from_millis(15_000),
@@ -96,6 +100,9 @@ impl Config {
             deadline: number("BOO_AGENT_TIMEOUT_S")
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.deadline),
+            code_deadline: number("BOO_CODE_TIMEOUT_S")
+                .map(|s| Duration::from_secs(s.max(1)))
+                .unwrap_or(defaults.code_deadline),
             max_parallel: number("BOO_MAX_PARALLEL")
                 .map(|n| n as usize)
                 .unwrap_or(defaults.max_parallel)
@@ -188,6 +195,7 @@ mod tests {
         assert_eq!(c.qwen.program, "qwen");
         assert_eq!(c.runner.max_parallel, 2);
         assert_eq!(c.runner.deadline, Duration::from_secs(900));
+        assert_eq!(c.runner.code_deadline, Duration::from_secs(60));
         assert_eq!(c.qwen.sandbox, Ok(SandboxMode::Auto));
         assert!(c.qwen.base_url.is_none() && c.catalog_dir.is_none());
         let c = config(&[("XDG_DATA_HOME", "/x"), ("BOO_DB", "/db/b.db")]);
@@ -201,6 +209,7 @@ mod tests {
             ("BOO_QWEN", "/opt/qwen"),
             ("BOO_MAX_PARALLEL", "0"),
             ("BOO_AGENT_TIMEOUT_S", "30"),
+            ("BOO_CODE_TIMEOUT_S", "0"),
             ("BOO_HEARTBEAT_MS", "10"),
             ("BOO_LEASE_TIMEOUT_MS", "900"),
             ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
@@ -211,6 +220,7 @@ mod tests {
         assert_eq!(c.qwen.program, "/opt/qwen");
         assert_eq!(c.runner.max_parallel, 1, "at least one agent runs");
         assert_eq!(c.runner.deadline, Duration::from_secs(30));
+        assert_eq!(c.runner.code_deadline, Duration::from_secs(1), "floored");
         assert_eq!(c.runner.heartbeat, Duration::from_millis(50), "floored");
         assert_eq!(c.runner.lease_timeout, Duration::from_millis(900));
         assert_eq!(c.qwen.model.as_deref(), Some("qwen3"));

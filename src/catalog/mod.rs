@@ -531,9 +531,28 @@ impl Catalog {
     }
 }
 
+/// The largest flow or persona file the loader reads.
+pub const FILE_CAP: u64 = 256 * 1024;
+
+/// The `*.{ext}` files of `dir` as (path, text), sorted by name. A project's catalog
+/// folder is untrusted input: only regular files are read (never through a symbolic
+/// link, never a FIFO or a device, and opening never blocks), each up to
+/// [`FILE_CAP`]; anything else is an error naming the file, and the rest still load.
 fn read_dir(dir: &Path, ext: &str) -> (Vec<(String, String)>, Vec<CatalogError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
+    // The folder itself must not be a link out of the root either.
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            errors.push(unreadable(
+                dir,
+                "is not a folder (a symbolic link or a file); make it a plain folder",
+            ));
+            return (files, errors);
+        }
+        Err(_) => return (files, errors),
+    }
     let Ok(rd) = std::fs::read_dir(dir) else {
         return (files, errors);
     };
@@ -543,17 +562,37 @@ fn read_dir(dir: &Path, ext: &str) -> (Vec<(String, String)>, Vec<CatalogError>)
         .collect();
     paths.sort();
     for p in paths {
-        let name = p.display().to_string();
-        match std::fs::read_to_string(&p) {
-            Ok(t) => files.push((name, t)),
-            Err(e) => errors.push(CatalogError {
-                file: name,
-                field: String::new(),
-                message: format!("cannot read: {e}"),
-            }),
+        match read_catalog_file(&p) {
+            Ok(t) => files.push((p.display().to_string(), t)),
+            Err(why) => errors.push(unreadable(&p, &why)),
         }
     }
     (files, errors)
+}
+
+fn unreadable(p: &Path, why: &str) -> CatalogError {
+    CatalogError {
+        file: p.display().to_string(),
+        field: String::new(),
+        message: format!("cannot read: {why}"),
+    }
+}
+
+/// The text of one catalog file, or why it is refused.
+fn read_catalog_file(p: &Path) -> Result<String, String> {
+    match crate::project::read_regular(p, FILE_CAP + 1) {
+        Ok(Some(bytes)) if bytes.len() as u64 > FILE_CAP => Err(format!(
+            "larger than {} KiB; a flow or persona file is a few KiB",
+            FILE_CAP / 1024
+        )),
+        Ok(Some(bytes)) => String::from_utf8(bytes)
+            .map_err(|_| "not UTF-8 text; save it as UTF-8".to_string()),
+        Ok(None) => Err(
+            "not a regular file (a symbolic link, a FIFO or a device); replace it with the file itself"
+                .to_string(),
+        ),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -279,3 +279,68 @@ fn planned_rosters_and_waves_snapshot() {
     }
     crate::snapshot::assert_snapshot("plans.txt", &out);
 }
+
+/// A project's `.boo/flows` with a FIFO, links to `/dev/stdin` and `/dev/zero`, a link
+/// out of the root and a huge file once made the loader hang, read the server's own
+/// protocol input or eat memory. Each is now refused, by name, at once, and the good
+/// flow next to them still loads.
+#[test]
+fn hostile_catalog_files_are_refused_without_blocking() {
+    use crate::testutil::{mkfifo, temp_dir, within};
+    use std::os::unix::fs::symlink;
+    let root = temp_dir("cat-hostile");
+    let outside = temp_dir("cat-outside");
+    let flows = root.0.join(".boo/flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::create_dir_all(root.0.join(".boo/personas")).unwrap();
+    std::fs::write(
+        flows.join("good.toml"),
+        "name = \"good\"\ntitle = \"Good\"\ncategory = \"analysis\"\ndescription = \"d\"\n\n[[steps]]\nid = \"s\"\nkind = \"agent\"\npersona = \"structural-analyst\"\nprompt = \"Look.\"\n",
+    )
+    .unwrap();
+    mkfifo(&flows.join("fifo.toml"));
+    symlink("/dev/stdin", flows.join("stdin.toml")).unwrap();
+    symlink("/dev/zero", flows.join("zero.toml")).unwrap();
+    std::fs::write(outside.0.join("x.toml"), GOOD).unwrap();
+    symlink(outside.0.join("x.toml"), flows.join("outside.toml")).unwrap();
+    std::fs::write(
+        flows.join("huge.toml"),
+        vec![b'#'; (FILE_CAP + 10) as usize],
+    )
+    .unwrap();
+    // A personas folder that is a link out of the root.
+    std::fs::remove_dir(root.0.join(".boo/personas")).unwrap();
+    symlink(&outside.0, root.0.join(".boo/personas")).unwrap();
+    let r = root.0.clone();
+    let cat = within(std::time::Duration::from_secs(10), move || {
+        Catalog::for_root(&r, None)
+    })
+    .expect("the loader never blocks");
+    assert!(cat.flows.contains_key("good"), "{:?}", cat.errors);
+    let errs: Vec<String> = cat
+        .errors
+        .iter()
+        .map(|e| format!("{}: {}", e.file, e.message))
+        .collect();
+    for bad in ["fifo.toml", "stdin.toml", "zero.toml", "outside.toml"] {
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(bad) && e.contains("not a regular file")),
+            "{bad}: {errs:?}"
+        );
+    }
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("huge.toml") && e.contains("larger than")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("personas") && e.contains("not a folder")),
+        "{errs:?}"
+    );
+    assert!(
+        !cat.flows.contains_key("mini"),
+        "nothing read through a link"
+    );
+}

@@ -122,11 +122,21 @@ impl Backend {
 
     async fn list_flows(&self, p: ext::ListFlowsParams) -> Result<ext::ListFlowsResult> {
         let root = p.root.map(PathBuf::from).or_else(|| self.workspace_root());
-        let builtin_dir = self.shared.config.catalog_dir.as_deref();
-        let cat = match &root {
-            Some(r) => crate::catalog::Catalog::for_root(r, builtin_dir),
-            None => crate::catalog::Catalog::builtin(builtin_dir),
-        };
+        let builtin_dir = self.shared.config.catalog_dir.clone();
+        // Reading the project's catalog touches its files: never on the protocol's
+        // thread, so a slow or hostile file system cannot stall the server.
+        let for_catalog = root.clone();
+        let cat = tokio::task::spawn_blocking(move || match for_catalog {
+            Some(r) => crate::catalog::Catalog::for_root(&r, builtin_dir.as_deref()),
+            None => crate::catalog::Catalog::builtin(builtin_dir.as_deref()),
+        })
+        .await
+        .map_err(|e| {
+            rpc_error(
+                -32603,
+                format!("reading the flow catalog failed: {e}; try again"),
+            )
+        })?;
         // Trust is recorded under the canonical path; before `initialize` (no database
         // yet) nothing is trusted.
         let trusted = match (root.and_then(|r| r.canonicalize().ok()), self.sup()) {

@@ -5,7 +5,7 @@
 //! mode), so a fingerprint stats every file but hashes only files that changed since
 //! the last one.
 
-use super::{git, list_files, open_regular, RootDir};
+use super::{git, list_files, open_regular, read_regular, RootDir};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -13,6 +13,10 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// How much of one of the repository's own files (HEAD, config, packed-refs) the
+/// fingerprint keeps; the refs are also compared through `git for-each-ref`.
+const GIT_FILE_CAP: u64 = 16 * 1024 * 1024;
 
 /// What must stay equal for a cached content hash to still hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,8 +175,13 @@ impl HashCache {
             Err(e) => fp.listing_error = Some(e.to_string()),
         }
         if let Some((git_dir, common_dir)) = git::state_dirs(root) {
-            let read = |dir: &Path, name: &str| {
-                std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+            // The repository's own files are project input too: read as regular files
+            // only (a FIFO or a link to a device must not hang or flood the proof),
+            // capped; what is not a regular file is recorded as such.
+            let read = |dir: &Path, name: &str| match read_regular(&dir.join(name), GIT_FILE_CAP) {
+                Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                Ok(None) => "(not a regular file)".to_string(),
+                Err(_) => String::new(),
             };
             fp.git.insert("HEAD".into(), read(&git_dir, "HEAD"));
             fp.git.insert("config".into(), read(&common_dir, "config"));

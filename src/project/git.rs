@@ -8,12 +8,57 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long any git command boo runs may take.
 pub const GIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a failing command's stderr its error keeps.
 const STDERR_CAP: usize = 8 * 1024;
+/// How often a running command checks whether it was asked to stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Asks every git command run under [`with_stop`] to end now: the command is killed
+/// and gives [`GitError::Stopped`]. A code step's cancel and deadline use it, so a
+/// command that hangs (on a FIFO, a slow file system) never outlives its step.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn new() -> StopFlag {
+        StopFlag::default()
+    }
+
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+thread_local! {
+    static STOP: std::cell::RefCell<Option<StopFlag>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this thread with `flag` ending every git command it starts.
+pub fn with_stop<R>(flag: StopFlag, f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<StopFlag>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let old = self.0.take();
+            STOP.with(|s| *s.borrow_mut() = old);
+        }
+    }
+    let _reset = Reset(STOP.with(|s| s.borrow_mut().replace(flag)));
+    f()
+}
+
+fn stop_requested() -> bool {
+    STOP.with(|s| s.borrow().as_ref().is_some_and(StopFlag::is_stopped))
+}
 
 /// How long a command may run and how much of its output is kept.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +90,8 @@ pub enum GitError {
     NotStarted { source: std::io::Error },
     #[error("`git {args}` did not finish within {}s and was stopped; a very large repository or a hung file system can cause this", .timeout.as_secs())]
     TimedOut { args: String, timeout: Duration },
+    #[error("`git {args}` was stopped because its step was cancelled or ran past its deadline")]
+    Stopped { args: String },
     #[error("`git {args}` failed ({status}): {stderr}")]
     Failed {
         args: String,
@@ -78,6 +125,9 @@ pub fn run(
         cmd.env(k, v);
     }
     let shown = || args.join(" ");
+    if stop_requested() {
+        return Err(GitError::Stopped { args: shown() });
+    }
     let mut child = cmd
         .spawn()
         .map_err(|source| GitError::NotStarted { source })?;
@@ -93,6 +143,7 @@ pub fn run(
                     args: shown(),
                     timeout: limits.timeout,
                 },
+                Stopped::Asked => GitError::Stopped { args: shown() },
                 Stopped::Io(source) => GitError::Io {
                     args: shown(),
                     source,
@@ -127,7 +178,22 @@ fn git_text(root: &Path, args: &[&str]) -> Result<String, GitError> {
 
 enum Stopped {
     Deadline,
+    /// The thread's [`StopFlag`] was raised.
+    Asked,
     Io(std::io::Error),
+}
+
+/// How long to wait in one poll(2): until the deadline, but never longer than
+/// [`STOP_CHECK`], so a stop request is seen promptly.
+fn wait_slice(deadline: Instant) -> Result<Duration, Stopped> {
+    if stop_requested() {
+        return Err(Stopped::Asked);
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Stopped::Deadline);
+    }
+    Ok(left.min(STOP_CHECK))
 }
 
 struct Streams {
@@ -152,10 +218,7 @@ fn read_both(
     };
     let mut chunk = vec![0u8; 64 * 1024];
     while out.is_some() || err.is_some() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Stopped::Deadline);
-        }
+        let left = wait_slice(deadline)?;
         let fd = |s: Option<i32>| libc::pollfd {
             fd: s.unwrap_or(-1), // poll(2) skips negative descriptors
             events: libc::POLLIN,
@@ -222,10 +285,7 @@ fn reap(child: &mut Child, deadline: Instant) -> Result<ExitStatus, Stopped> {
             // SAFETY: `raw` is a descriptor pidfd_open just returned, owned by nobody else.
             let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
             loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Stopped::Deadline);
-                }
+                let left = wait_slice(deadline)?;
                 let mut fds = [libc::pollfd {
                     fd: pidfd.as_raw_fd(),
                     events: libc::POLLIN,
@@ -250,9 +310,7 @@ fn reap(child: &mut Child, deadline: Instant) -> Result<ExitStatus, Stopped> {
         if let Some(status) = child.try_wait().map_err(Stopped::Io)? {
             return Ok(status);
         }
-        if Instant::now() >= deadline {
-            return Err(Stopped::Deadline);
-        }
+        wait_slice(deadline)?;
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
     }

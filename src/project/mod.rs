@@ -310,5 +310,16 @@ pub fn read_head(root: &Path, file: &ProjectFile, limit: u64) -> std::io::Result
     Ok(Some(buf))
 }
 
+/// The first `limit` bytes of the file at `path`; `None` when it is not a regular file
+/// (see [`open_regular`]): no FIFO, device or link is ever opened for reading.
+pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let Some(f) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let mut buf = Vec::new();
+    f.take(limit).read_to_end(&mut buf)?;
+    Ok(Some(buf))
+}
+
 #[cfg(test)]
 mod tests;

@@ -378,3 +378,78 @@ fn both_ways_of_opening_a_file_refuse_every_link() {
         );
     }
 }
+
+#[test]
+fn a_stop_request_ends_a_running_git_command_at_once() {
+    let r = TempDir(repo("pj-stop", &[("a.txt", "a\n")]));
+    let flag = git::StopFlag::new();
+    let f2 = flag.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        f2.stop();
+    });
+    let t = std::time::Instant::now();
+    let e = git::with_stop(flag.clone(), || {
+        git::run(
+            &r.0,
+            &["-c", "alias.hang=!sleep 30", "hang"],
+            &[],
+            git::Limits {
+                timeout: Duration::from_secs(60),
+                max_stdout: None,
+            },
+        )
+    })
+    .unwrap_err();
+    assert!(matches!(e, GitError::Stopped { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // Once stopped, nothing more starts under the flag; outside it, git runs.
+    let again = git::with_stop(flag, || {
+        git::run(
+            &r.0,
+            &["status"],
+            &[],
+            git::Limits {
+                timeout: Duration::from_secs(10),
+                max_stdout: None,
+            },
+        )
+    });
+    assert!(matches!(again, Err(GitError::Stopped { .. })), "{again:?}");
+    assert!(git::run(
+        &r.0,
+        &["status"],
+        &[],
+        git::Limits {
+            timeout: Duration::from_secs(10),
+            max_stdout: None,
+        }
+    )
+    .is_ok());
+}
+
+/// A FIFO in place of `.git/packed-refs` once hung the fingerprint for good (it read
+/// the file with a blocking open). Now it is recorded as "not a regular file", and the
+/// git command that would wait on it ends when the step is stopped.
+#[test]
+fn the_fingerprint_never_blocks_on_a_fifo_in_the_repository() {
+    let r = TempDir(repo("pj-fifo", &[("a.txt", "a\n")]));
+    crate::testutil::mkfifo(&r.0.join(".git/packed-refs"));
+    crate::testutil::mkfifo(&r.0.join("pipe"));
+    let flag = git::StopFlag::new();
+    let f2 = flag.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        f2.stop();
+    });
+    let root = r.0.clone();
+    let fp = crate::testutil::within(Duration::from_secs(15), move || {
+        git::with_stop(flag, || HashCache::new().fingerprint(&root))
+    })
+    .expect("the fingerprint ends although the repository holds FIFOs");
+    assert_eq!(
+        fp.git.get("packed-refs").map(String::as_str),
+        Some("(not a regular file)")
+    );
+    assert!(fp.files.contains_key("a.txt"), "{:?}", fp.files.keys());
+}

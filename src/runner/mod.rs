@@ -118,8 +118,7 @@ impl Supervisor {
             backend,
             out.clone(),
             owner_id.clone(),
-            config.max_parallel,
-            config.deadline,
+            &config,
             Arc::new(crate::redact::Redactor::new(config.secrets.clone())),
         );
         Arc::new(Supervisor {
@@ -176,7 +175,13 @@ impl Supervisor {
                 root.display()
             )));
         }
-        let catalog = self.catalog(Some(&root));
+        // The project's catalog files are read off the async threads.
+        let (me, r2) = (self.clone(), root.clone());
+        let catalog = tokio::task::spawn_blocking(move || me.catalog(Some(&r2)))
+            .await
+            .map_err(|e| {
+                LaunchError::Invalid(format!("root: reading the flow catalog failed: {e}"))
+            })?;
         let Some(flow) = catalog.flow(&req.flow) else {
             return Err(LaunchError::Invalid(format!(
                 "flow: unknown flow {:?}; known flows: {}",

@@ -160,7 +160,9 @@ pub struct Scheduler {
     agent_slots: Arc<Semaphore>,
     /// Per agent prompt.
     pub(super) deadline: Duration,
-    /// The before/after proof of every agent step.
+    /// Per code step.
+    pub(super) code_deadline: Duration,
+    /// The before/after proof of every step.
     pub(super) fingerprints: crate::project::HashCache,
     /// Masks secrets in everything an agent says before it is stored or sent.
     pub(super) redactor: Arc<Redactor>,
@@ -172,8 +174,7 @@ impl Scheduler {
         backend: Arc<dyn AgentBackend>,
         out: OutboxSender,
         owner_id: String,
-        max_parallel: usize,
-        deadline: Duration,
+        config: &crate::config::RunnerConfig,
         redactor: Arc<Redactor>,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
@@ -181,8 +182,9 @@ impl Scheduler {
             backend,
             out,
             owner_id,
-            agent_slots: Arc::new(Semaphore::new(max_parallel.max(1))),
-            deadline,
+            agent_slots: Arc::new(Semaphore::new(config.max_parallel.max(1))),
+            deadline: config.deadline,
+            code_deadline: config.code_deadline,
             fingerprints: crate::project::HashCache::new(),
             redactor,
         })
@@ -254,13 +256,16 @@ impl Scheduler {
             let result = match &spec.work {
                 StepWork::Agent { prompts, .. } => {
                     let chat = chat.clone().unwrap_or_default();
-                    dispatch::run_agent(&scheduler, &ctx, &spec.step_id, &chat, prompts, &scope).await
+                    dispatch::run_agent(&scheduler, &ctx, &spec.step_id, &chat, prompts, &scope)
+                        .await
                 }
                 StepWork::Code {
                     function,
                     args,
                     inputs,
-                } => dispatch::run_code(*function, args, &ctx.root, inputs).await,
+                } => {
+                    dispatch::run_code(&scheduler, &ctx.root, *function, args, inputs, &scope).await
+                }
             };
             scheduler.end_step(&ctx, &scope, &spec, chat, result).await
         });

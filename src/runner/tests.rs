@@ -4,6 +4,7 @@ use super::outbox::{run_outbox, StepUpdated, Transport};
 use super::*;
 use crate::agent::scripted::ScriptedBackend;
 use crate::model::{StepStatus, Trace};
+use std::path::Path;
 use tokio::sync::mpsc;
 
 struct Collect(mpsc::UnboundedSender<Out>);
@@ -719,4 +720,174 @@ async fn a_project_flow_in_an_untrusted_root_is_refused_without_a_run_row() {
     let scope = lock(&sup.runs).get(&id).unwrap().scope.clone();
     scope.stop(scope::StopReason::Shutdown);
     sup.wait(&id).await;
+}
+
+/// A repository whose `.git/shallow` is a FIFO: `git log` waits on it for good.
+fn hanging_log_project() -> PathBuf {
+    let root = one_agent_project();
+    crate::testutil::mkfifo(&root.join(".git/shallow"));
+    root
+}
+
+/// Processes whose working folder is `root` (the git a code step started there).
+fn processes_in(root: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let root = root.canonicalize().unwrap();
+    rd.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == root))
+        .map(|e| std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default())
+        .collect()
+}
+
+/// Starts a `run_command` code step (`argv`) in the running run of `sup`.
+async fn start_code_step(
+    sup: &Arc<Supervisor>,
+    run_id: &str,
+    root: &Path,
+    id: &str,
+    argv: &[&str],
+) -> scheduler::StepHandle {
+    use super::scheduler::{Origin, RunCtx, StepSpec, StepWork};
+    let ctx = RunCtx {
+        run_id: run_id.to_string(),
+        root: root.canonicalize().unwrap(),
+        model: None,
+        scope: lock(&sup.runs).get(run_id).unwrap().scope.clone(),
+    };
+    sup.scheduler
+        .start_step(
+            &ctx,
+            StepSpec {
+                step_id: id.into(),
+                label: "a command".into(),
+                wave: 0,
+                work: StepWork::Code {
+                    function: crate::codesteps::CodeFn::RunCommand,
+                    args: serde_json::json!({ "argv": argv }),
+                    inputs: vec![],
+                },
+                origin: Origin::Runtime,
+                parent_step_id: None,
+                phase: None,
+                cache_key: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// A code step waiting on a FIFO once left its run `running` until the server
+/// restarted: a cancel could not end it. Now the cancel ends it as cancelled at once
+/// and kills its git.
+#[tokio::test]
+async fn a_cancel_ends_a_hung_code_step_and_kills_its_git() {
+    let root = hanging_log_project();
+    let (sup, _store, run_id, _crx) = start(root.clone(), Arc::new(Holding), "solo", 2).await;
+    let handle = start_code_step(&sup, &run_id, &root, "hang", &["git", "log", "--oneline"]).await;
+    // Let git start and block on the FIFO.
+    let t = std::time::Instant::now();
+    while processes_in(&root).is_empty() && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!processes_in(&root).is_empty(), "git started");
+    let t = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(10), sup.cancel(&run_id))
+        .await
+        .expect("the cancel returns")
+        .unwrap();
+    assert_eq!(status, RunStatus::Cancelled);
+    let ended = tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("the step ends");
+    assert_eq!(ended.end.status, Some(StepStatus::Cancelled));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(processes_in(&root), Vec::<String>::new(), "git was killed");
+}
+
+/// Past its deadline a hung code step fails, naming the limit, and its git is killed.
+#[tokio::test]
+async fn a_code_step_past_its_deadline_fails_and_kills_its_git() {
+    let root = hanging_log_project();
+    let store = Store::open(&root.with_extension("db")).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ctx, _crx) = mpsc::unbounded_channel();
+    tokio::spawn(run_outbox(rx, store.clone(), Collect(ctx)));
+    let sup = Supervisor::new(
+        store,
+        Arc::new(Holding),
+        tx,
+        RunnerConfig {
+            code_deadline: Duration::from_secs(1),
+            ..Default::default()
+        },
+        None,
+    );
+    sup.register().await.unwrap();
+    let run_id = sup
+        .launch(LaunchRequest {
+            flow: "solo".into(),
+            band: Band::Small,
+            question: "anything?".into(),
+            root: root.clone(),
+            model: None,
+            fast: false,
+        })
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let handle = start_code_step(&sup, &run_id, &root, "late", &["git", "log", "--oneline"]).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("the step ends");
+    assert_eq!(ended.end.status, Some(StepStatus::Failed));
+    let error = ended.end.error.unwrap_or_default();
+    assert!(error.contains("did not finish within 1s"), "{error}");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(processes_in(&root), Vec::<String>::new(), "git was killed");
+    sup.cancel(&run_id).await.unwrap();
+}
+
+/// Code steps are inside the read-only proof: one that changes the project fails as
+/// fatal, like an agent step (before, only agent steps were bracketed).
+#[tokio::test]
+async fn a_code_step_that_changes_the_project_fails_as_fatal() {
+    let root = one_agent_project();
+    let (sup, _store, run_id, _crx) = start(root.clone(), Arc::new(Holding), "solo", 2).await;
+    let scope = lock(&sup.runs).get(&run_id).unwrap().scope.child();
+    let canon = root.canonicalize().unwrap();
+    let target = canon.join("a.rs");
+    let r = dispatch::bracket_code(&sup.scheduler, &canon, &scope, move || {
+        std::fs::write(&target, "changed\n").map_err(|e| e.to_string())?;
+        Ok("done".into())
+    })
+    .await;
+    match r {
+        dispatch::StepResult::Failed { error, fatal, .. } => {
+            assert!(fatal);
+            assert!(error.contains("a.rs"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A refs-only change is caught as well (what `git branch -D` did).
+    let canon2 = canon.clone();
+    let r = dispatch::bracket_code(&sup.scheduler, &canon, &scope, move || {
+        crate::testutil::git(&canon2, &["branch", "made-by-a-code-step"]);
+        Ok("done".into())
+    })
+    .await;
+    assert!(
+        matches!(r, dispatch::StepResult::Failed { fatal: true, .. }),
+        "{r:?}"
+    );
+    sup.cancel(&run_id).await.unwrap();
 }
