@@ -257,6 +257,19 @@ impl Transport for CliTransport {
                         }
                     }
                 }
+                Out::StepAdded(a) => {
+                    self.steps.insert(a.step_id.clone(), a.agent.clone());
+                    let phase = a.phase.map(|p| format!(" [{p}]")).unwrap_or_default();
+                    let cached = if a.cached { " (cached)" } else { "" };
+                    self.line(&format!(
+                        "+ {} ({}){phase} {}{cached}",
+                        a.step_id, a.agent, a.label
+                    ));
+                }
+                Out::RunLog(l) => {
+                    let mark = if l.kind == "phase" { "== " } else { "· " };
+                    self.line(&format!("{mark}{}", l.message));
+                }
                 Out::Stream(s) => {
                     for e in &s.events {
                         if let StreamEvent::ToolCall { name, input, .. } = e {
@@ -332,6 +345,18 @@ pub async fn run(
             };
         }
     };
+    follow(app, sup, st, hb_stop, run_id).await
+}
+
+/// Waits for a run started by this command (Ctrl-C, SIGHUP and SIGTERM cancel it),
+/// prints its report on stdout, and answers the exit code: 0 only when completed.
+async fn follow(
+    app: App,
+    sup: std::sync::Arc<crate::runner::Supervisor>,
+    st: crate::store::Store,
+    hb_stop: CancellationToken,
+    run_id: String,
+) -> i32 {
     let sup2 = sup.clone();
     let id2 = run_id.clone();
     // Ctrl-C, a closed terminal (SIGHUP) and `kill` (SIGTERM) all cancel the run: a
@@ -381,6 +406,69 @@ pub async fn run(
         }
         _ => 1,
     }
+}
+
+/// `boo workflow run FILE`: a workflow script as a run.
+pub async fn workflow_run(
+    config: Config,
+    file: PathBuf,
+    args: Option<String>,
+    budget: Option<u64>,
+    fresh: bool,
+    root: Option<PathBuf>,
+) -> i32 {
+    let script = match std::fs::read_to_string(&file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "boo: cannot read {} ({e}); give the path of a workflow .js file",
+                file.display()
+            );
+            return 2;
+        }
+    };
+    // JSON when it parses, else the text as a string.
+    let args = args.map(|a| serde_json::from_str(&a).unwrap_or(serde_json::Value::String(a)));
+    let root =
+        root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+    let app = match App::start(&config, |_| CliTransport {
+        started: Instant::now(),
+        steps: HashMap::new(),
+    })
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return 1;
+        }
+    };
+    let (st, sup) = (app.store.clone(), app.supervisor.clone());
+    let hb_stop = CancellationToken::new();
+    tokio::spawn(sup.clone().heartbeat_loop(false, hb_stop.clone()));
+    let launched = sup
+        .launch_workflow(crate::runner::workflow::WorkflowLaunch {
+            script,
+            path: std::path::absolute(&file).ok(),
+            args,
+            root,
+            model: None,
+            budget,
+            fresh,
+        })
+        .await;
+    let run_id = match launched {
+        Ok(id) => id,
+        Err(e) => {
+            hb_stop.cancel();
+            eprintln!("boo: {e}");
+            return match e {
+                LaunchError::Invalid(_) => 2,
+                _ => 1,
+            };
+        }
+    };
+    follow(app, sup, st, hb_stop, run_id).await
 }
 
 fn age(created: &str) -> String {

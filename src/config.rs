@@ -31,6 +31,8 @@ pub struct RunnerConfig {
     pub default_model: Option<String>,
     /// Values masked in everything boo stores or sends from agents (the API key).
     pub secrets: Vec<String>,
+    /// A workflow script's own CPU time (`BOO_WORKFLOW_CPU_MS`, default 10 s).
+    pub workflow_cpu_time: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -43,6 +45,7 @@ impl Default for RunnerConfig {
             lease_timeout: Duration::from_millis(15_000),
             default_model: None,
             secrets: Vec::new(),
+            workflow_cpu_time: Duration::from_secs(10),
         }
     }
 }
@@ -115,6 +118,9 @@ impl Config {
                 .unwrap_or(defaults.lease_timeout),
             default_model: model.clone(),
             secrets: text("OPENAI_API_KEY").into_iter().collect(),
+            workflow_cpu_time: number("BOO_WORKFLOW_CPU_MS")
+                .map(|ms| Duration::from_millis(ms.max(10)))
+                .unwrap_or(defaults.workflow_cpu_time),
         };
         let sandbox_var = var("BOO_SANDBOX").map(|v| v.to_string_lossy().to_string());
         let qwen = QwenConfig {

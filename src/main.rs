@@ -38,6 +38,27 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum WorkflowAction {
+    /// Run a workflow script: live progress on stderr, the report on stdout; exit 0
+    /// only when the run completed.
+    Run {
+        /// The workflow's .js file.
+        file: PathBuf,
+        /// The script's `args`: JSON, or plain text passed as a string.
+        #[arg(long)]
+        args: Option<String>,
+        /// Output tokens the whole run may spend.
+        #[arg(long)]
+        budget: Option<u64>,
+        /// Skip cache look-ups (results are still stored).
+        #[arg(long)]
+        fresh: bool,
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Speak the boo protocol (JSON-RPC, LSP framing) on stdin/stdout.
     Serve {
@@ -75,6 +96,11 @@ enum Command {
         /// List the trusted folders, who trusted them and when.
         #[arg(long, conflicts_with = "revoke")]
         list: bool,
+    },
+    /// Workflow scripts.
+    Workflow {
+        #[command(subcommand)]
+        action: WorkflowAction,
     },
     /// List past runs (newest first).
     Runs {
@@ -246,6 +272,16 @@ fn main() {
                         model,
                         fast,
                     } => cli::run(config, flow, question, band, root, model, fast).await,
+                    Command::Workflow {
+                        action:
+                            WorkflowAction::Run {
+                                file,
+                                args,
+                                budget,
+                                fresh,
+                                root,
+                            },
+                    } => cli::workflow_run(config, file, args, budget, fresh, root).await,
                     Command::Runs { root, all, limit } => {
                         cli::runs(&config, root, all, limit).await
                     }

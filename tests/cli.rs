@@ -340,3 +340,85 @@ fn trust_list_and_revoke_a_root() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(boo(&db, &["trust"]).status.code(), Some(2));
 }
+
+#[test]
+fn workflow_run_prints_the_report_and_exits_by_the_run_status() {
+    let t = TempDir::new("cli-wf");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let file = t.path().join("ask.js");
+    std::fs::write(
+        &file,
+        "export const meta = { name: 'ask', description: 'ask twice' };\nphase('Ask');\nconst a = await parallel([() => agent(`About ${args.topic}`), () => agent('Second opinion')]);\nreturn `answers: ${a.filter(Boolean).length}`;\n",
+    )
+    .unwrap();
+    let args = [
+        "workflow",
+        "run",
+        file.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--args",
+        "{\"topic\": \"add\"}",
+    ];
+    let out = boo(&db, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("## Result\n\nanswers: 2"), "{stdout}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("== Ask") && stderr.contains("+ agent-1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("(cached)"), "{stderr}");
+    // Again: both agents from the cache.
+    let again = boo(&db, &args);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(
+        text(&again.stderr).matches("(cached)").count(),
+        2,
+        "{}",
+        text(&again.stderr)
+    );
+
+    let bad = t.path().join("bad.js");
+    std::fs::write(
+        &bad,
+        "export const meta = { name: 'bad', description: 'x' };\nthrow new Error('stop here');\n",
+    )
+    .unwrap();
+    let out = boo(
+        &db,
+        &[
+            "workflow",
+            "run",
+            bad.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "a failed run exits 1");
+    assert!(
+        text(&out.stderr).contains("stop here"),
+        "{}",
+        text(&out.stderr)
+    );
+    let broken = t.path().join("broken.js");
+    std::fs::write(
+        &broken,
+        "export const meta = { name: 'b', description: 'x' };\nconst = 1;\n",
+    )
+    .unwrap();
+    let out = boo(
+        &db,
+        &[
+            "workflow",
+            "run",
+            broken.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("2:"), "{}", text(&out.stderr));
+}

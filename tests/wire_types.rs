@@ -1461,15 +1461,15 @@ fn a_drifted_declaration_is_named() {
         (edit(&ts, "  status: StepStatus | null;", "  status: StepStatus;"), "protocol.ts: `StepUpdatedParams.status` cannot be null here but the server may send null"),
         (edit(&ts, "  traceId: string;", "  traceId: string | null;"), "protocol.ts: `Trace.traceId` may be null here but the server never sends null"),
         // Another type, another enum value, another variant, another method table.
-        (edit(&ts, "  seq: number;", "  seq: string;"), "protocol.ts: `AgentStreamParams.seq` is `string` here but the server sends `integer`"),
-        (edit(&ts, "export type StepKind = 'agent' | 'code';", "export type StepKind = 'agent' | 'code' | 'script';"), "protocol.ts: `StepKind` has the values"),
+        (edit(&ts, "per chatId. */\n  seq: number;", "per chatId. */\n  seq: string;"), "protocol.ts: `AgentStreamParams.seq` is `string` here but the server sends `integer`"),
+        (edit(&ts, "export type StepKind = 'agent' | 'code' | 'script';", "export type StepKind = 'agent' | 'code' | 'script' | 'loop';"), "protocol.ts: `StepKind` has the values"),
         (edit(&ts, "  | { type: 'thinking'; text: string }\n", ""), "protocol.ts: `StreamEvent[type=thinking]` is missing"),
         (edit(&ts, "{ params: GetRunParams; result: GetRunResult }", "{ params: GetRunParams; result: Run }"), "protocol.ts: `boo/getRun` carries GetRunParams → Run"),
         // The same in Lua.
         (edit(&lua, "---@field resumed boolean", "---@field resumedd boolean"), "protocol.lua: `RunStartedParams.resumed` is missing"),
         (edit(&lua, "---@field runStatus? boo.RunStatus", "---@field runStatus boo.RunStatus"), "protocol.lua: `StepUpdatedParams.runStatus` is required here but the server may leave it out"),
         (edit(&lua, "---@field finishedAt string|nil\n\n---@class boo.Run", "---@field finishedAt string\n\n---@class boo.Run"), "protocol.lua: `RunSummary.finishedAt` cannot be null here but the server may send null"),
-        (edit(&lua, "---@field seq integer", "---@field seq number"), "protocol.lua: `AgentStreamParams.seq` is `float` here but the server sends `integer`"),
+        (edit(&lua, "---@field seq integer 1, 2, 3, … per chatId", "---@field seq number 1, 2, 3, … per chatId"), "protocol.lua: `AgentStreamParams.seq` is `float` here but the server sends `integer`"),
         (edit(&lua, "  ['boo/trace'] = 'boo.TraceParams',\n", ""), "protocol.lua: `boo/trace` is missing from the notification table"),
     ];
     for (src, expected) in cases {

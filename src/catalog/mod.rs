@@ -226,6 +226,13 @@ pub fn parse_flow(
             errors.push(err(at("id"), format!("duplicate step id {:?}", s.id)));
         }
         let kind = match s.kind.parse::<StepKind>() {
+            Ok(StepKind::Script) => {
+                errors.push(err(
+                    at("kind"),
+                    "a flow step is \"agent\" or \"code\"; \"script\" steps belong to workflow runs".into(),
+                ));
+                continue;
+            }
             Ok(k) => k,
             Err(e) => {
                 errors.push(err(at("kind"), e));
@@ -283,6 +290,8 @@ pub fn parse_flow(
                     }
                 }
             }
+            // Refused above.
+            StepKind::Script => continue,
         };
         let prompt = s.prompt.clone().unwrap_or_default();
         if kind == StepKind::Agent && prompt.trim().is_empty() {

@@ -217,6 +217,7 @@ fn agent_inputs<'a>(
         match d.kind {
             StepKind::Agent => out.push(d),
             StepKind::Code => stack.extend(d.after.iter().map(String::as_str)),
+            StepKind::Script => {}
         }
     }
     out

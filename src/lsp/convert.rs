@@ -72,6 +72,7 @@ impl From<model::StepKind> for ext::StepKind {
         match k {
             model::StepKind::Agent => ext::StepKind::Agent,
             model::StepKind::Code => ext::StepKind::Code,
+            model::StepKind::Script => ext::StepKind::Script,
         }
     }
 }
@@ -184,6 +185,7 @@ impl From<model::Run> for ext::Run {
             usage,
             fast,
             title,
+            kind,
         } = r;
         let ext::RunSummary {
             run_id,
@@ -209,6 +211,10 @@ impl From<model::Run> for ext::Run {
             usage: usage.into(),
             fast,
             title,
+            kind,
+            workflow: None,
+            result: None,
+            log: None,
         }
     }
 }
@@ -446,6 +452,7 @@ impl From<outbox::StepUpdated> for ext::StepUpdatedParams {
             label,
             wave,
             output,
+            result,
         } = m;
         ext::StepUpdatedParams {
             run_id,
@@ -465,6 +472,39 @@ impl From<outbox::StepUpdated> for ext::StepUpdatedParams {
             label,
             wave,
             output,
+            result,
+        }
+    }
+}
+
+impl From<outbox::StepAdded> for ext::StepAddedParams {
+    fn from(m: outbox::StepAdded) -> Self {
+        ext::StepAddedParams {
+            run_id: m.run_id,
+            step: ext::AddedStep {
+                step_id: m.step_id,
+                agent: m.agent,
+                kind: m.kind.into(),
+                label: m.label,
+                phase: m.phase,
+                wave: m.wave,
+                chat_id: m.chat_id,
+                status: m.status.into(),
+                cached: m.cached,
+                parent_step_id: m.parent_step_id,
+            },
+        }
+    }
+}
+
+impl From<outbox::RunLog> for ext::RunLogParams {
+    fn from(m: outbox::RunLog) -> Self {
+        ext::RunLogParams {
+            run_id: m.run_id,
+            seq: m.seq,
+            kind: m.kind,
+            message: m.message,
+            at: m.at,
         }
     }
 }
@@ -716,6 +756,7 @@ mod tests {
             label: Some("l".into()),
             wave: Some(3),
             output: Some("o".into()),
+            result: Some(serde_json::json!({"k": [1]})),
         });
         same::<_, ext::AgentStreamParams>(outbox::AgentStream {
             run_id: "r".into(),
@@ -746,6 +787,7 @@ mod tests {
                 usage: usage(),
                 fast: full,
                 title: full.then(|| "t".into()),
+                kind: "flow".into(),
             });
             let step = model::Step {
                 step_id: "s".into(),

@@ -47,7 +47,7 @@ wire_enum! {
         Cancelled = "cancelled",
     }
 
-    pub enum StepKind { Agent = "agent", Code = "code" }
+    pub enum StepKind { Agent = "agent", Code = "code", Script = "script" }
 
     pub enum TraceOutcome { Ok = "ok", Error = "error", Denied = "denied" }
 
@@ -164,6 +164,25 @@ wire_struct! {
         pub usage: Usage,
         pub fast: bool,
         pub title: Option<String>,
+        /// `"flow"` or `"workflow"`.
+        pub kind: String,
+        /// A workflow run's `{ name, source, path, args, budget: { total, spent } }`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub workflow: Option<Value>,
+        /// A completed workflow run's return value.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub result: Option<Value>,
+        /// A workflow run's log.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub log: Option<Vec<RunLogLine>>,
+    }
+
+    /// One line of `Run.log`.
+    pub struct RunLogLine {
+        pub seq: u64,
+        pub kind: String,
+        pub message: String,
+        pub at: String,
     }
 
     /// A step of the roster in `boo/runStarted`.
@@ -293,6 +312,29 @@ wire_struct! {
         pub run_id: String,
     }
 
+    /// Exactly one of `workflow`, `script` and `scriptPath`.
+    pub struct LaunchWorkflowParams {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub workflow: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub script: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub script_path: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub args: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub root: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub model: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub budget: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub fresh: Option<bool>,
+    }
+    pub struct LaunchWorkflowResult {
+        pub run_id: String,
+    }
+
     pub struct ListRunsParams {
         /// Absent: the workspace root's runs; null: every project's runs.
         #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
@@ -414,6 +456,36 @@ wire_struct! {
         pub wave: Option<u32>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub output: Option<String>,
+        /// A workflow run's return value, on its last notification when it completed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub result: Option<Value>,
+    }
+
+    /// `boo/stepAdded`: a step the run created while it ran (a workflow's `agent()`).
+    pub struct StepAddedParams {
+        pub run_id: String,
+        pub step: AddedStep,
+    }
+    pub struct AddedStep {
+        pub step_id: String,
+        pub agent: String,
+        pub kind: StepKind,
+        pub label: String,
+        pub phase: Option<String>,
+        pub wave: u32,
+        pub chat_id: Option<String>,
+        pub status: StepStatus,
+        pub cached: bool,
+        pub parent_step_id: Option<String>,
+    }
+
+    /// `boo/runLog`: one line of a workflow run's log (`log()` or `phase()`).
+    pub struct RunLogParams {
+        pub run_id: String,
+        pub seq: u64,
+        pub kind: String,
+        pub message: String,
+        pub at: String,
     }
 
     pub struct AgentStreamParams {
@@ -514,6 +586,8 @@ requests! {
     ListFlows = "boo/listFlows", ListFlowsParams => ListFlowsResult;
     /// Answers as soon as the run row exists; the run reports through notifications.
     LaunchFlow = "boo/launchFlow", LaunchFlowParams => LaunchFlowResult;
+    /// A workflow script as a run; a script that does not compile is `-32602`.
+    LaunchWorkflow = "boo/launchWorkflow", LaunchWorkflowParams => LaunchWorkflowResult;
     ListRuns = "boo/listRuns", ListRunsParams => ListRunsResult;
     GetRun = "boo/getRun", GetRunParams => GetRunResult;
     /// Answers once the run has ended; a run that already ended is `-32004`.
@@ -530,6 +604,9 @@ notifications! {
     StepUpdated = "boo/stepUpdated", StepUpdatedParams;
     AgentStream = "boo/agentStream", AgentStreamParams;
     TraceNote = "boo/trace", TraceParams;
+    /// Sent before the added step's first `boo/stepUpdated` or `boo/agentStream`.
+    StepAdded = "boo/stepAdded", StepAddedParams;
+    RunLog = "boo/runLog", RunLogParams;
 }
 
 /// `workspace/executeCommand` commands (for generic LSP clients): the argument is the

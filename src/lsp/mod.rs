@@ -219,6 +219,60 @@ impl Backend {
         Ok(ext::LaunchFlowResult { run_id })
     }
 
+    async fn launch_workflow(
+        &self,
+        p: ext::LaunchWorkflowParams,
+    ) -> Result<ext::LaunchWorkflowResult> {
+        let sup = self.sup()?.clone();
+        let root = match p.root {
+            Some(r) => PathBuf::from(r),
+            None => self.workspace_root().ok_or_else(|| {
+                invalid("root: no root was given and the client opened no workspace folder; send `root` with the project directory")
+            })?,
+        };
+        let (script, path) = match (p.script, p.script_path, p.workflow) {
+            (Some(text), _, _) => (text, None),
+            (None, Some(file), _) => {
+                let file = root.join(file);
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    invalid(format!(
+                        "scriptPath: cannot read {} ({e}); send the path of a readable .js file",
+                        file.display()
+                    ))
+                })?;
+                (text, Some(file))
+            }
+            (None, None, Some(name)) => {
+                return Err(invalid(format!(
+                    "workflow: this server cannot look workflows up by name yet ({name:?}); send `script` or `scriptPath` instead"
+                )))
+            }
+            (None, None, None) => {
+                return Err(invalid(
+                    "workflow, script, scriptPath: send exactly one of them",
+                ))
+            }
+        };
+        let run_id = sup
+            .launch_workflow(crate::runner::workflow::WorkflowLaunch {
+                script,
+                path,
+                args: p.args,
+                root,
+                model: p.model,
+                budget: p.budget,
+                fresh: p.fresh.unwrap_or(false),
+            })
+            .await
+            .map_err(|e| match e {
+                LaunchError::Invalid(m) => invalid(m),
+                LaunchError::Unavailable(m) => rpc_error(AGENT_UNAVAILABLE, m),
+                e @ LaunchError::Untrusted { .. } => rpc_error(UNTRUSTED_ROOT, e.to_string()),
+                LaunchError::Internal(m) => internal(m),
+            })?;
+        Ok(ext::LaunchWorkflowResult { run_id })
+    }
+
     async fn list_runs(&self, p: ext::ListRunsParams) -> Result<ext::ListRunsResult> {
         let sup = self.sup()?;
         let root = match p.root {
@@ -268,15 +322,16 @@ impl Backend {
                     }
                 }
                 let turns = queries::turn_usages(c, &id)?;
-                Ok(Some((run, steps, turns)))
+                let log = queries::get_log(c, &id)?;
+                Ok(Some((run, steps, turns, log)))
             })
             .await
             .map_err(internal)?;
-        let Some((run, steps, turns)) = got else {
+        let Some((run, steps, turns, log)) = got else {
             return Err(unknown_run(&p.run_id));
         };
         // Each step also carries the usage of every model turn (with its cache hit rate).
-        let steps = steps
+        let steps: Vec<ext::Step> = steps
             .into_iter()
             .map(|s| {
                 let per_turn = turns
@@ -290,8 +345,31 @@ impl Backend {
                 convert::step(s.step, per_turn)
             })
             .collect();
+        let workflow = crate::runner::workflow::is_workflow(&run.meta).then(|| {
+            let spent: u64 = steps.iter().map(|s| s.usage.output_tokens).sum();
+            let mut wf = run.meta.get("workflow").cloned().unwrap_or_default();
+            if let Some(b) = wf.get_mut("budget").and_then(|b| b.as_object_mut()) {
+                b.insert("spent".into(), spent.into());
+            }
+            wf
+        });
+        let mut wire: ext::Run = run.run.into();
+        if let Some(wf) = workflow {
+            wire.workflow = Some(wf);
+            wire.result = run.meta.get("result").cloned();
+            wire.log = Some(
+                log.into_iter()
+                    .map(|l| ext::RunLogLine {
+                        seq: l.seq,
+                        kind: l.kind,
+                        message: l.message,
+                        at: l.at,
+                    })
+                    .collect(),
+            );
+        }
         Ok(ext::GetRunResult {
-            run: run.run.into(),
+            run: wire,
             steps,
             report: run.report,
         })
@@ -399,6 +477,7 @@ macro_rules! handlers {
 handlers! {
     ext::ListFlows => list_flows;
     ext::LaunchFlow => launch_flow;
+    ext::LaunchWorkflow => launch_workflow;
     ext::ListRuns => list_runs;
     ext::GetRun => get_run;
     ext::CancelRun => cancel_run;
@@ -616,6 +695,12 @@ impl Transport for LspTransport {
                         .send_notification::<ext::TraceNote>(m.into())
                         .await
                 }
+                Out::StepAdded(m) => {
+                    self.client
+                        .send_notification::<ext::StepAdded>(m.into())
+                        .await
+                }
+                Out::RunLog(m) => self.client.send_notification::<ext::RunLog>(m.into()).await,
                 Out::Findings {
                     root,
                     flow,

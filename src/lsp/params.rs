@@ -114,6 +114,20 @@ fn check_run_id(run_id: &str) -> Result<(), String> {
 
 impl Params for ext::ListFlowsParams {}
 
+impl Params for ext::LaunchWorkflowParams {
+    fn check(&self) -> Result<(), String> {
+        let given = [
+            self.workflow.is_some(),
+            self.script.is_some(),
+            self.script_path.is_some(),
+        ];
+        match given.iter().filter(|g| **g).count() {
+            1 => Ok(()),
+            _ => Err("workflow, script, scriptPath: send exactly one of them (a workflow name, the script's text, or the path of a .js file)".into()),
+        }
+    }
+}
+
 impl Params for ext::LaunchFlowParams {
     fn refused(field: &str, got: Option<&Value>) -> Option<String> {
         Some(match field {

@@ -197,6 +197,12 @@ async fn step_spec(
         .await
         .map_err(|e| e.to_string())?;
     let work = match planned.kind {
+        StepKind::Script => {
+            return Err(format!(
+                "step {} is a script step, which only workflow runs have",
+                planned.id
+            ))
+        }
         // Code steps see their inputs in roster order; agents in `after` order.
         StepKind::Code => StepWork::Code {
             function: CodeFn::parse(&planned.agent).map_err(|e| e.to_string())?,

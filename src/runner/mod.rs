@@ -23,6 +23,7 @@ pub mod report_input;
 pub mod scheduler;
 pub mod scope;
 pub mod state;
+pub mod workflow;
 
 use crate::agent::qwen::model_name_problem;
 use crate::agent::AgentBackend;
@@ -262,7 +263,18 @@ impl Supervisor {
         );
         let sup = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = flow::drive(&sup, &run_id, resumed, scope.clone()).await {
+            let id = run_id.clone();
+            let kind = sup
+                .store
+                .call(move |c| Ok(queries::get_run(c, &id)?.map(|r| r.meta)))
+                .await;
+            let driven = match kind {
+                Ok(Some(meta)) if workflow::is_workflow(&meta) => {
+                    workflow::drive(&sup, &run_id, resumed, scope.clone()).await
+                }
+                _ => flow::drive(&sup, &run_id, resumed, scope.clone()).await,
+            };
+            if let Err(e) = driven {
                 tracing::error!(run = %run_id, "run stopped on an internal error: {e}");
                 // Its steps' agents stop with the run's scope.
                 scope.stop(StopReason::ParentEnded);

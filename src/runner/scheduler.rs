@@ -7,7 +7,7 @@
 //! it; workflows and background agents will; nothing else starts an agent.
 
 use super::dispatch::{self, StepResult};
-use super::outbox::{Out, OutboxSender, StepUpdated};
+use super::outbox::{Out, OutboxSender, StepAdded, StepUpdated};
 use super::scope::RunScope;
 use crate::agent::{AgentBackend, ContentBlock};
 use crate::clock;
@@ -75,9 +75,8 @@ impl StepWork {
 pub enum Origin {
     /// In the plan at launch: its row exists and is claimed (`pending → running`).
     Plan,
-    /// Created while the run runs: its row is inserted as running. Workflow scripts
-    /// and background agents start their steps this way; today only tests do.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Created while the run runs: its row is inserted as running and announced with
+    /// `boo/stepAdded`. Workflow scripts start their agents this way.
     Runtime,
 }
 
@@ -232,6 +231,20 @@ impl Scheduler {
                 if !inserted {
                     return Err(StartError::NotOwned);
                 }
+                // A step the clients have not seen: added before its first update.
+                let _ = self.out.send(Out::StepAdded(StepAdded {
+                    run_id: ctx.run_id.clone(),
+                    step_id: spec.step_id.clone(),
+                    agent: spec.work.performer().to_string(),
+                    kind,
+                    label: spec.label.clone(),
+                    phase: spec.phase.clone(),
+                    wave: spec.wave,
+                    chat_id: fresh_chat.clone(),
+                    status: StepStatus::Running,
+                    cached: false,
+                    parent_step_id: spec.parent_step_id.clone(),
+                }));
                 fresh_chat
             }
         };

@@ -371,6 +371,7 @@ async fn the_roster_announces_each_agent_steps_first_chat() {
                     .any(|m| matches!(m, Out::Stream(s) if s.chat_id == chat)));
             }
             StepKind::Code => assert_eq!(entry.chat_id, None, "{}", entry.step_id),
+            StepKind::Script => panic!("a flow has no script step: {}", entry.step_id),
         }
     }
     assert!(agents > 0);
@@ -890,4 +891,176 @@ async fn a_code_step_that_changes_the_project_fails_as_fatal() {
         "{r:?}"
     );
     sup.cancel(&run_id).await.unwrap();
+}
+
+// ---- workflow runs -------------------------------------------------------------
+
+const FAN_OUT: &str = r#"export const meta = { name: 'fan', description: 'fan out then pipeline' };
+phase('Survey');
+log('starting');
+const parts = await parallel([1, 2, 3].map(i => () => agent(`look at part ${i}`)));
+phase('Refine');
+const refined = await pipeline(['x', 'y'], (prev, item) => agent(`refine ${item}`), (prev) => agent(`check ${prev.length}`));
+return { parts: parts.length, refined: refined.length };
+"#;
+
+/// Launches a workflow on `root` with a fresh supervisor over `db`, waits for its
+/// end and returns the run id and every delivered message.
+async fn run_workflow_on(
+    root: &std::path::Path,
+    db: &std::path::Path,
+    script: &str,
+    fresh: bool,
+) -> (Store, String, Vec<Out>) {
+    let store = Store::open(db).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ctx, mut crx) = mpsc::unbounded_channel();
+    tokio::spawn(run_outbox(rx, store.clone(), Collect(ctx)));
+    let backend = Arc::new(ScriptedBackend {
+        reply: "An answer.".into(),
+        fail_steps: vec![],
+    });
+    let sup = Supervisor::new(store.clone(), backend, tx, RunnerConfig::default(), None);
+    sup.register().await.unwrap();
+    let run_id = sup
+        .launch_workflow(workflow::WorkflowLaunch {
+            script: script.into(),
+            path: None,
+            args: None,
+            root: root.to_path_buf(),
+            model: None,
+            budget: None,
+            fresh,
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), sup.wait(&run_id))
+        .await
+        .expect("the workflow run ends");
+    drop(sup);
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), crx.recv()).await {
+        got.push(m);
+    }
+    (store, run_id, got)
+}
+
+fn last_update(msgs: &[Out]) -> StepUpdated {
+    msgs.iter()
+        .rev()
+        .find_map(|m| match m {
+            Out::StepUpdated(u) => Some(u.clone()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_workflow_runs_its_agents_and_a_second_run_comes_from_the_cache() {
+    let root = temp_repo();
+    let db = root.with_extension("wf.db");
+    let (store, run_id, msgs) = run_workflow_on(&root, &db, FAN_OUT, false).await;
+    assert!(
+        matches!(&msgs[0], Out::RunStarted(s) if s.steps.len() == 1 && s.steps[0].step_id == "script")
+    );
+    let last = last_update(&msgs);
+    assert_eq!(last.step_id, "script");
+    assert_eq!(
+        last.run_status,
+        Some(RunStatus::Completed),
+        "{:?}",
+        last.run_error
+    );
+    assert_eq!(
+        last.result,
+        Some(serde_json::json!({"parts": 3, "refined": 2}))
+    );
+    assert!(last.report.as_deref().unwrap().starts_with("## Result"));
+    // stepAdded precedes every other message of its step.
+    let mut added = std::collections::HashSet::new();
+    for m in &msgs {
+        match m {
+            Out::StepAdded(a) => {
+                assert!(!a.cached);
+                assert_eq!(a.parent_step_id.as_deref(), Some("script"));
+                added.insert(a.step_id.clone());
+            }
+            Out::StepUpdated(u) if u.step_id != "script" => assert!(added.contains(&u.step_id)),
+            Out::Stream(s) => assert!(added.contains(&s.step_id)),
+            _ => {}
+        }
+    }
+    assert_eq!(added.len(), 7);
+    let logs: Vec<(u64, String, String)> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Out::RunLog(l) => Some((l.seq, l.kind.clone(), l.message.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        logs,
+        vec![
+            (1, "phase".into(), "Survey".into()),
+            (2, "log".into(), "starting".into()),
+            (3, "phase".into(), "Refine".into()),
+        ]
+    );
+    let id = run_id.clone();
+    let steps = store
+        .call(move |c| queries::get_steps(c, &id))
+        .await
+        .unwrap();
+    let agents: Vec<_> = steps
+        .iter()
+        .filter(|s| s.step.kind == StepKind::Agent)
+        .collect();
+    assert_eq!(agents.len(), 7);
+    assert!(agents
+        .iter()
+        .all(|s| s.step.status == StepStatus::Completed));
+    let survey = agents
+        .iter()
+        .filter(|s| s.step.phase.as_deref() == Some("Survey"))
+        .count();
+    assert_eq!(survey, 3);
+    assert!(agents
+        .iter()
+        .all(|s| s.step.cache_key.as_deref().is_some_and(|k| k.len() == 64)));
+
+    // The same script on the same project: every agent from the cache, no process.
+    let (store2, run2, msgs2) = run_workflow_on(&root, &db, FAN_OUT, false).await;
+    assert_eq!(last_update(&msgs2).run_status, Some(RunStatus::Completed));
+    assert!(
+        !msgs2.iter().any(|m| matches!(m, Out::Stream(_))),
+        "no agent ran"
+    );
+    let id = run2.clone();
+    let steps2 = store2
+        .call(move |c| queries::get_steps(c, &id))
+        .await
+        .unwrap();
+    let agents2: Vec<_> = steps2
+        .iter()
+        .filter(|s| s.step.kind == StepKind::Agent)
+        .collect();
+    assert_eq!(agents2.len(), 7);
+    assert!(agents2.iter().all(|s| s.step.chat_id.is_none()
+        && s.step.meta.as_ref().and_then(|m| m.get("cached")) == Some(&serde_json::json!(true))));
+
+    // fresh: look-ups skipped, the agents run again.
+    let (_, _, msgs3) = run_workflow_on(&root, &db, FAN_OUT, true).await;
+    assert!(msgs3.iter().any(|m| matches!(m, Out::Stream(_))));
+}
+
+#[tokio::test]
+async fn a_script_error_fails_the_run_with_its_position() {
+    let root = temp_repo();
+    let db = root.with_extension("wf-err.db");
+    let script = "export const meta = { name: 'bad', description: 'throws' };\nconst a = 1;\nthrow new Error('no luck');\n";
+    let (_, _, msgs) = run_workflow_on(&root, &db, script, false).await;
+    let last = last_update(&msgs);
+    assert_eq!(last.run_status, Some(RunStatus::Failed));
+    let err = last.run_error.unwrap();
+    assert!(err.contains("no luck") && err.contains("3:"), "{err}");
 }

@@ -84,6 +84,9 @@ pub struct RunRow {
     pub report: Option<String>,
     pub report_json: Option<String>,
     pub cancel_requested: bool,
+    /// The run's `meta` JSON (for a workflow run: `kind`, `workflow`, `script`,
+    /// `result`).
+    pub meta: serde_json::Value,
 }
 
 const RUN_COLS: &str =
@@ -137,8 +140,17 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
         cache_read_tokens: row.get::<_, i64>(18)? as u64,
         total_tokens: row.get::<_, i64>(19)? as u64,
     };
+    let meta: serde_json::Value = row
+        .get::<_, Option<String>>(14)?
+        .and_then(|m| serde_json::from_str(&m).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let kind = match meta.get("kind").and_then(|k| k.as_str()) {
+        Some("workflow") => "workflow",
+        _ => "flow",
+    };
     Ok(RunRow {
         run: Run {
+            kind: kind.to_string(),
             summary: summary_from_row(row)?,
             model: row.get(8)?,
             error: row.get(9)?,
@@ -150,6 +162,7 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
         report: row.get(11)?,
         report_json: row.get(12)?,
         cancel_requested: row.get::<_, i64>(13)? != 0,
+        meta,
     })
 }
 
@@ -910,4 +923,235 @@ pub fn gc(c: &Connection, cutoff_ms: i64) -> Result<(u64, u64, u64, u64)> {
         [&cutoff],
     )? as u64;
     Ok((runs, steps, snaps, traces))
+}
+
+// ---- workflow runs ------------------------------------------------------------
+
+/// A workflow run and its script step, created in one go.
+#[derive(Debug, Clone)]
+pub struct NewWorkflowRun {
+    pub run_id: String,
+    /// The workflow's name (stored as the run's `flow`).
+    pub name: String,
+    /// `meta.description`: the script step's label and the run's title.
+    pub description: String,
+    pub root: String,
+    /// `args` as one line of text (the run's `question`).
+    pub question: String,
+    pub model: Option<String>,
+    pub owner_id: String,
+    /// `kind`, `workflow`, `script`, `fresh`.
+    pub meta: serde_json::Value,
+}
+
+/// The id of a workflow run's script step.
+pub const SCRIPT_STEP: &str = "script";
+
+pub fn insert_workflow_run(c: &Connection, r: &NewWorkflowRun) -> Result<()> {
+    let now = clock::now_rfc3339();
+    let plan = Plan {
+        flow: r.name.clone(),
+        band: Band::Small,
+        steps: Vec::new(),
+        answer: Vec::new(),
+    };
+    let plan = serde_json::to_string(&plan).map_err(|e| StoreError::Data(e.to_string()))?;
+    let input = serde_json::json!({ "question": r.question, "fast": false });
+    c.execute(
+        "INSERT INTO flow_runs (run_id, flow, flow_title, band, status, project_id, root, input, model, plan, meta, created_at)
+         VALUES (?1, ?2, ?3, 'small', 'running', ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            r.run_id,
+            r.name,
+            r.description,
+            r.root,
+            input.to_string(),
+            r.model,
+            plan,
+            r.meta.to_string(),
+            now
+        ],
+    )?;
+    c.execute(
+        "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, status, attempt, started_at)
+         VALUES (?1, ?2, 'script', ?3, ?4, 0, 0, 'running', 1, ?5)",
+        params![r.run_id, SCRIPT_STEP, r.name, r.description, now],
+    )?;
+    let ms = clock::now_ms();
+    c.execute(
+        "INSERT INTO run_leases (run_id, owner_id, acquired_ms, heartbeat_ms) VALUES (?1, ?2, ?3, ?3)",
+        params![r.run_id, r.owner_id, ms],
+    )?;
+    Ok(())
+}
+
+/// Gets a workflow run ready to run its script again from the top (after adoption):
+/// agent steps that did not complete are removed (they run again, under the same
+/// ids), and the script step is running again.
+pub fn restart_workflow(c: &Connection, run_id: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM flow_steps WHERE run_id = ?1 AND kind = 'agent' AND status <> 'completed'",
+        [run_id],
+    )?;
+    c.execute(
+        "UPDATE flow_steps SET status = 'running', attempt = attempt + 1, started_at = ?2
+         WHERE run_id = ?1 AND step_id = ?3 AND status IN ('pending', 'running')",
+        params![run_id, clock::now_rfc3339(), SCRIPT_STEP],
+    )?;
+    Ok(())
+}
+
+/// Removes one step row (a workflow agent about to be recorded again after a restart).
+pub fn delete_step(c: &Connection, run_id: &str, step_id: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM flow_steps WHERE run_id = ?1 AND step_id = ?2",
+        params![run_id, step_id],
+    )?;
+    Ok(())
+}
+
+/// Stores the script's return value in the run's meta.
+pub fn set_run_result(c: &Connection, run_id: &str, result: &serde_json::Value) -> Result<()> {
+    c.execute(
+        "UPDATE flow_runs SET meta = json_set(COALESCE(meta, '{}'), '$.result', json(?2)) WHERE run_id = ?1",
+        params![run_id, result.to_string()],
+    )?;
+    Ok(())
+}
+
+/// A completed agent's result in the workflow cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedResult {
+    pub output: String,
+    pub usage: Usage,
+}
+
+pub fn cache_get(c: &Connection, root: &str, key: &str) -> Result<Option<CachedResult>> {
+    Ok(c.query_row(
+        "SELECT output, input_tokens, output_tokens, cache_read_tokens, total_tokens
+         FROM workflow_cache WHERE root = ?1 AND cache_key = ?2",
+        params![root, key],
+        |r| {
+            Ok(CachedResult {
+                output: r.get(0)?,
+                usage: Usage {
+                    input_tokens: r.get::<_, i64>(1)? as u64,
+                    output_tokens: r.get::<_, i64>(2)? as u64,
+                    cache_read_tokens: r.get::<_, i64>(3)? as u64,
+                    total_tokens: r.get::<_, i64>(4)? as u64,
+                },
+            })
+        },
+    )
+    .optional()?)
+}
+
+pub fn cache_put(
+    c: &Connection,
+    root: &str,
+    key: &str,
+    value: &CachedResult,
+    run_id: &str,
+    step_id: &str,
+) -> Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO workflow_cache (root, cache_key, output, input_tokens, output_tokens,
+                                                cache_read_tokens, total_tokens, run_id, step_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            root,
+            key,
+            value.output,
+            value.usage.input_tokens as i64,
+            value.usage.output_tokens as i64,
+            value.usage.cache_read_tokens as i64,
+            value.usage.total_tokens as i64,
+            run_id,
+            step_id,
+            clock::now_rfc3339()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records a workflow agent answered from the cache: a completed step with the stored
+/// output and usage, `meta.cached = true`, and no chat. False when `owner` no longer
+/// holds the run.
+pub fn insert_cached_step(
+    c: &Connection,
+    run_id: &str,
+    owner: &str,
+    s: &NewRuntimeStep,
+    hit: &CachedResult,
+) -> Result<Option<String>> {
+    let now = clock::now_rfc3339();
+    let n = c.execute(
+        "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, status, attempt,
+                                 output, started_at, finished_at, input_tokens, output_tokens,
+                                 cache_read_tokens, total_tokens, meta, origin, parent_step_id, phase, cache_key)
+         SELECT ?1, ?2, 'agent', ?3, ?4, ?5,
+                (SELECT COALESCE(MAX(position), -1) + 1 FROM flow_steps WHERE run_id = ?1),
+                'completed', 0, ?6, ?7, ?7, ?8, ?9, ?10, ?11, '{\"cached\":true}', 'runtime', ?12, ?13, ?14
+         WHERE EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = ?1 AND l.owner_id = ?15)
+           AND EXISTS (SELECT 1 FROM flow_runs r WHERE r.run_id = ?1 AND r.status = 'running')",
+        params![
+            run_id,
+            s.step_id,
+            s.agent,
+            s.label,
+            s.wave,
+            hit.output,
+            now,
+            hit.usage.input_tokens as i64,
+            hit.usage.output_tokens as i64,
+            hit.usage.cache_read_tokens as i64,
+            hit.usage.total_tokens as i64,
+            s.parent_step_id,
+            s.phase,
+            s.cache_key,
+            owner
+        ],
+    )?;
+    Ok((n == 1).then_some(now))
+}
+
+/// One line of a workflow run's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    pub seq: u64,
+    /// `log` or `phase`.
+    pub kind: String,
+    pub message: String,
+    pub at: String,
+}
+
+pub fn insert_log(c: &Connection, run_id: &str, line: &LogRow) -> Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO run_log (run_id, seq, kind, message, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![run_id, line.seq as i64, line.kind, line.message, line.at],
+    )?;
+    Ok(())
+}
+
+pub fn get_log(c: &Connection, run_id: &str) -> Result<Vec<LogRow>> {
+    let mut st =
+        c.prepare("SELECT seq, kind, message, at FROM run_log WHERE run_id = ?1 ORDER BY seq")?;
+    let rows = st.query_map([run_id], |r| {
+        Ok(LogRow {
+            seq: r.get::<_, i64>(0)? as u64,
+            kind: r.get(1)?,
+            message: r.get(2)?,
+            at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The largest log seq of a run (0 without lines): a restarted script continues it.
+pub fn last_log_seq(c: &Connection, run_id: &str) -> Result<u64> {
+    Ok(c.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM run_log WHERE run_id = ?1",
+        [run_id],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
 }

@@ -364,7 +364,7 @@ fn a_version_2_database_gains_the_trust_table() {
     let v: i64 = c
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, SCHEMA_VERSION);
     queries::set_trusted(&c, "/p", true, "boo trust").unwrap();
     assert!(queries::is_trusted(&c, "/p").unwrap());
     drop(c);

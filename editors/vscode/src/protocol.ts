@@ -23,7 +23,7 @@ export interface Usage {
   cacheHitRate?: number | null;
 }
 
-export type StepKind = 'agent' | 'code';
+export type StepKind = 'agent' | 'code' | 'script';
 export type TraceOutcome = 'ok' | 'error' | 'denied';
 export type TracePhase = 'start' | 'finish';
 export type ExportFormat = 'markdown' | 'json';
@@ -80,6 +80,22 @@ export interface Run extends RunSummary {
   usage: Usage;
   fast: boolean;
   title: string | null;
+  /** 'flow' or 'workflow'. */
+  kind: string;
+  /** A workflow run's { name, source, path, args, budget: { total, spent } }. */
+  workflow?: unknown;
+  /** A completed workflow run's return value. */
+  result?: unknown;
+  /** A workflow run's log. */
+  log?: RunLogLine[];
+}
+
+/** One line of `Run.log`. */
+export interface RunLogLine {
+  seq: number;
+  kind: string;
+  message: string;
+  at: string;
 }
 
 export type StreamEvent =
@@ -194,6 +210,21 @@ export interface LaunchFlowResult {
   runId: string;
 }
 
+/** Exactly one of `workflow`, `script` and `scriptPath`. */
+export interface LaunchWorkflowParams {
+  workflow?: string;
+  script?: string;
+  scriptPath?: string;
+  args?: unknown;
+  root?: string;
+  model?: string;
+  budget?: number;
+  fresh?: boolean;
+}
+export interface LaunchWorkflowResult {
+  runId: string;
+}
+
 export interface ListRunsParams {
   /** Absent: the workspace root's runs; null: every project's runs. */
   root?: string | null;
@@ -247,6 +278,7 @@ export interface GetTracesResult {
 export interface Requests {
   'boo/listFlows': { params: ListFlowsParams; result: ListFlowsResult };
   'boo/launchFlow': { params: LaunchFlowParams; result: LaunchFlowResult };
+  'boo/launchWorkflow': { params: LaunchWorkflowParams; result: LaunchWorkflowResult };
   'boo/listRuns': { params: ListRunsParams; result: ListRunsResult };
   'boo/getRun': { params: GetRunParams; result: GetRunResult };
   'boo/cancelRun': { params: CancelRunParams; result: CancelRunResult };
@@ -292,6 +324,38 @@ export interface StepUpdatedParams {
   label?: string;
   wave?: number;
   output?: string;
+  /** A workflow run's return value, on its last notification when it completed. */
+  result?: unknown;
+}
+
+/** A step the run created while it ran (a workflow's `agent()` call). */
+export interface AddedStep {
+  stepId: string;
+  agent: string;
+  kind: StepKind;
+  label: string;
+  phase: string | null;
+  wave: number;
+  chatId: string | null;
+  status: StepStatus;
+  cached: boolean;
+  parentStepId: string | null;
+}
+
+/** Sent before the added step's first `boo/stepUpdated` or `boo/agentStream`. */
+export interface StepAddedParams {
+  runId: string;
+  step: AddedStep;
+}
+
+/** One line of a workflow run's log (`log()` or `phase()`). */
+export interface RunLogParams {
+  runId: string;
+  /** 1, 2, 3, … per run. */
+  seq: number;
+  kind: string;
+  message: string;
+  at: string;
 }
 
 export interface AgentStreamParams {
@@ -312,9 +376,11 @@ export type Notification =
   | { method: 'boo/runStarted'; params: RunStartedParams }
   | { method: 'boo/stepUpdated'; params: StepUpdatedParams }
   | { method: 'boo/agentStream'; params: AgentStreamParams }
-  | { method: 'boo/trace'; params: TraceParams };
+  | { method: 'boo/trace'; params: TraceParams }
+  | { method: 'boo/stepAdded'; params: StepAddedParams }
+  | { method: 'boo/runLog'; params: RunLogParams };
 
-export const NOTIFICATION_METHODS = ['boo/runStarted', 'boo/stepUpdated', 'boo/agentStream', 'boo/trace'] as const;
+export const NOTIFICATION_METHODS = ['boo/runStarted', 'boo/stepUpdated', 'boo/agentStream', 'boo/trace', 'boo/stepAdded', 'boo/runLog'] as const;
 
 export const RUN_TERMINAL: RunStatus[] = ['completed', 'failed', 'cancelled'];
 export const STEP_TERMINAL: StepStatus[] = ['completed', 'failed', 'skipped', 'cancelled'];

@@ -11,7 +11,7 @@
 ---@alias boo.Category "analysis"|"discovery"|"planning"|"authoring"|"review"
 ---@alias boo.RunStatus "running"|"completed"|"failed"|"cancelled"
 ---@alias boo.StepStatus "pending"|"running"|"completed"|"failed"|"skipped"|"cancelled"
----@alias boo.StepKind "agent"|"code"
+---@alias boo.StepKind "agent"|"code"|"script"
 ---@alias boo.TraceOutcome "ok"|"error"|"denied"
 ---@alias boo.TracePhase "start"|"finish"
 ---@alias boo.ExportFormat "markdown"|"json"
@@ -104,6 +104,17 @@
 ---@field usage boo.Usage
 ---@field fast boolean
 ---@field title string|nil
+---@field kind string "flow" or "workflow"
+---@field workflow? any a workflow run's { name, source, path, args, budget = { total, spent } }
+---@field result? any a completed workflow run's return value
+---@field log? boo.RunLogLine[] a workflow run's log
+
+--- One line of Run.log.
+---@class boo.RunLogLine
+---@field seq integer
+---@field kind string
+---@field message string
+---@field at string
 
 --- A step of the roster in boo/runStarted.
 ---@class boo.StepInfo
@@ -193,6 +204,20 @@
 ---@class boo.LaunchFlowResult
 ---@field runId string
 
+--- Exactly one of workflow, script and scriptPath.
+---@class boo.LaunchWorkflowParams
+---@field workflow? string
+---@field script? string
+---@field scriptPath? string
+---@field args? any
+---@field root? string
+---@field model? string
+---@field budget? integer
+---@field fresh? boolean
+
+---@class boo.LaunchWorkflowResult
+---@field runId string
+
 ---@class boo.ListRunsParams
 ---@field root? string|nil absent: the workspace root's runs; vim.NIL: every project's runs
 ---@field limit? integer
@@ -269,6 +294,33 @@
 ---@field label? string
 ---@field wave? integer
 ---@field output? string
+---@field result? any a workflow run's return value, on its last notification
+
+--- A step the run created while it ran (a workflow's agent() call).
+---@class boo.AddedStep
+---@field stepId string
+---@field agent string
+---@field kind boo.StepKind
+---@field label string
+---@field phase string|nil
+---@field wave integer
+---@field chatId string|nil
+---@field status boo.StepStatus
+---@field cached boolean
+---@field parentStepId string|nil
+
+--- Sent before the added step's first stepUpdated or agentStream.
+---@class boo.StepAddedParams
+---@field runId string
+---@field step boo.AddedStep
+
+--- One line of a workflow run's log (log() or phase()).
+---@class boo.RunLogParams
+---@field runId string
+---@field seq integer 1, 2, 3, … per run
+---@field kind string
+---@field message string
+---@field at string
 
 ---@class boo.AgentStreamParams
 ---@field runId string
@@ -287,6 +339,7 @@ local M = {}
 M.requests = {
   ['boo/listFlows'] = { params = 'boo.ListFlowsParams', result = 'boo.ListFlowsResult' },
   ['boo/launchFlow'] = { params = 'boo.LaunchFlowParams', result = 'boo.LaunchFlowResult' },
+  ['boo/launchWorkflow'] = { params = 'boo.LaunchWorkflowParams', result = 'boo.LaunchWorkflowResult' },
   ['boo/listRuns'] = { params = 'boo.ListRunsParams', result = 'boo.ListRunsResult' },
   ['boo/getRun'] = { params = 'boo.GetRunParams', result = 'boo.GetRunResult' },
   ['boo/cancelRun'] = { params = 'boo.CancelRunParams', result = 'boo.CancelRunResult' },
@@ -301,6 +354,8 @@ M.notifications = {
   ['boo/stepUpdated'] = 'boo.StepUpdatedParams',
   ['boo/agentStream'] = 'boo.AgentStreamParams',
   ['boo/trace'] = 'boo.TraceParams',
+  ['boo/stepAdded'] = 'boo.StepAddedParams',
+  ['boo/runLog'] = 'boo.RunLogParams',
 }
 
 return M
