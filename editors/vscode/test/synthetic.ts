@@ -120,6 +120,7 @@ export function getRunSnapshot(upTo: number, status: 'running' | 'completed' = '
       usage: NO_USAGE,
       fast: false,
       title: 'Code review',
+      kind: 'flow',
     },
     steps: started.params.steps.map((s) => ({
       ...s,
