@@ -127,8 +127,10 @@ where
         ))),
     };
     stop.stop();
-    if scope.hands_over() {
-        // The next owner runs the step again; the proof is its to take.
+    if scope.hands_over() || outcome.is_none() {
+        // The next owner runs the step again, the proof is its to take; or the step was
+        // cancelled: its output is dropped, and its run may already have ended and
+        // removed the snapshot the proof would read.
         return StepResult::Cancelled {
             usage: Usage::default(),
         };
@@ -207,7 +209,7 @@ pub async fn run_agent(
             usage: Usage::default(),
         };
     };
-    let before = fingerprint(sched, &ctx.root).await;
+    let before = fingerprint(sched, &ctx.workdir).await;
     let mut forward = Forwarder::new(
         sched.store.clone(),
         sched.out.clone(),
@@ -219,7 +221,7 @@ pub async fn run_agent(
     let result = run_session(sched, ctx, step_id, chat_id, prompts, scope, &mut forward).await;
     forward.close_open_calls();
     drop(slot);
-    let after = fingerprint(sched, &ctx.root).await;
+    let after = fingerprint(sched, &ctx.workdir).await;
     let usage = forward.usage;
     if let Some(modified) = modified(&before, &after, usage) {
         return modified;
@@ -264,7 +266,8 @@ async fn run_session(
         run_id: ctx.run_id.clone(),
         step_id: step_id.to_string(),
         chat_id: chat_id.to_string(),
-        root: ctx.root.clone(),
+        // The agent reads the run's snapshot, never the user's working tree.
+        root: ctx.workdir.clone(),
         model: ctx.model.clone(),
         deadline: sched.deadline,
     };
