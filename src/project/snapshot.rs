@@ -698,3 +698,7 @@ pub fn collect(base: &Path, running: &HashSet<String>, grace: Duration) -> usize
     }
     removed
 }
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;
