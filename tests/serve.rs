@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -449,11 +450,37 @@ fn kill_9_mid_run_then_restart_resumes_without_redoing_finished_steps() {
         })
         .collect();
     s.kill9();
+    // The run's snapshot survives the crash.
+    let snapshot = t.path().join("data/boo/snapshots").join(&run_id);
+    assert!(snapshot.join("manifest.json").is_file());
     // A new server on the same database adopts the run at once (its owner is dead).
     let mut s2 = Server::start(&db, &[dir]);
     s2.initialize(&root);
     let end = s2.wait_run_end(&run_id, LONG);
     assert_eq!(end["runStatus"], "completed", "{end}");
+    // Both attempts of the interrupted step read the same snapshot, never the real tree.
+    let cwds: Vec<String> = agent_records(&rec)
+        .iter()
+        .filter(|r| r["env"]["BOO_STEP_ID"] == "verdict")
+        .map(|r| r["cwd"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let tree = snapshot
+        .join("tree")
+        .canonicalize()
+        .unwrap_or(snapshot.join("tree"));
+    assert_eq!(cwds.len(), 2, "{cwds:?}");
+    for cwd in &cwds {
+        assert_eq!(Path::new(cwd), tree, "the resumed run keeps its snapshot");
+    }
+    let report = end["report"].as_str().unwrap();
+    assert!(
+        report.contains("## Snapshot") && !report.contains("when the run resumed"),
+        "{report}"
+    );
+    assert!(
+        !snapshot.exists(),
+        "the snapshot is removed when the run ends"
+    );
     let n = invocations(&rec);
     assert_eq!(
         n.get("correctness"),
@@ -818,7 +845,11 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
         &t.path().join("boo.db"),
         &[
             ("BOO_QWEN", evil.display().to_string()),
-            ("BOO_AGENT_WRITABLE", root.display().to_string()),
+            // The agent works in the run's snapshot: that is where the hole is.
+            (
+                "BOO_AGENT_WRITABLE",
+                t.path().join("data/boo/snapshots").display().to_string(),
+            ),
             (
                 "BOO_AGENT_READABLE",
                 fake_qwen().parent().unwrap().display().to_string(),
@@ -837,6 +868,10 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
     let warning = report.find("**Warning:**").expect("a warning at the top");
     assert!(warning < report.find("## Answer").unwrap());
     assert!(report.contains("pwned.txt (created)"), "{report}");
+    assert!(
+        !root.join("pwned.txt").exists(),
+        "the real tree was never the agent's"
+    );
     // Every step ended: the ones that never ran are cancelled, none stays pending.
     let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
     for st in got["steps"].as_array().unwrap() {
@@ -845,6 +880,78 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
             "{st}"
         );
     }
+}
+
+/// The user keeps working while a run runs: the agents read the snapshot taken at
+/// launch, the run completes, its citations are checked against that snapshot, and the
+/// report names what changed in the real tree meanwhile.
+#[test]
+fn editing_the_project_mid_run_neither_fails_nor_reaches_the_run() {
+    let t = TempDir::new("mid-run-edit");
+    let root = project(t.path());
+    // A "qwen" that waits until the test has edited the project, then answers.
+    let gate = t.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    let go = gate.join("go");
+    let waiting = gate.join("waiting-qwen");
+    write_script(
+        &waiting,
+        &format!(
+            "for a in \"$@\"; do [ \"$a\" = --version ] && exec '{fake}' --version; done\nwhile [ ! -e '{go}' ]; do sleep 0.05; done\nexec '{fake}' \"$@\"\n",
+            fake = fake_qwen().display(),
+            go = go.display()
+        ),
+    );
+    let readable = std::env::join_paths([fake_qwen().parent().unwrap(), gate.as_path()]).unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[
+            ("BOO_QWEN", waiting.display().to_string()),
+            ("BOO_AGENT_READABLE", readable.to_string_lossy().to_string()),
+        ],
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "what changed?");
+    s.wait_for("an agent step running", LONG, |m, p| {
+        m == "boo/stepUpdated" && p["status"] == "running" && p["kind"] == "agent"
+    });
+    // Save in place, add a file, delete the file the agents will cite.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(root.join("src/lib.rs"))
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(b"pub fn add(a: u32, b: u32) -> u32 { a - b }\n")
+        })
+        .unwrap();
+    std::fs::write(root.join("NEW.md"), "new\n").unwrap();
+    std::fs::remove_file(root.join("README.md")).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let report = end["report"].as_str().unwrap();
+    assert!(!report.contains("was modified"), "{report}");
+    // The agents cited README.md line 1 in the snapshot; the real one is gone.
+    let verified = report
+        .split("## Verified findings")
+        .nth(1)
+        .unwrap_or_default();
+    let verified = verified.split("\n## ").next().unwrap_or_default();
+    assert!(verified.contains("`README.md:1`"), "{report}");
+    let note = report
+        .split("## Snapshot")
+        .nth(1)
+        .expect("a snapshot section");
+    assert!(note.contains("- modified (1): `src/lib.rs`"), "{note}");
+    assert!(note.contains("- added (1): `NEW.md`"), "{note}");
+    assert!(note.contains("- removed (1): `README.md`"), "{note}");
+    let snapshots = t.path().join("data/boo/snapshots").join(&run_id);
+    assert!(
+        !snapshots.exists(),
+        "the snapshot is removed when the run ends"
+    );
+    assert_eq!(s.stop(), Some(0));
 }
 
 #[test]
