@@ -12,6 +12,8 @@
 //!   c  `initialize` round trip on a cold start, idle RSS
 //!   d  `boo/getTraces` pages on a 1,000,000-row tool_traces table
 //!   e  fingerprint of a 10,000-file git tree (`boo fingerprint`)
+//!   f  a run's snapshot of the same 10,000-file git tree (`boo snapshot`): taking it,
+//!      comparing the real tree with it at the end, removing it
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -1821,6 +1823,87 @@ fn section_e(sum: &mut Summary) {
     );
 }
 
+// ---------------------------------------------------------------- (f) snapshot
+
+fn section_f(sum: &mut Summary) {
+    println!("\n== (f) a run's snapshot of a 10,000-file git tree (`boo snapshot`: take, compare at the end, remove)");
+    println!("  load average before: {}", loadavg());
+    let dir = TempDir::new("f");
+    let root = dir.path().join("tree");
+    for d in 0..100 {
+        let p = root.join(format!("pkg{d:02}"));
+        std::fs::create_dir_all(&p).unwrap();
+        for f in 0..100 {
+            std::fs::write(
+                p.join(format!("file{f:03}.rs")),
+                format!(
+                    "// pkg{d:02}/file{f:03}\npub fn f{f}() -> u32 {{\n    {}\n}}\n",
+                    d * 100 + f
+                ),
+            )
+            .unwrap();
+        }
+    }
+    git(&root, &["init", "-q"]);
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "tree"]);
+    let (mut take, mut compare, mut remove) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cloned = 0;
+    for i in 0..5 {
+        let out = Command::new(boo_bin())
+            .arg("snapshot")
+            .arg(&root)
+            .arg(dir.path().join(format!("snap{i}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "boo snapshot failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("snapshot JSON");
+        assert_eq!(v["files"], 10_000, "snapshot file count: {v}");
+        assert_eq!(v["changes"], 0, "{v}");
+        take.push(v["takeMs"].as_f64().unwrap());
+        compare.push(v["compareMs"].as_f64().unwrap());
+        remove.push(v["removeMs"].as_f64().unwrap());
+        cloned = v["cloned"].as_u64().unwrap_or(0);
+    }
+    println!(
+        "  runs (take/compare/remove ms): {}; files cloned copy-on-write: {cloned} of 10,000",
+        take.iter()
+            .zip(&compare)
+            .zip(&remove)
+            .map(|((t, c), r)| format!("{t:.0}/{c:.0}/{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for v in [&mut take, &mut compare, &mut remove] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    sum.add(
+        "f",
+        "take a snapshot, 10,000 files (median of 5 processes)",
+        format!("{:.0} ms", take[2]),
+        "none set",
+        None,
+    );
+    sum.add(
+        "f",
+        "compare the real tree with it at the run's end (median of 5)",
+        format!("{:.0} ms", compare[2]),
+        "none set",
+        None,
+    );
+    sum.add(
+        "f",
+        "remove it (median of 5)",
+        format!("{:.0} ms", remove[2]),
+        "none set",
+        None,
+    );
+}
+
 // ---------------------------------------------------------------- main
 
 fn main() {
@@ -1849,6 +1932,9 @@ fn main() {
     }
     if want('e') {
         section_e(&mut sum);
+    }
+    if want('f') {
+        section_f(&mut sum);
     }
     println!(
         "\n== summary (Markdown), total {:.0} s, load average at the end: {}\n",

@@ -29,7 +29,9 @@ pub struct SessionSpec {
     pub step_id: String,
     /// The stream every event of this session belongs to.
     pub chat_id: String,
-    /// The project the agent reads (its working directory).
+    /// The folder the agent reads: its working directory and its sandbox's readable
+    /// root. For a run's steps this is the run's snapshot of the project (`RunCtx::workdir`),
+    /// never the user's working tree; sessions are keyed by it.
     pub root: PathBuf,
     pub model: Option<String>,
     /// Per prompt: past it the agent is stopped and the prompt fails.
