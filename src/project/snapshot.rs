@@ -46,6 +46,8 @@ pub const TREE: &str = "tree";
 const LEFT_OUT_SHOWN: usize = 50;
 /// The manifest's format.
 const VERSION: u32 = 1;
+/// Threads copying files at once.
+const COPY_THREADS: usize = 8;
 
 /// Why a snapshot could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -199,11 +201,11 @@ impl Cloner {
                 return Ok(true);
             }
             let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(
-                    libc::EOPNOTSUPP | libc::EXDEV | libc::EINVAL | libc::ENOTTY | libc::ENOSYS,
-                ) => self.unsupported.store(true, Ordering::Relaxed),
-                _ => {}
+            if let Some(
+                libc::EOPNOTSUPP | libc::EXDEV | libc::EINVAL | libc::ENOTTY | libc::ENOSYS,
+            ) = e.raw_os_error()
+            {
+                self.unsupported.store(true, Ordering::Relaxed);
             }
         }
         // std's File-to-File copy uses copy_file_range(2) (no user-space buffer).
@@ -268,9 +270,44 @@ impl Snapshot {
         let cloner = Cloner {
             unsupported: AtomicBool::new(false),
         };
+        // The folders first (one pass), then the files on a few threads: creating files
+        // waits on the file system far more than on the CPU.
         let mut made: HashSet<PathBuf> = HashSet::new();
         for file in &files {
-            match copy_entry(&root, &dir_fd, &workdir, file, &cloner, &mut made) {
+            let rel = file.path();
+            if rel.components().all(|c| matches!(c, Component::Normal(_))) && !left_out_by_rule(rel)
+            {
+                if let Some(parent) = workdir.join(rel).parent() {
+                    if made.insert(parent.to_path_buf()) {
+                        std::fs::create_dir_all(parent).map_err(write_err(parent))?;
+                    }
+                }
+            }
+        }
+        let chunk = files.len().div_ceil(COPY_THREADS).max(1);
+        let results: Vec<Vec<std::io::Result<Copied>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    let (root, dir_fd, workdir, cloner) = (&root, &dir_fd, &workdir, &cloner);
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|f| copy_entry(root, dir_fd, workdir, f, cloner))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(std::io::Error::other("a copying thread panicked"))]
+                    })
+                })
+                .collect()
+        });
+        for (file, result) in files.iter().zip(results.into_iter().flatten()) {
+            match result {
                 Ok(Copied::Entry {
                     stamp,
                     bytes,
@@ -325,7 +362,7 @@ impl Snapshot {
             return None;
         }
         let workdir = dir.join(TREE).join(prefix);
-        workdir.is_dir().then(|| Snapshot { workdir, manifest })
+        workdir.is_dir().then_some(Snapshot { workdir, manifest })
     }
 
     /// Removes a snapshot folder (best effort).
@@ -455,7 +492,6 @@ fn copy_entry(
     workdir: &Path,
     file: &ProjectFile,
     cloner: &Cloner,
-    made: &mut HashSet<PathBuf>,
 ) -> std::io::Result<Copied> {
     let rel = file.path();
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
@@ -469,12 +505,6 @@ fn copy_entry(
         return Ok(Copied::Absent);
     };
     let dest = workdir.join(rel);
-    if let Some(parent) = dest.parent() {
-        if !made.contains(parent) {
-            std::fs::create_dir_all(parent)?;
-            made.insert(parent.to_path_buf());
-        }
-    }
     let ft = meta.file_type();
     if ft.is_symlink() {
         // The link itself, never what it points at; and only when no folder on the way
@@ -493,7 +523,6 @@ fn copy_entry(
     }
     if ft.is_dir() {
         std::fs::create_dir_all(&dest)?;
-        made.insert(dest);
         return Ok(Copied::Entry {
             stamp: Stamp::of(&meta),
             bytes: 0,
