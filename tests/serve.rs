@@ -515,6 +515,32 @@ fn kill_9_mid_run_then_restart_resumes_without_redoing_finished_steps() {
     assert_eq!(s2.stop(), Some(0));
 }
 
+/// A run resumed after a crash whose snapshot is gone (another machine's data folder, a
+/// cleaned disk) takes a new one, and its report says the steps may have read two copies.
+#[test]
+fn a_resumed_run_whose_snapshot_is_gone_takes_a_new_one_and_says_so() {
+    let t = TempDir::new("resume-retake");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let mut s = Server::start(&db, &[("FAKE_QWEN_MODES", "verdict=hang".into())]);
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "resume me");
+    s.wait_for("the verdict step running", LONG, |m, p| {
+        m == "boo/stepUpdated" && p["stepId"] == "verdict" && p["status"] == "running"
+    });
+    s.kill9();
+    let snapshot = t.path().join("data/boo/snapshots").join(&run_id);
+    std::fs::remove_dir_all(&snapshot).unwrap();
+    let mut s2 = Server::start(&db, &[]);
+    s2.initialize(&root);
+    let end = s2.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let report = end["report"].as_str().unwrap();
+    assert!(report.contains("when the run resumed"), "{report}");
+    assert!(!snapshot.exists());
+    assert_eq!(s2.stop(), Some(0));
+}
+
 #[test]
 fn two_servers_on_one_database_never_run_a_step_twice() {
     let t = TempDir::new("two");
