@@ -83,8 +83,9 @@ impl StepResult {
     }
 }
 
-/// Runs a code step's function on a blocking thread, bracketed by the project's
-/// fingerprint like an agent step (a change fails the step as fatal), and bounded: a
+/// Runs a code step's function on a blocking thread in the run's snapshot (`root` is
+/// `RunCtx::workdir`), bracketed by its fingerprint like an agent step (a change fails
+/// the step as fatal; a cancelled step's output is dropped unproven), and bounded: a
 /// stop of the scope ends it as cancelled, and past `sched.code_deadline` it fails.
 /// Either way the git command it runs is killed (see [`StopFlag`]); the thread itself
 /// is left to finish its bounded work.
