@@ -513,7 +513,9 @@ fn copy_entry(
         if root.join(parent).canonicalize().ok() != Some(root.join(parent)) {
             return Ok(Copied::LeftOut("behind a symbolic link"));
         }
-        let target = std::fs::read_link(&src_path)?;
+        let Ok(target) = std::fs::read_link(&src_path) else {
+            return Ok(Copied::LeftOut("cannot be read"));
+        };
         std::os::unix::fs::symlink(&target, &dest)?;
         return Ok(Copied::Entry {
             stamp: Stamp::of(&meta),
@@ -534,7 +536,14 @@ fn copy_entry(
             "not a regular file: a FIFO, socket or device",
         ));
     }
-    let Some(src) = dir_fd.open_file(rel)? else {
+    // A file the user cannot read (or that vanished meanwhile) is left out and named in
+    // the manifest; only failing to write the snapshot fails it.
+    let src = match dir_fd.open_file(rel) {
+        Ok(src) => src,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Copied::Absent),
+        Err(_) => return Ok(Copied::LeftOut("cannot be read")),
+    };
+    let Some(src) = src else {
         return Ok(Copied::LeftOut(
             "reached through a symbolic link, or replaced meanwhile",
         ));
