@@ -72,7 +72,8 @@ impl App {
             config.catalog_dir.clone(),
         );
         supervisor.register().await.map_err(AppError::Register)?;
-        let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport(tx)));
+        let transport = crate::otel::Tee::new(transport(tx), store.clone(), &config.otel);
+        let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport));
         Ok(App {
             store,
             supervisor,

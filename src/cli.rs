@@ -1,7 +1,7 @@
 //! The command line: the same engine as the server, without an editor.
 
 use crate::agent::harden::{landlock_abi, SandboxMode};
-use crate::agent::qwen::{resolve_program, QwenBackend};
+use crate::agent::qwen::QwenBackend;
 use crate::agent::{AgentBackend, BoxFuture};
 use crate::app::{self, App};
 use crate::catalog::Catalog;
@@ -162,6 +162,7 @@ impl Transport for CliTransport {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: Config,
     flow: String,
@@ -170,6 +171,7 @@ pub async fn run(
     root: Option<PathBuf>,
     model: Option<String>,
     fast: bool,
+    sarif: Option<PathBuf>,
 ) -> i32 {
     let band = match band.parse::<Band>() {
         Ok(b) => b,
@@ -230,13 +232,19 @@ pub async fn run(
     let row = st.call(move |c| queries::get_run(c, &id)).await;
     drop(sup);
     app.drain(std::time::Duration::from_millis(500)).await;
+    let sarif_ok = match &sarif {
+        Some(path) => crate::sarif::write_reported(&st, &run_id, path).await,
+        None => true,
+    };
     match row {
         Ok(Some(r)) => {
             if let Some(report) = &r.report {
                 print!("{report}");
                 let _ = std::io::stdout().flush();
             }
-            if r.run.summary.status == RunStatus::Completed {
+            if !sarif_ok {
+                1
+            } else if r.run.summary.status == RunStatus::Completed {
                 0
             } else {
                 eprintln!(
@@ -365,7 +373,7 @@ pub async fn show(config: &Config, run_id: String) -> i32 {
 
 pub async fn export(config: &Config, run_id: String, format: String) -> i32 {
     if format != "markdown" && format != "json" {
-        eprintln!("boo: --format: use markdown or json");
+        eprintln!("boo: --format: use markdown, json, sarif or otlp-json");
         return 2;
     }
     let st = match open_store(config) {
@@ -588,7 +596,7 @@ pub async fn doctor(config: &Config) -> i32 {
         println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
     };
     let cfg = &config.qwen;
-    match resolve_program(&cfg.program, cfg.search_path.as_ref()) {
+    match cfg.resolve() {
         Ok(_) => {
             let backend = QwenBackend::new(cfg.clone());
             match backend.check().await {
