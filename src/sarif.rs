@@ -29,6 +29,8 @@ pub struct SarifInput {
 }
 
 const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
+/// Where people learn about the tool that wrote the log.
+const INFORMATION_URI: &str = "https://github.com/boo-dev/boo";
 
 fn level(s: Severity) -> &'static str {
     match s {
@@ -172,6 +174,22 @@ pub fn render(input: &SarifInput, version: &str) -> Value {
             "name": slug(&f.title),
             "shortDescription": { "text": one_line(&f.title) },
             "fullDescription": { "text": one_line(&f.claim) },
+            "help": {
+                "text": format!(
+                    "{} Found by boo's {} flow ({}); {}.",
+                    one_line(&f.claim),
+                    input.flow,
+                    who.join(", "),
+                    if verified { "its citations were checked against the files" } else { "a citation did not check out: verify it by hand" }
+                ),
+                "markdown": format!(
+                    "{}\n\nFound by boo's `{}` flow ({}). {}",
+                    one_line(&f.claim),
+                    input.flow,
+                    who.join(", "),
+                    if verified { "Its citations were checked against the files." } else { "**Unverified**: a citation did not check out; verify it by hand." }
+                ),
+            },
             "defaultConfiguration": { "level": level(f.severity) },
             "properties": {
                 "tags": tags,
@@ -228,6 +246,7 @@ pub fn render(input: &SarifInput, version: &str) -> Value {
         "runs": [{
             "tool": { "driver": {
                 "name": "boo",
+                "informationUri": INFORMATION_URI,
                 "version": version,
                 "semanticVersion": version,
                 "rules": rules,
@@ -493,6 +512,11 @@ mod tests {
             .unwrap()
             .contains(&json!("security")));
         assert_eq!(run["invocations"][0]["executionSuccessful"], true);
+        // The SARIF suite (scripts/test-sarif.sh) validates this file with the SARIF
+        // authors' validator: it holds a verified and an unverified result.
+        let mut pretty = serde_json::to_string_pretty(&log).unwrap();
+        pretty.push('\n');
+        crate::snapshot::assert_snapshot("sarif-sample.sarif", &pretty);
         let again = render(
             &input(vec![finding(
                 "Overflow in add",
