@@ -211,6 +211,8 @@ fn usage_attrs(u: &WireUsage) -> Vec<Value> {
     ]
 }
 
+/// qwen talks to the model through the OpenAI-compatible API.
+const PROVIDER: &str = "openai";
 const KIND_INTERNAL: u8 = 1;
 const KIND_CLIENT: u8 = 3;
 const STATUS_OK: u8 = 1;
@@ -334,6 +336,7 @@ pub fn spans(d: &RunData) -> Vec<Value> {
         ];
         let name = if st.kind == StepKind::Agent {
             attrs.push(s("gen_ai.operation.name", "invoke_agent"));
+            attrs.push(s("gen_ai.provider.name", PROVIDER));
             attrs.push(s("gen_ai.agent.name", st.agent.clone()));
             if let Some(chat) = &st.chat_id {
                 attrs.push(s("gen_ai.agent.id", chat.clone()));
@@ -393,6 +396,7 @@ pub fn spans(d: &RunData) -> Vec<Value> {
             let t_start = tools_before.unwrap_or(prev_end).min(t_end);
             let mut attrs = vec![
                 s("gen_ai.operation.name", "chat"),
+                s("gen_ai.provider.name", PROVIDER),
                 s("gen_ai.conversation.id", chat),
                 i("boo.turn", *turn as u64),
             ];

@@ -621,6 +621,7 @@ fn a_run_is_one_trace_sent_live_to_the_otlp_receiver_and_exported_the_same() {
     assert_eq!(chats.len(), 9, "three model turns per agent");
     for c in &chats {
         assert_eq!(c["name"], "chat test-model");
+        assert_eq!(attr_str(c, "gen_ai.provider.name"), "openai");
         assert_eq!(c["kind"], 3, "a model call is a client span");
         assert_eq!(attr_int(c, "gen_ai.usage.input_tokens"), Some(1234));
         assert_eq!(
