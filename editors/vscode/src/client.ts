@@ -4,7 +4,7 @@ import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, State, TransportKind, ResponseError } from 'vscode-languageclient/node';
 import type { Band, Flow, GetRunResult, Notification, RunSummary, Trace } from './protocol';
 import { NOTIFICATION_METHODS } from './protocol';
-import { missingServerMessage, resolveServerPath } from './serverPath';
+import { ServerSource, missingServerMessage, resolveServer } from './serverPath';
 
 export interface LaunchParams {
   flow: string;
@@ -13,6 +13,14 @@ export interface LaunchParams {
   root?: string;
   model?: string;
   fast?: boolean;
+}
+
+/** The server this window runs, once it answered `initialize`. */
+export interface ServerInfo {
+  path: string;
+  source: ServerSource;
+  version?: string;
+  protocolVersion?: number;
 }
 
 export class BooClient implements vscode.Disposable {
@@ -24,7 +32,10 @@ export class BooClient implements vscode.Disposable {
   readonly onDidChangeState = this.stateChanged.event;
   readonly output: vscode.LogOutputChannel;
 
-  constructor() {
+  /** Which server runs (path, where it came from, version), once started. */
+  serverInfo: ServerInfo | undefined;
+
+  constructor(private readonly extensionDir?: string) {
     this.output = vscode.window.createOutputChannel('boo', { log: true });
   }
 
@@ -48,7 +59,7 @@ export class BooClient implements vscode.Disposable {
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
     const extraEnv = cfg.get<Record<string, string>>('env') ?? {};
     const env: Record<string, string | undefined> = { ...process.env, ...extraEnv };
-    const resolved = resolveServerPath(cfg.get<string>('serverPath'), env.PATH, folder);
+    const resolved = resolveServer(cfg.get<string>('serverPath'), env.PATH, folder, this.extensionDir);
     if (!resolved.ok) {
       const message = missingServerMessage(resolved.reason);
       this.output.error(message);
@@ -110,7 +121,14 @@ export class BooClient implements vscode.Disposable {
       await client.dispose().catch(() => undefined);
       throw new Error(message);
     }
-    this.output.info(`boo server started: ${resolved.path} serve`);
+    const init = client.initializeResult as { serverInfo?: { version?: string }; capabilities?: { experimental?: { boo?: { protocolVersion?: number } } } } | undefined;
+    this.serverInfo = {
+      path: resolved.path,
+      source: resolved.source,
+      version: init?.serverInfo?.version,
+      protocolVersion: init?.capabilities?.experimental?.boo?.protocolVersion,
+    };
+    this.output.info(`boo server started: ${resolved.path} serve (${resolved.source}, version ${this.serverInfo.version ?? 'unknown'})`);
     return client;
   }
 
@@ -126,6 +144,7 @@ export class BooClient implements vscode.Disposable {
   async restart(): Promise<void> {
     const old = this.client;
     this.client = undefined;
+    this.serverInfo = undefined;
     if (old) await old.stop().catch(() => undefined);
     await this.ensureStarted();
   }
