@@ -93,7 +93,7 @@ describe('the platform .vsix in code-server, no boo on PATH', () => {
     assert.match(text, /protocol 1/);
     await shot('01-server-info');
     // The status bar item carries the same line in its tooltip.
-    const item = page.locator('.statusbar-item', { hasText: /^boo/ }).first();
+    const item = page.locator('.statusbar-item', { hasText: /\bboo\b/ }).first();
     await item.waitFor();
     const label = (await item.getAttribute('aria-label')) ?? '';
     const hoverText = async () => {
