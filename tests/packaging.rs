@@ -909,3 +909,63 @@ fn setup_offline_or_with_a_bad_tarball_names_what_failed_and_installs_nothing() 
         "nothing half-installed"
     );
 }
+
+// ---- flows as code actions (clients that send commands only through code actions) ----
+
+#[test]
+fn a_code_action_launches_a_flow_with_the_selection_as_its_focus() {
+    let t = TempDir::new("pkg-actions");
+    let root = project(t.path());
+    let mut server = Server::start(&t.path().join("boo.db"), &[]);
+    let init = server.initialize(&root);
+    assert_eq!(
+        init["capabilities"]["codeActionProvider"]["codeActionKinds"],
+        json!(["source.boo"])
+    );
+    let readme = format!("file://{}/README.md", root.display());
+    // Select "A tiny project for tests." (line 2).
+    let got = server
+        .request(
+            "textDocument/codeAction",
+            json!({
+                "textDocument": { "uri": readme },
+                "range": { "start": { "line": 2, "character": 0 }, "end": { "line": 2, "character": 25 } },
+                "context": { "diagnostics": [] }
+            }),
+        )
+        .expect("code actions");
+    let actions = got.as_array().unwrap();
+    assert_eq!(actions.len(), 3, "{got:#}");
+    let review = &actions[0];
+    assert_eq!(review["kind"], "source.boo");
+    assert_eq!(review["command"]["command"], "boo.launchFlow");
+    let arg = &review["command"]["arguments"][0];
+    assert_eq!(arg["flow"], "code-review");
+    assert_eq!(arg["input"]["question"], "A tiny project for tests.");
+    // What a client does with the action: executeCommand with its command and arguments.
+    let run = server
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "boo.launchFlow", "arguments": review["command"]["arguments"] }),
+        )
+        .expect("launch");
+    let run_id = run["runId"].as_str().unwrap().to_string();
+    let end = server.wait_run_end(&run_id, Duration::from_secs(60));
+    assert_eq!(end["runStatus"], "completed");
+    // Without a selection: the file's own actions name it.
+    let plain = server
+        .request(
+            "textDocument/codeAction",
+            json!({
+                "textDocument": { "uri": format!("file://{}/src/lib.rs", root.display()) },
+                "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 0, "character": 0 } },
+                "context": { "diagnostics": [] }
+            }),
+        )
+        .unwrap();
+    assert!(
+        plain[1]["title"].as_str().unwrap().contains("src/lib.rs"),
+        "{plain:#}"
+    );
+    server.stop();
+}

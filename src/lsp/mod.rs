@@ -21,6 +21,8 @@ use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
+mod actions;
+
 pub const INVALID_PARAMS: i64 = -32602;
 pub const NOT_FOUND: i64 = -32001;
 pub const AGENT_UNAVAILABLE: i64 = -32003;
@@ -416,6 +418,13 @@ impl LanguageServer for Backend {
                     commands: vec!["boo.launchFlow".into(), "boo.cancelRun".into()],
                     work_done_progress_options: Default::default(),
                 }),
+                // Flows as code actions, for clients that send commands only that way.
+                code_action_provider: Some(CodeActionProviderCapability::Options(
+                    CodeActionOptions {
+                        code_action_kinds: Some(vec![CodeActionKind::new(actions::KIND)]),
+                        ..Default::default()
+                    },
+                )),
                 experimental: Some(json!({
                     "boo": {
                         "protocolVersion": PROTOCOL_VERSION,
@@ -454,6 +463,29 @@ impl LanguageServer for Backend {
             let _ = sup.store.flush().await;
         }
         Ok(())
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let root = self.workspace_root();
+        let file = params
+            .text_document
+            .uri
+            .to_file_path()
+            .map(|p| p.into_owned());
+        let (start, end) = (params.range.start, params.range.end);
+        let focus = file.as_deref().and_then(|f| {
+            actions::selection(f, (start.line, start.character), (end.line, end.character))
+        });
+        let rel = match (&file, &root) {
+            (Some(f), Some(r)) => f.strip_prefix(r).ok().map(|p| p.display().to_string()),
+            _ => None,
+        };
+        let root_text = root.as_ref().map(|r| r.display().to_string());
+        Ok(Some(actions::flow_actions(
+            root_text.as_deref(),
+            rel.as_deref(),
+            focus.as_deref(),
+        )))
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {
