@@ -52,6 +52,6 @@ chmod 755 "$SERVER_DIR/boo"
 
 mkdir -p "$(dirname "$OUT")"
 (cd "$EXT" && node esbuild.mjs --production &&
-  ./node_modules/.bin/vsce package --no-dependencies --no-rewrite-relative-links --target "$TARGET" -o "$OUT" >&2)
+  ./node_modules/.bin/vsce package --no-dependencies --no-rewrite-relative-links --allow-missing-repository --target "$TARGET" -o "$OUT" >&2)
 echo "package-vsix: $(du -h "$OUT" | cut -f1) $TARGET package with boo $("$SERVER_DIR/boo" --version | awk '{print $2}')" >&2
 echo "$OUT"

@@ -29,8 +29,6 @@ pub struct SarifInput {
 }
 
 const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
-/// Where people learn about the tool that wrote the log.
-const INFORMATION_URI: &str = "https://github.com/boo-dev/boo";
 
 fn level(s: Severity) -> &'static str {
     match s {
@@ -246,7 +244,6 @@ pub fn render(input: &SarifInput, version: &str) -> Value {
         "runs": [{
             "tool": { "driver": {
                 "name": "boo",
-                "informationUri": INFORMATION_URI,
                 "version": version,
                 "semanticVersion": version,
                 "rules": rules,

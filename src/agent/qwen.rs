@@ -3,7 +3,10 @@
 //! parses its events, enforces a deadline, and turns every way it can end into a clear
 //! result. The guard reports the sandbox on a pipe of its own, never on qwen's stdout.
 
-use super::harden::{landlock_abi, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS};
+use super::harden::{
+    install_roots, landlock_abi, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS,
+    SYSTEM_READABLE,
+};
 use super::parse::{is_denial, Parsed, StreamParser};
 use super::process::{harden_child, pid_start_time, stop_group};
 use super::{
@@ -45,6 +48,8 @@ pub struct QwenConfig {
     pub extra_writable: Vec<PathBuf>,
     /// The copy `boo setup` installs, used when a bare `program` is not on `search_path`.
     pub installed: Option<PathBuf>,
+    /// `BOO_AGENT_READABLE`: extra paths agents may read (an unusual installation).
+    pub extra_readable: Vec<PathBuf>,
 }
 
 impl QwenConfig {
@@ -302,6 +307,15 @@ fn report_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)
     })
 }
 
+/// Everything an agent may read (its scratch space is writable, so readable too).
+pub fn readable_paths(config: &QwenConfig, root: &Path, program: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![root.to_path_buf()];
+    paths.extend(SYSTEM_READABLE.iter().map(PathBuf::from));
+    paths.extend(install_roots(program, config.search_path.as_deref()));
+    paths.extend(config.extra_readable.iter().cloned());
+    paths
+}
+
 /// The descriptor number the guard reports on.
 const GUARD_REPORT_FD: i32 = 3;
 
@@ -353,6 +367,11 @@ async fn run_process(
     }
     for p in &config.extra_writable {
         cmd.arg("--writable").arg(p);
+    }
+    // Reads: the project, the system, qwen's own installation, and nothing else (not
+    // the user's home, not other projects).
+    for p in readable_paths(config, &req.root, &info.path) {
+        cmd.arg("--readable").arg(p);
     }
     cmd.arg("--").arg(&info.path);
     cmd.args([
@@ -747,6 +766,7 @@ mod tests {
             data_dir: dir.join("data"),
             sandbox: Ok(SandboxMode::Auto),
             extra_writable: vec![],
+            extra_readable: vec![],
             installed: Some(installed.clone()),
         };
         assert_eq!(

@@ -1,5 +1,5 @@
 use super::*;
-use crate::catalog::{CODE_FUNCTIONS, SIGNALS};
+use crate::codesteps::{CodeFn, Signal};
 use crate::model::Category;
 use serde_json::Value;
 
@@ -75,7 +75,10 @@ fn strings(v: &Value) -> Vec<String> {
 fn the_schema_lists_what_the_loader_knows() {
     let s = schema();
     let step = &s["definitions"]["step"]["properties"];
-    assert_eq!(strings(&step["function"]["enum"]), CODE_FUNCTIONS);
+    assert_eq!(
+        strings(&step["function"]["enum"]),
+        CodeFn::ALL.iter().map(|f| f.as_str()).collect::<Vec<_>>()
+    );
     assert_eq!(
         strings(&s["properties"]["category"]["enum"]),
         Category::ALL.map(|c| c.as_str().to_string())
@@ -86,7 +89,7 @@ fn the_schema_lists_what_the_loader_knows() {
     );
     assert_eq!(strings(&step["kind"]["enum"]), ["agent", "code"]);
     let when = step["when"]["description"].as_str().unwrap();
-    for signal in SIGNALS {
+    for signal in Signal::ALL.iter().map(|s| s.as_str()) {
         assert!(when.contains(signal), "the `when` help names {signal}");
     }
     let run_command = &s["definitions"]["step"]["allOf"][2]["then"]["properties"]["args"];

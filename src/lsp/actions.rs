@@ -17,13 +17,18 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The most of a file read to find a selection.
+const MAX_FILE: u64 = 8 << 20;
+
 /// The selected text of `file` between two (0-based line, UTF-16 column) positions,
-/// read from disk; None when nothing (or only blanks) is selected.
+/// read from disk (a regular file only, its first 8 MiB); None when nothing (or only
+/// blanks) is selected. It blocks: call it off the protocol thread.
 pub fn selection(file: &Path, start: (u32, u32), end: (u32, u32)) -> Option<String> {
     if start == end {
         return None;
     }
-    let text = std::fs::read_to_string(file).ok()?;
+    let bytes = crate::project::read_regular(file, MAX_FILE).ok()??;
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.split('\n').collect();
     let col = |line: &str, utf16: u32| -> usize {
         let mut units = 0u32;

@@ -11,7 +11,7 @@ local clone = assert(vim.env.BOO_PLUGIN_CLONE, 'BOO_PLUGIN_CLONE (scripts/test-n
 -- The spec exactly as editors/nvim/README.md gives it (plus this test's private
 -- database, fake qwen and endpoint in `opts`).
 local spec = {
-  'boo-dev/boo',
+  url = 'file://' .. clone,
   build = 'cargo build --release',
   cmd = 'Boo',
   opts = {
@@ -24,7 +24,7 @@ local spec = {
 H.test('the README gives this spec', function()
   local readme = table.concat(vim.fn.readfile(clone .. '/editors/nvim/README.md'), '\n')
   H.contains(readme, "build = 'cargo build --release'", 'the build step')
-  H.contains(readme, "{ 'boo-dev/boo', build = 'cargo build --release', cmd = 'Boo', opts = {} }", 'the one-line spec')
+  H.contains(readme, "{ url = BOO_GIT_URL, build = 'cargo build --release', cmd = 'Boo', opts = {} }", 'the one-line spec')
 end)
 
 H.test('no boo on PATH', function()
