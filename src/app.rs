@@ -96,7 +96,8 @@ impl App {
                 tracing::info!("removed {removed} snapshot(s) of runs that are no longer running");
             }
         }
-        let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport(tx)));
+        let transport = crate::otel::Tee::new(transport(tx), store.clone(), &config.otel);
+        let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport));
         Ok(App {
             store,
             supervisor,
