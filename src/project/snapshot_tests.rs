@@ -342,7 +342,7 @@ fn hostile_repo(marks: &Path) -> PathBuf {
         ),
     )
     .unwrap();
-    std::fs::write(marks.join("attributes"), "*.py filter=attrfile\n").unwrap();
+    std::fs::write(marks.join("attributes.txt"), "*.py filter=attrfile\n").unwrap();
     let config = format!(
         r#"
 [core]
@@ -379,7 +379,7 @@ fn hostile_repo(marks: &Path) -> PathBuf {
         hooks = marks.join("hooks").display(),
         pager = m("core-pager"),
         ssh = m("core-sshcommand"),
-        attributes = marks.join("attributes").display(),
+        attributes = marks.join("attributes.txt").display(),
         clean = m("filter-clean"),
         smudge = m("filter-smudge"),
         process = m("filter-process"),
@@ -493,6 +493,7 @@ fn the_hostile_repository_fires_its_programs_under_plain_git() {
     plain(&["diff", "--name-only", "HEAD~1", "--", ".", ":!zz.md"]);
     plain(&["diff", "HEAD~1", "--", ".", ":!zz.md"]);
     plain(&["log", "-1", "-p"]);
+    plain(&["show", "HEAD~1", "--", "a.txt"]);
     plain(&["diff", "HEAD~1", "--", "zz.md"]);
     let fired = markers(&marks.0);
     for vector in [
@@ -501,6 +502,8 @@ fn the_hostile_repository_fires_its_programs_under_plain_git() {
         "filter-process",
         "include-path-filter",
         "include-if-filter",
+        "core-attributesfile-filter",
+        "diff-textconv",
         "diff-command",
         "diff-external",
         "gpg-program",
