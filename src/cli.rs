@@ -194,6 +194,9 @@ pub async fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
 struct CliTransport {
     started: Instant,
     steps: HashMap<String, String>,
+    /// A workflow run: also print its progress reports (agents, cache hits, tokens
+    /// against the budget).
+    workflow: bool,
 }
 
 impl CliTransport {
@@ -267,8 +270,17 @@ impl Transport for CliTransport {
                     ));
                 }
                 Out::RunLog(l) => {
-                    let mark = if l.kind == "phase" { "== " } else { "· " };
-                    self.line(&format!("{mark}{}", l.message));
+                    if l.kind == "phase" {
+                        self.line(&format!("== phase: {}", l.message));
+                    } else {
+                        self.line(&format!("· {}", l.message));
+                    }
+                }
+                Out::Progress {
+                    kind: crate::runner::outbox::ProgressKind::Report { message, .. },
+                    ..
+                } if self.workflow => {
+                    self.line(&format!("  {message}"));
                 }
                 Out::Stream(s) => {
                     for e in &s.events {
@@ -313,6 +325,7 @@ pub async fn run(
     let app = match App::start(&config, |_| CliTransport {
         started: Instant::now(),
         steps: HashMap::new(),
+        workflow: false,
     })
     .await
     {
@@ -408,32 +421,128 @@ async fn follow(
     }
 }
 
-/// `boo workflow run FILE`: a workflow script as a run.
+/// `boo workflows [--root DIR]`: the workflow catalog, by source.
+pub async fn workflows(config: &Config, root: Option<PathBuf>) -> i32 {
+    use crate::catalog::workflows::{WorkflowCatalog, WorkflowDirs, WorkflowSource};
+    let root = match root.as_deref().map(canonical_root).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boo: --root: {e}");
+            return 2;
+        }
+    };
+    let cat = WorkflowCatalog::load(WorkflowDirs {
+        builtin_dir: config.catalog_dir.as_deref(),
+        user_dir: config.runner.user_workflows.as_deref(),
+        root: root.as_deref(),
+    });
+    let has_project = cat
+        .workflows
+        .values()
+        .any(|w| w.source == WorkflowSource::Project);
+    let trusted = match &root {
+        Some(r) if has_project => {
+            let Ok(store) = open_store(config) else {
+                return 1;
+            };
+            match is_trusted(&store, r).await {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("boo: {e}");
+                    return 1;
+                }
+            }
+        }
+        _ => false,
+    };
+    let mut out = String::new();
+    for (source, title) in [
+        (WorkflowSource::Builtin, "Built-in"),
+        (WorkflowSource::User, "Yours"),
+        (
+            WorkflowSource::Project,
+            if trusted {
+                "Project"
+            } else {
+                "Project (untrusted: `boo trust <root>` to run them)"
+            },
+        ),
+    ] {
+        let list: Vec<_> = cat
+            .workflows
+            .values()
+            .filter(|w| w.source == source)
+            .collect();
+        if list.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("{title}\n"));
+        for w in list {
+            let first = w.meta.description.split(". ").next().unwrap_or("");
+            let phases = if w.meta.phases.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  [{}]",
+                    w.meta
+                        .phases
+                        .iter()
+                        .map(|p| p.title.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                )
+            };
+            out.push_str(&format!("  {:<24} {first}{phases}\n", w.name));
+            if source != WorkflowSource::Builtin {
+                out.push_str(&format!("  {:<24} {}\n", "", w.path));
+            }
+        }
+        out.push('\n');
+    }
+    print!("{out}");
+    for e in &cat.errors {
+        eprintln!("boo: workflow problem: {e}");
+    }
+    if cat.errors.is_empty() {
+        0
+    } else {
+        1
+    }
+}
+
+/// `boo workflow run NAME|FILE`: a workflow as a run.
 pub async fn workflow_run(
     config: Config,
-    file: PathBuf,
+    workflow: String,
     args: Option<String>,
     budget: Option<u64>,
     fresh: bool,
     root: Option<PathBuf>,
+    model: Option<String>,
 ) -> i32 {
-    let script = match std::fs::read_to_string(&file) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "boo: cannot read {} ({e}); give the path of a workflow .js file",
-                file.display()
-            );
-            return 2;
+    use crate::runner::workflow::{ScriptRef, WorkflowLaunch};
+    // A file when it names one (or looks like one), else a catalog name.
+    let as_path = PathBuf::from(&workflow);
+    let script = if as_path.is_file() || workflow.ends_with(".js") || workflow.ends_with(".mjs") {
+        match std::path::absolute(&as_path) {
+            Ok(p) => ScriptRef::Path(p),
+            Err(e) => {
+                eprintln!("boo: {workflow}: {e}");
+                return 2;
+            }
         }
+    } else {
+        ScriptRef::Named(workflow)
     };
     // JSON when it parses, else the text as a string.
     let args = args.map(|a| serde_json::from_str(&a).unwrap_or(serde_json::Value::String(a)));
     let root =
         root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+    let config = config.with_model(model.clone());
     let app = match App::start(&config, |_| CliTransport {
         started: Instant::now(),
         steps: HashMap::new(),
+        workflow: true,
     })
     .await
     {
@@ -447,12 +556,11 @@ pub async fn workflow_run(
     let hb_stop = CancellationToken::new();
     tokio::spawn(sup.clone().heartbeat_loop(false, hb_stop.clone()));
     let launched = sup
-        .launch_workflow(crate::runner::workflow::WorkflowLaunch {
+        .launch_workflow(WorkflowLaunch {
             script,
-            path: std::path::absolute(&file).ok(),
             args,
             root,
-            model: None,
+            model,
             budget,
             fresh,
         })
@@ -463,12 +571,193 @@ pub async fn workflow_run(
             hb_stop.cancel();
             eprintln!("boo: {e}");
             return match e {
-                LaunchError::Invalid(_) => 2,
+                LaunchError::Invalid(_)
+                | LaunchError::Untrusted { .. }
+                | LaunchError::UntrustedWorkflow { .. } => 2,
                 _ => 1,
             };
         }
     };
     follow(app, sup, st, hb_stop, run_id).await
+}
+
+/// The script `boo workflow init NAME` writes.
+fn starter_script(name: &str) -> String {
+    format!(
+        r#"/// <reference path="./{decl}" />
+// A boo workflow. Run it with `boo workflow run {name} --args "what to look at"`
+// (or from the editor's launcher). Every agent() is a read-only agent of the run;
+// an unchanged call on an unchanged project is answered from boo's cache.
+
+/** @type {{BooWorkflowMeta}} */
+export const meta = {{
+  name: '{name}',
+  description: 'Describe in one line what this workflow finds out.',
+  whenToUse: 'Say when someone should pick it, and what args it takes.',
+  phases: [
+    {{ title: 'Explore', detail: 'Independent looks at the focus, in parallel.' }},
+    {{ title: 'Check', detail: 'Each answer is checked by a second reader.' }},
+  ],
+}};
+
+const focus = typeof args === 'string' && args.trim() ? args.trim() : 'the whole project';
+
+phase('Explore');
+const lenses = ['codebase-explorer', 'edge-case-explorer'];
+const looks = await parallel(lenses.map((persona) => () => agent(
+  `Look at ${{focus}} as a ${{persona}} would. Cite the lines you read, and end with the findings block.`,
+  {{ label: persona, agentType: persona }},
+)));
+log(`${{looks.filter(Boolean).length}} of ${{lenses.length}} looks came back; ${{budget.spent()}} tokens spent`);
+
+phase('Check');
+const checked = await pipeline(
+  looks.filter(Boolean),
+  (answer) => agent(
+    `Check every claim of this answer against the code and keep only what holds, with its evidence in the findings block:
+
+${{answer}}`,
+    {{ label: 'check an answer', agentType: 'adversarial-validator' }},
+  ),
+);
+
+return checked.filter(Boolean).join('
+
+---
+
+') || 'Nothing survived the check.';
+"#,
+        decl = crate::catalog::workflows::DECLARATIONS_FILE,
+    )
+}
+
+/// `boo workflow init NAME [--dir DIR]`.
+pub fn workflow_init(name: String, dir: Option<PathBuf>) -> i32 {
+    use crate::catalog::workflows::{DECLARATIONS, DECLARATIONS_FILE};
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        eprintln!("boo: the name {name:?} must use only a-z, 0-9 and - (it becomes NAME.js and meta.name)");
+        return 2;
+    }
+    let dir = dir.unwrap_or_else(|| PathBuf::from(".boo/workflows"));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("boo: cannot create {}: {e}", dir.display());
+        return 1;
+    }
+    let file = dir.join(format!("{name}.js"));
+    if file.exists() {
+        eprintln!(
+            "boo: {} already exists; pick another name or remove it first",
+            file.display()
+        );
+        return 1;
+    }
+    let decl = dir.join(DECLARATIONS_FILE);
+    let written = std::fs::write(&file, starter_script(&name))
+        .and_then(|_| std::fs::write(&decl, DECLARATIONS));
+    if let Err(e) = written {
+        eprintln!("boo: cannot write into {}: {e}", dir.display());
+        return 1;
+    }
+    println!("{}", file.display());
+    eprintln!(
+        "wrote {} and {} (the script API's declarations, for your editor); edit the script, then `boo workflow run {}`",
+        file.display(),
+        decl.display(),
+        file.display()
+    );
+    0
+}
+
+/// `boo cache stats [--root DIR]`.
+pub async fn cache_stats(config: &Config, root: Option<PathBuf>) -> i32 {
+    let root = match root.as_deref().map(canonical_root).transpose() {
+        Ok(r) => r.map(|r| r.display().to_string()),
+        Err(e) => {
+            eprintln!("boo: --root: {e}");
+            return 2;
+        }
+    };
+    let st = match open_store(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let got = st
+        .call(move |c| {
+            Ok((
+                queries::cache_stats(c, root.as_deref())?,
+                if root.is_none() {
+                    queries::cache_roots(c)?
+                } else {
+                    Vec::new()
+                },
+            ))
+        })
+        .await;
+    match got {
+        Ok((s, roots)) => {
+            println!(
+                "{} cached agent answer(s) · {} project(s) · {} · {} output tokens saved per full re-run",
+                s.entries,
+                s.roots,
+                human_bytes(s.bytes),
+                s.output_tokens
+            );
+            for (r, n) in roots {
+                println!("  {n:>6}  {r}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+/// `boo cache clear [--root DIR]`.
+pub async fn cache_clear(config: &Config, root: Option<PathBuf>) -> i32 {
+    let root = match root.as_deref().map(canonical_root).transpose() {
+        Ok(r) => r.map(|r| r.display().to_string()),
+        Err(e) => {
+            eprintln!("boo: --root: {e}");
+            return 2;
+        }
+    };
+    let st = match open_store(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let r2 = root.clone();
+    match st
+        .call(move |c| queries::cache_clear(c, r2.as_deref()))
+        .await
+    {
+        Ok(n) => {
+            match root {
+                Some(r) => println!("removed {n} cached agent answer(s) of {r}"),
+                None => println!("removed {n} cached agent answer(s) of every project"),
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 1024 * 1024 {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    } else if n >= 1024 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 fn age(created: &str) -> String {

@@ -39,11 +39,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum WorkflowAction {
-    /// Run a workflow script: live progress on stderr, the report on stdout; exit 0
-    /// only when the run completed.
+    /// Run a workflow: live progress on stderr (phases, agents, cache hits, tokens),
+    /// the report on stdout; exit 0 only when the run completed.
     Run {
-        /// The workflow's .js file.
-        file: PathBuf,
+        /// A workflow's name (`boo workflows` lists them) or a .js/.mjs file.
+        workflow: String,
         /// The script's `args`: JSON, or plain text passed as a string.
         #[arg(long)]
         args: Option<String>,
@@ -53,6 +53,30 @@ enum WorkflowAction {
         /// Skip cache look-ups (results are still stored).
         #[arg(long)]
         fresh: bool,
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// The model agents run with (default: OPENAI_MODEL).
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Write a starter workflow NAME.js and boo-workflow.d.ts (the script API's
+    /// declarations) into DIR (default: ./.boo/workflows).
+    Init {
+        name: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// How many agent answers the workflow cache holds, per project.
+    Stats {
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Forget cached agent answers: one project's with --root, else every project's.
+    Clear {
         #[arg(long)]
         root: Option<PathBuf>,
     },
@@ -97,10 +121,20 @@ enum Command {
         #[arg(long, conflicts_with = "revoke")]
         list: bool,
     },
-    /// Workflow scripts.
+    /// List the workflows: built-in, the user's and the project's (with --root).
+    Workflows {
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Workflow scripts: run one, or start a new one.
     Workflow {
         #[command(subcommand)]
         action: WorkflowAction,
+    },
+    /// The workflow cache (content-keyed agent answers).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
     },
     /// List past runs (newest first).
     Runs {
@@ -272,16 +306,29 @@ fn main() {
                         model,
                         fast,
                     } => cli::run(config, flow, question, band, root, model, fast).await,
+                    Command::Workflows { root } => cli::workflows(&config, root).await,
                     Command::Workflow {
                         action:
                             WorkflowAction::Run {
-                                file,
+                                workflow,
                                 args,
                                 budget,
                                 fresh,
                                 root,
+                                model,
                             },
-                    } => cli::workflow_run(config, file, args, budget, fresh, root).await,
+                    } => {
+                        cli::workflow_run(config, workflow, args, budget, fresh, root, model).await
+                    }
+                    Command::Workflow {
+                        action: WorkflowAction::Init { name, dir },
+                    } => cli::workflow_init(name, dir),
+                    Command::Cache {
+                        action: CacheAction::Stats { root },
+                    } => cli::cache_stats(&config, root).await,
+                    Command::Cache {
+                        action: CacheAction::Clear { root },
+                    } => cli::cache_clear(&config, root).await,
                     Command::Runs { root, all, limit } => {
                         cli::runs(&config, root, all, limit).await
                     }

@@ -1010,6 +1010,65 @@ pub fn delete_step(c: &Connection, run_id: &str, step_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Merges `patch` (a JSON object) into a step's `meta`.
+pub fn merge_step_meta(
+    c: &Connection,
+    run_id: &str,
+    step_id: &str,
+    patch: &serde_json::Value,
+) -> Result<()> {
+    c.execute(
+        "UPDATE flow_steps SET meta = json_patch(COALESCE(meta, '{}'), json(?3)) WHERE run_id = ?1 AND step_id = ?2",
+        params![run_id, step_id, patch.to_string()],
+    )?;
+    Ok(())
+}
+
+/// The workflow cache's size: entries, the roots they belong to, and stored bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    pub entries: u64,
+    pub roots: u64,
+    pub bytes: u64,
+    /// Output tokens the cached answers cost when they ran.
+    pub output_tokens: u64,
+}
+
+/// The cache's size, for one root or all of them.
+pub fn cache_stats(c: &Connection, root: Option<&str>) -> Result<CacheStats> {
+    Ok(c.query_row(
+        "SELECT COUNT(*), COUNT(DISTINCT root), COALESCE(SUM(LENGTH(CAST(output AS BLOB))), 0),
+                COALESCE(SUM(output_tokens), 0)
+         FROM workflow_cache WHERE ?1 IS NULL OR root = ?1",
+        params![root],
+        |r| {
+            Ok(CacheStats {
+                entries: r.get::<_, i64>(0)? as u64,
+                roots: r.get::<_, i64>(1)? as u64,
+                bytes: r.get::<_, i64>(2)? as u64,
+                output_tokens: r.get::<_, i64>(3)? as u64,
+            })
+        },
+    )?)
+}
+
+/// Entries per root, most first.
+pub fn cache_roots(c: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut st = c.prepare(
+        "SELECT root, COUNT(*) FROM workflow_cache GROUP BY root ORDER BY COUNT(*) DESC, root",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Removes the cached answers of one root, or of every root; returns how many.
+pub fn cache_clear(c: &Connection, root: Option<&str>) -> Result<u64> {
+    Ok(c.execute(
+        "DELETE FROM workflow_cache WHERE ?1 IS NULL OR root = ?1",
+        params![root],
+    )? as u64)
+}
+
 /// Stores the script's return value in the run's meta.
 pub fn set_run_result(c: &Connection, run_id: &str, result: &serde_json::Value) -> Result<()> {
     c.execute(
