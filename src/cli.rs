@@ -791,7 +791,11 @@ pub async fn runs(config: &Config, root: Option<PathBuf>, all: bool, limit: u32)
                     r.run_id,
                     r.status.as_str(),
                     r.flow,
-                    r.band.as_str(),
+                    if r.kind == "workflow" {
+                        "wf"
+                    } else {
+                        r.band.as_str()
+                    },
                     r.question.chars().take(40).collect::<String>(),
                     age(&r.created_at)
                 );
@@ -812,18 +816,41 @@ pub async fn show(config: &Config, run_id: String) -> i32 {
     };
     let id = run_id.clone();
     let got = st
-        .call(move |c| Ok(queries::get_run(c, &id)?.map(|r| (r, queries::get_steps(c, &id)))))
+        .call(move |c| {
+            Ok(queries::get_run(c, &id)?.map(|r| {
+                let log = queries::get_log(c, &id).unwrap_or_default();
+                (r, queries::get_steps(c, &id), log)
+            }))
+        })
         .await;
     match got {
-        Ok(Some((r, Ok(steps)))) => {
+        Ok(Some((r, Ok(steps), log))) => {
             let s = &r.run.summary;
+            let workflow = crate::runner::workflow::is_workflow(&r.meta);
             println!("run      {}", s.run_id);
-            println!(
-                "flow     {} ({}) · band {}",
-                s.flow,
-                r.run.title.clone().unwrap_or_default(),
-                s.band
-            );
+            if workflow {
+                let wf = r.meta.get("workflow").cloned().unwrap_or_default();
+                let spent: u64 = steps.iter().map(|s| s.step.usage.output_tokens).sum();
+                let budget = match wf.pointer("/budget/total").and_then(|t| t.as_u64()) {
+                    Some(t) => format!(" · budget {spent}/{t} output tokens"),
+                    None => String::new(),
+                };
+                println!(
+                    "workflow {} ({}) · {}{budget}",
+                    s.flow,
+                    wf.get("source").and_then(|v| v.as_str()).unwrap_or("user"),
+                    wf.get("path")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("inline script"),
+                );
+            } else {
+                println!(
+                    "flow     {} ({}) · band {}",
+                    s.flow,
+                    r.run.title.clone().unwrap_or_default(),
+                    s.band
+                );
+            }
             println!(
                 "status   {}{}",
                 s.status.as_str(),
@@ -842,18 +869,42 @@ pub async fn show(config: &Config, run_id: String) -> i32 {
             );
             println!();
             for st in steps {
+                let cached = st
+                    .step
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.get("cached"))
+                    .and_then(|c| c.as_bool())
+                    == Some(true);
                 let st = st.step;
+                let phase = st
+                    .phase
+                    .as_deref()
+                    .map(|p| format!("[{p}] "))
+                    .unwrap_or_default();
                 println!(
-                    "  wave {} {:<12} {:<28} {:<10} {}",
+                    "  wave {} {:<12} {:<28} {:<10} {phase}{}{}",
                     st.wave,
                     st.step_id,
                     st.agent,
                     st.status.as_str(),
+                    if cached { "(cached) " } else { "" },
                     st.error
                         .as_deref()
                         .map(|e| e.lines().next().unwrap_or(""))
                         .unwrap_or("")
                 );
+            }
+            if !log.is_empty() {
+                println!("\nlog");
+                for l in &log {
+                    let mark = if l.kind == "phase" {
+                        "== phase: "
+                    } else {
+                        "· "
+                    };
+                    println!("  {:>3} {mark}{}", l.seq, l.message);
+                }
             }
             if let Some(rep) = r.report {
                 println!("\n{rep}");
@@ -864,7 +915,7 @@ pub async fn show(config: &Config, run_id: String) -> i32 {
             eprintln!("boo: unknown run {run_id}: `boo runs --all` lists them");
             1
         }
-        Ok(Some((_, Err(e)))) | Err(e) => {
+        Ok(Some((_, Err(e), _))) | Err(e) => {
             eprintln!("boo: {e}");
             1
         }

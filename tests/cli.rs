@@ -6,18 +6,7 @@ use common::*;
 use std::process::{Command, Output};
 
 fn boo(db: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(boo_bin())
-        .args(args)
-        .env("BOO_DB", db)
-        .env("BOO_QWEN", fake_qwen())
-        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-        .env("OPENAI_API_KEY", "test-key")
-        .env("OPENAI_MODEL", "test-model")
-        .env("XDG_DATA_HOME", db.parent().unwrap().join("data"))
-        .env_remove("FAKE_QWEN_MODE")
-        .env_remove("FAKE_QWEN_MODES")
-        .output()
-        .unwrap()
+    boo_cli(db, args, &[])
 }
 
 fn text(o: &[u8]) -> String {
@@ -257,7 +246,7 @@ fn a_run_command_stopped_by_a_signal_cancels_its_run() {
         let t = TempDir::new("cli-signal");
         let root = project(t.path());
         let db = t.path().join("boo.db");
-        let child = Command::new(boo_bin())
+        let child = boo_command(&boo_bin(), &db)
             .args([
                 "run",
                 "code-review",
@@ -265,12 +254,6 @@ fn a_run_command_stopped_by_a_signal_cancels_its_run() {
                 root.to_str().unwrap(),
                 "hang [[fake:hang]]",
             ])
-            .env("BOO_DB", &db)
-            .env("BOO_QWEN", fake_qwen())
-            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-            .env("OPENAI_API_KEY", "test-key")
-            .env("OPENAI_MODEL", "test-model")
-            .env("XDG_DATA_HOME", t.path().join("data"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -367,7 +350,7 @@ fn workflow_run_prints_the_report_and_exits_by_the_run_status() {
     assert!(stdout.starts_with("## Result\n\nanswers: 2"), "{stdout}");
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("== Ask") && stderr.contains("+ agent-1"),
+        stderr.contains("== phase: Ask") && stderr.contains("+ agent-1"),
         "{stderr}"
     );
     assert!(!stderr.contains("(cached)"), "{stderr}");

@@ -162,6 +162,7 @@ impl From<model::RunSummary> for ext::RunSummary {
             root,
             created_at,
             finished_at,
+            kind,
         } = s;
         ext::RunSummary {
             run_id,
@@ -172,6 +173,7 @@ impl From<model::RunSummary> for ext::RunSummary {
             root,
             created_at,
             finished_at,
+            kind,
         }
     }
 }
@@ -196,6 +198,7 @@ impl From<model::Run> for ext::Run {
             root,
             created_at,
             finished_at,
+            kind: _,
         } = summary.into();
         ext::Run {
             run_id,
@@ -761,6 +764,7 @@ mod tests {
             root: "/p".into(),
             created_at: "2026-01-01T00:00:00.000Z".into(),
             finished_at: full.then(|| "2026-01-01T00:00:09.000Z".into()),
+            kind: "flow".into(),
         }
     }
 

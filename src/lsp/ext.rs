@@ -181,6 +181,8 @@ wire_struct! {
         pub root: String,
         pub created_at: String,
         pub finished_at: Option<String>,
+        /// `"flow"` or `"workflow"`.
+        pub kind: String,
     }
 
     /// `RunSummary` and more (`boo/getRun`).

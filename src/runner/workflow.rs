@@ -319,12 +319,16 @@ pub(super) async fn drive(
             .map_err(|e| e.to_string())?;
     }
     let id = run_id.to_string();
-    let (row, log_seq) = sup
+    let (row, log_seq, earlier_log) = sup
         .store
         .call(move |c| {
             let row = queries::get_run(c, &id)?
                 .ok_or_else(|| crate::store::StoreError::Data(format!("run {id} is gone")))?;
-            Ok((row, queries::last_log_seq(c, &id)?))
+            Ok((
+                row,
+                queries::last_log_seq(c, &id)?,
+                queries::get_log(c, &id)?,
+            ))
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -387,6 +391,12 @@ pub(super) async fn drive(
         agents_done: AtomicU64::new(0),
         agents_cached: AtomicU64::new(0),
         log_seq: AtomicU64::new(log_seq),
+        replay: Mutex::new(
+            earlier_log
+                .into_iter()
+                .map(|l| (l.kind, l.message))
+                .collect(),
+        ),
         seen: Mutex::new(HashMap::new()),
         rt: tokio::runtime::Handle::current(),
     });
@@ -590,6 +600,9 @@ struct RunDriver {
     agents_done: AtomicU64,
     agents_cached: AtomicU64,
     log_seq: AtomicU64,
+    /// The log of the script's earlier life (a restarted run): the same lines, in the
+    /// same order, are not written again; the first line that differs ends the replay.
+    replay: Mutex<std::collections::VecDeque<(String, String)>>,
     /// Key without `n` → how many calls had it.
     seen: Mutex<HashMap<String, u32>>,
     rt: tokio::runtime::Handle,
@@ -887,6 +900,17 @@ impl WorkflowDriver for RunDriver {
                 return;
             }
         };
+        {
+            let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+            match replay.front() {
+                Some((k, m)) if k == kind && *m == line.message => {
+                    replay.pop_front();
+                    return;
+                }
+                Some(_) => replay.clear(),
+                None => {}
+            }
+        }
         let seq = self.log_seq.fetch_add(1, Ordering::SeqCst) + 1;
         let row = LogRow {
             seq,

@@ -124,6 +124,11 @@ fn summary_from_row(row: &Row) -> rusqlite::Result<RunSummary> {
         root: row.get(5)?,
         created_at: row.get(6)?,
         finished_at: row.get(7)?,
+        kind: row
+            .get::<_, Option<String>>(14)?
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+            .and_then(|m| m.get("kind").and_then(|k| k.as_str()).map(String::from))
+            .unwrap_or_else(|| "flow".into()),
     })
 }
 

@@ -100,6 +100,8 @@ export interface RunSummary {
   root: string;
   createdAt: string;
   finishedAt: string | null;
+  /** 'flow' or 'workflow'. */
+  kind: string;
 }
 
 export interface Run extends RunSummary {
@@ -108,8 +110,6 @@ export interface Run extends RunSummary {
   usage: Usage;
   fast: boolean;
   title: string | null;
-  /** 'flow' or 'workflow'. */
-  kind: string;
   /** A workflow run's { name, source, path, args, budget: { total, spent } }. */
   workflow?: unknown;
   /** A completed workflow run's return value. */

@@ -119,6 +119,7 @@
 ---@field question string
 ---@field root string
 ---@field createdAt string
+---@field kind string "flow" or "workflow"
 ---@field finishedAt string|nil
 
 ---@class boo.Run : boo.RunSummary
@@ -127,7 +128,6 @@
 ---@field usage boo.Usage
 ---@field fast boolean
 ---@field title string|nil
----@field kind string "flow" or "workflow"
 ---@field workflow? any a workflow run's { name, source, path, args, budget = { total, spent } }
 ---@field result? any a completed workflow run's return value
 ---@field log? boo.RunLogLine[] a workflow run's log
