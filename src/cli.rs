@@ -614,18 +614,12 @@ phase('Check');
 const checked = await pipeline(
   looks.filter(Boolean),
   (answer) => agent(
-    `Check every claim of this answer against the code and keep only what holds, with its evidence in the findings block:
-
-${{answer}}`,
+    `Check every claim of this answer against the code and keep only what holds, with its evidence in the findings block:\n\n${{answer}}`,
     {{ label: 'check an answer', agentType: 'adversarial-validator' }},
   ),
 );
 
-return checked.filter(Boolean).join('
-
----
-
-') || 'Nothing survived the check.';
+return checked.filter(Boolean).join('\n\n---\n\n') || 'Nothing survived the check.';
 "#,
         decl = crate::catalog::workflows::DECLARATIONS_FILE,
     )
