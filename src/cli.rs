@@ -744,6 +744,83 @@ pub async fn cache_clear(config: &Config, root: Option<PathBuf>) -> i32 {
     }
 }
 
+/// A driver whose agents answer at once: what is left of a run is the engine's own
+/// work (for `boo workflow-overhead`).
+struct InstantDriver;
+
+impl crate::workflow::WorkflowDriver for InstantDriver {
+    fn agent(
+        &self,
+        _call: crate::workflow::AgentCall,
+    ) -> BoxFuture<'static, crate::workflow::AgentReply> {
+        Box::pin(async { crate::workflow::AgentReply::Completed { text: "ok".into() } })
+    }
+    fn budget(&self) -> crate::workflow::Budget {
+        crate::workflow::Budget::default()
+    }
+    fn log(&self, _line: crate::workflow::LogLine) {}
+    fn workflow_source(&self, name: &str) -> Result<String, String> {
+        Err(format!("no workflow {name} here"))
+    }
+}
+
+/// `boo workflow-overhead --calls N` (internal, for the benchmark): the workflow
+/// engine's own time per `agent()` call — a script of N calls (half in `parallel`,
+/// half one after another) against agents that answer at once, minus the same
+/// script without calls. Prints JSON.
+pub async fn workflow_overhead(calls: u32) -> i32 {
+    let calls = calls.clamp(2, 1000);
+    let script = |n: u32| {
+        format!(
+            "export const meta = {{ name: 'overhead', description: 'engine cost per agent call' }};
+             const half = {};
+             const a = await parallel(Array.from({{ length: half }}, (_, i) => () => agent(`fan ${{i}}`)));
+             const b = [];
+             for (let i = 0; i < {}; i++) b.push(await agent(`seq ${{i}}`));
+             return a.length + b.length;
+",
+            n / 2,
+            n - n / 2
+        )
+    };
+    let time = |n: u32| {
+        let src = script(n);
+        async move {
+            let t = Instant::now();
+            let out = crate::workflow::run_workflow(
+                src,
+                None,
+                std::sync::Arc::new(InstantDriver),
+                crate::workflow::Limits::default(),
+                CancellationToken::new(),
+            )
+            .await;
+            (t.elapsed(), out)
+        }
+    };
+    let mut full = Vec::new();
+    let mut empty = Vec::new();
+    for _ in 0..5 {
+        let (d, out) = time(calls).await;
+        if let Err(e) = out {
+            eprintln!("boo: the overhead script failed: {e}");
+            return 1;
+        }
+        full.push(d);
+        empty.push(time(0).await.0);
+    }
+    full.sort();
+    empty.sort();
+    let (f, e) = (full[2], empty[2]);
+    let per_call_us = (f.saturating_sub(e)).as_secs_f64() * 1e6 / calls as f64;
+    println!(
+        "{{\"calls\": {calls}, \"scriptMs\": {:.2}, \"emptyMs\": {:.2}, \"perCallUs\": {per_call_us:.1}}}",
+        f.as_secs_f64() * 1000.0,
+        e.as_secs_f64() * 1000.0
+    );
+    0
+}
+
 fn human_bytes(n: u64) -> String {
     if n >= 1024 * 1024 {
         format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))

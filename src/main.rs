@@ -166,6 +166,12 @@ enum Command {
     /// Internal: time the read-only proof (fingerprint) of a directory, cold and warm.
     #[command(hide = true)]
     Fingerprint { root: PathBuf },
+    /// Internal: the workflow engine's own time per agent() call (agents answer at once).
+    #[command(hide = true)]
+    WorkflowOverhead {
+        #[arg(long, default_value_t = 500)]
+        calls: u32,
+    },
     /// Internal: runs an agent process under the sandbox and dies with boo.
     #[command(hide = true)]
     AgentGuard {
@@ -339,6 +345,7 @@ fn main() {
                     Command::Traces { run_id } => cli::traces(&config, run_id).await,
                     Command::Gc { older_than } => cli::gc(&config, older_than).await,
                     Command::Doctor => cli::doctor(&config).await,
+                    Command::WorkflowOverhead { calls } => cli::workflow_overhead(calls).await,
                     Command::Serve { .. }
                     | Command::AgentGuard { .. }
                     | Command::Fingerprint { .. } => 2,

@@ -343,7 +343,8 @@ fn kill_9_mid_workflow_resumes_without_running_a_finished_agent_twice() {
         &[dir.clone(), ("FAKE_QWEN_MODES", "agent-3=hang".into())],
     );
     s.initialize(&root);
-    let run_id = launch(&mut s, json!({ "script": script }));
+    // `fresh` skips older answers, never the run's own: a resumed fresh run keeps them.
+    let run_id = launch(&mut s, json!({ "script": script, "fresh": true }));
     s.wait_for("agent-3 running", LONG, |m, p| {
         m == "boo/stepUpdated" && p["stepId"] == "agent-3" && p["status"] == "running"
     });

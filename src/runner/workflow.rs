@@ -386,6 +386,7 @@ pub(super) async fn drive(
         trusted,
         project,
         fresh,
+        resumed,
         budget_total,
         spent: AtomicU64::new(0),
         agents_done: AtomicU64::new(0),
@@ -593,6 +594,8 @@ struct RunDriver {
     /// The project fingerprint's digest, taken when the script (re)started.
     project: String,
     fresh: bool,
+    /// The script restarted (adoption after a crash).
+    resumed: bool,
     budget_total: Option<u64>,
     /// Output tokens of the agents this script ran (cached answers cost nothing).
     spent: AtomicU64,
@@ -692,14 +695,15 @@ impl RunDriver {
         let (rid, sid) = (self.ctx.run_id.clone(), step_id.clone());
         let root = self.ctx.root.display().to_string();
         // A restarted script meets the rows of its earlier life under the same ids.
-        let (r2, k2, fresh) = (root.clone(), key.clone(), self.fresh);
+        let (r2, k2, fresh, resumed) = (root.clone(), key.clone(), self.fresh, self.resumed);
         let hit = store
             .call(move |c| {
                 queries::delete_step(c, &rid, &sid)?;
-                if fresh {
-                    Ok(None)
-                } else {
-                    queries::cache_get(c, &r2, &k2)
+                match (fresh, resumed) {
+                    (false, _) => queries::cache_get(c, &r2, &k2),
+                    // A fresh run that restarted: its own finished agents come back.
+                    (true, true) => queries::cache_get_from_run(c, &r2, &k2, &rid),
+                    (true, false) => Ok(None),
                 }
             })
             .await;

@@ -1110,6 +1110,24 @@ pub fn cache_get(c: &Connection, root: &str, key: &str) -> Result<Option<CachedR
     .optional()?)
 }
 
+/// A cached result that `run_id` itself produced (a fresh run that restarted: its
+/// own finished agents still come back, nothing older does).
+pub fn cache_get_from_run(
+    c: &Connection,
+    root: &str,
+    key: &str,
+    run_id: &str,
+) -> Result<Option<CachedResult>> {
+    Ok(cache_get(c, root, key)?.filter(|_| {
+        c.query_row(
+            "SELECT 1 FROM workflow_cache WHERE root = ?1 AND cache_key = ?2 AND run_id = ?3",
+            params![root, key, run_id],
+            |_| Ok(()),
+        )
+        .is_ok()
+    }))
+}
+
 pub fn cache_put(
     c: &Connection,
     root: &str,
