@@ -210,6 +210,17 @@ impl Transport for CliTransport {
     fn deliver(&mut self, msg: Out) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             match msg {
+                Out::RunStarted(m) if self.workflow => {
+                    self.line(&format!(
+                        "run {} · workflow {}{}",
+                        m.run_id,
+                        m.flow,
+                        if m.resumed { " (resumed)" } else { "" }
+                    ));
+                    for s in m.steps {
+                        self.steps.insert(s.step_id.clone(), s.agent.clone());
+                    }
+                }
                 Out::RunStarted(m) => {
                     let waves = m.steps.iter().map(|s| s.wave).max().unwrap_or(0);
                     self.line(&format!(
