@@ -709,3 +709,41 @@ fn a_builtin_workflow_runs_end_to_end() {
     assert_eq!(got["run"]["question"], "How does add work?");
     s.stop();
 }
+
+/// Identical calls in a fan-out are told apart by how many identical calls the script
+/// made before them — in script order, not in the order their agents happen to start.
+/// The fake's answers name their step, so a swap would change the last prompt and
+/// miss the cache.
+#[test]
+fn identical_calls_in_a_fan_out_hit_the_cache_in_script_order() {
+    let t = TempDir::new("wf-same");
+    let root = project(t.path());
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[
+            ("FAKE_QWEN_DIR", rec.display().to_string()),
+            ("BOO_MAX_PARALLEL", "4".to_string()),
+        ],
+    );
+    s.initialize(&root);
+    let script = "export const meta = { name: 'same', description: 'six identical calls' };\n\
+                  const six = await parallel(Array.from({ length: 6 }, () => () => agent('The same question')));\n\
+                  return await agent(`Sum up: ${six.join(' | ')}`);\n";
+    let first = launch(&mut s, json!({ "script": script }));
+    assert_eq!(s.wait_run_end(&first, LONG)["runStatus"], "completed");
+    assert_eq!(agent_records(&rec).len(), 7);
+    for _ in 0..3 {
+        let again = launch(&mut s, json!({ "script": script }));
+        assert_eq!(s.wait_run_end(&again, LONG)["runStatus"], "completed");
+        s.drain(Duration::from_millis(100));
+        assert!(
+            added(&s, &again).iter().all(|a| a["cached"] == true),
+            "{:?}",
+            added(&s, &again)
+        );
+    }
+    assert_eq!(agent_records(&rec).len(), 7, "no agent ran again");
+    s.stop();
+}

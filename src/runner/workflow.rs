@@ -619,10 +619,10 @@ impl RunDriver {
         }
     }
 
-    async fn run_agent(self: Arc<Self>, call: AgentCall) -> AgentReply {
-        if self.budget_now().exhausted() {
-            return AgentReply::BudgetExhausted;
-        }
+    /// The synchronous part of an agent attempt: its persona, model and content key.
+    /// Called in the order the script made its calls, so `n` (identical calls before
+    /// this one) follows the script, never the order agents happen to start in.
+    fn prepare(&self, call: &AgentCall) -> Result<Prepared, String> {
         let persona = call
             .opts
             .agent_type
@@ -636,14 +636,11 @@ impl RunDriver {
                 DEFAULT_BRIEF.to_string(),
             ),
         };
-        let model = match resolve_model(
+        let model = resolve_model(
             call.opts.model.as_deref(),
             &self.sup.config.model_aliases,
             self.ctx.model.as_deref(),
-        ) {
-            Ok(m) => m,
-            Err(e) => return failed(e),
-        };
+        )?;
         // What the call asked for besides the prompt, recorded on its step.
         let asked = (call.opts.model.is_some() || call.opts.effort.is_some()).then(|| {
             json!({ "workflow": {
@@ -675,6 +672,28 @@ impl RunDriver {
             &self.project,
             n,
         );
+        Ok(Prepared {
+            name,
+            title,
+            brief,
+            model,
+            asked,
+            key,
+        })
+    }
+
+    async fn run_agent(self: Arc<Self>, call: AgentCall, prepared: Prepared) -> AgentReply {
+        if self.budget_now().exhausted() {
+            return AgentReply::BudgetExhausted;
+        }
+        let Prepared {
+            name,
+            title,
+            brief,
+            model,
+            asked,
+            key,
+        } = prepared;
         let step_id = if call.attempt > 1 {
             format!("agent-{}.{}", call.index + 1, call.attempt)
         } else {
@@ -878,14 +897,30 @@ fn failed(error: String) -> AgentReply {
     AgentReply::Failed { error }
 }
 
+/// What [`RunDriver::prepare`] settled for one attempt.
+struct Prepared {
+    /// The persona (or [`DEFAULT_PERSONA`]), its title and brief.
+    name: String,
+    title: String,
+    brief: String,
+    /// The model the agent runs with.
+    model: Option<String>,
+    /// `model`/`effort` as asked, for the step's meta.
+    asked: Option<Value>,
+    /// The content key (with `n`).
+    key: String,
+}
+
 impl WorkflowDriver for RunDriver {
     fn agent(&self, call: AgentCall) -> BoxFuture<'static, AgentReply> {
+        let prepared = self.prepare(&call);
         // The engine holds the driver in an Arc; the future needs its own handle.
         let me = self.me.upgrade();
         Box::pin(async move {
-            match me {
-                Some(me) => me.run_agent(call).await,
-                None => failed("the run is ending".into()),
+            match (me, prepared) {
+                (Some(me), Ok(p)) => me.run_agent(call, p).await,
+                (_, Err(e)) => failed(e),
+                (None, _) => failed("the run is ending".into()),
             }
         })
     }
