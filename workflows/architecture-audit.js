@@ -11,6 +11,9 @@ export const meta = {
 
 /// <reference path="./boo-workflow.d.ts" />
 
+// The prose of an answer: its findings block is verified and listed in the report.
+const prose = (text) => text.replace(/```findings\s*\n[\s\S]*?```/g, '').trim();
+
 const focus = typeof args === 'string' && args.trim() ? args.trim() : 'the architecture as a whole';
 
 phase('Survey');
@@ -53,4 +56,4 @@ const synthesis = await agent(
   { label: 'merge the lenses', agentType: 'plan-synthesizer' },
 );
 
-return synthesis || `The synthesis failed; ${done} lens report(s) are in the findings below.`;
+return synthesis ? prose(synthesis) : `The synthesis failed; ${done} lens report(s) are in the findings below.`;

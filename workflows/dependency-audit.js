@@ -11,6 +11,9 @@ export const meta = {
 
 /// <reference path="./boo-workflow.d.ts" />
 
+// The prose of an answer: its findings block is verified and listed in the report.
+const prose = (text) => text.replace(/```findings\s*\n[\s\S]*?```/g, '').trim();
+
 const focus = typeof args === 'string' && args.trim() ? ` Focus: ${args.trim()}.` : '';
 
 phase('Manifests');
@@ -67,4 +70,4 @@ const ranking = await agent(
   { label: 'rank the risks', agentType: 'risk-analyst' },
 );
 
-return ranking || 'The ranking failed; the per-manifest audits are in the findings below.';
+return ranking ? prose(ranking) : 'The ranking failed; the per-manifest audits are in the findings below.';

@@ -11,6 +11,9 @@ export const meta = {
 
 /// <reference path="./boo-workflow.d.ts" />
 
+// The prose of an answer: its findings block is verified and listed in the report.
+const prose = (text) => text.replace(/```findings\s*\n[\s\S]*?```/g, '').trim();
+
 const question = typeof args === 'string' ? args.trim()
   : (args && typeof args.question === 'string') ? args.question.trim() : '';
 if (!question) {
@@ -58,4 +61,4 @@ const answer = await agent(
   { label: 'write the answer', agentType: 'evidence-based-investigator' },
 );
 
-return answer || 'The final answer failed; the investigations are in the findings below.';
+return answer ? prose(answer) : 'The final answer failed; the investigations are in the findings below.';

@@ -11,6 +11,9 @@ export const meta = {
 
 /// <reference path="./boo-workflow.d.ts" />
 
+// The prose of an answer: its findings block is verified and listed in the report.
+const prose = (text) => text.replace(/```findings\s*\n[\s\S]*?```/g, '').trim();
+
 const limit = Math.max(1, Math.min(60, Number((args && args.limit) || 20)));
 const focus = typeof args === 'string' && args.trim() ? args.trim() : 'every module of the project';
 
@@ -62,4 +65,4 @@ const plan = await agent(
   { label: 'rank the gaps', agentType: 'gap-analyzer' },
 );
 
-return plan || `The ranking failed; the ${covered} module sweep(s) are in the findings below.`;
+return plan ? prose(plan) : `The ranking failed; the ${covered} module sweep(s) are in the findings below.`;
