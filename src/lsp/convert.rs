@@ -865,10 +865,11 @@ mod tests {
                 phase: full.then(|| "Leads".into()),
                 cache_key: full.then(|| "k".into()),
             };
-            // boo/getRun sent each step with its `turns` added (and `cached` only
-            // when the meta says so: not here).
+            // boo/getRun sent each step with its `turns` added, and `cached` (from
+            // the meta; false here).
             let mut before = serde_json::to_value(&step).unwrap();
             before["turns"] = json!([{ "turn": 1, "usage": usage() }]);
+            before["cached"] = json!(false);
             let turns = vec![ext::TurnUsage {
                 turn: 1,
                 usage: usage().into(),

@@ -266,9 +266,8 @@ wire_struct! {
         /// The content key of a workflow agent's cached result.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub cache_key: Option<String>,
-        /// Answered from the workflow cache (no agent process ran); sent only when
-        /// true, so clients built before it read a missing field as false.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        /// Answered from the workflow cache (no agent process ran).
+        #[serde(default)]
         pub cached: bool,
     }
 

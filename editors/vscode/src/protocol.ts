@@ -101,7 +101,7 @@ export interface RunSummary {
   createdAt: string;
   finishedAt: string | null;
   /** 'flow' or 'workflow'. */
-  kind: string;
+  kind?: string;
 }
 
 export interface Run extends RunSummary {
@@ -110,6 +110,8 @@ export interface Run extends RunSummary {
   usage: Usage;
   fast: boolean;
   title: string | null;
+  /** 'flow' or 'workflow'. */
+  kind: string;
   /** A workflow run's { name, source, path, args, budget: { total, spent } }. */
   workflow?: unknown;
   /** A completed workflow run's return value. */
@@ -165,7 +167,7 @@ export interface Step extends StepInfo {
   phase: string | null;
   /** The content key of a workflow agent's cached result. */
   cacheKey?: string;
-  /** Answered from the workflow cache (no agent process ran); sent only when true. */
+  /** Answered from the workflow cache (no agent process ran). */
   cached?: boolean;
 }
 

@@ -164,7 +164,7 @@
 ---@field parentStepId string|nil the step that started this one (steps added while the run ran)
 ---@field phase string|nil a workflow's phase label
 ---@field cacheKey? string the content key of a workflow agent's cached result
----@field cached? boolean answered from the workflow cache (no agent process ran); sent only when true
+---@field cached boolean answered from the workflow cache (no agent process ran)
 
 ---@class boo.TurnUsage
 ---@field turn integer
