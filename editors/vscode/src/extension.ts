@@ -12,7 +12,7 @@ import type { PaneMenuAction, PanePersisted } from './messages';
 import { ORCHESTRATOR_VIEW_TYPE, Orchestrators } from './orchestrator';
 import { ErrorCodes, RunSummary, isRunTerminal } from './protocol';
 import { RunStore } from './runStore';
-import { RunsView, relativeAge, shorten } from './runsView';
+import { RunsView, relativeAge, runSize, shorten } from './runsView';
 import { TRACES_VIEW_TYPE, TracesPanels } from './tracesPanel';
 import { iconPath } from './webviewUtil';
 
@@ -135,7 +135,7 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     const pick = await vscode.window.showQuickPick(
       runs.map((r) => ({
         label: `${icon[r.status] ?? ''} ${shorten(r.question || r.flow, 80)}`,
-        description: `${r.flow} · ${r.band} · ${r.status} · ${relativeAge(r.createdAt)}`,
+        description: `${r.flow} · ${runSize(r)} · ${r.status} · ${relativeAge(r.createdAt)}`,
         runId: r.runId,
       })),
       { placeHolder, matchOnDescription: true },

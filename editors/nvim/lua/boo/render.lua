@@ -402,7 +402,8 @@ function M.run_summary(r, now)
     '%-10s %-22s %-6s %-9s %s',
     M.age(created, now),
     trunc(r.flow or '?', 22),
-    r.band or '',
+    -- A workflow run has no band (RunSummary.kind says so, or the band is absent).
+    (r.kind == 'workflow' or r.kind == 'agent') and r.kind or (r.band or 'workflow'),
     r.status or '',
     one_line(r.question or '', 70)
   )
