@@ -216,5 +216,75 @@ H.test('history, export and traces work for a workflow run', function()
   H.contains(ttext, 'read_file ', 'its tool calls')
 end)
 
+H.test('/workflow <name> <args> in the chat and the launcher\'s workflow category launch the named workflow', function()
+  -- The catalog and the launch are stubbed here: this is about what the user
+  -- typed and picked becoming the launch (the server side is tested above).
+  local real_launch, real_workflows = boo.launch_workflow, boo.workflows
+  local launched = {}
+  boo.launch_workflow = function(spec, cb)
+    launched[#launched + 1] = spec
+    if cb then
+      cb(nil, 'run-' .. #launched)
+    end
+  end
+  boo.workflows = function(_, cb)
+    cb(nil, {
+      { name = 'deep-review', description = 'find, then verify', source = 'builtin', phases = { { title = 'Find' } } },
+      { name = 'audit', description = 'the team audit', source = 'project' },
+    }, false)
+  end
+  local ok, err = pcall(function()
+    local chat = require('boo.chat')
+    local buf = chat.open()
+    chat.submit(buf, '/workflow audit {"depth": 2}')
+    chat.submit(buf, '/workflow research how does eviction work?')
+    chat.submit(buf, '/workflow')
+    H.eq(#launched, 2, 'two launches')
+    H.eq({ launched[1].workflow, launched[1].args }, { 'audit', { depth = 2 } }, 'JSON args')
+    H.eq({ launched[2].workflow, launched[2].args }, { 'research', 'how does eviction work?' }, 'text args')
+    H.eq(launched[1].root, project, 'the chat\'s project')
+    local text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n')
+    H.contains(text, 'started run run-1', 'the chat says the run started')
+    H.contains(text, '/workflow needs a name', 'a name is required')
+    vim.cmd('close')
+
+    -- The launcher: the last category lists the workflows, then args, then a budget.
+    H.selects = {}
+    H.script_select(function(labels)
+      if labels[#labels]:find('^Workflow') then
+        return #labels
+      end
+      return H.find_label(labels, '^audit', false)
+    end)
+    local answers = { '{"depth": 3}', 'lots', '12k' }
+    local prompts = {}
+    local real_input = vim.ui.input
+    vim.ui.input = function(opts, on_confirm)
+      prompts[#prompts + 1] = opts.prompt
+      local a = table.remove(answers, 1)
+      vim.schedule(function()
+        on_confirm(a)
+      end)
+    end
+    require('boo.launcher').open(project)
+    H.wait(10000, function()
+      return #launched == 3
+    end, 'a launch from the launcher')
+    vim.ui.input = real_input
+    H.eq(H.selects[1].labels[#H.selects[1].labels]:match('^Workflow') ~= nil, true, 'workflow is the last category')
+    H.eq(H.selects[2].labels, {
+      'deep-review — find, then verify (Find)',
+      'audit [project, untrusted] — the team audit',
+    }, 'the workflows, the untrusted project one marked')
+    H.eq({ launched[3].workflow, launched[3].args, launched[3].budget }, { 'audit', { depth = 3 }, 12000 },
+      'args and budget (a bad budget is asked again)')
+    H.eq(#prompts, 3, 'args, then a budget twice')
+  end)
+  boo.launch_workflow, boo.workflows = real_launch, real_workflows
+  if not ok then
+    error(err, 0)
+  end
+end)
+
 vim.notify = real_notify
 H.finish()
