@@ -286,5 +286,45 @@ H.test('/workflow <name> <args> in the chat and the launcher\'s workflow categor
   end
 end)
 
+H.test('a project workflow refused in an untrusted folder asks, trusts the folder and launches again', function()
+  -- The refusal (-32005) is simulated once; the trust and the second launch go to the server.
+  local c = client
+  local real_request = c.request
+  local calls = {}
+  local refused = false
+  c.request = function(root, method, params, cb)
+    calls[#calls + 1] = method
+    if method == 'boo/launchWorkflow' and not refused then
+      refused = true
+      return vim.schedule(function()
+        cb({ code = -32005, message = 'project workflows run only in a trusted root: boo trust ' .. root })
+      end)
+    end
+    return real_request(root, method, params, cb)
+  end
+  H.selects = {}
+  H.script_select(function(labels)
+    return H.find_label(labels, 'Trust this folder and launch', true)
+  end)
+  local got
+  local ok, err = pcall(function()
+    boo.launch_workflow({ scriptPath = project .. '/wf/audit.js', args = { depth = 1 }, root = project, focus = false }, function(e, id)
+      got = { err = e, id = id }
+    end)
+    H.wait(20000, function()
+      return got
+    end, 'the launch after the trust prompt')
+  end)
+  c.request = real_request
+  if not ok then
+    error(err, 0)
+  end
+  H.eq(got.err, nil, 'launched')
+  H.eq(calls, { 'boo/launchWorkflow', 'boo/trustRoot', 'boo/launchWorkflow' }, 'refused, trusted, launched again')
+  H.contains(H.selects[1].prompt, "own workflow", 'the prompt says it is the folder\'s own workflow')
+  H.contains(H.selects[1].prompt, 'not trusted', 'and that the folder is not trusted')
+  wait_end(got.id, 'the run launched after trusting')
+end)
+
 vim.notify = real_notify
 H.finish()
