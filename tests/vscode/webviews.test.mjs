@@ -43,7 +43,7 @@ function snapshotAfterStart(runId, notifications) {
 
 const recorded = recordings();
 const sources = [
-  ...recorded.map((r) => ({
+  ...recorded.filter((r) => r.getRun.run.kind !== 'workflow').map((r) => ({
     name: r.file.replace(/\.json$/, ''),
     runId: r.runId,
     notifications: r.notifications.filter((n) => n.method?.startsWith('boo/') && n.params?.runId === r.runId),
@@ -415,6 +415,38 @@ test('Orchestrator pane — a workflow run: phases, cached agents, the log, the 
     await context.close();
   }
 });
+
+for (const r of recorded.filter((x) => x.getRun.run.kind === 'workflow')) {
+  test(`Orchestrator pane — recorded ${r.file}: the real server's workflow run, live then finished`, async () => {
+    const notes = r.notifications.filter((n) => n.method?.startsWith('boo/') && n.params?.runId === r.runId);
+    const allCached = r.getRun.steps.filter((x) => x.kind === 'agent').every((x) => x.meta?.cached === true);
+    const { page, context, problems } = await openPage(browser, web.page(`pane-${r.file}`, 'pane'));
+    try {
+      // As the host does: the state after runStarted, the run's facts from getRun, then the rest.
+      let st = reduce(emptyState(r.runId), { type: 'notification', notification: notes[0], now: Date.now() });
+      st = reduce(st, { type: 'runInfo', run: { ...r.getRun.run, log: [], result: undefined } });
+      await send(page, { type: 'state', state: st });
+      const firstAdded = notes.findIndex((n) => n.method === 'boo/stepAdded');
+      await feed(page, r.runId, notes.slice(1, firstAdded + 2), { batch: 1 });
+      assert.equal(await page.locator('.status-pill').textContent(), 'running');
+      assert.equal(await page.locator('.step[data-kind="agent"]').count(), 1, 'the first agent appears as the script calls it');
+      assert.deepEqual(await page.locator('.phase-label').allTextContents(), ['Script', 'Survey']);
+      await feed(page, r.runId, notes.slice(firstAdded + 2), { batch: 6 });
+      assert.equal(await page.locator('.status-pill').textContent(), 'completed');
+      assert.deepEqual(await page.locator('.phase-label').allTextContents(), ['Script', 'Survey', 'Refine']);
+      assert.equal(await page.locator('.step[data-kind="agent"]').count(), 3);
+      assert.equal(await page.locator('.step[data-cached="true"]').count(), allCached ? 3 : 0);
+      assert.deepEqual(await page.locator('.log-line').allTextContents(), ['▸ Survey', 'surveyed 2 parts', '▸ Refine']);
+      assert.match(await page.locator('.budget').textContent(), allCached ? /^budget 0 \/ 20k$/ : /^budget \d+ \/ 20k$/);
+      assert.equal(await page.locator('.report h2').first().textContent(), 'Result');
+      assert.ok((await page.locator('.report').boundingBox()).y < (await page.locator('.roster').boundingBox()).y, 'the result on top');
+      await shot(page, `pane-${r.file.replace(/\.json$/, '')}`, { fullPage: true });
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+}
 
 test('Flows launcher — narrow width is one column', async () => {
   const { page, context } = await openPage(browser, web.page('launcher-narrow', 'launcher'), { width: 340, height: 900 });
