@@ -426,7 +426,9 @@ describe('boo in code-server', () => {
       await quick.fill('wf/audit.js');
       await page.locator('.quick-input-list .monaco-list-row', { hasText: 'audit.js' }).first().waitFor();
       await page.keyboard.press('Enter');
-      await page.locator('.tab', { hasText: 'audit.js' }).first().waitFor();
+      // The command is offered for the active .js editor: wait until the script is the active tab.
+      await page.locator('.tab.active', { hasText: 'audit.js' }).first().waitFor();
+      await page.locator('.editor-instance .monaco-editor').first().click();
       await command('Boo: Run Workflow File…', 'Run Workflow File');
       const input = page.locator('.quick-input-widget input');
       await page.locator('.quick-input-widget', { hasText: 'Args for the script' }).waitFor();
