@@ -419,16 +419,18 @@ describe('boo in code-server', () => {
     );
     await command('View: Close All Editors');
     const run = async () => {
-      await page.keyboard.press('Escape');
-      await page.keyboard.press('Control+P');
-      const quick = page.locator('.quick-input-widget input');
-      await quick.waitFor({ state: 'visible' });
-      await quick.fill('wf/audit.js');
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'audit.js' }).first().waitFor();
-      await page.keyboard.press('Enter');
-      // The command is offered for the active .js editor: wait until the script is the active tab.
+      // Make the script the active editor (a webview may hold the keyboard focus: no Ctrl+P).
+      const tab = page.locator('.tab', { hasText: 'audit.js' }).first();
+      if (await tab.count()) await tab.click();
+      else {
+        await command('Go to File...', 'Go to File');
+        const quick = page.locator('.quick-input-widget input');
+        await quick.waitFor({ state: 'visible' });
+        await quick.fill('wf/audit.js');
+        await page.locator('.quick-input-list .monaco-list-row', { hasText: 'audit.js' }).first().waitFor();
+        await page.keyboard.press('Enter');
+      }
       await page.locator('.tab.active', { hasText: 'audit.js' }).first().waitFor();
-      await page.locator('.editor-instance .monaco-editor').first().click();
       await command('Boo: Run Workflow File…', 'Run Workflow File');
       const input = page.locator('.quick-input-widget input');
       await page.locator('.quick-input-widget', { hasText: 'Args for the script' }).waitFor();
