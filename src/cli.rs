@@ -224,10 +224,12 @@ impl Transport for CliTransport {
                 Out::RunStarted(m) => {
                     let waves = m.steps.iter().map(|s| s.wave).max().unwrap_or(0);
                     self.line(&format!(
-                        "run {} · {} · band {} · {} steps in {} waves{}",
+                        "run {} · {} · {} · {} steps in {} waves{}",
                         m.run_id,
                         m.flow,
-                        m.band,
+                        m.band
+                            .map(|b| format!("band {b}"))
+                            .unwrap_or_else(|| "workflow".into()),
                         m.steps.len(),
                         waves,
                         if m.resumed { " (resumed)" } else { "" }

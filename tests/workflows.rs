@@ -588,6 +588,16 @@ fn the_catalog_lists_every_source_and_project_workflows_need_trust() {
         msg.contains("research-question") && msg.contains("team"),
         "{msg}"
     );
+    // The same file by its path is still the repository's own workflow.
+    for path in [
+        root.join(".boo/workflows/team.js").display().to_string(),
+        ".claude/workflows/helper.js".to_string(),
+    ] {
+        let (code, msg) = s
+            .request("boo/launchWorkflow", json!({ "scriptPath": path }))
+            .unwrap_err();
+        assert_eq!(code, -32005, "{path}: {msg}");
+    }
     let runs = s.request("boo/listRuns", json!({ "root": null })).unwrap();
     assert!(runs["runs"].as_array().unwrap().is_empty(), "no run row");
     // A user workflow needs no trust.
@@ -607,6 +617,18 @@ fn the_catalog_lists_every_source_and_project_workflows_need_trust() {
     let got = s.request("boo/getRun", json!({ "runId": run_id })).unwrap();
     assert_eq!(got["run"]["flow"], "team");
     assert_eq!(got["run"]["workflow"]["source"], "project");
+    // Workflows have no band: `null` on the run, its summary and its runStarted.
+    assert_eq!(got["run"]["band"], Value::Null, "{}", got["run"]);
+    let listed = s.request("boo/listRuns", json!({ "root": null })).unwrap();
+    let summary = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["runId"] == run_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(summary["band"], Value::Null, "{summary}");
+    assert_eq!(summary["kind"], "workflow");
     assert_eq!(got["run"]["workflow"]["phases"][0]["title"], "Ask");
     assert!(got["run"]["workflow"]["path"]
         .as_str()

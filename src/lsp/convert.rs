@@ -167,7 +167,7 @@ impl From<model::RunSummary> for ext::RunSummary {
         ext::RunSummary {
             run_id,
             flow,
-            band: band.into(),
+            band: (kind != "workflow").then(|| band.into()),
             status: status.into(),
             question,
             root,
@@ -474,7 +474,7 @@ impl From<outbox::RunStarted> for ext::RunStartedParams {
         ext::RunStartedParams {
             run_id,
             flow,
-            band: band.into(),
+            band: band.map(Into::into),
             question,
             root,
             status: status.into(),
@@ -774,7 +774,7 @@ mod tests {
             same::<_, ext::RunStartedParams>(outbox::RunStarted {
                 run_id: "r".into(),
                 flow: "code-review".into(),
-                band: model::Band::Large,
+                band: Some(model::Band::Large),
                 question: "q".into(),
                 root: "/p".into(),
                 status: model::RunStatus::Running,

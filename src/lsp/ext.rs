@@ -175,7 +175,8 @@ wire_struct! {
     pub struct RunSummary {
         pub run_id: String,
         pub flow: String,
-        pub band: Band,
+        /// `null` for a workflow run (workflows have no band).
+        pub band: Option<Band>,
         pub status: RunStatus,
         pub question: String,
         pub root: String,
@@ -189,7 +190,8 @@ wire_struct! {
     pub struct Run {
         pub run_id: String,
         pub flow: String,
-        pub band: Band,
+        /// `null` for a workflow run.
+        pub band: Option<Band>,
         pub status: RunStatus,
         pub question: String,
         pub root: String,
@@ -465,7 +467,8 @@ wire_struct! {
     pub struct RunStartedParams {
         pub run_id: String,
         pub flow: String,
-        pub band: Band,
+        /// `null` for a workflow run.
+        pub band: Option<Band>,
         pub question: String,
         pub root: String,
         pub status: RunStatus,

@@ -65,6 +65,15 @@ pub struct WorkflowLaunch {
     pub fresh: bool,
 }
 
+/// Whether `file` lies in the root's `.boo/` or `.claude/` folder (where a
+/// repository keeps the flows and workflows it brings).
+fn in_project_config(file: &Path, root: &Path) -> bool {
+    file.strip_prefix(root)
+        .ok()
+        .and_then(|rel| rel.components().next())
+        .is_some_and(|c| c.as_os_str() == ".boo" || c.as_os_str() == ".claude")
+}
+
 /// `args` as the run's one-line question.
 fn args_line(args: Option<&Value>) -> String {
     let line = match args {
@@ -243,7 +252,19 @@ impl Supervisor {
             })
         })?;
         let name = resolved.name.clone().unwrap_or_else(|| meta.name.clone());
-        if named && resolved.source == WorkflowSource::Project && !self.root_trusted(&root).await? {
+        // A project workflow needs a trusted root whether it is named from the catalog
+        // or given by its path in the folders the catalog reads (`.boo/`, `.claude/`):
+        // those are the repository's own workflows. A path elsewhere is the user's pick.
+        let from_project_folder = !named
+            && resolved.source == WorkflowSource::Project
+            && resolved
+                .path
+                .as_deref()
+                .is_some_and(|p| in_project_config(Path::new(p), &root));
+        if (named || from_project_folder)
+            && resolved.source == WorkflowSource::Project
+            && !self.root_trusted(&root).await?
+        {
             return Err(LaunchError::UntrustedWorkflow {
                 workflow: name,
                 path: resolved.path.clone().unwrap_or_default(),
@@ -507,7 +528,7 @@ fn announce(sup: &Supervisor, state: &RunState, resumed: bool) {
     sup.emit(Out::RunStarted(RunStarted {
         run_id: state.run_id.clone(),
         flow: state.flow.clone(),
-        band: state.band,
+        band: None,
         question: state.question.clone(),
         root: state.root.display().to_string(),
         status: RunStatus::Running,

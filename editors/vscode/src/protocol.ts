@@ -94,7 +94,8 @@ export interface WorkflowError {
 export interface RunSummary {
   runId: string;
   flow: string;
-  band: Band;
+  /** null for a workflow run. */
+  band: Band | null;
   status: RunStatus;
   question: string;
   root: string;
@@ -337,7 +338,8 @@ export interface Requests {
 export interface RunStartedParams {
   runId: string;
   flow: string;
-  band: Band;
+  /** null for a workflow run. */
+  band: Band | null;
   question: string;
   root: string;
   status: RunStatus;

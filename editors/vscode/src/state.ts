@@ -653,7 +653,7 @@ function hydrate(state: PaneState, result: GetRunResult, now: number | undefined
     ...state,
     hydrated: true,
     flow: run.flow,
-    band: run.band,
+    band: run.band ?? state.band,
     question: run.question,
     root: run.root,
     status,

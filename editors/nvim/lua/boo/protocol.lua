@@ -114,7 +114,7 @@
 ---@class boo.RunSummary
 ---@field runId string
 ---@field flow string
----@field band boo.Band
+---@field band boo.Band|nil nil for a workflow run
 ---@field status boo.RunStatus
 ---@field question string
 ---@field root string
@@ -299,7 +299,7 @@
 ---@class boo.RunStartedParams
 ---@field runId string
 ---@field flow string
----@field band boo.Band
+---@field band boo.Band|nil nil for a workflow run
 ---@field question string
 ---@field root string
 ---@field status boo.RunStatus
