@@ -605,6 +605,23 @@ pub async fn workflow_run(
 }
 
 /// The script `boo workflow init NAME` writes.
+/// The jsconfig.json `boo workflow init` writes beside the scripts: the workflow API's
+/// declarations and the language's own built-ins, without the browser's or Node's
+/// globals (a workflow has neither). Scripts are not type-checked (`checkJs` off): a
+/// workflow's top-level `return` is valid for boo, not for TypeScript.
+const JSCONFIG: &str = r#"{
+  "compilerOptions": {
+    "target": "ES2022",
+    "module": "ES2022",
+    "lib": ["ES2022"],
+    "allowJs": true,
+    "checkJs": false,
+    "types": []
+  },
+  "include": ["*.js", "*.mjs", "boo-workflow.d.ts"]
+}
+"#;
+
 fn starter_script(name: &str) -> String {
     format!(
         r#"/// <reference path="./{decl}" />
@@ -673,17 +690,33 @@ pub fn workflow_init(name: String, dir: Option<PathBuf>) -> i32 {
         return 1;
     }
     let decl = dir.join(DECLARATIONS_FILE);
+    // The folder's jsconfig.json makes editors (VS Code, any TypeScript language
+    // server) give every script here the API's completions; one the user has is kept.
+    let jsconfig = dir.join("jsconfig.json");
+    let keep_jsconfig = jsconfig.exists();
     let written = std::fs::write(&file, starter_script(&name))
-        .and_then(|_| std::fs::write(&decl, DECLARATIONS));
+        .and_then(|_| std::fs::write(&decl, DECLARATIONS))
+        .and_then(|_| {
+            if keep_jsconfig {
+                Ok(())
+            } else {
+                std::fs::write(&jsconfig, JSCONFIG)
+            }
+        });
     if let Err(e) = written {
         eprintln!("boo: cannot write into {}: {e}", dir.display());
         return 1;
     }
     println!("{}", file.display());
     eprintln!(
-        "wrote {} and {} (the script API's declarations, for your editor); edit the script, then `boo workflow run {}`",
+        "wrote {}, {} (the script API's declarations){}; edit the script, then `boo workflow run {}`",
         file.display(),
         decl.display(),
+        if keep_jsconfig {
+            format!(" and kept your {}", jsconfig.display())
+        } else {
+            format!(" and {} (so editors complete every script here)", jsconfig.display())
+        },
         file.display()
     );
     0

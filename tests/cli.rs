@@ -590,6 +590,31 @@ fn workflow_init_writes_a_starter_that_runs() {
     }
     let decl = std::fs::read_to_string(dir.join("boo-workflow.d.ts")).unwrap();
     assert!(decl.contains("declare function agent("));
+    let jsconfig: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("jsconfig.json")).unwrap())
+            .expect("jsconfig.json is JSON");
+    let include = jsconfig["include"].as_array().unwrap();
+    assert!(
+        include.contains(&serde_json::json!("boo-workflow.d.ts")),
+        "{jsconfig}"
+    );
+    assert!(include.contains(&serde_json::json!("*.js")), "{jsconfig}");
+    assert_eq!(
+        jsconfig["compilerOptions"]["lib"],
+        serde_json::json!(["ES2022"])
+    );
+    // A second script in the same folder keeps the user's jsconfig.json.
+    std::fs::write(dir.join("jsconfig.json"), "{\"mine\": true}\n").unwrap();
+    let second = boo(
+        &db,
+        &["workflow", "init", "second", "--dir", dir.to_str().unwrap()],
+    );
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("jsconfig.json")).unwrap(),
+        "{\"mine\": true}\n"
+    );
+    std::fs::remove_file(dir.join("second.js")).unwrap();
     // Not over an existing script.
     let again = boo(
         &db,

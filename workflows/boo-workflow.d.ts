@@ -112,6 +112,19 @@ declare const budget: {
   remaining(): number;
 };
 
+/** Writes to the run's log, like `log()`. */
+declare const console: {
+  log(...data: unknown[]): void;
+  info(...data: unknown[]): void;
+  warn(...data: unknown[]): void;
+  error(...data: unknown[]): void;
+  debug(...data: unknown[]): void;
+};
+
+/** Timers run on boo's clock while the script waits (their time is not the script's CPU time). */
+declare function setTimeout(callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]): number;
+declare function clearTimeout(id: number | undefined): void;
+
 // `meta` is the script's own `export const meta`; annotate it for checking with
 //   /** @type {BooWorkflowMeta} */
 //   export const meta = { name: '…', description: '…' };
