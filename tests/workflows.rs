@@ -166,6 +166,14 @@ fn a_fan_out_and_pipeline_workflow_completes_and_a_second_run_is_all_cached() {
     assert_eq!(got2["run"]["result"], got["run"]["result"]);
     assert!(agent_steps(&got2).iter().all(|a| a["cached"] == true));
     assert!(agent_steps(&got).iter().all(|a| a["cached"] == false));
+    // The budget counts what agents spent in this run: nothing, when all were cached
+    // (their steps still show the tokens the answers once cost).
+    assert!(got["run"]["workflow"]["budget"]["spent"].as_u64().unwrap() > 0);
+    assert_eq!(
+        got2["run"]["workflow"]["budget"]["spent"], 0,
+        "{}",
+        got2["run"]
+    );
     // `$/progress`: begin, one report per agent (cache hits counted), end.
     let p2 = progress(&s, &run2);
     assert_eq!(p2.first().unwrap()["kind"], "begin", "{p2:?}");

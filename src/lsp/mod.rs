@@ -393,7 +393,12 @@ impl Backend {
             })
             .collect();
         let workflow = crate::runner::workflow::is_workflow(&run.meta).then(|| {
-            let spent: u64 = steps.iter().map(|s| s.usage.output_tokens).sum();
+            // What the budget counts: tokens of agents that ran (a cached answer is free).
+            let spent: u64 = steps
+                .iter()
+                .filter(|s| !s.cached)
+                .map(|s| s.usage.output_tokens)
+                .sum();
             let mut wf = run.meta.get("workflow").cloned().unwrap_or_default();
             if let Some(b) = wf.get_mut("budget").and_then(|b| b.as_object_mut()) {
                 b.insert("spent".into(), spent.into());
