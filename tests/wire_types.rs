@@ -1319,12 +1319,6 @@ const LOOSER: &[(&str, &str, &str, &str)] = &[
         "is optional here but the server always sends it",
         "test/synthetic.ts builds steps without it; a missing one reads as false",
     ),
-    (
-        "protocol.ts",
-        "RunSummary.kind",
-        "is optional here but the server always sends it",
-        "extension.ts builds a RunSummary from the pane's state (which has no kind) to filter the active run",
-    ),
 ];
 
 fn excused(client: &str, at: &str, what: &str) -> Option<usize> {

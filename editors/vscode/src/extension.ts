@@ -160,7 +160,7 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     const active = orchestrators.activeRunId();
     if (active) {
       const st = store.get(active);
-      if (!filter || !st || filter({ runId: active, flow: st.flow, band: st.band, status: st.status, question: st.question, root: st.root, createdAt: st.createdAt ?? '', finishedAt: st.finishedAt })) return active;
+      if (!filter || !st || filter({ runId: active, flow: st.flow, band: st.band, status: st.status, question: st.question, root: st.root, createdAt: st.createdAt ?? '', finishedAt: st.finishedAt, kind: st.kind })) return active;
     }
     return pickRun(placeHolder, filter);
   };

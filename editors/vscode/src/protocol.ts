@@ -102,7 +102,7 @@ export interface RunSummary {
   createdAt: string;
   finishedAt: string | null;
   /** 'flow' or 'workflow'. */
-  kind?: string;
+  kind: string;
 }
 
 export interface Run extends RunSummary {
