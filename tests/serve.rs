@@ -1010,14 +1010,21 @@ fn every_agent_starts_with_each_read_only_layer() {
         ] {
             assert!(excluded.contains(&tool), "{tool} not excluded: {joined}");
         }
-        // Layer 2a: a private QWEN_HOME and a system settings file boo wrote.
+        // Layer 2a: a private QWEN_HOME and a system settings file boo wrote. The home
+        // is named by the same path in every agent (so qwen's system prompt is too) and
+        // resolves to a directory of the agent's own scratch space.
         let home = r["env"]["QWEN_HOME"].as_str().unwrap();
+        assert_eq!(home, "/proc/self/fd/100", "{r}");
+        let real = r["qwenHomeDir"].as_str().unwrap_or("");
         assert!(
-            home.contains("/agents/") && !home.contains(root.to_str().unwrap()),
-            "{home}"
+            real.contains("/agents/") && !real.contains(root.to_str().unwrap()),
+            "{r}"
         );
         let settings = r["env"]["QWEN_CODE_SYSTEM_SETTINGS_PATH"].as_str().unwrap();
-        assert!(settings.ends_with("system-settings.json"), "{settings}");
+        assert!(
+            settings.starts_with('/') && settings.ends_with("system-settings.json"),
+            "{settings}"
+        );
         // The endpoint comes from boo's own configuration.
         assert_eq!(r["env"]["OPENAI_BASE_URL"], "http://127.0.0.1:9/v1");
     }

@@ -49,6 +49,9 @@ pub const DENIED_TOOLS: &[&str] = &[
     "display_image",
     "tool_search",
     "tool_call",
+    // Offered over ACP (`qwen --acp`); leaving plan mode would ask the client.
+    "enter_plan_mode",
+    "exit_plan_mode",
 ];
 
 /// The system settings boo hands to qwen (`QWEN_CODE_SYSTEM_SETTINGS_PATH`). System

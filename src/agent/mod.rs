@@ -5,6 +5,7 @@
 //! `qwen -p` process per prompt); there is no fallback.
 
 pub mod harden;
+pub mod launch;
 pub mod parse;
 pub mod process;
 pub mod qwen;
