@@ -182,17 +182,20 @@ pub async fn run_agent(
             meta: with_init(o.meta),
         },
         Err(AgentError::Cancelled) => StepResult::Cancelled { usage },
-        Err(AgentError::Failed { message, meta }) => StepResult::Failed {
-            error: message,
-            usage,
-            meta: with_init(meta),
-            fatal: false,
-        },
+        Err(AgentError::Failed { message, meta } | AgentError::Lost { message, meta }) => {
+            StepResult::Failed {
+                error: message,
+                usage,
+                meta: with_init(meta),
+                fatal: false,
+            }
+        }
     }
 }
 
-/// Opens the step's session, sends each prompt in turn (stopping at the first that
-/// fails) and closes it. A stop of the scope cancels the session explicitly.
+/// Runs the step's prompts in one session. When the process serving the session dies
+/// under it ([`AgentError::Lost`]: another session's crash, a kill), the step starts
+/// over once in a fresh session; the read-only proof still brackets the whole step.
 async fn run_session(
     sched: &Arc<Scheduler>,
     ctx: &RunCtx,
@@ -202,6 +205,49 @@ async fn run_session(
     scope: &RunScope,
     forward: &mut Forwarder,
 ) -> Result<AgentOutcome, AgentError> {
+    let first = run_attempt(sched, ctx, step_id, chat_id, prompts, scope, forward, false).await;
+    let Err(AgentError::Lost { message: lost, .. }) = first else {
+        return first;
+    };
+    if scope.is_stopped() {
+        return Err(AgentError::Cancelled);
+    }
+    tracing::warn!(run = %ctx.run_id, step = step_id, "retrying the step in a fresh session: {lost}");
+    // The lost attempt's open tool calls end as errors before the new attempt starts.
+    forward.close_open_calls();
+    match run_attempt(sched, ctx, step_id, chat_id, prompts, scope, forward, true).await {
+        Ok(mut o) => {
+            if let Some(m) = o.meta.as_object_mut() {
+                m.insert("retriedAfter".into(), json!(lost));
+            }
+            Ok(o)
+        }
+        Err(AgentError::Lost { message, mut meta }) => {
+            meta["retriedAfter"] = json!(lost);
+            Err(AgentError::Failed {
+                message: format!(
+                    "{message}; the step had already been retried once in a fresh session after: {lost}"
+                ),
+                meta,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the step's session, sends each prompt in turn (stopping at the first that
+/// fails) and closes it. A stop of the scope cancels the session explicitly.
+#[allow(clippy::too_many_arguments)]
+async fn run_attempt(
+    sched: &Arc<Scheduler>,
+    ctx: &RunCtx,
+    step_id: &str,
+    chat_id: &str,
+    prompts: &[Vec<ContentBlock>],
+    scope: &RunScope,
+    forward: &mut Forwarder,
+    isolated: bool,
+) -> Result<AgentOutcome, AgentError> {
     let spec = SessionSpec {
         run_id: ctx.run_id.clone(),
         step_id: step_id.to_string(),
@@ -209,6 +255,7 @@ async fn run_session(
         root: ctx.root.clone(),
         model: ctx.model.clone(),
         deadline: sched.deadline,
+        isolated,
     };
     let mut session = tokio::select! {
         s = sched.backend.open(spec) => s?,
