@@ -357,6 +357,7 @@ async fn run_process(
     let mut result = None;
     let mut meta = json!({
         "transport": "oneshot",
+        "agentPid": pid,
         "qwenVersion": info.version,
         "qwenPath": info.path.display().to_string(),
         "sandboxMode": mode.as_str(),
