@@ -409,7 +409,25 @@ impl AcpSession {
         let end = loop {
             let kill_at = stopping.map(|(_, at)| at);
             tokio::select! {
+                // Stop requests first; then updates before the answer, which qwen sends last.
                 biased;
+                _ = cancel.cancelled(), if stopping.is_none() => {
+                    process.notify("session/cancel", json!({"sessionId": live.session_id}));
+                    stopping = Some((false, tokio::time::Instant::now() + grace));
+                }
+                _ = &mut deadline, if stopping.is_none() => {
+                    process.notify("session/cancel", json!({"sessionId": live.session_id}));
+                    stopping = Some((true, tokio::time::Instant::now() + grace));
+                }
+                _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
+                    process
+                        .kill(
+                            &format!("a session did not stop within {} ms of session/cancel", grace.as_millis()),
+                            Duration::from_millis(500),
+                        )
+                        .await;
+                    break End::Killed;
+                }
                 msg = live.rx.recv() => match msg {
                     Some(SessionMsg::Update(u)) => {
                         for m in mapper.feed(&u) {
@@ -430,23 +448,6 @@ impl AcpSession {
                     Ok(r) => break End::Answer(r),
                     Err(_) => break End::Died,
                 },
-                _ = cancel.cancelled(), if stopping.is_none() => {
-                    process.notify("session/cancel", json!({"sessionId": live.session_id}));
-                    stopping = Some((false, tokio::time::Instant::now() + grace));
-                }
-                _ = &mut deadline, if stopping.is_none() => {
-                    process.notify("session/cancel", json!({"sessionId": live.session_id}));
-                    stopping = Some((true, tokio::time::Instant::now() + grace));
-                }
-                _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
-                    process
-                        .kill(
-                            &format!("a session did not stop within {} ms of session/cancel", grace.as_millis()),
-                            Duration::from_millis(500),
-                        )
-                        .await;
-                    break End::Killed;
-                }
             }
         };
         // Updates sent before the answer are all queued by now.
@@ -541,6 +542,23 @@ impl AcpSession {
     }
 }
 
+impl Drop for AcpSession {
+    /// A session dropped without `close` (its step was stopped while it opened) still
+    /// frees its place in qwen.
+    fn drop(&mut self) {
+        if let Some(live) = self.live.take() {
+            let p = &live.lease.process;
+            p.unroute(&live.session_id);
+            if !p.unusable() {
+                drop(p.start_call(
+                    "qwen/control/session/close",
+                    json!({"sessionId": live.session_id}),
+                ));
+            }
+        }
+    }
+}
+
 impl AgentSession for AcpSession {
     fn prompt(
         &mut self,
@@ -564,9 +582,10 @@ impl AgentSession for AcpSession {
         self.cancel.clone()
     }
 
-    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+    fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        let live = self.live.take();
         Box::pin(async move {
-            let Some(live) = self.live else { return };
+            let Some(live) = live else { return };
             let p = live.lease.process.clone();
             p.unroute(&live.session_id);
             if !p.unusable() {
