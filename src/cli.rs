@@ -614,9 +614,9 @@ async fn probe_pool(config: &Config) -> Vec<(&'static str, Option<bool>, String)
         "pool",
         Some(true),
         format!(
-            "a `qwen --acp` process started and answered in {:.1} s; a second session on it answered in {:.1} s; {} process(es), {} MB resident",
-            p.cold.as_secs_f64(),
-            p.warm.as_secs_f64(),
+            "a `qwen --acp` process started and answered in {} ms; a second session on it answered in {} ms; {} process(es), {} MB resident",
+            p.cold.as_millis(),
+            p.warm.as_millis(),
             p.processes,
             p.rss_bytes / (1024 * 1024)
         ),
