@@ -134,6 +134,19 @@ fn warm_processes_serve_the_next_run_and_idle_ones_retire() {
         workers(&second),
         "the second run started nothing"
     );
+    // Its sessions were opened ahead of need, for the same project state.
+    for (id, st) in steps(&mut s, &r2) {
+        assert_eq!(st["meta"]["spareSession"], true, "{id}: {st}");
+    }
+    // Once the project changed, a session opened for the old state is never used (qwen
+    // put the old git status into it).
+    std::fs::write(root.join("NEW.md"), "new\n").unwrap();
+    let r3 = launch(&mut s, "third");
+    assert_eq!(s.wait_run_end(&r3, LONG)["runStatus"], "completed");
+    let st = steps(&mut s, &r3);
+    for id in ["correctness", "security"] {
+        assert_eq!(st[id]["meta"]["spareSession"], false, "{id}: {}", st[id]);
+    }
     assert_eq!(s.stop(), Some(0));
     assert!(wait_until(Duration::from_secs(5), || gone(&second)));
 
@@ -150,17 +163,17 @@ fn warm_processes_serve_the_next_run_and_idle_ones_retire() {
     );
     s.initialize(&root);
     // Sessions longer than the idle time are not cut short.
-    let r3 = launch(&mut s, "third [[fake:slow]]");
-    assert_eq!(s.wait_run_end(&r3, LONG)["runStatus"], "completed");
-    let third = prompts_of(&rec2, &r3);
+    let r4 = launch(&mut s, "fourth [[fake:slow]]");
+    assert_eq!(s.wait_run_end(&r4, LONG)["runStatus"], "completed");
+    let slow = prompts_of(&rec2, &r4);
     assert!(
-        wait_until(Duration::from_secs(10), || gone(&third)),
-        "an idle process outlived BOO_POOL_IDLE_MS: {third:?}"
+        wait_until(Duration::from_secs(10), || gone(&slow)),
+        "an idle process outlived BOO_POOL_IDLE_MS: {slow:?}"
     );
     // The next run starts a fresh one.
-    let r4 = launch(&mut s, "fourth");
-    assert_eq!(s.wait_run_end(&r4, LONG)["runStatus"], "completed");
-    assert!(workers(&prompts_of(&rec2, &r4)).is_disjoint(&workers(&third)));
+    let r5 = launch(&mut s, "fifth");
+    assert_eq!(s.wait_run_end(&r5, LONG)["runStatus"], "completed");
+    assert!(workers(&prompts_of(&rec2, &r5)).is_disjoint(&workers(&slow)));
     assert_eq!(s.stop(), Some(0));
 }
 

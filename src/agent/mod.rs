@@ -42,6 +42,9 @@ pub struct SessionSpec {
     /// run it where it shares nothing with other sessions (a process of its own), so
     /// a step that crashes its process cannot take its neighbours down twice.
     pub isolated: bool,
+    /// A digest of the project's state when the step started (its read-only proof), if
+    /// known: a backend may reuse what it prepared for the same state.
+    pub project: Option<String>,
 }
 
 /// One part of a prompt. Text today; images join with attachments.

@@ -108,6 +108,26 @@ pub async fn run_code(
     }
 }
 
+/// A digest of a project fingerprint: equal digests, equal project state.
+fn project_state(fp: &crate::fingerprint::Fingerprint) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (path, e) in &fp.files {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(e.size.to_le_bytes());
+        h.update(e.mode.to_le_bytes());
+        h.update(e.hash);
+    }
+    for (k, v) in &fp.git {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    format!("{:x}", h.finalize())
+}
+
 /// Runs an agent step: slot, fingerprint before, one session for every prompt,
 /// fingerprint after. Any change to the project fails the step as fatal.
 pub async fn run_agent(
@@ -139,7 +159,18 @@ pub async fn run_agent(
         step_id,
         chat_id,
     );
-    let result = run_session(sched, ctx, step_id, chat_id, prompts, scope, &mut forward).await;
+    let project = before.as_ref().map(project_state);
+    let result = run_session(
+        sched,
+        ctx,
+        step_id,
+        chat_id,
+        prompts,
+        scope,
+        &mut forward,
+        project,
+    )
+    .await;
     forward.close_open_calls();
     drop(slot);
     let root = ctx.root.clone();
@@ -196,6 +227,7 @@ pub async fn run_agent(
 /// Runs the step's prompts in one session. When the process serving the session dies
 /// under it ([`AgentError::Lost`]: another session's crash, a kill), the step starts
 /// over once in a fresh session; the read-only proof still brackets the whole step.
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     sched: &Arc<Scheduler>,
     ctx: &RunCtx,
@@ -204,8 +236,19 @@ async fn run_session(
     prompts: &[Vec<ContentBlock>],
     scope: &RunScope,
     forward: &mut Forwarder,
+    project: Option<String>,
 ) -> Result<AgentOutcome, AgentError> {
-    let first = run_attempt(sched, ctx, step_id, chat_id, prompts, scope, forward, false).await;
+    let attempt = |isolated: bool| SessionSpec {
+        run_id: ctx.run_id.clone(),
+        step_id: step_id.to_string(),
+        chat_id: chat_id.to_string(),
+        root: ctx.root.clone(),
+        model: ctx.model.clone(),
+        deadline: sched.deadline,
+        isolated,
+        project: project.clone(),
+    };
+    let first = run_attempt(sched, attempt(false), prompts, scope, forward).await;
     let Err(AgentError::Lost { message: lost, .. }) = first else {
         return first;
     };
@@ -215,7 +258,7 @@ async fn run_session(
     tracing::warn!(run = %ctx.run_id, step = step_id, "retrying the step in a fresh session: {lost}");
     // The lost attempt's open tool calls end as errors before the new attempt starts.
     forward.close_open_calls();
-    match run_attempt(sched, ctx, step_id, chat_id, prompts, scope, forward, true).await {
+    match run_attempt(sched, attempt(true), prompts, scope, forward).await {
         Ok(mut o) => {
             if let Some(m) = o.meta.as_object_mut() {
                 m.insert("retriedAfter".into(), json!(lost));
@@ -237,26 +280,13 @@ async fn run_session(
 
 /// Opens the step's session, sends each prompt in turn (stopping at the first that
 /// fails) and closes it. A stop of the scope cancels the session explicitly.
-#[allow(clippy::too_many_arguments)]
 async fn run_attempt(
     sched: &Arc<Scheduler>,
-    ctx: &RunCtx,
-    step_id: &str,
-    chat_id: &str,
+    spec: SessionSpec,
     prompts: &[Vec<ContentBlock>],
     scope: &RunScope,
     forward: &mut Forwarder,
-    isolated: bool,
 ) -> Result<AgentOutcome, AgentError> {
-    let spec = SessionSpec {
-        run_id: ctx.run_id.clone(),
-        step_id: step_id.to_string(),
-        chat_id: chat_id.to_string(),
-        root: ctx.root.clone(),
-        model: ctx.model.clone(),
-        deadline: sched.deadline,
-        isolated,
-    };
     let mut session = tokio::select! {
         s = sched.backend.open(spec) => s?,
         _ = scope.stopped() => return Err(AgentError::Cancelled),

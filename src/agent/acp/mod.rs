@@ -5,7 +5,8 @@
 //!
 //! 1. At its first prompt the session leases a place on a process for its key
 //!    (starting one if needed), then `session/new {cwd: root, mcpServers: []}`,
-//!    `session/set_mode {modeId: "plan"}` (qwen starts in `auto`), and
+//!    `session/set_mode {modeId: "plan"}` unless `session/new` already answered
+//!    `currentModeId: "plan"` (qwen starts in `auto` without boo's settings), and
 //!    `qwen/status/session/context_usage {detail: true}` for the tools the session
 //!    offers the model: any tool beyond read/search stops the step before it acts
 //!    (and retires the process, which evidently ignores boo's settings).
@@ -21,22 +22,18 @@
 pub mod pool;
 pub mod wire;
 
-use super::harden::ALLOWED_TOOLS;
 use super::qwen::{QwenBackend, QwenConfig};
 use super::{
     AgentBackend, AgentError, AgentEvent, AgentInfo, AgentOutcome, AgentSession, BoxFuture,
     Canceller, ContentBlock, SessionSpec, Unavailable,
 };
 use crate::model::Usage;
-use pool::{CallError, Lease, Pool, PoolConfig, PoolKey, SessionMsg};
+use pool::{CallError, Lease, OpenError, Pool, PoolConfig, PoolKey, SessionMsg, REQUEST_TIMEOUT};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use wire::{Mapped, UpdateMapper};
-
-/// How long boo waits for answers to its small requests (new session, mode, close).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct AcpBackend {
     qwen: QwenBackend,
@@ -86,6 +83,7 @@ impl AcpBackend {
                 model: None,
                 deadline: Duration::from_secs(120),
                 isolated: false,
+                project: None,
             };
             let mut session = self.open(spec).await.map_err(|e| e.to_string())?;
             let (tx, _rx) = mpsc::unbounded_channel();
@@ -140,6 +138,7 @@ impl AgentBackend for AcpBackend {
                 model,
                 cancel: Canceller::new(),
                 live: None,
+                spare: false,
             }) as Box<dyn AgentSession>)
         })
     }
@@ -165,6 +164,8 @@ struct AcpSession {
     model: Option<String>,
     cancel: Canceller,
     live: Option<Live>,
+    /// The session was a spare, opened before the step needed it.
+    spare: bool,
 }
 
 /// How a prompt's wait ended.
@@ -198,6 +199,7 @@ impl AcpSession {
             }
             meta["offeredTools"] = json!(live.tools);
             meta["permissionMode"] = json!("plan");
+            meta["spareSession"] = json!(self.spare);
         }
         meta
     }
@@ -234,7 +236,7 @@ impl AcpSession {
         }
     }
 
-    /// Leases a process and opens the ACP session on it.
+    /// Leases a process and takes a spare session on it, or opens one.
     async fn connect(
         &mut self,
         events: &mpsc::UnboundedSender<AgentEvent>,
@@ -258,79 +260,59 @@ impl AcpSession {
             pid: p.pid,
             pid_start: p.pid_start,
         });
-        let params = json!({
-            "cwd": self.spec.root,
-            "mcpServers": [],
-            // Who the session works for; qwen ignores it, the fake agent records it.
-            "_meta": {"boo": {"runId": self.spec.run_id, "stepId": self.spec.step_id, "chatId": self.spec.chat_id}},
-        });
-        let created = match p.call("session/new", params, REQUEST_TIMEOUT).await {
-            Ok(v) => v,
-            Err(CallError::Died) => return Err(self.lost(&lease)),
-            Err(e) => return Err(self.setup_error("session/new", e)),
+        let opened = match p.take_spare(&self.spec.project) {
+            Some(o) => {
+                self.spare = true;
+                o
+            }
+            None => match p.open_session(&self.spec.root, self.boo_meta()).await {
+                Ok(o) => o,
+                Err(OpenError::Call(_, CallError::Died)) => return Err(self.lost(&lease)),
+                Err(OpenError::Call(what, e)) => return Err(self.setup_error(what, e)),
+                Err(OpenError::NoSessionId(answer)) => {
+                    return Err(AgentError::Failed {
+                        message: format!(
+                            "qwen answered session/new without a sessionId: {answer}"
+                        ),
+                        meta: self.base_meta(),
+                    })
+                }
+                Err(OpenError::NoTools) => {
+                    return Err(AgentError::Failed {
+                        message: format!(
+                            "qwen did not say which tools this session offers (qwen/status/session/context_usage); boo runs an agent only when it can check them. boo is tested with qwen {}",
+                            super::qwen::TESTED_VERSION
+                        ),
+                        meta: self.base_meta(),
+                    })
+                }
+                Err(OpenError::UnsafeTools(extra)) => {
+                    let mut meta = self.base_meta();
+                    meta["agentPid"] = json!(p.pid);
+                    return Err(AgentError::Failed {
+                        message: format!(
+                            "qwen offered the model tools boo does not allow ({}); the agent was stopped before it could act. Check that this qwen version honours QWEN_CODE_SYSTEM_SETTINGS_PATH and --exclude-tools (boo is tested with {}).",
+                            extra.join(", "),
+                            super::qwen::TESTED_VERSION
+                        ),
+                        meta,
+                    });
+                }
+            },
         };
-        let Some(session_id) = created
-            .get("sessionId")
-            .and_then(|s| s.as_str())
-            .map(String::from)
-        else {
-            return Err(AgentError::Failed {
-                message: format!("qwen answered session/new without a sessionId: {created}"),
-                meta: self.base_meta(),
-            });
-        };
-        let rx = p.route(&session_id);
+        // The next steps on this process find a session ready.
+        p.refill(
+            self.pool.config().sessions_per_process,
+            &self.spec.root,
+            self.spec.project.clone(),
+        );
+        let tools = opened.tools.clone();
         self.live = Some(Live {
             lease,
-            session_id: session_id.clone(),
-            rx,
-            tools: Vec::new(),
+            session_id: opened.session_id,
+            rx: opened.rx,
+            tools: opened.tools,
         });
-        let mode = json!({"sessionId": session_id, "modeId": "plan"});
-        if let Err(e) = p.call("session/set_mode", mode, REQUEST_TIMEOUT).await {
-            return Err(self.setup_error("session/set_mode", e));
-        }
-        let detail = json!({"sessionId": session_id, "detail": true});
-        let usage = match p
-            .call("qwen/status/session/context_usage", detail, REQUEST_TIMEOUT)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => return Err(self.setup_error("qwen/status/session/context_usage", e)),
-        };
-        let Some(tools) = wire::offered_tools(&usage) else {
-            return Err(AgentError::Failed {
-                message: format!(
-                    "qwen did not say which tools this session offers (qwen/status/session/context_usage); boo runs an agent only when it can check them. boo is tested with qwen {}",
-                    super::qwen::TESTED_VERSION
-                ),
-                meta: self.base_meta(),
-            });
-        };
-        if let Some(live) = self.live.as_mut() {
-            live.tools = tools.clone();
-        }
-        let extra: Vec<String> = tools
-            .iter()
-            .filter(|t| !ALLOWED_TOOLS.contains(&t.as_str()))
-            .cloned()
-            .collect();
-        if !extra.is_empty() {
-            // A process that ignores boo's settings serves no one else.
-            p.kill(
-                "it offered tools boo does not allow",
-                Duration::from_millis(500),
-            )
-            .await;
-            return Err(AgentError::Failed {
-                message: format!(
-                    "qwen offered the model tools boo does not allow ({}); the agent was stopped before it could act. Check that this qwen version honours QWEN_CODE_SYSTEM_SETTINGS_PATH and --exclude-tools (boo is tested with {}).",
-                    extra.join(", "),
-                    super::qwen::TESTED_VERSION
-                ),
-                meta: self.base_meta(),
-            });
-        }
         let version = p.version.lock().ok().and_then(|v| v.clone());
         let _ = events.send(AgentEvent::Init {
             version,
@@ -338,6 +320,11 @@ impl AcpSession {
             model: self.model.clone(),
         });
         Ok(())
+    }
+
+    /// Who the session works for (qwen ignores it; the fake agent records it).
+    fn boo_meta(&self) -> Value {
+        json!({"boo": {"runId": self.spec.run_id, "stepId": self.spec.step_id, "chatId": self.spec.chat_id}})
     }
 
     fn setup_error(&self, what: &str, e: CallError) -> AgentError {
@@ -367,9 +354,13 @@ impl AcpSession {
         let deadline = tokio::time::sleep(self.spec.deadline);
         tokio::pin!(deadline);
         let cancel = self.cancel.clone();
+        let mut connect_ms = None;
         if self.live.is_none() {
             tokio::select! {
-                r = self.connect(&events) => r?,
+                r = self.connect(&events) => {
+                    r?;
+                    connect_ms = Some(started.elapsed().as_millis() as u64);
+                }
                 _ = cancel.cancelled() => return Err(AgentError::Cancelled),
                 _ = &mut deadline => return Err(AgentError::Failed {
                     message: self.deadline_error(),
@@ -378,6 +369,7 @@ impl AcpSession {
             }
         }
         let grace = self.pool.config().cancel_grace;
+        let boo_meta = self.boo_meta();
         let Some(live) = self.live.as_mut() else {
             return Err(AgentError::failed("the session has no process"));
         };
@@ -390,7 +382,7 @@ impl AcpSession {
             .collect();
         let answer = process.start_call(
             "session/prompt",
-            json!({"sessionId": live.session_id, "prompt": blocks}),
+            json!({"sessionId": live.session_id, "prompt": blocks, "_meta": boo_meta}),
         );
         tokio::pin!(answer);
         let mut mapper = UpdateMapper::new();
@@ -466,6 +458,11 @@ impl AcpSession {
         }
         let mut meta = self.base_meta();
         meta["durationMs"] = json!(started.elapsed().as_millis() as u64);
+        if let Some(ms) = connect_ms {
+            // From the first prompt to a ready session (a process leased or started,
+            // session/new, the mode and tool checks).
+            meta["connectMs"] = json!(ms);
+        }
         if !mapper.failed_calls.is_empty() {
             meta["failedToolCalls"] = json!(mapper.failed_calls);
         }

@@ -20,14 +20,14 @@
 //!   each guard gets its parent-death signal and takes its process group down.
 
 use super::wire::{self, Incoming, PermissionAsk, RpcError};
-use crate::agent::harden::{system_settings, AgentHome, SandboxMode, DENIED_TOOLS};
+use crate::agent::harden::{system_settings, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS};
 use crate::agent::launch::{
     last_lines, read_guard_report, spawn_guarded, tail_reader, Guarded, Launch,
 };
 use crate::agent::process::{group_rss, pid_start_time, stop_group};
 use crate::agent::qwen::{parse_version, QwenConfig, MIN_VERSION, TESTED_VERSION};
 use crate::agent::AgentInfo;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -108,6 +108,39 @@ pub enum SessionMsg {
     Refused(PermissionAsk),
 }
 
+/// A session opened ahead of need (`session/new`, plan mode, tools checked) for the
+/// project state `project`: the next step on this process with the same state starts
+/// without waiting for qwen. qwen writes the git status and the folder listing into a
+/// session when it opens it, so a spare for another state is closed, never used.
+pub struct Spare {
+    pub opened: Opened,
+    pub project: Option<String>,
+}
+
+/// A ready ACP session.
+pub struct Opened {
+    pub session_id: String,
+    pub rx: mpsc::UnboundedReceiver<SessionMsg>,
+    /// The tools the session offers the model.
+    pub tools: Vec<String>,
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpenError {
+    /// A request failed (`what` names it).
+    Call(&'static str, CallError),
+    /// The answer to `session/new` had no session id.
+    NoSessionId(String),
+    /// qwen did not say which tools the session offers.
+    NoTools,
+    /// The session offers tools beyond read/search (the process was stopped).
+    UnsafeTools(Vec<String>),
+}
+
+/// How long boo waits for answers to its small requests (new session, mode, tools).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExitInfo {
@@ -183,6 +216,9 @@ pub struct Process {
     pub version: Mutex<Option<String>>,
     /// Lines on stdout that were not JSON-RPC.
     pub skipped_lines: AtomicU64,
+    /// Sessions opened ahead of need, and how many are being opened.
+    spares: Mutex<Vec<Spare>>,
+    filling: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -276,6 +312,123 @@ impl Process {
         self.retiring.store(true, Ordering::SeqCst);
         if !self.died.is_cancelled() {
             stop_group(self.pid, grace).await;
+        }
+    }
+
+    /// Opens a session in `cwd`: `session/new`, plan mode when it does not start in
+    /// it, and the tools it offers (`qwen/status/session/context_usage`). A session
+    /// offering anything beyond read/search stops the whole process: it evidently
+    /// ignores boo's settings.
+    pub async fn open_session(&self, cwd: &Path, meta: Value) -> Result<Opened, OpenError> {
+        let params = json!({"cwd": cwd, "mcpServers": [], "_meta": meta});
+        let created = self
+            .call("session/new", params, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| OpenError::Call("session/new", e))?;
+        let Some(session_id) = created
+            .get("sessionId")
+            .and_then(|s| s.as_str())
+            .map(String::from)
+        else {
+            return Err(OpenError::NoSessionId(created.to_string()));
+        };
+        let rx = self.route(&session_id);
+        let fail = |e: OpenError| {
+            self.unroute(&session_id);
+            drop(self.start_call(
+                "qwen/control/session/close",
+                json!({"sessionId": session_id}),
+            ));
+            e
+        };
+        // boo's settings make plan the default mode; a session that starts in any other
+        // mode is switched before it sees a prompt.
+        if created
+            .pointer("/modes/currentModeId")
+            .and_then(|m| m.as_str())
+            != Some("plan")
+        {
+            let mode = json!({"sessionId": session_id, "modeId": "plan"});
+            if let Err(e) = self.call("session/set_mode", mode, REQUEST_TIMEOUT).await {
+                return Err(fail(OpenError::Call("session/set_mode", e)));
+            }
+        }
+        let detail = json!({"sessionId": session_id, "detail": true});
+        let usage = match self
+            .call("qwen/status/session/context_usage", detail, REQUEST_TIMEOUT)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(fail(OpenError::Call(
+                    "qwen/status/session/context_usage",
+                    e,
+                )))
+            }
+        };
+        let Some(tools) = wire::offered_tools(&usage) else {
+            return Err(fail(OpenError::NoTools));
+        };
+        let extra: Vec<String> = tools
+            .iter()
+            .filter(|t| !ALLOWED_TOOLS.contains(&t.as_str()))
+            .cloned()
+            .collect();
+        if !extra.is_empty() {
+            self.kill(
+                "it offered tools boo does not allow",
+                Duration::from_millis(500),
+            )
+            .await;
+            return Err(OpenError::UnsafeTools(extra));
+        }
+        Ok(Opened {
+            session_id,
+            rx,
+            tools,
+        })
+    }
+
+    /// A spare session for `project`, if one is ready; spares for another project
+    /// state are closed.
+    pub fn take_spare(&self, project: &Option<String>) -> Option<Opened> {
+        let mut spares = lock(&self.spares);
+        let (mine, stale): (Vec<Spare>, Vec<Spare>) =
+            spares.drain(..).partition(|s| &s.project == project);
+        for s in stale {
+            self.unroute(&s.opened.session_id);
+            drop(self.start_call(
+                "qwen/control/session/close",
+                json!({"sessionId": s.opened.session_id}),
+            ));
+        }
+        *spares = mine;
+        spares.pop().map(|s| s.opened)
+    }
+
+    /// Opens spare sessions in `cwd` for `project` in the background, until `target`
+    /// are ready or being opened.
+    pub fn refill(self: &Arc<Self>, target: usize, cwd: &Path, project: Option<String>) {
+        loop {
+            let have = lock(&self.spares).len() + self.filling.load(Ordering::SeqCst);
+            if have >= target || self.unusable() || self.exclusive {
+                return;
+            }
+            self.filling.fetch_add(1, Ordering::SeqCst);
+            let p = self.clone();
+            let cwd = cwd.to_path_buf();
+            let project = project.clone();
+            tokio::spawn(async move {
+                let r = p.open_session(&cwd, json!({})).await;
+                p.filling.fetch_sub(1, Ordering::SeqCst);
+                match r {
+                    Ok(opened) if !p.unusable() => {
+                        lock(&p.spares).push(Spare { opened, project });
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(pid = p.pid, "no spare session: {e:?}"),
+                }
+            });
         }
     }
 
@@ -488,6 +641,8 @@ impl Pool {
             sandbox: Mutex::new(None),
             version: Mutex::new(None),
             skipped_lines: AtomicU64::new(0),
+            spares: Mutex::new(Vec::new()),
+            filling: AtomicUsize::new(0),
         });
         // Writer: one line at a time; stdin closes when the process is dropped.
         if let Some(mut stdin) = child.stdin.take() {
