@@ -12,6 +12,12 @@
 //!   c  `initialize` round trip on a cold start, idle RSS
 //!   d  `boo/getTraces` pages on a 1,000,000-row tool_traces table
 //!   e  fingerprint of a 10,000-file git tree (`boo fingerprint`)
+//!   f  the warm ACP pool with the real qwen and an instant scripted model: step start
+//!      -> first model request, a 10-agent flow against cold `qwen -p`, memory with 4
+//!      agents at once, prefix reuse of the model requests (benches/pool/mod.rs)
+//!
+//! Sections a–e measure boo against per-prompt agent processes (the fake agents are
+//! headless stand-ins), so their servers run `BOO_AGENT_TRANSPORT=oneshot`.
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -20,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod pool;
 
 // ---------------------------------------------------------------- helpers
 
@@ -473,6 +481,7 @@ fn server_env(dir: &Path, qwen: &Path, extra: &[(&str, String)]) -> Vec<(String,
             dir.join("data").display().to_string(),
         ),
         ("BOO_MAX_PARALLEL".into(), "4".into()),
+        ("BOO_AGENT_TRANSPORT".into(), "oneshot".into()),
         // boo refuses to launch without a configured endpoint; the fake agents never
         // contact it (port 9 on 127.0.0.1).
         ("OPENAI_BASE_URL".into(), "http://127.0.0.1:9/v1".into()),
@@ -1842,6 +1851,9 @@ fn main() {
     }
     if want('e') {
         section_e(&mut sum);
+    }
+    if want('f') {
+        pool::section_f(&mut sum);
     }
     println!(
         "\n== summary (Markdown), total {:.0} s, load average at the end: {}\n",
