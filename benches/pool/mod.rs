@@ -146,6 +146,8 @@ struct PoolRun {
     wall: Duration,
     /// each agent step's `connectMs` (first prompt -> session ready)
     connect: Vec<i64>,
+    /// step id -> ms of the day its first prompt began in the session (`promptAt`)
+    prompt_at: BTreeMap<String, i64>,
     /// step id -> ms of the day it started (boo's startedAt)
     started: BTreeMap<String, i64>,
     /// label -> step id
@@ -183,10 +185,14 @@ fn run_through_boo(c: &mut Client, root: &Path, question: &str) -> PoolRun {
     let mut started = BTreeMap::new();
     let mut labels = BTreeMap::new();
     let mut connect = Vec::new();
+    let mut prompt_at = BTreeMap::new();
     for st in run["steps"].as_array().unwrap() {
         let id = st["stepId"].as_str().unwrap().to_string();
         if let Some(ms) = st["meta"]["connectMs"].as_i64() {
             connect.push(ms);
+        }
+        if let Some(ms) = st["meta"]["promptAt"].as_str().and_then(day_ms) {
+            prompt_at.insert(id.clone(), ms);
         }
         if let Some(ms) = st["startedAt"].as_str().and_then(day_ms) {
             started.insert(id.clone(), ms);
@@ -196,6 +202,7 @@ fn run_through_boo(c: &mut Client, root: &Path, question: &str) -> PoolRun {
     PoolRun {
         wall,
         connect,
+        prompt_at,
         started,
         labels,
     }
@@ -449,6 +456,8 @@ pub fn section_f(sum: &mut Summary) {
     let mut cold_walls = Vec::new();
     let mut warm_walls = Vec::new();
     let mut start_gaps: Vec<i64> = Vec::new();
+    let mut boo_parts: Vec<i64> = Vec::new();
+    let mut qwen_parts: Vec<i64> = Vec::new();
     let mut connects: Vec<i64> = Vec::new();
     let mut reuse = Vec::new();
     let mut shared = Vec::new();
@@ -480,6 +489,10 @@ pub fn section_f(sum: &mut Summary) {
             }
             if let Some(s) = cold.started.get(id) {
                 start_gaps.push(t - s);
+                if let Some(p) = cold.prompt_at.get(id) {
+                    boo_parts.push(p - s);
+                    qwen_parts.push(t - p);
+                }
             }
         }
         cold_walls.push(cold.wall);
@@ -489,6 +502,10 @@ pub fn section_f(sum: &mut Summary) {
         for (id, t) in first_requests(&mock.requests(), &warm.labels) {
             if let Some(s) = warm.started.get(&id) {
                 start_gaps.push(t - s);
+                if let Some(p) = warm.prompt_at.get(&id) {
+                    boo_parts.push(p - s);
+                    qwen_parts.push(t - p);
+                }
             }
         }
         warm_walls.push(warm.wall);
@@ -594,25 +611,49 @@ pub fn section_f(sum: &mut Summary) {
         }
         false
     };
-    mock.reset();
-    let mut c = Client::start(&env("acp", "data-mem"), dir.path().join("f-mem.log"));
+    // Four agents of one run stalled at their first model request, through boo.
+    let pool_rss = |env: &[(String, String)], log: &str| {
+        mock.reset();
+        let mut c = Client::start(env, dir.path().join(log));
+        c.initialize(&root);
+        let f = c.request(
+            "boo/launchFlow",
+            json!({"flow": "stall10", "input": {"question": "Hold on. [[scenario:stall]]"}, "root": root.display().to_string()}),
+            Duration::from_secs(30),
+        );
+        let run_id = f.v["result"]["runId"].as_str().unwrap().to_string();
+        assert!(wait_stalls(4), "4 agents never reached the model");
+        std::thread::sleep(Duration::from_secs(2));
+        let (kb, procs) = rss_under(&root, &[c.child.id()]);
+        let boo_kb = vm_rss_kb(c.child.id());
+        c.request(
+            "boo/cancelRun",
+            json!({"runId": run_id}),
+            Duration::from_secs(30),
+        );
+        c.stop();
+        (kb, procs, boo_kb)
+    };
+    let (pool_kb, pool_procs, boo_kb) = pool_rss(&env("acp", "data-mem"), "f-mem.log");
+    // The same with two sessions per process: a wave of four spreads over two.
+    let mut two = env("acp", "data-two");
+    two.push(("BOO_POOL_SESSIONS".into(), "2".into()));
+    let (two_kb, two_procs, _) = pool_rss(&two, "f-mem2.log");
+    let mut two_gaps = Vec::new();
+    let mut c = Client::start(&two, dir.path().join("f-two.log"));
     c.initialize(&root);
-    let f = c.request(
-        "boo/launchFlow",
-        json!({"flow": "stall10", "input": {"question": "Hold on. [[scenario:stall]]"}, "root": root.display().to_string()}),
-        Duration::from_secs(30),
-    );
-    let run_id = f.v["result"]["runId"].as_str().unwrap().to_string();
-    assert!(wait_stalls(4), "4 agents never reached the model");
-    std::thread::sleep(Duration::from_secs(2));
-    let (pool_kb, pool_procs) = rss_under(&root, &[c.child.id()]);
-    let boo_kb = vm_rss_kb(c.child.id());
-    c.request(
-        "boo/cancelRun",
-        json!({"runId": run_id}),
-        Duration::from_secs(30),
-    );
+    run_through_boo(&mut c, &root, QUESTION);
+    for _ in 0..2 {
+        mock.reset();
+        let warm = run_through_boo(&mut c, &root, QUESTION);
+        for (id, t) in first_requests(&mock.requests(), &warm.labels) {
+            if let Some(s) = warm.started.get(&id) {
+                two_gaps.push(t - s);
+            }
+        }
+    }
     c.stop();
+    two_gaps.sort();
     mock.reset();
     let stalled: Vec<Child> = (0..4)
         .map(|i| {
@@ -703,6 +744,29 @@ pub fn section_f(sum: &mut Summary) {
         "  boo serve itself at that moment: {:.0} MB",
         boo_kb as f64 / 1024.0
     );
+    sum.add(
+        "f",
+        "with BOO_POOL_SESSIONS=2 (a wave of 4 on 2 processes): step start -> first model request on a warm pool (p50 / p90 of 20); RSS with 4 agents at once",
+        format!(
+            "{} / {} ms; {:.0} MB ({two_procs} processes)",
+            pct(&two_gaps, 50.0),
+            pct(&two_gaps, 90.0),
+            two_kb as f64 / 1024.0
+        ),
+        "< 300 ms; < 400 MB",
+        Some(pct(&two_gaps, 90.0) < 300 && (two_kb as f64 / 1024.0) < 400.0),
+    );
+    boo_parts.sort();
+    qwen_parts.sort();
+    if !boo_parts.is_empty() {
+        println!(
+            "  split (p50 / p90): step start -> its first prompt (boo: slot, fingerprint, session) {} / {} ms; first prompt -> model request (spare or new session, qwen's own preparation) {} / {} ms",
+            pct(&boo_parts, 50.0),
+            pct(&boo_parts, 90.0),
+            pct(&qwen_parts, 50.0),
+            pct(&qwen_parts, 90.0)
+        );
+    }
     connects.sort();
     if !connects.is_empty() {
         println!(

@@ -351,6 +351,7 @@ impl AcpSession {
         events: mpsc::UnboundedSender<AgentEvent>,
     ) -> Result<AgentOutcome, AgentError> {
         let started = Instant::now();
+        let prompt_at = crate::clock::now_rfc3339();
         let deadline = tokio::time::sleep(self.spec.deadline);
         tokio::pin!(deadline);
         let cancel = self.cancel.clone();
@@ -459,8 +460,10 @@ impl AcpSession {
         let mut meta = self.base_meta();
         meta["durationMs"] = json!(started.elapsed().as_millis() as u64);
         if let Some(ms) = connect_ms {
-            // From the first prompt to a ready session (a process leased or started,
-            // session/new, the mode and tool checks).
+            // When the step's first prompt began, and how long it took from there to a
+            // ready session (a process leased or started, a spare taken or a session
+            // opened).
+            meta["promptAt"] = json!(prompt_at);
             meta["connectMs"] = json!(ms);
         }
         if !mapper.failed_calls.is_empty() {
