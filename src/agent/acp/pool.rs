@@ -198,8 +198,6 @@ pub struct Process {
     next_id: AtomicU64,
     /// Sessions leased right now.
     sessions: AtomicUsize,
-    /// Sessions served so far.
-    pub served: AtomicU64,
     idle_since: Mutex<Option<Instant>>,
     /// `None` while starting; then whether `initialize` succeeded.
     ready: watch::Receiver<Option<Result<(), String>>>,
@@ -561,7 +559,6 @@ impl Pool {
                 }
             }
         };
-        process.served.fetch_add(1, Ordering::SeqCst);
         let lease = Lease { process };
         lease.process.wait_ready().await.map_err(StartError)?;
         Ok(lease)
@@ -630,7 +627,6 @@ impl Pool {
             routes: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             sessions: AtomicUsize::new(1),
-            served: AtomicU64::new(0),
             idle_since: Mutex::new(None),
             ready: ready_rx,
             died: CancellationToken::new(),
