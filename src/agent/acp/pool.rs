@@ -7,8 +7,11 @@
 //!   writable paths). Two roots never share a process.
 //! - **Start.** [`super::super::launch::spawn_guarded`], the path the one-shot backend
 //!   uses: `boo agent-guard` (Landlock, parent-death signal, a process group of its
-//!   own) with `QWEN_CODE_NO_RELAUNCH=true` (one node process instead of two), then
-//!   `initialize`. Sessions that arrive while a process starts wait for it.
+//!   own) with `QWEN_CODE_NO_RELAUNCH=true` (two node processes instead of three),
+//!   then `initialize`. Sessions that arrive while a process starts wait for it.
+//! - **Spare sessions.** A process keeps up to `sessions_per_process` sessions opened
+//!   ahead of need for the project state of the step that last used it ([`Spare`]),
+//!   so a step finds a session ready; a spare for another state is closed unused.
 //! - **Size.** A process takes up to `sessions_per_process` sessions (by default the
 //!   server's parallelism, so one process per key is enough); one more session starts
 //!   another process.
