@@ -254,8 +254,13 @@ impl Process {
         params: Value,
         timeout: Duration,
     ) -> Result<Value, CallError> {
-        let rx = self.start_call(method, params);
-        self.await_call(rx, timeout).await
+        let (id, rx) = self.send_request(method, params);
+        let r = self.await_call(rx, timeout).await;
+        if r == Err(CallError::Timeout) {
+            // A late answer finds no one waiting.
+            lock(&self.pending).remove(&id);
+        }
+        r
     }
 
     /// Sends a request; the answer arrives on the returned receiver.
@@ -264,13 +269,21 @@ impl Process {
         method: &str,
         params: Value,
     ) -> oneshot::Receiver<Result<Value, RpcError>> {
+        self.send_request(method, params).1
+    }
+
+    fn send_request(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> (u64, oneshot::Receiver<Result<Value, RpcError>>) {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
         if self.died.is_cancelled() || !self.send(wire::request(id, method, params)) {
             lock(&self.pending).remove(&id);
         }
-        rx
+        (id, rx)
     }
 
     pub async fn await_call(
