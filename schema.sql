@@ -140,4 +140,42 @@ CREATE TABLE IF NOT EXISTS turn_usage (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS turn_usage_run ON turn_usage (run_id, step_id);
 
-PRAGMA user_version = 2;
+-- Roots the user trusts: the project's own flows run only here (`boo trust <root>`,
+-- `boo/trustRoot`). `root` is the canonical path; revoking deletes the row.
+CREATE TABLE IF NOT EXISTS trusted_roots (
+  root          TEXT PRIMARY KEY,
+  trusted_by    TEXT NOT NULL,          -- who asked: `boo trust` or the editor's name
+  trusted_at    TEXT NOT NULL
+) WITHOUT ROWID;
+
+
+-- Workflow runs (version 4; purely additive). A run's kind, workflow facts and result
+-- live in `flow_runs.meta` (`kind`, `workflow`, `result`, `script`); a workflow agent
+-- answered from the cache has `"cached": true` in its step's `meta`.
+
+-- A workflow run's log: `log()` and `phase()` lines, numbered from 1 per run.
+CREATE TABLE IF NOT EXISTS run_log (
+  run_id        TEXT NOT NULL REFERENCES flow_runs (run_id) ON DELETE CASCADE,
+  seq           INTEGER NOT NULL CONSTRAINT run_log_seq_check CHECK (seq >= 1),
+  kind          TEXT NOT NULL CONSTRAINT run_log_kind_check CHECK (kind IN ('log', 'phase')),
+  message       TEXT NOT NULL,
+  at            TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+
+-- Completed workflow agents by content key, per project root (PROTOCOL.md, "Cache").
+CREATE TABLE IF NOT EXISTS workflow_cache (
+  root          TEXT NOT NULL,
+  cache_key     TEXT NOT NULL,
+  output        TEXT NOT NULL,
+  input_tokens      INTEGER NOT NULL DEFAULT 0,
+  output_tokens     INTEGER NOT NULL DEFAULT 0,
+  cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+  total_tokens      INTEGER NOT NULL DEFAULT 0,
+  run_id        TEXT NOT NULL,         -- the run that produced it
+  step_id       TEXT NOT NULL,
+  created_at    TEXT NOT NULL,
+  PRIMARY KEY (root, cache_key)
+) WITHOUT ROWID;
+
+PRAGMA user_version = 4;

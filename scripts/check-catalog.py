@@ -51,7 +51,9 @@ CATEGORIES = ["analysis", "discovery", "planning", "authoring", "review"]
 BANDS = ["small", "medium", "large"]
 BAND_RANK = {b: i for i, b in enumerate(BANDS)}
 KINDS = ["code", "agent"]
-FUNCTIONS = ["git_diff", "signals", "run_command", "verify_evidence", "merge_findings"]
+# These three lists mirror the Rust source (codesteps::CodeFn, codesteps::Signal, codesteps::ALLOWED_GIT); the Rust
+# test `the_catalog_checker_knows_the_same_names` fails when they differ.
+FUNCTIONS = ["git_diff", "signals", "run_command", "verify_evidence", "merge_findings", "render_report"]
 SIGNALS = ["concurrency", "auth", "schemas", "infrastructure", "frontend", "api", "tests", "docs", "diff"]
 GIT_SUBCOMMANDS = ["log", "show", "blame", "shortlog", "ls-files", "status", "diff", "rev-parse", "branch", "tag"]
 SEVERITIES = ["critical", "high", "medium", "low", "info"]

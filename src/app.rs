@@ -9,7 +9,7 @@ use crate::agent::{AgentBackend, AgentTransport, Misconfigured};
 use crate::config::Config;
 use crate::runner::outbox::{self, OutboxSender, Transport};
 use crate::runner::Supervisor;
-use crate::store::{Store, StoreError};
+use crate::store::{queries, Store, StoreError};
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -82,6 +82,18 @@ impl App {
             config.catalog_dir.clone(),
         );
         supervisor.register().await.map_err(AppError::Register)?;
+        // Scratch space of agents that a crash left behind.
+        if let Ok(running) = store.call(queries::running_chats).await {
+            let data_dir = config.qwen.data_dir.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                crate::agent::harden::collect_stale_homes(&data_dir, &running)
+            })
+            .await
+            .unwrap_or(0);
+            if removed > 0 {
+                tracing::info!("removed {removed} agent scratch folder(s) left by a crash");
+            }
+        }
         let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport(tx)));
         Ok(App {
             store,

@@ -25,11 +25,115 @@ fn open_store(config: &Config) -> Result<Store, i32> {
     })
 }
 
-pub fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
+/// Whether the user trusts `root` (its canonical path), read from the database.
+async fn is_trusted(store: &Store, root: &std::path::Path) -> Result<bool, String> {
+    let key = root.display().to_string();
+    store
+        .call(move |c| queries::is_trusted(c, &key))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn canonical_root(root: &std::path::Path) -> Result<PathBuf, String> {
+    let r = root
+        .canonicalize()
+        .map_err(|e| format!("{} is not a readable directory ({e})", root.display()))?;
+    if !r.is_dir() {
+        return Err(format!("{} is not a directory", r.display()));
+    }
+    Ok(r)
+}
+
+/// `boo trust ROOT`, `boo trust --revoke ROOT`, `boo trust --list`.
+pub async fn trust(config: &Config, root: Option<PathBuf>, revoke: bool, list: bool) -> i32 {
+    let Ok(store) = open_store(config) else {
+        return 1;
+    };
+    if list {
+        return match store.call(queries::trusted_roots).await {
+            Ok(roots) if roots.is_empty() => {
+                eprintln!("no trusted folders (trust one with `boo trust <root>`)");
+                0
+            }
+            Ok(roots) => {
+                for r in roots {
+                    println!("{}\t{}\t{}", r.root, r.trusted_at, r.trusted_by);
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("boo: {e}");
+                1
+            }
+        };
+    }
+    let Some(root) = root else {
+        eprintln!("boo: name the project folder: boo trust <root>");
+        return 2;
+    };
+    let root = match canonical_root(&root) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return 2;
+        }
+    };
+    let key = root.display().to_string();
+    let trusted = !revoke;
+    match store
+        .call(move |c| queries::set_trusted(c, &key, trusted, "boo trust"))
+        .await
+    {
+        Ok(before) => {
+            match (trusted, before) {
+                (true, true) => eprintln!("{} was already trusted", root.display()),
+                (true, false) => eprintln!(
+                    "trusted {}: its own flows (.boo/) may run now; `boo trust --revoke {}` withdraws that",
+                    root.display(),
+                    root.display()
+                ),
+                (false, true) => eprintln!(
+                    "{} is no longer trusted: its own flows will not run",
+                    root.display()
+                ),
+                (false, false) => eprintln!("{} was not trusted", root.display()),
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+pub async fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
     let builtin_dir = config.catalog_dir.as_deref();
+    let root = match root.as_deref().map(canonical_root).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boo: --root: {e}");
+            return 2;
+        }
+    };
     let cat = match &root {
         Some(r) => Catalog::for_root(r, builtin_dir),
         None => Catalog::builtin(builtin_dir),
+    };
+    let trusted = match &root {
+        Some(r) if !cat.project_flows.is_empty() => {
+            let Ok(store) = open_store(config) else {
+                return 1;
+            };
+            match is_trusted(&store, r).await {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("boo: {e}");
+                    return 1;
+                }
+            }
+        }
+        _ => false,
     };
     let mut out = String::new();
     for cat_name in Category::ALL {
@@ -55,8 +159,13 @@ pub fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
                     format!("{}:{n}", &b.as_str()[..1])
                 })
                 .collect();
+            let from = match (cat.is_project(&f.name), trusted) {
+                (false, _) => "",
+                (true, true) => "  (project)",
+                (true, false) => "  (project, untrusted)",
+            };
             out.push_str(&format!(
-                "  {:<24} {}  [agents {}]\n",
+                "  {:<24} {}  [agents {}]{from}\n",
                 f.name,
                 f.description.lines().next().unwrap_or(""),
                 sizes.join(" ")
@@ -65,6 +174,13 @@ pub fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
         out.push('\n');
     }
     print!("{out}");
+    if let (Some(r), false) = (&root, trusted || cat.project_flows.is_empty()) {
+        eprintln!(
+            "boo: {}'s own flows will not run until you review its .boo/ folder and trust it: boo trust {}",
+            r.display(),
+            r.display()
+        );
+    }
     for e in &cat.errors {
         eprintln!("boo: catalog problem: {e}");
     }
@@ -142,6 +258,19 @@ impl Transport for CliTransport {
                         }
                     }
                 }
+                Out::StepAdded(a) => {
+                    self.steps.insert(a.step_id.clone(), a.agent.clone());
+                    let phase = a.phase.map(|p| format!(" [{p}]")).unwrap_or_default();
+                    let cached = if a.cached { " (cached)" } else { "" };
+                    self.line(&format!(
+                        "+ {} ({}){phase} {}{cached}",
+                        a.step_id, a.agent, a.label
+                    ));
+                }
+                Out::RunLog(l) => {
+                    let mark = if l.kind == "phase" { "== " } else { "· " };
+                    self.line(&format!("{mark}{}", l.message));
+                }
                 Out::Stream(s) => {
                     for e in &s.events {
                         if let StreamEvent::ToolCall { name, input, .. } = e {
@@ -212,18 +341,45 @@ pub async fn run(
         Err(e) => {
             eprintln!("boo: {e}");
             return match e {
-                LaunchError::Invalid(_) => 2,
+                LaunchError::Invalid(_) | LaunchError::Untrusted { .. } => 2,
                 _ => 1,
             };
         }
     };
+    follow(app, sup, st, hb_stop, run_id).await
+}
+
+/// Waits for a run started by this command (Ctrl-C, SIGHUP and SIGTERM cancel it),
+/// prints its report on stdout, and answers the exit code: 0 only when completed.
+async fn follow(
+    app: App,
+    sup: std::sync::Arc<crate::runner::Supervisor>,
+    st: crate::store::Store,
+    hb_stop: CancellationToken,
+    run_id: String,
+) -> i32 {
     let sup2 = sup.clone();
     let id2 = run_id.clone();
+    // Ctrl-C, a closed terminal (SIGHUP) and `kill` (SIGTERM) all cancel the run: a
+    // run whose command was stopped must not be adopted and finished by a server.
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
             eprintln!("boo: cancelling the run (Ctrl-C)...");
             let _ = sup2.cancel(&id2).await;
-        }
+            return;
+        };
+        let why = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        eprintln!("boo: cancelling the run ({why})...");
+        let _ = sup2.cancel(&id2).await;
     });
     sup.wait(&run_id).await;
     hb_stop.cancel();
@@ -251,6 +407,69 @@ pub async fn run(
         }
         _ => 1,
     }
+}
+
+/// `boo workflow run FILE`: a workflow script as a run.
+pub async fn workflow_run(
+    config: Config,
+    file: PathBuf,
+    args: Option<String>,
+    budget: Option<u64>,
+    fresh: bool,
+    root: Option<PathBuf>,
+) -> i32 {
+    let script = match std::fs::read_to_string(&file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "boo: cannot read {} ({e}); give the path of a workflow .js file",
+                file.display()
+            );
+            return 2;
+        }
+    };
+    // JSON when it parses, else the text as a string.
+    let args = args.map(|a| serde_json::from_str(&a).unwrap_or(serde_json::Value::String(a)));
+    let root =
+        root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+    let app = match App::start(&config, |_| CliTransport {
+        started: Instant::now(),
+        steps: HashMap::new(),
+    })
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return 1;
+        }
+    };
+    let (st, sup) = (app.store.clone(), app.supervisor.clone());
+    let hb_stop = CancellationToken::new();
+    tokio::spawn(sup.clone().heartbeat_loop(false, hb_stop.clone()));
+    let launched = sup
+        .launch_workflow(crate::runner::workflow::WorkflowLaunch {
+            script,
+            path: std::path::absolute(&file).ok(),
+            args,
+            root,
+            model: None,
+            budget,
+            fresh,
+        })
+        .await;
+    let run_id = match launched {
+        Ok(id) => id,
+        Err(e) => {
+            hb_stop.cancel();
+            eprintln!("boo: {e}");
+            return match e {
+                LaunchError::Invalid(_) => 2,
+                _ => 1,
+            };
+        }
+    };
+    follow(app, sup, st, hb_stop, run_id).await
 }
 
 fn age(created: &str) -> String {
@@ -736,16 +955,30 @@ pub async fn doctor(config: &Config) -> i32 {
     match Store::open(db) {
         Ok(st) => match st
             .call(|c| {
+                // The whole file is read: a damaged page anywhere is found.
+                let check: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
                 // A write statement: fails on a read-only database or folder.
                 c.execute(
                     "DELETE FROM server_owners WHERE owner_id = 'boo-doctor-probe'",
                     [],
                 )?;
-                Ok(())
+                Ok(check)
             })
             .await
         {
-            Ok(()) => report(true, "database", format!("{} is writable", db.display())),
+            Ok(check) if check == "ok" => report(
+                true,
+                "database",
+                format!("{} is intact and writable", db.display()),
+            ),
+            Ok(check) => report(
+                false,
+                "database",
+                format!(
+                    "{} is damaged ({check}): move it aside (boo starts a new one) or restore a backup",
+                    db.display()
+                ),
+            ),
             Err(e) => report(
                 false,
                 "database",

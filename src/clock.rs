@@ -92,9 +92,15 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{s:?} has no unit: write e.g. 30d, 12h, 45m or 10s"))?;
     let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} does not start with a number: write e.g. 30d"))?;
+    // More digits than an i64 holds is still a number: longer than anything can be old.
+    let n: i64 = match n.parse::<u128>() {
+        Ok(v) => i64::try_from(v).unwrap_or(i64::MAX),
+        Err(_) => {
+            return Err(format!(
+                "{s:?} does not start with a number: write e.g. 30d"
+            ))
+        }
+    };
     let mult = match unit {
         "s" => 1000,
         "m" => 60_000,
@@ -107,7 +113,8 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             ))
         }
     };
-    Ok(n * mult)
+    // Saturates: a duration too long to count is "longer than anything".
+    Ok(n.saturating_mul(mult))
 }
 
 #[cfg(test)]

@@ -1,13 +1,109 @@
 //! Built-in code steps: deterministic work done without a model. They read the
-//! project; none of them writes to it.
+//! project; none of them writes to it. [`CodeFn`] is the one list of their names.
 
 use crate::evidence::{self, CheckedFinding, Source, Verdict};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::io::Read;
+use crate::project;
+use serde_json::Value;
+use std::borrow::Cow;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+/// Declares a field-less enum whose variants each have one fixed name, with `ALL`
+/// (every variant, in declaration order), `as_str`, `parse` (whose error lists every
+/// name) and `Display`. Each name is written once, in the declaration.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $ty:ident {
+            $( $(#[$vmeta:meta])* $var:ident = $name:literal, )+
+        }
+        error $err:ident: $what:literal;
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $ty {
+            $( $(#[$vmeta])* $var, )+
+        }
+
+        impl $ty {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$var),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$var => $name,)+
+                }
+            }
+
+            pub fn parse(name: &str) -> Result<$ty, $err> {
+                $ty::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == name)
+                    .ok_or_else(|| $err { name: name.to_string() })
+            }
+
+            /// Every name, comma-separated.
+            pub fn names() -> String {
+                $ty::ALL
+                    .iter()
+                    .map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        #[doc = concat!("A name that is no ", $what, ".")]
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $err {
+            pub name: String,
+        }
+
+        impl std::fmt::Display for $err {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    concat!("unknown ", $what, " {:?}: use one of {}"),
+                    self.name,
+                    $ty::names()
+                )
+            }
+        }
+
+        impl std::error::Error for $err {}
+    };
+}
+
+mod command;
+mod signals;
+pub use command::run_command;
+#[cfg(test)]
+use command::{ALLOWED_GIT, OUTPUT_CAP};
+pub use signals::{signals, Signal};
+
+named_enum! {
+    /// A built-in function a code step runs (`function = "…"` in a flow).
+    pub enum CodeFn {
+        /// The changes against the diff base, split into parts when large.
+        GitDiff = "git_diff",
+        /// The [`Signal`]s and the languages of the project.
+        Signals = "signals",
+        /// One allow-listed, read-only git command (`args.argv`).
+        RunCommand = "run_command",
+        /// The findings of the completed agent dependencies, with their citations checked.
+        VerifyEvidence = "verify_evidence",
+        /// The same, with findings reported by several agents merged into one.
+        MergeFindings = "merge_findings",
+        /// The same as `merge_findings`.
+        RenderReport = "render_report",
+    }
+    error UnknownCodeFn: "code function";
+}
 
 /// What a code step gets from a step it depends on.
 #[derive(Debug, Clone)]
@@ -19,21 +115,22 @@ pub struct DepOutput {
     pub output: String,
 }
 
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-pub const OUTPUT_CAP: usize = 32 * 1024;
 /// Default cap of the diff handed to agents.
 pub const DIFF_CAP: usize = 160 * 1024;
 
+/// Runs a code step. The error is the step's error text, shown to the user.
 pub fn run(
-    function: &str,
+    function: CodeFn,
     args: &Value,
     root: &Path,
     deps: &[DepOutput],
 ) -> Result<String, String> {
     match function {
-        "git_diff" => git_diff(root, args),
-        "signals" => signals(root).map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()),
-        "run_command" => {
+        CodeFn::GitDiff => git_diff(root, args),
+        CodeFn::Signals => {
+            signals(root).map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        CodeFn::RunCommand => {
             let argv: Vec<String> = args
                 .get("argv")
                 .and_then(|a| a.as_array())
@@ -46,213 +143,83 @@ pub fn run(
             let cwd = args.get("cwd").and_then(|c| c.as_str());
             run_command(root, &argv, cwd)
         }
-        "verify_evidence" => Ok(describe(&check_deps(root, deps), false)),
-        "merge_findings" => Ok(describe(&evidence::merge(check_deps(root, deps)), true)),
-        "render_report" => Ok(describe(&evidence::merge(check_deps(root, deps)), true)),
-        other => Err(format!("unknown code function {other:?}")),
+        CodeFn::VerifyEvidence => Ok(describe(&check_deps(root, deps), false)),
+        CodeFn::MergeFindings | CodeFn::RenderReport => {
+            Ok(describe(&evidence::merge(check_deps(root, deps)), true))
+        }
+    }
+}
+
+/// A file name for a list line: quoted when it holds a line break or another control
+/// character.
+fn shown(name: &str) -> Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        Cow::Owned(format!("{name:?}"))
+    } else {
+        Cow::Borrowed(name)
     }
 }
 
-/// Runs a command with a timeout and an output cap, returning (stdout, stderr, status).
-fn bounded(
-    cmd: &mut Command,
-    timeout: Duration,
-    cap: usize,
-) -> Result<(String, bool, Option<i32>), String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the command: {e}"))?;
-    let mut out = child.stdout.take().ok_or("no stdout")?;
-    let mut err = child.stderr.take().ok_or("no stderr")?;
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let mut truncated = false;
-        loop {
-            match out.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if buf.len() < cap {
-                        let take = n.min(cap - buf.len());
-                        buf.extend_from_slice(&chunk[..take]);
-                        truncated |= take < n;
-                    } else {
-                        truncated = true;
-                    }
-                }
-            }
-        }
-        (buf, truncated)
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.by_ref().take(8192).read_to_end(&mut s);
-        String::from_utf8_lossy(&s).to_string()
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("waiting for the command failed: {e}")),
-        }
-    };
-    let (buf, truncated) = reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    let Some(status) = status else {
-        return Err(format!(
-            "the command did not finish within {}s and was stopped",
-            timeout.as_secs()
-        ));
-    };
-    if !status.success() {
-        return Err(format!(
-            "the command failed ({}): {}",
-            status
-                .code()
-                .map(|c| format!("exit {c}"))
-                .unwrap_or_else(|| "killed".into()),
-            stderr.trim()
-        ));
-    }
-    Ok((
-        String::from_utf8_lossy(&buf).to_string(),
-        truncated,
-        status.code(),
-    ))
-}
+/// An untracked file larger than this is named but not shown as an added file.
+const UNTRACKED_SHOWN_MAX: u64 = 1024 * 1024;
 
-fn git(root: &Path, args: &[&str]) -> Result<String, String> {
-    let mut cmd = Command::new("git");
-    cmd.current_dir(root)
-        .args(args)
-        .env("GIT_OPTIONAL_LOCKS", "0");
-    bounded(&mut cmd, COMMAND_TIMEOUT, 64 * 1024 * 1024).map(|(s, _, _)| s)
-}
-
-/// The default branch: origin's HEAD, else `main`, else `master`.
-pub fn default_branch(root: &Path) -> Option<String> {
-    if let Ok(s) = git(
-        root,
-        &[
-            "symbolic-ref",
-            "--quiet",
-            "--short",
-            "refs/remotes/origin/HEAD",
-        ],
-    ) {
-        let s = s.trim();
-        if !s.is_empty() {
-            return Some(s.to_string());
-        }
-    }
-    ["main", "master", "trunk", "develop"]
-        .into_iter()
-        .find(|b| {
-            git(
-                root,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    &format!("refs/heads/{b}"),
-                ],
-            )
-            .is_ok()
-        })
-        .map(String::from)
-}
-
-/// The base a review compares against: the merge-base of HEAD with the default branch.
-pub fn diff_base(root: &Path) -> Result<(String, String), String> {
-    git(root, &["rev-parse", "--is-inside-work-tree"]).map_err(|_| {
-        "the project is not a git repository, so there is no diff to review".to_string()
-    })?;
-    let head =
-        git(root, &["rev-parse", "--verify", "--quiet", "HEAD"]).map(|s| s.trim().to_string());
-    let Ok(head) = head else {
-        return Ok(("(no commits yet)".into(), String::new()));
-    };
-    let branch = git(root, &["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_default();
-    match default_branch(root) {
-        Some(def) if def.trim_start_matches("origin/") != branch.trim() => {
-            let base = git(root, &["merge-base", "HEAD", &def])
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| head.clone());
-            Ok((format!("merge-base of HEAD with {def}"), base))
-        }
-        _ => Ok(("HEAD (uncommitted changes)".into(), head)),
-    }
-}
-
+/// The `git_diff` step: the changes against the diff base (committed on the branch,
+/// staged, unstaged, and new untracked text files shown as added), with a header that
+/// names every changed file. Larger than `args.max_bytes` (default [`DIFF_CAP`]), the
+/// diff is split into parts by file and hunk.
 pub fn git_diff(root: &Path, args: &Value) -> Result<String, String> {
     let cap = args
         .get("max_bytes")
         .and_then(|m| m.as_u64())
         .map(|m| m as usize)
         .unwrap_or(DIFF_CAP);
-    let (label, base) = diff_base(root)?;
-    let mut files: Vec<String> = Vec::new();
-    let diff = if base.is_empty() {
-        String::new()
-    } else {
-        let names = git(root, &["diff", "--name-only", &base])?;
-        files.extend(names.lines().map(String::from));
-        git(root, &["diff", "--no-color", "--no-ext-diff", &base])?
-    };
-    let untracked = git(root, &["ls-files", "--others", "--exclude-standard"]).unwrap_or_default();
-    let untracked: Vec<&str> = untracked.lines().filter(|l| !l.is_empty()).collect();
-    // New files are part of the change: show them as added files (text, up to 1 MiB).
-    let mut diff = diff;
-    for f in &untracked {
-        let Ok(meta) = std::fs::symlink_metadata(root.join(f)) else {
-            continue;
-        };
-        if !meta.is_file() || meta.len() > 1024 * 1024 {
-            continue;
+    let changes = project::git::changes(root).map_err(|e| e.to_string())?;
+    let (mut diff, cut) = match &changes.base.commit {
+        None => (String::new(), false),
+        Some(commit) => {
+            let d = project::git::diff_text(root, commit).map_err(|e| e.to_string())?;
+            (d.text, d.truncated)
         }
-        let Ok(bytes) = std::fs::read(root.join(f)) else {
+    };
+    // New files are part of the change: show them as added files (text, up to 1 MiB).
+    for f in &changes.untracked {
+        let Ok(Some(bytes)) = project::read_head(root, f, UNTRACKED_SHOWN_MAX + 1) else {
             continue;
         };
-        if bytes.contains(&0) {
+        if bytes.len() as u64 > UNTRACKED_SHOWN_MAX || bytes.contains(&0) {
             continue;
         }
         let text = String::from_utf8_lossy(&bytes);
         let n = text.lines().count();
-        diff.push_str(&format!("diff --git a/{f} b/{f}\nnew file (untracked)\n--- /dev/null\n+++ b/{f}\n@@ -0,0 +1,{n} @@\n"));
+        let name = shown(f.name());
+        diff.push_str(&format!("diff --git a/{name} b/{name}\nnew file (untracked)\n--- /dev/null\n+++ b/{name}\n@@ -0,0 +1,{n} @@\n"));
         for line in text.lines() {
             diff.push('+');
             diff.push_str(line);
             diff.push('\n');
         }
     }
+    let base = changes.base.commit.as_deref().unwrap_or("");
     let mut out = format!(
-        "Base: {label} ({})\n",
+        "Base: {} ({})\n",
+        changes.base.label,
         if base.is_empty() {
             "none"
         } else {
             &base[..base.len().min(12)]
         }
     );
-    out.push_str(&format!("Changed files: {}\n", files.len()));
-    for f in &files {
-        out.push_str(&format!("- {f}\n"));
+    out.push_str(&format!("Changed files: {}\n", changes.changed.len()));
+    for f in &changes.changed {
+        out.push_str(&format!("- {}\n", shown(f)));
     }
-    if !untracked.is_empty() {
+    if !changes.untracked.is_empty() {
         out.push_str(&format!(
             "New untracked files (shown below as added files): {}\n",
-            untracked.len()
+            changes.untracked.len()
         ));
-        for f in &untracked {
-            out.push_str(&format!("- {f}\n"));
+        for f in &changes.untracked {
+            out.push_str(&format!("- {}\n", shown(f.name())));
         }
     }
     if diff.is_empty() {
@@ -277,6 +244,12 @@ pub fn git_diff(root: &Path, args: &Value) -> Result<String, String> {
                 parts.len()
             ));
         }
+    }
+    if cut {
+        out.push_str(&format!(
+            "\nThe diff is larger than {} MiB and was cut there: the changed files listed above are all part of the change; read the ones the diff does not reach directly.\n",
+            project::git::DIFF_TEXT_CAP / (1024 * 1024)
+        ));
     }
     if !left_out.is_empty() {
         out.push_str(&format!(
@@ -398,305 +371,6 @@ pub fn diff_parts(output: &str) -> Option<(String, Vec<String>)> {
         .map(|p| format!("{DIFF_PART_MARK}{p}"))
         .collect::<Vec<_>>();
     (parts.len() > 1).then_some((header, parts))
-}
-
-const SIGNAL_RULES: &[(&str, &[&str], &[&str])] = &[
-    // (signal, path fragments, content needles)
-    (
-        "concurrency",
-        &[],
-        &[
-            "Mutex",
-            "RwLock",
-            "std::thread",
-            "tokio::spawn",
-            "async fn",
-            "threading",
-            "asyncio",
-            "goroutine",
-            "go func",
-            "sync.WaitGroup",
-            "Atomic",
-            "synchronized",
-            "ConcurrentHashMap",
-            "pthread",
-            "chan ",
-            "Promise.all",
-            "Worker(",
-        ],
-    ),
-    (
-        "auth",
-        &[
-            "auth", "login", "session", "oauth", "jwt", "password", "crypto",
-        ],
-        &[
-            "password",
-            "jwt",
-            "oauth",
-            "bcrypt",
-            "Authorization",
-            "session",
-            "csrf",
-            "login",
-            "api_key",
-            "secret",
-        ],
-    ),
-    (
-        "schemas",
-        &[
-            "migration",
-            "schema",
-            ".sql",
-            ".proto",
-            "openapi",
-            "models.py",
-            "prisma",
-        ],
-        &[
-            "CREATE TABLE",
-            "ALTER TABLE",
-            "migrate",
-            "@Entity",
-            "Column(",
-            "proto3",
-        ],
-    ),
-    (
-        "infrastructure",
-        &[
-            "dockerfile",
-            "docker-compose",
-            ".github/workflows",
-            ".gitlab-ci",
-            "k8s",
-            "kubernetes",
-            ".tf",
-            "helm",
-            "ansible",
-            "deploy",
-            ".ci/",
-        ],
-        &[],
-    ),
-    (
-        "frontend",
-        &[
-            ".html",
-            ".css",
-            ".scss",
-            ".jsx",
-            ".tsx",
-            ".vue",
-            ".svelte",
-            "components/",
-        ],
-        &[],
-    ),
-    (
-        "api",
-        &["routes", "handlers", "controllers", "api/"],
-        &[
-            "@app.route",
-            "router.",
-            "app.get(",
-            "app.post(",
-            "#[get(",
-            "HandleFunc",
-            "@GetMapping",
-            "express()",
-            "FastAPI",
-            "axum::",
-            "actix_web",
-        ],
-    ),
-    (
-        "tests",
-        &["test", "spec"],
-        &["#[test]", "def test_", "describe(", "it(\""],
-    ),
-    ("docs", &[".md", ".rst", "docs/"], &[]),
-];
-
-/// Scans the project's files (tracked and untracked, not ignored) for the signals that
-/// decide conditional specialists.
-pub fn signals(root: &Path) -> Result<Value, String> {
-    let listing = git(
-        root,
-        &["ls-files", "--cached", "--others", "--exclude-standard"],
-    );
-    let files: Vec<String> = match listing {
-        Ok(s) => s.lines().map(String::from).collect(),
-        Err(_) => walk(root, 20_000),
-    };
-    let mut sig: BTreeMap<&str, bool> = SIGNAL_RULES.iter().map(|(s, _, _)| (*s, false)).collect();
-    let mut langs: BTreeMap<String, u64> = BTreeMap::new();
-    let mut budget: usize = 16 * 1024 * 1024;
-    for f in &files {
-        let lower = f.to_ascii_lowercase();
-        if let Some(ext) = Path::new(&lower).extension().and_then(|e| e.to_str()) {
-            let lang = match ext {
-                "rs" => "rust",
-                "py" => "python",
-                "js" | "mjs" | "cjs" | "jsx" => "javascript",
-                "ts" | "tsx" => "typescript",
-                "go" => "go",
-                "java" | "kt" => "jvm",
-                "c" | "h" | "cc" | "cpp" | "hpp" => "c/c++",
-                "rb" => "ruby",
-                "php" => "php",
-                "cs" => "csharp",
-                "swift" => "swift",
-                "lua" => "lua",
-                "sh" | "bash" => "shell",
-                "sql" => "sql",
-                _ => "",
-            };
-            if !lang.is_empty() {
-                *langs.entry(lang.to_string()).or_default() += 1;
-            }
-        }
-        for (name, paths, _) in SIGNAL_RULES {
-            if paths.iter().any(|p| lower.contains(p)) {
-                sig.insert(name, true);
-            }
-        }
-        if budget == 0 {
-            continue;
-        }
-        let path = root.join(f);
-        let Ok(mut file) = std::fs::File::open(&path) else {
-            continue;
-        };
-        let mut buf = Vec::new();
-        let _ = file.by_ref().take(64 * 1024).read_to_end(&mut buf);
-        budget = budget.saturating_sub(buf.len());
-        if buf.contains(&0) {
-            continue;
-        }
-        let text = String::from_utf8_lossy(&buf);
-        for (name, _, needles) in SIGNAL_RULES {
-            if !sig[name] && needles.iter().any(|n| text.contains(n)) {
-                sig.insert(name, true);
-            }
-        }
-    }
-    let has_diff = diff_base(root)
-        .ok()
-        .filter(|(_, b)| !b.is_empty())
-        .and_then(|(_, base)| git(root, &["diff", "--name-only", &base]).ok())
-        .is_some_and(|s| !s.trim().is_empty());
-    let mut signals: BTreeMap<String, bool> =
-        sig.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    signals.insert("diff".into(), has_diff);
-    Ok(json!({ "signals": signals, "languages": langs, "files": files.len() }))
-}
-
-fn walk(root: &Path, limit: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || name == "node_modules" || name == "target" {
-                continue;
-            }
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(root) {
-                out.push(rel.display().to_string());
-                if out.len() >= limit {
-                    return out;
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Read-only git subcommands `run_command` accepts.
-pub const ALLOWED_GIT: &[&str] = &[
-    "log",
-    "show",
-    "blame",
-    "shortlog",
-    "ls-files",
-    "status",
-    "diff",
-    "rev-parse",
-    "branch",
-    "tag",
-];
-
-/// Runs an allow-listed read-only command: argv only (no shell), 30 s, 32 KiB of output.
-pub fn run_command(root: &Path, argv: &[String], cwd: Option<&str>) -> Result<String, String> {
-    let Some(prog) = argv.first() else {
-        return Err("run_command needs `argv`, e.g. [\"git\", \"log\", \"--oneline\"]".into());
-    };
-    if prog != "git" {
-        return Err(format!(
-            "{prog:?} is not allowed: run_command only runs read-only git commands ({})",
-            ALLOWED_GIT.join(", ")
-        ));
-    }
-    let sub = argv.get(1).map(String::as_str).unwrap_or("");
-    if !ALLOWED_GIT.contains(&sub) {
-        return Err(format!(
-            "`git {sub}` is not allowed: use one of {}",
-            ALLOWED_GIT.join(", ")
-        ));
-    }
-    for a in argv {
-        if a.chars().any(|c| ";|&$`<>\n\\*?(){}".contains(c)) {
-            return Err(format!("the argument {a:?} holds a shell metacharacter; run_command takes plain arguments only"));
-        }
-        if a.starts_with("--output")
-            || a == "-o"
-            || a.starts_with("--ext-diff")
-            || a.starts_with("-c") && a.len() > 2
-        {
-            return Err(format!(
-                "the option {a:?} could write or run programs and is refused"
-            ));
-        }
-    }
-    let dir = match cwd {
-        None => root.to_path_buf(),
-        Some(c) => {
-            let canon_root = root
-                .canonicalize()
-                .map_err(|e| format!("the root cannot be read: {e}"))?;
-            let d = canon_root
-                .join(c)
-                .canonicalize()
-                .map_err(|_| format!("the working directory {c:?} does not exist"))?;
-            if !d.starts_with(&canon_root) {
-                return Err(format!(
-                    "the working directory {c:?} is outside the project"
-                ));
-            }
-            d
-        }
-    };
-    let mut cmd = Command::new("git");
-    cmd.current_dir(&dir)
-        .args(&argv[1..])
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .env("GIT_PAGER", "cat")
-        .env("GIT_EXTERNAL_DIFF", "")
-        .env("GIT_CONFIG_NOSYSTEM", "1");
-    let (out, truncated, _) = bounded(&mut cmd, COMMAND_TIMEOUT, OUTPUT_CAP)?;
-    let mut out = out;
-    if truncated {
-        out.push_str(&format!("\n[output cut at {} KiB]\n", OUTPUT_CAP / 1024));
-    }
-    Ok(out)
 }
 
 fn check_deps(root: &Path, deps: &[DepOutput]) -> Vec<CheckedFinding> {

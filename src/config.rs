@@ -11,11 +11,18 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The most agents boo runs at once, whatever is asked (a local model server serves a
+/// handful; a huge value would only exhaust the machine).
+pub const MAX_PARALLEL_AGENTS: usize = 64;
+
 /// How runs are driven.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     /// Per agent prompt (`BOO_AGENT_TIMEOUT_S`, default 900 s).
     pub deadline: Duration,
+    /// Per code step (`BOO_CODE_TIMEOUT_S`, default 60 s): past it the step fails and
+    /// its git command is killed.
+    pub code_deadline: Duration,
     /// Agents running at once across the server (`BOO_MAX_PARALLEL`, default 2).
     pub max_parallel: usize,
     /// How often a server renews its leases (`BOO_HEARTBEAT_MS`, default 2 s).
@@ -26,17 +33,21 @@ pub struct RunnerConfig {
     pub default_model: Option<String>,
     /// Values masked in everything boo stores or sends from agents (the API key).
     pub secrets: Vec<String>,
+    /// A workflow script's own CPU time (`BOO_WORKFLOW_CPU_MS`, default 10 s).
+    pub workflow_cpu_time: Duration,
 }
 
 impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
             deadline: Duration::from_secs(900),
+            code_deadline: Duration::from_secs(60),
             max_parallel: 2,
             heartbeat: Duration::from_millis(2000),
             lease_timeout: Duration::from_millis(15_000),
             default_model: None,
             secrets: Vec::new(),
+            workflow_cpu_time: Duration::from_secs(10),
         }
     }
 }
@@ -102,10 +113,13 @@ impl Config {
             deadline: number("BOO_AGENT_TIMEOUT_S")
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.deadline),
+            code_deadline: number("BOO_CODE_TIMEOUT_S")
+                .map(|s| Duration::from_secs(s.max(1)))
+                .unwrap_or(defaults.code_deadline),
             max_parallel: number("BOO_MAX_PARALLEL")
                 .map(|n| n as usize)
                 .unwrap_or(defaults.max_parallel)
-                .max(1),
+                .clamp(1, MAX_PARALLEL_AGENTS),
             heartbeat: number("BOO_HEARTBEAT_MS")
                 .map(|ms| Duration::from_millis(ms.max(50)))
                 .unwrap_or(defaults.heartbeat),
@@ -114,6 +128,9 @@ impl Config {
                 .unwrap_or(defaults.lease_timeout),
             default_model: model.clone(),
             secrets: text("OPENAI_API_KEY").into_iter().collect(),
+            workflow_cpu_time: number("BOO_WORKFLOW_CPU_MS")
+                .map(|ms| Duration::from_millis(ms.max(10)))
+                .unwrap_or(defaults.workflow_cpu_time),
         };
         let sandbox_var = var("BOO_SANDBOX").map(|v| v.to_string_lossy().to_string());
         let transport_var = var("BOO_AGENT_TRANSPORT").map(|v| v.to_string_lossy().to_string());
@@ -138,6 +155,9 @@ impl Config {
             data_dir: data_dir.clone(),
             sandbox: SandboxMode::parse(sandbox_var.as_deref()),
             extra_writable: var("BOO_AGENT_WRITABLE")
+                .map(|v| std::env::split_paths(&v).collect())
+                .unwrap_or_default(),
+            extra_readable: var("BOO_AGENT_READABLE")
                 .map(|v| std::env::split_paths(&v).collect())
                 .unwrap_or_default(),
         };
@@ -167,7 +187,7 @@ impl Config {
             self.runner.default_model = Some(m.clone());
         }
         if let Some(n) = opts.max_parallel {
-            self.runner.max_parallel = n.max(1);
+            self.runner.max_parallel = n.clamp(1, MAX_PARALLEL_AGENTS);
             if self.pool_sessions.is_none() {
                 self.pool.sessions_per_process = self.runner.max_parallel;
             }
@@ -210,6 +230,7 @@ mod tests {
         assert_eq!(c.qwen.program, "qwen");
         assert_eq!(c.runner.max_parallel, 2);
         assert_eq!(c.runner.deadline, Duration::from_secs(900));
+        assert_eq!(c.runner.code_deadline, Duration::from_secs(60));
         assert_eq!(c.qwen.sandbox, Ok(SandboxMode::Auto));
         assert_eq!(
             c.transport,
@@ -231,6 +252,7 @@ mod tests {
             ("BOO_QWEN", "/opt/qwen"),
             ("BOO_MAX_PARALLEL", "0"),
             ("BOO_AGENT_TIMEOUT_S", "30"),
+            ("BOO_CODE_TIMEOUT_S", "0"),
             ("BOO_HEARTBEAT_MS", "10"),
             ("BOO_LEASE_TIMEOUT_MS", "900"),
             ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
@@ -254,6 +276,7 @@ mod tests {
         assert_eq!(c.qwen.program, "/opt/qwen");
         assert_eq!(c.runner.max_parallel, 1, "at least one agent runs");
         assert_eq!(c.runner.deadline, Duration::from_secs(30));
+        assert_eq!(c.runner.code_deadline, Duration::from_secs(1), "floored");
         assert_eq!(c.runner.heartbeat, Duration::from_millis(50), "floored");
         assert_eq!(c.runner.lease_timeout, Duration::from_millis(900));
         assert_eq!(c.qwen.model.as_deref(), Some("qwen3"));
@@ -285,6 +308,12 @@ mod tests {
             "the pool follows the editor's parallelism"
         );
         assert!(!c.diagnostics);
+        // A parallelism no machine has is capped, not a panic.
+        c.apply(&InitOptions {
+            max_parallel: Some(1 << 61),
+            ..Default::default()
+        });
+        assert_eq!(c.runner.max_parallel, MAX_PARALLEL_AGENTS);
         // Absent options leave the environment's values alone.
         let mut d = config(&[("OPENAI_MODEL", "env-model")]);
         d.apply(&InitOptions::default());

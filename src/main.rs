@@ -10,9 +10,9 @@ mod config;
 mod engine;
 mod evidence;
 mod export;
-mod fingerprint;
 mod lsp;
 mod model;
+mod project;
 mod redact;
 mod report;
 mod runner;
@@ -21,6 +21,7 @@ mod snapshot;
 mod store;
 #[cfg(test)]
 mod testutil;
+mod workflow;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -34,6 +35,27 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum WorkflowAction {
+    /// Run a workflow script: live progress on stderr, the report on stdout; exit 0
+    /// only when the run completed.
+    Run {
+        /// The workflow's .js file.
+        file: PathBuf,
+        /// The script's `args`: JSON, or plain text passed as a string.
+        #[arg(long)]
+        args: Option<String>,
+        /// Output tokens the whole run may spend.
+        #[arg(long)]
+        budget: Option<u64>,
+        /// Skip cache look-ups (results are still stored).
+        #[arg(long)]
+        fresh: bool,
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,6 +84,23 @@ enum Command {
         model: Option<String>,
         #[arg(long)]
         fast: bool,
+    },
+    /// Trust a project folder: its own flows (ROOT/.boo/) may run. Review them first.
+    Trust {
+        /// The project folder.
+        #[arg(required_unless_present = "list", conflicts_with = "list")]
+        root: Option<PathBuf>,
+        /// Withdraw the trust instead.
+        #[arg(long)]
+        revoke: bool,
+        /// List the trusted folders, who trusted them and when.
+        #[arg(long, conflicts_with = "revoke")]
+        list: bool,
+    },
+    /// Workflow scripts.
+    Workflow {
+        #[command(subcommand)]
+        action: WorkflowAction,
     },
     /// List past runs (newest first).
     Runs {
@@ -102,6 +141,9 @@ enum Command {
         sandbox: String,
         #[arg(long)]
         writable: Vec<PathBuf>,
+        /// Only these paths (and the writable ones) may be read; everything if none.
+        #[arg(long)]
+        readable: Vec<PathBuf>,
         /// Where to report the sandbox state (a descriptor boo passes); stdout if absent.
         #[arg(long)]
         report_fd: Option<i32>,
@@ -154,19 +196,20 @@ fn main() {
     let log_file = config.log_file.clone();
     let code = match cli.command {
         Command::Fingerprint { root } => {
-            let cache = fingerprint::HashCache::new();
+            let cache = project::HashCache::new();
             let t = std::time::Instant::now();
-            let a = cache.take(&root);
+            let a = cache.fingerprint(&root);
             let cold = t.elapsed();
             let t = std::time::Instant::now();
-            let b = cache.take(&root);
+            let b = cache.fingerprint(&root);
             let warm = t.elapsed();
             println!(
-                "{{\"files\": {}, \"coldMs\": {:.1}, \"warmMs\": {:.1}, \"changes\": {}}}",
+                "{{\"files\": {}, \"coldMs\": {:.1}, \"warmMs\": {:.1}, \"changes\": {}, \"digest\": \"{}\"}}",
                 a.files.len(),
                 cold.as_secs_f64() * 1000.0,
                 warm.as_secs_f64() * 1000.0,
-                fingerprint::diff(&a, &b).len()
+                project::diff(&a, &b).len(),
+                b.digest()
             );
             0
         }
@@ -174,9 +217,10 @@ fn main() {
             parent,
             sandbox,
             writable,
+            readable,
             report_fd,
             argv,
-        } => agent::harden::agent_guard(parent, &sandbox, writable, report_fd, argv),
+        } => agent::harden::agent_guard(parent, &sandbox, writable, readable, report_fd, argv),
         Command::Serve { .. } => {
             let proto = match guard_stdout() {
                 Ok(f) => f,
@@ -216,7 +260,10 @@ fn main() {
             };
             let code = rt.block_on(async move {
                 match other {
-                    Command::Flows { root } => cli::flows(&config, root),
+                    Command::Flows { root } => cli::flows(&config, root).await,
+                    Command::Trust { root, revoke, list } => {
+                        cli::trust(&config, root, revoke, list).await
+                    }
                     Command::Run {
                         flow,
                         question,
@@ -225,6 +272,16 @@ fn main() {
                         model,
                         fast,
                     } => cli::run(config, flow, question, band, root, model, fast).await,
+                    Command::Workflow {
+                        action:
+                            WorkflowAction::Run {
+                                file,
+                                args,
+                                budget,
+                                fresh,
+                                root,
+                            },
+                    } => cli::workflow_run(config, file, args, budget, fresh, root).await,
                     Command::Runs { root, all, limit } => {
                         cli::runs(&config, root, all, limit).await
                     }

@@ -170,6 +170,8 @@ impl FromStr for StepStatus {
 pub enum StepKind {
     Agent,
     Code,
+    /// A workflow's script (one per workflow run, wave 0).
+    Script,
 }
 
 impl StepKind {
@@ -177,6 +179,7 @@ impl StepKind {
         match self {
             StepKind::Agent => "agent",
             StepKind::Code => "code",
+            StepKind::Script => "script",
         }
     }
 }
@@ -187,6 +190,7 @@ impl FromStr for StepKind {
         match s {
             "agent" => Ok(StepKind::Agent),
             "code" => Ok(StepKind::Code),
+            "script" => Ok(StepKind::Script),
             other => Err(format!(
                 "unknown step kind {other:?}: use \"agent\" or \"code\""
             )),
@@ -324,6 +328,8 @@ pub struct Run {
     pub usage: WireUsage,
     pub fast: bool,
     pub title: Option<String>,
+    /// `"flow"` or `"workflow"`.
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,9 +2,10 @@
 //! an agent says (qwen echoes request errors; a model may repeat its environment):
 //! everything boo stores or sends from an agent — stream deltas, tool calls and
 //! results, traces, step outputs and errors, metadata — passes through a
-//! [`Redactor`] first. A secret split across two stream deltas is caught too: the
-//! [`StreamRedactor`] holds back the last few characters of a text run until the
-//! next delta shows how it continues.
+//! [`Redactor`] first. A secret split across two stream deltas is caught too: when a
+//! text run ends with the start of a secret, the [`StreamRedactor`] holds back just
+//! that start until the next delta shows how it continues (any other text goes out
+//! at once).
 
 use crate::model::StreamEvent;
 use std::borrow::Cow;
@@ -38,9 +39,19 @@ impl Redactor {
         self.secrets.is_empty()
     }
 
-    /// The longest secret, in bytes.
-    fn longest(&self) -> usize {
-        self.secrets.first().map(String::len).unwrap_or(0)
+    /// The length of the longest tail of `text` that is a proper start of a secret
+    /// (0 when none is): what must wait for the next delta.
+    fn partial_tail(&self, text: &str) -> usize {
+        let mut keep = 0;
+        for secret in &self.secrets {
+            for k in (keep + 1..secret.len()).rev() {
+                if secret.is_char_boundary(k) && text.ends_with(&secret[..k]) {
+                    keep = k;
+                    break;
+                }
+            }
+        }
+        keep
     }
 
     pub fn text<'a>(&self, s: &'a str) -> Cow<'a, str> {
@@ -131,12 +142,10 @@ impl StreamRedactor {
         let mut run = self.held.take().map(|(_, s)| s).unwrap_or_default();
         run.push_str(&delta);
         let clean = self.redactor.text(&run).into_owned();
-        // Keep back what could still be the start of a secret.
-        let keep = self.redactor.longest().saturating_sub(1).min(clean.len());
-        let mut cut = clean.len() - keep;
-        while !clean.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        // Keep back only a tail that is the start of a secret (it may be completed by
+        // the next delta); any other text goes out at once.
+        let keep = self.redactor.partial_tail(&clean);
+        let cut = clean.len() - keep;
         let (send, hold) = clean.split_at(cut);
         if !send.is_empty() {
             out.push(make(thinking, send.to_string()));
@@ -236,6 +245,21 @@ mod tests {
         assert!(
             matches!(&out[1], StreamEvent::ToolResult { content, .. } if content == "401 for key [redacted]")
         );
+        assert!(s.flush().is_empty());
+    }
+
+    #[test]
+    fn text_that_cannot_start_a_secret_is_never_held_back() {
+        let r = Arc::new(Redactor::new([KEY.to_string()]));
+        let mut s = StreamRedactor::new(r);
+        // An agent that pauses mid-sentence: the reader sees everything so far.
+        assert_eq!(
+            s.push(text("Thinking very hard")),
+            vec![text("Thinking very hard")]
+        );
+        // Only a tail that begins the key waits, and only as much as matches.
+        assert_eq!(s.push(text(" about sk-li")), vec![text(" about ")]);
+        assert_eq!(s.push(text("fe")), vec![text("sk-life")]);
         assert!(s.flush().is_empty());
     }
 

@@ -84,6 +84,21 @@ fn run_prints_progress_on_stderr_and_the_report_on_stdout() {
         "{}",
         text(&gc.stdout)
     );
+    // A cutoff too long to count is "older than anything": it removes nothing (it
+    // used to overflow into a cutoff in the future and remove every ended run).
+    for huge in [
+        "9223372036854775807s",
+        "9223372036854775807w",
+        "99999999999999999999d",
+    ] {
+        let gc = boo(&db, &["gc", "--older-than", huge]);
+        assert!(
+            text(&gc.stdout).contains("removed 0 run(s)"),
+            "{huge}: {}{}",
+            text(&gc.stdout),
+            text(&gc.stderr)
+        );
+    }
     let gc = boo(&db, &["gc", "--older-than", "0s"]);
     assert!(
         text(&gc.stdout).contains("removed 1 run(s)"),
@@ -199,6 +214,213 @@ fn doctor_says_what_to_fix() {
         s.contains("FAIL endpoint") && s.contains("OPENAI_BASE_URL"),
         "{s}"
     );
+    // A damaged database is not "ok": doctor names the file and what to do, whether
+    // the damage is in a page or the file is no database at all.
+    let doctor = |db: &std::path::Path| {
+        let out = Command::new(boo_bin())
+            .arg("doctor")
+            .env("BOO_DB", db)
+            .env("BOO_QWEN", fake_qwen())
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        // Everything into the main file first (boo exits with its pages in the WAL).
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        drop(c);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        let len = f.metadata().unwrap().len();
+        assert!(len >= 3 * 4096, "{len}");
+        f.seek(SeekFrom::Start(4096)).unwrap();
+        f.write_all(&[0xA5; 2 * 4096]).unwrap();
+    }
+    let s = doctor(&db);
+    assert!(
+        s.contains("FAIL database") && s.contains(db.to_str().unwrap()) && s.contains("damaged"),
+        "{s}"
+    );
+    let junk = t.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5A; 8192]).unwrap();
+    let s = doctor(&junk);
+    assert!(
+        s.contains("FAIL database") && s.contains(junk.to_str().unwrap()) && s.contains("damaged"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_run_command_stopped_by_a_signal_cancels_its_run() {
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        let t = TempDir::new("cli-signal");
+        let root = project(t.path());
+        let db = t.path().join("boo.db");
+        let child = Command::new(boo_bin())
+            .args([
+                "run",
+                "code-review",
+                "--root",
+                root.to_str().unwrap(),
+                "hang [[fake:hang]]",
+            ])
+            .env("BOO_DB", &db)
+            .env("BOO_QWEN", fake_qwen())
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .env("OPENAI_API_KEY", "test-key")
+            .env("OPENAI_MODEL", "test-model")
+            .env("XDG_DATA_HOME", t.path().join("data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until an agent runs, then stop the command.
+        assert!(wait_until(std::time::Duration::from_secs(30), || {
+            text(&boo(&db, &["runs", "--all"]).stdout).contains("running")
+        }));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: signals the child we started.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("cancelling the run ({name})")),
+            "{stderr}"
+        );
+        let runs = text(&boo(&db, &["runs", "--all"]).stdout);
+        assert!(
+            runs.contains("cancelled") && !runs.contains("running"),
+            "{name}: {runs}"
+        );
+    }
+}
+
+/// `boo trust` records a folder, `--list` shows it with who and when, `--revoke`
+/// withdraws it; `boo flows` marks project flows and `boo run` refuses one in an
+/// untrusted folder, naming the command.
+#[test]
+fn trust_list_and_revoke_a_root() {
+    let t = TempDir::new("cli-trust");
+    let db = t.path().join("boo.db");
+    let root = project(t.path());
+    let canonical = root.canonicalize().unwrap().display().to_string();
+    std::fs::create_dir_all(root.join(".boo/flows")).unwrap();
+    std::fs::write(
+        root.join(".boo/flows/solo.toml"),
+        "name = \"solo\"\ntitle = \"Solo\"\ncategory = \"analysis\"\ndescription = \"One look\"\n\n[[steps]]\nid = \"solo\"\nkind = \"agent\"\npersona = \"structural-analyst\"\nprompt = \"Look.\"\n",
+    )
+    .unwrap();
+    let r = root.to_str().unwrap();
+    let out = boo(&db, &["flows", "--root", r]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(project, untrusted)"));
+    assert!(text(&out.stderr).contains(&format!("boo trust {canonical}")));
+    let out = boo(&db, &["run", "solo", "q", "--root", r]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("boo trust {canonical}")));
+    let out = boo(&db, &["trust", "--list"]);
+    assert!(out.status.success() && text(&out.stdout).is_empty());
+    let out = boo(&db, &["trust", r]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = boo(&db, &["trust", "--list"]);
+    let listed = text(&out.stdout);
+    assert!(
+        listed.starts_with(&format!("{canonical}\t")) && listed.contains("boo trust"),
+        "{listed}"
+    );
+    let out = boo(&db, &["flows", "--root", r]);
+    assert!(text(&out.stdout).contains("(project)\n"));
+    let out = boo(&db, &["trust", "--revoke", r]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&boo(&db, &["trust", "--list"]).stdout).is_empty());
+    // Nothing to trust, and neither a folder nor --list.
+    let out = boo(&db, &["trust", t.path().join("nowhere").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(boo(&db, &["trust"]).status.code(), Some(2));
+}
+
+#[test]
+fn workflow_run_prints_the_report_and_exits_by_the_run_status() {
+    let t = TempDir::new("cli-wf");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let file = t.path().join("ask.js");
+    std::fs::write(
+        &file,
+        "export const meta = { name: 'ask', description: 'ask twice' };\nphase('Ask');\nconst a = await parallel([() => agent(`About ${args.topic}`), () => agent('Second opinion')]);\nreturn `answers: ${a.filter(Boolean).length}`;\n",
+    )
+    .unwrap();
+    let args = [
+        "workflow",
+        "run",
+        file.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--args",
+        "{\"topic\": \"add\"}",
+    ];
+    let out = boo(&db, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("## Result\n\nanswers: 2"), "{stdout}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("== Ask") && stderr.contains("+ agent-1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("(cached)"), "{stderr}");
+    // Again: both agents from the cache.
+    let again = boo(&db, &args);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(
+        text(&again.stderr).matches("(cached)").count(),
+        2,
+        "{}",
+        text(&again.stderr)
+    );
+
+    let bad = t.path().join("bad.js");
+    std::fs::write(
+        &bad,
+        "export const meta = { name: 'bad', description: 'x' };\nthrow new Error('stop here');\n",
+    )
+    .unwrap();
+    let out = boo(
+        &db,
+        &[
+            "workflow",
+            "run",
+            bad.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "a failed run exits 1");
+    assert!(
+        text(&out.stderr).contains("stop here"),
+        "{}",
+        text(&out.stderr)
+    );
+    let broken = t.path().join("broken.js");
+    std::fs::write(
+        &broken,
+        "export const meta = { name: 'b', description: 'x' };\nconst = 1;\n",
+    )
+    .unwrap();
+    let out = boo(
+        &db,
+        &[
+            "workflow",
+            "run",
+            broken.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("2:"), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -106,8 +106,8 @@ fn the_document_parses() {
         ]
     );
     let d = doc();
-    assert_eq!(table_rows(&d, "## Requests").len(), 7);
-    assert_eq!(table_rows(&d, "## Notifications").len(), 4);
+    assert_eq!(table_rows(&d, "## Requests").len(), 9);
+    assert_eq!(table_rows(&d, "## Notifications").len(), 6);
     assert_eq!(type_shapes(&d).len(), 4);
 }
 
@@ -151,6 +151,15 @@ fn the_server_matches_the_document() {
         .unwrap();
     let run_id = r["runId"].as_str().unwrap().to_string();
     s.wait_run_end(&run_id, Duration::from_secs(60));
+    // A workflow run sends the notifications a flow does not (stepAdded, runLog).
+    let w = s
+        .request(
+            "boo/launchWorkflow",
+            json!({"script": "export const meta = { name: 'doc', description: 'doc check' };\nlog('hello');\nreturn await agent('say hi');\n"}),
+        )
+        .unwrap();
+    let wf_run = w["runId"].as_str().unwrap().to_string();
+    s.wait_run_end(&wf_run, Duration::from_secs(60));
     s.drain(Duration::from_millis(200));
     for (method, shape) in &notes {
         let seen: Vec<&Value> = s
@@ -190,6 +199,13 @@ fn the_server_matches_the_document() {
     for b in ["small", "medium", "large"] {
         assert!(flows["flows"][0]["bands"][b].is_array());
     }
+    assert!(flows["trusted"].is_boolean());
+    let rows: BTreeMap<String, String> = requests.iter().cloned().collect();
+    let trust = s
+        .request("boo/trustRoot", json!({"root": root, "trusted": false}))
+        .unwrap();
+    assert_has("boo/trustRoot", &trust, &rows["boo/trustRoot"]);
+    assert!(d.contains("`-32005` untrusted root"));
     let runs = s.request("boo/listRuns", json!({})).unwrap();
     assert!(runs.get("next").is_some());
     assert_has("RunSummary", &runs["runs"][0], &types["RunSummary"]);

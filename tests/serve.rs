@@ -252,6 +252,33 @@ fn every_error_code_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn every_frame_of_the_corpus_is_answered_and_the_server_keeps_serving() {
+    let t = TempDir::new("frames");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/frames");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "{files:?}");
+    for f in &files {
+        let body = std::fs::read(f).unwrap();
+        let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        frame.extend_from_slice(&body);
+        s.send_raw(&frame);
+        // The server is still there and still answers, after every single frame.
+        let alive = s.request("boo/listFlows", json!({}));
+        assert!(alive.is_ok(), "after {}: {alive:?}", f.display());
+    }
+    let run_id = launch(&mut s, "code-review", "still serving?");
+    assert_eq!(s.wait_run_end(&run_id, LONG)["runStatus"], "completed");
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
 fn hostile_launch_values_are_refused_without_a_run() {
     let t = TempDir::new("hostile-launch");
     let root = project(t.path());
@@ -652,6 +679,128 @@ fn the_guard_reports_on_its_own_descriptor_and_leaves_stdout_to_the_agent() {
 }
 
 #[test]
+fn the_guard_lets_an_agent_read_only_what_it_is_given() {
+    let t = TempDir::new("guard-reads");
+    let root = project(t.path());
+    let scratch = t.path().join("scratch");
+    let home = t.path().join("home/.ssh");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("id_ed25519"), "PRIVATE KEY\n").unwrap();
+    let script = format!(
+        "cat '{}' > '{s}/project' 2>/dev/null; echo $? >> '{s}/project'; cat '{}' > '{s}/secret' 2>/dev/null; echo $? >> '{s}/secret'",
+        root.join("src/lib.rs").display(),
+        home.join("id_ed25519").display(),
+        s = scratch.display()
+    );
+    let mut cmd = std::process::Command::new(boo_bin());
+    cmd.args(["agent-guard", "--parent", &std::process::id().to_string()])
+        .arg("--writable")
+        .arg(&scratch)
+        .args(["--writable", "/dev/null"])
+        .arg("--readable")
+        .arg(&root);
+    for sys in [
+        "/usr",
+        "/bin",
+        "/lib",
+        "/lib64",
+        "/etc/ld.so.cache",
+        "/proc",
+        "/dev",
+    ] {
+        cmd.arg("--readable").arg(sys);
+    }
+    let out = cmd.args(["--", "sh", "-c", &script]).output().unwrap();
+    let guard: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or(""),
+    )
+    .unwrap();
+    if guard["sandbox"] != "enforced" {
+        eprintln!("Landlock unavailable on this kernel: the read test was not possible");
+        return;
+    }
+    let project_read = std::fs::read_to_string(scratch.join("project")).unwrap();
+    assert!(
+        project_read.ends_with("\n0\n") && project_read.len() > 3,
+        "the project stays readable: {project_read:?}"
+    );
+    let secret_read = std::fs::read_to_string(scratch.join("secret")).unwrap();
+    assert!(
+        !secret_read.contains("PRIVATE KEY") && !secret_read.ends_with("\n0\n"),
+        "a file in the home folder was read: {secret_read:?}"
+    );
+}
+
+/// Processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(marker))
+        .collect()
+}
+
+#[test]
+fn an_agent_child_that_calls_setsid_does_not_outlive_the_guard() {
+    let t = TempDir::new("setsid");
+    let scratch = t.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let guard = |script: &str| {
+        let mut cmd = std::process::Command::new(boo_bin());
+        cmd.args([
+            "agent-guard",
+            "--parent",
+            &std::process::id().to_string(),
+            "--writable",
+        ])
+        .arg(&scratch)
+        .args(["--", "sh", "-c", script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        cmd
+    };
+    // 1. The agent exits normally, leaving an escapee in its own session.
+    let marker = format!("86{}.25", std::process::id());
+    let status = guard(&format!("setsid sleep {marker} & sleep 0.3; exit 0"))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        wait_until(Duration::from_secs(10), || processes_with(&marker)
+            .is_empty()),
+        "left behind: {:?}",
+        processes_with(&marker)
+    );
+    // 2. boo stops the agent (SIGTERM to the guard's group) while the escapee runs.
+    let marker = format!("87{}.25", std::process::id());
+    use std::os::unix::process::CommandExt;
+    let mut child = guard(&format!("setsid sleep {marker} & sleep 60"))
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !processes_with(
+        &marker
+    )
+    .is_empty()));
+    // SAFETY: signals the guard's own process group.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+    let _ = child.wait();
+    assert!(
+        wait_until(Duration::from_secs(10), || processes_with(&marker)
+            .is_empty()),
+        "left behind: {:?}",
+        processes_with(&marker)
+    );
+}
+
+#[test]
 fn a_step_that_modifies_the_project_fails_the_run_loudly() {
     let t = TempDir::new("modified");
     let root = project(t.path());
@@ -670,6 +819,10 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
         &[
             ("BOO_QWEN", evil.display().to_string()),
             ("BOO_AGENT_WRITABLE", root.display().to_string()),
+            (
+                "BOO_AGENT_READABLE",
+                fake_qwen().parent().unwrap().display().to_string(),
+            ),
         ],
     );
     s.initialize(&root);
@@ -1064,9 +1217,15 @@ fn an_agent_offered_write_tools_is_stopped_before_it_acts() {
             fake_qwen().display()
         ),
     );
+    // The wrapper execs a program outside its own folder: agents may read only what
+    // they are given, so the fake's folder is named as readable.
+    let fixtures = fake_qwen().parent().unwrap().display().to_string();
     let mut s = Server::start(
         &t.path().join("boo.db"),
-        &[("BOO_QWEN", loose.display().to_string())],
+        &[
+            ("BOO_QWEN", loose.display().to_string()),
+            ("BOO_AGENT_READABLE", fixtures),
+        ],
     );
     s.initialize(&root);
     let run_id = launch(&mut s, "code-review", "unsafe [[fake:write]]");
@@ -1093,4 +1252,100 @@ fn an_agent_offered_write_tools_is_stopped_before_it_acts() {
         .request("boo/getTraces", json!({"runId": run_id}))
         .unwrap();
     assert!(tr["traces"].as_array().unwrap().is_empty(), "{tr}");
+}
+
+/// A repository's own `.boo/flows/code-review.toml` is listed beside the built-in one
+/// as `project:code-review`; it is refused with -32005 (no run row) until the root is
+/// trusted through `boo/trustRoot`, runs once trusted, and is refused again once the
+/// trust is revoked.
+#[test]
+fn a_project_flow_runs_only_in_a_trusted_root() {
+    let t = TempDir::new("trust");
+    let root = project(t.path());
+    let canonical = root.canonicalize().unwrap().display().to_string();
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/flows/code-review.toml"
+    ))
+    .unwrap();
+    let title = builtin
+        .lines()
+        .find(|l| l.starts_with("title"))
+        .unwrap()
+        .to_string();
+    std::fs::create_dir_all(root.join(".boo/flows")).unwrap();
+    std::fs::write(
+        root.join(".boo/flows/code-review.toml"),
+        builtin.replacen(&title, "title = \"Hostile review\"", 1),
+    )
+    .unwrap();
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let code = |r: Result<Value, (i64, String)>| r.err().unwrap_or((0, String::new()));
+    let listed = s.request("boo/listFlows", json!({})).unwrap();
+    assert_eq!(listed["trusted"], false, "{listed}");
+    let flow = |l: &Value, name: &str| -> Value {
+        l["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let ours = flow(&listed, "code-review");
+    assert_eq!(ours["source"], "builtin");
+    assert_ne!(ours["title"], "Hostile review");
+    let theirs = flow(&listed, "project:code-review");
+    assert_eq!(theirs["source"], "project");
+    assert_eq!(theirs["title"], "Hostile review");
+    // Untrusted: refused, naming the command that trusts the root, and no run row.
+    let (c, m) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "project:code-review", "input": {"question": "q"}}),
+    ));
+    assert_eq!(c, -32005, "{m}");
+    assert!(m.contains(&format!("boo trust {canonical}")), "{m}");
+    let runs = s.request("boo/listRuns", json!({})).unwrap();
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0), "{runs}");
+    // Bad trust requests name the field.
+    let (c, m) = code(s.request("boo/trustRoot", json!({"root": canonical})));
+    assert!(c == -32602 && m.starts_with("trusted"), "{c} {m}");
+    let (c, m) = code(s.request(
+        "boo/trustRoot",
+        json!({"root": t.path().join("nowhere"), "trusted": true}),
+    ));
+    assert!(c == -32602 && m.starts_with("root"), "{c} {m}");
+    // Trusted (through a path that is not canonical): it runs.
+    let r = s
+        .request(
+            "boo/trustRoot",
+            json!({"root": format!("{}/./", root.display()), "trusted": true}),
+        )
+        .unwrap();
+    assert_eq!(r, json!({"root": canonical, "trusted": true}));
+    assert_eq!(
+        s.request("boo/listFlows", json!({})).unwrap()["trusted"],
+        true
+    );
+    let run_id = launch(&mut s, "project:code-review", "trusted now");
+    assert_eq!(s.wait_run_end(&run_id, LONG)["runStatus"], "completed");
+    // Revoked: refused again; the built-in flow always runs.
+    let r = s
+        .request(
+            "boo/trustRoot",
+            json!({"root": canonical, "trusted": false}),
+        )
+        .unwrap();
+    assert_eq!(r["trusted"], false);
+    let (c, _) = code(s.request(
+        "boo/launchFlow",
+        json!({"flow": "project:code-review", "input": {"question": "q"}}),
+    ));
+    assert_eq!(c, -32005);
+    let runs = s.request("boo/listRuns", json!({})).unwrap();
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "{runs}");
+    let builtin_run = launch(&mut s, "code-review", "built-in");
+    assert_eq!(s.wait_run_end(&builtin_run, LONG)["runStatus"], "completed");
+    assert_eq!(s.stop(), Some(0));
 }

@@ -154,7 +154,20 @@ struct PoolRun {
     labels: BTreeMap<String, String>,
 }
 
+/// Trusts `root` on the server behind `c`: the bench flows are the project's own
+/// (`.boo/flows`), and project flows run only in a trusted root. Idempotent, and kept
+/// outside every timed part.
+fn trust(c: &mut Client, root: &Path) {
+    let f = c.request(
+        "boo/trustRoot",
+        json!({"root": root.display().to_string(), "trusted": true}),
+        Duration::from_secs(30),
+    );
+    assert!(f.v.get("error").is_none(), "boo/trustRoot: {}", f.v);
+}
+
 fn run_through_boo(c: &mut Client, root: &Path, question: &str) -> PoolRun {
+    trust(c, root);
     let t0 = Instant::now();
     let f = c.request(
         "boo/launchFlow",
@@ -616,6 +629,7 @@ pub fn section_f(sum: &mut Summary) {
         mock.reset();
         let mut c = Client::start(env, dir.path().join(log));
         c.initialize(&root);
+        trust(&mut c, &root);
         let f = c.request(
             "boo/launchFlow",
             json!({"flow": "stall10", "input": {"question": "Hold on. [[scenario:stall]]"}, "root": root.display().to_string()}),

@@ -120,6 +120,50 @@ impl AgentHome {
     }
 }
 
+/// The scratch folder name of a warm pool process (`pool-<pid>-<start>-<uuid>`): it
+/// names the boo server that owns the process (pid and start time), because a pool
+/// process outlives any one step, so no running chat vouches for it.
+pub fn pool_home_name() -> String {
+    let pid = std::process::id() as i64;
+    let start = super::process::pid_start_time(pid).unwrap_or(0);
+    format!("pool-{pid}-{start}-{}", uuid::Uuid::now_v7())
+}
+
+/// True when `name` is a pool folder whose boo server is still alive (same pid, same
+/// start time).
+fn pool_owner_alive(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("pool-") else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '-');
+    let pid = parts.next().and_then(|p| p.parse::<i64>().ok());
+    let start = parts.next().and_then(|s| s.parse::<i64>().ok());
+    match (pid, start) {
+        (Some(pid), Some(start)) => super::process::same_process(pid, Some(start)),
+        _ => false,
+    }
+}
+
+/// Removes agent scratch directories (`<data_dir>/agents/<chat>`) left behind by a
+/// crash: every one whose chat is not in `running` (the chats of steps running now,
+/// on any server) and that is not the folder of a pool process whose server still
+/// runs ([`pool_home_name`]). Returns how many were removed.
+pub fn collect_stale_homes(data_dir: &Path, running: &std::collections::HashSet<String>) -> usize {
+    let Ok(dir) = std::fs::read_dir(data_dir.join("agents")) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let live = running.contains(&name) || pool_owner_alive(&name);
+        if is_dir && !live && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// How strictly the OS sandbox is applied (`BOO_SANDBOX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxMode {
@@ -148,6 +192,152 @@ impl SandboxMode {
     }
 }
 
+/// What every agent may read besides the project, its scratch space and its own
+/// installation: the system's programs and libraries, certificates, name resolution,
+/// the user and group tables, and the kernel's views of the process. Nothing else of
+/// `/etc` (no `/etc/shadow`), nothing of any home directory, no other project.
+pub const SYSTEM_READABLE: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/opt/homebrew",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/resolv.conf",
+    "/run/systemd/resolve",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/gitconfig",
+    "/etc/mime.types",
+    "/etc/os-release",
+    "/proc",
+    "/sys",
+    "/dev",
+];
+
+/// The installation a program runs from, as directories to leave readable: for the
+/// program and each interpreter its `#!` line names (followed through `env` and
+/// through scripts that are themselves interpreted, a few levels deep), the folder
+/// it lives in — or, when that folder is a `bin`, `sbin`, `shims` or `libexec`, the
+/// prefix above it (so `<prefix>/bin/qwen` brings `<prefix>` with its libraries).
+pub fn install_roots(program: &Path, search_path: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    let mut next = Some(program.to_path_buf());
+    for _ in 0..4 {
+        let Some(p) = next.take() else { break };
+        let real = p.canonicalize().unwrap_or(p.clone());
+        for file in [&p, &real] {
+            if let Some(dir) = file.parent() {
+                let prefix_dir = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| matches!(n, "bin" | "sbin" | "shims" | "libexec"));
+                let root = if prefix_dir {
+                    dir.parent().unwrap_or(dir)
+                } else {
+                    dir
+                };
+                let root = root.to_path_buf();
+                if !roots.contains(&root) && root != Path::new("/") {
+                    roots.push(root);
+                }
+            }
+        }
+        next = interpreter_of(&real, search_path);
+    }
+    roots
+}
+
+/// The interpreter a script's `#!` line names (`env NAME` looked up on the path).
+fn interpreter_of(script: &Path, search_path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(script).ok()?.read(&mut head).ok()?;
+    let line = std::str::from_utf8(&head[..n]).ok()?.lines().next()?;
+    let mut words = line.strip_prefix("#!")?.split_whitespace();
+    let first = PathBuf::from(words.next()?);
+    if first.file_name().is_some_and(|f| f == "env") {
+        let name = words.find(|w| !w.starts_with('-'))?;
+        std::env::split_paths(search_path?)
+            .map(|d| d.join(name))
+            .find(|c| c.is_file())
+    } else {
+        Some(first)
+    }
+}
+
+/// The children of `parent` (from /proc; a process that vanishes meanwhile is skipped).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Kills (SIGKILL) the guard's children that left its process group.
+fn kill_escaped() {
+    // SAFETY: plain process-control calls on our own children.
+    unsafe {
+        let (guard_pid, pgrp) = (libc::getpid(), libc::getpgrp());
+        for pid in children_of(guard_pid) {
+            if libc::getpgid(pid) != pgrp {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Kills every process the agent left behind — its process group, and every orphan
+/// the guard inherited as their subreaper — and reaps them, until none is left (or
+/// a bound of 5 s passes).
+fn kill_descendants() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // SAFETY: plain process-control calls on our own group and children.
+    unsafe {
+        let guard_pid = libc::getpid();
+        loop {
+            let children = children_of(guard_pid);
+            if children.is_empty() || std::time::Instant::now() > deadline {
+                return;
+            }
+            // Child by child (a group kill would hit the guard itself); their own
+            // children come to us when they die, and the next round takes them.
+            for pid in children {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let mut status = 0;
+            while libc::waitpid(-1, &mut status, libc::WNOHANG) > 0 {}
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
 /// Landlock ABI version of the running kernel, if it has Landlock.
 pub fn landlock_abi() -> Option<i64> {
     // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only queries.
@@ -163,9 +353,10 @@ pub fn landlock_abi() -> Option<i64> {
 }
 
 /// Applies Landlock to this process (and so everything it starts): the whole file
-/// system readable, only `writable` writable. Returns "enforced", "partial" or
-/// "unavailable".
-fn restrict(writable: &[PathBuf]) -> Result<&'static str, String> {
+/// system readable — or, when `readable` is given, only those paths (and the writable
+/// ones) — and only `writable` writable. Paths that do not exist are left out.
+/// Returns "enforced", "partial" or "unavailable".
+fn restrict(writable: &[PathBuf], readable: &[PathBuf]) -> Result<&'static str, String> {
     use landlock::{
         path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
         RulesetStatus, ABI,
@@ -174,8 +365,18 @@ fn restrict(writable: &[PathBuf]) -> Result<&'static str, String> {
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
-        .and_then(|r| r.add_rules(path_beneath_rules(writable, AccessFs::from_all(abi))))
+        .and_then(|r| {
+            let reads: Vec<PathBuf> = if readable.is_empty() {
+                vec![PathBuf::from("/")]
+            } else {
+                readable.iter().filter(|p| p.exists()).cloned().collect()
+            };
+            r.add_rules(path_beneath_rules(reads, AccessFs::from_read(abi)))
+        })
+        .and_then(|r| {
+            let writes: Vec<&PathBuf> = writable.iter().filter(|p| p.exists()).collect();
+            r.add_rules(path_beneath_rules(writes, AccessFs::from_all(abi)))
+        })
         .and_then(|r| r.restrict_self())
         .map_err(|e| format!("cannot apply the Landlock sandbox: {e}"))?;
     Ok(match status.ruleset {
@@ -196,6 +397,7 @@ pub fn agent_guard(
     parent: u32,
     mode: &str,
     writable: Vec<PathBuf>,
+    readable: Vec<PathBuf>,
     report_fd: Option<i32>,
     argv: Vec<String>,
 ) -> i32 {
@@ -206,6 +408,9 @@ pub fn agent_guard(
         if libc::getppid() as u32 != parent {
             return 70;
         }
+        // Orphans of the agent come to the guard instead of init, even those that
+        // left the process group with setsid(): none of them outlives the guard.
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
     }
     let Some((program, args)) = argv.split_first() else {
         eprintln!("boo agent-guard: no program to run");
@@ -225,7 +430,7 @@ pub fn agent_guard(
     let sandbox = if landlock_abi().is_none() {
         "unavailable"
     } else {
-        match restrict(&writable) {
+        match restrict(&writable, &readable) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("boo agent-guard: {e}");
@@ -275,12 +480,17 @@ pub fn agent_guard(
         match child.try_wait() {
             Ok(Some(status)) => {
                 use std::os::unix::process::ExitStatusExt;
+                // The agent is done: whatever it left running goes with it.
+                kill_descendants();
                 return status
                     .code()
                     .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
             }
             Ok(None) => {}
-            Err(_) => return 70,
+            Err(_) => {
+                kill_descendants();
+                return 70;
+            }
         }
         let ts = libc::timespec {
             tv_sec: 1,
@@ -289,7 +499,9 @@ pub fn agent_guard(
         // SAFETY: waits for one of the blocked signals, at most 1 s.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
         if sig > 0 && sig != libc::SIGCHLD {
-            // boo is gone or asked us to stop: take the whole group down.
+            // boo is gone or asked us to stop: take the whole group down. What
+            // escaped the group (setsid) gets no grace period.
+            kill_escaped();
             // SAFETY: signals our own process group.
             unsafe {
                 let pgrp = libc::getpgrp();
@@ -302,6 +514,7 @@ pub fn agent_guard(
                 }
                 libc::kill(-pgrp, libc::SIGKILL);
             }
+            kill_descendants();
             return 128 + sig;
         }
     }
@@ -310,6 +523,29 @@ pub fn agent_guard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_scratch_directories_are_collected_and_running_ones_kept() {
+        let data = std::env::temp_dir().join(format!("boo-homes-{}", std::process::id()));
+        for chat in ["running-chat", "crashed-chat"] {
+            AgentHome::create(&data, chat, None).unwrap();
+        }
+        // A warm pool process of a live server (this test process) is kept; one whose
+        // server is gone (no such pid) is collected.
+        let live_pool = pool_home_name();
+        let dead_pool = format!("pool-4194999-1-{}", uuid::Uuid::now_v7());
+        for name in [&live_pool, &dead_pool] {
+            AgentHome::create(&data, name, None).unwrap();
+        }
+        let running = std::collections::HashSet::from(["running-chat".to_string()]);
+        assert_eq!(collect_stale_homes(&data, &running), 2);
+        assert!(data.join("agents/running-chat").is_dir());
+        assert!(!data.join("agents/crashed-chat").exists());
+        assert!(data.join("agents").join(&live_pool).is_dir());
+        assert!(!data.join("agents").join(&dead_pool).exists());
+        assert_eq!(collect_stale_homes(&data, &running), 0);
+        let _ = std::fs::remove_dir_all(&data);
+    }
 
     #[test]
     fn settings_leave_only_read_tools() {

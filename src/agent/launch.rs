@@ -58,6 +58,9 @@ pub struct Launch<'a> {
     pub sandbox: SandboxMode,
     /// Extra paths the sandbox leaves writable (`BOO_AGENT_WRITABLE`, tests only).
     pub extra_writable: &'a [PathBuf],
+    /// Everything the process may read besides what it may write (see
+    /// [`super::qwen::readable_paths`]); empty leaves the whole file system readable.
+    pub readable: Vec<PathBuf>,
     pub base_url: Option<&'a str>,
     pub api_key: Option<&'a str>,
     pub model: Option<&'a str>,
@@ -124,7 +127,7 @@ fn open_dir(dir: &Path) -> std::io::Result<OwnedFd> {
 }
 
 /// The guard command line: `boo agent-guard --parent … --sandbox … --report-fd 3
-/// --writable … -- <program> <args>`. The running binary itself is the guard, even if
+/// --writable … --readable … -- <program> <args>`. The running binary itself is the guard, even if
 /// boo was rebuilt or upgraded since it started.
 pub fn guard_command(l: &Launch<'_>) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new("/proc/self/exe");
@@ -144,6 +147,11 @@ pub fn guard_command(l: &Launch<'_>) -> tokio::process::Command {
     }
     for p in l.extra_writable {
         cmd.arg("--writable").arg(p);
+    }
+    // Reads: the project, the system, qwen's own installation, and nothing else (not
+    // the user's home, not other projects).
+    for p in &l.readable {
+        cmd.arg("--readable").arg(p);
     }
     cmd.arg("--").arg(l.program).args(&l.args);
     cmd

@@ -3,7 +3,10 @@
 //! parses its events, enforces a deadline, and turns every way it can end into a clear
 //! result. The guard reports the sandbox on a pipe of its own, never on qwen's stdout.
 
-use super::harden::{landlock_abi, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS};
+use super::harden::{
+    install_roots, landlock_abi, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS,
+    SYSTEM_READABLE,
+};
 use super::launch::{last_lines, read_guard_report, spawn_guarded, tail_reader, Guarded, Launch};
 use super::parse::{is_denial, Parsed, StreamParser};
 use super::process::{pid_start_time, stop_group};
@@ -44,6 +47,8 @@ pub struct QwenConfig {
     pub sandbox: Result<SandboxMode, String>,
     /// `BOO_AGENT_WRITABLE`: extra paths the sandbox leaves writable (tests only).
     pub extra_writable: Vec<PathBuf>,
+    /// `BOO_AGENT_READABLE`: extra paths agents may read (an unusual installation).
+    pub extra_readable: Vec<PathBuf>,
 }
 
 pub struct QwenBackend {
@@ -269,6 +274,17 @@ impl AgentSession for QwenSession {
     }
 }
 
+/// Everything an agent may read (its scratch space is writable, so readable too): the
+/// project, the system, qwen's own installation and `BOO_AGENT_READABLE`; not the
+/// user's home, not other projects. Both transports launch with it.
+pub fn readable_paths(config: &QwenConfig, root: &Path, program: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![root.to_path_buf()];
+    paths.extend(SYSTEM_READABLE.iter().map(PathBuf::from));
+    paths.extend(install_roots(program, config.search_path.as_deref()));
+    paths.extend(config.extra_readable.iter().cloned());
+    paths
+}
+
 async fn run_process(
     session: &QwenSession,
     prompt: &str,
@@ -320,6 +336,7 @@ async fn run_process(
         home,
         sandbox: mode,
         extra_writable: &config.extra_writable,
+        readable: readable_paths(config, &req.root, &info.path),
         base_url: config.base_url.as_deref(),
         api_key: config.api_key.as_deref(),
         model: model.as_deref(),

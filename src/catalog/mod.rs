@@ -1,6 +1,9 @@
 //! Loading and validating the catalog: flows (`flows/*.toml`) and personas
 //! (`personas/*.md`). The built-in catalog is embedded in the binary; a project may add
-//! or override flows and personas in `<root>/.boo/flows/` and `<root>/.boo/personas/`.
+//! flows and personas in `<root>/.boo/flows/` and `<root>/.boo/personas/`. A project
+//! entry never replaces a built-in one: one whose name is taken is kept under
+//! `project:<name>` (and the project's flows are pointed at the project's persona).
+//! Whether a project flow may run is the trust store's question, not the catalog's.
 //! One broken file never hides the others: every problem is collected with its file
 //! and field.
 
@@ -8,35 +11,13 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
 }
 
+use crate::codesteps::{CodeFn, Signal};
 use crate::engine::{self, Cond, FlowDef, StepDef};
 use crate::model::{Band, Category, StepKind};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
-
-/// The built-in code functions a code step may name.
-pub const CODE_FUNCTIONS: &[&str] = &[
-    "git_diff",
-    "signals",
-    "run_command",
-    "verify_evidence",
-    "merge_findings",
-    "render_report",
-];
-
-/// The signals the `signals` function computes; `when` may only name these.
-pub const SIGNALS: &[&str] = &[
-    "concurrency",
-    "auth",
-    "schemas",
-    "infrastructure",
-    "frontend",
-    "api",
-    "tests",
-    "docs",
-    "diff",
-];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Persona {
@@ -70,7 +51,12 @@ pub struct Catalog {
     pub flows: BTreeMap<String, FlowDef>,
     pub personas: BTreeMap<String, Persona>,
     pub errors: Vec<CatalogError>,
+    /// The keys of `flows` that came from the project (`<root>/.boo/`).
+    pub project_flows: BTreeSet<String>,
 }
+
+/// The prefix of a project entry whose name a built-in one already has.
+pub const PROJECT_PREFIX: &str = "project:";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,6 +226,13 @@ pub fn parse_flow(
             errors.push(err(at("id"), format!("duplicate step id {:?}", s.id)));
         }
         let kind = match s.kind.parse::<StepKind>() {
+            Ok(StepKind::Script) => {
+                errors.push(err(
+                    at("kind"),
+                    "a flow step is \"agent\" or \"code\"; \"script\" steps belong to workflow runs".into(),
+                ));
+                continue;
+            }
             Ok(k) => k,
             Err(e) => {
                 errors.push(err(at("kind"), e));
@@ -284,23 +277,21 @@ pub fn parse_flow(
                     ));
                 }
                 match &s.function {
-                    Some(f) if CODE_FUNCTIONS.contains(&f.as_str()) => f.clone(),
-                    Some(f) => {
-                        errors.push(err(
-                            at("function"),
-                            format!(
-                                "unknown code function {f:?}: use one of {}",
-                                CODE_FUNCTIONS.join(", ")
-                            ),
-                        ));
-                        f.clone()
-                    }
+                    Some(f) => match CodeFn::parse(f) {
+                        Ok(function) => function.as_str().to_string(),
+                        Err(e) => {
+                            errors.push(err(at("function"), e.to_string()));
+                            f.clone()
+                        }
+                    },
                     None => {
                         errors.push(err(at("function"), "a code step needs a function".into()));
                         String::new()
                     }
                 }
             }
+            // Refused above.
+            StepKind::Script => continue,
         };
         let prompt = s.prompt.clone().unwrap_or_default();
         if kind == StepKind::Agent && prompt.trim().is_empty() {
@@ -313,11 +304,8 @@ pub fn parse_flow(
                     let mut names = Vec::new();
                     c.signals(&mut names);
                     for n in names {
-                        if !SIGNALS.contains(&n.as_str()) {
-                            errors.push(err(
-                                at("when"),
-                                format!("unknown signal {n:?}: use one of {}", SIGNALS.join(", ")),
-                            ));
+                        if let Err(e) = Signal::parse(&n) {
+                            errors.push(err(at("when"), e.to_string()));
                         }
                     }
                     Some(c)
@@ -365,9 +353,11 @@ pub fn parse_flow(
     if errors.is_empty() {
         for s in steps.iter().filter(|s| s.when.is_some()) {
             let signals_upstream = upstream(&by_id, &s.id).iter().any(|u| {
-                by_id
-                    .get(u.as_str())
-                    .is_some_and(|d| d.agent == "signals" && d.band <= s.band)
+                by_id.get(u.as_str()).is_some_and(|d| {
+                    d.kind == StepKind::Code
+                        && d.agent == CodeFn::Signals.as_str()
+                        && d.band <= s.band
+                })
             });
             if !signals_upstream {
                 errors.push(err(
@@ -495,18 +485,83 @@ impl Catalog {
         let (f, ferr) = read_dir(&root.join(".boo").join("flows"), "toml");
         cat.errors.extend(perr);
         cat.errors.extend(ferr);
-        cat.add_sources(&p, &f);
+        cat.add_project_sources(&p, &f);
         cat
+    }
+
+    /// Adds the project's personas and flows beside the built-in ones, never over
+    /// them: a taken name is qualified with [`PROJECT_PREFIX`].
+    fn add_project_sources(&mut self, personas: &[(String, String)], flows: &[(String, String)]) {
+        // What the project's flows see: the built-in personas, then the project's own
+        // under their plain names.
+        let mut seen_by_project = self.personas.clone();
+        let mut renamed = BTreeSet::new();
+        for (file, text) in personas {
+            match parse_persona(file, text) {
+                Ok(p) => {
+                    let key = if self.personas.contains_key(&p.name) {
+                        renamed.insert(p.name.clone());
+                        format!("{PROJECT_PREFIX}{}", p.name)
+                    } else {
+                        p.name.clone()
+                    };
+                    seen_by_project.insert(p.name.clone(), p.clone());
+                    self.personas.insert(key, p);
+                }
+                Err(e) => self.errors.extend(e),
+            }
+        }
+        for (file, text) in flows {
+            match parse_flow(file, text, &seen_by_project) {
+                Ok(mut f) => {
+                    for s in f.steps.iter_mut() {
+                        if s.kind == StepKind::Agent && renamed.contains(&s.agent) {
+                            s.agent = format!("{PROJECT_PREFIX}{}", s.agent);
+                        }
+                    }
+                    if self.flows.contains_key(&f.name) {
+                        f.name = format!("{PROJECT_PREFIX}{}", f.name);
+                    }
+                    self.project_flows.insert(f.name.clone());
+                    self.flows.insert(f.name.clone(), f);
+                }
+                Err(e) => self.errors.extend(e),
+            }
+        }
     }
 
     pub fn flow(&self, name: &str) -> Option<&FlowDef> {
         self.flows.get(name)
     }
+
+    /// Whether the flow `name` came from the project (and so needs a trusted root).
+    pub fn is_project(&self, name: &str) -> bool {
+        self.project_flows.contains(name)
+    }
 }
 
+/// The largest flow or persona file the loader reads.
+pub const FILE_CAP: u64 = 256 * 1024;
+
+/// The `*.{ext}` files of `dir` as (path, text), sorted by name. A project's catalog
+/// folder is untrusted input: only regular files are read (never through a symbolic
+/// link, never a FIFO or a device, and opening never blocks), each up to
+/// [`FILE_CAP`]; anything else is an error naming the file, and the rest still load.
 fn read_dir(dir: &Path, ext: &str) -> (Vec<(String, String)>, Vec<CatalogError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
+    // The folder itself must not be a link out of the root either.
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            errors.push(unreadable(
+                dir,
+                "is not a folder (a symbolic link or a file); make it a plain folder",
+            ));
+            return (files, errors);
+        }
+        Err(_) => return (files, errors),
+    }
     let Ok(rd) = std::fs::read_dir(dir) else {
         return (files, errors);
     };
@@ -516,17 +571,37 @@ fn read_dir(dir: &Path, ext: &str) -> (Vec<(String, String)>, Vec<CatalogError>)
         .collect();
     paths.sort();
     for p in paths {
-        let name = p.display().to_string();
-        match std::fs::read_to_string(&p) {
-            Ok(t) => files.push((name, t)),
-            Err(e) => errors.push(CatalogError {
-                file: name,
-                field: String::new(),
-                message: format!("cannot read: {e}"),
-            }),
+        match read_catalog_file(&p) {
+            Ok(t) => files.push((p.display().to_string(), t)),
+            Err(why) => errors.push(unreadable(&p, &why)),
         }
     }
     (files, errors)
+}
+
+fn unreadable(p: &Path, why: &str) -> CatalogError {
+    CatalogError {
+        file: p.display().to_string(),
+        field: String::new(),
+        message: format!("cannot read: {why}"),
+    }
+}
+
+/// The text of one catalog file, or why it is refused.
+fn read_catalog_file(p: &Path) -> Result<String, String> {
+    match crate::project::read_regular(p, FILE_CAP + 1) {
+        Ok(Some(bytes)) if bytes.len() as u64 > FILE_CAP => Err(format!(
+            "larger than {} KiB; a flow or persona file is a few KiB",
+            FILE_CAP / 1024
+        )),
+        Ok(Some(bytes)) => String::from_utf8(bytes)
+            .map_err(|_| "not UTF-8 text; save it as UTF-8".to_string()),
+        Ok(None) => Err(
+            "not a regular file (a symbolic link, a FIFO or a device); replace it with the file itself"
+                .to_string(),
+        ),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]

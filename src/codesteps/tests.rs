@@ -1,6 +1,6 @@
 use super::*;
 
-use crate::testutil::{git as sh, repo as make_repo, TempDir};
+use crate::testutil::{git as sh, repo as make_repo, temp_dir, TempDir};
 
 fn repo() -> TempDir {
     TempDir(make_repo(
@@ -90,22 +90,22 @@ fn run_command_is_bounded_and_allow_listed() {
     assert!(
         run_command(&r.0, &argv(&["git", "log", "; rm -rf ."]), None)
             .unwrap_err()
-            .contains("metacharacter")
+            .contains("neither a revision nor a path")
     );
     assert!(run_command(&r.0, &argv(&["git", "log", "$(id)"]), None)
         .unwrap_err()
-        .contains("metacharacter"));
+        .contains("neither a revision nor a path"));
     assert!(
         run_command(&r.0, &argv(&["git", "diff", "--output=x"]), None)
             .unwrap_err()
-            .contains("refused")
+            .contains("does not accept")
     );
     assert!(run_command(&r.0, &argv(&["git", "log"]), Some(".."))
         .unwrap_err()
-        .contains("outside"));
+        .contains("not a folder inside the project"));
     assert!(run_command(&r.0, &argv(&["git", "log"]), Some("/"))
         .unwrap_err()
-        .contains("outside"));
+        .contains("not a folder inside the project"));
     // A long output is capped at 32 KiB and says so.
     let big: String = (0..5000)
         .map(|i| format!("line {i} with some padding text\n"))
@@ -132,12 +132,12 @@ fn verify_and_merge_steps_describe_findings() {
         completed: true,
         output: out.into(),
     }];
-    let v = run("verify_evidence", &serde_json::json!({}), &r.0, &deps).unwrap();
+    let v = run(CodeFn::VerifyEvidence, &serde_json::json!({}), &r.0, &deps).unwrap();
     assert!(
         v.contains("Verified findings: 1") && v.contains("Findings without evidence: 1"),
         "{v}"
     );
-    assert!(run("nope", &serde_json::json!({}), &r.0, &deps).is_err());
+    assert!(CodeFn::parse("nope").is_err());
 }
 
 #[test]
@@ -200,4 +200,222 @@ fn a_large_diff_is_split_by_file_and_hunk_never_truncated() {
         diff_parts(&git_diff(&r.0, &serde_json::json!({})).unwrap()).is_none(),
         "a diff under the cap is one piece"
     );
+}
+
+#[test]
+fn code_functions_parse_from_their_names_and_only_those() {
+    for f in CodeFn::ALL {
+        assert_eq!(CodeFn::parse(f.as_str()), Ok(*f));
+        assert_eq!(f.to_string(), f.as_str());
+    }
+    let names: Vec<&str> = CodeFn::ALL.iter().map(|f| f.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "git_diff",
+            "signals",
+            "run_command",
+            "verify_evidence",
+            "merge_findings",
+            "render_report"
+        ]
+    );
+    let e = CodeFn::parse("rm_rf").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unknown code function \"rm_rf\": use one of git_diff, signals, run_command, verify_evidence, merge_findings, render_report"
+    );
+    assert!(CodeFn::parse("Signals").is_err(), "names are exact");
+    let e = Signal::parse("weather").unwrap_err().to_string();
+    assert!(
+        e.starts_with("unknown signal \"weather\": use one of concurrency, auth,"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_signals_step_computes_exactly_the_signal_list() {
+    for s in Signal::ALL {
+        assert_eq!(Signal::parse(s.as_str()), Ok(*s));
+    }
+    let r = repo();
+    let v = signals(&r.0).unwrap();
+    let computed: Vec<&str> = v["signals"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut listed: Vec<&str> = Signal::ALL.iter().map(|s| s.as_str()).collect();
+    listed.sort();
+    assert_eq!(computed, listed);
+}
+
+/// The string literals of the Python list assigned to `name` in scripts/check-catalog.py.
+fn python_list(name: &str) -> Vec<String> {
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/check-catalog.py"
+    ))
+    .expect("read scripts/check-catalog.py");
+    let start = format!("\n{name} = [");
+    let at = script
+        .find(&start)
+        .unwrap_or_else(|| panic!("scripts/check-catalog.py has no `{name} = [` line"));
+    let rest = &script[at + start.len()..];
+    let list = &rest[..rest.find(']').expect("the list ends")];
+    list.split(',')
+        .map(|item| item.trim().trim_matches('"').to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+#[test]
+fn the_catalog_checker_knows_the_same_names() {
+    let strs = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
+    assert_eq!(
+        python_list("FUNCTIONS"),
+        strs(CodeFn::ALL.iter().map(|f| f.as_str()).collect()),
+        "scripts/check-catalog.py FUNCTIONS must list codesteps::CodeFn"
+    );
+    assert_eq!(
+        python_list("SIGNALS"),
+        strs(Signal::ALL.iter().map(|s| s.as_str()).collect()),
+        "scripts/check-catalog.py SIGNALS must list codesteps::Signal"
+    );
+    assert_eq!(
+        python_list("GIT_SUBCOMMANDS"),
+        strs(ALLOWED_GIT.to_vec()),
+        "scripts/check-catalog.py GIT_SUBCOMMANDS must list codesteps::ALLOWED_GIT"
+    );
+}
+
+#[test]
+fn signals_never_read_through_a_link() {
+    let r = repo();
+    let outside = temp_dir("cs-outside");
+    std::fs::write(outside.0.join("pool.rs"), "use std::sync::Mutex;\n").unwrap();
+    std::os::unix::fs::symlink(outside.0.join("pool.rs"), r.0.join("pool.rs")).unwrap();
+    let v = signals(&r.0).unwrap();
+    assert_eq!(v["signals"]["concurrency"], false, "{v}");
+    assert_eq!(v["files"], 3, "the link is a project file: {v}");
+}
+
+#[test]
+fn signals_outside_a_repository_use_the_same_files_as_the_fingerprint() {
+    let d = temp_dir("cs-plain");
+    std::fs::create_dir_all(d.0.join("src")).unwrap();
+    std::fs::write(d.0.join("src/lib.rs"), "async fn a() {}\n").unwrap();
+    std::fs::write(d.0.join("odd name\n.py"), "x = 1\n").unwrap();
+    let v = signals(&d.0).unwrap();
+    assert_eq!(v["signals"]["concurrency"], true, "{v}");
+    assert_eq!(v["signals"]["diff"], false, "no repository, no diff: {v}");
+    assert_eq!(v["languages"]["python"], 1, "{v}");
+    let fp = crate::project::HashCache::new().fingerprint(&d.0);
+    assert_eq!(v["files"], fp.files.len(), "{v}");
+}
+
+#[test]
+fn new_files_count_as_changes_in_the_diff_and_the_diff_signal() {
+    let r = repo();
+    assert_eq!(signals(&r.0).unwrap()["signals"]["diff"], false);
+    std::fs::write(r.0.join("new file \u{e9}.rs"), "fn n() {}\n").unwrap();
+    assert_eq!(signals(&r.0).unwrap()["signals"]["diff"], true);
+    let out = git_diff(&r.0, &serde_json::json!({})).unwrap();
+    assert!(
+        out.contains("- new file \u{e9}.rs\n")
+            && out.contains("+++ b/new file \u{e9}.rs\n")
+            && out.contains("\n+fn n() {}\n"),
+        "{out}"
+    );
+}
+
+/// The refs and their objects, to prove a command left them alone.
+fn refs(root: &Path) -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(root)
+        .args(["for-each-ref", "--format=%(refname) %(objectname)"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A repository with a branch and a tag to attack, a secret outside it and a link
+/// from inside it to the secret's folder.
+fn attacked_repo() -> (TempDir, TempDir) {
+    let r = repo();
+    sh(&r.0, &["branch", "victim"]);
+    sh(&r.0, &["tag", "v1"]);
+    let outside = temp_dir("cs-secret");
+    std::fs::write(outside.0.join("secret.txt"), "TOP-SECRET-CONTENT\n").unwrap();
+    sh(&outside.0, &["init", "-q"]);
+    std::os::unix::fs::symlink(&outside.0, r.0.join("outlink")).unwrap();
+    (r, outside)
+}
+
+/// Every command of `tests/corpus/commands/` (an argv that once wrote to the
+/// repository or read a file outside it) is refused before git runs: the refs stay
+/// as they were, nothing is written, and nothing of the secret comes back.
+#[test]
+fn every_hostile_command_of_the_corpus_is_refused() {
+    let (r, outside) = attacked_repo();
+    let before = refs(&r.0);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/commands");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30, "the corpus is there: {}", files.len());
+    for f in files {
+        let text = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("@OUTSIDE@", &outside.0.display().to_string());
+        let argv: Vec<String> = serde_json::from_str(&text).unwrap();
+        let got = run_command(&r.0, &argv, None);
+        let shown = format!("{}: {argv:?} gave {got:?}", f.display());
+        let err = got.expect_err(&shown);
+        assert!(!err.contains("TOP-SECRET"), "{shown}");
+        assert!(!err.is_empty(), "{shown}");
+        assert_eq!(refs(&r.0), before, "{shown}");
+        assert!(!r.0.join("written.txt").exists(), "{shown}");
+    }
+}
+
+/// The read-only shapes flows use keep working.
+#[test]
+fn read_only_shapes_still_run() {
+    let (r, _outside) = attacked_repo();
+    let ok = |a: &[&str]| {
+        let argv: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        run_command(&r.0, &argv, None).unwrap_or_else(|e| panic!("{a:?}: {e}"))
+    };
+    assert!(ok(&[
+        "git",
+        "log",
+        "-n",
+        "20",
+        "--stat",
+        "--oneline",
+        "--no-color"
+    ])
+    .contains("init"));
+    assert!(ok(&["git", "log", "-n5", "--format=%H %s", "--", "lib.rs"]).contains("init"));
+    assert!(ok(&["git", "show", "HEAD:lib.rs"]).contains("pub fn a"));
+    assert!(ok(&["git", "show", "--stat", "HEAD"]).contains("lib.rs"));
+    assert!(ok(&["git", "blame", "-L", "1,1", "lib.rs"]).contains("pub fn a"));
+    assert!(ok(&["git", "blame", "-L1,1", "--porcelain", "--", "lib.rs"]).contains("pub fn a"));
+    assert!(ok(&["git", "branch", "--list", "-v"]).contains("victim"));
+    assert!(ok(&["git", "branch", "--list", "vic*"]).contains("victim"));
+    assert!(ok(&["git", "branch"]).contains("main"));
+    assert!(ok(&["git", "tag", "-l"]).contains("v1"));
+    assert!(ok(&["git", "tag"]).contains("v1"));
+    assert!(ok(&["git", "rev-parse", "--abbrev-ref", "HEAD"]).contains("main"));
+    assert!(ok(&["git", "ls-files", "-z", "--cached"]).contains("lib.rs"));
+    assert!(ok(&["git", "shortlog", "-sn", "HEAD"]).contains('1'));
+    std::fs::write(r.0.join("lib.rs"), "pub fn a() -> u32 { 2 }\n").unwrap();
+    assert!(ok(&["git", "diff", "--stat", "HEAD"]).contains("lib.rs"));
+    assert!(ok(&["git", "diff", "HEAD~0..HEAD"]).is_empty());
+    assert!(ok(&["git", "diff", "-U1", "--", "lib.rs"]).contains("+pub fn a() -> u32 { 2 }"));
+    assert!(ok(&["git", "status", "--short"]).contains("lib.rs"));
 }

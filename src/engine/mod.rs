@@ -44,6 +44,9 @@ pub struct StepDef {
 pub struct PlannedStep {
     pub id: String,
     pub kind: StepKind,
+    /// Who performs the step: a persona name (agent steps) or a `codesteps::CodeFn`
+    /// name (code steps). Named `agent` because the stored plans and the wire's `Step`
+    /// call it that; the scheduler turns it into a typed `StepWork` before dispatch.
     pub agent: String,
     pub label: String,
     /// 1-based dependency level.
@@ -197,7 +200,10 @@ pub enum SkipReason {
 }
 
 /// The agent steps a step reads, directly or through code steps.
-fn agent_inputs<'a>(plan: &'a Plan, step: &PlannedStep) -> Vec<&'a PlannedStep> {
+fn agent_inputs<'a>(
+    by_id: &HashMap<&str, &'a PlannedStep>,
+    step: &PlannedStep,
+) -> Vec<&'a PlannedStep> {
     let mut out: Vec<&PlannedStep> = Vec::new();
     let mut stack: Vec<&str> = step.after.iter().map(String::as_str).collect();
     let mut seen = BTreeSet::new();
@@ -205,10 +211,13 @@ fn agent_inputs<'a>(plan: &'a Plan, step: &PlannedStep) -> Vec<&'a PlannedStep> 
         if !seen.insert(id) {
             continue;
         }
-        let Some(d) = plan.step(id) else { continue };
+        let Some(d) = by_id.get(id).copied() else {
+            continue;
+        };
         match d.kind {
             StepKind::Agent => out.push(d),
             StepKind::Code => stack.extend(d.after.iter().map(String::as_str)),
+            StepKind::Script => {}
         }
     }
     out
@@ -277,22 +286,26 @@ pub fn decide(
         .iter()
         .filter(|s| s.wave == wave && status(&s.id) == StepStatus::Pending)
         .collect();
+    // Built once per decision: looking steps up stays linear in the plan's size.
+    let by_id: HashMap<&str, &PlannedStep> =
+        plan.steps.iter().map(|s| (s.id.as_str(), s)).collect();
     let skip: Vec<(String, SkipReason)> = pending
         .iter()
         .filter_map(|s| {
             if s.when.as_ref().is_some_and(|c| !c.eval(signals)) {
                 return Some((s.id.clone(), SkipReason::Condition));
             }
+            if s.kind != StepKind::Agent {
+                return None;
+            }
             // An agent whose every agent input failed would only repeat the failure
             // (a dead endpoint, a broken CLI): skip it. Skipped inputs do not count.
-            let inputs: Vec<StepStatus> = agent_inputs(plan, s)
+            let inputs: Vec<StepStatus> = agent_inputs(&by_id, s)
                 .iter()
                 .map(|d| status(&d.id))
                 .filter(|st| *st != StepStatus::Skipped)
                 .collect();
-            let starved = s.kind == StepKind::Agent
-                && !inputs.is_empty()
-                && inputs.iter().all(|st| *st == StepStatus::Failed);
+            let starved = !inputs.is_empty() && inputs.iter().all(|st| *st == StepStatus::Failed);
             starved.then(|| (s.id.clone(), SkipReason::InputsFailed))
         })
         .collect();

@@ -48,7 +48,18 @@ pub struct Citation {
     pub path: String,
     pub lines: Option<(u32, u32)>,
     pub quote: Option<String>,
+    /// The citation gave line numbers that are not line numbers (a negative or
+    /// fractional value, text, an end that does not parse): it cannot be verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_lines: Option<String>,
 }
+
+/// Line numbers past this many bytes into a file are not checked.
+pub const CITATION_SCAN_CAP: u64 = 64 * 1024 * 1024;
+/// A cited range longer than this is not checked (nobody reads that much at once).
+pub const CITATION_MAX_LINES: u32 = 5_000;
+/// A cited line longer than this is not checked (minified or binary content).
+pub const CITATION_MAX_LINE: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
@@ -225,23 +236,39 @@ fn finding_from(v: &Value) -> Option<Finding> {
 
 fn citation_from(v: &Value) -> Option<Citation> {
     let path = str_of(v, &["path", "file"])?;
+    // A line number past u32 is past the end of any file boo checks: it saturates
+    // (and fails the range check) instead of wrapping round to a small number.
+    let saturate = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     let num = |x: &Value| -> Option<u32> {
-        x.as_u64()
-            .map(|n| n as u32)
-            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+        x.as_u64().map(saturate).or_else(|| {
+            x.as_str()
+                .and_then(|s| s.trim().parse::<u64>().ok().map(saturate))
+        })
     };
-    let lines = match v.get("lines").or_else(|| v.get("line")) {
+    let raw = v.get("lines").or_else(|| v.get("line"));
+    let lines = match raw {
         Some(Value::Array(a)) if !a.is_empty() => {
             let s = num(&a[0]);
-            let e = a.get(1).and_then(num).or(s);
+            // An end that is there but does not parse is not the start line.
+            let e = match a.get(1) {
+                Some(end) => num(end),
+                None => s,
+            };
             s.zip(e)
         }
         Some(Value::String(s)) if s.contains('-') => {
             let (a, b) = s.split_once('-')?;
-            a.trim().parse().ok().zip(b.trim().parse().ok())
+            let n = |t: &str| t.trim().parse::<u64>().ok().map(saturate);
+            n(a).zip(n(b))
         }
+        Some(Value::Null) | None => None,
         Some(x) => num(x).map(|n| (n, n)),
-        None => None,
+    };
+    let bad_lines = match (raw, lines) {
+        (Some(r), None) if !r.is_null() => {
+            Some(format!("the line numbers {r} are not line numbers"))
+        }
+        _ => None,
     };
     // `path:12` or `path:12-20` written into the path itself.
     let (path, lines) = match (lines, path.rsplit_once(':')) {
@@ -260,6 +287,7 @@ fn citation_from(v: &Value) -> Option<Citation> {
         path,
         lines,
         quote: str_of(v, &["quote", "snippet", "code"]),
+        bad_lines,
     })
 }
 
@@ -352,6 +380,95 @@ pub fn resolve_inside(root: &Path, cited: &str) -> Result<(String, PathBuf), Str
     Ok((clean.display().to_string(), real))
 }
 
+/// Why the cited lines could not be read.
+enum Short {
+    /// The file ended first; it has this many lines.
+    EndOfFile(u64),
+    /// The lines lie past [`CITATION_SCAN_CAP`] bytes.
+    Cap,
+    /// This cited line is longer than [`CITATION_MAX_LINE`] bytes.
+    LineTooLong(u64),
+}
+
+/// Reads lines `start..=end` (1-based) of a file, and nothing past them: the file is
+/// scanned in blocks, holding only the bytes of the cited lines (each at most
+/// [`CITATION_MAX_LINE`]), up to [`CITATION_SCAN_CAP`] bytes in all.
+fn read_lines(path: &Path, start: u32, end: u32) -> std::io::Result<Result<Vec<String>, Short>> {
+    use std::io::{BufRead, Read};
+    let file = std::fs::File::open(path)?;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file.take(CITATION_SCAN_CAP));
+    let (start, end) = (u64::from(start), u64::from(end));
+    let mut cited = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    let mut line: u64 = 1;
+    let mut scanned: u64 = 0;
+    let mut partial = false;
+    loop {
+        let block = reader.fill_buf()?;
+        if block.is_empty() {
+            if scanned >= CITATION_SCAN_CAP {
+                return Ok(Err(Short::Cap));
+            }
+            // A last line without a newline is still a line.
+            if partial && line == end {
+                cited.push(String::from_utf8_lossy(&current).into_owned());
+                return Ok(Ok(cited));
+            }
+            return Ok(Err(Short::EndOfFile(line - 1 + u64::from(partial))));
+        }
+        let len = block.len();
+        let mut at = 0;
+        while at < len {
+            let newline = block[at..].iter().position(|&b| b == b'\n');
+            let stop = newline.map_or(len, |i| at + i);
+            if line >= start {
+                if current.len() + (stop - at) > CITATION_MAX_LINE {
+                    return Ok(Err(Short::LineTooLong(line)));
+                }
+                current.extend_from_slice(&block[at..stop]);
+            }
+            partial = newline.is_none();
+            if newline.is_none() {
+                break;
+            }
+            if line >= start {
+                let text = String::from_utf8_lossy(&current);
+                cited.push(text.trim_end_matches('\r').to_string());
+                current.clear();
+            }
+            if line == end {
+                return Ok(Ok(cited));
+            }
+            line += 1;
+            at = stop + 1;
+        }
+        scanned += len as u64;
+        reader.consume(len);
+    }
+}
+
+/// The number of lines of a file, or `None` past [`CITATION_SCAN_CAP`] bytes.
+fn count_lines(path: &Path) -> std::io::Result<Option<u64>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?.take(CITATION_SCAN_CAP + 1);
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut lines, mut seen, mut last) = (0u64, 0u64, b'\n');
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        seen += n as u64;
+        if seen > CITATION_SCAN_CAP {
+            return Ok(None);
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        last = buf[n - 1];
+    }
+    // A last line without a newline still counts.
+    Ok(Some(lines + u64::from(seen > 0 && last != b'\n')))
+}
+
 /// Checks one citation against the files under `root`.
 pub fn check_citation(root: &Path, c: &Citation) -> CheckedCitation {
     let mut out = CheckedCitation {
@@ -369,30 +486,66 @@ pub fn check_citation(root: &Path, c: &Citation) -> CheckedCitation {
         }
     };
     out.path = rel.clone();
-    let bytes = match std::fs::read(&real) {
-        Ok(b) => b,
-        Err(e) => {
-            out.reason = Some(format!("{rel} cannot be read: {e}"));
-            return out;
-        }
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
+    if let Some(why) = &c.bad_lines {
+        out.reason = Some(format!("{why} (citing {rel})"));
+        return out;
+    }
     let Some((start, end)) = c.lines else {
         out.reason = Some(format!("the citation of {rel} gives no line numbers"));
         return out;
     };
     let (start, end) = (start.min(end), start.max(end));
-    if start == 0 || end as usize > lines.len() {
+    if start == 0 {
+        let total = match count_lines(&real) {
+            Ok(Some(n)) => n.to_string(),
+            Ok(None) => format!("more than {} MiB of", CITATION_SCAN_CAP / (1024 * 1024)),
+            Err(e) => {
+                out.reason = Some(format!("{rel} cannot be read: {e}"));
+                return out;
+            }
+        };
         out.reason = Some(format!(
-            "{rel} has {} lines; the citation points at {start}-{end}",
-            lines.len()
+            "{rel} has {total} lines; the citation points at {start}-{end} (lines are counted from 1)"
         ));
         return out;
     }
+    if end - start >= CITATION_MAX_LINES {
+        out.reason = Some(format!(
+            "the citation of {rel} spans {} lines; at most {CITATION_MAX_LINES} are checked",
+            end - start + 1
+        ));
+        return out;
+    }
+    let cited = match read_lines(&real, start, end) {
+        Ok(Ok(lines)) => lines,
+        Ok(Err(Short::EndOfFile(total))) => {
+            out.reason = Some(format!(
+                "{rel} has {total} lines; the citation points at {start}-{end}"
+            ));
+            return out;
+        }
+        Ok(Err(Short::Cap)) => {
+            out.reason = Some(format!(
+                "{rel} lines {start}-{end} lie more than {} MiB into the file; they were not checked",
+                CITATION_SCAN_CAP / (1024 * 1024)
+            ));
+            return out;
+        }
+        Ok(Err(Short::LineTooLong(n))) => {
+            out.reason = Some(format!(
+                "{rel} line {n} is longer than {} KiB; it was not checked",
+                CITATION_MAX_LINE / 1024
+            ));
+            return out;
+        }
+        Err(e) => {
+            out.reason = Some(format!("{rel} cannot be read: {e}"));
+            return out;
+        }
+    };
     out.lines = Some((start, end));
     if let Some(q) = c.quote.as_deref().filter(|q| !q.trim().is_empty()) {
-        let hay = normalize_ws(&lines[start as usize - 1..end as usize].join("\n"));
+        let hay = normalize_ws(&cited.join("\n"));
         let needle = normalize_ws(q);
         if !hay.contains(&needle) {
             out.reason = Some(format!(

@@ -7,6 +7,7 @@ fn root() -> crate::testutil::TempDir {
 
 fn cite(path: &str, lines: Option<(u32, u32)>, quote: Option<&str>) -> Citation {
     Citation {
+        bad_lines: None,
         path: path.into(),
         lines,
         quote: quote.map(String::from),
@@ -193,4 +194,60 @@ fn merging_keeps_every_source() {
     assert_eq!(merged[0].severity, Severity::High);
     assert_eq!(merged[0].sources.len(), 3);
     assert_eq!(merged[1].title, "Unrelated");
+}
+
+#[test]
+fn hostile_line_numbers_are_never_verified() {
+    let dir = root();
+    let r = &dir.0;
+    fs::write(r.join("a.rs"), "one\ntwo\r\nthree").unwrap();
+    let parsed = |lines: &str| {
+        let a = parse_answer(&format!(
+            "x\n```findings\n[{{\"title\": \"t\", \"severity\": \"low\", \"claim\": \"c\", \"evidence\": [{{\"path\": \"a.rs\", \"lines\": {lines}}}]}}]\n```"
+        ));
+        a.findings[0].evidence[0].clone()
+    };
+    // 2^32 + 1 must not wrap round to line 1.
+    let c = parsed("[4294967297, 4294967297]");
+    let checked = check_citation(r, &c);
+    assert!(!checked.ok, "{checked:?}");
+    assert!(checked.reason.unwrap().contains("has 3 lines"));
+    // An end that is not a line number does not fall back to the start line.
+    for bad in ["[1, \"x\"]", "[1, -3]", "[1, 2.5]", "\"a-b\""] {
+        let c = parsed(bad);
+        let checked = check_citation(r, &c);
+        assert!(!checked.ok, "{bad}: {checked:?}");
+        assert!(
+            checked
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("not line numbers"),
+            "{bad}: {checked:?}"
+        );
+    }
+    // CRLF and a last line without a newline are read right.
+    assert!(check_citation(r, &cite("a.rs", Some((2, 3)), Some("two three"))).ok);
+    assert!(check_citation(r, &cite("a.rs", Some((3, 3)), Some("three"))).ok);
+    assert!(!check_citation(r, &cite("a.rs", Some((4, 4)), None)).ok);
+}
+
+#[test]
+fn a_huge_cited_file_is_scanned_only_as_far_as_the_cap() {
+    let dir = root();
+    let r = &dir.0;
+    // 1 GiB without a newline (sparse: no disk used).
+    let f = fs::File::create(r.join("huge.bin")).unwrap();
+    f.set_len(1 << 30).unwrap();
+    let one = check_citation(r, &cite("huge.bin", Some((1, 1)), Some("x")));
+    assert!(!one.ok);
+    assert!(one.reason.unwrap().contains("longer than 1024 KiB"));
+    let two = check_citation(r, &cite("huge.bin", Some((2, 2)), None));
+    assert!(!two.ok);
+    assert!(two.reason.unwrap().contains("more than 64 MiB"));
+    let zero = check_citation(r, &cite("huge.bin", Some((0, 1)), None));
+    assert!(zero.reason.unwrap().contains("more than 64 MiB of lines"));
+    // A huge range is refused before anything is read.
+    let wide = check_citation(r, &cite("huge.bin", Some((1, 1_000_000)), None));
+    assert!(wide.reason.unwrap().contains("at most 5000"));
 }

@@ -1,31 +1,40 @@
 //! The protocol layer: the ONLY code that knows JSON-RPC, LSP and the wire method
-//! names. It turns requests into supervisor calls and outbox messages into
-//! notifications; everything below speaks plain domain types.
+//! names. `ext` declares every `boo/*` request and notification with its types;
+//! requests are registered by their `ext` type and read into it by `params`;
+//! `convert` turns domain values (store rows, outbox messages) into wire types.
+//! Everything below this module speaks plain domain types.
 
-pub mod wire;
+#[macro_use]
+mod shape;
+mod convert;
+pub mod ext;
+mod params;
 
 use crate::agent::BoxFuture;
 use crate::app::App;
 use crate::config::{Config, InitOptions};
-use crate::model::Band;
 use crate::runner::outbox::{self, FindingDiagnostic, Out, ProgressKind, Transport};
 use crate::runner::{CancelError, LaunchError, LaunchRequest, Supervisor};
 use crate::store::queries;
+use ext::{Notification as _, Request as _};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio_util::sync::CancellationToken;
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
+use tower_lsp_server::ls_types::notification::{Progress, PublishDiagnostics};
+use tower_lsp_server::ls_types::request::WorkDoneProgressCreate;
 use tower_lsp_server::ls_types::*;
-use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+use tower_lsp_server::{Client, LanguageServer, LspService, LspServiceBuilder, Server};
 
 pub const INVALID_PARAMS: i64 = -32602;
 pub const NOT_FOUND: i64 = -32001;
 pub const AGENT_UNAVAILABLE: i64 = -32003;
 pub const INVALID_STATE: i64 = -32004;
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const UNTRUSTED_ROOT: i64 = -32005;
 
 fn rpc_error(code: i64, message: impl Into<String>) -> Error {
     Error {
@@ -45,6 +54,13 @@ fn internal(message: impl std::fmt::Display) -> Error {
         message: format!("{message}").into(),
         data: None,
     }
+}
+
+fn unknown_run(run_id: &str) -> Error {
+    rpc_error(
+        NOT_FOUND,
+        format!("unknown runId {run_id}: list runs with boo/listRuns"),
+    )
 }
 
 /// Reads `initializationOptions` (all optional; unknown or mistyped fields are ignored).
@@ -77,6 +93,8 @@ struct Shared {
     shutdown: CancellationToken,
     shut_down: AtomicBool,
     progress: AtomicBool,
+    /// `initialize`'s `clientInfo.name`, recorded with a root the editor trusts.
+    client_name: OnceLock<String>,
 }
 
 pub struct Backend {
@@ -102,131 +120,188 @@ impl Backend {
         lock(&self.shared.root).clone()
     }
 
-    async fn list_flows(&self, params: Value) -> Result<Value> {
-        let root = params
-            .get("root")
-            .and_then(|r| r.as_str())
-            .map(PathBuf::from)
-            .or_else(|| self.workspace_root());
-        let builtin_dir = self.shared.config.catalog_dir.as_deref();
-        let cat = match root {
-            Some(r) => crate::catalog::Catalog::for_root(&r, builtin_dir),
-            None => crate::catalog::Catalog::builtin(builtin_dir),
+    async fn list_flows(&self, p: ext::ListFlowsParams) -> Result<ext::ListFlowsResult> {
+        let root = p.root.map(PathBuf::from).or_else(|| self.workspace_root());
+        let builtin_dir = self.shared.config.catalog_dir.clone();
+        // Reading the project's catalog touches its files: never on the protocol's
+        // thread, so a slow or hostile file system cannot stall the server.
+        let for_catalog = root.clone();
+        let cat = tokio::task::spawn_blocking(move || match for_catalog {
+            Some(r) => crate::catalog::Catalog::for_root(&r, builtin_dir.as_deref()),
+            None => crate::catalog::Catalog::builtin(builtin_dir.as_deref()),
+        })
+        .await
+        .map_err(|e| {
+            rpc_error(
+                -32603,
+                format!("reading the flow catalog failed: {e}; try again"),
+            )
+        })?;
+        // Trust is recorded under the canonical path; before `initialize` (no database
+        // yet) nothing is trusted.
+        let trusted = match (root.and_then(|r| r.canonicalize().ok()), self.sup()) {
+            (Some(r), Ok(sup)) => {
+                let key = r.display().to_string();
+                sup.store
+                    .call(move |c| queries::is_trusted(c, &key))
+                    .await
+                    .map_err(internal)?
+            }
+            _ => false,
         };
-        Ok(wire::flows_json(&cat))
+        Ok(convert::flows(&cat, trusted))
     }
 
-    async fn launch_flow(&self, params: Value) -> Result<Value> {
+    async fn trust_root(&self, p: ext::TrustRootParams) -> Result<ext::TrustRootResult> {
+        let sup = self.sup()?;
+        let root = PathBuf::from(&p.root).canonicalize().map_err(|e| {
+            invalid(format!(
+                "root: {} is not a readable directory ({e}); send the project folder's path",
+                p.root
+            ))
+        })?;
+        if !root.is_dir() {
+            return Err(invalid(format!(
+                "root: {} is not a directory; send the project folder's path",
+                root.display()
+            )));
+        }
+        let key = root.display().to_string();
+        let trusted = p.trusted;
+        let by = self.shared.client_name.get().cloned().unwrap_or_default();
+        let by = if by.is_empty() {
+            "boo/trustRoot".to_string()
+        } else {
+            format!("boo/trustRoot ({by})")
+        };
+        sup.store
+            .call(move |c| queries::set_trusted(c, &key, trusted, &by))
+            .await
+            .map_err(internal)?;
+        Ok(ext::TrustRootResult {
+            root: root.display().to_string(),
+            trusted,
+        })
+    }
+
+    async fn launch_flow(&self, p: ext::LaunchFlowParams) -> Result<ext::LaunchFlowResult> {
         let sup = self.sup()?.clone();
-        let p = params;
-        let flow = match p.get("flow") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-            _ => {
-                let cat = sup.catalog(None);
-                return Err(invalid(format!(
-                    "flow: a flow name is required; known flows: {}",
-                    cat.flows.keys().cloned().collect::<Vec<_>>().join(", ")
-                )));
-            }
-        };
-        let band = match p.get("band") {
-            None | Some(Value::Null) => Band::Small,
-            Some(Value::String(s)) => s
-                .parse::<Band>()
-                .map_err(|e| invalid(format!("band: {e}")))?,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "band: {other} is not a band: use one of \"small\", \"medium\", \"large\""
-                )))
-            }
-        };
-        let question = match p.pointer("/input/question") {
-            Some(Value::String(q)) if !q.trim().is_empty() => q.clone(),
-            Some(Value::String(_)) => {
-                return Err(invalid("input.question: the question is empty; give the flow a focus (what should it look at?)"))
-            }
-            _ => {
-                return Err(invalid(
-                    "input.question: missing; send `input: { question: \"...\" }` with the focus text",
-                ))
-            }
-        };
-        let root = match p.get("root") {
-            Some(Value::String(r)) if !r.is_empty() => PathBuf::from(r),
-            None | Some(Value::Null) => self.workspace_root().ok_or_else(|| {
+        let ext::LaunchFlowParams {
+            flow,
+            band,
+            input,
+            root,
+            model,
+            fast,
+        } = p;
+        let root = match root {
+            Some(r) => PathBuf::from(r),
+            None => self.workspace_root().ok_or_else(|| {
                 invalid("root: no root was given and the client opened no workspace folder; send `root` with the project directory")
             })?,
-            Some(other) => return Err(invalid(format!("root: {other} is not a directory path"))),
         };
-        let model = p.get("model").and_then(|m| m.as_str()).map(String::from);
-        let fast = p.get("fast").and_then(|f| f.as_bool()).unwrap_or(false);
         let run_id = sup
             .launch(LaunchRequest {
-                flow,
-                band,
-                question,
+                flow: flow.trim().to_string(),
+                band: band.map_or(crate::model::Band::Small, Into::into),
+                question: input.question,
                 root,
                 model,
-                fast,
+                fast: fast.unwrap_or(false),
             })
             .await
             .map_err(|e| match e {
                 LaunchError::Invalid(m) => invalid(m),
                 LaunchError::Unavailable(m) => rpc_error(AGENT_UNAVAILABLE, m),
+                e @ LaunchError::Untrusted { .. } => rpc_error(UNTRUSTED_ROOT, e.to_string()),
                 LaunchError::Internal(m) => internal(m),
             })?;
-        Ok(json!({ "runId": run_id }))
+        Ok(ext::LaunchFlowResult { run_id })
     }
 
-    async fn list_runs(&self, params: Value) -> Result<Value> {
+    async fn launch_workflow(
+        &self,
+        p: ext::LaunchWorkflowParams,
+    ) -> Result<ext::LaunchWorkflowResult> {
+        let sup = self.sup()?.clone();
+        let root = match p.root {
+            Some(r) => PathBuf::from(r),
+            None => self.workspace_root().ok_or_else(|| {
+                invalid("root: no root was given and the client opened no workspace folder; send `root` with the project directory")
+            })?,
+        };
+        let (script, path) = match (p.script, p.script_path, p.workflow) {
+            (Some(text), _, _) => (text, None),
+            (None, Some(file), _) => {
+                let file = root.join(file);
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    invalid(format!(
+                        "scriptPath: cannot read {} ({e}); send the path of a readable .js file",
+                        file.display()
+                    ))
+                })?;
+                (text, Some(file))
+            }
+            (None, None, Some(name)) => {
+                return Err(invalid(format!(
+                    "workflow: this server cannot look workflows up by name yet ({name:?}); send `script` or `scriptPath` instead"
+                )))
+            }
+            (None, None, None) => {
+                return Err(invalid(
+                    "workflow, script, scriptPath: send exactly one of them",
+                ))
+            }
+        };
+        let run_id = sup
+            .launch_workflow(crate::runner::workflow::WorkflowLaunch {
+                script,
+                path,
+                args: p.args,
+                root,
+                model: p.model,
+                budget: p.budget,
+                fresh: p.fresh.unwrap_or(false),
+            })
+            .await
+            .map_err(|e| match e {
+                LaunchError::Invalid(m) => invalid(m),
+                LaunchError::Unavailable(m) => rpc_error(AGENT_UNAVAILABLE, m),
+                e @ LaunchError::Untrusted { .. } => rpc_error(UNTRUSTED_ROOT, e.to_string()),
+                LaunchError::Internal(m) => internal(m),
+            })?;
+        Ok(ext::LaunchWorkflowResult { run_id })
+    }
+
+    async fn list_runs(&self, p: ext::ListRunsParams) -> Result<ext::ListRunsResult> {
         let sup = self.sup()?;
-        let root = match params.get("root") {
-            Some(Value::String(r)) => Some(
-                PathBuf::from(r)
+        let root = match p.root {
+            Some(Some(r)) => Some(
+                PathBuf::from(&r)
                     .canonicalize()
                     .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| r.clone()),
+                    .unwrap_or(r),
             ),
-            Some(Value::Null) => None,
+            Some(None) => None,
             None => self.workspace_root().map(|p| p.display().to_string()),
-            Some(other) => return Err(invalid(format!("root: {other} is not a path"))),
         };
-        let limit = match params.get("limit") {
-            None | Some(Value::Null) => 50,
-            Some(v) => v
-                .as_u64()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| invalid("limit: a whole number from 1 to 1000"))?
-                as u32,
-        };
-        let before = match params.get("before") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(invalid("before: the `next` string of a previous page")),
-        };
+        let limit = p.limit.unwrap_or(50);
+        let before = p.before;
         let (runs, next) = sup
             .store
             .call(move |c| queries::list_runs(c, root.as_deref(), limit, before.as_deref()))
             .await
             .map_err(internal)?;
-        Ok(json!({ "runs": runs, "next": next }))
+        Ok(ext::ListRunsResult {
+            runs: runs.into_iter().map(Into::into).collect(),
+            next,
+        })
     }
 
-    fn run_id(params: &Value) -> Result<String> {
-        match params.get("runId") {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            _ => Err(invalid("runId: required, the id `boo/launchFlow` returned")),
-        }
-    }
-
-    async fn get_run(&self, params: Value) -> Result<Value> {
+    async fn get_run(&self, p: ext::GetRunParams) -> Result<ext::GetRunResult> {
         let sup = self.sup()?;
-        let run_id = Self::run_id(&params)?;
-        let transcript = params
-            .get("transcript")
-            .and_then(|t| t.as_bool())
-            .unwrap_or(false);
-        let id = run_id.clone();
+        let transcript = p.transcript.unwrap_or(false);
+        let id = p.run_id.clone();
         let got = sup
             .store
             .call(move |c| {
@@ -247,98 +322,96 @@ impl Backend {
                     }
                 }
                 let turns = queries::turn_usages(c, &id)?;
-                Ok(Some((run, steps, turns)))
+                let log = queries::get_log(c, &id)?;
+                Ok(Some((run, steps, turns, log)))
             })
             .await
             .map_err(internal)?;
-        let Some((run, steps, turns)) = got else {
-            return Err(rpc_error(
-                NOT_FOUND,
-                format!("unknown runId {run_id}: list runs with boo/listRuns"),
-            ));
+        let Some((run, steps, turns, log)) = got else {
+            return Err(unknown_run(&p.run_id));
         };
         // Each step also carries the usage of every model turn (with its cache hit rate).
-        let steps: Vec<Value> = steps
+        let steps: Vec<ext::Step> = steps
             .into_iter()
             .map(|s| {
-                let mut v = wire::to_value(&s.step);
-                let per_turn: Vec<Value> = turns
+                let per_turn = turns
                     .iter()
                     .filter(|t| t.0 == s.step.step_id)
-                    .map(|(_, turn, u)| json!({ "turn": turn, "usage": crate::model::WireUsage::from(*u) }))
+                    .map(|(_, turn, usage)| ext::TurnUsage {
+                        turn: *turn,
+                        usage: (*usage).into(),
+                    })
                     .collect();
-                v["turns"] = json!(per_turn);
-                v
+                convert::step(s.step, per_turn)
             })
             .collect();
-        Ok(json!({ "run": run.run, "steps": steps, "report": run.report }))
+        let workflow = crate::runner::workflow::is_workflow(&run.meta).then(|| {
+            let spent: u64 = steps.iter().map(|s| s.usage.output_tokens).sum();
+            let mut wf = run.meta.get("workflow").cloned().unwrap_or_default();
+            if let Some(b) = wf.get_mut("budget").and_then(|b| b.as_object_mut()) {
+                b.insert("spent".into(), spent.into());
+            }
+            wf
+        });
+        let mut wire: ext::Run = run.run.into();
+        if let Some(wf) = workflow {
+            wire.workflow = Some(wf);
+            wire.result = run.meta.get("result").cloned();
+            wire.log = Some(
+                log.into_iter()
+                    .map(|l| ext::RunLogLine {
+                        seq: l.seq,
+                        kind: l.kind,
+                        message: l.message,
+                        at: l.at,
+                    })
+                    .collect(),
+            );
+        }
+        Ok(ext::GetRunResult {
+            run: wire,
+            steps,
+            report: run.report,
+        })
     }
 
-    async fn cancel_run(&self, params: Value) -> Result<Value> {
+    async fn cancel_run(&self, p: ext::CancelRunParams) -> Result<ext::CancelRunResult> {
         let sup = self.sup()?.clone();
-        let run_id = Self::run_id(&params)?;
-        match sup.cancel(&run_id).await {
-            Ok(status) => Ok(json!({ "runId": run_id, "status": status })),
-            Err(CancelError::NotFound(id)) => Err(rpc_error(
-                NOT_FOUND,
-                format!("unknown runId {id}: list runs with boo/listRuns"),
-            )),
+        match sup.cancel(&p.run_id).await {
+            Ok(status) => Ok(ext::CancelRunResult {
+                run_id: p.run_id,
+                status: status.into(),
+            }),
+            Err(CancelError::NotFound(id)) => Err(unknown_run(&id)),
             Err(e @ CancelError::Ended(..)) => Err(rpc_error(INVALID_STATE, e.to_string())),
             Err(CancelError::Internal(m)) => Err(internal(m)),
         }
     }
 
-    async fn export_run(&self, params: Value) -> Result<Value> {
+    async fn export_run(&self, p: ext::ExportRunParams) -> Result<ext::ExportRunResult> {
         let sup = self.sup()?;
-        let run_id = Self::run_id(&params)?;
-        let format = match params.get("format") {
-            None | Some(Value::Null) => "markdown".to_string(),
-            Some(Value::String(f)) if f == "markdown" || f == "json" => f.clone(),
-            Some(other) => {
-                return Err(invalid(format!(
-                    "format: {other} is not supported: use \"markdown\" or \"json\""
-                )))
-            }
-        };
-        let exported = crate::export::export(&sup.store, &run_id, &format)
+        let format = p.format.unwrap_or(ext::ExportFormat::Markdown);
+        let exported = crate::export::export(&sup.store, &p.run_id, format.as_str())
             .await
             .map_err(internal)?;
         match exported {
-            Some((content, file_name)) => Ok(json!({ "content": content, "fileName": file_name })),
-            None => Err(rpc_error(
-                NOT_FOUND,
-                format!("unknown runId {run_id}: list runs with boo/listRuns"),
-            )),
+            Some((content, file_name)) => Ok(ext::ExportRunResult { content, file_name }),
+            None => Err(unknown_run(&p.run_id)),
         }
     }
 
-    async fn get_traces(&self, params: Value) -> Result<Value> {
+    async fn get_traces(&self, p: ext::GetTracesParams) -> Result<ext::GetTracesResult> {
         let sup = self.sup()?;
-        let run_id = Self::run_id(&params)?;
-        let step = params
-            .get("stepId")
-            .and_then(|s| s.as_str())
-            .map(String::from);
-        let cursor = match params.get("cursor") {
-            None | Some(Value::Null) => 0,
-            Some(Value::String(s)) => s
-                .parse::<i64>()
-                .map_err(|_| invalid("cursor: the `nextCursor` string of a previous page"))?,
-            Some(_) => {
+        let cursor = match p.cursor.as_deref().map(str::parse::<i64>).transpose() {
+            Ok(c) => c.unwrap_or(0),
+            Err(_) => {
                 return Err(invalid(
                     "cursor: the `nextCursor` string of a previous page",
                 ))
             }
         };
-        let limit = match params.get("limit") {
-            None | Some(Value::Null) => 200,
-            Some(v) => v
-                .as_u64()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| invalid("limit: a whole number from 1 to 1000"))?
-                as u32,
-        };
-        let id = run_id.clone();
+        let limit = p.limit.unwrap_or(200);
+        let (id, step) = (p.run_id.clone(), p.step_id);
         let got = sup
             .store
             .call(move |c| {
@@ -356,13 +429,65 @@ impl Backend {
             .await
             .map_err(internal)?;
         let Some((traces, next)) = got else {
-            return Err(rpc_error(
-                NOT_FOUND,
-                format!("unknown runId {run_id}: list runs with boo/listRuns"),
-            ));
+            return Err(unknown_run(&p.run_id));
         };
-        Ok(json!({ "traces": traces, "nextCursor": next.map(|n| n.to_string()) }))
+        Ok(ext::GetTracesResult {
+            traces: traces.into_iter().map(Into::into).collect(),
+            next_cursor: next.map(|n| n.to_string()),
+        })
     }
+}
+
+/// A `boo/*` request the server answers: its `ext` type and the handler.
+trait Handle: ext::Request + 'static {
+    fn handle(b: &Backend, p: Self::Params) -> impl Future<Output = Result<Self::Result>> + Send;
+}
+
+/// Reads the params of `R` (a refused field is `-32602` naming it) and answers.
+async fn answer<R: Handle>(b: &Backend, params: Value) -> Result<R::Result>
+where
+    R::Params: params::Params,
+{
+    let p = params::parse::<R::Params>(params).map_err(invalid)?;
+    R::handle(b, p).await
+}
+
+/// Pairs each request type with its handler and registers them all.
+macro_rules! handlers {
+    ($($ty:ty => $method:ident;)*) => {
+        $(impl Handle for $ty {
+            fn handle(
+                b: &Backend,
+                p: <$ty as ext::Request>::Params,
+            ) -> impl Future<Output = Result<<$ty as ext::Request>::Result>> + Send {
+                b.$method(p)
+            }
+        })*
+
+        fn register(builder: LspServiceBuilder<Backend>) -> LspServiceBuilder<Backend> {
+            builder$(.custom_method(<$ty>::METHOD, answer::<$ty>))*
+        }
+
+        /// The methods `register` answers.
+        #[cfg(test)]
+        const HANDLED: &[&str] = &[$(<$ty>::METHOD),*];
+    };
+}
+
+handlers! {
+    ext::ListFlows => list_flows;
+    ext::LaunchFlow => launch_flow;
+    ext::LaunchWorkflow => launch_workflow;
+    ext::ListRuns => list_runs;
+    ext::GetRun => get_run;
+    ext::CancelRun => cancel_run;
+    ext::ExportRun => export_run;
+    ext::GetTraces => get_traces;
+    ext::TrustRoot => trust_root;
+}
+
+fn to_json<T: serde::Serialize>(v: T) -> Result<Value> {
+    serde_json::to_value(v).map_err(internal)
 }
 
 impl LanguageServer for Backend {
@@ -381,6 +506,9 @@ impl LanguageServer for Backend {
                     .and_then(|u| u.to_file_path().map(|p| p.into_owned()))
             });
         *lock(&self.shared.root) = root.and_then(|r| r.canonicalize().ok());
+        if let Some(info) = &params.client_info {
+            let _ = self.shared.client_name.set(info.name.clone());
+        }
         let progress = params
             .capabilities
             .window
@@ -413,17 +541,18 @@ impl LanguageServer for Backend {
             }),
             capabilities: ServerCapabilities {
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: vec!["boo.launchFlow".into(), "boo.cancelRun".into()],
+                    commands: vec![
+                        ext::LAUNCH_FLOW_COMMAND.into(),
+                        ext::CANCEL_RUN_COMMAND.into(),
+                    ],
                     work_done_progress_options: Default::default(),
                 }),
-                experimental: Some(json!({
-                    "boo": {
-                        "protocolVersion": PROTOCOL_VERSION,
-                        "methods": wire::REQUESTS,
-                        "notifications": wire::NOTIFICATIONS,
-                        "cancelEndedRun": "error -32004",
-                    }
-                })),
+                experimental: Some(json!({ "boo": to_json(ext::BooCapabilities {
+                    protocol_version: ext::PROTOCOL_VERSION,
+                    methods: ext::REQUESTS.iter().map(|m| m.to_string()).collect(),
+                    notifications: ext::NOTIFICATIONS.iter().map(|m| m.to_string()).collect(),
+                    cancel_ended_run: "error -32004".into(),
+                })? })),
                 ..Default::default()
             },
             ..Default::default()
@@ -463,8 +592,12 @@ impl LanguageServer for Backend {
             .cloned()
             .unwrap_or(Value::Object(Default::default()));
         match params.command.as_str() {
-            "boo.launchFlow" => self.launch_flow(arg).await.map(Some),
-            "boo.cancelRun" => self.cancel_run(arg).await.map(Some),
+            ext::LAUNCH_FLOW_COMMAND => {
+                to_json(answer::<ext::LaunchFlow>(self, arg).await?).map(Some)
+            }
+            ext::CANCEL_RUN_COMMAND => {
+                to_json(answer::<ext::CancelRun>(self, arg).await?).map(Some)
+            }
             other => Err(invalid(format!(
                 "command: unknown command {other:?}; this server runs boo.launchFlow and boo.cancelRun"
             ))),
@@ -487,21 +620,11 @@ struct LspTransport {
 
 impl LspTransport {
     async fn progress(&mut self, run_id: &str, kind: ProgressKind) {
-        let token = format!("boo-run-{run_id}");
-        let value = match kind {
-            ProgressKind::Begin { title, message } => {
-                json!({ "kind": "begin", "title": title, "message": message, "cancellable": false, "percentage": 0 })
-            }
-            ProgressKind::Report {
-                message,
-                percentage,
-            } => {
-                json!({ "kind": "report", "message": message, "percentage": percentage })
-            }
-            ProgressKind::End { message } => json!({ "kind": "end", "message": message }),
-        };
         self.client
-            .send_notification::<wire::Progress>(json!({ "token": token, "value": value }))
+            .send_notification::<Progress>(ProgressParams {
+                token: NumberOrString::String(format!("boo-run-{run_id}")),
+                value: ProgressParamsValue::WorkDone(convert::progress(kind)),
+            })
             .await;
     }
 
@@ -526,21 +649,23 @@ impl LspTransport {
             if !touched_now && !old.contains_key(&file) {
                 continue;
             }
-            let all: Vec<Value> = self
+            let all: Vec<Diagnostic> = self
                 .published
                 .iter()
                 .filter(|((r, _), _)| *r == root)
                 .flat_map(|(_, m)| m.get(&file).cloned().unwrap_or_default())
-                .map(|d| wire::diagnostic_json(&d))
+                .map(|d| convert::diagnostic(&d))
                 .collect();
             let path = PathBuf::from(&root).join(&file);
             let Some(uri) = Uri::from_file_path(&path) else {
                 continue;
             };
             self.client
-                .send_notification::<wire::PublishDiagnostics>(
-                    json!({ "uri": uri, "diagnostics": all }),
-                )
+                .send_notification::<PublishDiagnostics>(PublishDiagnosticsParams {
+                    uri,
+                    diagnostics: all,
+                    version: None,
+                })
                 .await;
         }
     }
@@ -552,24 +677,30 @@ impl Transport for LspTransport {
             match msg {
                 Out::RunStarted(m) => {
                     self.client
-                        .send_notification::<wire::RunStartedN>(wire::to_value(&m))
+                        .send_notification::<ext::RunStarted>(m.into())
                         .await
                 }
                 Out::StepUpdated(m) => {
                     self.client
-                        .send_notification::<wire::StepUpdatedN>(wire::to_value(&m))
+                        .send_notification::<ext::StepUpdated>(m.into())
                         .await
                 }
                 Out::Stream(m) => {
                     self.client
-                        .send_notification::<wire::AgentStreamN>(wire::to_value(&m))
+                        .send_notification::<ext::AgentStream>(m.into())
                         .await
                 }
                 Out::Trace(m) => {
                     self.client
-                        .send_notification::<wire::TraceN>(wire::to_value(&m))
+                        .send_notification::<ext::TraceNote>(m.into())
                         .await
                 }
+                Out::StepAdded(m) => {
+                    self.client
+                        .send_notification::<ext::StepAdded>(m.into())
+                        .await
+                }
+                Out::RunLog(m) => self.client.send_notification::<ext::RunLog>(m.into()).await,
                 Out::Findings {
                     root,
                     flow,
@@ -602,8 +733,10 @@ impl Transport for LspTransport {
                             tokio::spawn(async move {
                                 let _ = tokio::time::timeout(
                                     std::time::Duration::from_secs(5),
-                                    client.send_request::<wire::CreateProgress>(
-                                        json!({ "token": token }),
+                                    client.send_request::<WorkDoneProgressCreate>(
+                                        WorkDoneProgressCreateParams {
+                                            token: NumberOrString::String(token),
+                                        },
                                     ),
                                 )
                                 .await;
@@ -634,12 +767,48 @@ impl Transport for LspTransport {
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// Why a frame from the client was not passed on.
+/// The top-level keys of a JSON object in the order written, repeats included (a
+/// `Value` keeps only the last of a repeated key; tower-lsp's own reader refuses the
+/// message and ends the input stream).
+struct TopLevelKeys(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for TopLevelKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = TopLevelKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<TopLevelKeys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(TopLevelKeys(keys))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
 fn check_message(body: &[u8]) -> std::result::Result<(), (Option<Value>, String)> {
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return Err((None, format!("the message body is not valid JSON ({e})"))),
     };
     let id = v.get("id").cloned();
+    if let Ok(TopLevelKeys(keys)) = serde_json::from_slice::<TopLevelKeys>(body) {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(k) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+            // Which of the repeated values is meant is anyone's guess: answer none.
+            return Err((None, format!("the message repeats the key {k:?}")));
+        }
+    }
     let Some(obj) = v.as_object() else {
         return Err((
             None,
@@ -658,8 +827,13 @@ fn check_message(body: &[u8]) -> std::result::Result<(), (Option<Value>, String)
         ));
     }
     if let Some(i) = &id {
-        if !(i.is_string() || i.is_i64() || i.is_u64() || i.is_null()) {
-            return Err((None, "the message id must be a number or a string".into()));
+        if !(i.is_string() || i.is_i64() || i.is_null()) {
+            let why = if i.is_u64() {
+                "the message id is a number too large for a signed 64-bit integer"
+            } else {
+                "the message id must be a number or a string"
+            };
+            return Err((None, why.into()));
         }
     }
     Ok(())
@@ -737,13 +911,13 @@ fn sanitized_stdin() -> tokio::io::DuplexStream {
                 Err((Some(id), why)) if !id.is_null() => {
                     tracing::warn!("answered an invalid request: {why}");
                     framed(
-                        &json!({"jsonrpc": "2.0", "id": id, "method": wire::INVALID_REQUEST, "params": {"reason": why}}),
+                        &json!({"jsonrpc": "2.0", "id": id, "method": ext::InvalidRequest::METHOD, "params": {"reason": why}}),
                     )
                 }
                 Err((_, why)) => {
                     tracing::warn!("dropped a malformed message: {why}");
                     framed(
-                        &json!({"jsonrpc": "2.0", "method": wire::MALFORMED, "params": {"reason": why}}),
+                        &json!({"jsonrpc": "2.0", "method": ext::MalformedMessage::METHOD, "params": {"reason": why}}),
                     )
                 }
             };
@@ -756,27 +930,23 @@ fn sanitized_stdin() -> tokio::io::DuplexStream {
 }
 
 impl Backend {
+    /// A refused frame that carried an id: `-32600`, saying why.
     async fn invalid_request(&self, params: Value) -> Result<Value> {
+        let why = params::parse::<ext::RefusedFrame>(params)
+            .map(|f| f.reason)
+            .unwrap_or_else(|_| "malformed".into());
         Err(Error {
             code: ErrorCode::InvalidRequest,
-            message: format!(
-                "invalid request: {}",
-                params
-                    .get("reason")
-                    .and_then(|r| r.as_str())
-                    .unwrap_or("malformed")
-            )
-            .into(),
+            message: format!("invalid request: {why}").into(),
             data: None,
         })
     }
 
+    /// A refused frame without an id: logged to the client.
     async fn malformed(&self, params: Value) {
-        let why = params
-            .get("reason")
-            .and_then(|r| r.as_str())
-            .unwrap_or("malformed")
-            .to_string();
+        let why = params::parse::<ext::RefusedFrame>(params)
+            .map(|f| f.reason)
+            .unwrap_or_else(|_| "malformed".into());
         self.client
             .log_message(
                 MessageType::WARNING,
@@ -795,22 +965,17 @@ pub async fn serve(protocol_out: tokio::fs::File, config: Config) -> i32 {
         shutdown: CancellationToken::new(),
         shut_down: AtomicBool::new(false),
         progress: AtomicBool::new(false),
+        client_name: OnceLock::new(),
     });
     let s2 = shared.clone();
-    let (service, socket) = LspService::build(move |client| Backend {
+    let builder = LspService::build(move |client| Backend {
         client,
         shared: s2.clone(),
-    })
-    .custom_method(wire::LIST_FLOWS, Backend::list_flows)
-    .custom_method(wire::LAUNCH_FLOW, Backend::launch_flow)
-    .custom_method(wire::LIST_RUNS, Backend::list_runs)
-    .custom_method(wire::GET_RUN, Backend::get_run)
-    .custom_method(wire::CANCEL_RUN, Backend::cancel_run)
-    .custom_method(wire::EXPORT_RUN, Backend::export_run)
-    .custom_method(wire::GET_TRACES, Backend::get_traces)
-    .custom_method(wire::INVALID_REQUEST, Backend::invalid_request)
-    .custom_method(wire::MALFORMED, Backend::malformed)
-    .finish();
+    });
+    let (service, socket) = register(builder)
+        .custom_method(ext::InvalidRequest::METHOD, Backend::invalid_request)
+        .custom_method(ext::MalformedMessage::METHOD, Backend::malformed)
+        .finish();
     let stdin = sanitized_stdin();
     Server::new(stdin, protocol_out, socket)
         .concurrency_level(32)
@@ -830,4 +995,105 @@ pub async fn serve(protocol_out: tokio::fs::File, config: Config) -> i32 {
         let _ = sup.store.flush().await;
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_has_a_handler() {
+        let mut handled = HANDLED.to_vec();
+        let mut declared = ext::REQUESTS.to_vec();
+        handled.sort();
+        declared.sort();
+        assert_eq!(handled, declared);
+    }
+}
+
+#[cfg(test)]
+mod frame_filter {
+    use super::check_message;
+    use serde_json::Value;
+
+    /// A small deterministic generator (xorshift): the same cases on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[(self.next() % xs.len() as u64) as usize]
+        }
+    }
+
+    /// What the filter lets through is a message tower-lsp can read: one JSON
+    /// object, no repeated top-level key, `"jsonrpc": "2.0"`, a method or a
+    /// result/error, and an id that is a string, a signed 64-bit integer or null.
+    fn acceptable(body: &str) -> bool {
+        let Ok(Value::Object(o)) = serde_json::from_str::<Value>(body) else {
+            return false;
+        };
+        let Ok(super::TopLevelKeys(keys)) = serde_json::from_str::<super::TopLevelKeys>(body)
+        else {
+            return false;
+        };
+        let mut seen = std::collections::HashSet::new();
+        keys.iter().all(|k| seen.insert(k.clone()))
+            && o.get("jsonrpc").and_then(Value::as_str) == Some("2.0")
+            && o.get("id")
+                .is_none_or(|i| i.is_string() || i.is_i64() || i.is_null())
+            && (o.get("method").is_some_and(Value::is_string)
+                || (o.contains_key("id") && (o.contains_key("result") || o.contains_key("error"))))
+    }
+
+    #[test]
+    fn what_passes_the_filter_is_always_a_readable_message() {
+        let keys = [
+            "\"jsonrpc\"",
+            "\"id\"",
+            "\"method\"",
+            "\"params\"",
+            "\"result\"",
+            "\"error\"",
+            "\"x\"",
+        ];
+        let values = [
+            "\"2.0\"",
+            "\"1.0\"",
+            "1",
+            "-1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "1.5",
+            "null",
+            "\"boo/listFlows\"",
+            "{}",
+            "[]",
+            "true",
+            "{\"a\":{\"b\":[1,2,{\"c\":null}]}}",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut passed = 0;
+        for _ in 0..20_000 {
+            let n = 1 + rng.next() % 6;
+            let mut fields: Vec<String> = (0..n)
+                .map(|_| format!("{}:{}", rng.pick(&keys), rng.pick(&values)))
+                .collect();
+            if rng.next() % 2 == 0 {
+                // Half the cases start from a good request and get mangled from there.
+                fields.insert(0, "\"jsonrpc\":\"2.0\",\"method\":\"boo/listFlows\"".into());
+            }
+            let body = format!("{{{}}}", fields.join(","));
+            let ok = check_message(body.as_bytes()).is_ok();
+            assert_eq!(ok, acceptable(&body), "{body}");
+            passed += usize::from(ok);
+        }
+        // The generator reaches both sides of the filter.
+        assert!(passed > 100, "{passed}");
+    }
 }

@@ -1,15 +1,16 @@
 //! Dispatch: running one step's work. An agent step takes a slot, is bracketed by the
 //! project's fingerprint (the read-only proof), opens one agent session and sends it
 //! the step's prompts in turn, forwarding every event; a code step runs its built-in
-//! function on a blocking thread.
+//! function on a blocking thread, inside the same proof, with a deadline and a cancel.
 
 use super::forward::Forwarder;
 use super::prompt::combine_parts;
 use super::scheduler::{RunCtx, Scheduler};
 use super::scope::RunScope;
 use crate::agent::{AgentError, AgentEvent, AgentOutcome, ContentBlock, SessionSpec};
-use crate::codesteps::{self, DepOutput};
+use crate::codesteps::{self, CodeFn, DepOutput};
 use crate::model::{StepStatus, Usage};
+use crate::project::git::{with_stop, StopFlag};
 use crate::store::queries::StepEnd;
 use serde_json::json;
 use std::path::Path;
@@ -82,34 +83,80 @@ impl StepResult {
     }
 }
 
-/// Runs a code step's function (deterministic, bounded, read-only).
+/// Runs a code step's function on a blocking thread, bracketed by the project's
+/// fingerprint like an agent step (a change fails the step as fatal), and bounded: a
+/// stop of the scope ends it as cancelled, and past `sched.code_deadline` it fails.
+/// Either way the git command it runs is killed (see [`StopFlag`]); the thread itself
+/// is left to finish its bounded work.
 pub async fn run_code(
-    function: &str,
-    args: &serde_json::Value,
+    sched: &Arc<Scheduler>,
     root: &Path,
+    function: CodeFn,
+    args: &serde_json::Value,
     inputs: &[DepOutput],
+    scope: &RunScope,
 ) -> StepResult {
-    let (function, args, root, inputs) = (
-        function.to_string(),
-        args.clone(),
-        root.to_path_buf(),
-        inputs.to_vec(),
-    );
-    let r = tokio::task::spawn_blocking(move || codesteps::run(&function, &args, &root, &inputs))
-        .await
-        .unwrap_or_else(|e| Err(format!("the code step crashed: {e}")));
-    match r {
-        Ok(output) => StepResult::Done {
+    let (args, root_owned, inputs) = (args.clone(), root.to_path_buf(), inputs.to_vec());
+    bracket_code(sched, root, scope, move || {
+        codesteps::run(function, &args, &root_owned, &inputs)
+    })
+    .await
+}
+
+/// The bracket of [`run_code`] around any blocking work (tests pass their own).
+pub(super) async fn bracket_code<F>(
+    sched: &Arc<Scheduler>,
+    root: &Path,
+    scope: &RunScope,
+    work: F,
+) -> StepResult
+where
+    F: FnOnce() -> Result<String, String> + Send + 'static,
+{
+    let before = fingerprint(sched, root).await;
+    let stop = StopFlag::new();
+    let flag = stop.clone();
+    let mut task = tokio::task::spawn_blocking(move || with_stop(flag, work));
+    let deadline = sched.code_deadline;
+    let outcome = tokio::select! {
+        r = &mut task => Some(r.unwrap_or_else(|e| Err(format!("the code step crashed: {e}")))),
+        _ = scope.stopped() => None,
+        _ = tokio::time::sleep(deadline) => Some(Err(format!(
+            "the code step did not finish within {}s and was stopped; a hung file system or a very large repository can cause this (the limit is RunnerConfig::code_deadline)",
+            deadline.as_secs()
+        ))),
+    };
+    stop.stop();
+    if scope.hands_over() {
+        // The next owner runs the step again; the proof is its to take.
+        return StepResult::Cancelled {
+            usage: Usage::default(),
+        };
+    }
+    let after = fingerprint(sched, root).await;
+    if let Some(modified) = modified(&before, &after, Usage::default()) {
+        return modified;
+    }
+    match outcome {
+        None => StepResult::Cancelled {
+            usage: Usage::default(),
+        },
+        Some(Ok(output)) => StepResult::Done {
             output,
             usage: Usage::default(),
             meta: json!({}),
         },
-        Err(error) => StepResult::failed(error),
+        Some(Err(error)) => StepResult::failed(error),
     }
 }
 
-/// A digest of a project fingerprint: equal digests, equal project state.
-fn project_state(fp: &crate::fingerprint::Fingerprint) -> String {
+/// A digest of a project fingerprint: equal digests, equal project state (contents,
+/// modes and repository state; a pool's spare session is reused only for an equal
+/// one). A fingerprint whose listing failed proves nothing and gives `None`.
+fn project_state(fp: &crate::project::fingerprint::Fingerprint) -> Option<String> {
+    if fp.listing_error.is_some() {
+        return None;
+    }
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for (path, e) in &fp.files {
@@ -125,7 +172,46 @@ fn project_state(fp: &crate::fingerprint::Fingerprint) -> String {
         h.update(v.as_bytes());
         h.update([0]);
     }
-    format!("{:x}", h.finalize())
+    Some(format!("{:x}", h.finalize()))
+}
+
+/// The project's fingerprint, taken on a blocking thread (`None` when that failed).
+async fn fingerprint(
+    sched: &Arc<Scheduler>,
+    root: &Path,
+) -> Option<crate::project::fingerprint::Fingerprint> {
+    let (s2, root) = (sched.clone(), root.to_path_buf());
+    tokio::task::spawn_blocking(move || s2.fingerprints.fingerprint(&root))
+        .await
+        .ok()
+}
+
+/// The fatal failure of a step that left the project changed, or `None` when the two
+/// fingerprints agree.
+fn modified(
+    before: &Option<crate::project::fingerprint::Fingerprint>,
+    after: &Option<crate::project::fingerprint::Fingerprint>,
+    usage: Usage,
+) -> Option<StepResult> {
+    let changed = match (before, after) {
+        (Some(b), Some(a)) => crate::project::diff(b, a),
+        _ => vec!["(the fingerprint could not be taken)".to_string()],
+    };
+    if changed.is_empty() {
+        return None;
+    }
+    let shown: Vec<&str> = changed.iter().take(20).map(String::as_str).collect();
+    let more = changed.len().saturating_sub(shown.len());
+    Some(StepResult::Failed {
+        error: format!(
+            "the project was modified while this step ran: {}{}. boo never writes to the project; find out what changed these files before trusting this run.",
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+        usage,
+        meta: json!({ "modified": changed }),
+        fatal: true,
+    })
 }
 
 /// Runs an agent step: slot, fingerprint before, one session for every prompt,
@@ -146,11 +232,7 @@ pub async fn run_agent(
             usage: Usage::default(),
         };
     };
-    let root = ctx.root.clone();
-    let s2 = sched.clone();
-    let before = tokio::task::spawn_blocking(move || s2.fingerprints.take(&root))
-        .await
-        .ok();
+    let before = fingerprint(sched, &ctx.root).await;
     let mut forward = Forwarder::new(
         sched.store.clone(),
         sched.out.clone(),
@@ -159,7 +241,7 @@ pub async fn run_agent(
         step_id,
         chat_id,
     );
-    let project = before.as_ref().map(project_state);
+    let project = before.as_ref().and_then(project_state);
     let result = run_session(
         sched,
         ctx,
@@ -173,29 +255,10 @@ pub async fn run_agent(
     .await;
     forward.close_open_calls();
     drop(slot);
-    let root = ctx.root.clone();
-    let s2 = sched.clone();
-    let after = tokio::task::spawn_blocking(move || s2.fingerprints.take(&root))
-        .await
-        .ok();
+    let after = fingerprint(sched, &ctx.root).await;
     let usage = forward.usage;
-    let changed = match (&before, &after) {
-        (Some(b), Some(a)) => crate::fingerprint::diff(b, a),
-        _ => vec!["(the fingerprint could not be taken)".to_string()],
-    };
-    if !changed.is_empty() {
-        let shown: Vec<&str> = changed.iter().take(20).map(String::as_str).collect();
-        let more = changed.len().saturating_sub(shown.len());
-        return StepResult::Failed {
-            error: format!(
-                "the project was modified while this step ran: {}{}. boo never writes to the project; find out what changed these files before trusting this run.",
-                shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
-            ),
-            usage,
-            meta: json!({ "modified": changed }),
-            fatal: true,
-        };
+    if let Some(modified) = modified(&before, &after, usage) {
+        return modified;
     }
     let init_meta = forward.init_meta;
     let with_init = |mut m: serde_json::Value| {

@@ -64,8 +64,28 @@ pub(super) async fn finish_run(
     sup: &Supervisor,
     state: &RunState,
     status: RunStatus,
+    held: Vec<StepUpdated>,
+    error: Option<String>,
+) -> Result<(), String> {
+    finish_run_with(sup, state, status, held, error, Ending::default()).await
+}
+
+/// What a workflow run adds to its end: the rendered return value (first in the
+/// report) and the value itself (on the last notification).
+#[derive(Debug, Default)]
+pub(super) struct Ending {
+    pub report_head: Option<String>,
+    pub result: Option<serde_json::Value>,
+}
+
+/// [`finish_run`] with a workflow's [`Ending`].
+pub(super) async fn finish_run_with(
+    sup: &Supervisor,
+    state: &RunState,
+    status: RunStatus,
     mut held: Vec<StepUpdated>,
     error: Option<String>,
+    ending: Ending,
 ) -> Result<(), String> {
     let id = state.run_id.clone();
     let (row, steps) = sup
@@ -82,7 +102,10 @@ pub(super) async fn finish_run(
         tokio::task::spawn_blocking(move || build_report_input(&row2, &steps2, &root, status))
             .await
             .map_err(|e| e.to_string())?;
-    let (md, js) = (report::render_markdown(&input), report::render_json(&input));
+    let (mut md, js) = (report::render_markdown(&input), report::render_json(&input));
+    if let Some(head) = ending.report_head {
+        md = format!("{head}\n\n{md}");
+    }
     let error = match (status, error) {
         (_, Some(e)) => Some(e),
         (RunStatus::Failed, None) => Some(
@@ -147,6 +170,7 @@ pub(super) async fn finish_run(
     last.report = matches!(status, RunStatus::Completed | RunStatus::Failed).then_some(md);
     last.run_error = error;
     last.run_usage = Some(total.into());
+    last.result = ending.result;
     if last.finished_at.is_none() {
         last.finished_at = Some(finished_at);
     }

@@ -11,7 +11,7 @@ use super::scheduler::{Origin, RunCtx, StartError, StepEnded, StepSpec, StepWork
 use super::scope::{RunScope, StopReason};
 use super::state::RunState;
 use super::Supervisor;
-use crate::codesteps::DepOutput;
+use crate::codesteps::{CodeFn, DepOutput};
 use crate::engine::{self, Decision, PlannedStep, SkipReason};
 use crate::model::{RunStatus, StepKind, StepStatus};
 use crate::store::queries;
@@ -51,7 +51,7 @@ pub(super) async fn drive(
         let cancelling = scope.is_stopped();
         let decision = engine::decide(
             &state.plan,
-            &state.engine_states(),
+            state.engine_states(),
             &state.signals_for_decisions(),
             cancelling,
         );
@@ -197,9 +197,15 @@ async fn step_spec(
         .await
         .map_err(|e| e.to_string())?;
     let work = match planned.kind {
+        StepKind::Script => {
+            return Err(format!(
+                "step {} is a script step, which only workflow runs have",
+                planned.id
+            ))
+        }
         // Code steps see their inputs in roster order; agents in `after` order.
         StepKind::Code => StepWork::Code {
-            function: planned.agent.clone(),
+            function: CodeFn::parse(&planned.agent).map_err(|e| e.to_string())?,
             args: planned.args.clone(),
             inputs: state
                 .steps
@@ -230,7 +236,8 @@ async fn step_spec(
                         .remove(&d.step.step_id)
                         .flatten()
                         .unwrap_or_default(),
-                    is_diff: d.step.kind == StepKind::Code && d.step.agent == "git_diff",
+                    is_diff: d.step.kind == StepKind::Code
+                        && d.step.agent == CodeFn::GitDiff.as_str(),
                 })
                 .collect();
             StepWork::Agent {

@@ -23,6 +23,7 @@ pub mod report_input;
 pub mod scheduler;
 pub mod scope;
 pub mod state;
+pub mod workflow;
 
 use crate::agent::qwen::model_name_problem;
 use crate::agent::AgentBackend;
@@ -64,6 +65,9 @@ pub enum LaunchError {
     /// The agent CLI cannot run; no run was created.
     #[error("{0}")]
     Unavailable(String),
+    /// A project flow in a root the user has not trusted; no run was created.
+    #[error("flow {flow:?} comes from {root}/.boo/ and that folder is not trusted; review its .boo/ folder, then trust it with `boo trust {root}` (or from the editor) and launch again")]
+    Untrusted { flow: String, root: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -115,8 +119,7 @@ impl Supervisor {
             backend,
             out.clone(),
             owner_id.clone(),
-            config.max_parallel,
-            config.deadline,
+            &config,
             Arc::new(crate::redact::Redactor::new(config.secrets.clone())),
         );
         Arc::new(Supervisor {
@@ -173,7 +176,13 @@ impl Supervisor {
                 root.display()
             )));
         }
-        let catalog = self.catalog(Some(&root));
+        // The project's catalog files are read off the async threads.
+        let (me, r2) = (self.clone(), root.clone());
+        let catalog = tokio::task::spawn_blocking(move || me.catalog(Some(&r2)))
+            .await
+            .map_err(|e| {
+                LaunchError::Invalid(format!("root: reading the flow catalog failed: {e}"))
+            })?;
         let Some(flow) = catalog.flow(&req.flow) else {
             return Err(LaunchError::Invalid(format!(
                 "flow: unknown flow {:?}; known flows: {}",
@@ -181,6 +190,20 @@ impl Supervisor {
                 catalog.flows.keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         };
+        if catalog.is_project(&flow.name) {
+            let key = root.display().to_string();
+            let trusted = self
+                .store
+                .call(move |c| queries::is_trusted(c, &key))
+                .await
+                .map_err(|e| LaunchError::Internal(e.to_string()))?;
+            if !trusted {
+                return Err(LaunchError::Untrusted {
+                    flow: flow.name.clone(),
+                    root: root.display().to_string(),
+                });
+            }
+        }
         self.scheduler
             .backend
             .check()
@@ -240,7 +263,18 @@ impl Supervisor {
         );
         let sup = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = flow::drive(&sup, &run_id, resumed, scope.clone()).await {
+            let id = run_id.clone();
+            let kind = sup
+                .store
+                .call(move |c| Ok(queries::get_run(c, &id)?.map(|r| r.meta)))
+                .await;
+            let driven = match kind {
+                Ok(Some(meta)) if workflow::is_workflow(&meta) => {
+                    workflow::drive(&sup, &run_id, resumed, scope.clone()).await
+                }
+                _ => flow::drive(&sup, &run_id, resumed, scope.clone()).await,
+            };
+            if let Err(e) = driven {
                 tracing::error!(run = %run_id, "run stopped on an internal error: {e}");
                 // Its steps' agents stop with the run's scope.
                 scope.stop(StopReason::ParentEnded);

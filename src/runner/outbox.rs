@@ -78,6 +78,38 @@ pub struct StepUpdated {
     pub wave: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// A workflow run's return value, on its last notification when it completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+}
+
+/// `boo/stepAdded`: a step created while the run runs (a workflow's `agent()` call).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepAdded {
+    pub run_id: String,
+    pub step_id: String,
+    pub agent: String,
+    pub kind: StepKind,
+    pub label: String,
+    pub phase: Option<String>,
+    pub wave: u32,
+    pub chat_id: Option<String>,
+    pub status: StepStatus,
+    pub cached: bool,
+    pub parent_step_id: Option<String>,
+}
+
+/// `boo/runLog`: one line of a workflow run's log.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunLog {
+    pub run_id: String,
+    pub seq: u64,
+    /// `log` or `phase`.
+    pub kind: String,
+    pub message: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +155,8 @@ pub enum ProgressKind {
 pub enum Out {
     RunStarted(RunStarted),
     StepUpdated(StepUpdated),
+    StepAdded(StepAdded),
+    RunLog(RunLog),
     /// Stream events of one chat; the outbox assigns `seq` when it sends them.
     Stream(AgentStream),
     Trace(TraceNote),

@@ -7,11 +7,11 @@
 //! it; workflows and background agents will; nothing else starts an agent.
 
 use super::dispatch::{self, StepResult};
-use super::outbox::{Out, OutboxSender, StepUpdated};
+use super::outbox::{Out, OutboxSender, StepAdded, StepUpdated};
 use super::scope::RunScope;
 use crate::agent::{AgentBackend, ContentBlock};
 use crate::clock;
-use crate::codesteps::DepOutput;
+use crate::codesteps::{CodeFn, DepOutput};
 use crate::model::{StepKind, StepStatus, WireUsage};
 use crate::redact::Redactor;
 use crate::store::queries::{self, NewRuntimeStep, StepEnd};
@@ -47,7 +47,7 @@ pub enum StepWork {
     },
     /// A built-in code function over the outputs of the steps it depends on.
     Code {
-        function: String,
+        function: CodeFn,
         args: serde_json::Value,
         inputs: Vec<DepOutput>,
     },
@@ -65,7 +65,7 @@ impl StepWork {
     pub fn performer(&self) -> &str {
         match self {
             StepWork::Agent { persona, .. } => persona,
-            StepWork::Code { function, .. } => function,
+            StepWork::Code { function, .. } => function.as_str(),
         }
     }
 }
@@ -75,9 +75,8 @@ impl StepWork {
 pub enum Origin {
     /// In the plan at launch: its row exists and is claimed (`pending → running`).
     Plan,
-    /// Created while the run runs: its row is inserted as running. Workflow scripts
-    /// and background agents start their steps this way; today only tests do.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Created while the run runs: its row is inserted as running and announced with
+    /// `boo/stepAdded`. Workflow scripts start their agents this way.
     Runtime,
 }
 
@@ -160,8 +159,10 @@ pub struct Scheduler {
     agent_slots: Arc<Semaphore>,
     /// Per agent prompt.
     pub(super) deadline: Duration,
-    /// The before/after proof of every agent step.
-    pub(super) fingerprints: crate::fingerprint::HashCache,
+    /// Per code step.
+    pub(super) code_deadline: Duration,
+    /// The before/after proof of every step.
+    pub(super) fingerprints: crate::project::HashCache,
     /// Masks secrets in everything an agent says before it is stored or sent.
     pub(super) redactor: Arc<Redactor>,
 }
@@ -172,8 +173,7 @@ impl Scheduler {
         backend: Arc<dyn AgentBackend>,
         out: OutboxSender,
         owner_id: String,
-        max_parallel: usize,
-        deadline: Duration,
+        config: &crate::config::RunnerConfig,
         redactor: Arc<Redactor>,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
@@ -181,9 +181,10 @@ impl Scheduler {
             backend,
             out,
             owner_id,
-            agent_slots: Arc::new(Semaphore::new(max_parallel.max(1))),
-            deadline,
-            fingerprints: crate::fingerprint::HashCache::new(),
+            agent_slots: Arc::new(Semaphore::new(config.max_parallel.max(1))),
+            deadline: config.deadline,
+            code_deadline: config.code_deadline,
+            fingerprints: crate::project::HashCache::new(),
             redactor,
         })
     }
@@ -230,6 +231,20 @@ impl Scheduler {
                 if !inserted {
                     return Err(StartError::NotOwned);
                 }
+                // A step the clients have not seen: added before its first update.
+                let _ = self.out.send(Out::StepAdded(StepAdded {
+                    run_id: ctx.run_id.clone(),
+                    step_id: spec.step_id.clone(),
+                    agent: spec.work.performer().to_string(),
+                    kind,
+                    label: spec.label.clone(),
+                    phase: spec.phase.clone(),
+                    wave: spec.wave,
+                    chat_id: fresh_chat.clone(),
+                    status: StepStatus::Running,
+                    cached: false,
+                    parent_step_id: spec.parent_step_id.clone(),
+                }));
                 fresh_chat
             }
         };
@@ -246,7 +261,7 @@ impl Scheduler {
             ..Default::default()
         }));
         let scope = ctx.scope.child();
-        let me = self.clone();
+        let scheduler = self.clone();
         let ctx = ctx.clone();
         let step_id = spec.step_id.clone();
         let chat = chat_id.clone();
@@ -254,15 +269,18 @@ impl Scheduler {
             let result = match &spec.work {
                 StepWork::Agent { prompts, .. } => {
                     let chat = chat.clone().unwrap_or_default();
-                    dispatch::run_agent(&me, &ctx, &spec.step_id, &chat, prompts, &scope).await
+                    dispatch::run_agent(&scheduler, &ctx, &spec.step_id, &chat, prompts, &scope)
+                        .await
                 }
                 StepWork::Code {
                     function,
                     args,
                     inputs,
-                } => dispatch::run_code(function, args, &ctx.root, inputs).await,
+                } => {
+                    dispatch::run_code(&scheduler, &ctx.root, *function, args, inputs, &scope).await
+                }
             };
-            me.end_step(&ctx, &scope, &spec, chat, result).await
+            scheduler.end_step(&ctx, &scope, &spec, chat, result).await
         });
         Ok(StepHandle {
             step_id,

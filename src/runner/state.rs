@@ -4,6 +4,7 @@
 //! load on demand, only for the steps a starting step depends on.
 
 use super::report_input::signals_from_output;
+use crate::codesteps::CodeFn;
 use crate::engine::{Plan, StepState};
 use crate::model::{Band, StepKind, StepStatus};
 use crate::store::queries::{self, StepEnd, StepRow};
@@ -29,6 +30,12 @@ pub struct RunState {
     pub steps: Vec<StepRow>,
     /// What completed `signals` steps found.
     pub signals: BTreeMap<String, bool>,
+    /// Where each step is in `steps`.
+    index: HashMap<String, usize>,
+    /// What the engine decides on, kept in step with `steps` (not rebuilt per event).
+    states: HashMap<String, StepState>,
+    /// How many steps have a terminal status.
+    terminal: usize,
 }
 
 impl RunState {
@@ -52,7 +59,28 @@ impl RunState {
                     signals.extend(signals_from_output(output));
                 }
                 let summary = row.run.summary;
+                let index = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.step.step_id.clone(), i))
+                    .collect();
+                let states = steps
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.step.step_id.clone(),
+                            StepState {
+                                status: s.step.status,
+                                fatal: s.fatal,
+                            },
+                        )
+                    })
+                    .collect();
+                let terminal = steps.iter().filter(|s| s.step.status.is_terminal()).count();
                 Ok(RunState {
+                    index,
+                    states,
+                    terminal,
                     run_id: summary.run_id,
                     flow: summary.flow,
                     title: row.run.title,
@@ -73,27 +101,26 @@ impl RunState {
     }
 
     pub fn step(&self, id: &str) -> Option<&StepRow> {
-        self.steps.iter().find(|s| s.step.step_id == id)
-    }
-
-    fn step_mut(&mut self, id: &str) -> Option<&mut StepRow> {
-        self.steps.iter_mut().find(|s| s.step.step_id == id)
+        self.index.get(id).and_then(|&i| self.steps.get(i))
     }
 
     /// What the engine decides on.
-    pub fn engine_states(&self) -> HashMap<String, StepState> {
-        self.steps
-            .iter()
-            .map(|s| {
-                (
-                    s.step.step_id.clone(),
-                    StepState {
-                        status: s.step.status,
-                        fatal: s.fatal,
-                    },
-                )
-            })
-            .collect()
+    pub fn engine_states(&self) -> &HashMap<String, StepState> {
+        &self.states
+    }
+
+    /// Sets a step's status and fatal flag everywhere the state keeps them.
+    fn set(&mut self, id: &str, status: StepStatus, fatal: bool) -> Option<&mut StepRow> {
+        let i = *self.index.get(id)?;
+        let row = self.steps.get_mut(i)?;
+        let was_terminal = row.step.status.is_terminal();
+        row.step.status = status;
+        row.fatal = fatal;
+        self.terminal =
+            self.terminal + usize::from(status.is_terminal()) - usize::from(was_terminal);
+        self.states
+            .insert(id.to_string(), StepState { status, fatal });
+        Some(row)
     }
 
     /// `(step id, status)` of every step, in roster order.
@@ -105,10 +132,7 @@ impl RunState {
     }
 
     pub fn terminal_count(&self) -> usize {
-        self.steps
-            .iter()
-            .filter(|s| s.step.status.is_terminal())
-            .count()
+        self.terminal
     }
 
     /// The signals the engine's `when` conditions see (none in fast mode).
@@ -121,8 +145,7 @@ impl RunState {
     }
 
     pub fn record_start(&mut self, id: &str, chat_id: Option<String>) {
-        if let Some(s) = self.step_mut(id) {
-            s.step.status = StepStatus::Running;
+        if let Some(s) = self.set(id, StepStatus::Running, false) {
             s.step.chat_id = chat_id;
             s.step.attempt += 1;
         }
@@ -133,9 +156,7 @@ impl RunState {
     pub fn record_end(&mut self, id: &str, end: &StepEnd) {
         let status = end.status.unwrap_or(StepStatus::Failed);
         let mut signals = None;
-        if let Some(s) = self.step_mut(id) {
-            s.step.status = status;
-            s.fatal = end.fatal;
+        if let Some(s) = self.set(id, status, end.fatal) {
             s.step.error = end.error.clone();
             if status == StepStatus::Completed && is_signals_step(s) {
                 signals = end.output.as_deref().map(signals_from_output);
@@ -148,5 +169,5 @@ impl RunState {
 }
 
 fn is_signals_step(s: &StepRow) -> bool {
-    s.step.kind == StepKind::Code && s.step.agent == "signals"
+    s.step.kind == StepKind::Code && s.step.agent == CodeFn::Signals.as_str()
 }

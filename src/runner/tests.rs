@@ -4,6 +4,7 @@ use super::outbox::{run_outbox, StepUpdated, Transport};
 use super::*;
 use crate::agent::scripted::ScriptedBackend;
 use crate::model::{StepStatus, Trace};
+use std::path::Path;
 use tokio::sync::mpsc;
 
 struct Collect(mpsc::UnboundedSender<Out>);
@@ -202,8 +203,18 @@ async fn every_agent_failing_fails_the_run() {
 use crate::agent::scripted::ReplayBackend;
 use crate::model::TraceOutcome;
 
-/// A one-agent flow in the project's own catalog, so replays stay simple.
+/// A one-agent flow in the project's own catalog, so replays stay simple. A project
+/// flow runs only in a trusted root, so the setup trusts the root in the database the
+/// tests open (`start` puts it at `<root>.db`).
 fn one_agent_project() -> PathBuf {
+    let root = untrusted_one_agent_project();
+    let c = crate::store::open_connection(&root.with_extension("db")).unwrap();
+    let key = root.canonicalize().unwrap().display().to_string();
+    queries::set_trusted(&c, &key, true, "runner tests").unwrap();
+    root
+}
+
+fn untrusted_one_agent_project() -> PathBuf {
     let root = temp_repo();
     std::fs::create_dir_all(root.join(".boo/flows")).unwrap();
     std::fs::write(
@@ -360,6 +371,7 @@ async fn the_roster_announces_each_agent_steps_first_chat() {
                     .any(|m| matches!(m, Out::Stream(s) if s.chat_id == chat)));
             }
             StepKind::Code => assert_eq!(entry.chat_id, None, "{}", entry.step_id),
+            StepKind::Script => panic!("a flow has no script step: {}", entry.step_id),
         }
     }
     assert!(agents > 0);
@@ -665,6 +677,392 @@ async fn the_api_key_never_reaches_the_database_or_the_clients() {
     let stored = format!("{:?}{:?}", run.unwrap().report, steps);
     assert!(stored.contains("401 for key [redacted]"));
     assert!(!stored.contains(KEY));
+}
+
+#[tokio::test]
+async fn a_project_flow_in_an_untrusted_root_is_refused_without_a_run_row() {
+    let root = untrusted_one_agent_project();
+    let store = Store::open(&root.with_extension("db")).unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let sup = Supervisor::new(
+        store.clone(),
+        Arc::new(Holding),
+        tx,
+        RunnerConfig::default(),
+        None,
+    );
+    sup.register().await.unwrap();
+    let req = LaunchRequest {
+        flow: "solo".into(),
+        band: Band::Small,
+        question: "anything?".into(),
+        root: root.clone(),
+        model: None,
+        fast: false,
+    };
+    let err = sup.launch(req.clone()).await.unwrap_err();
+    let canonical = root.canonicalize().unwrap().display().to_string();
+    assert!(matches!(&err, LaunchError::Untrusted { root, .. } if *root == canonical));
+    assert!(
+        err.to_string().contains(&format!("boo trust {canonical}")),
+        "{err}"
+    );
+    let (runs, _) = store
+        .call(|c| queries::list_runs(c, None, 50, None))
+        .await
+        .unwrap();
+    assert!(runs.is_empty());
+    // Once trusted, the same launch goes through.
+    store
+        .call(move |c| queries::set_trusted(c, &canonical, true, "test"))
+        .await
+        .unwrap();
+    let id = sup.launch(req).await.unwrap();
+    let scope = lock(&sup.runs).get(&id).unwrap().scope.clone();
+    scope.stop(scope::StopReason::Shutdown);
+    sup.wait(&id).await;
+}
+
+/// A repository whose `.git/shallow` is a FIFO: `git log` waits on it for good.
+fn hanging_log_project() -> PathBuf {
+    let root = one_agent_project();
+    crate::testutil::mkfifo(&root.join(".git/shallow"));
+    root
+}
+
+/// Processes whose working folder is `root` (the git a code step started there).
+fn processes_in(root: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let root = root.canonicalize().unwrap();
+    rd.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == root))
+        .map(|e| std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default())
+        .collect()
+}
+
+/// Starts a `run_command` code step (`argv`) in the running run of `sup`.
+async fn start_code_step(
+    sup: &Arc<Supervisor>,
+    run_id: &str,
+    root: &Path,
+    id: &str,
+    argv: &[&str],
+) -> scheduler::StepHandle {
+    use super::scheduler::{Origin, RunCtx, StepSpec, StepWork};
+    let ctx = RunCtx {
+        run_id: run_id.to_string(),
+        root: root.canonicalize().unwrap(),
+        model: None,
+        scope: lock(&sup.runs).get(run_id).unwrap().scope.clone(),
+    };
+    sup.scheduler
+        .start_step(
+            &ctx,
+            StepSpec {
+                step_id: id.into(),
+                label: "a command".into(),
+                wave: 0,
+                work: StepWork::Code {
+                    function: crate::codesteps::CodeFn::RunCommand,
+                    args: serde_json::json!({ "argv": argv }),
+                    inputs: vec![],
+                },
+                origin: Origin::Runtime,
+                parent_step_id: None,
+                phase: None,
+                cache_key: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// A code step waiting on a FIFO once left its run `running` until the server
+/// restarted: a cancel could not end it. Now the cancel ends it as cancelled at once
+/// and kills its git.
+#[tokio::test]
+async fn a_cancel_ends_a_hung_code_step_and_kills_its_git() {
+    let root = hanging_log_project();
+    let (sup, _store, run_id, _crx) = start(root.clone(), Arc::new(Holding), "solo", 2).await;
+    let handle = start_code_step(&sup, &run_id, &root, "hang", &["git", "log", "--oneline"]).await;
+    // Let git start and block on the FIFO.
+    let t = std::time::Instant::now();
+    while processes_in(&root).is_empty() && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!processes_in(&root).is_empty(), "git started");
+    let t = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(10), sup.cancel(&run_id))
+        .await
+        .expect("the cancel returns")
+        .unwrap();
+    assert_eq!(status, RunStatus::Cancelled);
+    let ended = tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("the step ends");
+    assert_eq!(ended.end.status, Some(StepStatus::Cancelled));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(processes_in(&root), Vec::<String>::new(), "git was killed");
+}
+
+/// Past its deadline a hung code step fails, naming the limit, and its git is killed.
+#[tokio::test]
+async fn a_code_step_past_its_deadline_fails_and_kills_its_git() {
+    let root = hanging_log_project();
+    let store = Store::open(&root.with_extension("db")).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ctx, _crx) = mpsc::unbounded_channel();
+    tokio::spawn(run_outbox(rx, store.clone(), Collect(ctx)));
+    let sup = Supervisor::new(
+        store,
+        Arc::new(Holding),
+        tx,
+        RunnerConfig {
+            code_deadline: Duration::from_secs(1),
+            ..Default::default()
+        },
+        None,
+    );
+    sup.register().await.unwrap();
+    let run_id = sup
+        .launch(LaunchRequest {
+            flow: "solo".into(),
+            band: Band::Small,
+            question: "anything?".into(),
+            root: root.clone(),
+            model: None,
+            fast: false,
+        })
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let handle = start_code_step(&sup, &run_id, &root, "late", &["git", "log", "--oneline"]).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("the step ends");
+    assert_eq!(ended.end.status, Some(StepStatus::Failed));
+    let error = ended.end.error.unwrap_or_default();
+    assert!(error.contains("did not finish within 1s"), "{error}");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(processes_in(&root), Vec::<String>::new(), "git was killed");
+    sup.cancel(&run_id).await.unwrap();
+}
+
+/// Code steps are inside the read-only proof: one that changes the project fails as
+/// fatal, like an agent step (before, only agent steps were bracketed).
+#[tokio::test]
+async fn a_code_step_that_changes_the_project_fails_as_fatal() {
+    let root = one_agent_project();
+    let (sup, _store, run_id, _crx) = start(root.clone(), Arc::new(Holding), "solo", 2).await;
+    let scope = lock(&sup.runs).get(&run_id).unwrap().scope.child();
+    let canon = root.canonicalize().unwrap();
+    let target = canon.join("a.rs");
+    let r = dispatch::bracket_code(&sup.scheduler, &canon, &scope, move || {
+        std::fs::write(&target, "changed\n").map_err(|e| e.to_string())?;
+        Ok("done".into())
+    })
+    .await;
+    match r {
+        dispatch::StepResult::Failed { error, fatal, .. } => {
+            assert!(fatal);
+            assert!(error.contains("a.rs"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A refs-only change is caught as well (what `git branch -D` did).
+    let canon2 = canon.clone();
+    let r = dispatch::bracket_code(&sup.scheduler, &canon, &scope, move || {
+        crate::testutil::git(&canon2, &["branch", "made-by-a-code-step"]);
+        Ok("done".into())
+    })
+    .await;
+    assert!(
+        matches!(r, dispatch::StepResult::Failed { fatal: true, .. }),
+        "{r:?}"
+    );
+    sup.cancel(&run_id).await.unwrap();
+}
+
+// ---- workflow runs -------------------------------------------------------------
+
+const FAN_OUT: &str = r#"export const meta = { name: 'fan', description: 'fan out then pipeline' };
+phase('Survey');
+log('starting');
+const parts = await parallel([1, 2, 3].map(i => () => agent(`look at part ${i}`)));
+phase('Refine');
+const refined = await pipeline(['x', 'y'], (prev, item) => agent(`refine ${item}`), (prev) => agent(`check ${prev.length}`));
+return { parts: parts.length, refined: refined.length };
+"#;
+
+/// Launches a workflow on `root` with a fresh supervisor over `db`, waits for its
+/// end and returns the run id and every delivered message.
+async fn run_workflow_on(
+    root: &std::path::Path,
+    db: &std::path::Path,
+    script: &str,
+    fresh: bool,
+) -> (Store, String, Vec<Out>) {
+    let store = Store::open(db).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ctx, mut crx) = mpsc::unbounded_channel();
+    tokio::spawn(run_outbox(rx, store.clone(), Collect(ctx)));
+    let backend = Arc::new(ScriptedBackend {
+        reply: "An answer.".into(),
+        fail_steps: vec![],
+    });
+    let sup = Supervisor::new(store.clone(), backend, tx, RunnerConfig::default(), None);
+    sup.register().await.unwrap();
+    let run_id = sup
+        .launch_workflow(workflow::WorkflowLaunch {
+            script: script.into(),
+            path: None,
+            args: None,
+            root: root.to_path_buf(),
+            model: None,
+            budget: None,
+            fresh,
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), sup.wait(&run_id))
+        .await
+        .expect("the workflow run ends");
+    drop(sup);
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), crx.recv()).await {
+        got.push(m);
+    }
+    (store, run_id, got)
+}
+
+fn last_update(msgs: &[Out]) -> StepUpdated {
+    msgs.iter()
+        .rev()
+        .find_map(|m| match m {
+            Out::StepUpdated(u) => Some(u.clone()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_workflow_runs_its_agents_and_a_second_run_comes_from_the_cache() {
+    let root = temp_repo();
+    let db = root.with_extension("wf.db");
+    let (store, run_id, msgs) = run_workflow_on(&root, &db, FAN_OUT, false).await;
+    assert!(
+        matches!(&msgs[0], Out::RunStarted(s) if s.steps.len() == 1 && s.steps[0].step_id == "script")
+    );
+    let last = last_update(&msgs);
+    assert_eq!(last.step_id, "script");
+    assert_eq!(
+        last.run_status,
+        Some(RunStatus::Completed),
+        "{:?}",
+        last.run_error
+    );
+    assert_eq!(
+        last.result,
+        Some(serde_json::json!({"parts": 3, "refined": 2}))
+    );
+    assert!(last.report.as_deref().unwrap().starts_with("## Result"));
+    // stepAdded precedes every other message of its step.
+    let mut added = std::collections::HashSet::new();
+    for m in &msgs {
+        match m {
+            Out::StepAdded(a) => {
+                assert!(!a.cached);
+                assert_eq!(a.parent_step_id.as_deref(), Some("script"));
+                added.insert(a.step_id.clone());
+            }
+            Out::StepUpdated(u) if u.step_id != "script" => assert!(added.contains(&u.step_id)),
+            Out::Stream(s) => assert!(added.contains(&s.step_id)),
+            _ => {}
+        }
+    }
+    assert_eq!(added.len(), 7);
+    let logs: Vec<(u64, String, String)> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Out::RunLog(l) => Some((l.seq, l.kind.clone(), l.message.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        logs,
+        vec![
+            (1, "phase".into(), "Survey".into()),
+            (2, "log".into(), "starting".into()),
+            (3, "phase".into(), "Refine".into()),
+        ]
+    );
+    let id = run_id.clone();
+    let steps = store
+        .call(move |c| queries::get_steps(c, &id))
+        .await
+        .unwrap();
+    let agents: Vec<_> = steps
+        .iter()
+        .filter(|s| s.step.kind == StepKind::Agent)
+        .collect();
+    assert_eq!(agents.len(), 7);
+    assert!(agents
+        .iter()
+        .all(|s| s.step.status == StepStatus::Completed));
+    let survey = agents
+        .iter()
+        .filter(|s| s.step.phase.as_deref() == Some("Survey"))
+        .count();
+    assert_eq!(survey, 3);
+    assert!(agents
+        .iter()
+        .all(|s| s.step.cache_key.as_deref().is_some_and(|k| k.len() == 64)));
+
+    // The same script on the same project: every agent from the cache, no process.
+    let (store2, run2, msgs2) = run_workflow_on(&root, &db, FAN_OUT, false).await;
+    assert_eq!(last_update(&msgs2).run_status, Some(RunStatus::Completed));
+    assert!(
+        !msgs2.iter().any(|m| matches!(m, Out::Stream(_))),
+        "no agent ran"
+    );
+    let id = run2.clone();
+    let steps2 = store2
+        .call(move |c| queries::get_steps(c, &id))
+        .await
+        .unwrap();
+    let agents2: Vec<_> = steps2
+        .iter()
+        .filter(|s| s.step.kind == StepKind::Agent)
+        .collect();
+    assert_eq!(agents2.len(), 7);
+    assert!(agents2.iter().all(|s| s.step.chat_id.is_none()
+        && s.step.meta.as_ref().and_then(|m| m.get("cached")) == Some(&serde_json::json!(true))));
+
+    // fresh: look-ups skipped, the agents run again.
+    let (_, _, msgs3) = run_workflow_on(&root, &db, FAN_OUT, true).await;
+    assert!(msgs3.iter().any(|m| matches!(m, Out::Stream(_))));
+}
+
+#[tokio::test]
+async fn a_script_error_fails_the_run_with_its_position() {
+    let root = temp_repo();
+    let db = root.with_extension("wf-err.db");
+    let script = "export const meta = { name: 'bad', description: 'throws' };\nconst a = 1;\nthrow new Error('no luck');\n";
+    let (_, _, msgs) = run_workflow_on(&root, &db, script, false).await;
+    let last = last_update(&msgs);
+    assert_eq!(last.run_status, Some(RunStatus::Failed));
+    let err = last.run_error.unwrap();
+    assert!(err.contains("no luck") && err.contains("3:"), "{err}");
 }
 
 /// A backend whose sessions lose their process: `once` steps on their first attempt

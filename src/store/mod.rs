@@ -15,7 +15,7 @@ use thiserror::Error;
 /// The schema, applied idempotently at startup.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` the schema above sets.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The columns of `flow_steps` in schema version 1, copied into the version 2 table.
 const FLOW_STEPS_V1_COLUMNS: &str = "id, run_id, step_id, kind, agent, label, wave, position, chat_id, status, attempt, output, error, fatal, started_at, finished_at, input_tokens, output_tokens, cache_read_tokens, total_tokens, agent_pid, agent_pid_start, meta";
@@ -45,6 +45,13 @@ pub enum StoreError {
     NotSaved(String),
     #[error("{0}")]
     Data(String),
+    /// A problem of the database file itself, named with its path and what to do.
+    #[error("the database {} {problem}", path.display())]
+    File {
+        path: PathBuf,
+        problem: String,
+        transient: bool,
+    },
 }
 
 impl StoreError {
@@ -54,11 +61,46 @@ impl StoreError {
         use rusqlite::ErrorCode::*;
         match self {
             StoreError::NotSaved(_) => true,
+            StoreError::File { transient, .. } => *transient,
             StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull
             ),
             _ => false,
+        }
+    }
+
+    /// The error with the database file named, when it is about the file (locked,
+    /// read-only, damaged, disk full); other errors are returned as they are.
+    pub fn in_file(self, path: &Path) -> StoreError {
+        use rusqlite::ErrorCode::*;
+        let StoreError::Sql(rusqlite::Error::SqliteFailure(e, detail)) = &self else {
+            return self;
+        };
+        let detail = detail.clone().unwrap_or_else(|| e.to_string());
+        let (problem, transient) = match e.code {
+            DatabaseBusy | DatabaseLocked => (
+                format!("is locked by another process ({detail}): wait for it, or stop the other boo or tool holding it"),
+                true,
+            ),
+            ReadOnly | CannotOpen | PermissionDenied => (
+                format!("cannot be written ({detail}): set BOO_DB to a writable file path"),
+                false,
+            ),
+            DatabaseCorrupt | NotADatabase => (
+                format!("is damaged ({detail}): move it aside (boo starts a new one) or restore a backup"),
+                false,
+            ),
+            SystemIoFailure | DiskFull => (
+                format!("cannot be written ({detail}): free disk space or check the disk"),
+                true,
+            ),
+            _ => return self,
+        };
+        StoreError::File {
+            path: path.to_path_buf(),
+            problem,
+            transient,
         }
     }
 }
@@ -76,6 +118,8 @@ type Job = Box<dyn FnOnce(&Connection) -> (bool, Option<Reply>) + Send>;
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Job>,
+    /// The database file (errors about the file name it).
+    path: std::sync::Arc<PathBuf>,
 }
 
 /// Opens a connection with boo's pragmas and applies the schema.
@@ -99,7 +143,8 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
 /// database is upgraded in place: `flow_steps` gains the columns of runs whose steps
 /// appear at run time (`origin`, `parent_step_id`, `phase`, `cache_key`) and wider
 /// `kind`/`wave` checks; SQLite cannot change a CHECK in place, so the old table is
-/// renamed, the schema creates the new one, and every row is copied across.
+/// renamed, the schema creates the new one, and every row is copied across. Version 2
+/// only lacks tables (`trusted_roots`), which the idempotent schema adds.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -135,13 +180,16 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
 impl Store {
     /// Opens (creating if needed) the database and starts its thread.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = open_connection(path)?;
+        let conn = open_connection(path).map_err(|e| e.in_file(path))?;
         let (tx, rx) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("boo-store".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Data(format!("cannot start the database thread: {e}")))?;
-        Ok(Store { tx })
+        Ok(Store {
+            tx,
+            path: std::sync::Arc::new(path.to_path_buf()),
+        })
     }
 
     /// Runs `f` on the database thread and waits for its result.
@@ -165,7 +213,9 @@ impl Store {
                 (ok, Some(reply))
             }))
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|e| e.in_file(&self.path))
     }
 
     /// Queues a write without waiting; a failure is logged.

@@ -29,6 +29,13 @@ pub struct NewRun {
 pub fn insert_run(c: &Connection, r: &NewRun) -> Result<()> {
     let now = clock::now_rfc3339();
     let plan = serde_json::to_string(&r.plan).map_err(|e| StoreError::Data(e.to_string()))?;
+    // Never store what cannot be read back: one such row would break every later read.
+    if let Err(e) = serde_json::from_str::<Plan>(&plan) {
+        return Err(StoreError::Data(format!(
+            "the plan of flow {} cannot be stored: it would not read back ({e})",
+            r.flow
+        )));
+    }
     c.execute(
         "INSERT INTO flow_runs (run_id, flow, flow_title, band, status, project_id, root, input, model, plan, meta, created_at)
          VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -77,6 +84,9 @@ pub struct RunRow {
     pub report: Option<String>,
     pub report_json: Option<String>,
     pub cancel_requested: bool,
+    /// The run's `meta` JSON (for a workflow run: `kind`, `workflow`, `script`,
+    /// `result`).
+    pub meta: serde_json::Value,
 }
 
 const RUN_COLS: &str =
@@ -93,6 +103,30 @@ fn parse<T: std::str::FromStr<Err = String>>(s: String) -> rusqlite::Result<T> {
     })
 }
 
+/// The summary columns of a run row (no plan: listing never depends on it).
+fn summary_from_row(row: &Row) -> rusqlite::Result<RunSummary> {
+    let input: String = row.get(4)?;
+    let input: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
+    Ok(RunSummary {
+        run_id: row.get(0)?,
+        flow: row.get(1)?,
+        band: match row.get::<_, String>(2)?.as_str() {
+            "medium" => Band::Medium,
+            "large" => Band::Large,
+            _ => Band::Small,
+        },
+        status: parse(row.get(3)?)?,
+        question: input
+            .get("question")
+            .and_then(|q| q.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        root: row.get(5)?,
+        created_at: row.get(6)?,
+        finished_at: row.get(7)?,
+    })
+}
+
 fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
     let input: String = row.get(4)?;
     let input: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
@@ -106,26 +140,18 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
         cache_read_tokens: row.get::<_, i64>(18)? as u64,
         total_tokens: row.get::<_, i64>(19)? as u64,
     };
+    let meta: serde_json::Value = row
+        .get::<_, Option<String>>(14)?
+        .and_then(|m| serde_json::from_str(&m).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let kind = match meta.get("kind").and_then(|k| k.as_str()) {
+        Some("workflow") => "workflow",
+        _ => "flow",
+    };
     Ok(RunRow {
         run: Run {
-            summary: RunSummary {
-                run_id: row.get(0)?,
-                flow: row.get(1)?,
-                band: match row.get::<_, String>(2)?.as_str() {
-                    "medium" => Band::Medium,
-                    "large" => Band::Large,
-                    _ => Band::Small,
-                },
-                status: parse(row.get(3)?)?,
-                question: input
-                    .get("question")
-                    .and_then(|q| q.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
-                root: row.get(5)?,
-                created_at: row.get(6)?,
-                finished_at: row.get(7)?,
-            },
+            kind: kind.to_string(),
+            summary: summary_from_row(row)?,
             model: row.get(8)?,
             error: row.get(9)?,
             usage: usage.into(),
@@ -136,6 +162,7 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
         report: row.get(11)?,
         report_json: row.get(12)?,
         cancel_requested: row.get::<_, i64>(13)? != 0,
+        meta,
     })
 }
 
@@ -171,8 +198,7 @@ pub fn list_runs(
     ));
     let mut stmt = c.prepare(&sql)?;
     let mut rows: Vec<RunSummary> = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), run_from_row)?
-        .map(|r| r.map(|r| r.run.summary))
+        .query_map(rusqlite::params_from_iter(args.iter()), summary_from_row)?
         .collect::<rusqlite::Result<_>>()?;
     let next = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
@@ -475,6 +501,56 @@ pub fn latest_completed_per_flow(
     Ok(rows)
 }
 
+// ---- trusted roots -------------------------------------------------------------------
+
+/// A root the user trusts, and who trusted it when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedRoot {
+    pub root: String,
+    pub trusted_by: String,
+    pub trusted_at: String,
+}
+
+/// Trusts `root` (a canonical path) or revokes that trust; returns whether it was
+/// trusted before.
+pub fn set_trusted(c: &Connection, root: &str, trusted: bool, by: &str) -> Result<bool> {
+    let before = is_trusted(c, root)?;
+    if trusted {
+        if !before {
+            c.execute(
+                "INSERT INTO trusted_roots (root, trusted_by, trusted_at) VALUES (?1, ?2, ?3)",
+                params![root, by, clock::now_rfc3339()],
+            )?;
+        }
+    } else {
+        c.execute("DELETE FROM trusted_roots WHERE root = ?1", params![root])?;
+    }
+    Ok(before)
+}
+
+pub fn is_trusted(c: &Connection, root: &str) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT 1 FROM trusted_roots WHERE root = ?1",
+        params![root],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+pub fn trusted_roots(c: &Connection) -> Result<Vec<TrustedRoot>> {
+    let mut s =
+        c.prepare("SELECT root, trusted_by, trusted_at FROM trusted_roots ORDER BY root")?;
+    let rows = s.query_map([], |r| {
+        Ok(TrustedRoot {
+            root: r.get(0)?,
+            trusted_by: r.get(1)?,
+            trusted_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
 // ---- owners and leases -------------------------------------------------------------
 
 pub fn register_owner(
@@ -626,6 +702,17 @@ pub fn insert_snapshot(
         clock::now_ms()
     ])?;
     Ok(())
+}
+
+/// The chats of every step running now (on any server).
+pub fn running_chats(c: &Connection) -> Result<std::collections::HashSet<String>> {
+    let mut stmt = c.prepare(
+        "SELECT chat_id FROM flow_steps WHERE status = 'running' AND chat_id IS NOT NULL",
+    )?;
+    let chats = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(chats)
 }
 
 /// Every event of a chat in order, and the last seq.
@@ -836,4 +923,235 @@ pub fn gc(c: &Connection, cutoff_ms: i64) -> Result<(u64, u64, u64, u64)> {
         [&cutoff],
     )? as u64;
     Ok((runs, steps, snaps, traces))
+}
+
+// ---- workflow runs ------------------------------------------------------------
+
+/// A workflow run and its script step, created in one go.
+#[derive(Debug, Clone)]
+pub struct NewWorkflowRun {
+    pub run_id: String,
+    /// The workflow's name (stored as the run's `flow`).
+    pub name: String,
+    /// `meta.description`: the script step's label and the run's title.
+    pub description: String,
+    pub root: String,
+    /// `args` as one line of text (the run's `question`).
+    pub question: String,
+    pub model: Option<String>,
+    pub owner_id: String,
+    /// `kind`, `workflow`, `script`, `fresh`.
+    pub meta: serde_json::Value,
+}
+
+/// The id of a workflow run's script step.
+pub const SCRIPT_STEP: &str = "script";
+
+pub fn insert_workflow_run(c: &Connection, r: &NewWorkflowRun) -> Result<()> {
+    let now = clock::now_rfc3339();
+    let plan = Plan {
+        flow: r.name.clone(),
+        band: Band::Small,
+        steps: Vec::new(),
+        answer: Vec::new(),
+    };
+    let plan = serde_json::to_string(&plan).map_err(|e| StoreError::Data(e.to_string()))?;
+    let input = serde_json::json!({ "question": r.question, "fast": false });
+    c.execute(
+        "INSERT INTO flow_runs (run_id, flow, flow_title, band, status, project_id, root, input, model, plan, meta, created_at)
+         VALUES (?1, ?2, ?3, 'small', 'running', ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            r.run_id,
+            r.name,
+            r.description,
+            r.root,
+            input.to_string(),
+            r.model,
+            plan,
+            r.meta.to_string(),
+            now
+        ],
+    )?;
+    c.execute(
+        "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, status, attempt, started_at)
+         VALUES (?1, ?2, 'script', ?3, ?4, 0, 0, 'running', 1, ?5)",
+        params![r.run_id, SCRIPT_STEP, r.name, r.description, now],
+    )?;
+    let ms = clock::now_ms();
+    c.execute(
+        "INSERT INTO run_leases (run_id, owner_id, acquired_ms, heartbeat_ms) VALUES (?1, ?2, ?3, ?3)",
+        params![r.run_id, r.owner_id, ms],
+    )?;
+    Ok(())
+}
+
+/// Gets a workflow run ready to run its script again from the top (after adoption):
+/// agent steps that did not complete are removed (they run again, under the same
+/// ids), and the script step is running again.
+pub fn restart_workflow(c: &Connection, run_id: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM flow_steps WHERE run_id = ?1 AND kind = 'agent' AND status <> 'completed'",
+        [run_id],
+    )?;
+    c.execute(
+        "UPDATE flow_steps SET status = 'running', attempt = attempt + 1, started_at = ?2
+         WHERE run_id = ?1 AND step_id = ?3 AND status IN ('pending', 'running')",
+        params![run_id, clock::now_rfc3339(), SCRIPT_STEP],
+    )?;
+    Ok(())
+}
+
+/// Removes one step row (a workflow agent about to be recorded again after a restart).
+pub fn delete_step(c: &Connection, run_id: &str, step_id: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM flow_steps WHERE run_id = ?1 AND step_id = ?2",
+        params![run_id, step_id],
+    )?;
+    Ok(())
+}
+
+/// Stores the script's return value in the run's meta.
+pub fn set_run_result(c: &Connection, run_id: &str, result: &serde_json::Value) -> Result<()> {
+    c.execute(
+        "UPDATE flow_runs SET meta = json_set(COALESCE(meta, '{}'), '$.result', json(?2)) WHERE run_id = ?1",
+        params![run_id, result.to_string()],
+    )?;
+    Ok(())
+}
+
+/// A completed agent's result in the workflow cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedResult {
+    pub output: String,
+    pub usage: Usage,
+}
+
+pub fn cache_get(c: &Connection, root: &str, key: &str) -> Result<Option<CachedResult>> {
+    Ok(c.query_row(
+        "SELECT output, input_tokens, output_tokens, cache_read_tokens, total_tokens
+         FROM workflow_cache WHERE root = ?1 AND cache_key = ?2",
+        params![root, key],
+        |r| {
+            Ok(CachedResult {
+                output: r.get(0)?,
+                usage: Usage {
+                    input_tokens: r.get::<_, i64>(1)? as u64,
+                    output_tokens: r.get::<_, i64>(2)? as u64,
+                    cache_read_tokens: r.get::<_, i64>(3)? as u64,
+                    total_tokens: r.get::<_, i64>(4)? as u64,
+                },
+            })
+        },
+    )
+    .optional()?)
+}
+
+pub fn cache_put(
+    c: &Connection,
+    root: &str,
+    key: &str,
+    value: &CachedResult,
+    run_id: &str,
+    step_id: &str,
+) -> Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO workflow_cache (root, cache_key, output, input_tokens, output_tokens,
+                                                cache_read_tokens, total_tokens, run_id, step_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            root,
+            key,
+            value.output,
+            value.usage.input_tokens as i64,
+            value.usage.output_tokens as i64,
+            value.usage.cache_read_tokens as i64,
+            value.usage.total_tokens as i64,
+            run_id,
+            step_id,
+            clock::now_rfc3339()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records a workflow agent answered from the cache: a completed step with the stored
+/// output and usage, `meta.cached = true`, and no chat. False when `owner` no longer
+/// holds the run.
+pub fn insert_cached_step(
+    c: &Connection,
+    run_id: &str,
+    owner: &str,
+    s: &NewRuntimeStep,
+    hit: &CachedResult,
+) -> Result<Option<String>> {
+    let now = clock::now_rfc3339();
+    let n = c.execute(
+        "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, status, attempt,
+                                 output, started_at, finished_at, input_tokens, output_tokens,
+                                 cache_read_tokens, total_tokens, meta, origin, parent_step_id, phase, cache_key)
+         SELECT ?1, ?2, 'agent', ?3, ?4, ?5,
+                (SELECT COALESCE(MAX(position), -1) + 1 FROM flow_steps WHERE run_id = ?1),
+                'completed', 0, ?6, ?7, ?7, ?8, ?9, ?10, ?11, '{\"cached\":true}', 'runtime', ?12, ?13, ?14
+         WHERE EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = ?1 AND l.owner_id = ?15)
+           AND EXISTS (SELECT 1 FROM flow_runs r WHERE r.run_id = ?1 AND r.status = 'running')",
+        params![
+            run_id,
+            s.step_id,
+            s.agent,
+            s.label,
+            s.wave,
+            hit.output,
+            now,
+            hit.usage.input_tokens as i64,
+            hit.usage.output_tokens as i64,
+            hit.usage.cache_read_tokens as i64,
+            hit.usage.total_tokens as i64,
+            s.parent_step_id,
+            s.phase,
+            s.cache_key,
+            owner
+        ],
+    )?;
+    Ok((n == 1).then_some(now))
+}
+
+/// One line of a workflow run's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    pub seq: u64,
+    /// `log` or `phase`.
+    pub kind: String,
+    pub message: String,
+    pub at: String,
+}
+
+pub fn insert_log(c: &Connection, run_id: &str, line: &LogRow) -> Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO run_log (run_id, seq, kind, message, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![run_id, line.seq as i64, line.kind, line.message, line.at],
+    )?;
+    Ok(())
+}
+
+pub fn get_log(c: &Connection, run_id: &str) -> Result<Vec<LogRow>> {
+    let mut st =
+        c.prepare("SELECT seq, kind, message, at FROM run_log WHERE run_id = ?1 ORDER BY seq")?;
+    let rows = st.query_map([run_id], |r| {
+        Ok(LogRow {
+            seq: r.get::<_, i64>(0)? as u64,
+            kind: r.get(1)?,
+            message: r.get(2)?,
+            at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The largest log seq of a run (0 without lines): a restarted script continues it.
+pub fn last_log_seq(c: &Connection, run_id: &str) -> Result<u64> {
+    Ok(c.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM run_log WHERE run_id = ?1",
+        [run_id],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
 }

@@ -300,3 +300,73 @@ fn a_version_1_database_is_upgraded_with_every_row() {
     assert_eq!(names, vec!["flow_steps", "flow_steps_run_status"]);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn one_unreadable_run_never_breaks_listing_the_others() {
+    let c = open_connection(&temp_db("unreadable")).unwrap();
+    let plan = serde_json::to_string(&crate::engine::Plan {
+        flow: "f".into(),
+        band: crate::model::Band::Small,
+        steps: vec![],
+        answer: vec![],
+    })
+    .unwrap();
+    for (id, plan) in [("a-good", plan.as_str()), ("b-bad", r#"{"not": "a plan"}"#)] {
+        c.execute(
+            "INSERT INTO flow_runs (run_id, flow, band, project_id, root, input, plan, created_at)
+             VALUES (?1, 'f', 'small', '/r', '/r', '{\"question\":\"q\"}', ?2, '2026-01-01T00:00:00.000Z')",
+            rusqlite::params![id, plan],
+        )
+        .unwrap();
+    }
+    let (runs, _) = queries::list_runs(&c, Some("/r"), 10, None).unwrap();
+    assert_eq!(runs.len(), 2, "both runs are listed");
+    assert!(queries::get_run(&c, "a-good").unwrap().is_some());
+    assert!(
+        queries::get_run(&c, "b-bad").is_err(),
+        "only that run fails to open"
+    );
+}
+
+#[test]
+fn trust_is_recorded_listed_and_revoked() {
+    let path = temp_db("trust");
+    let c = open_connection(&path).unwrap();
+    assert!(!queries::is_trusted(&c, "/p").unwrap());
+    assert!(!queries::set_trusted(&c, "/p", true, "boo trust").unwrap());
+    // Trusting again keeps the first record.
+    assert!(queries::set_trusted(&c, "/p", true, "an editor").unwrap());
+    assert!(queries::is_trusted(&c, "/p").unwrap());
+    assert!(!queries::is_trusted(&c, "/p/sub").unwrap());
+    let list = queries::trusted_roots(&c).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0].root.as_str(), list[0].trusted_by.as_str()),
+        ("/p", "boo trust")
+    );
+    assert!(crate::clock::parse_ms(&list[0].trusted_at).is_some());
+    assert!(queries::set_trusted(&c, "/p", false, "boo trust").unwrap());
+    assert!(!queries::is_trusted(&c, "/p").unwrap());
+    assert!(queries::trusted_roots(&c).unwrap().is_empty());
+    drop(c);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_version_2_database_gains_the_trust_table() {
+    let path = temp_db("v2");
+    {
+        let c = open_connection(&path).unwrap();
+        c.execute_batch("DROP TABLE trusted_roots; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+    let c = open_connection(&path).unwrap();
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    queries::set_trusted(&c, "/p", true, "boo trust").unwrap();
+    assert!(queries::is_trusted(&c, "/p").unwrap());
+    drop(c);
+    let _ = std::fs::remove_file(&path);
+}

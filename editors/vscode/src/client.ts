@@ -2,18 +2,25 @@
 
 import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, State, TransportKind, ResponseError } from 'vscode-languageclient/node';
-import type { Band, Flow, GetRunResult, Notification, RunSummary, Trace } from './protocol';
+import type {
+  CancelRunResult,
+  ExportFormat,
+  ExportRunResult,
+  GetRunResult,
+  GetTracesParams,
+  GetTracesResult,
+  LaunchFlowParams,
+  LaunchFlowResult,
+  ListFlowsResult,
+  ListRunsParams,
+  ListRunsResult,
+  Notification,
+  Requests,
+} from './protocol';
 import { NOTIFICATION_METHODS } from './protocol';
 import { missingServerMessage, resolveServerPath } from './serverPath';
 
-export interface LaunchParams {
-  flow: string;
-  band?: Band;
-  input: { question: string };
-  root?: string;
-  model?: string;
-  fast?: boolean;
-}
+export type LaunchParams = LaunchFlowParams;
 
 export class BooClient implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -130,30 +137,35 @@ export class BooClient implements vscode.Disposable {
     await this.ensureStarted();
   }
 
-  async request<R>(method: string, params: unknown): Promise<R> {
+  /** A boo request, typed by the `Requests` table of protocol.ts. */
+  async request<M extends keyof Requests>(method: M, params: Requests[M]['params']): Promise<Requests[M]['result']> {
     const client = await this.ensureStarted();
-    return client.sendRequest<R>(method, params);
+    return client.sendRequest<Requests[M]['result']>(method, params);
   }
 
-  listFlows(): Promise<{ flows: Flow[] }> {
+  listFlows(): Promise<ListFlowsResult> {
     return this.request('boo/listFlows', {});
   }
-  launchFlow(params: LaunchParams): Promise<{ runId: string }> {
+  launchFlow(params: LaunchParams): Promise<LaunchFlowResult> {
     return this.request('boo/launchFlow', params);
   }
-  listRuns(params: { root?: string; limit?: number; before?: string }): Promise<{ runs: RunSummary[]; next: string | null }> {
+  /** Trusts a folder (its own .boo/ flows may run) or, with false, withdraws that. */
+  trustRoot(root: string, trusted: boolean): Promise<{ root: string; trusted: boolean }> {
+    return this.request('boo/trustRoot', { root, trusted });
+  }
+  listRuns(params: ListRunsParams): Promise<ListRunsResult> {
     return this.request('boo/listRuns', params);
   }
   getRun(runId: string, transcript = false): Promise<GetRunResult> {
     return this.request('boo/getRun', { runId, transcript });
   }
-  cancelRun(runId: string): Promise<{ runId: string; status: string }> {
+  cancelRun(runId: string): Promise<CancelRunResult> {
     return this.request('boo/cancelRun', { runId });
   }
-  exportRun(runId: string, format: 'markdown' | 'json'): Promise<{ content: string; fileName: string }> {
+  exportRun(runId: string, format: ExportFormat): Promise<ExportRunResult> {
     return this.request('boo/exportRun', { runId, format });
   }
-  getTraces(params: { runId: string; stepId?: string; cursor?: string; limit?: number }): Promise<{ traces: Trace[]; nextCursor: string | null }> {
+  getTraces(params: GetTracesParams): Promise<GetTracesResult> {
     return this.request('boo/getTraces', params);
   }
 
@@ -179,4 +191,10 @@ export function errorMessage(err: unknown): string {
 
 export function errorCode(err: unknown): number | undefined {
   return err instanceof ResponseError ? err.code : typeof (err as { code?: unknown })?.code === 'number' ? (err as { code: number }).code : undefined;
+}
+
+/** The trust prompt: a modal warning with one button. */
+export async function askTrust(message: string): Promise<boolean> {
+  const trust = 'Trust Folder and Launch';
+  return (await vscode.window.showWarningMessage(message, { modal: true }, trust)) === trust;
 }

@@ -2,7 +2,8 @@
 
 import * as vscode from 'vscode';
 import type { BooClient, LaunchParams } from './client';
-import { errorMessage } from './client';
+import { askTrust, errorMessage } from './client';
+import { launchOrOfferTrust } from './trust';
 import type { FromLauncher, LauncherDefaults, ToLauncher } from './messages';
 import { iconPath, renderWebview, webviewOptions } from './webviewUtil';
 
@@ -72,7 +73,7 @@ export class Launcher implements vscode.Disposable {
         const model = vscode.workspace.getConfiguration('boo').get<string>('model')?.trim();
         if (model) params.model = model;
         try {
-          const { runId } = await this.client.launchFlow(params);
+          const { runId } = await launchOrOfferTrust(this.client, params, askTrust);
           const target = this.target ?? this.defaultTarget;
           this.target = undefined;
           this.panel?.dispose();

@@ -1,5 +1,6 @@
-// Wire types of the boo protocol (version 1), as documented in PROTOCOL.md.
-// Only what the extension reads is typed; unknown fields are ignored.
+// Wire types of the boo protocol (version 1): docs/protocol.md, declared in Rust in
+// src/lsp/ext.rs. tests/wire_types.rs fails when a type here and its Rust twin differ
+// (a field missing or extra, optional or nullable differently, of another type).
 
 export type Band = 'small' | 'medium' | 'large';
 export type Category = 'analysis' | 'discovery' | 'planning' | 'authoring' | 'review';
@@ -9,19 +10,57 @@ export type StepStatus = 'pending' | 'running' | 'completed' | 'failed' | 'skipp
 export const BANDS: Band[] = ['small', 'medium', 'large'];
 export const CATEGORIES: Category[] = ['analysis', 'discovery', 'planning', 'authoring', 'review'];
 
+/**
+ * Token counts. The server always sends every field; here they are optional because
+ * the reducer also uses this type for partial sums (tests/wire_types.rs lists that).
+ */
 export interface Usage {
   inputTokens?: number;
   outputTokens?: number;
   cacheReadTokens?: number;
   totalTokens?: number;
+  /** cache-read / input; null without input. */
+  cacheHitRate?: number | null;
 }
+
+export type StepKind = 'agent' | 'code' | 'script';
+export type TraceOutcome = 'ok' | 'error' | 'denied';
+export type TracePhase = 'start' | 'finish';
+export type ExportFormat = 'markdown' | 'json';
+/** Where a flow comes from; a project flow runs only in a trusted root. */
+export type FlowSource = 'builtin' | 'project';
 
 export interface Flow {
   name: string;
   title: string;
   category: Category;
   description: string;
-  bands: Record<Band, string[]>;
+  bands: FlowBands;
+  waves: FlowWaves;
+  agents: FlowAgent[];
+  source: FlowSource;
+  /** The file it was read from (`builtin:<file>` for the copy inside boo). */
+  path: string;
+}
+
+/** The step ids each band runs. */
+export type FlowBands = Record<Band, string[]>;
+/** How many waves each band plans (a band whose plan fails is left out). */
+export type FlowWaves = Partial<Record<Band, number>>;
+
+export interface FlowAgent {
+  stepId: string;
+  persona: string;
+  /** The smallest band that runs it. */
+  band: Band;
+  /** Whether a `when` condition gates it. */
+  when: boolean;
+}
+
+export interface CatalogError {
+  file: string;
+  field: string;
+  message: string;
 }
 
 export interface RunSummary {
@@ -36,22 +75,41 @@ export interface RunSummary {
 }
 
 export interface Run extends RunSummary {
-  model?: string | null;
-  error?: string | null;
-  usage?: Usage | null;
+  model: string | null;
+  error: string | null;
+  usage: Usage;
+  fast: boolean;
+  title: string | null;
+  /** 'flow' or 'workflow'. */
+  kind: string;
+  /** A workflow run's { name, source, path, args, budget: { total, spent } }. */
+  workflow?: unknown;
+  /** A completed workflow run's return value. */
+  result?: unknown;
+  /** A workflow run's log. */
+  log?: RunLogLine[];
+}
+
+/** One line of `Run.log`. */
+export interface RunLogLine {
+  seq: number;
+  kind: string;
+  message: string;
+  at: string;
 }
 
 export type StreamEvent =
   | { type: 'text'; text: string }
   | { type: 'thinking'; text: string }
   | { type: 'toolCall'; toolCallId: string; name: string; input: unknown }
-  | { type: 'toolResult'; toolCallId: string; isError: boolean; content: unknown }
-  | { type: 'messageComplete'; usage?: Usage };
+  | { type: 'toolResult'; toolCallId: string; isError: boolean; content: string }
+  | { type: 'messageComplete'; usage: Usage; turn: number };
 
 export interface StepInfo {
   stepId: string;
+  /** The server always names the agent (or code function); null here for the reducer's placeholders. */
   agent: string | null;
-  kind: 'agent' | 'code';
+  kind: StepKind;
   label: string;
   wave: number;
   chatId: string | null;
@@ -59,37 +117,174 @@ export interface StepInfo {
 }
 
 export interface Step extends StepInfo {
-  output?: string | null;
-  error?: string | null;
-  startedAt?: string | null;
-  finishedAt?: string | null;
-  usage?: Usage | null;
+  output: string | null;
+  error: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  usage: Usage;
+  /** 1 for the first dispatch, more after a resume. */
+  attempt: number;
+  /** qwen version, offered tools, sandbox state, exit code, denied calls, changed paths. */
+  meta?: unknown;
+  /** With `transcript: true`. */
   transcript?: StreamEvent[];
   lastSeq?: number;
-  /** docs/protocol.md extra: 1 for the first dispatch, more after a resume. */
-  attempt?: number;
+  /** Every model turn's usage. */
+  turns: TurnUsage[];
+  /** The step that started this one (steps added while the run ran). */
+  parentStepId: string | null;
+  /** A workflow's phase label. */
+  phase: string | null;
+  /** The content key of a workflow agent's cached result. */
+  cacheKey?: string;
 }
 
-export interface GetRunResult {
-  run: Run;
-  steps: Step[];
-  report: string | null;
+export interface TurnUsage {
+  turn: number;
+  usage: Usage;
 }
 
 export interface Trace {
   traceId: string;
   runId: string;
   stepId: string;
-  chatId: string | null;
+  chatId: string;
   tool: string;
+  toolCallId: string;
+  turn: number;
   input: unknown;
-  output: unknown;
+  output: string | null;
+  /** The full size when `output` is capped. */
+  outputBytes: number | null;
   startedAt: string;
   finishedAt: string | null;
   latencyMs: number | null;
-  outcome: 'ok' | 'error' | 'denied' | null;
+  outcome: TraceOutcome | null;
   error: string | null;
-  usage?: Usage | null;
+  usage: Usage | null;
+}
+
+/** `initialize` → `capabilities.experimental.boo`. */
+export interface BooCapabilities {
+  protocolVersion: number;
+  methods: string[];
+  notifications: string[];
+  cancelEndedRun: string;
+}
+
+// ---- requests ------------------------------------------------------------
+
+export interface ListFlowsParams {
+  root?: string;
+}
+export interface ListFlowsResult {
+  flows: Flow[];
+  errors: CatalogError[];
+  /** Whether the user trusts the root: its project flows run only then. */
+  trusted: boolean;
+}
+
+export interface TrustRootParams {
+  root: string;
+  /** false revokes the trust. */
+  trusted: boolean;
+}
+export interface TrustRootResult {
+  /** The canonical path that was recorded. */
+  root: string;
+  trusted: boolean;
+}
+
+export interface LaunchFlowParams {
+  flow: string;
+  band?: Band;
+  input: LaunchInput;
+  root?: string;
+  model?: string;
+  fast?: boolean;
+}
+export interface LaunchInput {
+  question: string;
+}
+export interface LaunchFlowResult {
+  runId: string;
+}
+
+/** Exactly one of `workflow`, `script` and `scriptPath`. */
+export interface LaunchWorkflowParams {
+  workflow?: string;
+  script?: string;
+  scriptPath?: string;
+  args?: unknown;
+  root?: string;
+  model?: string;
+  budget?: number;
+  fresh?: boolean;
+}
+export interface LaunchWorkflowResult {
+  runId: string;
+}
+
+export interface ListRunsParams {
+  /** Absent: the workspace root's runs; null: every project's runs. */
+  root?: string | null;
+  limit?: number;
+  before?: string;
+}
+export interface ListRunsResult {
+  runs: RunSummary[];
+  next: string | null;
+}
+
+export interface GetRunParams {
+  runId: string;
+  transcript?: boolean;
+}
+export interface GetRunResult {
+  run: Run;
+  steps: Step[];
+  report: string | null;
+}
+
+export interface CancelRunParams {
+  runId: string;
+}
+export interface CancelRunResult {
+  runId: string;
+  status: RunStatus;
+}
+
+export interface ExportRunParams {
+  runId: string;
+  format?: ExportFormat;
+}
+export interface ExportRunResult {
+  content: string;
+  fileName: string;
+}
+
+export interface GetTracesParams {
+  runId: string;
+  stepId?: string;
+  cursor?: string;
+  limit?: number;
+}
+export interface GetTracesResult {
+  traces: Trace[];
+  nextCursor: string | null;
+}
+
+/** Every request: its params and result. */
+export interface Requests {
+  'boo/listFlows': { params: ListFlowsParams; result: ListFlowsResult };
+  'boo/launchFlow': { params: LaunchFlowParams; result: LaunchFlowResult };
+  'boo/launchWorkflow': { params: LaunchWorkflowParams; result: LaunchWorkflowResult };
+  'boo/listRuns': { params: ListRunsParams; result: ListRunsResult };
+  'boo/getRun': { params: GetRunParams; result: GetRunResult };
+  'boo/cancelRun': { params: CancelRunParams; result: CancelRunResult };
+  'boo/exportRun': { params: ExportRunParams; result: ExportRunResult };
+  'boo/getTraces': { params: GetTracesParams; result: GetTracesResult };
+  'boo/trustRoot': { params: TrustRootParams; result: TrustRootResult };
 }
 
 // ---- notifications -------------------------------------------------------
@@ -100,66 +295,92 @@ export interface RunStartedParams {
   band: Band;
   question: string;
   root: string;
-  status: 'running';
+  status: RunStatus;
+  title: string;
+  createdAt: string;
+  /** A run that resumes after a restart starts again. */
+  resumed: boolean;
   steps: StepInfo[];
-  /** Added by the server (not in PROTOCOL.md v1): when the run was created, and whether this start is a resume. */
-  createdAt?: string;
-  resumed?: boolean;
 }
 
 export interface StepUpdatedParams {
   runId: string;
   stepId: string;
-  status: StepStatus;
+  /** Null only on a run that failed before any step (then `stepId` is empty). */
+  status: StepStatus | null;
   runStatus?: RunStatus;
-  report?: string | null;
-  error?: string | null;
-  startedAt?: string | null;
-  finishedAt?: string | null;
-  usage?: Usage | null;
-  // additions documented in the server facts
-  chatId?: string | null;
-  wave?: number;
+  report?: string;
+  error?: string;
+  /** On the run's last notification. */
+  runError?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  usage?: Usage;
+  /** On the run's last notification. */
+  runUsage?: Usage;
+  chatId?: string;
+  agent?: string;
+  kind?: StepKind;
   label?: string;
-  agent?: string | null;
-  kind?: 'agent' | 'code';
-  output?: string | null;
-  /** On the run's last notification (docs/protocol.md extras). */
-  runError?: string | null;
-  runUsage?: Usage | null;
+  wave?: number;
+  output?: string;
+  /** A workflow run's return value, on its last notification when it completed. */
+  result?: unknown;
+}
+
+/** A step the run created while it ran (a workflow's `agent()` call). */
+export interface AddedStep {
+  stepId: string;
+  agent: string;
+  kind: StepKind;
+  label: string;
+  phase: string | null;
+  wave: number;
+  chatId: string | null;
+  status: StepStatus;
+  cached: boolean;
+  parentStepId: string | null;
+}
+
+/** Sent before the added step's first `boo/stepUpdated` or `boo/agentStream`. */
+export interface StepAddedParams {
+  runId: string;
+  step: AddedStep;
+}
+
+/** One line of a workflow run's log (`log()` or `phase()`). */
+export interface RunLogParams {
+  runId: string;
+  /** 1, 2, 3, … per run. */
+  seq: number;
+  kind: string;
+  message: string;
+  at: string;
 }
 
 export interface AgentStreamParams {
   runId: string;
   stepId: string;
   chatId: string;
+  /** 1, 2, 3, … per chatId. */
   seq: number;
   events: StreamEvent[];
 }
 
-export interface TraceParams {
-  runId: string;
-  stepId: string;
-  chatId: string | null;
-  traceId: string;
-  phase: 'start' | 'finish';
-  tool: string;
-  input: unknown;
-  output?: unknown;
-  startedAt: string;
-  finishedAt?: string | null;
-  latencyMs?: number | null;
-  outcome?: 'ok' | 'error' | 'denied' | null;
-  error?: string | null;
+/** A Trace and the phase it is sent in. */
+export interface TraceParams extends Trace {
+  phase: TracePhase;
 }
 
 export type Notification =
   | { method: 'boo/runStarted'; params: RunStartedParams }
   | { method: 'boo/stepUpdated'; params: StepUpdatedParams }
   | { method: 'boo/agentStream'; params: AgentStreamParams }
-  | { method: 'boo/trace'; params: TraceParams };
+  | { method: 'boo/trace'; params: TraceParams }
+  | { method: 'boo/stepAdded'; params: StepAddedParams }
+  | { method: 'boo/runLog'; params: RunLogParams };
 
-export const NOTIFICATION_METHODS = ['boo/runStarted', 'boo/stepUpdated', 'boo/agentStream', 'boo/trace'] as const;
+export const NOTIFICATION_METHODS = ['boo/runStarted', 'boo/stepUpdated', 'boo/agentStream', 'boo/trace', 'boo/stepAdded', 'boo/runLog'] as const;
 
 export const RUN_TERMINAL: RunStatus[] = ['completed', 'failed', 'cancelled'];
 export const STEP_TERMINAL: StepStatus[] = ['completed', 'failed', 'skipped', 'cancelled'];

@@ -2,7 +2,7 @@
 // produces on purpose (duplicates, gaps, stale updates). Realistic sequences recorded
 // from the real server live in tests/vscode/fixtures/ (see tests/vscode/record.mjs).
 
-import type { GetRunResult, Notification, StreamEvent } from '../src/protocol';
+import type { GetRunResult, Notification, RunStartedParams, StreamEvent } from '../src/protocol';
 
 export const RUN_ID = '0195f3a2-0000-7000-8000-000000000001';
 export const ROOT = '/work/project';
@@ -46,7 +46,9 @@ export function runStarted(): Notification {
         { stepId: 'correctness', agent: 'edge-case-explorer', kind: 'agent', label: 'Correctness review', wave: 1, chatId: CHAT_COR, status: 'pending' },
         { stepId: 'verify', agent: null, kind: 'code', label: 'Verify evidence', wave: 2, chatId: null, status: 'pending' },
       ],
-    },
+      // PROTOCOL.md's fields only: boo's additions (title, createdAt, resumed) are left
+      // out on purpose, to show the reducer copes without them.
+    } as RunStartedParams,
   };
 }
 
@@ -63,7 +65,7 @@ export const SEC_EVENTS: StreamEvent[][] = [
   [{ type: 'toolCall', toolCallId: 't1', name: 'glob', input: { pattern: 'src/**/*.rs' } }],
   [{ type: 'toolResult', toolCallId: 't1', isError: false, content: 'src/cache.rs\nsrc/main.rs' }],
   [{ type: 'text', text: 'The entry is inserted ' }, { type: 'text', text: 'before the write succeeds.' }],
-  [{ type: 'messageComplete', usage: { inputTokens: 1000, outputTokens: 200, cacheReadTokens: 600, totalTokens: 1200 } }],
+  [{ type: 'messageComplete', usage: { inputTokens: 1000, outputTokens: 200, cacheReadTokens: 600, totalTokens: 1200, cacheHitRate: 0.6 }, turn: 1 }],
 ];
 
 /** The whole run in protocol order, both agents interleaved. */
@@ -87,7 +89,7 @@ export function fullRun(): Notification[] {
       usage: { inputTokens: 1000, outputTokens: 200, cacheReadTokens: 600, totalTokens: 1200 },
       output: 'The entry is inserted before the write succeeds.',
     }),
-    stream('correctness', CHAT_COR, 2, [{ type: 'messageComplete', usage: { inputTokens: 500, outputTokens: 50, cacheReadTokens: 0, totalTokens: 550 } }]),
+    stream('correctness', CHAT_COR, 2, [{ type: 'messageComplete', usage: { inputTokens: 500, outputTokens: 50, cacheReadTokens: 0, totalTokens: 550, cacheHitRate: 0 }, turn: 1 }]),
     step('correctness', 'completed', { startedAt: t(1), finishedAt: t(10), usage: { inputTokens: 500, outputTokens: 50, cacheReadTokens: 0, totalTokens: 550 } }),
     step('verify', 'running', { startedAt: t(10) }),
     step('verify', 'completed', { startedAt: t(10), finishedAt: t(11) }),
@@ -95,6 +97,8 @@ export function fullRun(): Notification[] {
     step('report', 'completed', { startedAt: t(11), finishedAt: t(12), runStatus: 'completed', report: REPORT }),
   ];
 }
+
+const NO_USAGE = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, totalTokens: 0, cacheHitRate: null };
 
 /** What boo/getRun {transcript: true} answers after the security agent's first `upTo` chunks. */
 export function getRunSnapshot(upTo: number, status: 'running' | 'completed' = 'running'): GetRunResult {
@@ -113,7 +117,10 @@ export function getRunSnapshot(upTo: number, status: 'running' | 'completed' = '
       finishedAt: status === 'completed' ? '2026-11-20T23:07:12.000Z' : null,
       model: 'qwen3-coder',
       error: null,
-      usage: null,
+      usage: NO_USAGE,
+      fast: false,
+      title: 'Code review',
+      kind: 'flow',
     },
     steps: started.params.steps.map((s) => ({
       ...s,
@@ -122,9 +129,13 @@ export function getRunSnapshot(upTo: number, status: 'running' | 'completed' = '
       error: null,
       startedAt: null,
       finishedAt: null,
-      usage: null,
+      parentStepId: null,
+      phase: null,
+      usage: NO_USAGE,
+      attempt: 1,
       transcript: s.stepId === 'security' ? events : [],
       lastSeq: s.stepId === 'security' ? upTo : 0,
+      turns: [],
     })),
     report: status === 'completed' ? REPORT : null,
   };

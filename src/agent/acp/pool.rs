@@ -404,11 +404,13 @@ impl Process {
     }
 
     /// A spare session for `project`, if one is ready; spares for another project
-    /// state are closed.
+    /// state are closed. An unknown state (`None`: the fingerprint failed) matches no
+    /// spare.
     pub fn take_spare(&self, project: &Option<String>) -> Option<Opened> {
         let mut spares = lock(&self.spares);
-        let (mine, stale): (Vec<Spare>, Vec<Spare>) =
-            spares.drain(..).partition(|s| &s.project == project);
+        let (mine, stale): (Vec<Spare>, Vec<Spare>) = spares
+            .drain(..)
+            .partition(|s| project.is_some() && &s.project == project);
         for s in stale {
             self.unroute(&s.opened.session_id);
             drop(self.start_call(
@@ -421,8 +423,11 @@ impl Process {
     }
 
     /// Opens spare sessions in `cwd` for `project` in the background, until `target`
-    /// are ready or being opened.
+    /// are ready or being opened. None are opened for an unknown project state.
     pub fn refill(self: &Arc<Self>, target: usize, cwd: &Path, project: Option<String>) {
+        if project.is_none() {
+            return;
+        }
         loop {
             let have = lock(&self.spares).len() + self.filling.load(Ordering::SeqCst);
             if have >= target || self.unusable() || self.exclusive {
@@ -590,7 +595,7 @@ impl Pool {
         let config = &self.qwen;
         let sandbox = config.sandbox.clone().map_err(StartError)?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let name = format!("pool-{}", uuid::Uuid::now_v7());
+        let name = crate::agent::harden::pool_home_name();
         let home =
             AgentHome::create(&config.data_dir, &name, key.model.as_deref()).map_err(|e| {
                 StartError(format!(
@@ -615,6 +620,7 @@ impl Pool {
             home: &home,
             sandbox,
             extra_writable: &config.extra_writable,
+            readable: crate::agent::qwen::readable_paths(config, &key.root, &info.path),
             base_url: config.base_url.as_deref(),
             api_key: config.api_key.as_deref(),
             model: key.model.as_deref(),

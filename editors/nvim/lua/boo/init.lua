@@ -96,7 +96,43 @@ function M.flows(root, cb)
       return cb(err or { message = 'empty answer' })
     end
     M._flows = res.flows or {}
+    require('boo.launcher')._trusted = res.trusted == true
     cb(nil, M._flows)
+  end)
+end
+
+--- The server's answer to a project flow in an untrusted folder.
+M.UNTRUSTED_ROOT = -32005
+
+--- Asks whether to trust `root` (its own .boo/ flows may then run); trusts it
+--- through boo/trustRoot when the user says so. cb(trusted).
+function M.offer_trust(root, flow, err, cb)
+  local c = client()
+  local trust = 'Trust this folder and launch'
+  vim.ui.select({ trust, 'Cancel' }, {
+    prompt = string.format(
+      "boo: %q is this folder's own flow (%s/.boo/), and the folder is not trusted. Review its .boo/ folder first. Trust it?",
+      flow,
+      root
+    ),
+    kind = 'boo.trust',
+  }, function(choice)
+    if choice ~= trust then
+      notify('boo: not launched: ' .. c.err_text(err), vim.log.levels.WARN)
+      return cb(false)
+    end
+    c.request(root, 'boo/trustRoot', { root = root, trusted = true }, function(terr, res)
+      if terr or type(res) ~= 'table' or not res.trusted then
+        if not (terr and terr.notified) then
+          notify('boo: cannot trust ' .. root .. ': ' .. c.err_text(terr or { message = 'empty answer' }),
+            vim.log.levels.ERROR)
+        end
+        return cb(false)
+      end
+      M._flows = nil
+      notify('boo: trusted ' .. res.root .. ' (withdraw with `boo trust --revoke`)', vim.log.levels.INFO)
+      cb(true)
+    end)
   end)
 end
 
@@ -120,6 +156,16 @@ function M.launch(spec, cb)
     params.model = spec.model or o.model
   end
   c.request(root, 'boo/launchFlow', params, function(err, res, lsp_client)
+    if err and err.code == M.UNTRUSTED_ROOT and not spec._trust_asked then
+      -- A project flow in a folder the user has not trusted: ask, trust, launch again.
+      return M.offer_trust(root, params.flow, err, function(trusted)
+        if trusted then
+          M.launch(vim.tbl_extend('force', spec, { root = root, _trust_asked = true }), cb)
+        elseif cb then
+          cb(err)
+        end
+      end)
+    end
     if err or type(res) ~= 'table' or not res.runId then
       if not (err and err.notified) then
         notify('boo: cannot launch ' .. params.flow .. ': ' .. c.err_text(err or { message = 'no runId in the answer' }),

@@ -102,7 +102,11 @@ function M.open(root)
         kind = 'boo.flow',
         format_item = function(f)
           local desc = (f.description or ''):gsub('%s+', ' ')
-          return string.format('%s — %s', f.title or f.name, desc ~= '' and desc or f.name)
+          local mark = ''
+          if f.source == 'project' then
+            mark = M._trusted and ' [project]' or ' [project, untrusted]'
+          end
+          return string.format('%s%s — %s', f.title or f.name, mark, desc ~= '' and desc or f.name)
         end,
       }, function(flow)
         if flow then

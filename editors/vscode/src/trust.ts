@@ -1,0 +1,40 @@
+// The trust model on the client side, free of the vscode API so it can be unit-tested:
+// a project flow in a folder the user has not trusted is refused with -32005; the
+// user is asked, the folder is trusted through boo/trustRoot, and the launch repeats.
+import type { LaunchFlowParams, LaunchFlowResult, TrustRootResult } from './protocol';
+
+/** The server's answer to a project flow launched in a folder the user has not trusted. */
+export const UNTRUSTED_ROOT = -32005;
+
+/** Whether a request failed because the folder is not trusted. */
+export function isUntrusted(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === UNTRUSTED_ROOT;
+}
+
+/**
+ * Launches a flow; a project flow in an untrusted folder asks (modal) whether to trust
+ * the folder, trusts it through boo/trustRoot and launches again. Declining rethrows
+ * the server's refusal.
+ */
+export async function launchOrOfferTrust(
+  client: {
+    launchFlow(p: LaunchFlowParams): Promise<LaunchFlowResult>;
+    trustRoot(root: string, trusted: boolean): Promise<TrustRootResult>;
+  },
+  params: LaunchFlowParams,
+  ask: (message: string) => Thenable<boolean>,
+): Promise<LaunchFlowResult> {
+  try {
+    return await client.launchFlow(params);
+  } catch (err) {
+    if (!isUntrusted(err) || !params.root) throw err;
+    const ok = await ask(
+      `"${params.flow}" is this folder's own flow (${params.root}/.boo/), and the folder is not trusted. ` +
+        'Review its .boo/ folder first. Trust this folder and launch?',
+    );
+    if (!ok) throw err;
+    await client.trustRoot(params.root, true);
+    return client.launchFlow(params);
+  }
+}
+
