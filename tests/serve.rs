@@ -735,6 +735,60 @@ fn the_guard_lets_an_agent_read_only_what_it_is_given() {
     );
 }
 
+#[test]
+fn an_agent_on_either_transport_reads_the_project_but_not_the_home_folder() {
+    // A hostile model makes the agent process itself open a private key in the user's
+    // home folder (no qwen check in between: the fake opens what FAKE_QWEN_PEEK names).
+    // Landlock's read rules must refuse it for a warm pool process exactly as for a
+    // one-shot one, while the project stays readable.
+    let t = TempDir::new("agent-reads");
+    let root = project(t.path());
+    let key = t.path().join("home/.ssh/id_ed25519");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::write(&key, "PRIVATE KEY\n").unwrap();
+    let own = root.join("src/lib.rs");
+    for transport in ["acp", "oneshot"] {
+        let mut s = Server::start(
+            &t.path().join(format!("boo-{transport}.db")),
+            &[
+                ("BOO_AGENT_TRANSPORT", transport.to_string()),
+                (
+                    "FAKE_QWEN_PEEK",
+                    format!("{}:{}", own.display(), key.display()),
+                ),
+            ],
+        );
+        s.initialize(&root);
+        let run_id = launch(&mut s, "code-review", "what can you read? [[fake:peek]]");
+        let end = s.wait_run_end(&run_id, LONG);
+        assert_eq!(end["runStatus"], "completed", "{transport}: {end}");
+        let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+        let agents: Vec<&Value> = got["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|st| st["kind"] == "agent" && st["status"] == "completed")
+            .collect();
+        assert!(!agents.is_empty(), "{transport}: {got}");
+        for st in agents {
+            assert_eq!(st["meta"]["transport"], transport, "{st}");
+            if st["meta"]["sandbox"] != "enforced" {
+                eprintln!("Landlock not enforced on this kernel: the read test was not possible");
+                return;
+            }
+            let out = st["output"].as_str().unwrap();
+            assert!(
+                out.contains(&format!("peek {}: read ", own.display())),
+                "{transport}: the project stays readable: {out}"
+            );
+            assert!(
+                out.contains(&format!("peek {}: refused (EACCES)", key.display())),
+                "{transport}: a file in the home folder was read: {out}"
+            );
+        }
+    }
+}
+
 /// Processes whose command line holds `marker`.
 fn processes_with(marker: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
