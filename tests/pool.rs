@@ -95,12 +95,37 @@ fn a_process_serves_sessions_up_to_its_limit_and_then_another_starts() {
             expect,
             "limit {limit:?}: {records:?}"
         );
-        // Every session of a process is a session of its own.
+        // Agents running at once have sessions of their own; the verdict, which runs
+        // after them, gets one of theirs back cleared (`/clear`), never with a
+        // conversation in it.
+        let session = |id: &str| {
+            records
+                .iter()
+                .find(|r| r["env"]["BOO_STEP_ID"] == id)
+                .map(|r| {
+                    (
+                        r["sessionId"].as_str().unwrap(),
+                        r["clearedBefore"].as_i64(),
+                    )
+                })
+                .unwrap()
+        };
+        let (a, b, v) = (
+            session("correctness"),
+            session("security"),
+            session("verdict"),
+        );
+        assert_ne!(a.0, b.0, "{records:?}");
+        assert!(
+            v.0 == a.0 || v.0 == b.0,
+            "a cleared session is reused: {records:?}"
+        );
+        assert_eq!(v.1, Some(1), "cleared once before the verdict: {records:?}");
         let sessions: BTreeSet<&str> = records
             .iter()
             .map(|r| r["sessionId"].as_str().unwrap())
             .collect();
-        assert_eq!(sessions.len(), 3);
+        assert_eq!(sessions.len(), 2);
         for r in &records {
             assert_eq!(r["sessionMode"], "plan", "set_mode plan before the prompt");
             assert_eq!(r["cwd"], root.display().to_string());
@@ -270,4 +295,61 @@ fn permission_requests_are_refused_and_qwen_s_own_requests_get_method_not_found(
         .is_some_and(|p| p.ends_with("outside.txt")));
     assert_eq!(s.stop(), Some(0));
     assert!(wait_until(Duration::from_secs(5), || gone(&records)));
+}
+
+#[test]
+fn a_session_serves_a_later_step_only_cleared_after_a_clean_end() {
+    // (FAKE_QWEN_CLEAR, question, whether the verdict may get a wave-1 session back)
+    let cases = [
+        // qwen does not list /clear for ACP: boo never sends it, every step a new session.
+        ("unknown", "sizing", false),
+        // /clear leaves the conversation in place: the session is closed, not reused.
+        ("keeps", "sizing", false),
+        // A failed step's session is closed; the other comes back cleared.
+        ("works", "sizing [[fake:security=fail]]", true),
+    ];
+    for (clear, question, reused) in cases {
+        let t = TempDir::new("pool-clear");
+        let root = project(t.path());
+        let rec = t.path().join("agents");
+        std::fs::create_dir_all(&rec).unwrap();
+        let mut s = start(t.path(), &rec, &[("FAKE_QWEN_CLEAR", clear.to_string())]);
+        s.initialize(&root);
+        let run_id = launch(&mut s, question);
+        let end = s.wait_run_end(&run_id, LONG);
+        assert_eq!(end["runStatus"], "completed", "{clear}: {end}");
+        let records = prompts_of(&rec, &run_id);
+        // (step, session, how the prompt starts): enough to read a failure.
+        let brief: Vec<(String, String, String)> = records
+            .iter()
+            .map(|r| {
+                let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                let prompt: String = text("prompt").chars().take(24).collect();
+                (
+                    r["env"]["BOO_STEP_ID"].to_string(),
+                    text("sessionId"),
+                    prompt,
+                )
+            })
+            .collect();
+        assert!(
+            records.iter().all(|r| r["prompt"] != "/clear"),
+            "{clear}: /clear reached the agent as a prompt: {brief:?}"
+        );
+        let session_of = |id: &str| {
+            records
+                .iter()
+                .find(|r| r["env"]["BOO_STEP_ID"] == id)
+                .map(|r| r["sessionId"].as_str().unwrap().to_string())
+                .unwrap()
+        };
+        let verdict = session_of("verdict");
+        assert_ne!(verdict, session_of("security"), "{clear}: {brief:?}");
+        if reused {
+            assert_eq!(verdict, session_of("correctness"), "{clear}: {brief:?}");
+        } else {
+            assert_ne!(verdict, session_of("correctness"), "{clear}: {brief:?}");
+        }
+        assert_eq!(s.stop(), Some(0));
+    }
 }

@@ -1033,6 +1033,7 @@ fn a_flow_through_the_pool_reports_like_the_one_shot_path() {
             &[("BOO_AGENT_TRANSPORT", transport.to_string())],
         );
         s.initialize(&root);
+        let requests_before = mock.requests().len();
         let run_id = launch(
             &mut s,
             "Is the README accurate? [[scenario:benign]] [[file:README.md]]",
@@ -1041,6 +1042,33 @@ fn a_flow_through_the_pool_reports_like_the_one_shot_path() {
         assert_eq!(end["runStatus"], "completed", "{transport}: {end}");
         let run = get_run(&mut s, &run_id);
         print_steps(transport, &run);
+        // Every agent starts with no conversation: its first request holds qwen's
+        // system message and boo's prompt only, also on a session the pool cleared
+        // (`/clear`) after an earlier step and handed to the verdict.
+        let firsts: Vec<Value> = mock.requests()[requests_before..]
+            .iter()
+            .filter(|r| r["lastRole"] == "user")
+            .cloned()
+            .collect();
+        assert_eq!(
+            firsts.len(),
+            agent_steps(&run).len(),
+            "{transport}: {firsts:?}"
+        );
+        for r in &firsts {
+            assert_eq!(r["messages"], 2, "{transport}: {r}");
+        }
+        if transport == "acp" {
+            let verdict = agent_steps(&run)
+                .into_iter()
+                .find(|st| st["stepId"] == "verdict")
+                .unwrap();
+            assert!(
+                verdict["meta"]["sessionStep"].as_u64() >= Some(2),
+                "the verdict runs on a cleared session: {}",
+                verdict["meta"]
+            );
+        }
         let mut outputs = BTreeMap::new();
         for st in agent_steps(&run) {
             assert_eq!(st["meta"]["transport"], transport, "{st}");

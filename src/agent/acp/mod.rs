@@ -17,7 +17,11 @@
 //! 3. Cancel (or the deadline) sends `session/cancel`; a session that has not stopped
 //!    within the grace period gets its process killed. The process's other sessions
 //!    then fail with [`AgentError::Lost`] and are retried once in a fresh session.
-//! 4. `close` sends `qwen/control/session/close` and frees the place.
+//! 4. `close` frees the place. A session whose last prompt ended the turn cleanly is
+//!    handed back to its process to be cleared (`/clear`) and kept for the next step
+//!    of the same project state ([`pool::Process::recycle`]); any other session is
+//!    closed with `qwen/control/session/close`. A step always starts on a session with
+//!    no conversation: new, or cleared and checked.
 
 pub mod pool;
 pub mod wire;
@@ -28,7 +32,10 @@ use super::{
     Canceller, ContentBlock, SessionSpec, Unavailable,
 };
 use crate::model::Usage;
-use pool::{CallError, Lease, OpenError, Pool, PoolConfig, PoolKey, SessionMsg, REQUEST_TIMEOUT};
+use pool::{
+    CallError, Lease, OpenError, Opened, Pool, PoolConfig, PoolKey, SessionMsg, RECYCLE_WAIT,
+    REQUEST_TIMEOUT,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,6 +146,7 @@ impl AgentBackend for AcpBackend {
                 cancel: Canceller::new(),
                 live: None,
                 spare: false,
+                clean: false,
             }) as Box<dyn AgentSession>)
         })
     }
@@ -154,6 +162,8 @@ struct Live {
     session_id: String,
     rx: mpsc::UnboundedReceiver<SessionMsg>,
     tools: Vec<String>,
+    /// Steps the session served before this one (cleared after each).
+    steps: u32,
 }
 
 struct AcpSession {
@@ -166,6 +176,8 @@ struct AcpSession {
     live: Option<Live>,
     /// The session was a spare, opened before the step needed it.
     spare: bool,
+    /// The last prompt ended the turn cleanly (the session may serve another step).
+    clean: bool,
 }
 
 /// How a prompt's wait ended.
@@ -200,6 +212,8 @@ impl AcpSession {
             meta["offeredTools"] = json!(live.tools);
             meta["permissionMode"] = json!("plan");
             meta["spareSession"] = json!(self.spare);
+            // 1 for a new session; n when it was cleared after n - 1 earlier steps.
+            meta["sessionStep"] = json!(live.steps + 1);
         }
         meta
     }
@@ -260,7 +274,10 @@ impl AcpSession {
             pid: p.pid,
             pid_start: p.pid_start,
         });
-        let opened = match p.take_spare(&self.spec.project) {
+        let opened = match p
+            .take_spare_waiting(&self.spec.project, RECYCLE_WAIT)
+            .await
+        {
             Some(o) => {
                 self.spare = true;
                 o
@@ -312,6 +329,7 @@ impl AcpSession {
             session_id: opened.session_id,
             rx: opened.rx,
             tools: opened.tools,
+            steps: opened.steps,
         });
         let version = p.version.lock().ok().and_then(|v| v.clone());
         let _ = events.send(AgentEvent::Init {
@@ -350,6 +368,7 @@ impl AcpSession {
         prompt: Vec<ContentBlock>,
         events: mpsc::UnboundedSender<AgentEvent>,
     ) -> Result<AgentOutcome, AgentError> {
+        self.clean = false;
         let started = Instant::now();
         let prompt_at = crate::clock::now_rfc3339();
         let deadline = tokio::time::sleep(self.spec.deadline);
@@ -513,11 +532,14 @@ impl AcpSession {
             });
         }
         match stop.as_str() {
-            "end_turn" => Ok(AgentOutcome {
-                output: mapper.output(),
-                usage,
-                meta,
-            }),
+            "end_turn" => {
+                self.clean = !self.cancel.is_cancelled();
+                Ok(AgentOutcome {
+                    output: mapper.output(),
+                    usage,
+                    meta,
+                })
+            }
             "max_turn_requests" => Err(AgentError::Failed {
                 message: "qwen stopped: the session reached its turn limit (max_turn_requests) before answering".into(),
                 meta,
@@ -584,9 +606,41 @@ impl AgentSession for AcpSession {
 
     fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         let live = self.live.take();
+        let (clean, project) = (
+            self.clean && !self.cancel.is_cancelled(),
+            self.spec.project.clone(),
+        );
         Box::pin(async move {
             let Some(live) = live else { return };
             let p = live.lease.process.clone();
+            let live = if clean {
+                let Live {
+                    lease,
+                    session_id,
+                    rx,
+                    tools,
+                    steps,
+                } = live;
+                let opened = Opened {
+                    session_id,
+                    rx,
+                    tools,
+                    steps: steps + 1,
+                };
+                match p.recycle(opened, project) {
+                    // Being cleared for the next step; the place is free now.
+                    None => return drop(lease),
+                    Some(o) => Live {
+                        lease,
+                        session_id: o.session_id,
+                        rx: o.rx,
+                        tools: o.tools,
+                        steps,
+                    },
+                }
+            } else {
+                live
+            };
             p.unroute(&live.session_id);
             if !p.unusable() {
                 let _ = p

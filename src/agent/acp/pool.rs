@@ -12,6 +12,16 @@
 //! - **Spare sessions.** A process keeps up to `sessions_per_process` sessions opened
 //!   ahead of need for the project state of the step that last used it ([`Spare`]),
 //!   so a step finds a session ready; a spare for another state is closed unused.
+//!   Sessions its running steps hold count as future spares, since:
+//! - **Cleared sessions.** A session whose step ended cleanly is not closed but
+//!   cleared ([`Process::recycle`]: qwen's `/clear`, after `supported_commands` said
+//!   qwen knows it; then plan mode, the tool check, and a check that no conversation is
+//!   left) and kept as a spare for the same project state. Its next step sends requests
+//!   byte-identical to a fresh session's, without the work qwen does for a session's
+//!   first request (it compiles every tool's JSON schema, ~30–60 ms a tool on this
+//!   machine, and a wave's sessions do it together on one thread). A step prefers a
+//!   cleared spare, and waits up to [`RECYCLE_WAIT`] for one being cleared rather than
+//!   open a new session. A session serves at most [`MAX_SESSION_STEPS`] steps.
 //! - **Size.** A process takes up to `sessions_per_process` sessions (by default the
 //!   server's parallelism, so one process per key is enough); one more session starts
 //!   another process.
@@ -111,10 +121,11 @@ pub enum SessionMsg {
     Refused(PermissionAsk),
 }
 
-/// A session opened ahead of need (`session/new`, plan mode, tools checked) for the
-/// project state `project`: the next step on this process with the same state starts
-/// without waiting for qwen. qwen writes the git status and the folder listing into a
-/// session when it opens it, so a spare for another state is closed, never used.
+/// A session opened ahead of need (`session/new`, plan mode, tools checked) or cleared
+/// after a step (see [`Process::recycle`]) for the project state `project`: the next
+/// step on this process with the same state starts without waiting for qwen. qwen
+/// writes the git status and the folder listing into a session when it opens it, so a
+/// spare for another state is closed, never used.
 pub struct Spare {
     pub opened: Opened,
     pub project: Option<String>,
@@ -126,7 +137,18 @@ pub struct Opened {
     pub rx: mpsc::UnboundedReceiver<SessionMsg>,
     /// The tools the session offers the model.
     pub tools: Vec<String>,
+    /// How many steps the session served before (0: new; more: cleared after each).
+    pub steps: u32,
 }
+
+/// The most agent steps one session serves (cleared between them) before boo closes
+/// it: qwen keeps per-session state boo does not see, and a bound keeps it from
+/// growing without end.
+pub const MAX_SESSION_STEPS: u32 = 16;
+
+/// How long a step waits for a session being cleared on its process before it opens
+/// a new one instead.
+pub const RECYCLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a session could not be opened.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +242,14 @@ pub struct Process {
     /// Sessions opened ahead of need, and how many are being opened.
     spares: Mutex<Vec<Spare>>,
     filling: AtomicUsize,
+    /// How many spares the process keeps (the pool's `sessions_per_process`).
+    spare_cap: usize,
+    /// Sessions being cleared after their step ([`Process::recycle`]).
+    recycling: AtomicUsize,
+    /// Woken when a spare was added or a clearing ended.
+    spare_ready: tokio::sync::Notify,
+    /// Whether this qwen knows `/clear` in ACP sessions (`None`: not asked yet).
+    clear: Mutex<Option<bool>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -367,21 +397,26 @@ impl Process {
                 return Err(fail(OpenError::Call("session/set_mode", e)));
             }
         }
+        let (tools, _) = self.checked_tools(&session_id).await.map_err(fail)?;
+        Ok(Opened {
+            session_id,
+            rx,
+            tools,
+            steps: 0,
+        })
+    }
+
+    /// The tools a session offers the model (`qwen/status/session/context_usage`), with
+    /// the whole answer. Anything beyond read/search stops the process: it evidently
+    /// ignores boo's settings.
+    async fn checked_tools(&self, session_id: &str) -> Result<(Vec<String>, Value), OpenError> {
         let detail = json!({"sessionId": session_id, "detail": true});
-        let usage = match self
+        let usage = self
             .call("qwen/status/session/context_usage", detail, REQUEST_TIMEOUT)
             .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(fail(OpenError::Call(
-                    "qwen/status/session/context_usage",
-                    e,
-                )))
-            }
-        };
+            .map_err(|e| OpenError::Call("qwen/status/session/context_usage", e))?;
         let Some(tools) = wire::offered_tools(&usage) else {
-            return Err(fail(OpenError::NoTools));
+            return Err(OpenError::NoTools);
         };
         let extra: Vec<String> = tools
             .iter()
@@ -396,11 +431,165 @@ impl Process {
             .await;
             return Err(OpenError::UnsafeTools(extra));
         }
-        Ok(Opened {
-            session_id,
-            rx,
-            tools,
-        })
+        Ok((tools, usage))
+    }
+
+    /// Keeps a session whose step ended cleanly as a spare for `project`, once it is
+    /// cleared; the caller closes it instead when this returns it back (no known
+    /// project state, a process being stopped or serving one step only, a session at
+    /// [`MAX_SESSION_STEPS`], or a qwen without `/clear`). Clearing runs in the
+    /// background: `/clear` as the session's prompt (qwen answers it itself, without a
+    /// model request), plan mode again, the tool check of a new session, and
+    /// `context_usage` must show no conversation left; any failure closes the session.
+    pub fn recycle(self: &Arc<Self>, opened: Opened, project: Option<String>) -> Option<Opened> {
+        if project.is_none()
+            || self.unusable()
+            || self.exclusive
+            || opened.steps >= MAX_SESSION_STEPS
+            || *lock(&self.clear) == Some(false)
+        {
+            return Some(opened);
+        }
+        self.recycling.fetch_add(1, Ordering::SeqCst);
+        let p = self.clone();
+        tokio::spawn(async move {
+            let Opened {
+                session_id, steps, ..
+            } = opened;
+            // Updates the clearing causes reach the step's old receiver (dropped
+            // below with `opened`); qwen sends them before its answer.
+            match p.clear_session(&session_id).await {
+                Ok(tools) if !p.unusable() => {
+                    let rx = p.route(&session_id);
+                    let spare = Spare {
+                        opened: Opened {
+                            session_id,
+                            rx,
+                            tools,
+                            steps,
+                        },
+                        project,
+                    };
+                    p.keep_spare(spare);
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    tracing::debug!(
+                        pid = p.pid,
+                        "a finished session was closed, not cleared: {why}"
+                    );
+                    p.unroute(&session_id);
+                    if !p.unusable() {
+                        drop(p.start_call(
+                            "qwen/control/session/close",
+                            json!({"sessionId": session_id}),
+                        ));
+                    }
+                }
+            }
+            p.recycling.fetch_sub(1, Ordering::SeqCst);
+            p.spare_ready.notify_waiters();
+        });
+        None
+    }
+
+    /// `/clear` and the checks after it (see [`Process::recycle`]); the tools offered.
+    async fn clear_session(&self, session_id: &str) -> Result<Vec<String>, String> {
+        let known = *lock(&self.clear);
+        let known = match known {
+            Some(k) => k,
+            None => {
+                let k = match self
+                    .call(
+                        "qwen/status/session/supported_commands",
+                        json!({"sessionId": session_id}),
+                        REQUEST_TIMEOUT,
+                    )
+                    .await
+                {
+                    Ok(v) => wire::supports_clear(&v),
+                    Err(_) => false,
+                };
+                *lock(&self.clear) = Some(k);
+                k
+            }
+        };
+        if !known {
+            return Err("this qwen does not list /clear for ACP sessions".into());
+        }
+        let prompt =
+            json!({"sessionId": session_id, "prompt": [{"type": "text", "text": "/clear"}]});
+        let answer = self
+            .call("session/prompt", prompt, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| format!("/clear failed: {e:?}"))?;
+        if answer.get("stopReason").and_then(|s| s.as_str()) != Some("end_turn") {
+            return Err(format!("/clear ended with {answer}"));
+        }
+        let mode = json!({"sessionId": session_id, "modeId": "plan"});
+        self.call("session/set_mode", mode, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| format!("session/set_mode failed: {e:?}"))?;
+        let (tools, usage) = self
+            .checked_tools(session_id)
+            .await
+            .map_err(|e| format!("the tool check failed: {e:?}"))?;
+        match wire::history_tokens(&usage) {
+            Some(0) => Ok(tools),
+            other => {
+                // Never again on this process: a /clear that leaves history is no clear.
+                *lock(&self.clear) = Some(false);
+                Err(format!(
+                    "the session still holds a conversation after /clear ({other:?} tokens)"
+                ))
+            }
+        }
+    }
+
+    /// Adds a spare; past the cap, a new (never used) spare goes first, else the oldest.
+    fn keep_spare(&self, spare: Spare) {
+        let dropped: Vec<Spare> = {
+            let mut spares = lock(&self.spares);
+            spares.push(spare);
+            let mut out = Vec::new();
+            while spares.len() > self.spare_cap.max(1) {
+                let i = spares.iter().position(|s| s.opened.steps == 0).unwrap_or(0);
+                out.push(spares.remove(i));
+            }
+            out
+        };
+        for s in dropped {
+            self.unroute(&s.opened.session_id);
+            drop(self.start_call(
+                "qwen/control/session/close",
+                json!({"sessionId": s.opened.session_id}),
+            ));
+        }
+        self.spare_ready.notify_waiters();
+    }
+
+    /// Like [`Process::take_spare`], but while a session of this process is being
+    /// cleared, waits for it (up to `wait`) rather than come back empty.
+    pub async fn take_spare_waiting(
+        &self,
+        project: &Option<String>,
+        wait: Duration,
+    ) -> Option<Opened> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.spare_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(o) = self.take_spare(project) {
+                return Some(o);
+            }
+            if project.is_none() || self.recycling.load(Ordering::SeqCst) == 0 || self.unusable() {
+                return None;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return self.take_spare(project);
+            }
+        }
     }
 
     /// A spare session for `project`, if one is ready; spares for another project
@@ -419,17 +608,26 @@ impl Process {
             ));
         }
         *spares = mine;
-        spares.pop().map(|s| s.opened)
+        // A cleared session first: its tools are ready for a request.
+        let i = spares
+            .iter()
+            .rposition(|s| s.opened.steps > 0)
+            .or_else(|| spares.len().checked_sub(1))?;
+        Some(spares.remove(i).opened)
     }
 
     /// Opens spare sessions in `cwd` for `project` in the background, until `target`
-    /// are ready or being opened. None are opened for an unknown project state.
+    /// are ready, being opened or cleared, or held by running steps (each comes back
+    /// cleared when its step ends well). None are opened for an unknown project state.
     pub fn refill(self: &Arc<Self>, target: usize, cwd: &Path, project: Option<String>) {
         if project.is_none() {
             return;
         }
         loop {
-            let have = lock(&self.spares).len() + self.filling.load(Ordering::SeqCst);
+            let have = lock(&self.spares).len()
+                + self.filling.load(Ordering::SeqCst)
+                + self.recycling.load(Ordering::SeqCst)
+                + self.sessions();
             if have >= target || self.unusable() || self.exclusive {
                 return;
             }
@@ -442,7 +640,7 @@ impl Process {
                 p.filling.fetch_sub(1, Ordering::SeqCst);
                 match r {
                     Ok(opened) if !p.unusable() => {
-                        lock(&p.spares).push(Spare { opened, project });
+                        p.keep_spare(Spare { opened, project });
                     }
                     Ok(_) => {}
                     Err(e) => tracing::debug!(pid = p.pid, "no spare session: {e:?}"),
@@ -661,6 +859,10 @@ impl Pool {
             skipped_lines: AtomicU64::new(0),
             spares: Mutex::new(Vec::new()),
             filling: AtomicUsize::new(0),
+            spare_cap: self.config.sessions_per_process,
+            recycling: AtomicUsize::new(0),
+            spare_ready: tokio::sync::Notify::new(),
+            clear: Mutex::new(None),
         });
         // Writer: one line at a time; stdin closes when the process is dropped.
         if let Some(mut stdin) = child.stdin.take() {

@@ -216,6 +216,33 @@ pub fn offered_tools(context_usage: &Value) -> Option<Vec<String>> {
     Some(tools)
 }
 
+/// Whether `qwen/status/session/supported_commands` lists `/clear` for ACP sessions
+/// (qwen 0.24.4: `availableCommands[].name == "clear"` with `"acp"` among
+/// `_meta.supportedModes`). boo sends `/clear` only to a qwen that says it knows it:
+/// anything else would send the text to the model as a prompt.
+pub fn supports_clear(supported_commands: &Value) -> bool {
+    supported_commands
+        .get("availableCommands")
+        .and_then(|c| c.as_array())
+        .is_some_and(|cmds| {
+            cmds.iter().any(|c| {
+                c.get("name").and_then(|n| n.as_str()) == Some("clear")
+                    && c.pointer("/_meta/supportedModes")
+                        .and_then(|m| m.as_array())
+                        .is_some_and(|m| m.iter().any(|x| x.as_str() == Some("acp")))
+            })
+        })
+}
+
+/// How many conversation messages a session holds, from
+/// `qwen/status/session/context_usage` (`usage.breakdown.messages`, in tokens; 0 for a
+/// session with no history). `None` when qwen does not say.
+pub fn history_tokens(context_usage: &Value) -> Option<u64> {
+    context_usage
+        .pointer("/usage/breakdown/messages")
+        .and_then(|m| m.as_u64())
+}
+
 /// What an update meant for boo.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
@@ -725,6 +752,24 @@ mod tests {
         );
         let reply = error_reply(&json!(0), METHOD_NOT_FOUND, "method not found");
         assert!(reply.contains("-32601"), "{reply}");
+    }
+
+    #[test]
+    fn clear_is_used_only_when_qwen_lists_it_for_acp() {
+        let listed = |modes: Value| {
+            json!({"availableCommands": [{"name": "status"},
+                {"name": "clear", "_meta": {"supportedModes": modes}}]})
+        };
+        assert!(supports_clear(&listed(json!(["interactive", "acp"]))));
+        assert!(!supports_clear(&listed(json!(["interactive"]))));
+        assert!(!supports_clear(
+            &json!({"availableCommands": [{"name": "status"}]})
+        ));
+        assert!(!supports_clear(&json!({})));
+        let usage = |m: Value| json!({"usage": {"breakdown": {"messages": m}}});
+        assert_eq!(history_tokens(&usage(json!(0))), Some(0));
+        assert_eq!(history_tokens(&usage(json!(812))), Some(812));
+        assert_eq!(history_tokens(&json!({"usage": {}})), None);
     }
 
     #[test]
