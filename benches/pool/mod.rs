@@ -263,6 +263,10 @@ struct Reuse {
     /// bytes after the messages (`max_tokens`, `stream`, the tool list), which qwen
     /// writes last, so no later request of a conversation can share them
     tails: usize,
+    /// The same measure with each request's tail moved before its messages, the order
+    /// a chat template renders a prompt in (tools in the system part): what a model
+    /// server's prefix cache could reuse. Not the goal's measure; shown beside it.
+    tools_first: f64,
 }
 
 fn prefix_reuse(bodies: &[Vec<u8>]) -> Reuse {
@@ -274,6 +278,7 @@ fn prefix_reuse(bodies: &[Vec<u8>]) -> Reuse {
         other_firsts: (0, 0),
         follow_ups: (0, 0),
         tails: 0,
+        tools_first: 0.0,
     };
     let (mut reused, mut total) = (0usize, 0usize);
     for (i, b) in bodies.iter().enumerate() {
@@ -295,6 +300,26 @@ fn prefix_reuse(bodies: &[Vec<u8>]) -> Reuse {
         }
     }
     r.ratio = reused as f64 / total.max(1) as f64;
+    let needle = b"],\"max_tokens\"";
+    let moved: Vec<Vec<u8>> = bodies
+        .iter()
+        .map(
+            |b| match b.windows(needle.len()).rposition(|w| w == needle) {
+                Some(at) => [&b[at..], &b[..at]].concat(),
+                None => b.clone(),
+            },
+        )
+        .collect();
+    let reused_moved: usize = (0..moved.len())
+        .map(|i| {
+            moved[..i]
+                .iter()
+                .map(|e| lcp(e, &moved[i]))
+                .max()
+                .unwrap_or(0)
+        })
+        .sum();
+    r.tools_first = reused_moved as f64 / total.max(1) as f64;
     r
 }
 
@@ -799,9 +824,10 @@ pub fn section_f(sum: &mut Summary) {
         ("survey", &survey),
     ] {
         println!(
-            "  prefix reuse ({what}): {} requests, {:.3}; very first request {:.3} of {} B; other agents' first requests {:.3} of {} B; follow-ups {:.3} of {} B; {} B ({:.1} %) are request tails after the messages",
+            "  prefix reuse ({what}): {} requests, {:.3} ({:.3} with each tail moved before the messages, as a chat template renders tools); very first request {:.3} of {} B; other agents' first requests {:.3} of {} B; follow-ups {:.3} of {} B; {} B ({:.1} %) are request tails after the messages",
             r.requests,
             r.ratio,
+            r.tools_first,
             part(r.first),
             r.first.1,
             part(r.other_firsts),
