@@ -593,13 +593,14 @@ impl Process {
     }
 
     /// A spare session for `project`, if one is ready; spares for another project
-    /// state are closed. An unknown state (`None`: the fingerprint failed) matches no
-    /// spare.
+    /// state are closed. An unknown state (`None`: the fingerprint failed) takes none
+    /// and leaves them all.
     pub fn take_spare(&self, project: &Option<String>) -> Option<Opened> {
+        // An unknown state neither uses the spares nor judges them stale.
+        project.as_ref()?;
         let mut spares = lock(&self.spares);
-        let (mine, stale): (Vec<Spare>, Vec<Spare>) = spares
-            .drain(..)
-            .partition(|s| project.is_some() && &s.project == project);
+        let (mine, stale): (Vec<Spare>, Vec<Spare>) =
+            spares.drain(..).partition(|s| &s.project == project);
         for s in stale {
             self.unroute(&s.opened.session_id);
             drop(self.start_call(
