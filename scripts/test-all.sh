@@ -2,7 +2,10 @@
 # Installs what the tests need (cached under .tools/, so the second run is fast) and
 # runs EVERY test suite: Rust unit and end-to-end tests (fake qwen and the real qwen
 # CLI against a scripted model server, on both agent transports), the fixtures' self
-# test, the catalog check, the Neovim plugin tests and the VS Code extension tests.
+# test, the catalog check, the Neovim plugin tests (also installed as lazy.nvim and
+# vim.lsp.enable would), the VS Code extension tests (also the platform .vsix alone),
+# Emacs with eglot as a generic LSP client, SARIF validation, and flow files checked
+# by taplo.
 #
 #   scripts/test-all.sh
 #
@@ -50,6 +53,12 @@ suite "fixtures: fake qwen and mock model server" python3 tests/fixtures/selftes
 suite "catalog: flows and personas" python3 scripts/check-catalog.py
 suite "neovim plugin (headless Neovim 0.11.4)" scripts/test-nvim.sh
 suite "vs code extension (reducer, webviews, code-server)" scripts/test-vscode.sh
+suite "vs code: the platform .vsix (release build inside) alone in code-server" scripts/test-vscode.sh bundled
+suite "neovim: installed as lazy.nvim and vim.lsp.enable would (a clone, its release build)" scripts/test-nvim-install.sh
+suite "emacs + eglot from Debian (a generic LSP client)" scripts/test-emacs.sh
+suite "sarif: validated by @microsoft/sarif-multitool" scripts/test-sarif.sh
+suite "flow files: taplo checks them through their #:schema directive" scripts/test-flow-schema.sh
+suite "boo setup: the real qwen and Node tarballs from a stand-in npm registry" scripts/test-setup.sh
 
 echo
 echo "=== summary"

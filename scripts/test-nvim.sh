@@ -4,6 +4,7 @@
 #
 #   scripts/test-nvim.sh                 # every tests/nvim/*_spec.lua
 #   scripts/test-nvim.sh state launch    # only state_spec.lua and launch_spec.lua
+#   BOO_NVIM_SPEC_DIR=tests/nvim-install scripts/test-nvim.sh   # specs of another folder
 #
 # Uses ${BOO_BIN:-target/debug/boo} (builds nothing). Each spec runs as
 #   timeout 120 nvim --headless -u NONE -i NONE -n -l <spec>
@@ -36,14 +37,15 @@ if [ ! -x "$FAKE_QWEN" ]; then
 fi
 SPEC_TIMEOUT="${SPEC_TIMEOUT:-120}"
 
+SPEC_DIR="${BOO_NVIM_SPEC_DIR:-tests/nvim}"
 specs=()
 if [ "$#" -gt 0 ]; then
   for name in "$@"; do
     name="${name%.lua}"; name="${name%_spec}"; name="${name##*/}"
-    specs+=("tests/nvim/${name}_spec.lua")
+    specs+=("$SPEC_DIR/${name}_spec.lua")
   done
 else
-  for f in tests/nvim/*_spec.lua; do specs+=("$f"); done
+  for f in "$SPEC_DIR"/*_spec.lua; do specs+=("$f"); done
 fi
 
 mkdir -p "$ROOT/artifacts/nvim"

@@ -5,11 +5,13 @@
 #       notification sequences of the real server (tests/vscode/webviews.test.mjs)
 #   (c) end to end in code-server 4.139.1 with the packaged .vsix against the real boo
 #       binary and the fake qwen (tests/vscode/e2e.test.mjs)
+#   (d) the platform .vsix that carries a release build of boo (scripts/package-vsix.sh),
+#       alone in code-server with no boo on PATH (tests/vscode/bundled.test.mjs)
 # Screenshots and logs: artifacts/vscode/. Last line: "N passed, M failed".
 #
 #   scripts/test-vscode.sh            # everything
 #   BOO_BIN=/path/to/boo scripts/test-vscode.sh
-#   scripts/test-vscode.sh unit webviews   # a subset: unit | webviews | e2e
+#   scripts/test-vscode.sh unit webviews   # a subset: unit | webviews | e2e | bundled (bundled: not in the default)
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -90,6 +92,30 @@ if want e2e; then
       fi
       rm -f "$BOO_E2E_PGID_FILE"
     fi
+  fi
+fi
+
+if want bundled; then
+  log "(d) the platform .vsix (server inside) in code-server, no boo on PATH"
+  VSIX_PLATFORM="$ART/boo-vscode-platform.vsix"
+  rm -f "$VSIX_PLATFORM"
+  if check "package the platform .vsix from a release build (scripts/package-vsix.sh)" \
+      bash -c "scripts/package-vsix.sh --out '$VSIX_PLATFORM' >'$ART/package-vsix.log' 2>&1"; then
+    echo "# platform .vsix: $(du -k "$VSIX_PLATFORM" | cut -f1) KiB ($(unzip -l "$VSIX_PLATFORM" | tail -1 | awk '{print $1}') bytes unpacked)"
+    export BOO_E2E_PGID_FILE="$ART/bundled-code-server.pgid"
+    rm -f "$BOO_E2E_PGID_FILE"
+    BOO_VSIX_PLATFORM="$VSIX_PLATFORM" run_node_tests 600 "$ART/bundled.tap" tests/vscode/bundled.test.mjs
+    if [ -f "$BOO_E2E_PGID_FILE" ]; then
+      pg=$(cat "$BOO_E2E_PGID_FILE")
+      if kill -0 -- "-$pg" 2>/dev/null; then
+        echo "not ok - code-server process group $pg was still alive after the test (killed)"
+        kill -KILL -- "-$pg" 2>/dev/null
+        FAIL=$((FAIL + 1))
+      fi
+      rm -f "$BOO_E2E_PGID_FILE"
+    fi
+  else
+    tail -20 "$ART/package-vsix.log"
   fi
 fi
 

@@ -94,7 +94,8 @@ impl App {
                 tracing::info!("removed {removed} agent scratch folder(s) left by a crash");
             }
         }
-        let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport(tx)));
+        let transport = crate::otel::Tee::new(transport(tx), store.clone(), &config.otel);
+        let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport));
         Ok(App {
             store,
             supervisor,

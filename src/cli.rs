@@ -2,7 +2,7 @@
 
 use crate::agent::acp::AcpBackend;
 use crate::agent::harden::{landlock_abi, SandboxMode};
-use crate::agent::qwen::{resolve_program, QwenBackend};
+use crate::agent::qwen::QwenBackend;
 use crate::agent::{AgentBackend, AgentTransport, BoxFuture};
 use crate::app::{self, App};
 use crate::catalog::Catalog;
@@ -292,6 +292,7 @@ impl Transport for CliTransport {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: Config,
     flow: String,
@@ -300,6 +301,7 @@ pub async fn run(
     root: Option<PathBuf>,
     model: Option<String>,
     fast: bool,
+    sarif: Option<PathBuf>,
 ) -> i32 {
     let band = match band.parse::<Band>() {
         Ok(b) => b,
@@ -346,17 +348,19 @@ pub async fn run(
             };
         }
     };
-    follow(app, sup, st, hb_stop, run_id).await
+    follow(app, sup, st, hb_stop, run_id, sarif).await
 }
 
 /// Waits for a run started by this command (Ctrl-C, SIGHUP and SIGTERM cancel it),
-/// prints its report on stdout, and answers the exit code: 0 only when completed.
+/// prints its report on stdout (and its findings as SARIF to `sarif`, when given), and
+/// answers the exit code: 0 only when completed.
 async fn follow(
     app: App,
     sup: std::sync::Arc<crate::runner::Supervisor>,
     st: crate::store::Store,
     hb_stop: CancellationToken,
     run_id: String,
+    sarif: Option<PathBuf>,
 ) -> i32 {
     let sup2 = sup.clone();
     let id2 = run_id.clone();
@@ -387,13 +391,19 @@ async fn follow(
     let row = st.call(move |c| queries::get_run(c, &id)).await;
     drop(sup);
     app.drain(std::time::Duration::from_millis(500)).await;
+    let sarif_ok = match &sarif {
+        Some(path) => crate::sarif::write_reported(&st, &run_id, path).await,
+        None => true,
+    };
     match row {
         Ok(Some(r)) => {
             if let Some(report) = &r.report {
                 print!("{report}");
                 let _ = std::io::stdout().flush();
             }
-            if r.run.summary.status == RunStatus::Completed {
+            if !sarif_ok {
+                1
+            } else if r.run.summary.status == RunStatus::Completed {
                 0
             } else {
                 eprintln!(
@@ -469,7 +479,7 @@ pub async fn workflow_run(
             };
         }
     };
-    follow(app, sup, st, hb_stop, run_id).await
+    follow(app, sup, st, hb_stop, run_id, None).await
 }
 
 fn age(created: &str) -> String {
@@ -585,7 +595,7 @@ pub async fn show(config: &Config, run_id: String) -> i32 {
 
 pub async fn export(config: &Config, run_id: String, format: String) -> i32 {
     if format != "markdown" && format != "json" {
-        eprintln!("boo: --format: use markdown or json");
+        eprintln!("boo: --format: use markdown, json, sarif or otlp-json");
         return 2;
     }
     let st = match open_store(config) {
@@ -872,7 +882,7 @@ pub async fn doctor(config: &Config) -> i32 {
     };
     let cfg = &config.qwen;
     let mut qwen_ok = false;
-    match resolve_program(&cfg.program, cfg.search_path.as_ref()) {
+    match cfg.resolve() {
         Ok(_) => {
             let backend = QwenBackend::new(cfg.clone());
             match backend.check().await {

@@ -83,7 +83,9 @@ mod command;
 mod signals;
 pub use command::run_command;
 #[cfg(test)]
-use command::{ALLOWED_GIT, OUTPUT_CAP};
+pub use command::ALLOWED_GIT;
+#[cfg(test)]
+use command::OUTPUT_CAP;
 pub use signals::{signals, Signal};
 
 named_enum! {

@@ -74,6 +74,10 @@ pub struct Config {
     pub runner: RunnerConfig,
     /// Publish verified findings as editor diagnostics (`initializationOptions.diagnostics`).
     pub diagnostics: bool,
+    /// OpenTelemetry export (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, …).
+    pub otel: crate::otel::OtelConfig,
+    /// The npm registry `boo setup` fetches from (`BOO_NPM_REGISTRY`, `npm_config_registry`).
+    pub npm_registry: Option<String>,
 }
 
 /// The editor's `initializationOptions`, already parsed by the protocol layer.
@@ -157,6 +161,7 @@ impl Config {
             extra_writable: var("BOO_AGENT_WRITABLE")
                 .map(|v| std::env::split_paths(&v).collect())
                 .unwrap_or_default(),
+            installed: Some(crate::setup::launcher(&data_dir)),
             extra_readable: var("BOO_AGENT_READABLE")
                 .map(|v| std::env::split_paths(&v).collect())
                 .unwrap_or_default(),
@@ -171,6 +176,8 @@ impl Config {
             pool_sessions,
             runner,
             diagnostics: true,
+            otel: crate::otel::OtelConfig::from_vars(&var),
+            npm_registry: text("BOO_NPM_REGISTRY").or_else(|| text("npm_config_registry")),
         }
     }
 

@@ -10,12 +10,17 @@ mod config;
 mod engine;
 mod evidence;
 mod export;
+mod flowfile;
 mod lsp;
 mod model;
+mod otel;
 mod project;
 mod redact;
 mod report;
 mod runner;
+mod sarif;
+mod setup;
+mod shell;
 #[cfg(test)]
 mod snapshot;
 mod store;
@@ -23,7 +28,7 @@ mod store;
 mod testutil;
 mod workflow;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -84,6 +89,9 @@ enum Command {
         model: Option<String>,
         #[arg(long)]
         fast: bool,
+        /// Also write the findings as a SARIF 2.1.0 log to this file (for code scanning).
+        #[arg(long)]
+        sarif: Option<PathBuf>,
     },
     /// Trust a project folder: its own flows (ROOT/.boo/) may run. Review them first.
     Trust {
@@ -114,9 +122,10 @@ enum Command {
     },
     /// Show a run: its steps and its report.
     Show { run_id: String },
-    /// Print a run's report as Markdown or JSON.
+    /// Print a run's report as Markdown or JSON, its findings as SARIF, or the run as OTLP JSON spans.
     Export {
         run_id: String,
+        /// markdown, json, sarif or otlp-json.
         #[arg(long, default_value = "markdown")]
         format: String,
     },
@@ -129,6 +138,21 @@ enum Command {
     },
     /// Check qwen, the model endpoint, the database and the sandbox.
     Doctor,
+    /// Write and check flow files: `boo flow new NAME`, `boo flow check FILE`, `boo flow schema`.
+    Flow {
+        #[command(subcommand)]
+        command: flowfile::FlowCommand,
+    },
+    /// Install the supported qwen (with its own Node 22) into boo's data directory.
+    Setup(setup::SetupArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions { shell: shell::Shell },
+    /// Print boo's man page (roff), or write one page per command into a folder.
+    Man {
+        /// Write boo.1, boo-run.1, … into this folder instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Internal: time the read-only proof (fingerprint) of a directory, cold and warm.
     #[command(hide = true)]
     Fingerprint { root: PathBuf },
@@ -195,6 +219,10 @@ fn main() {
     let config = config::Config::from_env();
     let log_file = config.log_file.clone();
     let code = match cli.command {
+        Command::Completions { shell } => shell::completions(Cli::command(), shell),
+        Command::Man { dir } => shell::man(Cli::command(), dir.as_deref()),
+        Command::Flow { command } => flowfile::run(&config, command),
+        Command::Setup(args) => setup::run(&config, args),
         Command::Fingerprint { root } => {
             let cache = project::HashCache::new();
             let t = std::time::Instant::now();
@@ -271,7 +299,8 @@ fn main() {
                         root,
                         model,
                         fast,
-                    } => cli::run(config, flow, question, band, root, model, fast).await,
+                        sarif,
+                    } => cli::run(config, flow, question, band, root, model, fast, sarif).await,
                     Command::Workflow {
                         action:
                             WorkflowAction::Run {
@@ -286,15 +315,21 @@ fn main() {
                         cli::runs(&config, root, all, limit).await
                     }
                     Command::Show { run_id } => cli::show(&config, run_id).await,
-                    Command::Export { run_id, format } => {
-                        cli::export(&config, run_id, format).await
-                    }
+                    Command::Export { run_id, format } => match format.as_str() {
+                        "sarif" => sarif::cli_export(&config, &run_id).await,
+                        "otlp-json" => otel::cli_export(&config, &run_id).await,
+                        _ => cli::export(&config, run_id, format).await,
+                    },
                     Command::Traces { run_id } => cli::traces(&config, run_id).await,
                     Command::Gc { older_than } => cli::gc(&config, older_than).await,
                     Command::Doctor => cli::doctor(&config).await,
                     Command::Serve { .. }
                     | Command::AgentGuard { .. }
-                    | Command::Fingerprint { .. } => 2,
+                    | Command::Fingerprint { .. }
+                    | Command::Completions { .. }
+                    | Command::Man { .. }
+                    | Command::Flow { .. }
+                    | Command::Setup(_) => 2,
                 }
             });
             rt.shutdown_timeout(std::time::Duration::from_secs(2));

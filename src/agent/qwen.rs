@@ -47,8 +47,24 @@ pub struct QwenConfig {
     pub sandbox: Result<SandboxMode, String>,
     /// `BOO_AGENT_WRITABLE`: extra paths the sandbox leaves writable (tests only).
     pub extra_writable: Vec<PathBuf>,
+    /// The copy `boo setup` installs, used when a bare `program` is not on `search_path`.
+    pub installed: Option<PathBuf>,
     /// `BOO_AGENT_READABLE`: extra paths agents may read (an unusual installation).
     pub extra_readable: Vec<PathBuf>,
+}
+
+impl QwenConfig {
+    /// The qwen boo runs: `program` as configured; a bare name not found on `PATH`
+    /// falls back to the copy `boo setup` installed, when there is one.
+    pub fn resolve(&self) -> Result<PathBuf, Unavailable> {
+        let found = resolve_program(&self.program, self.search_path.as_ref());
+        match (&found, &self.installed) {
+            (Err(_), Some(installed)) if !self.program.contains('/') && installed.is_file() => {
+                check_executable(installed).map(|_| installed.clone())
+            }
+            _ => found,
+        }
+    }
 }
 
 pub struct QwenBackend {
@@ -82,7 +98,7 @@ pub fn resolve_program(
     search_path: Option<&OsString>,
 ) -> Result<PathBuf, Unavailable> {
     let install = format!(
-        "install it with `npm install -g @qwen-code/qwen-code@{TESTED_VERSION}` (Node 22 or newer), or set BOO_QWEN to its path"
+        "run `boo setup` (installs qwen {TESTED_VERSION} with its own Node 22 into boo's data directory), or install it with `npm install -g @qwen-code/qwen-code@{TESTED_VERSION}` (Node 22 or newer), or set BOO_QWEN to its path"
     );
     if program.contains('/') {
         let p = PathBuf::from(program);
@@ -156,7 +172,7 @@ impl QwenBackend {
                 "no model endpoint is configured: export OPENAI_BASE_URL (your OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1), OPENAI_API_KEY and OPENAI_MODEL before starting boo (or set them in your editor's boo settings); `boo doctor` checks them".into(),
             ));
         }
-        let path = resolve_program(&self.config.program, self.config.search_path.as_ref())?;
+        let path = self.config.resolve()?;
         let mtime = std::fs::metadata(&path)
             .and_then(|m| m.modified())
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -608,5 +624,44 @@ mod tests {
         let path = OsString::from("/nonexistent-dir");
         let e = resolve_program("definitely-not-a-qwen-binary", Some(&path)).unwrap_err();
         assert!(e.0.contains("PATH"), "{e}");
+        assert!(e.0.contains("run `boo setup`"), "{e}");
+    }
+
+    #[test]
+    fn a_bare_qwen_not_on_path_falls_back_to_the_copy_boo_setup_installed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("boo-qwen-fallback-{}", std::process::id()));
+        let (on_path, installed) = (dir.join("path"), dir.join("data/qwen/bin/qwen"));
+        std::fs::create_dir_all(&on_path).unwrap();
+        std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+        std::fs::write(&installed, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&installed, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = |program: &str| QwenConfig {
+            program: program.into(),
+            search_path: Some(on_path.clone().into_os_string()),
+            base_url: None,
+            api_key: None,
+            model: None,
+            data_dir: dir.join("data"),
+            sandbox: Ok(SandboxMode::Auto),
+            extra_writable: vec![],
+            extra_readable: vec![],
+            installed: Some(installed.clone()),
+        };
+        assert_eq!(
+            config("qwen").resolve().unwrap(),
+            installed,
+            "not on PATH: the installed copy"
+        );
+        let mine = on_path.join("qwen");
+        std::fs::write(&mine, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(config("qwen").resolve().unwrap(), mine, "PATH wins");
+        let e = config("/elsewhere/qwen").resolve().unwrap_err();
+        assert!(
+            e.0.contains("/elsewhere/qwen"),
+            "an explicit path never falls back: {e}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

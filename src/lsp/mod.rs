@@ -30,6 +30,8 @@ use tower_lsp_server::ls_types::request::WorkDoneProgressCreate;
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, LspServiceBuilder, Server};
 
+mod actions;
+
 pub const INVALID_PARAMS: i64 = -32602;
 pub const NOT_FOUND: i64 = -32001;
 pub const AGENT_UNAVAILABLE: i64 = -32003;
@@ -547,6 +549,13 @@ impl LanguageServer for Backend {
                     ],
                     work_done_progress_options: Default::default(),
                 }),
+                // Flows as code actions, for clients that send commands only that way.
+                code_action_provider: Some(CodeActionProviderCapability::Options(
+                    CodeActionOptions {
+                        code_action_kinds: Some(vec![CodeActionKind::new(actions::KIND)]),
+                        ..Default::default()
+                    },
+                )),
                 experimental: Some(json!({ "boo": to_json(ext::BooCapabilities {
                     protocol_version: ext::PROTOCOL_VERSION,
                     methods: ext::REQUESTS.iter().map(|m| m.to_string()).collect(),
@@ -583,6 +592,36 @@ impl LanguageServer for Backend {
             let _ = sup.store.flush().await;
         }
         Ok(())
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let root = self.workspace_root();
+        let file = params
+            .text_document
+            .uri
+            .to_file_path()
+            .map(|p| p.into_owned());
+        let (start, end) = (params.range.start, params.range.end);
+        // Read off the protocol thread: the file may be large, or not a file at all.
+        let focus = match file.clone() {
+            Some(f) => tokio::task::spawn_blocking(move || {
+                actions::selection(&f, (start.line, start.character), (end.line, end.character))
+            })
+            .await
+            .ok()
+            .flatten(),
+            None => None,
+        };
+        let rel = match (&file, &root) {
+            (Some(f), Some(r)) => f.strip_prefix(r).ok().map(|p| p.display().to_string()),
+            _ => None,
+        };
+        let root_text = root.as_ref().map(|r| r.display().to_string());
+        Ok(Some(actions::flow_actions(
+            root_text.as_deref(),
+            rel.as_deref(),
+            focus.as_deref(),
+        )))
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {

@@ -434,17 +434,29 @@ impl<'a, 'js> Session<'a, 'js> {
         }
     }
 
+    /// `e`, unless the script was told to stop (a cancel or a limit) meanwhile: then
+    /// the stop is the reason, whatever QuickJS made of the interrupt.
+    fn stopped_or(&self, e: ScriptError) -> ScriptError {
+        match self.job.shared.stop_reason() {
+            STOP_NONE => e,
+            reason => stop_error(reason, &self.job.limits),
+        }
+    }
+
     fn run(&self) -> Result<Value, ScriptError> {
+        // A cancel that arrives while the engine prepares interrupts the prelude or
+        // the compile; it is still a cancel.
         let internals = self
             .install()
-            .map_err(|e| internal("could not prepare the script", e))?;
-        let main = compile(&self.ctx, &self.job.source, &self.job.parsed, MAIN_FILE)?;
+            .map_err(|e| self.stopped_or(internal("could not prepare the script", e)))?;
+        let main = compile(&self.ctx, &self.job.source, &self.job.parsed, MAIN_FILE)
+            .map_err(|e| self.stopped_or(e))?;
         let args = match &self.job.args {
             None => rquickjs::Value::new_undefined(self.ctx.clone()),
             Some(v) => self
                 .ctx
                 .json_parse(v.to_string())
-                .map_err(|e| internal("could not pass `args` to the script", e))?,
+                .map_err(|e| self.stopped_or(internal("could not pass `args` to the script", e)))?,
         };
         let workflow: Function = internals
             .get("workflow")

@@ -1494,3 +1494,26 @@ fn workflow_schema_reads_json_from_replies() {
         "the reply has no ```json block and is not JSON itself (expected value at line 1 column 1)"
     );
 }
+
+#[tokio::test]
+async fn workflow_cancelled_before_the_script_starts_is_cancelled_not_internal() {
+    // A cancel that lands while the engine is still preparing (its prelude, the
+    // compile) must read as a cancel, not as a failure of boo.
+    for _ in 0..20 {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let got = run_with(
+            "await agent('a');",
+            None,
+            &Fake::echo(),
+            Limits::default(),
+            cancel,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            got,
+            err(ErrorKind::Cancelled, "the run was cancelled", None, None)
+        );
+    }
+}

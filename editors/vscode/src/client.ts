@@ -18,9 +18,17 @@ import type {
   Requests,
 } from './protocol';
 import { NOTIFICATION_METHODS } from './protocol';
-import { missingServerMessage, resolveServerPath } from './serverPath';
+import { ServerSource, missingServerMessage, resolveServer } from './serverPath';
 
 export type LaunchParams = LaunchFlowParams;
+
+/** The server this window runs, once it answered `initialize`. */
+export interface ServerInfo {
+  path: string;
+  source: ServerSource;
+  version?: string;
+  protocolVersion?: number;
+}
 
 export class BooClient implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -31,7 +39,10 @@ export class BooClient implements vscode.Disposable {
   readonly onDidChangeState = this.stateChanged.event;
   readonly output: vscode.LogOutputChannel;
 
-  constructor() {
+  /** Which server runs (path, where it came from, version), once started. */
+  serverInfo: ServerInfo | undefined;
+
+  constructor(private readonly extensionDir?: string) {
     this.output = vscode.window.createOutputChannel('boo', { log: true });
   }
 
@@ -55,7 +66,7 @@ export class BooClient implements vscode.Disposable {
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
     const extraEnv = cfg.get<Record<string, string>>('env') ?? {};
     const env: Record<string, string | undefined> = { ...process.env, ...extraEnv };
-    const resolved = resolveServerPath(cfg.get<string>('serverPath'), env.PATH, folder);
+    const resolved = resolveServer(cfg.get<string>('serverPath'), env.PATH, folder, this.extensionDir);
     if (!resolved.ok) {
       const message = missingServerMessage(resolved.reason);
       this.output.error(message);
@@ -117,7 +128,14 @@ export class BooClient implements vscode.Disposable {
       await client.dispose().catch(() => undefined);
       throw new Error(message);
     }
-    this.output.info(`boo server started: ${resolved.path} serve`);
+    const init = client.initializeResult as { serverInfo?: { version?: string }; capabilities?: { experimental?: { boo?: { protocolVersion?: number } } } } | undefined;
+    this.serverInfo = {
+      path: resolved.path,
+      source: resolved.source,
+      version: init?.serverInfo?.version,
+      protocolVersion: init?.capabilities?.experimental?.boo?.protocolVersion,
+    };
+    this.output.info(`boo server started: ${resolved.path} serve (${resolved.source}, version ${this.serverInfo.version ?? 'unknown'})`);
     return client;
   }
 
@@ -133,6 +151,7 @@ export class BooClient implements vscode.Disposable {
   async restart(): Promise<void> {
     const old = this.client;
     this.client = undefined;
+    this.serverInfo = undefined;
     if (old) await old.stop().catch(() => undefined);
     await this.ensureStarted();
   }

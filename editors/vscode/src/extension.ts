@@ -13,6 +13,7 @@ import { RunStore } from './runStore';
 import { RunsView, relativeAge, shorten } from './runsView';
 import { TRACES_VIEW_TYPE, TracesPanels } from './tracesPanel';
 import { iconPath } from './webviewUtil';
+import { describeServer } from './serverPath';
 
 const RESTART_SETTINGS = ['boo.serverPath', 'boo.env', 'boo.model', 'boo.maxParallelAgents', 'boo.dbPath', 'boo.diagnostics'];
 
@@ -25,7 +26,7 @@ export interface BooApi {
 let activeClient: BooClient | undefined;
 
 export function activate(context: vscode.ExtensionContext): BooApi {
-  const client = new BooClient();
+  const client = new BooClient(context.extensionUri.fsPath);
   activeClient = client;
   const store = new RunStore({ getRun: (runId, transcript) => client.getRun(runId, transcript) }, (m) => client.output.warn(m));
   context.subscriptions.push(client, client.onNotification((n) => store.handle(n)));
@@ -82,12 +83,13 @@ export function activate(context: vscode.ExtensionContext): BooApi {
   status.name = 'boo';
   status.command = 'boo.ui.runsHistory';
   const updateStatus = () => {
+    const server = client.serverInfo ? `\nServer: ${describeServer(client.serverInfo)}` : '';
     if (running.size) {
       status.text = `$(sync~spin) boo: ${running.size} running`;
-      status.tooltip = `Running flows: ${[...running.values()].join(', ')} — click for the runs history`;
+      status.tooltip = `Running flows: ${[...running.values()].join(', ')} — click for the runs history${server}`;
     } else {
       status.text = '$(beaker) boo';
-      status.tooltip = 'boo — no flow running. Click for the runs history.';
+      status.tooltip = `boo — no flow running. Click for the runs history.${server}`;
     }
     status.show();
   };
@@ -209,6 +211,21 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     const id = await activeOr(runId, 'Show traces of which run?');
     if (id) traces.open(id);
   });
+  reg('boo.ui.serverInfo', async () => {
+    try {
+      await client.ensureStarted();
+    } catch {
+      return; // the start failure was reported with a button to the setting
+    }
+    updateStatus();
+    const info = client.serverInfo;
+    if (!info) return;
+    const text = `${describeServer(info)} (protocol ${info.protocolVersion ?? '?'})`;
+    client.output.info(text);
+    const pick = await vscode.window.showInformationMessage(text, 'Copy', 'Show Log');
+    if (pick === 'Copy') await vscode.env.clipboard.writeText(text);
+    else if (pick === 'Show Log') client.output.show();
+  });
   reg('boo.ui.refreshRuns', () => runsView.refresh());
   reg('boo.ui.loadMoreRuns', (before: string) => runsView.loadMoreCommand(before));
   reg('boo.ui.restartServer', async () => {
@@ -265,6 +282,7 @@ export function activate(context: vscode.ExtensionContext): BooApi {
       if (!RESTART_SETTINGS.some((s) => e.affectsConfiguration(s))) return;
       try {
         await client.restart();
+        updateStatus();
         runsView.refresh();
         void vscode.window.showInformationMessage('boo: settings changed, server restarted.');
       } catch (err) {
@@ -277,6 +295,7 @@ export function activate(context: vscode.ExtensionContext): BooApi {
   // surfaces as a notification with a button to the setting.
   void client.ensureStarted().then(
     async () => {
+      updateStatus();
       runsView.refresh();
       // Runs the server resumed on start count in the status bar even with the view closed.
       try {

@@ -2,6 +2,7 @@
 --- vim.lsp.start and reused), requests that wait for `initialize`, and the
 --- notification handlers that feed boo.state.
 local config = require('boo.config')
+local server = require('boo.server')
 local state = require('boo.state')
 
 local M = {}
@@ -61,8 +62,22 @@ end
 M.notify = notify
 
 --- Is the server binary there? Returns nil or one actionable message.
+--- `cmd` nil: the binary the plugin finds by itself (boo.server).
 function M.check_cmd(cmd)
-  cmd = cmd or config.get().cmd
+  if cmd == nil then
+    cmd = config.get().cmd
+  end
+  if cmd == nil then
+    if server.find() then
+      return nil
+    end
+    return table.concat({
+      'boo: the server binary was not found: ' .. server.describe(nil) .. '.',
+      "Fix: build it in the plugin's repository (`cargo build --release`; with lazy.nvim: build = 'cargo build --release'),",
+      "or put boo on $PATH, or point the plugin at it: require('boo').setup({ cmd = { '/path/to/boo', 'serve' } }).",
+      'Run :checkhealth boo for details.',
+    }, '\n')
+  end
   local exe = type(cmd) == 'table' and cmd[1] or nil
   if type(exe) ~= 'string' or exe == '' then
     return 'boo: `cmd` must be a list like { "boo", "serve" }; got ' .. vim.inspect(cmd)
@@ -79,10 +94,12 @@ function M.check_cmd(cmd)
   }, '\n')
 end
 
---- A running, not stopping, boo client for this root, or nil.
+--- A running, not stopping, boo client for this root, or nil (also one
+--- started by `vim.lsp.enable('boo')`, whose root may not be resolved).
 function M.get(root)
   for _, c in ipairs(vim.lsp.get_clients({ name = 'boo' })) do
-    if c.root_dir == root and not stopped(c) and not c._is_stopping then
+    local croot = c.root_dir and (vim.uv.fs_realpath(c.root_dir) or c.root_dir)
+    if (c.root_dir == root or croot == root) and not stopped(c) and not c._is_stopping then
       return c
     end
   end
@@ -217,11 +234,39 @@ function M.ensure(root, cb)
     notify(problem, vim.log.levels.ERROR)
     return cb(nil, { message = problem, notified = true })
   end
-  local cfg = {
-    name = 'boo',
-    cmd = o.cmd,
+  local cfg = M.lsp_config()
+  cfg.name = 'boo'
+  cfg.root_dir = root
+  local id
+  if has_011 then
+    -- One client per root, reused by vim.lsp.start; not attached to any
+    -- buffer (the server works on flows, not on open documents).
+    id = vim.lsp.start(cfg, { attach = false, silent = true })
+  else
+    -- 0.10's vim.lsp.start always attaches to a buffer; start_client does
+    -- not (reuse per root is done by M.get above).
+    id = vim.lsp.start_client(cfg)
+  end
+  if not id then
+    local msg = 'boo: could not start `' .. table.concat(cfg.cmd, ' ') .. '` (see :LspLog)'
+    notify(msg, vim.log.levels.ERROR)
+    return cb(nil, { message = msg, notified = true })
+  end
+  local client = vim.lsp.get_client_by_id(id)
+  if client and client.initialized then
+    return cb(client)
+  end
+  waiting[id] = waiting[id] or {}
+  table.insert(waiting[id], cb)
+end
+
+--- The client configuration of the boo server: what the plugin starts, and what
+--- `lsp/boo.lua` gives `vim.lsp.config('boo', …)` / `vim.lsp.enable('boo')`.
+function M.lsp_config()
+  local o = config.get()
+  return {
+    cmd = server.cmd(o.cmd),
     cmd_env = config.server_env(o),
-    root_dir = root,
     init_options = config.init_options(o),
     handlers = M.handlers,
     on_init = function(client)
@@ -241,27 +286,6 @@ function M.ensure(root, cb)
       end)
     end,
   }
-  local id
-  if has_011 then
-    -- One client per root, reused by vim.lsp.start; not attached to any
-    -- buffer (the server works on flows, not on open documents).
-    id = vim.lsp.start(cfg, { attach = false, silent = true })
-  else
-    -- 0.10's vim.lsp.start always attaches to a buffer; start_client does
-    -- not (reuse per root is done by M.get above).
-    id = vim.lsp.start_client(cfg)
-  end
-  if not id then
-    local msg = 'boo: could not start `' .. table.concat(o.cmd, ' ') .. '` (see :LspLog)'
-    notify(msg, vim.log.levels.ERROR)
-    return cb(nil, { message = msg, notified = true })
-  end
-  local client = vim.lsp.get_client_by_id(id)
-  if client and client.initialized then
-    return cb(client)
-  end
-  waiting[id] = waiting[id] or {}
-  table.insert(waiting[id], cb)
 end
 
 --- Send a request to the client of `root` (started if needed).

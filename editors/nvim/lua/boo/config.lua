@@ -2,8 +2,10 @@
 local M = {}
 
 M.defaults = {
-  -- The server command. `boo serve` speaks JSON-RPC over stdio.
-  cmd = { 'boo', 'serve' },
+  -- The server command, e.g. { '/path/to/boo', 'serve' }. nil: the release build
+  -- in the plugin's own repository (lazy.nvim's `build = 'cargo build --release'`),
+  -- else `boo` on $PATH (see require('boo.server')).
+  cmd = nil,
   -- Extra environment for the server (and through it, qwen), e.g.
   -- { OPENAI_BASE_URL = 'http://127.0.0.1:8080/v1', OPENAI_API_KEY = '...', OPENAI_MODEL = '...' }
   env = {},

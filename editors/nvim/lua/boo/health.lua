@@ -38,12 +38,15 @@ function M.check()
   end
 
   health.start('boo: server binary')
-  local exe = type(o.cmd) == 'table' and o.cmd[1] or nil
+  local server = require('boo.server')
+  local cmd = server.cmd(o.cmd)
+  local exe = cmd[1]
   local problem = require('boo.client').check_cmd(o.cmd)
   local have_bin = false
   if problem then
     health.error(problem:gsub('\n', ' '), {
-      'cargo build --release (in the boo repository) and put target/release/boo on $PATH',
+      "lazy.nvim: build = 'cargo build --release' builds it in the plugin's repository",
+      'or: cargo build --release (in the boo repository) and put target/release/boo on $PATH',
       "or: require('boo').setup({ cmd = { '/path/to/boo', 'serve' } })",
     })
   else
@@ -57,7 +60,8 @@ function M.check()
     else
       health.ok(string.format('%s (%s)', vim.trim(res.stdout or ''), path ~= '' and path or exe))
     end
-    health.info('server command: ' .. table.concat(o.cmd, ' '))
+    health.info('server command: ' .. table.concat(cmd, ' '))
+    health.info('server: ' .. server.describe(o.cmd))
   end
 
   health.start('boo: qwen CLI and environment (boo doctor)')

@@ -9,6 +9,9 @@ local M = {}
 
 local ns = vim.api.nvim_create_namespace('boo.pane')
 M.ns = ns
+--- The report's Markdown highlighting (under the pane's own highlights).
+local md_ns = vim.api.nvim_create_namespace('boo.pane.markdown')
+M.md_ns = md_ns
 
 --- run id → { buf, expanded, picked, lines, row_step, step_row }
 M.panes = {}
@@ -132,6 +135,14 @@ function M.render(run_id)
     tails[w] = n > 1 and vim.api.nvim_win_get_cursor(w)[1] >= n
   end
   apply(p.buf, p.lines or {}, b.lines, b.hls)
+  local md_key = b.report and (b.report.first .. '\0' .. table.concat(b.report.lines, '\n')) or nil
+  if md_key ~= p.md_key then
+    vim.api.nvim_buf_clear_namespace(p.buf, md_ns, 0, -1)
+    if b.report then
+      require('boo.markdown').apply(p.buf, md_ns, b.report.first - 1, b.report.lines)
+    end
+    p.md_key = md_key
+  end
   p.lines = b.lines
   p.row_step = b.row_step
   p.step_row = b.step_row

@@ -295,7 +295,11 @@ function M.pane(run, view)
   if run.report and run.report ~= '' then
     b.add('')
     b.add(rule('Report', width), 'BooSection')
-    for _, l in ipairs(split_lines(run.report)) do
+    -- The report's own Markdown highlighting is laid under these lines by the
+    -- pane (boo.markdown); tables are aligned here so their columns line up.
+    local report = require('boo.markdown').align_tables(split_lines(run.report))
+    b.report = { first = #b.lines + 1, lines = report }
+    for _, l in ipairs(report) do
       local group
       if l:match('^#+%s') then
         group = 'BooReportHeading'
