@@ -15,6 +15,8 @@
 //!   f  the warm ACP pool with the real qwen and an instant scripted model: step start
 //!      -> first model request, a 10-agent flow against cold `qwen -p`, memory with 4
 //!      agents at once, prefix reuse of the model requests (benches/pool/mod.rs)
+//!   g  a run's snapshot of the same 10,000-file git tree (`boo snapshot`): taking it,
+//!      comparing the real tree with it at the end, removing it
 //!
 //! Sections a–e measure boo against per-prompt agent processes (the fake agents are
 //! headless stand-ins), so their servers run `BOO_AGENT_TRANSPORT=oneshot`.
@@ -1839,6 +1841,106 @@ fn section_e(sum: &mut Summary) {
     );
 }
 
+// ---------------------------------------------------------------- (g) snapshot
+
+fn section_g(sum: &mut Summary) {
+    println!("\n== (g) a run's snapshot of a 10,000-file git tree (`boo snapshot`: take, compare at the end, remove)");
+    println!("  load average before: {}", loadavg());
+    let dir = TempDir::new("g");
+    let root = dir.path().join("tree");
+    for d in 0..100 {
+        let p = root.join(format!("pkg{d:02}"));
+        std::fs::create_dir_all(&p).unwrap();
+        for f in 0..100 {
+            std::fs::write(
+                p.join(format!("file{f:03}.rs")),
+                format!(
+                    "// pkg{d:02}/file{f:03}\npub fn f{f}() -> u32 {{\n    {}\n}}\n",
+                    d * 100 + f
+                ),
+            )
+            .unwrap();
+        }
+    }
+    git(&root, &["init", "-q"]);
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "tree"]);
+    let (mut take, mut compare, mut remove) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cpu = Vec::new();
+    let mut cloned = 0;
+    // CPU time of finished children (boo and the git it runs), in ms.
+    let children_cpu = || {
+        // SAFETY: getrusage fills the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+        let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+        ms(u.ru_utime) + ms(u.ru_stime)
+    };
+    for i in 0..5 {
+        let cpu_before = children_cpu();
+        let out = Command::new(boo_bin())
+            .arg("snapshot")
+            .arg(&root)
+            .arg(dir.path().join(format!("snap{i}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "boo snapshot failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("snapshot JSON");
+        assert_eq!(v["files"], 10_000, "snapshot file count: {v}");
+        assert_eq!(v["changes"], 0, "{v}");
+        cpu.push(children_cpu() - cpu_before);
+        take.push(v["takeMs"].as_f64().unwrap());
+        compare.push(v["compareMs"].as_f64().unwrap());
+        remove.push(v["removeMs"].as_f64().unwrap());
+        cloned = v["cloned"].as_u64().unwrap_or(0);
+    }
+    println!(
+        "  runs (take/compare/remove ms, CPU ms of the whole process): {}; files cloned copy-on-write: {cloned} of 10,000",
+        take.iter()
+            .zip(&compare)
+            .zip(&remove)
+            .zip(&cpu)
+            .map(|(((t, c), r), u)| format!("{t:.0}/{c:.0}/{r:.0} cpu {u:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for v in [&mut take, &mut compare, &mut remove, &mut cpu] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    sum.add(
+        "g",
+        "take a snapshot, 10,000 files (median of 5 processes)",
+        format!("{:.0} ms", take[2]),
+        "none set",
+        None,
+    );
+    sum.add(
+        "g",
+        "CPU time of one `boo snapshot` process with its git (take + compare + remove, median of 5)",
+        format!("{:.0} ms", cpu[2]),
+        "none set",
+        None,
+    );
+    sum.add(
+        "g",
+        "compare the real tree with it at the run's end (median of 5)",
+        format!("{:.0} ms", compare[2]),
+        "none set",
+        None,
+    );
+    sum.add(
+        "g",
+        "remove it (median of 5)",
+        format!("{:.0} ms", remove[2]),
+        "none set",
+        None,
+    );
+}
+
 // ---------------------------------------------------------------- main
 
 fn main() {
@@ -1870,6 +1972,9 @@ fn main() {
     }
     if want('f') {
         pool::section_f(&mut sum);
+    }
+    if want('g') {
+        section_g(&mut sum);
     }
     println!(
         "\n== summary (Markdown), total {:.0} s, load average at the end: {}\n",

@@ -94,6 +94,18 @@ impl App {
                 tracing::info!("removed {removed} agent scratch folder(s) left by a crash");
             }
         }
+        // Snapshots of runs that ended without removing theirs (a crash at the end).
+        if let Ok(running) = store.call(queries::running_runs).await {
+            let base = config.runner.snapshot_dir.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                crate::runner::snapshots::collect_snapshots(&base, &running)
+            })
+            .await
+            .unwrap_or(0);
+            if removed > 0 {
+                tracing::info!("removed {removed} snapshot(s) of runs that are no longer running");
+            }
+        }
         let transport = crate::otel::Tee::new(transport(tx), store.clone(), &config.otel);
         let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport));
         Ok(App {

@@ -773,6 +773,18 @@ pub async fn gc(config: &Config, older_than: String) -> i32 {
             println!(
                 "removed {runs} run(s) older than {older_than}: {steps} step(s), {snaps} stream batch(es), {traces} trace(s); running runs are never removed"
             );
+            // Project snapshots are only needed while their run runs.
+            if let Ok(running) = st.call(queries::running_runs).await {
+                let base = config.runner.snapshot_dir.clone();
+                let removed = tokio::task::spawn_blocking(move || {
+                    crate::runner::snapshots::collect_snapshots(&base, &running)
+                })
+                .await
+                .unwrap_or(0);
+                if removed > 0 {
+                    println!("removed {removed} project snapshot(s) of runs that are not running");
+                }
+            }
             0
         }
         Err(e) => {

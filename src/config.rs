@@ -35,6 +35,8 @@ pub struct RunnerConfig {
     pub secrets: Vec<String>,
     /// A workflow script's own CPU time (`BOO_WORKFLOW_CPU_MS`, default 10 s).
     pub workflow_cpu_time: Duration,
+    /// Where runs' snapshots of their project live (`<data_dir>/snapshots`).
+    pub snapshot_dir: PathBuf,
 }
 
 impl Default for RunnerConfig {
@@ -48,6 +50,9 @@ impl Default for RunnerConfig {
             default_model: None,
             secrets: Vec::new(),
             workflow_cpu_time: Duration::from_secs(10),
+            // `Config::from_vars` puts it under boo's data folder; this default serves
+            // supervisors built without a configuration (tests).
+            snapshot_dir: std::env::temp_dir().join("boo-snapshots"),
         }
     }
 }
@@ -135,6 +140,7 @@ impl Config {
             workflow_cpu_time: number("BOO_WORKFLOW_CPU_MS")
                 .map(|ms| Duration::from_millis(ms.max(10)))
                 .unwrap_or(defaults.workflow_cpu_time),
+            snapshot_dir: data_dir.join("snapshots"),
         };
         let sandbox_var = var("BOO_SANDBOX").map(|v| v.to_string_lossy().to_string());
         let transport_var = var("BOO_AGENT_TRANSPORT").map(|v| v.to_string_lossy().to_string());

@@ -156,6 +156,10 @@ enum Command {
     /// Internal: time the read-only proof (fingerprint) of a directory, cold and warm.
     #[command(hide = true)]
     Fingerprint { root: PathBuf },
+    /// Internal: time a run's snapshot of a directory (taken into `dir`, then removed),
+    /// and the comparison of the real tree with it at the run's end.
+    #[command(hide = true)]
+    Snapshot { root: PathBuf, dir: PathBuf },
     /// Internal: runs an agent process under the sandbox and dies with boo.
     #[command(hide = true)]
     AgentGuard {
@@ -240,6 +244,36 @@ fn main() {
                 b.digest()
             );
             0
+        }
+        Command::Snapshot { root, dir } => {
+            use project::snapshot::Snapshot;
+            let t = std::time::Instant::now();
+            match Snapshot::take(&root, &dir, false) {
+                Ok(s) => {
+                    let took = t.elapsed();
+                    let t = std::time::Instant::now();
+                    let changes = s.changes_since(&root);
+                    let compare = t.elapsed();
+                    let t = std::time::Instant::now();
+                    Snapshot::remove(&dir);
+                    let removed = t.elapsed();
+                    println!(
+                        "{{\"files\": {}, \"bytes\": {}, \"cloned\": {}, \"takeMs\": {:.1}, \"compareMs\": {:.1}, \"removeMs\": {:.1}, \"changes\": {}}}",
+                        s.manifest.files,
+                        s.manifest.bytes,
+                        s.manifest.cloned,
+                        took.as_secs_f64() * 1000.0,
+                        compare.as_secs_f64() * 1000.0,
+                        removed.as_secs_f64() * 1000.0,
+                        changes.map(|c| c.added.len() + c.modified.len() + c.removed.len()).unwrap_or(usize::MAX)
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("boo: {e}");
+                    1
+                }
+            }
         }
         Command::AgentGuard {
             parent,
@@ -326,6 +360,7 @@ fn main() {
                     Command::Serve { .. }
                     | Command::AgentGuard { .. }
                     | Command::Fingerprint { .. }
+                    | Command::Snapshot { .. }
                     | Command::Completions { .. }
                     | Command::Man { .. }
                     | Command::Flow { .. }

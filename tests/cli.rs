@@ -77,8 +77,33 @@ fn run_prints_progress_on_stderr_and_the_report_on_stdout() {
     );
     assert!(tr.contains("turn 1:"), "{tr}");
 
+    // The run's snapshot went with its end; the JSON report carries the snapshot note.
+    let snapshots = t.path().join("data/boo/snapshots");
+    assert!(!snapshots.join(&run_id).exists());
+    assert_eq!(v["snapshot"]["files"], 2, "{}", v["snapshot"]);
+    assert_eq!(v["snapshot"]["changes"]["modified"], serde_json::json!([]));
+    // A snapshot a crash left behind (its run is not running) is collected by gc once
+    // it is older than a launch in flight could be; a fresh one is kept.
+    for orphan in ["crashed-run", "launch-in-flight"] {
+        std::fs::create_dir_all(snapshots.join(orphan).join("tree")).unwrap();
+        std::fs::write(snapshots.join(orphan).join("tree/a.rs"), "a").unwrap();
+    }
+    let aged = Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(snapshots.join("crashed-run"))
+        .status()
+        .unwrap();
+    assert!(aged.success());
+
     // gc: nothing is old enough yet; a huge cutoff keeps everything.
     let gc = boo(&db, &["gc", "--older-than", "30d"]);
+    assert!(
+        text(&gc.stdout).contains("removed 1 project snapshot(s)"),
+        "{}",
+        text(&gc.stdout)
+    );
+    assert!(!snapshots.join("crashed-run").exists());
+    assert!(snapshots.join("launch-in-flight").exists());
     assert!(
         text(&gc.stdout).contains("removed 0 run(s)"),
         "{}",

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -449,11 +450,37 @@ fn kill_9_mid_run_then_restart_resumes_without_redoing_finished_steps() {
         })
         .collect();
     s.kill9();
+    // The run's snapshot survives the crash.
+    let snapshot = t.path().join("data/boo/snapshots").join(&run_id);
+    assert!(snapshot.join("manifest.json").is_file());
     // A new server on the same database adopts the run at once (its owner is dead).
     let mut s2 = Server::start(&db, &[dir]);
     s2.initialize(&root);
     let end = s2.wait_run_end(&run_id, LONG);
     assert_eq!(end["runStatus"], "completed", "{end}");
+    // Both attempts of the interrupted step read the same snapshot, never the real tree.
+    let cwds: Vec<String> = agent_records(&rec)
+        .iter()
+        .filter(|r| r["env"]["BOO_STEP_ID"] == "verdict")
+        .map(|r| r["cwd"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let tree = snapshot
+        .join("tree")
+        .canonicalize()
+        .unwrap_or(snapshot.join("tree"));
+    assert_eq!(cwds.len(), 2, "{cwds:?}");
+    for cwd in &cwds {
+        assert_eq!(Path::new(cwd), tree, "the resumed run keeps its snapshot");
+    }
+    let report = end["report"].as_str().unwrap();
+    assert!(
+        report.contains("## Snapshot") && !report.contains("when the run resumed"),
+        "{report}"
+    );
+    assert!(
+        !snapshot.exists(),
+        "the snapshot is removed when the run ends"
+    );
     let n = invocations(&rec);
     assert_eq!(
         n.get("correctness"),
@@ -485,6 +512,32 @@ fn kill_9_mid_run_then_restart_resumes_without_redoing_finished_steps() {
         .unwrap();
     assert_eq!(verdict["attempt"], 2);
     assert!(verdict["lastSeq"].as_u64().unwrap() >= 1);
+    assert_eq!(s2.stop(), Some(0));
+}
+
+/// A run resumed after a crash whose snapshot is gone (another machine's data folder, a
+/// cleaned disk) takes a new one, and its report says the steps may have read two copies.
+#[test]
+fn a_resumed_run_whose_snapshot_is_gone_takes_a_new_one_and_says_so() {
+    let t = TempDir::new("resume-retake");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let mut s = Server::start(&db, &[("FAKE_QWEN_MODES", "verdict=hang".into())]);
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "resume me");
+    s.wait_for("the verdict step running", LONG, |m, p| {
+        m == "boo/stepUpdated" && p["stepId"] == "verdict" && p["status"] == "running"
+    });
+    s.kill9();
+    let snapshot = t.path().join("data/boo/snapshots").join(&run_id);
+    std::fs::remove_dir_all(&snapshot).unwrap();
+    let mut s2 = Server::start(&db, &[]);
+    s2.initialize(&root);
+    let end = s2.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let report = end["report"].as_str().unwrap();
+    assert!(report.contains("when the run resumed"), "{report}");
+    assert!(!snapshot.exists());
     assert_eq!(s2.stop(), Some(0));
 }
 
@@ -740,13 +793,15 @@ fn an_agent_on_either_transport_reads_the_project_but_not_the_home_folder() {
     // A hostile model makes the agent process itself open a private key in the user's
     // home folder (no qwen check in between: the fake opens what FAKE_QWEN_PEEK names).
     // Landlock's read rules must refuse it for a warm pool process exactly as for a
-    // one-shot one, while the project stays readable.
+    // one-shot one, while the project (the run's snapshot, the agent's working
+    // directory) stays readable — and the user's working tree itself does not.
     let t = TempDir::new("agent-reads");
     let root = project(t.path());
     let key = t.path().join("home/.ssh/id_ed25519");
     std::fs::create_dir_all(key.parent().unwrap()).unwrap();
     std::fs::write(&key, "PRIVATE KEY\n").unwrap();
-    let own = root.join("src/lib.rs");
+    let own = "src/lib.rs";
+    let tree = root.join("src/lib.rs");
     for transport in ["acp", "oneshot"] {
         let mut s = Server::start(
             &t.path().join(format!("boo-{transport}.db")),
@@ -754,7 +809,7 @@ fn an_agent_on_either_transport_reads_the_project_but_not_the_home_folder() {
                 ("BOO_AGENT_TRANSPORT", transport.to_string()),
                 (
                     "FAKE_QWEN_PEEK",
-                    format!("{}:{}", own.display(), key.display()),
+                    format!("{own}:{}:{}", key.display(), tree.display()),
                 ),
             ],
         );
@@ -778,8 +833,12 @@ fn an_agent_on_either_transport_reads_the_project_but_not_the_home_folder() {
             }
             let out = st["output"].as_str().unwrap();
             assert!(
-                out.contains(&format!("peek {}: read ", own.display())),
+                out.contains(&format!("peek {own}: read ")),
                 "{transport}: the project stays readable: {out}"
+            );
+            assert!(
+                out.contains(&format!("peek {}: refused (EACCES)", tree.display())),
+                "{transport}: the working tree was read, not the snapshot: {out}"
             );
             assert!(
                 out.contains(&format!("peek {}: refused (EACCES)", key.display())),
@@ -872,7 +931,11 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
         &t.path().join("boo.db"),
         &[
             ("BOO_QWEN", evil.display().to_string()),
-            ("BOO_AGENT_WRITABLE", root.display().to_string()),
+            // The agent works in the run's snapshot: that is where the hole is.
+            (
+                "BOO_AGENT_WRITABLE",
+                t.path().join("data/boo/snapshots").display().to_string(),
+            ),
             (
                 "BOO_AGENT_READABLE",
                 fake_qwen().parent().unwrap().display().to_string(),
@@ -891,6 +954,10 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
     let warning = report.find("**Warning:**").expect("a warning at the top");
     assert!(warning < report.find("## Answer").unwrap());
     assert!(report.contains("pwned.txt (created)"), "{report}");
+    assert!(
+        !root.join("pwned.txt").exists(),
+        "the real tree was never the agent's"
+    );
     // Every step ended: the ones that never ran are cancelled, none stays pending.
     let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
     for st in got["steps"].as_array().unwrap() {
@@ -899,6 +966,78 @@ fn a_step_that_modifies_the_project_fails_the_run_loudly() {
             "{st}"
         );
     }
+}
+
+/// The user keeps working while a run runs: the agents read the snapshot taken at
+/// launch, the run completes, its citations are checked against that snapshot, and the
+/// report names what changed in the real tree meanwhile.
+#[test]
+fn editing_the_project_mid_run_neither_fails_nor_reaches_the_run() {
+    let t = TempDir::new("mid-run-edit");
+    let root = project(t.path());
+    // A "qwen" that waits until the test has edited the project, then answers.
+    let gate = t.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    let go = gate.join("go");
+    let waiting = gate.join("waiting-qwen");
+    write_script(
+        &waiting,
+        &format!(
+            "for a in \"$@\"; do [ \"$a\" = --version ] && exec '{fake}' --version; done\nwhile [ ! -e '{go}' ]; do sleep 0.05; done\nexec '{fake}' \"$@\"\n",
+            fake = fake_qwen().display(),
+            go = go.display()
+        ),
+    );
+    let readable = std::env::join_paths([fake_qwen().parent().unwrap(), gate.as_path()]).unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[
+            ("BOO_QWEN", waiting.display().to_string()),
+            ("BOO_AGENT_READABLE", readable.to_string_lossy().to_string()),
+        ],
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "code-review", "what changed?");
+    s.wait_for("an agent step running", LONG, |m, p| {
+        m == "boo/stepUpdated" && p["status"] == "running" && p["kind"] == "agent"
+    });
+    // Save in place, add a file, delete the file the agents will cite.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(root.join("src/lib.rs"))
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(b"pub fn add(a: u32, b: u32) -> u32 { a - b }\n")
+        })
+        .unwrap();
+    std::fs::write(root.join("NEW.md"), "new\n").unwrap();
+    std::fs::remove_file(root.join("README.md")).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let report = end["report"].as_str().unwrap();
+    assert!(!report.contains("was modified"), "{report}");
+    // The agents cited README.md line 1 in the snapshot; the real one is gone.
+    let verified = report
+        .split("## Verified findings")
+        .nth(1)
+        .unwrap_or_default();
+    let verified = verified.split("\n## ").next().unwrap_or_default();
+    assert!(verified.contains("`README.md:1`"), "{report}");
+    let note = report
+        .split("## Snapshot")
+        .nth(1)
+        .expect("a snapshot section");
+    assert!(note.contains("- modified (1): `src/lib.rs`"), "{note}");
+    assert!(note.contains("- added (1): `NEW.md`"), "{note}");
+    assert!(note.contains("- removed (1): `README.md`"), "{note}");
+    let snapshots = t.path().join("data/boo/snapshots").join(&run_id);
+    assert!(
+        !snapshots.exists(),
+        "the snapshot is removed when the run ends"
+    );
+    assert_eq!(s.stop(), Some(0));
 }
 
 #[test]

@@ -17,7 +17,7 @@ pub mod scripted;
 
 use crate::model::{StreamEvent, Usage};
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 use thiserror::Error;
@@ -33,7 +33,9 @@ pub struct SessionSpec {
     pub step_id: String,
     /// The stream every event of this session belongs to.
     pub chat_id: String,
-    /// The project the agent reads (its working directory).
+    /// The folder the agent reads: its working directory and its sandbox's readable
+    /// root. For a run's steps this is the run's snapshot of the project (`RunCtx::workdir`),
+    /// never the user's working tree; sessions are keyed by it.
     pub root: PathBuf,
     pub model: Option<String>,
     /// Per prompt: past it the agent is stopped and the prompt fails.
@@ -165,6 +167,11 @@ pub trait AgentBackend: Send + Sync + 'static {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+
+    /// The folder `root` and everything under it is going away (a run ended and its
+    /// snapshot is removed): stop what the backend keeps running there. Agents read a
+    /// run's snapshot, so nothing kept for it can serve another run.
+    fn release_root(&self, _root: &Path) {}
 }
 
 /// How agents are run (`BOO_AGENT_TRANSPORT`).

@@ -106,6 +106,101 @@ pub enum GitError {
     },
 }
 
+/// Settings given on every git command line (they win over every config file): each
+/// switches off a way a repository's own `.git/config` (or a file it includes) could make
+/// a read-only command run a program: the fsmonitor hook, hooks, the pager, signature
+/// checks (gpg), transports (lazy fetches of a partial clone), an external diff. Filters
+/// and textconv drivers need a name from the config; boo's content-reading commands run
+/// in the run's snapshot, whose config boo writes itself (`project::snapshot`), and
+/// diff-like commands also get `--no-ext-diff --no-textconv`.
+pub const SAFE_CONFIG: &[&str] = &[
+    "core.fsmonitor=false",
+    "core.hooksPath=/dev/null",
+    "core.pager=cat",
+    "core.attributesFile=/dev/null",
+    "core.untrackedCache=false",
+    "core.sshCommand=false",
+    "log.showSignature=false",
+    "diff.external=",
+    "protocol.allow=never",
+    "submodule.recurse=false",
+];
+
+/// Environment variables boo's own environment may hold that would point git elsewhere
+/// or make it run something; removed from every git command.
+const UNSAFE_ENV: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_EXTERNAL_DIFF",
+    "GIT_DIFF_OPTS",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_ASKPASS",
+    "GIT_EDITOR",
+    "GIT_EXEC_PATH",
+    "GIT_PROXY_COMMAND",
+    "GIT_ATTR_SOURCE",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_TRACE",
+    "GIT_TRACE2",
+    "GIT_TRACE2_EVENT",
+    "GIT_TRACE2_PERF",
+];
+
+/// The excludes file of the user's own global git configuration (`core.excludesFile`),
+/// read once: every boo command runs without the global configuration, but which files
+/// the user ignores must not change what the project is. `None` when the user set none
+/// (git then uses its default, `~/.config/git/ignore`, by itself).
+fn user_excludes_file() -> Option<&'static str> {
+    static FILE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let out = Command::new("git")
+            .args(["config", "--global", "--path", "--get", "core.excludesFile"])
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !path.is_empty() && !path.contains('\n')).then_some(path)
+    })
+    .as_deref()
+}
+
+/// What every git command boo runs gets: no system or global configuration (only the
+/// repository's, with [`SAFE_CONFIG`] over it), no system attributes, no lazy fetch, no
+/// prompt, no optional locks (even `status` and `diff` do not refresh the index).
+fn harden(cmd: &mut Command) {
+    for k in UNSAFE_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.env("GIT_OPTIONAL_LOCKS", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_ATTR_NOSYSTEM", "1")
+        .env("GIT_NO_LAZY_FETCH", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_PAGER", "cat")
+        .arg("--no-pager");
+    if let Some(c) = super::snapshot::ceilings() {
+        cmd.env("GIT_CEILING_DIRECTORIES", c);
+    }
+    for c in SAFE_CONFIG {
+        cmd.arg("-c").arg(c);
+    }
+    if let Some(file) = user_excludes_file() {
+        cmd.arg("-c").arg(format!("core.excludesFile={file}"));
+    }
+}
+
 /// Runs `git <args>` in `dir` with extra environment variables `env`, under `limits`.
 /// A non-zero exit is an error holding (the start of) git's stderr.
 pub fn run(
@@ -115,9 +210,9 @@ pub fn run(
     limits: Limits,
 ) -> Result<GitOutput, GitError> {
     let mut cmd = Command::new("git");
-    cmd.current_dir(dir)
-        .args(args)
-        .env("GIT_OPTIONAL_LOCKS", "0")
+    cmd.current_dir(dir);
+    harden(&mut cmd);
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -500,4 +595,80 @@ pub fn diff_text(root: &Path, commit: &str) -> Result<DiffText, GitError> {
         text: String::from_utf8_lossy(&out.stdout).into_owned(),
         truncated: out.truncated,
     })
+}
+
+/// Where a repository keeps what a snapshot of a root inside it needs.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The root relative to the repository's top folder (empty at the top).
+    pub prefix: PathBuf,
+    /// This worktree's own state (HEAD, index).
+    pub git_dir: PathBuf,
+    /// The state shared by all worktrees (objects, refs, shallow).
+    pub common_dir: PathBuf,
+    /// `sha1` or `sha256`.
+    pub object_format: String,
+    /// The branch HEAD names (`refs/heads/x`, possibly unborn), or `None` when detached.
+    pub head_ref: Option<String>,
+    /// The commit HEAD points at; `None` before the first commit.
+    pub head: Option<String>,
+    /// Every ref: `(object, name, symbolic target)`.
+    pub refs: Vec<(String, String, Option<String>)>,
+}
+
+/// The repository around `root`, or `None` when the root is in none (or git is missing).
+pub fn layout(root: &Path) -> Result<Option<Layout>, GitError> {
+    let out = match git_text(
+        root,
+        &[
+            "rev-parse",
+            "--absolute-git-dir",
+            "--git-common-dir",
+            "--show-object-format",
+            "--show-prefix",
+        ],
+    ) {
+        Ok(o) => o,
+        Err(GitError::NotStarted { .. } | GitError::Failed { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut lines = out.lines();
+    let (Some(git_dir), Some(common), Some(format)) = (lines.next(), lines.next(), lines.next())
+    else {
+        return Ok(None);
+    };
+    let prefix = PathBuf::from(lines.next().unwrap_or("").trim_end_matches('/'));
+    let head_ref = git_text(root, &["symbolic-ref", "--quiet", "HEAD"])
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    // Resolving the ref reads no commit (a hostile `shallow` FIFO cannot stall it).
+    let head = git_text(root, &["rev-parse", "--verify", "--quiet", "HEAD"])
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let refs = git_text(
+        root,
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(refname) %(symref)",
+        ],
+    )?
+    .lines()
+    .filter_map(|l| {
+        let mut w = l.split(' ');
+        let (obj, name) = (w.next()?, w.next()?);
+        let target = w.next().filter(|t| !t.is_empty()).map(String::from);
+        Some((obj.to_string(), name.to_string(), target))
+    })
+    .collect();
+    Ok(Some(Layout {
+        prefix,
+        git_dir: PathBuf::from(git_dir),
+        common_dir: root.join(common),
+        object_format: format.trim().to_string(),
+        head_ref,
+        head,
+        refs,
+    }))
 }

@@ -17,6 +17,7 @@
 
 pub mod fingerprint;
 pub mod git;
+pub mod snapshot;
 
 pub use fingerprint::{diff, HashCache};
 pub use git::GitError;

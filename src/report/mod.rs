@@ -40,6 +40,89 @@ pub struct ReportInput {
     pub alerts: Vec<String>,
     pub steps: Vec<StepSummary>,
     pub findings: Vec<CheckedFinding>,
+    /// The snapshot the run read, and what changed in the real tree since it was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotNote>,
+}
+
+/// What the report says about the run's snapshot of the project.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotNote {
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
+    /// Taken again when the run resumed (the first one was gone).
+    pub retaken: bool,
+    /// Files it holds.
+    pub files: u64,
+    /// What changed in the real tree since; `None` when that could not be found out.
+    pub changes: Option<crate::project::snapshot::TreeChanges>,
+    /// Why the changes could not be found out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How many names of each kind of change the Markdown report lists.
+const CHANGES_SHOWN: usize = 20;
+
+fn write_names(md: &mut String, what: &str, names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = names
+        .iter()
+        .take(CHANGES_SHOWN)
+        .map(|n| format!("`{}`", one_line(n)))
+        .collect();
+    let more = names.len().saturating_sub(CHANGES_SHOWN);
+    let _ = writeln!(
+        md,
+        "- {what} ({}): {}{}",
+        names.len(),
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn write_snapshot(md: &mut String, s: &SnapshotNote) {
+    let _ = writeln!(md, "## Snapshot");
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "The agents and checks read a snapshot of the project ({} files) taken at {}{}; edits made since then did not reach this run.",
+        s.files,
+        s.taken_at,
+        if s.retaken {
+            " when the run resumed (the first snapshot was gone: steps before the restart read an earlier copy)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(md);
+    match (&s.changes, &s.error) {
+        (Some(c), _) if c.is_empty() => {
+            let _ = writeln!(md, "The project has not changed since.");
+        }
+        (Some(c), _) => {
+            let _ = writeln!(md, "Changed in the project since the snapshot:");
+            let _ = writeln!(md);
+            write_names(md, "modified", &c.modified);
+            write_names(md, "added", &c.added);
+            write_names(md, "removed", &c.removed);
+        }
+        (None, e) => {
+            let _ = writeln!(
+                md,
+                "What changed in the project since could not be found out: {}",
+                one_line(e.as_deref().unwrap_or("unknown"))
+            );
+        }
+    }
+    let _ = writeln!(md);
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -258,6 +341,10 @@ pub fn render_markdown(r: &ReportInput) -> String {
         let _ = writeln!(md);
     }
 
+    if let Some(s) = &r.snapshot {
+        write_snapshot(&mut md, s);
+    }
+
     let _ = writeln!(md, "## Roster");
     let _ = writeln!(md);
     let _ = writeln!(
@@ -394,6 +481,7 @@ mod tests {
             alerts: vec![],
             steps,
             findings: crate::evidence::merge(findings),
+            snapshot: None,
         };
         let md = render_markdown(&input);
         crate::snapshot::assert_snapshot("report-code-review.md", &md);

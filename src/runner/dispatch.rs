@@ -83,8 +83,9 @@ impl StepResult {
     }
 }
 
-/// Runs a code step's function on a blocking thread, bracketed by the project's
-/// fingerprint like an agent step (a change fails the step as fatal), and bounded: a
+/// Runs a code step's function on a blocking thread in the run's snapshot (`root` is
+/// `RunCtx::workdir`), bracketed by its fingerprint like an agent step (a change fails
+/// the step as fatal; a cancelled step's output is dropped unproven), and bounded: a
 /// stop of the scope ends it as cancelled, and past `sched.code_deadline` it fails.
 /// Either way the git command it runs is killed (see [`StopFlag`]); the thread itself
 /// is left to finish its bounded work.
@@ -127,8 +128,10 @@ where
         ))),
     };
     stop.stop();
-    if scope.hands_over() {
-        // The next owner runs the step again; the proof is its to take.
+    if scope.hands_over() || outcome.is_none() {
+        // The next owner runs the step again, the proof is its to take; or the step was
+        // cancelled: its output is dropped, and its run may already have ended and
+        // removed the snapshot the proof would read.
         return StepResult::Cancelled {
             usage: Usage::default(),
         };
@@ -232,7 +235,7 @@ pub async fn run_agent(
             usage: Usage::default(),
         };
     };
-    let before = fingerprint(sched, &ctx.root).await;
+    let before = fingerprint(sched, &ctx.workdir).await;
     let mut forward = Forwarder::new(
         sched.store.clone(),
         sched.out.clone(),
@@ -255,7 +258,7 @@ pub async fn run_agent(
     .await;
     forward.close_open_calls();
     drop(slot);
-    let after = fingerprint(sched, &ctx.root).await;
+    let after = fingerprint(sched, &ctx.workdir).await;
     let usage = forward.usage;
     if let Some(modified) = modified(&before, &after, usage) {
         return modified;
@@ -305,7 +308,8 @@ async fn run_session(
         run_id: ctx.run_id.clone(),
         step_id: step_id.to_string(),
         chat_id: chat_id.to_string(),
-        root: ctx.root.clone(),
+        // The agent reads the run's snapshot, never the user's working tree.
+        root: ctx.workdir.clone(),
         model: ctx.model.clone(),
         deadline: sched.deadline,
         isolated,

@@ -4,7 +4,7 @@
 //! ends that way, never with a step the roster does not have.
 
 use super::outbox::{Out, ProgressKind, StepUpdated};
-use super::report_input::{build_report_input, diagnostics_for};
+use super::report_input::{build_report_input, diagnostics_for, snapshot_note};
 use super::scheduler::{end_update, StepFacts};
 use super::state::RunState;
 use super::Supervisor;
@@ -97,11 +97,21 @@ pub(super) async fn finish_run_with(
         })
         .await
         .map_err(|e| e.to_string())?;
+    // Citations are checked against the snapshot the agents read; the real tree is only
+    // compared with it, to tell what changed meanwhile.
+    let snapshot = sup.open_snapshot(&state.run_id);
     let (root, steps2, row2) = (state.root.clone(), steps.clone(), row.clone());
-    let (input, findings) =
-        tokio::task::spawn_blocking(move || build_report_input(&row2, &steps2, &root, status))
-            .await
-            .map_err(|e| e.to_string())?;
+    let (input, findings) = tokio::task::spawn_blocking(move || {
+        let files = snapshot
+            .as_ref()
+            .map(|s| s.workdir.clone())
+            .unwrap_or_else(|| root.clone());
+        let (mut input, findings) = build_report_input(&row2, &steps2, &files, status);
+        input.snapshot = snapshot.as_ref().map(|s| snapshot_note(s, &root));
+        (input, findings)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let (mut md, js) = (report::render_markdown(&input), report::render_json(&input));
     if let Some(head) = ending.report_head {
         md = format!("{head}\n\n{md}");
@@ -131,6 +141,8 @@ pub(super) async fn finish_run_with(
         })
         .await
         .map_err(|e| e.to_string())?;
+    // The run has ended: its snapshot is no longer read.
+    sup.drop_snapshot(&state.run_id).await;
     if status == RunStatus::Completed {
         sup.emit(Out::Findings {
             root: row.run.summary.root.clone(),

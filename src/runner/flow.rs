@@ -32,9 +32,11 @@ pub(super) async fn drive(
         scope.stop(StopReason::UserCancel);
     }
     announce(sup, &state, resumed);
+    let workdir = sup.run_snapshot(run_id, &state.root).await?.workdir;
     let ctx = RunCtx {
         run_id: run_id.to_string(),
         root: state.root.clone(),
+        workdir,
         model: state.model.clone(),
         scope: scope.clone(),
     };

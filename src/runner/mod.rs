@@ -9,6 +9,7 @@
 //! - [`state`]: a run's live state in memory;
 //! - [`scope`]: one cancellation tree per run, with a reason;
 //! - [`lease`]: ownership, heartbeat, adoption after a crash;
+//! - [`snapshots`]: the run's snapshot of its project (taken at launch, removed at the end);
 //! - [`finish`] and [`report_input`]: how a run ends and what its report is made of;
 //! - [`outbox`]: the single exit for run traffic.
 
@@ -22,6 +23,7 @@ pub mod prompt;
 pub mod report_input;
 pub mod scheduler;
 pub mod scope;
+pub mod snapshots;
 pub mod state;
 pub mod workflow;
 
@@ -99,6 +101,8 @@ pub struct Supervisor {
     catalog_dir: Option<PathBuf>,
     runs: Mutex<HashMap<String, RunHandle>>,
     host: String,
+    /// Where runs' snapshots live (`RunnerConfig::snapshot_dir`, canonical).
+    snapshot_base: PathBuf,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -122,7 +126,17 @@ impl Supervisor {
             &config,
             Arc::new(crate::redact::Redactor::new(config.secrets.clone())),
         );
+        // git never looks for a repository above a snapshot's tree.
+        let snapshot_base = crate::project::snapshot::register_base(&config.snapshot_dir)
+            .unwrap_or_else(|e| {
+                tracing::error!(
+                    "cannot create the snapshot folder {}: {e}",
+                    config.snapshot_dir.display()
+                );
+                config.snapshot_dir.clone()
+            });
         Arc::new(Supervisor {
+            snapshot_base,
             store,
             scheduler,
             out,
@@ -241,10 +255,12 @@ impl Supervisor {
             meta: json!({ "flowSource": flow.source }),
             first_chats,
         };
-        self.store
-            .call(move |c| queries::insert_run(c, &new))
-            .await
-            .map_err(|e| LaunchError::Internal(format!("cannot record the run: {e}")))?;
+        // The project as it is now: the run reads this copy, the user keeps editing.
+        self.take_snapshot(&run_id, &root).await?;
+        if let Err(e) = self.store.call(move |c| queries::insert_run(c, &new)).await {
+            self.drop_snapshot(&run_id).await;
+            return Err(LaunchError::Internal(format!("cannot record the run: {e}")));
+        }
         self.spawn_drive(run_id.clone(), false);
         Ok(run_id)
     }

@@ -57,7 +57,27 @@ pub fn signals_from_output(output: &str) -> BTreeMap<String, bool> {
     out
 }
 
-/// Gathers what the report needs from the run's steps: answers, checked and merged findings.
+/// What the report says about the run's snapshot: when it was taken and what changed in
+/// the real tree under `root` since.
+pub fn snapshot_note(
+    snapshot: &crate::project::snapshot::Snapshot,
+    root: &Path,
+) -> crate::report::SnapshotNote {
+    let (changes, error) = match snapshot.changes_since(root) {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    crate::report::SnapshotNote {
+        taken_at: snapshot.manifest.taken_at.clone(),
+        retaken: snapshot.manifest.retaken,
+        files: snapshot.manifest.files,
+        changes,
+        error,
+    }
+}
+
+/// Gathers what the report needs from the run's steps: answers, checked and merged
+/// findings. Citations are checked against the files under `root` (the run's snapshot).
 pub fn build_report_input(
     row: &queries::RunRow,
     steps: &[StepRow],
@@ -160,6 +180,7 @@ pub fn build_report_input(
         alerts,
         steps: summaries,
         findings: merged.clone(),
+        snapshot: None,
     };
     (input, merged)
 }

@@ -29,8 +29,12 @@ use tokio::sync::Semaphore;
 #[derive(Debug, Clone)]
 pub struct RunCtx {
     pub run_id: String,
-    /// The project the run reads.
+    /// The project the run is about (its identity: reports, caches, paths shown).
     pub root: PathBuf,
+    /// Where the run's steps read the project: the root inside the run's snapshot
+    /// (`project::snapshot`). Agents work there, code steps run there, the read-only
+    /// proof is taken there.
+    pub workdir: PathBuf,
     pub model: Option<String>,
     /// The run's scope; each step takes a child of it.
     pub scope: RunScope,
@@ -277,7 +281,8 @@ impl Scheduler {
                     args,
                     inputs,
                 } => {
-                    dispatch::run_code(&scheduler, &ctx.root, *function, args, inputs, &scope).await
+                    dispatch::run_code(&scheduler, &ctx.workdir, *function, args, inputs, &scope)
+                        .await
                 }
             };
             scheduler.end_step(&ctx, &scope, &spec, chat, result).await

@@ -468,6 +468,7 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
     let ctx = RunCtx {
         run_id: run_id.clone(),
         root: root.canonicalize().unwrap(),
+        workdir: sup.open_snapshot(&run_id).unwrap().workdir,
         model: None,
         scope: lock(&sup.runs).get(&run_id).unwrap().scope.clone(),
     };
@@ -724,10 +725,20 @@ async fn a_project_flow_in_an_untrusted_root_is_refused_without_a_run_row() {
 }
 
 /// A repository whose `.git/shallow` is a FIFO: `git log` waits on it for good.
+/// A project whose `.git/shallow` is a FIFO: `git log` blocks on it. The snapshot copies
+/// only regular files (the launch does not hang on it), so the same FIFO is planted in the
+/// run's snapshot too, where the code steps run; returns that folder.
 fn hanging_log_project() -> PathBuf {
     let root = one_agent_project();
     crate::testutil::mkfifo(&root.join(".git/shallow"));
     root
+}
+
+fn hang_snapshot_log(sup: &Supervisor, run_id: &str) -> PathBuf {
+    let work = sup.open_snapshot(run_id).unwrap().workdir;
+    let _ = std::fs::remove_file(work.join(".git/shallow"));
+    crate::testutil::mkfifo(&work.join(".git/shallow"));
+    work
 }
 
 /// Processes whose working folder is `root` (the git a code step started there).
@@ -735,7 +746,7 @@ fn processes_in(root: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let root = root.canonicalize().unwrap();
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     rd.flatten()
         .filter(|e| {
             e.file_name()
@@ -760,6 +771,7 @@ async fn start_code_step(
     let ctx = RunCtx {
         run_id: run_id.to_string(),
         root: root.canonicalize().unwrap(),
+        workdir: sup.open_snapshot(run_id).unwrap().workdir,
         model: None,
         scope: lock(&sup.runs).get(run_id).unwrap().scope.clone(),
     };
@@ -792,6 +804,7 @@ async fn start_code_step(
 async fn a_cancel_ends_a_hung_code_step_and_kills_its_git() {
     let root = hanging_log_project();
     let (sup, _store, run_id, _crx) = start(root.clone(), Arc::new(Holding), "solo", 2).await;
+    let root = hang_snapshot_log(&sup, &run_id);
     let handle = start_code_step(&sup, &run_id, &root, "hang", &["git", "log", "--oneline"]).await;
     // Let git start and block on the FIFO.
     let t = std::time::Instant::now();
@@ -844,6 +857,7 @@ async fn a_code_step_past_its_deadline_fails_and_kills_its_git() {
         })
         .await
         .unwrap();
+    let root = hang_snapshot_log(&sup, &run_id);
     let t = std::time::Instant::now();
     let handle = start_code_step(&sup, &run_id, &root, "late", &["git", "log", "--oneline"]).await;
     let ended = tokio::time::timeout(Duration::from_secs(10), handle)

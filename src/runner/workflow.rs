@@ -131,10 +131,15 @@ impl Supervisor {
                 "fresh": req.fresh,
             }),
         };
-        self.store
+        self.take_snapshot(&run_id, &root).await?;
+        if let Err(e) = self
+            .store
             .call(move |c| queries::insert_workflow_run(c, &new))
             .await
-            .map_err(|e| LaunchError::Internal(format!("cannot record the run: {e}")))?;
+        {
+            self.drop_snapshot(&run_id).await;
+            return Err(LaunchError::Internal(format!("cannot record the run: {e}")));
+        }
         self.spawn_drive(run_id.clone(), false);
         Ok(run_id)
     }
@@ -186,8 +191,9 @@ pub(super) async fn drive(
     announce(sup, &state, resumed);
 
     let root = state.root.clone();
+    let workdir = sup.run_snapshot(run_id, &root).await?.workdir;
     let sched = sup.scheduler.clone();
-    let fp_root = root.clone();
+    let fp_root = workdir.clone();
     let project =
         tokio::task::spawn_blocking(move || sched.fingerprints.fingerprint(&fp_root).digest())
             .await
@@ -196,6 +202,7 @@ pub(super) async fn drive(
     let ctx = RunCtx {
         run_id: run_id.to_string(),
         root: root.clone(),
+        workdir,
         model: state.model.clone(),
         scope: scope.clone(),
     };

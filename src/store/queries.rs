@@ -715,6 +715,15 @@ pub fn running_chats(c: &Connection) -> Result<std::collections::HashSet<String>
     Ok(chats)
 }
 
+/// The ids of every run still running (on any server).
+pub fn running_runs(c: &Connection) -> Result<std::collections::HashSet<String>> {
+    let mut stmt = c.prepare("SELECT run_id FROM flow_runs WHERE status = 'running'")?;
+    let runs = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(runs)
+}
+
 /// Every event of a chat in order, and the last seq.
 pub fn transcript(c: &Connection, chat_id: &str) -> Result<(Vec<StreamEvent>, u64)> {
     let mut stmt =

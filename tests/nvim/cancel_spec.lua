@@ -31,7 +31,7 @@ H.test('c in the pane cancels a hanging run; every step ends; no agent is left',
   H.wait(30000, function()
     return H.pane_text(run_id):find('Thinking very hard', 1, true)
   end, 'a hanging agent streaming')
-  H.ok(#H.pids_in(project, 'fake-qwen') > 0, 'agents are running in the project')
+  H.ok(#H.pids_in(H.snapshots(), 'fake-qwen') > 0, "agents are running in the run's snapshot")
   H.artifact('1-hanging', H.pane_text(run_id))
   vim.api.nvim_set_current_win(vim.fn.bufwinid(pane.panes[run_id].buf))
   vim.api.nvim_feedkeys('c', 'x', false)
@@ -45,8 +45,8 @@ H.test('c in the pane cancels a hanging run; every step ends; no agent is left',
     H.ok(state.TERMINAL_STEP[s.status], 'step ' .. s.id .. ' ended: ' .. s.status)
   end
   H.wait(10000, function()
-    return #H.pids_in(project, 'fake-qwen') == 0
-  end, 'no fake-qwen process left: ' .. table.concat(H.pids_in(project, 'fake-qwen'), '; '))
+    return #H.pids_in(H.snapshots(), 'fake-qwen') == 0
+  end, 'no fake-qwen process left: ' .. table.concat(H.pids_in(H.snapshots(), 'fake-qwen'), '; '))
   H.artifact('2-cancelled', H.pane_text(run_id))
 end)
 

@@ -141,6 +141,11 @@ H.fake_qwen = vim.env.BOO_FAKE_QWEN or (H.repo .. '/tests/fixtures/fake-qwen')
 
 --- Pids of processes whose working directory is `dir` or below (agents run
 --- in the project root), optionally only those whose command line has `needle`.
+--- Where boo keeps runs' snapshots of their project: agents work there.
+function H.snapshots()
+  return (vim.env.XDG_DATA_HOME or (vim.env.HOME .. '/.local/share')) .. '/boo/snapshots'
+end
+
 function H.pids_in(dir, needle)
   local out = {}
   for _, name in ipairs(vim.fn.readdir('/proc')) do

@@ -49,8 +49,8 @@ export class Launcher implements vscode.Disposable {
 
   private async sendFlows(): Promise<void> {
     try {
-      const { flows } = await this.client.listFlows();
-      this.post({ type: 'flows', flows, defaults: this.defaults, root: this.workspaceRoot() ?? null });
+      const { flows, trusted } = await this.client.listFlows();
+      this.post({ type: 'flows', flows, defaults: this.defaults, root: this.workspaceRoot() ?? null, trusted });
     } catch (err) {
       this.post({ type: 'error', message: `Could not list flows: ${errorMessage(err)}` });
     }

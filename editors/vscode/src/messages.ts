@@ -30,7 +30,7 @@ export interface LauncherDefaults {
 
 /** Host → launcher. */
 export type ToLauncher =
-  | { type: 'flows'; flows: Flow[]; defaults: LauncherDefaults; root: string | null }
+  | { type: 'flows'; flows: Flow[]; defaults: LauncherDefaults; root: string | null; trusted?: boolean }
   | { type: 'launching' }
   | { type: 'error'; message: string };
 

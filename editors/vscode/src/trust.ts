@@ -1,10 +1,19 @@
 // The trust model on the client side, free of the vscode API so it can be unit-tested:
 // a project flow in a folder the user has not trusted is refused with -32005; the
 // user is asked, the folder is trusted through boo/trustRoot, and the launch repeats.
-import type { LaunchFlowParams, LaunchFlowResult, TrustRootResult } from './protocol';
+import type { Flow, LaunchFlowParams, LaunchFlowResult, TrustRootResult } from './protocol';
 
 /** The server's answer to a project flow launched in a folder the user has not trusted. */
 export const UNTRUSTED_ROOT = -32005;
+
+/**
+ * How the launcher marks a flow: a project flow (the folder's own `.boo/flows/`) says so,
+ * and says "untrusted" until the user trusts the folder (it is refused until then).
+ */
+export function projectFlowMark(flow: Pick<Flow, 'source'>, trusted: boolean): string | null {
+  if (flow.source !== 'project') return null;
+  return trusted ? 'project' : 'project, untrusted';
+}
 
 /** Whether a request failed because the folder is not trusted. */
 export function isUntrusted(err: unknown): boolean {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isUntrusted, launchOrOfferTrust } from '../src/trust';
+import { isUntrusted, launchOrOfferTrust, projectFlowMark } from '../src/trust';
 import type { LaunchFlowParams } from '../src/protocol';
 
 const params: LaunchFlowParams = { flow: 'solo', input: { question: 'q' }, root: '/p' };
@@ -48,4 +48,10 @@ test('other errors are not a trust question', async () => {
   assert.equal(asked, false);
   assert.equal(isUntrusted(refusal), true);
   assert.equal(isUntrusted(other), false);
+});
+
+test('the launcher marks project flows, and untrusted ones as such', () => {
+  assert.equal(projectFlowMark({ source: 'builtin' }, false), null);
+  assert.equal(projectFlowMark({ source: 'project' }, false), 'project, untrusted');
+  assert.equal(projectFlowMark({ source: 'project' }, true), 'project');
 });

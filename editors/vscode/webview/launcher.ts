@@ -4,6 +4,7 @@ import type { Band, Category, Flow } from '../src/protocol';
 import { BANDS, CATEGORIES } from '../src/protocol';
 import type { FromLauncher, LauncherDefaults, ToLauncher } from '../src/messages';
 import { clear, h, vscodeApi } from './common';
+import { projectFlowMark } from '../src/trust';
 
 interface Persisted {
   category: Category;
@@ -32,6 +33,7 @@ const BAND_HINT: Record<Band, string> = {
 
 let flows: Flow[] = [];
 let root: string | null = null;
+let trusted = false;
 let launching = false;
 const saved = vscode.getState();
 const ui: Persisted = {
@@ -169,10 +171,17 @@ function render(): void {
   for (const f of inCat) {
     const selected = f.name === ui.flow;
     const steps = f.bands?.[ui.band]?.length ?? 0;
+    const mark = projectFlowMark(f, trusted);
     const card = h(
       'button',
       { class: 'flow-card', role: 'radio', 'aria-checked': String(selected), 'data-flow': f.name, type: 'button' },
-      h('div', { class: 'flow-title' }, f.title || f.name, h('span', { class: 'flow-name' }, f.name)),
+      h(
+        'div',
+        { class: 'flow-title' },
+        f.title || f.name,
+        h('span', { class: 'flow-name' }, f.name),
+        mark ? h('span', { class: 'flow-source', 'data-source': mark }, `[${mark}]`) : null,
+      ),
       h('div', { class: 'flow-desc' }, f.description ?? ''),
       h('div', { class: 'flow-steps' }, `${steps} step${steps === 1 ? '' : 's'} at ${BAND_LABEL[ui.band].toLowerCase()} size`),
     );
@@ -200,6 +209,7 @@ window.addEventListener('message', (ev: MessageEvent) => {
     case 'flows': {
       flows = msg.flows ?? [];
       root = msg.root;
+      trusted = msg.trusted === true;
       applyDefaults(msg.defaults);
       launching = false;
       render();

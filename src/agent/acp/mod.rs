@@ -154,6 +154,10 @@ impl AgentBackend for AcpBackend {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.pool.shutdown())
     }
+
+    fn release_root(&self, root: &std::path::Path) {
+        self.pool.release_root(root);
+    }
 }
 
 /// A session on a process.

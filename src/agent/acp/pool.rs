@@ -950,6 +950,24 @@ impl Pool {
             .collect()
     }
 
+    /// Stops, in the background, every process whose root is `root` or lies under it
+    /// (a run ended and its snapshot is being removed; no other run reads it).
+    pub fn release_root(&self, root: &Path) {
+        let gone: Vec<Arc<Process>> = {
+            let mut procs = lock(&self.procs);
+            let (gone, keep): (Vec<_>, Vec<_>) =
+                procs.drain(..).partition(|p| p.key.root.starts_with(root));
+            *procs = keep;
+            gone
+        };
+        for p in gone {
+            p.retiring.store(true, Ordering::SeqCst);
+            tokio::spawn(async move {
+                p.kill("its run ended", Duration::from_secs(2)).await;
+            });
+        }
+    }
+
     /// Stops every process and refuses new sessions.
     pub async fn shutdown(&self) {
         self.shut.store(true, Ordering::SeqCst);
