@@ -1,5 +1,6 @@
-//! Embeds the built-in catalog (flows/*.toml, personas/*.md) into the binary so an
-//! installed `boo` works from any directory.
+//! Embeds the built-in catalog (flows/*.toml, personas/*.md, workflows/*.js and the
+//! workflow API's declarations) into the binary so an installed `boo` works from any
+//! directory.
 
 use std::fs;
 use std::io::Write;
@@ -21,6 +22,7 @@ fn list(dir: &str, ext: &str) -> Vec<String> {
 fn main() {
     println!("cargo:rerun-if-changed=flows");
     println!("cargo:rerun-if-changed=personas");
+    println!("cargo:rerun-if-changed=workflows");
     let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let mut f =
@@ -45,4 +47,26 @@ fn main() {
         }
         writeln!(f, "];").unwrap();
     }
+    let mut w =
+        fs::File::create(Path::new(&out_dir).join("workflow_files.rs")).expect("write OUT_DIR");
+    let files = list(&format!("{root}/workflows"), ".js");
+    writeln!(w, "pub static WORKFLOW_FILES: &[(&str, &str)] = &[").unwrap();
+    for file in files {
+        println!("cargo:rerun-if-changed=workflows/{file}");
+        writeln!(
+            w,
+            "    ({:?}, include_str!({:?})),",
+            format!("workflows/{file}"),
+            format!("{root}/workflows/{file}")
+        )
+        .unwrap();
+    }
+    writeln!(w, "];").unwrap();
+    println!("cargo:rerun-if-changed=workflows/boo-workflow.d.ts");
+    writeln!(
+        w,
+        "pub static DECLARATIONS: &str = include_str!({:?});",
+        format!("{root}/workflows/boo-workflow.d.ts")
+    )
+    .unwrap();
 }

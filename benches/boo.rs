@@ -17,9 +17,12 @@
 //!      agents at once, prefix reuse of the model requests (benches/pool/mod.rs)
 //!   g  a run's snapshot of the same 10,000-file git tree (`boo snapshot`): taking it,
 //!      comparing the real tree with it at the end, removing it
+//!   h  a 50-agent workflow (a fan-out of 25, then a pipeline of 25): its fully cached
+//!      re-run (launch -> terminal notification), the engine's own cost per agent()
+//!      call, and a run resumed after kill -9 (finished agents run again: goal 0)
 //!
-//! Sections a–e measure boo against per-prompt agent processes (the fake agents are
-//! headless stand-ins), so their servers run `BOO_AGENT_TRANSPORT=oneshot`.
+//! Sections a–e and h measure boo against per-prompt agent processes (the fake agents
+//! are headless stand-ins), so their servers run `BOO_AGENT_TRANSPORT=oneshot`.
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -1943,6 +1946,221 @@ fn section_g(sum: &mut Summary) {
 
 // ---------------------------------------------------------------- main
 
+// ---------------------------------------------------------------- (h) workflows
+
+/// 25 agents in parallel, then a pipeline of 25 (5 items through 5 stages, each
+/// stage's prompt built from the one before).
+const WF_50: &str = "export const meta = { name: 'bench-50', description: 'a fan-out of 25, then a pipeline of 25' };
+phase('Fan-out');
+const fan = await parallel(Array.from({ length: 25 }, (_, i) => () =>
+  agent(`Part ${i}: read src/mod_${String(i % 20).padStart(2, '0')}.rs and say what it computes.`)));
+phase('Pipeline');
+const stage = (n) => (prev, item) => agent(`Stage ${n} of item ${item}: refine an answer of ${String(prev).length} characters.`);
+const piped = await pipeline([0, 1, 2, 3, 4], stage(1), stage(2), stage(3), stage(4), stage(5));
+return { fan: fan.filter(Boolean).length, piped: piped.filter(Boolean).length };
+";
+
+/// Launches WF_50 and follows it to its end: (run id, launch -> terminal, agent steps
+/// that finished (step id, cached)).
+fn run_wf(c: &mut Client, root: &Path, limit: Duration) -> (String, Duration, Vec<(String, bool)>) {
+    let t0 = Instant::now();
+    let f = c.request(
+        "boo/launchWorkflow",
+        json!({"script": WF_50, "root": root.display().to_string()}),
+        Duration::from_secs(30),
+    );
+    let run_id = f.v["result"]["runId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + limit;
+    let mut cached: HashMap<String, bool> = HashMap::new();
+    let mut done = Vec::new();
+    loop {
+        let f = c.next_note(deadline);
+        let p = &f.v["params"];
+        if p["runId"] != run_id.as_str() {
+            continue;
+        }
+        if f.v["method"] == "boo/stepAdded" {
+            cached.insert(
+                p["step"]["stepId"].as_str().unwrap().to_string(),
+                p["step"]["cached"] == true,
+            );
+        }
+        if f.v["method"] == "boo/stepUpdated"
+            && p["status"] == "completed"
+            && p["stepId"] != "script"
+        {
+            let id = p["stepId"].as_str().unwrap().to_string();
+            let hit = cached.get(&id).copied().unwrap_or(false);
+            done.push((id, hit));
+        }
+        if is_terminal_update(&f, &run_id) {
+            assert_eq!(p["runStatus"], "completed", "{}", f.v);
+            return (run_id, f.at - t0, done);
+        }
+    }
+}
+
+fn records(dir: &Path) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if let Ok(v) = std::fs::read_to_string(e.path())
+                .map_err(|_| ())
+                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|_| ()))
+            {
+                *n.entry(v["env"]["BOO_STEP_ID"].as_str().unwrap_or("").to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    n
+}
+
+fn section_h(sum: &mut Summary) {
+    println!("\n== (h) workflows: 50 agents (fan-out 25 + pipeline 5x5) against the fake agent");
+    println!("  load average before: {}", loadavg());
+    let dir = TempDir::new("h");
+    let root = project(dir.path(), &[]);
+    let rec = dir.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let rec_env = [
+        ("FAKE_QWEN_DIR", rec.display().to_string()),
+        ("BOO_AGENT_WRITABLE", rec.display().to_string()),
+    ];
+    let env = server_env(dir.path(), &fake_qwen(), &rec_env);
+    let mut c = Client::start(&env, dir.path().join("stderr-f1.log"));
+    c.initialize(&root);
+    let (_, cold, done) = run_wf(&mut c, &root, Duration::from_secs(600));
+    assert_eq!(done.len(), 50);
+    let ran = records(&rec).values().sum::<usize>();
+    println!(
+        "  first run (50 agent processes, {ran} recorded): {:.0} ms",
+        ms(cold)
+    );
+    let mut warm = Vec::new();
+    for _ in 0..5 {
+        let (_, d, done) = run_wf(&mut c, &root, Duration::from_secs(60));
+        assert!(done.len() == 50 && done.iter().all(|(_, hit)| *hit));
+        warm.push(d);
+    }
+    let after = records(&rec).values().sum::<usize>();
+    c.stop();
+    warm.sort();
+    println!(
+        "  fully cached re-runs (ms): {}",
+        warm.iter()
+            .map(|d| format!("{:.1}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let med = median_ms(&warm);
+    sum.add(
+        "h",
+        "50-agent workflow re-run, fully cached: launch -> terminal notification (median of 5)",
+        format!("{med:.1} ms"),
+        "< 100 ms",
+        Some(med < 100.0),
+    );
+    sum.add(
+        "h",
+        "agent processes started by the 5 cached re-runs",
+        format!("{}", after - ran),
+        "0",
+        Some(after == ran),
+    );
+
+    let out = Command::new(boo_bin())
+        .args(["workflow-overhead", "--calls", "500"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let per_call = v["perCallUs"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "  engine alone: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    sum.add(
+        "h",
+        "engine overhead per agent() call (500 calls, agents answering at once, median of 5)",
+        format!("{:.3} ms", per_call / 1000.0),
+        "< 1 ms",
+        Some(per_call < 1000.0),
+    );
+
+    // Resume: a new database and slower agents; kill -9 once 20 agents finished.
+    let dir2 = TempDir::new("f-resume");
+    let root2 = project(dir2.path(), &[]);
+    let rec2 = dir2.path().join("agents");
+    std::fs::create_dir_all(&rec2).unwrap();
+    let env2 = server_env(
+        dir2.path(),
+        &fake_qwen(),
+        &[
+            ("FAKE_QWEN_DIR", rec2.display().to_string()),
+            ("BOO_AGENT_WRITABLE", rec2.display().to_string()),
+            ("FAKE_QWEN_MODE", "slow".into()),
+            ("FAKE_QWEN_DELAY_MS", "20".into()),
+        ],
+    );
+    let mut a = Client::start(&env2, dir2.path().join("stderr-f2.log"));
+    a.initialize(&root2);
+    let f = a.request(
+        "boo/launchWorkflow",
+        json!({"script": WF_50, "root": root2.display().to_string()}),
+        Duration::from_secs(30),
+    );
+    let run_id = f.v["result"]["runId"].as_str().unwrap().to_string();
+    let mut finished = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while finished.len() < 20 {
+        let f = a.next_note(deadline);
+        let p = &f.v["params"];
+        if f.v["method"] == "boo/stepUpdated"
+            && p["runId"] == run_id.as_str()
+            && p["status"] == "completed"
+            && p["stepId"] != "script"
+        {
+            finished.push(p["stepId"].as_str().unwrap().to_string());
+        }
+    }
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    drop(a);
+    let t_restart = Instant::now();
+    let mut b = Client::start(&env2, dir2.path().join("stderr-f3.log"));
+    b.initialize(&root2);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let f = b.next_note(deadline);
+        if is_terminal_update(&f, &run_id) {
+            assert_eq!(f.v["params"]["runStatus"], "completed", "{}", f.v);
+            break;
+        }
+    }
+    let resumed = t_restart.elapsed();
+    b.stop();
+    let n = records(&rec2);
+    let twice = finished
+        .iter()
+        .filter(|s| n.get(*s).copied().unwrap_or(0) > 1)
+        .count();
+    let total: usize = n.values().sum();
+    println!(
+        "  resume: killed after {} finished agents; the new server finished the run in {:.0} ms; {total} agent processes in all",
+        finished.len(),
+        ms(resumed)
+    );
+    sum.add(
+        "h",
+        "resumed after kill -9: agents that had finished and ran again",
+        format!("{twice} of {}", finished.len()),
+        "0",
+        Some(twice == 0),
+    );
+}
+
+// ---------------------------------------------------------------- main
+
 fn main() {
     // cargo bench passes `--bench`; letters choose sections.
     let chosen: String = std::env::args()
@@ -1975,6 +2193,9 @@ fn main() {
     }
     if want('g') {
         section_g(&mut sum);
+    }
+    if want('h') {
+        section_h(&mut sum);
     }
     println!(
         "\n== summary (Markdown), total {:.0} s, load average at the end: {}\n",

@@ -61,6 +61,15 @@ rm -f "$ART"/*.png "$ART"/*.tap "$ART"/*.log "$ART"/*.json "$ART"/*.txt
 log "build"
 check "typecheck (tsc --noEmit)" bash -c "cd '$EXT' && npx --no-install tsc --noEmit -p ."
 check "bundle (esbuild: extension, webviews, tests)" bash -c "cd '$EXT' && node esbuild.mjs --tests"
+# The workflow API's declarations as an editor sees them: `boo workflow init` writes a
+# starter, boo-workflow.d.ts and jsconfig.json; TypeScript checks the starter against
+# the declarations (--checkJs). The only error allowed is TS1108, the top-level
+# `return` that boo's script body allows and plain JavaScript does not.
+check "workflow init: the starter type-checks against boo-workflow.d.ts" bash -c "
+  d=\$(mktemp -d) && trap 'rm -rf \"\$d\"' EXIT &&
+  '$BOO_BIN' workflow init starter --dir \"\$d/wf\" >/dev/null 2>&1 &&
+  cd '$EXT' && out=\$(npx --no-install tsc --noEmit -p \"\$d/wf/jsconfig.json\" --checkJs 2>&1);
+  echo \"\$out\" | grep -q 'error TS1108' && ! echo \"\$out\" | grep 'error TS' | grep -v TS1108"
 
 if want unit; then
   log "(a) unit tests: reducer, run store, chat handler, server path"

@@ -195,6 +195,9 @@ pub async fn flows(config: &Config, root: Option<PathBuf>) -> i32 {
 struct CliTransport {
     started: Instant,
     steps: HashMap<String, String>,
+    /// A workflow run: also print its progress reports (agents, cache hits, tokens
+    /// against the budget).
+    workflow: bool,
 }
 
 impl CliTransport {
@@ -208,13 +211,26 @@ impl Transport for CliTransport {
     fn deliver(&mut self, msg: Out) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             match msg {
+                Out::RunStarted(m) if self.workflow => {
+                    self.line(&format!(
+                        "run {} · workflow {}{}",
+                        m.run_id,
+                        m.flow,
+                        if m.resumed { " (resumed)" } else { "" }
+                    ));
+                    for s in m.steps {
+                        self.steps.insert(s.step_id.clone(), s.agent.clone());
+                    }
+                }
                 Out::RunStarted(m) => {
                     let waves = m.steps.iter().map(|s| s.wave).max().unwrap_or(0);
                     self.line(&format!(
-                        "run {} · {} · band {} · {} steps in {} waves{}",
+                        "run {} · {} · {} · {} steps in {} waves{}",
                         m.run_id,
                         m.flow,
-                        m.band,
+                        m.band
+                            .map(|b| format!("band {b}"))
+                            .unwrap_or_else(|| "workflow".into()),
                         m.steps.len(),
                         waves,
                         if m.resumed { " (resumed)" } else { "" }
@@ -268,8 +284,17 @@ impl Transport for CliTransport {
                     ));
                 }
                 Out::RunLog(l) => {
-                    let mark = if l.kind == "phase" { "== " } else { "· " };
-                    self.line(&format!("{mark}{}", l.message));
+                    if l.kind == "phase" {
+                        self.line(&format!("== phase: {}", l.message));
+                    } else {
+                        self.line(&format!("· {}", l.message));
+                    }
+                }
+                Out::Progress {
+                    kind: crate::runner::outbox::ProgressKind::Report { message, .. },
+                    ..
+                } if self.workflow => {
+                    self.line(&format!("  {message}"));
                 }
                 Out::Stream(s) => {
                     for e in &s.events {
@@ -316,6 +341,7 @@ pub async fn run(
     let app = match App::start(&config, |_| CliTransport {
         started: Instant::now(),
         steps: HashMap::new(),
+        workflow: false,
     })
     .await
     {
@@ -419,32 +445,128 @@ async fn follow(
     }
 }
 
-/// `boo workflow run FILE`: a workflow script as a run.
+/// `boo workflows [--root DIR]`: the workflow catalog, by source.
+pub async fn workflows(config: &Config, root: Option<PathBuf>) -> i32 {
+    use crate::catalog::workflows::{WorkflowCatalog, WorkflowDirs, WorkflowSource};
+    let root = match root.as_deref().map(canonical_root).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boo: --root: {e}");
+            return 2;
+        }
+    };
+    let cat = WorkflowCatalog::load(WorkflowDirs {
+        builtin_dir: config.catalog_dir.as_deref(),
+        user_dir: config.runner.user_workflows.as_deref(),
+        root: root.as_deref(),
+    });
+    let has_project = cat
+        .workflows
+        .values()
+        .any(|w| w.source == WorkflowSource::Project);
+    let trusted = match &root {
+        Some(r) if has_project => {
+            let Ok(store) = open_store(config) else {
+                return 1;
+            };
+            match is_trusted(&store, r).await {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("boo: {e}");
+                    return 1;
+                }
+            }
+        }
+        _ => false,
+    };
+    let mut out = String::new();
+    for (source, title) in [
+        (WorkflowSource::Builtin, "Built-in"),
+        (WorkflowSource::User, "Yours"),
+        (
+            WorkflowSource::Project,
+            if trusted {
+                "Project"
+            } else {
+                "Project (untrusted: `boo trust <root>` to run them)"
+            },
+        ),
+    ] {
+        let list: Vec<_> = cat
+            .workflows
+            .values()
+            .filter(|w| w.source == source)
+            .collect();
+        if list.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("{title}\n"));
+        for w in list {
+            let first = w.meta.description.split(". ").next().unwrap_or("");
+            let phases = if w.meta.phases.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  [{}]",
+                    w.meta
+                        .phases
+                        .iter()
+                        .map(|p| p.title.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                )
+            };
+            out.push_str(&format!("  {:<24} {first}{phases}\n", w.name));
+            if source != WorkflowSource::Builtin {
+                out.push_str(&format!("  {:<24} {}\n", "", w.path));
+            }
+        }
+        out.push('\n');
+    }
+    print!("{out}");
+    for e in &cat.errors {
+        eprintln!("boo: workflow problem: {e}");
+    }
+    if cat.errors.is_empty() {
+        0
+    } else {
+        1
+    }
+}
+
+/// `boo workflow run NAME|FILE`: a workflow as a run.
 pub async fn workflow_run(
     config: Config,
-    file: PathBuf,
+    workflow: String,
     args: Option<String>,
     budget: Option<u64>,
     fresh: bool,
     root: Option<PathBuf>,
+    model: Option<String>,
 ) -> i32 {
-    let script = match std::fs::read_to_string(&file) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "boo: cannot read {} ({e}); give the path of a workflow .js file",
-                file.display()
-            );
-            return 2;
+    use crate::runner::workflow::{ScriptRef, WorkflowLaunch};
+    // A file when it names one (or looks like one), else a catalog name.
+    let as_path = PathBuf::from(&workflow);
+    let script = if as_path.is_file() || workflow.ends_with(".js") || workflow.ends_with(".mjs") {
+        match std::path::absolute(&as_path) {
+            Ok(p) => ScriptRef::Path(p),
+            Err(e) => {
+                eprintln!("boo: {workflow}: {e}");
+                return 2;
+            }
         }
+    } else {
+        ScriptRef::Named(workflow)
     };
     // JSON when it parses, else the text as a string.
     let args = args.map(|a| serde_json::from_str(&a).unwrap_or(serde_json::Value::String(a)));
     let root =
         root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+    let config = config.with_model(model.clone());
     let app = match App::start(&config, |_| CliTransport {
         started: Instant::now(),
         steps: HashMap::new(),
+        workflow: true,
     })
     .await
     {
@@ -458,12 +580,11 @@ pub async fn workflow_run(
     let hb_stop = CancellationToken::new();
     tokio::spawn(sup.clone().heartbeat_loop(false, hb_stop.clone()));
     let launched = sup
-        .launch_workflow(crate::runner::workflow::WorkflowLaunch {
+        .launch_workflow(WorkflowLaunch {
             script,
-            path: std::path::absolute(&file).ok(),
             args,
             root,
-            model: None,
+            model,
             budget,
             fresh,
         })
@@ -474,12 +595,297 @@ pub async fn workflow_run(
             hb_stop.cancel();
             eprintln!("boo: {e}");
             return match e {
-                LaunchError::Invalid(_) => 2,
+                LaunchError::Invalid(_)
+                | LaunchError::Untrusted { .. }
+                | LaunchError::UntrustedWorkflow { .. } => 2,
                 _ => 1,
             };
         }
     };
     follow(app, sup, st, hb_stop, run_id, None).await
+}
+
+/// The script `boo workflow init NAME` writes.
+/// The jsconfig.json `boo workflow init` writes beside the scripts: the workflow API's
+/// declarations and the language's own built-ins, without the browser's or Node's
+/// globals (a workflow has neither). Scripts are not type-checked (`checkJs` off): a
+/// workflow's top-level `return` is valid for boo, not for TypeScript.
+const JSCONFIG: &str = r#"{
+  "compilerOptions": {
+    "target": "ES2022",
+    "module": "ES2022",
+    "lib": ["ES2022"],
+    "allowJs": true,
+    "checkJs": false,
+    "types": []
+  },
+  "include": ["*.js", "*.mjs", "boo-workflow.d.ts"]
+}
+"#;
+
+fn starter_script(name: &str) -> String {
+    format!(
+        r#"/// <reference path="./{decl}" />
+// A boo workflow. Run it with `boo workflow run {name} --args "what to look at"`
+// (or from the editor's launcher). Every agent() is a read-only agent of the run;
+// an unchanged call on an unchanged project is answered from boo's cache.
+
+/** @type {{BooWorkflowMeta}} */
+export const meta = {{
+  name: '{name}',
+  description: 'Describe in one line what this workflow finds out.',
+  whenToUse: 'Say when someone should pick it, and what args it takes.',
+  phases: [
+    {{ title: 'Explore', detail: 'Independent looks at the focus, in parallel.' }},
+    {{ title: 'Check', detail: 'Each answer is checked by a second reader.' }},
+  ],
+}};
+
+const focus = typeof args === 'string' && args.trim() ? args.trim() : 'the whole project';
+
+phase('Explore');
+const lenses = ['codebase-explorer', 'edge-case-explorer'];
+const looks = await parallel(lenses.map((persona) => () => agent(
+  `Look at ${{focus}} as a ${{persona}} would. Cite the lines you read, and end with the findings block.`,
+  {{ label: persona, agentType: persona }},
+)));
+log(`${{looks.filter(Boolean).length}} of ${{lenses.length}} looks came back; ${{budget.spent()}} tokens spent`);
+
+phase('Check');
+const checked = await pipeline(
+  looks.filter(Boolean),
+  (answer) => agent(
+    `Check every claim of this answer against the code and keep only what holds, with its evidence in the findings block:\n\n${{answer}}`,
+    {{ label: 'check an answer', agentType: 'adversarial-validator' }},
+  ),
+);
+
+return checked.filter(Boolean).join('\n\n---\n\n') || 'Nothing survived the check.';
+"#,
+        decl = crate::catalog::workflows::DECLARATIONS_FILE,
+    )
+}
+
+/// `boo workflow init NAME [--dir DIR]`.
+pub fn workflow_init(name: String, dir: Option<PathBuf>) -> i32 {
+    use crate::catalog::workflows::{DECLARATIONS, DECLARATIONS_FILE};
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        eprintln!("boo: the name {name:?} must use only a-z, 0-9 and - (it becomes NAME.js and meta.name)");
+        return 2;
+    }
+    let dir = dir.unwrap_or_else(|| PathBuf::from(".boo/workflows"));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("boo: cannot create {}: {e}", dir.display());
+        return 1;
+    }
+    let file = dir.join(format!("{name}.js"));
+    if file.exists() {
+        eprintln!(
+            "boo: {} already exists; pick another name or remove it first",
+            file.display()
+        );
+        return 1;
+    }
+    let decl = dir.join(DECLARATIONS_FILE);
+    // The folder's jsconfig.json makes editors (VS Code, any TypeScript language
+    // server) give every script here the API's completions; one the user has is kept.
+    let jsconfig = dir.join("jsconfig.json");
+    let keep_jsconfig = jsconfig.exists();
+    let written = std::fs::write(&file, starter_script(&name))
+        .and_then(|_| std::fs::write(&decl, DECLARATIONS))
+        .and_then(|_| {
+            if keep_jsconfig {
+                Ok(())
+            } else {
+                std::fs::write(&jsconfig, JSCONFIG)
+            }
+        });
+    if let Err(e) = written {
+        eprintln!("boo: cannot write into {}: {e}", dir.display());
+        return 1;
+    }
+    println!("{}", file.display());
+    eprintln!(
+        "wrote {}, {} (the script API's declarations){}; edit the script, then `boo workflow run {}`",
+        file.display(),
+        decl.display(),
+        if keep_jsconfig {
+            format!(" and kept your {}", jsconfig.display())
+        } else {
+            format!(" and {} (so editors complete every script here)", jsconfig.display())
+        },
+        file.display()
+    );
+    0
+}
+
+/// `boo cache stats [--root DIR]`.
+pub async fn cache_stats(config: &Config, root: Option<PathBuf>) -> i32 {
+    let root = match root.as_deref().map(canonical_root).transpose() {
+        Ok(r) => r.map(|r| r.display().to_string()),
+        Err(e) => {
+            eprintln!("boo: --root: {e}");
+            return 2;
+        }
+    };
+    let st = match open_store(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let got = st
+        .call(move |c| {
+            Ok((
+                queries::cache_stats(c, root.as_deref())?,
+                if root.is_none() {
+                    queries::cache_roots(c)?
+                } else {
+                    Vec::new()
+                },
+            ))
+        })
+        .await;
+    match got {
+        Ok((s, roots)) => {
+            println!(
+                "{} cached agent answer(s) · {} project(s) · {} · {} output tokens saved per full re-run",
+                s.entries,
+                s.roots,
+                human_bytes(s.bytes),
+                s.output_tokens
+            );
+            for (r, n) in roots {
+                println!("  {n:>6}  {r}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+/// `boo cache clear [--root DIR]`.
+pub async fn cache_clear(config: &Config, root: Option<PathBuf>) -> i32 {
+    let root = match root.as_deref().map(canonical_root).transpose() {
+        Ok(r) => r.map(|r| r.display().to_string()),
+        Err(e) => {
+            eprintln!("boo: --root: {e}");
+            return 2;
+        }
+    };
+    let st = match open_store(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let r2 = root.clone();
+    match st
+        .call(move |c| queries::cache_clear(c, r2.as_deref()))
+        .await
+    {
+        Ok(n) => {
+            match root {
+                Some(r) => println!("removed {n} cached agent answer(s) of {r}"),
+                None => println!("removed {n} cached agent answer(s) of every project"),
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
+/// A driver whose agents answer at once: what is left of a run is the engine's own
+/// work (for `boo workflow-overhead`).
+struct InstantDriver;
+
+impl crate::workflow::WorkflowDriver for InstantDriver {
+    fn agent(
+        &self,
+        _call: crate::workflow::AgentCall,
+    ) -> BoxFuture<'static, crate::workflow::AgentReply> {
+        Box::pin(async { crate::workflow::AgentReply::Completed { text: "ok".into() } })
+    }
+    fn budget(&self) -> crate::workflow::Budget {
+        crate::workflow::Budget::default()
+    }
+    fn log(&self, _line: crate::workflow::LogLine) {}
+    fn workflow_source(&self, name: &str) -> Result<String, String> {
+        Err(format!("no workflow {name} here"))
+    }
+}
+
+/// `boo workflow-overhead --calls N` (internal, for the benchmark): the workflow
+/// engine's own time per `agent()` call — a script of N calls (half in `parallel`,
+/// half one after another) against agents that answer at once, minus the same
+/// script without calls. Prints JSON.
+pub async fn workflow_overhead(calls: u32) -> i32 {
+    let calls = calls.clamp(2, 1000);
+    let script = |n: u32| {
+        format!(
+            "export const meta = {{ name: 'overhead', description: 'engine cost per agent call' }};
+             const half = {};
+             const a = await parallel(Array.from({{ length: half }}, (_, i) => () => agent(`fan ${{i}}`)));
+             const b = [];
+             for (let i = 0; i < {}; i++) b.push(await agent(`seq ${{i}}`));
+             return a.length + b.length;
+",
+            n / 2,
+            n - n / 2
+        )
+    };
+    let time = |n: u32| {
+        let src = script(n);
+        async move {
+            let t = Instant::now();
+            let out = crate::workflow::run_workflow(
+                src,
+                None,
+                std::sync::Arc::new(InstantDriver),
+                crate::workflow::Limits::default(),
+                CancellationToken::new(),
+            )
+            .await;
+            (t.elapsed(), out)
+        }
+    };
+    let mut full = Vec::new();
+    let mut empty = Vec::new();
+    for _ in 0..5 {
+        let (d, out) = time(calls).await;
+        if let Err(e) = out {
+            eprintln!("boo: the overhead script failed: {e}");
+            return 1;
+        }
+        full.push(d);
+        empty.push(time(0).await.0);
+    }
+    full.sort();
+    empty.sort();
+    let (f, e) = (full[2], empty[2]);
+    let per_call_us = (f.saturating_sub(e)).as_secs_f64() * 1e6 / calls as f64;
+    println!(
+        "{{\"calls\": {calls}, \"scriptMs\": {:.2}, \"emptyMs\": {:.2}, \"perCallUs\": {per_call_us:.1}}}",
+        f.as_secs_f64() * 1000.0,
+        e.as_secs_f64() * 1000.0
+    );
+    0
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 1024 * 1024 {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    } else if n >= 1024 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 fn age(created: &str) -> String {
@@ -513,7 +919,11 @@ pub async fn runs(config: &Config, root: Option<PathBuf>, all: bool, limit: u32)
                     r.run_id,
                     r.status.as_str(),
                     r.flow,
-                    r.band.as_str(),
+                    if r.kind == "workflow" {
+                        "wf"
+                    } else {
+                        r.band.as_str()
+                    },
                     r.question.chars().take(40).collect::<String>(),
                     age(&r.created_at)
                 );
@@ -534,18 +944,41 @@ pub async fn show(config: &Config, run_id: String) -> i32 {
     };
     let id = run_id.clone();
     let got = st
-        .call(move |c| Ok(queries::get_run(c, &id)?.map(|r| (r, queries::get_steps(c, &id)))))
+        .call(move |c| {
+            Ok(queries::get_run(c, &id)?.map(|r| {
+                let log = queries::get_log(c, &id).unwrap_or_default();
+                (r, queries::get_steps(c, &id), log)
+            }))
+        })
         .await;
     match got {
-        Ok(Some((r, Ok(steps)))) => {
+        Ok(Some((r, Ok(steps), log))) => {
             let s = &r.run.summary;
+            let workflow = crate::runner::workflow::is_workflow(&r.meta);
             println!("run      {}", s.run_id);
-            println!(
-                "flow     {} ({}) · band {}",
-                s.flow,
-                r.run.title.clone().unwrap_or_default(),
-                s.band
-            );
+            if workflow {
+                let wf = r.meta.get("workflow").cloned().unwrap_or_default();
+                let spent: u64 = steps.iter().map(|s| s.step.usage.output_tokens).sum();
+                let budget = match wf.pointer("/budget/total").and_then(|t| t.as_u64()) {
+                    Some(t) => format!(" · budget {spent}/{t} output tokens"),
+                    None => String::new(),
+                };
+                println!(
+                    "workflow {} ({}) · {}{budget}",
+                    s.flow,
+                    wf.get("source").and_then(|v| v.as_str()).unwrap_or("user"),
+                    wf.get("path")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("inline script"),
+                );
+            } else {
+                println!(
+                    "flow     {} ({}) · band {}",
+                    s.flow,
+                    r.run.title.clone().unwrap_or_default(),
+                    s.band
+                );
+            }
             println!(
                 "status   {}{}",
                 s.status.as_str(),
@@ -564,18 +997,42 @@ pub async fn show(config: &Config, run_id: String) -> i32 {
             );
             println!();
             for st in steps {
+                let cached = st
+                    .step
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.get("cached"))
+                    .and_then(|c| c.as_bool())
+                    == Some(true);
                 let st = st.step;
+                let phase = st
+                    .phase
+                    .as_deref()
+                    .map(|p| format!("[{p}] "))
+                    .unwrap_or_default();
                 println!(
-                    "  wave {} {:<12} {:<28} {:<10} {}",
+                    "  wave {} {:<12} {:<28} {:<10} {phase}{}{}",
                     st.wave,
                     st.step_id,
                     st.agent,
                     st.status.as_str(),
+                    if cached { "(cached) " } else { "" },
                     st.error
                         .as_deref()
                         .map(|e| e.lines().next().unwrap_or(""))
                         .unwrap_or("")
                 );
+            }
+            if !log.is_empty() {
+                println!("\nlog");
+                for l in &log {
+                    let mark = if l.kind == "phase" {
+                        "== phase: "
+                    } else {
+                        "· "
+                    };
+                    println!("  {:>3} {mark}{}", l.seq, l.message);
+                }
             }
             if let Some(rep) = r.report {
                 println!("\n{rep}");
@@ -586,7 +1043,7 @@ pub async fn show(config: &Config, run_id: String) -> i32 {
             eprintln!("boo: unknown run {run_id}: `boo runs --all` lists them");
             1
         }
-        Ok(Some((_, Err(e)))) | Err(e) => {
+        Ok(Some((_, Err(e), _))) | Err(e) => {
             eprintln!("boo: {e}");
             1
         }

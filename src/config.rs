@@ -7,6 +7,7 @@ use crate::agent::acp::pool::PoolConfig;
 use crate::agent::harden::SandboxMode;
 use crate::agent::qwen::QwenConfig;
 use crate::agent::AgentTransport;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,14 @@ pub struct RunnerConfig {
     pub workflow_cpu_time: Duration,
     /// Where runs' snapshots of their project live (`<data_dir>/snapshots`).
     pub snapshot_dir: PathBuf,
+    /// The user's own workflows: `$XDG_CONFIG_HOME/boo/workflows`
+    /// (`~/.config/boo/workflows`).
+    pub user_workflows: Option<PathBuf>,
+    /// Model names a workflow's `agent({ model })` may use, mapped to a model the
+    /// endpoint serves (`BOO_MODEL_ALIASES`, `initializationOptions.modelAliases`).
+    /// Claude Code's `haiku`, `sonnet`, `opus` and `inherit` map to the run's model
+    /// unless this table names them.
+    pub model_aliases: BTreeMap<String, String>,
 }
 
 impl Default for RunnerConfig {
@@ -53,8 +62,23 @@ impl Default for RunnerConfig {
             // `Config::from_vars` puts it under boo's data folder; this default serves
             // supervisors built without a configuration (tests).
             snapshot_dir: std::env::temp_dir().join("boo-snapshots"),
+            user_workflows: None,
+            model_aliases: BTreeMap::new(),
         }
     }
+}
+
+/// Reads `BOO_MODEL_ALIASES`: `alias=model` pairs separated by commas
+/// (`haiku=qwen3-coder-small,opus=qwen3-coder-480b`). Blank or malformed pairs are
+/// skipped.
+pub fn parse_model_aliases(text: &str) -> BTreeMap<String, String> {
+    text.split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let (k, v) = (k.trim(), v.trim());
+            (!k.is_empty() && !v.is_empty()).then(|| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// Everything boo is configured with.
@@ -93,6 +117,8 @@ pub struct InitOptions {
     pub model: Option<String>,
     pub max_parallel: Option<usize>,
     pub diagnostics: Option<bool>,
+    /// `modelAliases`: entries added over (and replacing) `BOO_MODEL_ALIASES`'s.
+    pub model_aliases: Option<BTreeMap<String, String>>,
 }
 
 impl Config {
@@ -117,6 +143,12 @@ impl Config {
             }
         };
         let model = text("OPENAI_MODEL");
+        let config_dir = match path("XDG_CONFIG_HOME") {
+            Some(p) => Some(p.join("boo")),
+            None => var("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config/boo")),
+        };
         let defaults = RunnerConfig::default();
         let runner = RunnerConfig {
             deadline: number("BOO_AGENT_TIMEOUT_S")
@@ -141,6 +173,10 @@ impl Config {
                 .map(|ms| Duration::from_millis(ms.max(10)))
                 .unwrap_or(defaults.workflow_cpu_time),
             snapshot_dir: data_dir.join("snapshots"),
+            user_workflows: config_dir.map(|d| d.join("workflows")),
+            model_aliases: text("BOO_MODEL_ALIASES")
+                .map(|t| parse_model_aliases(&t))
+                .unwrap_or_default(),
         };
         let sandbox_var = var("BOO_SANDBOX").map(|v| v.to_string_lossy().to_string());
         let transport_var = var("BOO_AGENT_TRANSPORT").map(|v| v.to_string_lossy().to_string());
@@ -208,6 +244,11 @@ impl Config {
         if let Some(d) = opts.diagnostics {
             self.diagnostics = d;
         }
+        if let Some(aliases) = &opts.model_aliases {
+            for (k, v) in aliases {
+                self.runner.model_aliases.insert(k.clone(), v.clone());
+            }
+        }
     }
 
     /// The configuration with a different model for this one command (`--model`).
@@ -254,9 +295,44 @@ mod tests {
         assert_eq!(c.pool.idle, Duration::from_secs(600));
         assert_eq!(c.pool.cancel_grace, Duration::from_secs(5));
         assert!(c.qwen.base_url.is_none() && c.catalog_dir.is_none());
+        assert_eq!(
+            c.runner.user_workflows,
+            Some(PathBuf::from("/home/u/.config/boo/workflows"))
+        );
+        assert!(c.runner.model_aliases.is_empty());
         let c = config(&[("XDG_DATA_HOME", "/x"), ("BOO_DB", "/db/b.db")]);
         assert_eq!(c.qwen.data_dir, PathBuf::from("/x/boo"));
         assert_eq!(c.db_path, PathBuf::from("/db/b.db"));
+        let c = config(&[("XDG_CONFIG_HOME", "/cfg"), ("HOME", "/home/u")]);
+        assert_eq!(
+            c.runner.user_workflows,
+            Some(PathBuf::from("/cfg/boo/workflows"))
+        );
+    }
+
+    #[test]
+    fn model_aliases_come_from_the_environment_and_the_editor() {
+        let mut c = config(&[(
+            "BOO_MODEL_ALIASES",
+            " haiku = small-q ,opus=big-q,,broken, =x,sonnet=",
+        )]);
+        assert_eq!(
+            c.runner.model_aliases,
+            BTreeMap::from([
+                ("haiku".to_string(), "small-q".to_string()),
+                ("opus".to_string(), "big-q".to_string()),
+            ])
+        );
+        c.apply(&InitOptions {
+            model_aliases: Some(BTreeMap::from([
+                ("opus".to_string(), "editor-q".to_string()),
+                ("fast".to_string(), "tiny-q".to_string()),
+            ])),
+            ..Default::default()
+        });
+        assert_eq!(c.runner.model_aliases["opus"], "editor-q");
+        assert_eq!(c.runner.model_aliases["fast"], "tiny-q");
+        assert_eq!(c.runner.model_aliases["haiku"], "small-q");
     }
 
     #[test]
@@ -310,6 +386,7 @@ mod tests {
             model: Some("editor-model".into()),
             max_parallel: Some(3),
             diagnostics: Some(false),
+            model_aliases: Some(BTreeMap::from([("opus".to_string(), "big".to_string())])),
         });
         assert_eq!(c.db_path, PathBuf::from("/e/boo.db"));
         assert_eq!(c.qwen.program, "/e/qwen");
@@ -321,6 +398,10 @@ mod tests {
             "the pool follows the editor's parallelism"
         );
         assert!(!c.diagnostics);
+        assert_eq!(
+            c.runner.model_aliases.get("opus").map(String::as_str),
+            Some("big")
+        );
         // A parallelism no machine has is capped, not a panic.
         c.apply(&InitOptions {
             max_parallel: Some(1 << 61),

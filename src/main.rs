@@ -44,11 +44,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum WorkflowAction {
-    /// Run a workflow script: live progress on stderr, the report on stdout; exit 0
-    /// only when the run completed.
+    /// Run a workflow: live progress on stderr (phases, agents, cache hits, tokens),
+    /// the report on stdout; exit 0 only when the run completed.
     Run {
-        /// The workflow's .js file.
-        file: PathBuf,
+        /// A workflow's name (`boo workflows` lists them) or a .js/.mjs file.
+        workflow: String,
         /// The script's `args`: JSON, or plain text passed as a string.
         #[arg(long)]
         args: Option<String>,
@@ -58,6 +58,30 @@ enum WorkflowAction {
         /// Skip cache look-ups (results are still stored).
         #[arg(long)]
         fresh: bool,
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// The model agents run with (default: OPENAI_MODEL).
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Write a starter workflow NAME.js and boo-workflow.d.ts (the script API's
+    /// declarations) into DIR (default: ./.boo/workflows).
+    Init {
+        name: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// How many agent answers the workflow cache holds, per project.
+    Stats {
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Forget cached agent answers: one project's with --root, else every project's.
+    Clear {
         #[arg(long)]
         root: Option<PathBuf>,
     },
@@ -105,10 +129,20 @@ enum Command {
         #[arg(long, conflicts_with = "revoke")]
         list: bool,
     },
-    /// Workflow scripts.
+    /// List the workflows: built-in, the user's and the project's (with --root).
+    Workflows {
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Workflow scripts: run one, or start a new one.
     Workflow {
         #[command(subcommand)]
         action: WorkflowAction,
+    },
+    /// The workflow cache (content-keyed agent answers).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
     },
     /// List past runs (newest first).
     Runs {
@@ -160,6 +194,12 @@ enum Command {
     /// and the comparison of the real tree with it at the run's end.
     #[command(hide = true)]
     Snapshot { root: PathBuf, dir: PathBuf },
+    /// Internal: the workflow engine's own time per agent() call (agents answer at once).
+    #[command(hide = true)]
+    WorkflowOverhead {
+        #[arg(long, default_value_t = 500)]
+        calls: u32,
+    },
     /// Internal: runs an agent process under the sandbox and dies with boo.
     #[command(hide = true)]
     AgentGuard {
@@ -335,16 +375,29 @@ fn main() {
                         fast,
                         sarif,
                     } => cli::run(config, flow, question, band, root, model, fast, sarif).await,
+                    Command::Workflows { root } => cli::workflows(&config, root).await,
                     Command::Workflow {
                         action:
                             WorkflowAction::Run {
-                                file,
+                                workflow,
                                 args,
                                 budget,
                                 fresh,
                                 root,
+                                model,
                             },
-                    } => cli::workflow_run(config, file, args, budget, fresh, root).await,
+                    } => {
+                        cli::workflow_run(config, workflow, args, budget, fresh, root, model).await
+                    }
+                    Command::Workflow {
+                        action: WorkflowAction::Init { name, dir },
+                    } => cli::workflow_init(name, dir),
+                    Command::Cache {
+                        action: CacheAction::Stats { root },
+                    } => cli::cache_stats(&config, root).await,
+                    Command::Cache {
+                        action: CacheAction::Clear { root },
+                    } => cli::cache_clear(&config, root).await,
                     Command::Runs { root, all, limit } => {
                         cli::runs(&config, root, all, limit).await
                     }
@@ -357,6 +410,7 @@ fn main() {
                     Command::Traces { run_id } => cli::traces(&config, run_id).await,
                     Command::Gc { older_than } => cli::gc(&config, older_than).await,
                     Command::Doctor => cli::doctor(&config).await,
+                    Command::WorkflowOverhead { calls } => cli::workflow_overhead(calls).await,
                     Command::Serve { .. }
                     | Command::AgentGuard { .. }
                     | Command::Fingerprint { .. }

@@ -316,6 +316,8 @@ pub struct RunSummary {
     pub root: String,
     pub created_at: String,
     pub finished_at: Option<String>,
+    /// `"flow"` or `"workflow"` (from the run's meta).
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,18 +6,7 @@ use common::*;
 use std::process::{Command, Output};
 
 fn boo(db: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(boo_bin())
-        .args(args)
-        .env("BOO_DB", db)
-        .env("BOO_QWEN", fake_qwen())
-        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-        .env("OPENAI_API_KEY", "test-key")
-        .env("OPENAI_MODEL", "test-model")
-        .env("XDG_DATA_HOME", db.parent().unwrap().join("data"))
-        .env_remove("FAKE_QWEN_MODE")
-        .env_remove("FAKE_QWEN_MODES")
-        .output()
-        .unwrap()
+    boo_cli(db, args, &[])
 }
 
 fn text(o: &[u8]) -> String {
@@ -282,7 +271,7 @@ fn a_run_command_stopped_by_a_signal_cancels_its_run() {
         let t = TempDir::new("cli-signal");
         let root = project(t.path());
         let db = t.path().join("boo.db");
-        let child = Command::new(boo_bin())
+        let child = boo_command(&boo_bin(), &db)
             .args([
                 "run",
                 "code-review",
@@ -290,12 +279,6 @@ fn a_run_command_stopped_by_a_signal_cancels_its_run() {
                 root.to_str().unwrap(),
                 "hang [[fake:hang]]",
             ])
-            .env("BOO_DB", &db)
-            .env("BOO_QWEN", fake_qwen())
-            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-            .env("OPENAI_API_KEY", "test-key")
-            .env("OPENAI_MODEL", "test-model")
-            .env("XDG_DATA_HOME", t.path().join("data"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -392,7 +375,7 @@ fn workflow_run_prints_the_report_and_exits_by_the_run_status() {
     assert!(stdout.starts_with("## Result\n\nanswers: 2"), "{stdout}");
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("== Ask") && stderr.contains("+ agent-1"),
+        stderr.contains("== phase: Ask") && stderr.contains("+ agent-1"),
         "{stderr}"
     );
     assert!(!stderr.contains("(cached)"), "{stderr}");
@@ -499,4 +482,218 @@ fn doctor_reports_the_transport_the_pool_and_cached_tokens() {
         .read_dir()
         .is_ok_and(|mut d| d
             .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("doctor-")))));
+}
+
+/// `boo workflows` lists the catalog; `boo workflow run NAME` runs a built-in with
+/// live progress (phases, agents, cache hits, tokens against the budget) and the
+/// report on stdout; `runs`, `show`, `export` and `traces` read the workflow run;
+/// `boo cache stats` and `boo cache clear` see and forget its answers.
+#[test]
+fn workflows_run_by_name_and_the_cache_commands() {
+    let t = TempDir::new("cli-wf-name");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let r = root.to_str().unwrap();
+    std::fs::create_dir_all(root.join(".claude/workflows")).unwrap();
+    std::fs::write(
+        root.join(".claude/workflows/team.js"),
+        "export const meta = { name: 'team', description: 'A team script. More words.' };\nreturn 1;\n",
+    )
+    .unwrap();
+    let list = boo(&db, &["workflows", "--root", r]);
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    let out = text(&list.stdout);
+    for name in [
+        "deep-review",
+        "architecture-audit",
+        "test-gap-sweep",
+        "research-question",
+        "dependency-audit",
+    ] {
+        assert!(out.contains(name), "{out}");
+    }
+    assert!(
+        out.contains("Project (untrusted: `boo trust <root>` to run them)")
+            && out.contains("team                     A team script"),
+        "{out}"
+    );
+    let refused = boo(&db, &["workflow", "run", "team", "--root", r]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains(&format!("boo trust {r}")),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let args = [
+        "workflow",
+        "run",
+        "research-question",
+        "--root",
+        r,
+        "--args",
+        "How does add work?",
+        "--budget",
+        "100000",
+    ];
+    let run = boo(&db, &args);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let stdout = text(&run.stdout);
+    assert!(stdout.starts_with("## Result"), "{stdout}");
+    let stderr = text(&run.stderr);
+    assert!(
+        stderr.contains("== phase: Plan")
+            && stderr.contains("+ agent-1 (codebase-explorer) [Plan]")
+            && stderr.contains("4 agents done (0 cached)")
+            && stderr.contains("/ 100000 output tokens"),
+        "{stderr}"
+    );
+    let again = boo(&db, &args);
+    assert!(again.status.success());
+    assert!(
+        text(&again.stderr).contains("4 agents done (4 cached) · 0 / 100000 output tokens"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let runs = text(&boo(&db, &["runs", "--root", r]).stdout);
+    let run_id = runs
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(
+        runs.contains("research-question") && runs.contains(" wf "),
+        "{runs}"
+    );
+    let show = text(&boo(&db, &["show", &run_id]).stdout);
+    assert!(
+        show.contains("workflow research-question (builtin)")
+            && show.contains("[Investigate] (cached)")
+            && show.contains("== phase: Answer"),
+        "{show}"
+    );
+    let md = text(&boo(&db, &["export", &run_id, "--format", "markdown"]).stdout);
+    assert!(md.starts_with("## Result"), "{md}");
+    let js: serde_json::Value =
+        serde_json::from_slice(&boo(&db, &["export", &run_id, "--format", "json"]).stdout).unwrap();
+    assert_eq!(js["flow"], "research-question");
+    // The first run's agents ran (the second's came from the cache): their traces.
+    let first_id = runs
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let traces = text(&boo(&db, &["traces", first_id]).stdout);
+    assert!(
+        traces.contains("agent-1 (codebase-explorer)") && traces.contains("read_file"),
+        "{traces}"
+    );
+
+    let stats = text(&boo(&db, &["cache", "stats"]).stdout);
+    assert!(
+        stats.starts_with("4 cached agent answer(s) · 1 project(s)"),
+        "{stats}"
+    );
+    let other = t.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let none = text(&boo(&db, &["cache", "clear", "--root", other.to_str().unwrap()]).stdout);
+    assert!(none.starts_with("removed 0 "), "{none}");
+    let cleared = text(&boo(&db, &["cache", "clear", "--root", r]).stdout);
+    assert!(cleared.starts_with("removed 4 "), "{cleared}");
+    let stats = text(&boo(&db, &["cache", "stats", "--root", r]).stdout);
+    assert!(stats.starts_with("0 cached agent answer(s)"), "{stats}");
+}
+
+/// `boo workflow init` writes a starter script that uses the declarations file it
+/// writes beside it, and the starter runs as it is.
+#[test]
+fn workflow_init_writes_a_starter_that_runs() {
+    let t = TempDir::new("cli-wf-init");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let dir = t.path().join("wf");
+    let out = boo(
+        &db,
+        &[
+            "workflow",
+            "init",
+            "my-check",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = std::fs::read_to_string(dir.join("my-check.js")).unwrap();
+    assert!(script.starts_with("/// <reference path=\"./boo-workflow.d.ts\" />"));
+    assert!(script.contains("name: 'my-check'"));
+    for api in [
+        "agent(",
+        "parallel(",
+        "pipeline(",
+        "phase(",
+        "log(",
+        "args",
+        "budget.",
+    ] {
+        assert!(script.contains(api), "{api}");
+    }
+    let decl = std::fs::read_to_string(dir.join("boo-workflow.d.ts")).unwrap();
+    assert!(decl.contains("declare function agent("));
+    let jsconfig: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("jsconfig.json")).unwrap())
+            .expect("jsconfig.json is JSON");
+    let include = jsconfig["include"].as_array().unwrap();
+    assert!(
+        include.contains(&serde_json::json!("boo-workflow.d.ts")),
+        "{jsconfig}"
+    );
+    assert!(include.contains(&serde_json::json!("*.js")), "{jsconfig}");
+    assert_eq!(
+        jsconfig["compilerOptions"]["lib"],
+        serde_json::json!(["ES2022"])
+    );
+    // A second script in the same folder keeps the user's jsconfig.json.
+    std::fs::write(dir.join("jsconfig.json"), "{\"mine\": true}\n").unwrap();
+    let second = boo(
+        &db,
+        &["workflow", "init", "second", "--dir", dir.to_str().unwrap()],
+    );
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("jsconfig.json")).unwrap(),
+        "{\"mine\": true}\n"
+    );
+    std::fs::remove_file(dir.join("second.js")).unwrap();
+    // Not over an existing script.
+    let again = boo(
+        &db,
+        &[
+            "workflow",
+            "init",
+            "my-check",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    let bad = boo(&db, &["workflow", "init", "Bad Name"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let run = boo(
+        &db,
+        &[
+            "workflow",
+            "run",
+            dir.join("my-check.js").to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+            "--args",
+            "the add function",
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).starts_with("## Result"));
 }

@@ -20,18 +20,11 @@ fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).to_string()
 }
 
-/// boo with a private database and data directory, the fake qwen and a dead endpoint.
+/// boo with a private database, data and config directory, the fake qwen and a dead
+/// endpoint (tests/common), and no telemetry or registry settings from outside.
 fn boo_cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(boo_bin());
+    let mut c = boo_command(&boo_bin(), &dir.join("boo.db"));
     c.args(args)
-        .env("BOO_DB", dir.join("boo.db"))
-        .env("BOO_QWEN", fake_qwen())
-        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-        .env("OPENAI_API_KEY", "test-key")
-        .env("OPENAI_MODEL", "test-model")
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env_remove("FAKE_QWEN_MODE")
-        .env_remove("FAKE_QWEN_MODES")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .env_remove("BOO_NPM_REGISTRY")

@@ -72,7 +72,7 @@ fn type_shapes(doc: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in doc.lines() {
         let l = line.trim_start_matches("- ").trim_matches('`');
-        for name in ["Flow", "RunSummary", "Step", "Trace"] {
+        for name in ["Flow", "RunSummary", "Step", "Trace", "Workflow"] {
             if let Some(rest) = l.strip_prefix(&format!("{name} = ")) {
                 let shape = rest.split('`').next().unwrap_or(rest);
                 out.insert(name.to_string(), shape.to_string());
@@ -106,9 +106,9 @@ fn the_document_parses() {
         ]
     );
     let d = doc();
-    assert_eq!(table_rows(&d, "## Requests").len(), 9);
+    assert_eq!(table_rows(&d, "## Requests").len(), 10);
     assert_eq!(table_rows(&d, "## Notifications").len(), 6);
-    assert_eq!(type_shapes(&d).len(), 4);
+    assert_eq!(type_shapes(&d).len(), 5);
 }
 
 #[test]
@@ -201,6 +201,12 @@ fn the_server_matches_the_document() {
     }
     assert!(flows["trusted"].is_boolean());
     let rows: BTreeMap<String, String> = requests.iter().cloned().collect();
+    let workflows = s.request("boo/listWorkflows", json!({})).unwrap();
+    assert_has("boo/listWorkflows", &workflows, &rows["boo/listWorkflows"]);
+    assert_has("Workflow", &workflows["workflows"][0], &types["Workflow"]);
+    assert!(workflows["workflows"][0]["phases"][0]
+        .get("detail")
+        .is_some());
     let trust = s
         .request("boo/trustRoot", json!({"root": root, "trusted": false}))
         .unwrap();

@@ -412,15 +412,6 @@ fn cancel_kills_every_agent_process() {
         .any(|s| s["stepId"] == "verdict" && s["status"] == "cancelled"));
 }
 
-fn invocations(rec: &std::path::Path) -> HashMap<String, usize> {
-    let mut n = HashMap::new();
-    for r in agent_records(rec) {
-        *n.entry(r["env"]["BOO_STEP_ID"].as_str().unwrap_or("").to_string())
-            .or_default() += 1;
-    }
-    n
-}
-
 #[test]
 fn kill_9_mid_run_then_restart_resumes_without_redoing_finished_steps() {
     let t = TempDir::new("resume");

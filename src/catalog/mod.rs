@@ -10,6 +10,7 @@
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
 }
+pub mod workflows;
 
 use crate::codesteps::{CodeFn, Signal};
 use crate::engine::{self, Cond, FlowDef, StepDef};
@@ -591,7 +592,7 @@ fn unreadable(p: &Path, why: &str) -> CatalogError {
 fn read_catalog_file(p: &Path) -> Result<String, String> {
     match crate::project::read_regular(p, FILE_CAP + 1) {
         Ok(Some(bytes)) if bytes.len() as u64 > FILE_CAP => Err(format!(
-            "larger than {} KiB; a flow or persona file is a few KiB",
+            "larger than {} KiB; a flow, persona or workflow file is a few KiB",
             FILE_CAP / 1024
         )),
         Ok(Some(bytes)) => String::from_utf8(bytes)

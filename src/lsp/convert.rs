@@ -162,16 +162,18 @@ impl From<model::RunSummary> for ext::RunSummary {
             root,
             created_at,
             finished_at,
+            kind,
         } = s;
         ext::RunSummary {
             run_id,
             flow,
-            band: band.into(),
+            band: (kind != "workflow").then(|| band.into()),
             status: status.into(),
             question,
             root,
             created_at,
             finished_at,
+            kind,
         }
     }
 }
@@ -196,6 +198,7 @@ impl From<model::Run> for ext::Run {
             root,
             created_at,
             finished_at,
+            kind: _,
         } = summary.into();
         ext::Run {
             run_id,
@@ -242,6 +245,11 @@ pub fn step(s: model::Step, turns: Vec<ext::TurnUsage>) -> ext::Step {
         phase,
         cache_key,
     } = s;
+    let cached = meta
+        .as_ref()
+        .and_then(|m| m.get("cached"))
+        .and_then(|c| c.as_bool())
+        == Some(true);
     ext::Step {
         step_id,
         agent,
@@ -263,6 +271,52 @@ pub fn step(s: model::Step, turns: Vec<ext::TurnUsage>) -> ext::Step {
         parent_step_id,
         phase,
         cache_key,
+        cached,
+    }
+}
+
+/// The workflow catalog as `boo/listWorkflows` sends it.
+pub fn workflows(
+    cat: &crate::catalog::workflows::WorkflowCatalog,
+    trusted: bool,
+) -> ext::ListWorkflowsResult {
+    use crate::catalog::workflows::WorkflowSource;
+    ext::ListWorkflowsResult {
+        workflows: cat
+            .workflows
+            .values()
+            .map(|w| ext::Workflow {
+                name: w.name.clone(),
+                description: w.meta.description.clone(),
+                when_to_use: w.meta.when_to_use.clone(),
+                phases: w
+                    .meta
+                    .phases
+                    .iter()
+                    .map(|p| ext::WorkflowPhase {
+                        title: p.title.clone(),
+                        detail: p.detail.clone(),
+                    })
+                    .collect(),
+                source: match w.source {
+                    WorkflowSource::Builtin => ext::WorkflowSource::Builtin,
+                    WorkflowSource::User => ext::WorkflowSource::User,
+                    WorkflowSource::Project => ext::WorkflowSource::Project,
+                },
+                path: w.path.clone(),
+            })
+            .collect(),
+        errors: cat
+            .errors
+            .iter()
+            .map(|e| ext::WorkflowError {
+                file: e.file.clone(),
+                line: e.line,
+                column: e.column,
+                message: e.message.clone(),
+            })
+            .collect(),
+        trusted,
     }
 }
 
@@ -420,7 +474,7 @@ impl From<outbox::RunStarted> for ext::RunStartedParams {
         ext::RunStartedParams {
             run_id,
             flow,
-            band: band.into(),
+            band: band.map(Into::into),
             question,
             root,
             status: status.into(),
@@ -710,6 +764,7 @@ mod tests {
             root: "/p".into(),
             created_at: "2026-01-01T00:00:00.000Z".into(),
             finished_at: full.then(|| "2026-01-01T00:00:09.000Z".into()),
+            kind: "flow".into(),
         }
     }
 
@@ -719,7 +774,7 @@ mod tests {
             same::<_, ext::RunStartedParams>(outbox::RunStarted {
                 run_id: "r".into(),
                 flow: "code-review".into(),
-                band: model::Band::Large,
+                band: Some(model::Band::Large),
                 question: "q".into(),
                 root: "/p".into(),
                 status: model::RunStatus::Running,
@@ -810,9 +865,11 @@ mod tests {
                 phase: full.then(|| "Leads".into()),
                 cache_key: full.then(|| "k".into()),
             };
-            // boo/getRun sent each step with its `turns` added.
+            // boo/getRun sent each step with its `turns` added, and `cached` (from
+            // the meta; false here).
             let mut before = serde_json::to_value(&step).unwrap();
             before["turns"] = json!([{ "turn": 1, "usage": usage() }]);
+            before["cached"] = json!(false);
             let turns = vec![ext::TurnUsage {
                 turn: 1,
                 usage: usage().into(),

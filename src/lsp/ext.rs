@@ -59,6 +59,11 @@ wire_enum! {
     /// Where a flow comes from: boo itself, or the project's `<root>/.boo/` (which
     /// runs only in a trusted root).
     pub enum FlowSource { Builtin = "builtin", Project = "project" }
+
+    /// Where a workflow comes from: boo itself, the user's
+    /// `$XDG_CONFIG_HOME/boo/workflows/`, or the project's `.boo/workflows/` and
+    /// `.claude/workflows/` (which run only in a trusted root).
+    pub enum WorkflowSource { Builtin = "builtin", User = "user", Project = "project" }
 }
 
 wire_struct! {
@@ -131,6 +136,35 @@ wire_struct! {
         pub when: bool,
     }
 
+    /// A workflow of the catalog (`boo/listWorkflows`).
+    pub struct Workflow {
+        /// The name to launch it by (`project:<name>` when a project workflow's own
+        /// name is taken by a built-in or user one).
+        pub name: String,
+        pub description: String,
+        pub when_to_use: Option<String>,
+        pub phases: Vec<WorkflowPhase>,
+        pub source: WorkflowSource,
+        /// The file it was read from (`builtin:workflows/<file>` for the copy inside boo).
+        pub path: String,
+    }
+
+    /// One entry of a workflow's `meta.phases`.
+    pub struct WorkflowPhase {
+        pub title: String,
+        pub detail: Option<String>,
+    }
+
+    /// A workflow file that cannot be listed (it does not load, or its name is taken).
+    pub struct WorkflowError {
+        pub file: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub line: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub column: Option<u32>,
+        pub message: String,
+    }
+
     /// A problem with one catalog file.
     pub struct CatalogError {
         pub file: String,
@@ -141,19 +175,23 @@ wire_struct! {
     pub struct RunSummary {
         pub run_id: String,
         pub flow: String,
-        pub band: Band,
+        /// `null` for a workflow run (workflows have no band).
+        pub band: Option<Band>,
         pub status: RunStatus,
         pub question: String,
         pub root: String,
         pub created_at: String,
         pub finished_at: Option<String>,
+        /// `"flow"` or `"workflow"`.
+        pub kind: String,
     }
 
     /// `RunSummary` and more (`boo/getRun`).
     pub struct Run {
         pub run_id: String,
         pub flow: String,
-        pub band: Band,
+        /// `null` for a workflow run.
+        pub band: Option<Band>,
         pub status: RunStatus,
         pub question: String,
         pub root: String,
@@ -230,6 +268,9 @@ wire_struct! {
         /// The content key of a workflow agent's cached result.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub cache_key: Option<String>,
+        /// Answered from the workflow cache (no agent process ran).
+        #[serde(default)]
+        pub cached: bool,
     }
 
     pub struct TurnUsage {
@@ -264,6 +305,8 @@ wire_struct! {
         pub methods: Vec<String>,
         pub notifications: Vec<String>,
         pub cancel_ended_run: String,
+        /// The groups of additions this server supports (`"workflows"`).
+        pub features: Vec<String>,
     }
 }
 
@@ -279,6 +322,19 @@ wire_struct! {
         pub flows: Vec<Flow>,
         pub errors: Vec<CatalogError>,
         /// Whether the user trusts the root: its project flows run only then.
+        pub trusted: bool,
+    }
+
+    pub struct ListWorkflowsParams {
+        /// Default: the workspace root (project workflows come from its
+        /// `.boo/workflows/` and `.claude/workflows/`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub root: Option<String>,
+    }
+    pub struct ListWorkflowsResult {
+        pub workflows: Vec<Workflow>,
+        pub errors: Vec<WorkflowError>,
+        /// Whether the user trusts the root: its project workflows run only then.
         pub trusted: bool,
     }
 
@@ -411,7 +467,8 @@ wire_struct! {
     pub struct RunStartedParams {
         pub run_id: String,
         pub flow: String,
-        pub band: Band,
+        /// `null` for a workflow run.
+        pub band: Option<Band>,
         pub question: String,
         pub root: String,
         pub status: RunStatus,
@@ -586,7 +643,10 @@ requests! {
     ListFlows = "boo/listFlows", ListFlowsParams => ListFlowsResult;
     /// Answers as soon as the run row exists; the run reports through notifications.
     LaunchFlow = "boo/launchFlow", LaunchFlowParams => LaunchFlowResult;
-    /// A workflow script as a run; a script that does not compile is `-32602`.
+    /// The workflow catalog, with its problems.
+    ListWorkflows = "boo/listWorkflows", ListWorkflowsParams => ListWorkflowsResult;
+    /// A workflow script as a run; a script that does not compile is `-32602`; a
+    /// project workflow in an untrusted root is `-32005`.
     LaunchWorkflow = "boo/launchWorkflow", LaunchWorkflowParams => LaunchWorkflowResult;
     ListRuns = "boo/listRuns", ListRunsParams => ListRunsResult;
     GetRun = "boo/getRun", GetRunParams => GetRunResult;

@@ -83,6 +83,15 @@ fn parse_init_options(v: Option<&Value>) -> InitOptions {
             .and_then(|x| x.as_u64())
             .map(|n| n as usize),
         diagnostics: v.get("diagnostics").and_then(|x| x.as_bool()),
+        model_aliases: v.get("modelAliases").and_then(|x| x.as_object()).map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    let v = v.as_str()?.trim();
+                    (!k.trim().is_empty() && !v.is_empty())
+                        .then(|| (k.trim().to_string(), v.to_string()))
+                })
+                .collect()
+        }),
     }
 }
 
@@ -154,6 +163,51 @@ impl Backend {
         Ok(convert::flows(&cat, trusted))
     }
 
+    async fn list_workflows(
+        &self,
+        p: ext::ListWorkflowsParams,
+    ) -> Result<ext::ListWorkflowsResult> {
+        let root = p
+            .root
+            .map(PathBuf::from)
+            .or_else(|| self.workspace_root())
+            .map(|r| r.canonicalize().unwrap_or(r));
+        let config = &self.shared.config;
+        let (builtin_dir, user_dir) = (
+            config.catalog_dir.clone(),
+            config.runner.user_workflows.clone(),
+        );
+        // Reading (and compiling) workflow files: never on the protocol's thread.
+        let for_catalog = root.clone();
+        let cat = tokio::task::spawn_blocking(move || {
+            crate::catalog::workflows::WorkflowCatalog::load(
+                crate::catalog::workflows::WorkflowDirs {
+                    builtin_dir: builtin_dir.as_deref(),
+                    user_dir: user_dir.as_deref(),
+                    root: for_catalog.as_deref(),
+                },
+            )
+        })
+        .await
+        .map_err(|e| {
+            rpc_error(
+                -32603,
+                format!("reading the workflow catalog failed: {e}; try again"),
+            )
+        })?;
+        let trusted = match (root, self.sup()) {
+            (Some(r), Ok(sup)) => {
+                let key = r.display().to_string();
+                sup.store
+                    .call(move |c| queries::is_trusted(c, &key))
+                    .await
+                    .map_err(internal)?
+            }
+            _ => false,
+        };
+        Ok(convert::workflows(&cat, trusted))
+    }
+
     async fn trust_root(&self, p: ext::TrustRootParams) -> Result<ext::TrustRootResult> {
         let sup = self.sup()?;
         let root = PathBuf::from(&p.root).canonicalize().map_err(|e| {
@@ -215,7 +269,9 @@ impl Backend {
             .map_err(|e| match e {
                 LaunchError::Invalid(m) => invalid(m),
                 LaunchError::Unavailable(m) => rpc_error(AGENT_UNAVAILABLE, m),
-                e @ LaunchError::Untrusted { .. } => rpc_error(UNTRUSTED_ROOT, e.to_string()),
+                e @ (LaunchError::Untrusted { .. } | LaunchError::UntrustedWorkflow { .. }) => {
+                    rpc_error(UNTRUSTED_ROOT, e.to_string())
+                }
                 LaunchError::Internal(m) => internal(m),
             })?;
         Ok(ext::LaunchFlowResult { run_id })
@@ -232,33 +288,20 @@ impl Backend {
                 invalid("root: no root was given and the client opened no workspace folder; send `root` with the project directory")
             })?,
         };
-        let (script, path) = match (p.script, p.script_path, p.workflow) {
-            (Some(text), _, _) => (text, None),
-            (None, Some(file), _) => {
-                let file = root.join(file);
-                let text = std::fs::read_to_string(&file).map_err(|e| {
-                    invalid(format!(
-                        "scriptPath: cannot read {} ({e}); send the path of a readable .js file",
-                        file.display()
-                    ))
-                })?;
-                (text, Some(file))
-            }
-            (None, None, Some(name)) => {
-                return Err(invalid(format!(
-                    "workflow: this server cannot look workflows up by name yet ({name:?}); send `script` or `scriptPath` instead"
-                )))
-            }
-            (None, None, None) => {
+        use crate::runner::workflow::ScriptRef;
+        let script = match (p.workflow, p.script, p.script_path) {
+            (Some(name), None, None) => ScriptRef::Named(name),
+            (None, Some(text), None) => ScriptRef::Text(text),
+            (None, None, Some(file)) => ScriptRef::Path(PathBuf::from(file)),
+            _ => {
                 return Err(invalid(
-                    "workflow, script, scriptPath: send exactly one of them",
+                    "workflow, script, scriptPath: send exactly one of them (a name from boo/listWorkflows, the source text, or a file)",
                 ))
             }
         };
         let run_id = sup
             .launch_workflow(crate::runner::workflow::WorkflowLaunch {
                 script,
-                path,
                 args: p.args,
                 root,
                 model: p.model,
@@ -269,7 +312,9 @@ impl Backend {
             .map_err(|e| match e {
                 LaunchError::Invalid(m) => invalid(m),
                 LaunchError::Unavailable(m) => rpc_error(AGENT_UNAVAILABLE, m),
-                e @ LaunchError::Untrusted { .. } => rpc_error(UNTRUSTED_ROOT, e.to_string()),
+                e @ (LaunchError::Untrusted { .. } | LaunchError::UntrustedWorkflow { .. }) => {
+                    rpc_error(UNTRUSTED_ROOT, e.to_string())
+                }
                 LaunchError::Internal(m) => internal(m),
             })?;
         Ok(ext::LaunchWorkflowResult { run_id })
@@ -348,7 +393,12 @@ impl Backend {
             })
             .collect();
         let workflow = crate::runner::workflow::is_workflow(&run.meta).then(|| {
-            let spent: u64 = steps.iter().map(|s| s.usage.output_tokens).sum();
+            // What the budget counts: tokens of agents that ran (a cached answer is free).
+            let spent: u64 = steps
+                .iter()
+                .filter(|s| !s.cached)
+                .map(|s| s.usage.output_tokens)
+                .sum();
             let mut wf = run.meta.get("workflow").cloned().unwrap_or_default();
             if let Some(b) = wf.get_mut("budget").and_then(|b| b.as_object_mut()) {
                 b.insert("spent".into(), spent.into());
@@ -479,6 +529,7 @@ macro_rules! handlers {
 handlers! {
     ext::ListFlows => list_flows;
     ext::LaunchFlow => launch_flow;
+    ext::ListWorkflows => list_workflows;
     ext::LaunchWorkflow => launch_workflow;
     ext::ListRuns => list_runs;
     ext::GetRun => get_run;
@@ -561,6 +612,7 @@ impl LanguageServer for Backend {
                     methods: ext::REQUESTS.iter().map(|m| m.to_string()).collect(),
                     notifications: ext::NOTIFICATIONS.iter().map(|m| m.to_string()).collect(),
                     cancel_ended_run: "error -32004".into(),
+                    features: vec!["workflows".into()],
                 })? })),
                 ..Default::default()
             },

@@ -114,6 +114,8 @@ fn check_run_id(run_id: &str) -> Result<(), String> {
 
 impl Params for ext::ListFlowsParams {}
 
+impl Params for ext::ListWorkflowsParams {}
+
 impl Params for ext::LaunchWorkflowParams {
     fn check(&self) -> Result<(), String> {
         let given = [

@@ -34,6 +34,8 @@ pub struct ReportInput {
     pub flow: String,
     pub flow_title: String,
     pub band: String,
+    /// `"flow"` or `"workflow"`: a workflow run's header names the workflow and no band.
+    pub kind: String,
     pub question: String,
     pub status: String,
     /// Warnings that lead the report (project modified, sandbox unavailable, ...).
@@ -189,11 +191,19 @@ pub fn render_markdown(r: &ReportInput) -> String {
     let _ = writeln!(md, "# {} — {}", r.flow_title, one_line(&r.question));
     let _ = writeln!(md);
     let c = counts(r);
-    let _ = writeln!(
-        md,
-        "_Flow `{}` · band {} · {} · {} verified, {} unverified, {} without evidence_",
-        r.flow, r.band, r.status, c.verified, c.unverified, c.no_evidence
-    );
+    if r.kind == "workflow" {
+        let _ = writeln!(
+            md,
+            "_Workflow `{}` · {} · {} verified, {} unverified, {} without evidence_",
+            r.flow, r.status, c.verified, c.unverified, c.no_evidence
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "_Flow `{}` · band {} · {} · {} verified, {} unverified, {} without evidence_",
+            r.flow, r.band, r.status, c.verified, c.unverified, c.no_evidence
+        );
+    }
     let _ = writeln!(md);
     for a in &r.alerts {
         let _ = writeln!(md, "> **Warning:** {}", one_line(a));
@@ -476,6 +486,7 @@ mod tests {
             flow: "code-review".into(),
             flow_title: "Code review".into(),
             band: "small".into(),
+            kind: "flow".into(),
             question: "What could break in the cache?".into(),
             status: "completed".into(),
             alerts: vec![],
@@ -485,6 +496,14 @@ mod tests {
         };
         let md = render_markdown(&input);
         crate::snapshot::assert_snapshot("report-code-review.md", &md);
+        let wf = ReportInput {
+            kind: "workflow".into(),
+            flow: "deep-review".into(),
+            ..input.clone()
+        };
+        assert!(render_markdown(&wf).contains(
+            "\n_Workflow `deep-review` · completed · 2 verified, 1 unverified, 1 without evidence_\n"
+        ));
         // Deterministic: the same outputs render the same bytes.
         assert_eq!(md, render_markdown(&input));
         let js: serde_json::Value = serde_json::from_str(&render_json(&input)).unwrap();

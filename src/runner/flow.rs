@@ -149,7 +149,7 @@ fn announce(sup: &Supervisor, state: &RunState, resumed: bool) {
     sup.emit(Out::RunStarted(RunStarted {
         run_id: state.run_id.clone(),
         flow: state.flow.clone(),
-        band: state.band,
+        band: Some(state.band),
         question: state.question.clone(),
         root: state.root.display().to_string(),
         status: RunStatus::Running,

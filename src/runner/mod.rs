@@ -70,6 +70,13 @@ pub enum LaunchError {
     /// A project flow in a root the user has not trusted; no run was created.
     #[error("flow {flow:?} comes from {root}/.boo/ and that folder is not trusted; review its .boo/ folder, then trust it with `boo trust {root}` (or from the editor) and launch again")]
     Untrusted { flow: String, root: String },
+    /// A project workflow in a root the user has not trusted; no run was created.
+    #[error("workflow {workflow:?} comes from {path}, a file of the project {root}, and that folder is not trusted; review its .boo/workflows and .claude/workflows folders, then trust it with `boo trust {root}` (or from the editor) and launch again")]
+    UntrustedWorkflow {
+        workflow: String,
+        path: String,
+        root: String,
+    },
     #[error("{0}")]
     Internal(String),
 }

@@ -34,7 +34,8 @@ pub struct RosterEntry {
 pub struct RunStarted {
     pub run_id: String,
     pub flow: String,
-    pub band: Band,
+    /// `None` for a workflow run.
+    pub band: Option<Band>,
     pub question: String,
     pub root: String,
     pub status: RunStatus,

@@ -175,6 +175,7 @@ pub fn build_report_input(
             .clone()
             .unwrap_or(row.run.summary.flow.clone()),
         band: row.run.summary.band.as_str().to_string(),
+        kind: row.run.summary.kind.clone(),
         question: row.run.summary.question.clone(),
         status: status.as_str().to_string(),
         alerts,

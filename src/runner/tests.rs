@@ -938,8 +938,7 @@ async fn run_workflow_on(
     sup.register().await.unwrap();
     let run_id = sup
         .launch_workflow(workflow::WorkflowLaunch {
-            script: script.into(),
-            path: None,
+            script: workflow::ScriptRef::Text(script.into()),
             args: None,
             root: root.to_path_buf(),
             model: None,
@@ -1214,4 +1213,37 @@ async fn a_step_whose_process_died_is_retried_once_in_a_session_of_its_own() {
     assert_eq!(lost.len(), 1, "{traces:?}");
     assert_eq!(lost[0].outcome, Some(TraceOutcome::Error));
     assert!(lost[0].finished_at.is_some());
+}
+
+#[test]
+fn workflow_models_map_claude_aliases_and_the_alias_table() {
+    use workflow::resolve_model;
+    let aliases: std::collections::BTreeMap<String, String> = [
+        ("opus".to_string(), "qwen-big".to_string()),
+        ("fast".to_string(), "qwen-small".to_string()),
+    ]
+    .into();
+    let run = Some("qwen-run");
+    let r = |m: Option<&str>| resolve_model(m, &aliases, run);
+    assert_eq!(r(None).unwrap().as_deref(), Some("qwen-run"));
+    assert_eq!(r(Some("inherit")).unwrap().as_deref(), Some("qwen-run"));
+    for claude in ["haiku", "sonnet", "claude-sonnet-4-5", " haiku "] {
+        assert_eq!(
+            r(Some(claude)).unwrap().as_deref(),
+            Some("qwen-run"),
+            "{claude}"
+        );
+    }
+    // The table wins, also over Claude Code's own aliases.
+    assert_eq!(r(Some("opus")).unwrap().as_deref(), Some("qwen-big"));
+    assert_eq!(r(Some("fast")).unwrap().as_deref(), Some("qwen-small"));
+    // Any other name is a model the endpoint serves: passed on.
+    assert_eq!(
+        r(Some("qwen3-coder")).unwrap().as_deref(),
+        Some("qwen3-coder")
+    );
+    // A name that would read as a flag is refused (the agent resolves to null).
+    assert!(r(Some("--yolo")).unwrap_err().contains("--yolo"));
+    // Without a run model, an alias maps to none (qwen's own default).
+    assert_eq!(resolve_model(Some("sonnet"), &aliases, None).unwrap(), None);
 }

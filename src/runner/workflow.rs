@@ -15,6 +15,9 @@ use super::scope::{RunScope, StopReason};
 use super::state::RunState;
 use super::{LaunchError, Supervisor};
 use crate::agent::{BoxFuture, ContentBlock};
+use crate::catalog::workflows::{
+    read_project_script, WorkflowCatalog, WorkflowDirs, WorkflowEntry, WorkflowSource,
+};
 use crate::catalog::Persona;
 use crate::model::{RunStatus, StepKind, StepStatus};
 use crate::store::queries::{self, CachedResult, LogRow, NewRuntimeStep, StepEnd, SCRIPT_STEP};
@@ -25,6 +28,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -34,13 +38,24 @@ pub const DEFAULT_PERSONA: &str = "workflow-agent";
 
 const DEFAULT_BRIEF: &str = "You answer one question of a larger workflow script about this project. Read what you need, cite files and lines for every claim, and answer exactly what the prompt asks.";
 
+/// Which script a launch runs.
+#[derive(Debug, Clone)]
+pub enum ScriptRef {
+    /// The source text itself (`script`).
+    Text(String),
+    /// A file (`scriptPath`; relative to the root unless absolute). Naming a file is
+    /// the user's own choice, so it needs no trust; it is read like a catalog file
+    /// (a regular file, at most the catalog's cap).
+    Path(PathBuf),
+    /// A name from the workflow catalog (`workflow`): built-in, user or project; a
+    /// project one runs only in a trusted root.
+    Named(String),
+}
+
 /// A workflow launch, validated by [`Supervisor::launch_workflow`].
 #[derive(Debug, Clone)]
 pub struct WorkflowLaunch {
-    /// The script's source text.
-    pub script: String,
-    /// The file it came from (`scriptPath`), when it came from one.
-    pub path: Option<PathBuf>,
+    pub script: ScriptRef,
     pub args: Option<Value>,
     pub root: PathBuf,
     pub model: Option<String>,
@@ -48,6 +63,15 @@ pub struct WorkflowLaunch {
     pub budget: Option<u64>,
     /// Skip cache look-ups (results are still stored).
     pub fresh: bool,
+}
+
+/// Whether `file` lies in the root's `.boo/` or `.claude/` folder (where a
+/// repository keeps the flows and workflows it brings).
+fn in_project_config(file: &Path, root: &Path) -> bool {
+    file.strip_prefix(root)
+        .ok()
+        .and_then(|rel| rel.components().next())
+        .is_some_and(|c| c.as_os_str() == ".boo" || c.as_os_str() == ".claude")
 }
 
 /// `args` as the run's one-line question.
@@ -65,16 +89,137 @@ fn args_line(args: Option<&Value>) -> String {
     }
 }
 
+/// A script ready to run: its text and where it came from.
+struct Resolved {
+    script: String,
+    /// The name the run is listed under (a catalog name, else `meta.name`).
+    name: Option<String>,
+    source: WorkflowSource,
+    path: Option<String>,
+}
+
+/// Resolves a model a workflow agent asks for (`opts.model`) to the model it runs
+/// with: no model and Claude Code's `inherit` mean the run's model; a name in the
+/// alias table means what the table says; Claude Code's `haiku`, `sonnet`, `opus`
+/// and any `claude-…` model id mean the run's model (a local endpoint serves none of
+/// them); any other name is one the endpoint serves and is passed on as it is.
+pub fn resolve_model(
+    requested: Option<&str>,
+    aliases: &BTreeMap<String, String>,
+    run_model: Option<&str>,
+) -> Result<Option<String>, String> {
+    let Some(m) = requested.map(str::trim).filter(|m| !m.is_empty()) else {
+        return Ok(run_model.map(String::from));
+    };
+    if let Some(to) = aliases.get(m) {
+        return Ok(Some(to.clone()));
+    }
+    if matches!(m, "inherit" | "haiku" | "sonnet" | "opus") || m.starts_with("claude-") {
+        return Ok(run_model.map(String::from));
+    }
+    match crate::agent::qwen::model_name_problem(m) {
+        Some(problem) => Err(format!("model {m:?}: {problem}")),
+        None => Ok(Some(m.to_string())),
+    }
+}
+
 impl Supervisor {
+    /// Where this server looks for workflows on `root`.
+    pub fn workflow_catalog(&self, root: Option<&Path>) -> WorkflowCatalog {
+        WorkflowCatalog::load(WorkflowDirs {
+            builtin_dir: self.catalog_dir.as_deref(),
+            user_dir: self.config.user_workflows.as_deref(),
+            root,
+        })
+    }
+
+    /// Whether the user trusts `root` (canonical).
+    async fn root_trusted(&self, root: &Path) -> Result<bool, LaunchError> {
+        let key = root.display().to_string();
+        self.store
+            .call(move |c| queries::is_trusted(c, &key))
+            .await
+            .map_err(|e| LaunchError::Internal(e.to_string()))
+    }
+
+    /// Reads the script a launch names (off the async threads: it touches files).
+    async fn resolve_script(
+        self: &Arc<Self>,
+        script: ScriptRef,
+        root: &Path,
+    ) -> Result<Resolved, LaunchError> {
+        let (me, root2) = (self.clone(), root.to_path_buf());
+        let resolved = tokio::task::spawn_blocking(move || match script {
+            ScriptRef::Text(text) => Ok(Resolved {
+                script: text,
+                name: None,
+                source: WorkflowSource::User,
+                path: None,
+            }),
+            ScriptRef::Path(p) => {
+                let file = if p.is_absolute() { p } else { root2.join(p) };
+                let text = match crate::project::read_regular(&file, crate::catalog::FILE_CAP + 1) {
+                    Ok(Some(b)) if b.len() as u64 > crate::catalog::FILE_CAP => Err(format!(
+                        "{} is larger than {} KiB; a workflow script is a few KiB",
+                        file.display(),
+                        crate::catalog::FILE_CAP / 1024
+                    )),
+                    Ok(Some(b)) => String::from_utf8(b)
+                        .map_err(|_| format!("{} is not UTF-8 text; save it as UTF-8", file.display())),
+                    Ok(None) => Err(format!(
+                        "{} is not a regular file (a symbolic link, a FIFO or a device); name the script file itself",
+                        file.display()
+                    )),
+                    Err(e) => Err(format!("cannot read {} ({e})", file.display())),
+                }
+                .map_err(|m| LaunchError::Invalid(format!("scriptPath: {m}; send the path of a readable .js file")))?;
+                let abs = file.canonicalize().unwrap_or(file);
+                Ok(Resolved {
+                    script: text,
+                    name: None,
+                    source: if abs.starts_with(&root2) {
+                        WorkflowSource::Project
+                    } else {
+                        WorkflowSource::User
+                    },
+                    path: Some(abs.display().to_string()),
+                })
+            }
+            ScriptRef::Named(name) => {
+                let cat = me.workflow_catalog(Some(&root2));
+                match cat.get(name.trim()) {
+                    Some(WorkflowEntry {
+                        name,
+                        source,
+                        path,
+                        script,
+                        ..
+                    }) => Ok(Resolved {
+                        script: script.clone(),
+                        name: Some(name.clone()),
+                        source: *source,
+                        path: Some(path.clone()),
+                    }),
+                    None => Err(LaunchError::Invalid(format!(
+                        "workflow: unknown workflow {name:?}; known workflows: {} (boo/listWorkflows lists them with their problems)",
+                        cat.names()
+                    ))),
+                }
+            }
+        })
+        .await
+        .map_err(|e| LaunchError::Internal(format!("reading the workflow failed: {e}")))??;
+        Ok(resolved)
+    }
+
     /// Checks a workflow script (syntax and `meta`), creates the run row with its
     /// script step and starts it. A script that does not compile is `Invalid` with
-    /// its line and column, and no run row exists.
+    /// its line and column, and no run row exists; a project workflow named from the
+    /// catalog in an untrusted root is `UntrustedWorkflow`.
     pub async fn launch_workflow(
         self: &Arc<Self>,
         req: WorkflowLaunch,
     ) -> Result<String, LaunchError> {
-        let meta = workflow::check_syntax(&req.script)
-            .map_err(|e| LaunchError::Invalid(format!("script: {e}")))?;
         if let Some(problem) = req
             .model
             .as_deref()
@@ -94,20 +239,55 @@ impl Supervisor {
                 root.display()
             )));
         }
+        let named = matches!(req.script, ScriptRef::Named(_));
+        let resolved = self.resolve_script(req.script.clone(), &root).await?;
+        let meta = workflow::check_syntax(&resolved.script).map_err(|e| {
+            LaunchError::Invalid(if named {
+                format!(
+                    "workflow: {} does not load: {e}",
+                    resolved.path.as_deref().unwrap_or("the script")
+                )
+            } else {
+                format!("script: {e}")
+            })
+        })?;
+        let name = resolved.name.clone().unwrap_or_else(|| meta.name.clone());
+        // A project workflow needs a trusted root whether it is named from the catalog
+        // or given by its path in the folders the catalog reads (`.boo/`, `.claude/`):
+        // those are the repository's own workflows. A path elsewhere is the user's pick.
+        let from_project_folder = !named
+            && resolved.source == WorkflowSource::Project
+            && resolved
+                .path
+                .as_deref()
+                .is_some_and(|p| in_project_config(Path::new(p), &root));
+        if (named || from_project_folder)
+            && resolved.source == WorkflowSource::Project
+            && !self.root_trusted(&root).await?
+        {
+            return Err(LaunchError::UntrustedWorkflow {
+                workflow: name,
+                path: resolved.path.clone().unwrap_or_default(),
+                root: root.display().to_string(),
+            });
+        }
         self.scheduler
             .backend
             .check()
             .await
             .map_err(|e| LaunchError::Unavailable(e.0))?;
-        let source = match &req.path {
-            Some(p) if p.starts_with(&root) => "project",
-            _ => "user",
-        };
         let run_id = uuid::Uuid::now_v7().to_string();
+        let phases: Vec<Value> = meta
+            .phases
+            .iter()
+            .map(|p| json!({ "title": p.title, "detail": p.detail }))
+            .collect();
         let mut wf = json!({
-            "name": meta.name,
-            "source": source,
-            "path": req.path.as_ref().map(|p| p.display().to_string()),
+            "name": name,
+            "description": meta.description,
+            "phases": phases,
+            "source": resolved.source.as_str(),
+            "path": resolved.path,
             "budget": { "total": req.budget },
         });
         if let Some(a) = &req.args {
@@ -115,7 +295,7 @@ impl Supervisor {
         }
         let new = queries::NewWorkflowRun {
             run_id: run_id.clone(),
-            name: meta.name.clone(),
+            name,
             description: meta.description.clone(),
             root: root.display().to_string(),
             question: args_line(req.args.as_ref()),
@@ -127,7 +307,7 @@ impl Supervisor {
             meta: json!({
                 "kind": "workflow",
                 "workflow": wf,
-                "script": req.script,
+                "script": resolved.script,
                 "fresh": req.fresh,
             }),
         };
@@ -165,12 +345,16 @@ pub(super) async fn drive(
             .map_err(|e| e.to_string())?;
     }
     let id = run_id.to_string();
-    let (row, log_seq) = sup
+    let (row, log_seq, earlier_log) = sup
         .store
         .call(move |c| {
             let row = queries::get_run(c, &id)?
                 .ok_or_else(|| crate::store::StoreError::Data(format!("run {id} is gone")))?;
-            Ok((row, queries::last_log_seq(c, &id)?))
+            Ok((
+                row,
+                queries::last_log_seq(c, &id)?,
+                queries::get_log(c, &id)?,
+            ))
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -198,7 +382,22 @@ pub(super) async fn drive(
         tokio::task::spawn_blocking(move || sched.fingerprints.fingerprint(&fp_root).digest())
             .await
             .map_err(|e| e.to_string())?;
-    let personas = sup.catalog(Some(&root)).personas;
+    // The catalogs read the project's files: off the async threads.
+    let (me, cat_root) = (sup.clone(), root.clone());
+    let (personas, workflows) = tokio::task::spawn_blocking(move || {
+        (
+            me.catalog(Some(&cat_root)).personas,
+            me.workflow_catalog(Some(&cat_root)),
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let key = root.display().to_string();
+    let trusted = sup
+        .store
+        .call(move |c| queries::is_trusted(c, &key))
+        .await
+        .map_err(|e| e.to_string())?;
     let ctx = RunCtx {
         run_id: run_id.to_string(),
         root: root.clone(),
@@ -211,11 +410,22 @@ pub(super) async fn drive(
         sup: sup.clone(),
         ctx,
         personas,
+        workflows,
+        trusted,
         project,
         fresh,
+        resumed,
         budget_total,
         spent: AtomicU64::new(0),
+        agents_done: AtomicU64::new(0),
+        agents_cached: AtomicU64::new(0),
         log_seq: AtomicU64::new(log_seq),
+        replay: Mutex::new(
+            earlier_log
+                .into_iter()
+                .map(|l| (l.kind, l.message))
+                .collect(),
+        ),
         seen: Mutex::new(HashMap::new()),
         rt: tokio::runtime::Handle::current(),
     });
@@ -318,7 +528,7 @@ fn announce(sup: &Supervisor, state: &RunState, resumed: bool) {
     sup.emit(Out::RunStarted(RunStarted {
         run_id: state.run_id.clone(),
         flow: state.flow.clone(),
-        band: state.band,
+        band: None,
         question: state.question.clone(),
         root: state.root.display().to_string(),
         status: RunStatus::Running,
@@ -405,13 +615,25 @@ struct RunDriver {
     sup: Arc<Supervisor>,
     ctx: RunCtx,
     personas: BTreeMap<String, Persona>,
+    /// What `workflow(name)` may run, loaded when the script (re)started.
+    workflows: WorkflowCatalog,
+    /// Whether the root is trusted (project workflows run only then).
+    trusted: bool,
     /// The project fingerprint's digest, taken when the script (re)started.
     project: String,
     fresh: bool,
+    /// The script restarted (adoption after a crash).
+    resumed: bool,
     budget_total: Option<u64>,
     /// Output tokens of the agents this script ran (cached answers cost nothing).
     spent: AtomicU64,
+    /// Agents that ended (completed, failed or cached) and of those, cached ones.
+    agents_done: AtomicU64,
+    agents_cached: AtomicU64,
     log_seq: AtomicU64,
+    /// The log of the script's earlier life (a restarted run): the same lines, in the
+    /// same order, are not written again; the first line that differs ends the replay.
+    replay: Mutex<std::collections::VecDeque<(String, String)>>,
     /// Key without `n` → how many calls had it.
     seen: Mutex<HashMap<String, u32>>,
     rt: tokio::runtime::Handle,
@@ -425,10 +647,10 @@ impl RunDriver {
         }
     }
 
-    async fn run_agent(self: Arc<Self>, call: AgentCall) -> AgentReply {
-        if self.budget_now().exhausted() {
-            return AgentReply::BudgetExhausted;
-        }
+    /// The synchronous part of an agent attempt: its persona, model and content key.
+    /// Called in the order the script made its calls, so `n` (identical calls before
+    /// this one) follows the script, never the order agents happen to start in.
+    fn prepare(&self, call: &AgentCall) -> Result<Prepared, String> {
         let persona = call
             .opts
             .agent_type
@@ -442,12 +664,20 @@ impl RunDriver {
                 DEFAULT_BRIEF.to_string(),
             ),
         };
-        let model = call
-            .opts
-            .model
-            .clone()
-            .filter(|m| !matches!(m.as_str(), "haiku" | "sonnet" | "opus" | "inherit"))
-            .or_else(|| self.ctx.model.clone());
+        let model = resolve_model(
+            call.opts.model.as_deref(),
+            &self.sup.config.model_aliases,
+            self.ctx.model.as_deref(),
+        )?;
+        // What the call asked for besides the prompt, recorded on its step.
+        let asked = (call.opts.model.is_some() || call.opts.effort.is_some()).then(|| {
+            json!({ "workflow": {
+                "model": call.opts.model,
+                "modelUsed": model,
+                "effort": call.opts.effort,
+                "effortApplied": false,
+            } })
+        });
         let base = cache_key(
             &call.prompt,
             &call.opts.raw,
@@ -470,6 +700,28 @@ impl RunDriver {
             &self.project,
             n,
         );
+        Ok(Prepared {
+            name,
+            title,
+            brief,
+            model,
+            asked,
+            key,
+        })
+    }
+
+    async fn run_agent(self: Arc<Self>, call: AgentCall, prepared: Prepared) -> AgentReply {
+        if self.budget_now().exhausted() {
+            return AgentReply::BudgetExhausted;
+        }
+        let Prepared {
+            name,
+            title,
+            brief,
+            model,
+            asked,
+            key,
+        } = prepared;
         let step_id = if call.attempt > 1 {
             format!("agent-{}.{}", call.index + 1, call.attempt)
         } else {
@@ -490,14 +742,15 @@ impl RunDriver {
         let (rid, sid) = (self.ctx.run_id.clone(), step_id.clone());
         let root = self.ctx.root.display().to_string();
         // A restarted script meets the rows of its earlier life under the same ids.
-        let (r2, k2, fresh) = (root.clone(), key.clone(), self.fresh);
+        let (r2, k2, fresh, resumed) = (root.clone(), key.clone(), self.fresh, self.resumed);
         let hit = store
             .call(move |c| {
                 queries::delete_step(c, &rid, &sid)?;
-                if fresh {
-                    Ok(None)
-                } else {
-                    queries::cache_get(c, &r2, &k2)
+                match (fresh, resumed) {
+                    (false, _) => queries::cache_get(c, &r2, &k2),
+                    // A fresh run that restarted: its own finished agents come back.
+                    (true, true) => queries::cache_get_from_run(c, &r2, &k2, &rid),
+                    (true, false) => Ok(None),
                 }
             })
             .await;
@@ -506,7 +759,7 @@ impl RunDriver {
             Err(e) => return failed(format!("cannot read the workflow cache: {e}")),
         };
         if let Some(hit) = hit {
-            return self.answer_from_cache(row, hit).await;
+            return self.answer_from_cache(row, hit, asked).await;
         }
         let prompt = stable_prompt(&title, &brief, &call.label, &call.prompt);
         let spec = StepSpec {
@@ -522,7 +775,9 @@ impl RunDriver {
             phase: call.phase.clone(),
             cache_key: Some(key.clone()),
         };
-        let handle = match self.sup.scheduler.start_step(&self.ctx, spec).await {
+        let mut ctx = self.ctx.clone();
+        ctx.model = model;
+        let handle = match self.sup.scheduler.start_step(&ctx, spec).await {
             Ok(h) => h,
             Err(StartError::NotOwned) => {
                 self.ctx.scope.stop(StopReason::LeaseLost);
@@ -531,11 +786,25 @@ impl RunDriver {
             Err(e) => return failed(e.to_string()),
         };
         let ended = handle.await;
+        if ended.update.is_none() {
+            // Handed over (lease lost, shutdown): nothing was recorded.
+            return failed("the run was handed over".into());
+        }
+        if let Some(patch) = asked {
+            let (rid, sid) = (self.ctx.run_id.clone(), step_id.clone());
+            if let Err(e) = store
+                .call(move |c| queries::merge_step_meta(c, &rid, &sid, &patch))
+                .await
+            {
+                tracing::warn!(run = %self.ctx.run_id, "cannot record an agent's model and effort: {e}");
+            }
+        }
         if let Some(update) = ended.update {
             self.sup.emit(Out::StepUpdated(update));
         }
         self.spent
             .fetch_add(ended.end.usage.output_tokens, Ordering::SeqCst);
+        self.agent_ended(false);
         match (ended.end.status, ended.end.output) {
             (Some(StepStatus::Completed), Some(text)) => {
                 let value = CachedResult {
@@ -560,14 +829,50 @@ impl RunDriver {
         }
     }
 
+    /// `$/progress`: agents ended, cache hits, and tokens against the budget.
+    fn agent_ended(&self, cached: bool) {
+        let done = self.agents_done.fetch_add(1, Ordering::SeqCst) + 1;
+        let hits = if cached {
+            self.agents_cached.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            self.agents_cached.load(Ordering::SeqCst)
+        };
+        let b = self.budget_now();
+        let (tokens, percentage) = match b.total {
+            Some(t) => (
+                format!("{} / {t} output tokens", b.spent),
+                ((b.spent.min(t) * 100) / t.max(1)) as u32,
+            ),
+            None => (format!("{} output tokens", b.spent), 0),
+        };
+        self.sup.emit(Out::Progress {
+            run_id: self.ctx.run_id.clone(),
+            kind: ProgressKind::Report {
+                message: format!("{done} agents done ({hits} cached) · {tokens}"),
+                percentage,
+            },
+        });
+    }
+
     /// Records a cache hit as a completed, cached step (no agent process).
-    async fn answer_from_cache(&self, row: NewRuntimeStep, hit: CachedResult) -> AgentReply {
+    async fn answer_from_cache(
+        &self,
+        row: NewRuntimeStep,
+        hit: CachedResult,
+        asked: Option<Value>,
+    ) -> AgentReply {
         let (rid, owner) = (self.ctx.run_id.clone(), self.sup.owner_id.clone());
         let (r2, h2) = (row.clone(), hit.clone());
         let at = self
             .sup
             .store
-            .call(move |c| queries::insert_cached_step(c, &rid, &owner, &r2, &h2))
+            .call(move |c| {
+                let at = queries::insert_cached_step(c, &rid, &owner, &r2, &h2)?;
+                if let (Some(_), Some(patch)) = (&at, &asked) {
+                    queries::merge_step_meta(c, &rid, &r2.step_id, patch)?;
+                }
+                Ok(at)
+            })
             .await;
         let at = match at {
             Ok(Some(at)) => at,
@@ -611,6 +916,7 @@ impl RunDriver {
         );
         update.started_at = Some(at);
         self.sup.emit(Out::StepUpdated(update));
+        self.agent_ended(true);
         AgentReply::Completed { text: hit.output }
     }
 }
@@ -619,14 +925,30 @@ fn failed(error: String) -> AgentReply {
     AgentReply::Failed { error }
 }
 
+/// What [`RunDriver::prepare`] settled for one attempt.
+struct Prepared {
+    /// The persona (or [`DEFAULT_PERSONA`]), its title and brief.
+    name: String,
+    title: String,
+    brief: String,
+    /// The model the agent runs with.
+    model: Option<String>,
+    /// `model`/`effort` as asked, for the step's meta.
+    asked: Option<Value>,
+    /// The content key (with `n`).
+    key: String,
+}
+
 impl WorkflowDriver for RunDriver {
     fn agent(&self, call: AgentCall) -> BoxFuture<'static, AgentReply> {
+        let prepared = self.prepare(&call);
         // The engine holds the driver in an Arc; the future needs its own handle.
         let me = self.me.upgrade();
         Box::pin(async move {
-            match me {
-                Some(me) => me.run_agent(call).await,
-                None => failed("the run is ending".into()),
+            match (me, prepared) {
+                (Some(me), Ok(p)) => me.run_agent(call, p).await,
+                (_, Err(e)) => failed(e),
+                (None, _) => failed("the run is ending".into()),
             }
         })
     }
@@ -645,6 +967,17 @@ impl WorkflowDriver for RunDriver {
                 return;
             }
         };
+        {
+            let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+            match replay.front() {
+                Some((k, m)) if k == kind && *m == line.message => {
+                    replay.pop_front();
+                    return;
+                }
+                Some(_) => replay.clear(),
+                None => {}
+            }
+        }
         let seq = self.log_seq.fetch_add(1, Ordering::SeqCst) + 1;
         let row = LogRow {
             seq,
@@ -670,18 +1003,27 @@ impl WorkflowDriver for RunDriver {
         });
     }
 
+    /// A catalog name (a project workflow only in a trusted root), else a `.js` or
+    /// `.mjs` file relative to the project root, read like a catalog file.
     fn workflow_source(&self, name_or_ref: &str) -> Result<String, String> {
-        let path = Path::new(name_or_ref);
-        let path = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.ctx.root.join(path)
-        };
-        std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "no workflow at {} ({e}); name a .js file relative to the project root",
-                path.display()
-            )
-        })
+        let name = name_or_ref.trim();
+        if let Some(w) = self.workflows.get(name) {
+            if w.source == WorkflowSource::Project && !self.trusted {
+                return Err(format!(
+                    "{name} is a project workflow ({}) and {} is not trusted; review it, then trust the folder with `boo trust {}`",
+                    w.path,
+                    self.ctx.root.display(),
+                    self.ctx.root.display()
+                ));
+            }
+            return Ok(w.script.clone());
+        }
+        if name.ends_with(".js") || name.ends_with(".mjs") {
+            return read_project_script(&self.ctx.root, name);
+        }
+        Err(format!(
+            "no workflow named {name:?}; known workflows: {}; or name a .js file relative to the project root",
+            self.workflows.names()
+        ))
     }
 }

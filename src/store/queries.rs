@@ -124,6 +124,11 @@ fn summary_from_row(row: &Row) -> rusqlite::Result<RunSummary> {
         root: row.get(5)?,
         created_at: row.get(6)?,
         finished_at: row.get(7)?,
+        kind: row
+            .get::<_, Option<String>>(14)?
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+            .and_then(|m| m.get("kind").and_then(|k| k.as_str()).map(String::from))
+            .unwrap_or_else(|| "flow".into()),
     })
 }
 
@@ -1019,6 +1024,65 @@ pub fn delete_step(c: &Connection, run_id: &str, step_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Merges `patch` (a JSON object) into a step's `meta`.
+pub fn merge_step_meta(
+    c: &Connection,
+    run_id: &str,
+    step_id: &str,
+    patch: &serde_json::Value,
+) -> Result<()> {
+    c.execute(
+        "UPDATE flow_steps SET meta = json_patch(COALESCE(meta, '{}'), json(?3)) WHERE run_id = ?1 AND step_id = ?2",
+        params![run_id, step_id, patch.to_string()],
+    )?;
+    Ok(())
+}
+
+/// The workflow cache's size: entries, the roots they belong to, and stored bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    pub entries: u64,
+    pub roots: u64,
+    pub bytes: u64,
+    /// Output tokens the cached answers cost when they ran.
+    pub output_tokens: u64,
+}
+
+/// The cache's size, for one root or all of them.
+pub fn cache_stats(c: &Connection, root: Option<&str>) -> Result<CacheStats> {
+    Ok(c.query_row(
+        "SELECT COUNT(*), COUNT(DISTINCT root), COALESCE(SUM(LENGTH(CAST(output AS BLOB))), 0),
+                COALESCE(SUM(output_tokens), 0)
+         FROM workflow_cache WHERE ?1 IS NULL OR root = ?1",
+        params![root],
+        |r| {
+            Ok(CacheStats {
+                entries: r.get::<_, i64>(0)? as u64,
+                roots: r.get::<_, i64>(1)? as u64,
+                bytes: r.get::<_, i64>(2)? as u64,
+                output_tokens: r.get::<_, i64>(3)? as u64,
+            })
+        },
+    )?)
+}
+
+/// Entries per root, most first.
+pub fn cache_roots(c: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut st = c.prepare(
+        "SELECT root, COUNT(*) FROM workflow_cache GROUP BY root ORDER BY COUNT(*) DESC, root",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Removes the cached answers of one root, or of every root; returns how many.
+pub fn cache_clear(c: &Connection, root: Option<&str>) -> Result<u64> {
+    Ok(c.execute(
+        "DELETE FROM workflow_cache WHERE ?1 IS NULL OR root = ?1",
+        params![root],
+    )? as u64)
+}
+
 /// Stores the script's return value in the run's meta.
 pub fn set_run_result(c: &Connection, run_id: &str, result: &serde_json::Value) -> Result<()> {
     c.execute(
@@ -1053,6 +1117,24 @@ pub fn cache_get(c: &Connection, root: &str, key: &str) -> Result<Option<CachedR
         },
     )
     .optional()?)
+}
+
+/// A cached result that `run_id` itself produced (a fresh run that restarted: its
+/// own finished agents still come back, nothing older does).
+pub fn cache_get_from_run(
+    c: &Connection,
+    root: &str,
+    key: &str,
+    run_id: &str,
+) -> Result<Option<CachedResult>> {
+    Ok(cache_get(c, root, key)?.filter(|_| {
+        c.query_row(
+            "SELECT 1 FROM workflow_cache WHERE root = ?1 AND cache_key = ?2 AND run_id = ?3",
+            params![root, key, run_id],
+            |_| Ok(()),
+        )
+        .is_ok()
+    }))
 }
 
 pub fn cache_put(

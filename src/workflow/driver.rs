@@ -3,8 +3,12 @@
 //! The engine calls the driver from two places:
 //!
 //! - [`WorkflowDriver::agent`] is called on the caller's tokio runtime (the engine
-//!   spawns the returned future there), once per attempt. Calls the script makes
-//!   concurrently (`parallel`, `pipeline`, `Promise.all`) are in flight concurrently.
+//!   spawns the returned future there), once per attempt. The first attempt of every
+//!   call is requested in the order the script made its calls (so whatever the driver
+//!   does synchronously before returning its future follows the script, whatever
+//!   order the futures then run in); schema retries are requested later, from the
+//!   call's own task. Calls the script makes concurrently (`parallel`, `pipeline`,
+//!   `Promise.all`) are in flight concurrently.
 //!   When the script ends (or the run is cancelled) while a call is still in flight,
 //!   its future is dropped: a driver that started an agent for it must treat the drop
 //!   as "stop it".

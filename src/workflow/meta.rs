@@ -39,7 +39,9 @@ pub(crate) struct ParsedMeta {
     pub export_span: Option<(usize, usize)>,
 }
 
-/// Parse `meta` from a workflow's source text.
+/// Parse `meta` from a workflow's source text (launches use `check_syntax`, which
+/// also compiles the script).
+#[cfg(test)]
 pub fn parse_meta(source: &str) -> Result<Meta, ScriptError> {
     parse_meta_spans(source).map(|p| p.meta)
 }

@@ -49,10 +49,6 @@
 //!   the stack limit when it ends the run. The agent-call, item and budget errors
 //!   are ordinary errors too; uncaught, they end the run as that limit.
 
-// The run driver that connects this engine to boo's scheduler comes next; until
-// then only the tests use the public API.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 mod alloc;
 pub mod driver;
 pub mod engine;
@@ -62,11 +58,9 @@ pub mod schema;
 #[cfg(test)]
 mod tests;
 
-pub use driver::{
-    AgentCall, AgentOpts, AgentReply, Budget, ConsoleLevel, LogKind, LogLine, WorkflowDriver,
-};
+pub use driver::{AgentCall, AgentReply, Budget, LogKind, LogLine, WorkflowDriver};
 pub use engine::check_syntax;
-pub use meta::{parse_meta, Meta, MetaPhase};
+pub use meta::Meta;
 pub use run::run_workflow;
 
 use std::fmt;

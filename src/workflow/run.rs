@@ -7,6 +7,7 @@ use super::engine::{budget_message, script_thread, FromJs, Outcome, ScriptJob, S
 use super::meta::parse_meta_spans;
 use super::schema;
 use super::{ErrorKind, LimitKind, Limits, ScriptError};
+use crate::agent::BoxFuture;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,7 +70,12 @@ pub async fn run_workflow(
             }
             msg = from_rx.recv() => match msg {
                 Some(FromJs::Agent { id, call }) => {
-                    let handle = tasks.spawn(agent_call(driver.clone(), id, *call, limits.schema_attempts));
+                    // The first attempt is handed to the driver here, in the order the
+                    // script made its calls (the channel keeps it), so a driver that
+                    // counts identical calls counts them in script order.
+                    let mut call = *call;
+                    let first = first_attempt(driver.as_ref(), &mut call);
+                    let handle = tasks.spawn(agent_call(driver.clone(), id, call, first, limits.schema_attempts));
                     ops.insert(handle.id(), id);
                 }
                 Some(FromJs::Timer { id, delay }) => {
@@ -127,9 +133,23 @@ async fn agent_call(
     driver: Arc<dyn WorkflowDriver>,
     id: u64,
     call: AgentCall,
+    first: BoxFuture<'static, AgentReply>,
     max_attempts: u32,
 ) -> (u64, Outcome) {
-    (id, run_agent(driver, call, max_attempts).await)
+    (id, run_agent(driver, call, first, max_attempts).await)
+}
+
+/// Attempt 1 of a call: its prompt (with a schema: plus the schema instruction) and
+/// the driver's future for it.
+fn first_attempt(
+    driver: &dyn WorkflowDriver,
+    call: &mut AgentCall,
+) -> BoxFuture<'static, AgentReply> {
+    call.attempt = 1;
+    if let Some(schema) = &call.opts.schema {
+        call.prompt = format!("{}{}", call.script_prompt, schema::instruction(schema));
+    }
+    driver.agent(call.clone())
 }
 
 fn budget_throw(driver: &dyn WorkflowDriver) -> Outcome {
@@ -139,14 +159,16 @@ fn budget_throw(driver: &dyn WorkflowDriver) -> Outcome {
     }
 }
 
-/// One `agent()` call: one attempt, or up to `max_attempts` with a schema.
+/// One `agent()` call: one attempt (`first`, already handed to the driver), or up to
+/// `max_attempts` with a schema.
 async fn run_agent(
     driver: Arc<dyn WorkflowDriver>,
     mut call: AgentCall,
+    first: BoxFuture<'static, AgentReply>,
     max_attempts: u32,
 ) -> Outcome {
     let Some(schema) = call.opts.schema.clone() else {
-        return match driver.agent(call).await {
+        return match first.await {
             AgentReply::Completed { text } => Outcome::Value(Value::String(text)),
             AgentReply::Failed { .. } => Outcome::Value(Value::Null),
             AgentReply::BudgetExhausted => budget_throw(driver.as_ref()),
@@ -154,17 +176,24 @@ async fn run_agent(
     };
     let instruction = schema::instruction(&schema);
     let mut refusal: Option<String> = None;
+    let mut first = Some(first);
     for attempt in 1..=max_attempts.max(1) {
         if attempt > 1 && driver.budget().exhausted() {
             return budget_throw(driver.as_ref());
         }
-        let note = refusal
-            .as_deref()
-            .map(|why| schema::retry_note(attempt, max_attempts, why))
-            .unwrap_or_default();
-        call.attempt = attempt;
-        call.prompt = format!("{}{instruction}{note}", call.script_prompt);
-        match driver.agent(call.clone()).await {
+        let reply = match first.take() {
+            Some(f) => f.await,
+            None => {
+                let note = refusal
+                    .as_deref()
+                    .map(|why| schema::retry_note(attempt, max_attempts, why))
+                    .unwrap_or_default();
+                call.attempt = attempt;
+                call.prompt = format!("{}{instruction}{note}", call.script_prompt);
+                driver.agent(call.clone()).await
+            }
+        };
+        match reply {
             AgentReply::Completed { text } => {
                 let checked = schema::extract_json(&text).and_then(|v| {
                     schema::validate(&v, &schema).map(|()| v).map_err(|errors| {

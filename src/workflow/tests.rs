@@ -2,6 +2,8 @@
 //! logs and events. Every API function, limit and forbidden global, each with its
 //! exact message.
 
+use super::driver::{AgentOpts, ConsoleLevel};
+use super::meta::{parse_meta, MetaPhase};
 use super::*;
 use crate::agent::BoxFuture;
 use serde_json::{json, Value};

@@ -83,6 +83,50 @@ pub fn project(dir: &Path) -> PathBuf {
     root.canonicalize().unwrap()
 }
 
+/// The boo binary with the environment every test gives it: the database, the fake
+/// qwen, a model endpoint that is never contacted (the fake answers itself), and data
+/// and config folders beside the database (so the user's own `~/.config/boo` never
+/// leaks into a test).
+pub fn boo_command(bin: &Path, db: &Path) -> Command {
+    let dir = db.parent().unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.env("BOO_DB", db)
+        .env("BOO_QWEN", fake_qwen())
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .env("OPENAI_API_KEY", "test-key")
+        .env("OPENAI_MODEL", "test-model")
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env_remove("BOO_MODEL_ALIASES")
+        .env_remove("BOO_CATALOG_DIR")
+        .env_remove("FAKE_QWEN_MODE")
+        .env_remove("FAKE_QWEN_MODES");
+    cmd
+}
+
+/// Runs a boo command line (`boo flows`, `boo workflow run …`) to its end.
+pub fn boo_cli(db: &Path, args: &[&str], envs: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = boo_command(&boo_bin(), db);
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+        if *k == "FAKE_QWEN_DIR" {
+            cmd.env("BOO_AGENT_WRITABLE", v);
+        }
+    }
+    cmd.output().unwrap()
+}
+
+/// How many agent processes ran per step id (the fake qwen's records).
+pub fn invocations(rec: &Path) -> std::collections::HashMap<String, usize> {
+    let mut n = std::collections::HashMap::new();
+    for r in agent_records(rec) {
+        *n.entry(r["env"]["BOO_STEP_ID"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    n
+}
+
 pub enum Msg {
     Response {
         id: i64,
@@ -190,19 +234,10 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         ));
-        let mut cmd = Command::new(bin);
+        let mut cmd = boo_command(bin, db);
         cmd.arg("serve")
-            .env("BOO_DB", db)
-            .env("BOO_QWEN", fake_qwen())
             .env("BOO_MAX_PARALLEL", "2")
             .env("BOO_LOG", "info")
-            // A test endpoint that is never contacted: the fake qwen answers itself.
-            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-            .env("OPENAI_API_KEY", "test-key")
-            .env("OPENAI_MODEL", "test-model")
-            .env("XDG_DATA_HOME", db.parent().unwrap().join("data"))
-            .env_remove("FAKE_QWEN_MODE")
-            .env_remove("FAKE_QWEN_MODES")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());

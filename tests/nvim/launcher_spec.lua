@@ -57,7 +57,8 @@ H.test(':Boo runs the launcher: category, flow with description, size with a fas
   local want = vim.tbl_filter(function(c)
     return vim.tbl_contains(order, c)
   end, { 'Analysis', 'Discovery', 'Planning', 'Authoring', 'Review' })
-  H.eq(order, want, 'categories in the documented order')
+  want[#want + 1] = 'Workflow'
+  H.eq(order, want, 'categories in the documented order, then the workflows')
   H.ok(#order >= 2, 'several categories')
   local flow_label = H.selects[2].labels[H.find_label(H.selects[2].labels, '^Code review')]
   H.contains(flow_label, 'Reviews the working-tree', 'the flow description')

@@ -10,9 +10,9 @@ local DIR = H.repo .. '/tests/protocol-cases'
 local NIL = vim.NIL
 
 local RUN_REQUIRED = { 'status', 'error', 'report', 'needsResync' }
-local RUN_OPTIONAL = { 'usage' }
+local RUN_OPTIONAL = { 'usage', 'kind', 'phases', 'log', 'budget', 'result' }
 local STEP_REQUIRED = { 'stepId', 'status', 'chatId', 'text' }
-local STEP_OPTIONAL = { 'kind', 'agent', 'label', 'wave', 'thinking', 'lastSeq', 'needsResync', 'error' }
+local STEP_OPTIONAL = { 'kind', 'agent', 'label', 'wave', 'thinking', 'lastSeq', 'needsResync', 'error', 'phase', 'cached', 'parentStepId' }
 
 --- JSON null and a missing value are the same thing here.
 local function norm(v)
@@ -53,7 +53,7 @@ local function project(run)
     return { run = { status = nil, needsResync = true }, steps = {} }
   end
   local steps = {}
-  for _, s in ipairs(run.steps) do
+  for _, s in ipairs(state.display_steps(run)) do
     steps[#steps + 1] = {
       stepId = s.id,
       kind = s.kind,
@@ -67,7 +67,20 @@ local function project(run)
       lastSeq = s.last_seq,
       needsResync = next(s.pending) ~= nil,
       error = s.error,
+      phase = s.phase,
+      cached = s.cached == true,
+      parentStepId = s.parentStepId,
     }
+  end
+  local phases, log = {}, {}
+  if run.kind == 'workflow' then
+    for i, g in ipairs(state.phase_groups(run)) do
+      -- A list with holes would not compare: the no-phase group is vim.NIL here.
+      phases[i] = g.title == nil and NIL or g.title
+    end
+  end
+  for _, l in ipairs(run.log or {}) do
+    log[#log + 1] = { seq = l.seq, kind = l.kind, message = l.message }
   end
   return {
     run = {
@@ -77,6 +90,11 @@ local function project(run)
       -- A refetch is wanted (or in flight), or the roster is not known yet.
       needsResync = (run.resync or run.resyncing or not run.rostered) == true,
       usage = run.usage,
+      kind = run.kind or 'flow',
+      phases = phases,
+      log = log,
+      budget = { total = run.workflow and run.workflow.budget_total, spent = state.budget_spent(run) },
+      result = run.result,
     },
     steps = steps,
   }
@@ -156,6 +174,8 @@ local function validate(case, file)
   for i, item in ipairs(type(case.input) == 'table' and case.input or {}) do
     if item.expect ~= nil then
       check_state(item.expect, 'input[' .. i .. '].expect')
+    elseif item.getRun ~= nil then
+      need(type(item.getRun) == 'table' and type(item.getRun.run) == 'table', 'input[' .. i .. '].getRun needs run (a boo/getRun answer)')
     else
       need(type(item.method) == 'string' and type(item.params) == 'table', 'input[' .. i .. '] is neither a notification nor a checkpoint')
     end
@@ -190,6 +210,9 @@ for _, path in ipairs(files) do
       if item.expect ~= nil then
         local where = string.format('%s, checkpoint input[%d]', file, i)
         vim.list_extend(fails, compare(project(store:get(case.runId)), item.expect, where))
+      elseif item.getRun ~= nil then
+        now = now + 10
+        store:load_run(wire.input[i].getRun, now)
       else
         now = now + 10
         store:notify(wire.input[i].method, wire.input[i].params, now)

@@ -402,6 +402,96 @@ describe('boo in code-server', () => {
     await pane.locator('.report').waitFor({ state: 'visible' });
   });
 
+  step('Boo: Run Workflow File runs a script: agents live under their phases, the log, the budget, the result on top', async () => {
+    fs.mkdirSync(path.join(project, 'wf'), { recursive: true });
+    fs.writeFileSync(
+      path.join(project, 'wf', 'audit.js'),
+      [
+        "export const meta = { name: 'audit', description: 'survey then refine', phases: [{ title: 'Survey' }, { title: 'Refine' }] };",
+        "phase('Survey');",
+        "const parts = await parallel(['alpha', 'beta'].map(p => () => agent('Describe part ' + p + ' of src/cache.py', { label: 'part ' + p })));",
+        "log('surveyed ' + parts.filter(Boolean).length + ' parts');",
+        "phase('Refine');",
+        "await agent('Refine the survey', { label: 'refine' });",
+        'return { parts: parts.filter(Boolean).length, args };',
+        '',
+      ].join('\n'),
+    );
+    await command('View: Close All Editors');
+    const run = async () => {
+      // Make the script the active editor (a webview may hold the keyboard focus: no Ctrl+P).
+      const tab = page.locator('.tab', { hasText: 'audit.js' }).first();
+      if (await tab.count()) await tab.click();
+      else {
+        await command('Go to File...', 'Go to File');
+        const quick = page.locator('.quick-input-widget input');
+        await quick.waitFor({ state: 'visible' });
+        await quick.fill('wf/audit.js');
+        await page.locator('.quick-input-list .monaco-list-row', { hasText: 'audit.js' }).first().waitFor();
+        await page.keyboard.press('Enter');
+      }
+      await page.locator('.tab.active', { hasText: 'audit.js' }).first().waitFor();
+      await command('Boo: Run Workflow File…', 'Run Workflow File');
+      const input = page.locator('.quick-input-widget input');
+      await page.locator('.quick-input-widget', { hasText: 'Args for the script' }).waitFor();
+      await input.fill('{"depth": 1}');
+      await page.keyboard.press('Enter');
+      await page.locator('.quick-input-widget', { hasText: 'Token budget' }).waitFor();
+      await input.fill('20k');
+      await page.keyboard.press('Enter');
+    };
+    await run();
+    const pane = await webview('pane', { pred: async (f) => (await f.locator('.flow-name').textContent()) === 'audit' && (await f.locator('.step[data-cached="true"]').count()) === 0 });
+    await pane.locator('.step[data-kind="agent"][data-status="running"]').first().waitFor({ timeout: 30_000 });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'running', 'an agent shows while the script runs');
+    await shot('21-workflow-live');
+    await pane.locator('.report').waitFor({ state: 'visible', timeout: 120_000 });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'completed');
+    assert.equal(await pane.locator('.band').textContent(), 'workflow');
+    assert.deepEqual(await pane.locator('.phase-label').allTextContents(), ['Script', 'Survey', 'Refine'], 'phases in meta order');
+    assert.equal(await pane.locator('.step[data-kind="agent"]').count(), 3);
+    assert.equal(await pane.locator('.step[data-cached="true"]').count(), 0);
+    assert.deepEqual(await pane.locator('.log-line').allTextContents(), ['▸ Survey', 'surveyed 2 parts', '▸ Refine']);
+    assert.match(await pane.locator('.budget').textContent(), /^budget [\d.]+k? \/ 20k$/);
+    assert.equal(await pane.locator('.report h2').first().textContent(), 'Result');
+    assert.match(await pane.locator('.report').innerText(), /"parts": 2/);
+    await shot('22-workflow-report');
+    await docShot('workflow');
+
+    // The same script again: every agent from the cache.
+    await run();
+    const cached = await webview('pane', { timeout: 60_000, pred: async (f) => (await f.locator('.flow-name').textContent()) === 'audit' && (await f.locator('.step[data-cached="true"]').count()) > 0 });
+    await cached.locator('.report').waitFor({ state: 'visible', timeout: 60_000 });
+    assert.equal(await cached.locator('.step[data-cached="true"]').count(), 3, 'three cached agents');
+    assert.equal(await cached.locator('.budget').textContent(), 'budget 0 / 20k', 'cached answers cost nothing');
+    await shot('23-workflow-cached');
+  });
+
+  step('a workflow run from the history: its pane, its traces and its export', async () => {
+    await command('View: Close All Editors');
+    await command('Boo: Runs History');
+    const rows = page.locator('.quick-input-list .monaco-list-row', { hasText: '{"depth":1}' });
+    await rows.nth(1).waitFor();
+    // "workflow" once the server's RunSummary carries kind (or band null); its band until then.
+    assert.match(await rows.nth(1).innerText(), /audit · (workflow|small) · completed/);
+    await rows.nth(1).click(); // the older, live run
+    const pane = await webview('pane', { pred: async (f) => (await f.locator('.flow-name').textContent()) === 'audit' });
+    await pane.locator('.report').waitFor({ state: 'visible' });
+    assert.deepEqual(await pane.locator('.phase-label').allTextContents(), ['Script', 'Survey', 'Refine']);
+    assert.equal(await pane.locator('.log-line').count(), 3, 'the log came back from boo/getRun');
+    await command('Boo: Show Traces');
+    const traces = await webview('traces', { pred: async (f) => (await f.locator('.trace-row').count()) > 0 });
+    assert.ok((await traces.locator('.trace-row').count()) >= 6, 'two tool calls per agent');
+    await shot('24-workflow-traces');
+    await page.locator('.tab', { hasText: 'boo: audit' }).first().click();
+    await command('Boo: Export Run');
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Copy report to clipboard' }).first();
+    await row.waitFor();
+    await row.click();
+    await page.locator('.notification-toast', { hasText: 'report copied' }).first().waitFor({ timeout: 15_000 });
+    assert.match(await page.evaluate(() => navigator.clipboard.readText()), /## Result[\s\S]*"parts": 2/);
+  });
+
   step('a running run reopened from the history keeps streaming until its report', async () => {
     await command('Boo: Launch Flow…');
     const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'follow me after a close [[fake:slow]]');

@@ -3,6 +3,11 @@
 // reducer and webview tests replay:
 //
 //   node tests/vscode/record.mjs [--flow code-review] [--band small] [--name code-review-small]
+//   node tests/vscode/record.mjs --script tests/vscode/fixtures/audit.workflow.js --args '{"depth":1}' --budget 20000 [--repeat 2] --name workflow-audit
+//
+// With --script, a workflow run of that script (copied into the project, launched by
+// scriptPath) is recorded instead; --repeat N launches it N times and records the last
+// run (the second one of the same script is answered from the cache).
 //
 // Writes tests/vscode/fixtures/<name>.json: the listFlows answer, every notification in
 // arrival order, then getRun {transcript: true}, getTraces and exportRun (markdown).
@@ -22,7 +27,11 @@ const arg = (name, dflt) => {
 const flow = arg('flow', 'code-review');
 const band = arg('band', 'small');
 const question = arg('question', 'what could break in the cache?');
-const name = arg('name', `${flow}-${band}`);
+const script = arg('script', null);
+const wfArgs = arg('args', null);
+const wfBudget = arg('budget', null);
+const repeat = Number(arg('repeat', '1'));
+const name = arg('name', script ? `workflow-${path.basename(script).replace(/\..*$/, '')}` : `${flow}-${band}`);
 const bin = path.resolve(REPO, process.env.BOO_BIN || 'target/debug/boo');
 const fakeQwen = path.join(REPO, 'tests/fixtures/fake-qwen');
 
@@ -55,9 +64,24 @@ try {
   const init = await server.request('initialize', initializeParams(project, { diagnostics: true }), 30_000);
   server.notify('initialized', {});
   const flows = await server.request('boo/listFlows', {});
-  const launch = { flow, band, input: { question }, root: project };
-  const { runId } = await server.request('boo/launchFlow', launch);
-  await server.waitFor((m) => m.method === 'boo/stepUpdated' && m.params?.runId === runId && ['completed', 'failed', 'cancelled'].includes(m.params?.runStatus), 180_000, 'the terminal stepUpdated');
+  let launch;
+  let runId;
+  if (script) {
+    fs.mkdirSync(path.join(project, 'wf'), { recursive: true });
+    const target = path.join(project, 'wf', path.basename(script));
+    fs.copyFileSync(path.resolve(REPO, script), target);
+    launch = { scriptPath: target, root: project };
+    if (wfArgs !== null) launch.args = JSON.parse(wfArgs);
+    if (wfBudget !== null) launch.budget = Number(wfBudget);
+    for (let i = 0; i < repeat; i++) {
+      ({ runId } = await server.request('boo/launchWorkflow', launch));
+      await server.waitFor((m) => m.method === 'boo/stepUpdated' && m.params?.runId === runId && ['completed', 'failed', 'cancelled'].includes(m.params?.runStatus), 180_000, 'the terminal stepUpdated');
+    }
+  } else {
+    launch = { flow, band, input: { question }, root: project };
+    ({ runId } = await server.request('boo/launchFlow', launch));
+    await server.waitFor((m) => m.method === 'boo/stepUpdated' && m.params?.runId === runId && ['completed', 'failed', 'cancelled'].includes(m.params?.runStatus), 180_000, 'the terminal stepUpdated');
+  }
   // Give trailing notifications (diagnostics, progress end) a moment.
   await new Promise((r) => setTimeout(r, 300));
   const getRun = await server.request('boo/getRun', { runId, transcript: true });
@@ -78,7 +102,8 @@ try {
     runId,
     launch,
     listFlows: flows,
-    notifications: server.notifications,
+    // Only this run's notifications (and the ones that name no run) when earlier runs were launched.
+    notifications: server.notifications.filter((n) => !n.params?.runId || n.params.runId === runId),
     getRun,
     traces,
     exportMarkdown: exported,

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ARTIFACTS, launchChromium, lib, openPage, posted, recordings, send, shot, startStatic, within } from './lib/harness.mjs';
+import { ARTIFACTS, REPO as REPO_ROOT, launchChromium, lib, openPage, posted, recordings, send, shot, startStatic, within } from './lib/harness.mjs';
 
 const { reduce, emptyState, synthetic } = lib;
 let browser;
@@ -43,7 +43,7 @@ function snapshotAfterStart(runId, notifications) {
 
 const recorded = recordings();
 const sources = [
-  ...recorded.map((r) => ({
+  ...recorded.filter((r) => r.getRun.run.kind !== 'workflow').map((r) => ({
     name: r.file.replace(/\.json$/, ''),
     runId: r.runId,
     notifications: r.notifications.filter((n) => n.method?.startsWith('boo/') && n.params?.runId === r.runId),
@@ -295,7 +295,7 @@ for (const fl of flowLists) {
       const tabs = await page.locator('[role="tab"]').allTextContents();
       assert.deepEqual(
         tabs.map((t) => t.replace(/ \(\d+\)$/, '')),
-        ['Analysis', 'Discovery', 'Planning', 'Authoring', 'Review'],
+        ['Analysis', 'Discovery', 'Planning', 'Authoring', 'Review', 'Workflows'],
       );
       for (const [i, cat] of ['analysis', 'discovery', 'planning', 'authoring', 'review'].entries()) {
         await page.locator('[role="tab"]').nth(i).click();
@@ -324,6 +324,123 @@ for (const fl of flowLists) {
       await send(page, { type: 'error', message: 'agent unavailable: qwen not found (set BOO_QWEN)' });
       await nextFrames(page);
       assert.match(await page.locator('.launch-error').textContent(), /qwen not found/);
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+// ---- workflows ----------------------------------------------------------------------
+
+const WORKFLOWS = [
+  { name: 'deep-review', description: 'Review with adversarial verification until nothing new turns up.', whenToUse: 'before a release', phases: [{ title: 'Find' }, { title: 'Verify' }], source: 'builtin', path: 'builtin:deep-review.js' },
+  { name: 'audit', description: 'The team audit script.', phases: [{ title: 'Survey' }], source: 'project', path: '/work/project/.boo/workflows/audit.js' },
+];
+
+test('Workflows tab: lists workflows (an untrusted project one marked), args and budget, Launch posts them', async () => {
+  const { page, context, problems } = await openPage(browser, web.page('launcher-workflows', 'launcher'), { width: 900, height: 760 });
+  try {
+    await send(page, { type: 'flows', flows: SYNTHETIC_FLOWS, defaults: { band: 'small' }, root: '/work/project', workflows: WORKFLOWS, workflowsError: null, trusted: false });
+    await nextFrames(page);
+    await page.locator('[role="tab"]', { hasText: 'Workflows' }).click();
+    assert.equal(await page.locator('h1').textContent(), 'Launch a workflow');
+    assert.deepEqual(await page.locator('.workflow-card').evaluateAll((els) => els.map((e) => e.dataset.workflow)), ['deep-review', 'audit']);
+    assert.equal(await page.locator('.flow-card:not(.workflow-card)').count(), 0, 'no flow cards on the Workflows tab');
+    assert.equal(await page.locator('.workflow-card[data-workflow="audit"] .badge.untrusted').textContent(), 'project · untrusted');
+    assert.equal(await page.locator('.workflow-card[data-workflow="deep-review"] .badge.untrusted').count(), 0);
+    assert.match(await page.locator('.workflow-card[data-workflow="deep-review"]').innerText(), /Phases: Find → Verify/);
+    assert.equal(await page.locator('#focus').isHidden(), true, 'no focus box for a workflow');
+    assert.equal(await page.locator('.seg').first().isHidden(), true, 'no size for a workflow');
+    await page.locator('.workflow-card[data-workflow="audit"]').click();
+    await page.locator('#args').fill('{"depth": 1}');
+    assert.equal(await page.locator('.args-hint').textContent(), 'Sent as JSON.');
+    await page.locator('#args').fill('look at the cache');
+    assert.equal(await page.locator('.args-hint').textContent(), 'Not JSON: sent as a string.');
+    await page.locator('#budget').fill('20k');
+    await shot(page, 'launcher-workflows');
+    await page.locator('.launch').click();
+    assert.deepEqual((await posted(page)).at(-1), { type: 'launchWorkflow', workflow: 'audit', args: 'look at the cache', budget: '20k' });
+    await send(page, { type: 'error', message: 'The budget is a number of output tokens' });
+    await nextFrames(page);
+    assert.match(await page.locator('.launch-error').textContent(), /number of output tokens/);
+    // A server that cannot list workflows says so on the tab.
+    await send(page, { type: 'flows', flows: SYNTHETIC_FLOWS, defaults: { band: 'small', tab: 'workflows' }, root: '/work/project', workflows: null, workflowsError: 'This boo server could not list workflows (boo/listWorkflows): Method not found', trusted: false });
+    await nextFrames(page);
+    assert.match(await page.locator('.workflows-error').textContent(), /could not list workflows/);
+    assert.equal(await page.locator('.launch').isDisabled(), true);
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('Orchestrator pane — a workflow run: phases, cached agents, the log, the budget, the result on top', async () => {
+  const c = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'tests/protocol-cases/workflow-cached.json'), 'utf8'));
+  const notes = c.input.filter((i) => i.method);
+  const info = c.input.find((i) => i.getRun).getRun;
+  const { page, context, problems } = await openPage(browser, web.page('pane-workflow', 'pane'));
+  try {
+    let st = reduce(emptyState(c.runId), { type: 'notification', notification: notes[0], now: Date.now() });
+    st = reduce(st, { type: 'runInfo', run: info.run });
+    await send(page, { type: 'state', state: st });
+    // Up to the live agent's first chunk.
+    const firstChunk = notes.findIndex((n) => n.method === 'boo/agentStream');
+    await feed(page, c.runId, notes.slice(1, firstChunk + 1), { batch: 2 });
+    assert.equal(await page.locator('.status-pill').textContent(), 'running');
+    assert.equal(await page.locator('.band').textContent(), 'workflow');
+    assert.deepEqual(await page.locator('.phase-label').allTextContents(), ['Script', 'Survey']);
+    assert.equal(await page.locator('.step[data-step-id="agent-2"]').getAttribute('data-cached'), 'true');
+    assert.match(await page.locator('.step[data-step-id="agent-2"] .step-meta').textContent(), /^cached/);
+    assert.equal(await page.locator('.step[data-step-id="agent-1"]').getAttribute('data-cached'), 'false');
+    assert.equal(await page.locator('.step.expanded').getAttribute('data-step-id'), 'agent-1', 'the live agent is followed');
+    assert.equal(await page.locator('.budget').textContent(), 'budget 40 / 1.0k');
+    assert.deepEqual(await page.locator('.log-line').allTextContents(), ['▸ Survey']);
+    await shot(page, 'pane-workflow-running');
+    await feed(page, c.runId, notes.slice(firstChunk + 1), { batch: 3 });
+    assert.equal(await page.locator('.status-pill').textContent(), 'completed');
+    assert.deepEqual(await page.locator('.log-line').allTextContents(), ['▸ Survey', 'surveyed 2 parts']);
+    assert.equal(await page.locator('.budget').textContent(), 'budget 56 / 1.0k');
+    const report = page.locator('.report');
+    assert.equal(await report.locator('h2').first().textContent(), 'Result');
+    assert.ok((await report.boundingBox()).y < (await page.locator('.run-log').boundingBox()).y, 'the result above the log');
+    assert.ok((await page.locator('.run-log').boundingBox()).y < (await page.locator('.roster').boundingBox()).y, 'the log above the agents');
+    // A cached agent shows its stored answer.
+    await page.locator('.step[data-step-id="agent-2"] .step-row').click();
+    await nextFrames(page);
+    assert.match(await page.locator('.step.expanded .output').textContent(), /Part beta is fine/);
+    await shot(page, 'pane-workflow-report', { fullPage: true });
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+for (const r of recorded.filter((x) => x.getRun.run.kind === 'workflow')) {
+  test(`Orchestrator pane — recorded ${r.file}: the real server's workflow run, live then finished`, async () => {
+    const notes = r.notifications.filter((n) => n.method?.startsWith('boo/') && n.params?.runId === r.runId);
+    const allCached = r.getRun.steps.filter((x) => x.kind === 'agent').every((x) => x.meta?.cached === true);
+    const { page, context, problems } = await openPage(browser, web.page(`pane-${r.file}`, 'pane'));
+    try {
+      // As the host does: the state after runStarted, the run's facts from getRun, then the rest.
+      let st = reduce(emptyState(r.runId), { type: 'notification', notification: notes[0], now: Date.now() });
+      st = reduce(st, { type: 'runInfo', run: { ...r.getRun.run, log: [], result: undefined } });
+      await send(page, { type: 'state', state: st });
+      const firstAdded = notes.findIndex((n) => n.method === 'boo/stepAdded');
+      await feed(page, r.runId, notes.slice(1, firstAdded + 2), { batch: 1 });
+      assert.equal(await page.locator('.status-pill').textContent(), 'running');
+      assert.equal(await page.locator('.step[data-kind="agent"]').count(), 1, 'the first agent appears as the script calls it');
+      assert.deepEqual(await page.locator('.phase-label').allTextContents(), ['Script', 'Survey']);
+      await feed(page, r.runId, notes.slice(firstAdded + 2), { batch: 6 });
+      assert.equal(await page.locator('.status-pill').textContent(), 'completed');
+      assert.deepEqual(await page.locator('.phase-label').allTextContents(), ['Script', 'Survey', 'Refine']);
+      assert.equal(await page.locator('.step[data-kind="agent"]').count(), 3);
+      assert.equal(await page.locator('.step[data-cached="true"]').count(), allCached ? 3 : 0);
+      assert.deepEqual(await page.locator('.log-line').allTextContents(), ['▸ Survey', 'surveyed 2 parts', '▸ Refine']);
+      assert.match(await page.locator('.budget').textContent(), allCached ? /^budget 0 \/ 20k$/ : /^budget \d+ \/ 20k$/);
+      assert.equal(await page.locator('.report h2').first().textContent(), 'Result');
+      assert.ok((await page.locator('.report').boundingBox()).y < (await page.locator('.roster').boundingBox()).y, 'the result on top');
+      await shot(page, `pane-${r.file.replace(/\.json$/, '')}`, { fullPage: true });
       assert.deepEqual(problems, []);
     } finally {
       await context.close();

@@ -1,9 +1,11 @@
 // `@boo /flow <focus>`: launches a flow at once with defaults, streams progress into the
 // chat response, links to the Orchestrator pane and ends with the report's summary.
+// `@boo /workflow <name> <args>` does the same for a workflow (args: JSON or text).
 // Only type imports from vscode: the unit tests call the handler with fakes.
 
 import type * as vscode from 'vscode';
-import type { Band } from './protocol';
+import type { Band, LaunchWorkflowParams } from './protocol';
+import { parseWorkflowCommand } from './workflows';
 import { isRunTerminal, isStepTerminal } from './protocol';
 import type { LaunchParams } from './client';
 import type { Disposable, RunListener } from './runStore';
@@ -11,6 +13,8 @@ import { PaneState, elapsedMs, formatElapsed, formatTokens, reportSummary, runTo
 
 export interface ChatDeps {
   launch(params: LaunchParams): Promise<{ runId: string }>;
+  /** Launches a workflow (asking to trust the folder for a project one). */
+  launchWorkflow(params: LaunchWorkflowParams): Promise<{ runId: string }>;
   watch(runId: string, listener: RunListener, onError?: (message: string) => void): Disposable;
   cancel(runId: string): Promise<unknown>;
   /** The flow `/flow` launches (setting boo.chatFlow). */
@@ -41,7 +45,9 @@ function mdEscape(s: string): string {
 
 export const HELP =
   'Use `@boo /flow <focus>` to run a read-only flow on this workspace, for example ' +
-  '`@boo /flow what could break in the new cache?`. The agents only read; the report cites `path:line`.';
+  '`@boo /flow what could break in the new cache?`, or `@boo /workflow <name> <args>` to run a workflow script ' +
+  '(args: JSON or plain text), for example `@boo /workflow deep-review {"paths": ["src/"]}`. ' +
+  'The agents only read; the report cites `path:line`.';
 
 export function createFlowChatHandler(deps: ChatDeps) {
   return async function handle(
@@ -50,31 +56,52 @@ export function createFlowChatHandler(deps: ChatDeps) {
     stream: Pick<vscode.ChatResponseStream, 'markdown' | 'progress' | 'button'>,
     token: Pick<vscode.CancellationToken, 'isCancellationRequested' | 'onCancellationRequested'>,
   ): Promise<FlowChatResult> {
-    if (request.command !== 'flow') {
+    if (request.command !== 'flow' && request.command !== 'workflow') {
       stream.markdown(HELP);
       return { metadata: { command: request.command } };
     }
-    const question = request.prompt.trim();
-    if (!question) {
-      stream.markdown('Tell the agents what to look at: ' + HELP);
-      return { metadata: { command: 'flow' } };
+    const command = request.command;
+    let flow: string;
+    let what: string;
+    let launch: () => Promise<{ runId: string }>;
+    const root = deps.root();
+    const model = deps.model();
+    if (command === 'workflow') {
+      const parsed = parseWorkflowCommand(request.prompt);
+      if (!parsed) {
+        stream.markdown('Name the workflow to run: ' + HELP);
+        return { metadata: { command } };
+      }
+      flow = parsed.name;
+      what = 'workflow';
+      const params: LaunchWorkflowParams = { workflow: parsed.name };
+      if ('args' in parsed) params.args = parsed.args;
+      if (root) params.root = root;
+      if (model) params.model = model;
+      launch = () => deps.launchWorkflow(params);
+    } else {
+      const question = request.prompt.trim();
+      if (!question) {
+        stream.markdown('Tell the agents what to look at: ' + HELP);
+        return { metadata: { command: 'flow' } };
+      }
+      flow = deps.flowName();
+      what = CHAT_BAND;
+      const params: LaunchParams = { flow, band: CHAT_BAND, input: { question } };
+      if (root) params.root = root;
+      if (model) params.model = model;
+      launch = () => deps.launch(params);
     }
-    const flow = deps.flowName();
-    stream.progress(`Launching ${flow} (${CHAT_BAND})…`);
+    stream.progress(`Launching ${flow} (${what})…`);
     let runId: string;
     try {
-      const params: LaunchParams = { flow, band: CHAT_BAND, input: { question } };
-      const root = deps.root();
-      if (root) params.root = root;
-      const model = deps.model();
-      if (model) params.model = model;
-      runId = (await deps.launch(params)).runId;
+      runId = (await launch()).runId;
     } catch (err) {
       const message = deps.errorMessage(err);
       stream.markdown(`**boo could not launch \`${flow}\`:** ${message}`);
-      return { errorDetails: { message }, metadata: { command: 'flow', status: 'not-launched' } };
+      return { errorDetails: { message }, metadata: { command, status: 'not-launched' } };
     }
-    stream.markdown(deps.trustedMarkdown(`Launched **${mdEscape(flow)}** (${CHAT_BAND}) — ${openRunLink(runId)}\n\n`, [OPEN_RUN_COMMAND]));
+    stream.markdown(deps.trustedMarkdown(`Launched **${mdEscape(flow)}** (${what}) — ${openRunLink(runId)}\n\n`, [OPEN_RUN_COMMAND]));
 
     const announced = new Map<string, string>();
     let rosterShown = false;
@@ -83,12 +110,14 @@ export function createFlowChatHandler(deps: ChatDeps) {
 
     const report = (st: PaneState) => {
       if (!st.hydrated) return;
-      if (!rosterShown && st.steps.length) {
+      if (!rosterShown && st.steps.length && st.kind !== 'workflow') {
         rosterShown = true;
         const agents = st.steps.filter((s) => s.kind === 'agent');
         stream.markdown(`Roster: ${agents.map((s) => `\`${s.agent ?? s.stepId}\``).join(', ') || '—'} (${st.steps.length} steps in ${new Set(st.steps.map((s) => s.wave)).size} waves)\n\n`);
       }
       for (const s of st.steps) {
+        // A workflow's script step is the run itself: its end is the summary below.
+        if (s.kind === 'script') continue;
         const prev = announced.get(s.stepId);
         if (prev === s.status) continue;
         if (s.status === 'running' && !prev) {
@@ -100,7 +129,9 @@ export function createFlowChatHandler(deps: ChatDeps) {
           const mark = s.status === 'completed' ? '✓' : s.status === 'failed' ? '✗' : '–';
           const dur = s.startedAt && s.finishedAt ? ` · ${formatElapsed(Date.parse(s.finishedAt) - Date.parse(s.startedAt))}` : '';
           const err = s.status === 'failed' && s.error ? ` — ${s.error.split('\n')[0]}` : '';
-          stream.markdown(`- ${mark} ${mdEscape(s.label)}${s.agent ? ` · ${mdEscape(s.agent)}` : ''}${dur}${err}\n`);
+          const phase = s.phase ? ` · ${mdEscape(s.phase)}` : '';
+          const cached = s.cached ? ' · cached' : '';
+          stream.markdown(`- ${mark} ${mdEscape(s.label)}${s.agent ? ` · ${mdEscape(s.agent)}` : ''}${phase}${cached}${s.cached ? '' : dur}${err}\n`);
         }
       }
     };
@@ -138,7 +169,7 @@ export function createFlowChatHandler(deps: ChatDeps) {
     if (!finalState) {
       if (watchError) {
         stream.markdown(`\n**Lost track of the run:** ${watchError}\n`);
-        return { errorDetails: { message: watchError }, metadata: { runId, command: 'flow' } };
+        return { errorDetails: { message: watchError }, metadata: { runId, command } };
       }
       // The user stopped the chat request: stop the run too.
       try {
@@ -147,7 +178,7 @@ export function createFlowChatHandler(deps: ChatDeps) {
       } catch (err) {
         stream.markdown(`\nThe run could not be cancelled: ${deps.errorMessage(err)}\n`);
       }
-      return { metadata: { runId, status: 'cancelled', command: 'flow' } };
+      return { metadata: { runId, status: 'cancelled', command } };
     }
 
     const st = finalState;
@@ -160,6 +191,6 @@ export function createFlowChatHandler(deps: ChatDeps) {
     }
     stream.markdown(deps.trustedMarkdown(openRunLink(runId, 'Open the full report in the Orchestrator pane') + '\n', [OPEN_RUN_COMMAND]));
     stream.button({ command: OPEN_RUN_COMMAND, title: 'Open Orchestrator', arguments: [runId] });
-    return { metadata: { runId, status: st.status, command: 'flow' } };
+    return { metadata: { runId, status: st.status, command } };
   };
 }

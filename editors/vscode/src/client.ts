@@ -11,6 +11,8 @@ import type {
   GetTracesResult,
   LaunchFlowParams,
   LaunchFlowResult,
+  LaunchWorkflowParams,
+  LaunchWorkflowResult,
   ListFlowsResult,
   ListRunsParams,
   ListRunsResult,
@@ -19,6 +21,7 @@ import type {
 } from './protocol';
 import { NOTIFICATION_METHODS } from './protocol';
 import { ServerSource, missingServerMessage, resolveServer } from './serverPath';
+import type { ListWorkflowsResult } from './workflows';
 
 export type LaunchParams = LaunchFlowParams;
 
@@ -167,6 +170,14 @@ export class BooClient implements vscode.Disposable {
   }
   launchFlow(params: LaunchParams): Promise<LaunchFlowResult> {
     return this.request('boo/launchFlow', params);
+  }
+  /** boo/listWorkflows (not in protocol.ts's typed table yet: see workflows.ts). */
+  async listWorkflows(root?: string): Promise<ListWorkflowsResult> {
+    const client = await this.ensureStarted();
+    return client.sendRequest<ListWorkflowsResult>('boo/listWorkflows', root ? { root } : {});
+  }
+  launchWorkflow(params: LaunchWorkflowParams): Promise<LaunchWorkflowResult> {
+    return this.request('boo/launchWorkflow', params);
   }
   /** Trusts a folder (its own .boo/ flows may run) or, with false, withdraws that. */
   trustRoot(root: string, trusted: boolean): Promise<{ root: string; trusted: boolean }> {

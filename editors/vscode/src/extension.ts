@@ -2,7 +2,9 @@
 // the language client, the Orchestrator panes, the launcher, the history, traces and chat.
 
 import * as vscode from 'vscode';
-import { BooClient, errorCode, errorMessage } from './client';
+import { BooClient, askTrust, errorCode, errorMessage } from './client';
+import { launchWorkflowOrOfferTrust } from './trust';
+import { parseArgs, parseBudget } from './workflows';
 import { createFlowChatHandler } from './chat';
 import { Exporter } from './exporter';
 import { Launcher } from './launcher';
@@ -10,7 +12,7 @@ import type { PaneMenuAction, PanePersisted } from './messages';
 import { ORCHESTRATOR_VIEW_TYPE, Orchestrators } from './orchestrator';
 import { ErrorCodes, RunSummary, isRunTerminal } from './protocol';
 import { RunStore } from './runStore';
-import { RunsView, relativeAge, shorten } from './runsView';
+import { RunsView, relativeAge, runSize, shorten } from './runsView';
 import { TRACES_VIEW_TYPE, TracesPanels } from './tracesPanel';
 import { iconPath } from './webviewUtil';
 import { describeServer } from './serverPath';
@@ -135,7 +137,7 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     const pick = await vscode.window.showQuickPick(
       runs.map((r) => ({
         label: `${icon[r.status] ?? ''} ${shorten(r.question || r.flow, 80)}`,
-        description: `${r.flow} · ${r.band} · ${r.status} · ${relativeAge(r.createdAt)}`,
+        description: `${r.flow} · ${runSize(r)} · ${r.status} · ${relativeAge(r.createdAt)}`,
         runId: r.runId,
       })),
       { placeHolder, matchOnDescription: true },
@@ -158,7 +160,7 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     const active = orchestrators.activeRunId();
     if (active) {
       const st = store.get(active);
-      if (!filter || !st || filter({ runId: active, flow: st.flow, band: st.band, status: st.status, question: st.question, root: st.root, createdAt: st.createdAt ?? '', finishedAt: st.finishedAt })) return active;
+      if (!filter || !st || filter({ runId: active, flow: st.flow, band: st.band, status: st.status, question: st.question, root: st.root, createdAt: st.createdAt ?? '', finishedAt: st.finishedAt, kind: st.kind })) return active;
     }
     return pickRun(placeHolder, filter);
   };
@@ -170,6 +172,46 @@ export function activate(context: vscode.ExtensionContext): BooApi {
 
   reg('boo.ui.launchFlow', (opts?: { flow?: string; question?: string; band?: 'small' | 'medium' | 'large' }) => {
     launcher.open({ flow: opts?.flow, question: opts?.question, band: opts?.band ?? 'small' });
+  });
+  reg('boo.ui.launchWorkflow', (opts?: { workflow?: string }) => {
+    launcher.open({ tab: 'workflows', workflow: opts?.workflow });
+  });
+  // Runs a workflow script file (the active editor's by default) with scriptPath: args and
+  // a budget are asked for in two input boxes.
+  reg('boo.ui.runWorkflowFile', async (uri?: vscode.Uri) => {
+    const target = uri instanceof vscode.Uri ? uri : vscode.window.activeTextEditor?.document.uri;
+    if (!target || target.scheme !== 'file' || !/\.m?js$/i.test(target.fsPath)) {
+      void vscode.window.showWarningMessage('boo: open a workflow script (.js or .mjs) first, or pick one from the Workflows tab of Boo: Launch Workflow….');
+      return;
+    }
+    const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === target.toString());
+    if (doc?.isDirty) await doc.save();
+    const argsText = await vscode.window.showInputBox({
+      title: `boo: run ${vscode.workspace.asRelativePath(target)}`,
+      prompt: 'Args for the script: JSON (e.g. {"paths": ["src/"]}) or plain text; empty for none',
+      placeHolder: 'args',
+    });
+    if (argsText === undefined) return;
+    const budgetText = await vscode.window.showInputBox({
+      title: `boo: run ${vscode.workspace.asRelativePath(target)}`,
+      prompt: 'Token budget (output tokens for the whole run, e.g. 20000 or 20k); empty for none',
+      placeHolder: 'no budget',
+      validateInput: (v) => parseBudget(v).error ?? null,
+    });
+    if (budgetText === undefined) return;
+    const folder = vscode.workspace.getWorkspaceFolder(target)?.uri.fsPath ?? workspaceRoot();
+    const params: Parameters<typeof client.launchWorkflow>[0] = { scriptPath: target.fsPath, ...parseArgs(argsText) };
+    const budget = parseBudget(budgetText).budget;
+    if (budget !== undefined) params.budget = budget;
+    if (folder) params.root = folder;
+    const model = vscode.workspace.getConfiguration('boo').get<string>('model')?.trim();
+    if (model) params.model = model;
+    try {
+      const { runId } = await launchWorkflowOrOfferTrust(client, params, askTrust);
+      orchestrators.open(runId);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`boo: cannot run the workflow: ${errorMessage(err)}`);
+    }
   });
   reg('boo.ui.newOrchestrator', () => {
     orchestrators.openEmpty();
@@ -259,6 +301,7 @@ export function activate(context: vscode.ExtensionContext): BooApi {
       'boo.chat',
       createFlowChatHandler({
         launch: (p) => client.launchFlow(p),
+        launchWorkflow: (p) => launchWorkflowOrOfferTrust(client, p, askTrust),
         watch: (runId, l, e) => store.watch(runId, l, e),
         cancel: (runId) => client.cancelRun(runId),
         flowName: () => vscode.workspace.getConfiguration('boo').get<string>('chatFlow')?.trim() || 'code-review',

@@ -3,7 +3,10 @@
 import * as vscode from 'vscode';
 import type { BooClient, LaunchParams } from './client';
 import { askTrust, errorMessage } from './client';
-import { launchOrOfferTrust } from './trust';
+import { launchOrOfferTrust, launchWorkflowOrOfferTrust } from './trust';
+import type { LaunchWorkflowParams } from './protocol';
+import type { Workflow } from './workflows';
+import { parseArgs, parseBudget } from './workflows';
 import type { FromLauncher, LauncherDefaults, ToLauncher } from './messages';
 import { iconPath, renderWebview, webviewOptions } from './webviewUtil';
 
@@ -48,9 +51,15 @@ export class Launcher implements vscode.Disposable {
   }
 
   private async sendFlows(): Promise<void> {
+    const root = this.workspaceRoot();
+    const wfs = this.client.listWorkflows(root).then(
+      (r) => ({ workflows: r.workflows ?? [], error: null as string | null, trusted: r.trusted }),
+      (err) => ({ workflows: null as Workflow[] | null, error: `This boo server could not list workflows (boo/listWorkflows): ${errorMessage(err)}`, trusted: undefined }),
+    );
     try {
       const { flows, trusted } = await this.client.listFlows();
-      this.post({ type: 'flows', flows, defaults: this.defaults, root: this.workspaceRoot() ?? null, trusted });
+      const w = await wfs;
+      this.post({ type: 'flows', flows, defaults: this.defaults, root: root ?? null, workflows: w.workflows, workflowsError: w.error, trusted: w.trusted ?? trusted ?? false });
     } catch (err) {
       this.post({ type: 'error', message: `Could not list flows: ${errorMessage(err)}` });
     }
@@ -74,6 +83,30 @@ export class Launcher implements vscode.Disposable {
         if (model) params.model = model;
         try {
           const { runId } = await launchOrOfferTrust(this.client, params, askTrust);
+          const target = this.target ?? this.defaultTarget;
+          this.target = undefined;
+          this.panel?.dispose();
+          target.onLaunched(runId);
+        } catch (err) {
+          this.post({ type: 'error', message: errorMessage(err) });
+        }
+        break;
+      }
+      case 'launchWorkflow': {
+        const budget = parseBudget(msg.budget ?? '');
+        if (budget.error) {
+          this.post({ type: 'error', message: budget.error });
+          break;
+        }
+        this.post({ type: 'launching' });
+        const params: LaunchWorkflowParams = { workflow: msg.workflow, ...parseArgs(msg.args ?? '') };
+        if (budget.budget !== undefined) params.budget = budget.budget;
+        const root = this.workspaceRoot();
+        if (root) params.root = root;
+        const model = vscode.workspace.getConfiguration('boo').get<string>('model')?.trim();
+        if (model) params.model = model;
+        try {
+          const { runId } = await launchWorkflowOrOfferTrust(this.client, params, askTrust);
           const target = this.target ?? this.defaultTarget;
           this.target = undefined;
           this.panel?.dispose();

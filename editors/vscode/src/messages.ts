@@ -2,6 +2,7 @@
 
 import type { Band, Flow, GetRunResult, Trace } from './protocol';
 import type { Action, PaneState } from './state';
+import type { Workflow } from './workflows';
 
 export type PaneMenuAction = 'copy' | 'saveMarkdown' | 'saveJson' | 'sendToChat' | 'traces' | 'cancel' | 'refresh';
 
@@ -22,6 +23,9 @@ export type FromPane =
 
 export interface LauncherDefaults {
   band: Band;
+  /** 'workflows' opens the Workflows tab. */
+  tab?: 'flows' | 'workflows';
+  workflow?: string;
   category?: string;
   flow?: string;
   question?: string;
@@ -30,7 +34,17 @@ export interface LauncherDefaults {
 
 /** Host → launcher. */
 export type ToLauncher =
-  | { type: 'flows'; flows: Flow[]; defaults: LauncherDefaults; root: string | null; trusted?: boolean }
+  | {
+      type: 'flows';
+      flows: Flow[];
+      defaults: LauncherDefaults;
+      root: string | null;
+      /** boo/listWorkflows; null when the server could not list them (workflowsError says why). */
+      workflows: Workflow[] | null;
+      workflowsError: string | null;
+      /** Whether the folder is trusted (its project flows and workflows run only then). */
+      trusted: boolean;
+    }
   | { type: 'launching' }
   | { type: 'error'; message: string };
 
@@ -38,6 +52,8 @@ export type ToLauncher =
 export type FromLauncher =
   | { type: 'ready' }
   | { type: 'launch'; flow: string; band: Band; question: string; fast: boolean }
+  /** args and budget as typed: the host parses them (workflows.ts). */
+  | { type: 'launchWorkflow'; workflow: string; args: string; budget: string }
   | { type: 'cancel' };
 
 /** Host → traces view. */

@@ -29,6 +29,8 @@ export type TracePhase = 'start' | 'finish';
 export type ExportFormat = 'markdown' | 'json';
 /** Where a flow comes from; a project flow runs only in a trusted root. */
 export type FlowSource = 'builtin' | 'project';
+/** Where a workflow comes from; a project workflow runs only in a trusted root. */
+export type WorkflowSource = 'builtin' | 'user' | 'project';
 
 export interface Flow {
   name: string;
@@ -63,15 +65,44 @@ export interface CatalogError {
   message: string;
 }
 
+/** A workflow of the catalog (`boo/listWorkflows`). */
+export interface Workflow {
+  /** The name to launch it by (`project:<name>` when a project workflow's own name is taken). */
+  name: string;
+  description: string;
+  whenToUse: string | null;
+  phases: WorkflowPhase[];
+  source: WorkflowSource;
+  /** The file it was read from (`builtin:workflows/<file>` for the copy inside boo). */
+  path: string;
+}
+
+/** One entry of a workflow's `meta.phases`. */
+export interface WorkflowPhase {
+  title: string;
+  detail: string | null;
+}
+
+/** A workflow file that cannot be listed. */
+export interface WorkflowError {
+  file: string;
+  line?: number;
+  column?: number;
+  message: string;
+}
+
 export interface RunSummary {
   runId: string;
   flow: string;
-  band: Band;
+  /** null for a workflow run. */
+  band: Band | null;
   status: RunStatus;
   question: string;
   root: string;
   createdAt: string;
   finishedAt: string | null;
+  /** 'flow' or 'workflow'. */
+  kind: string;
 }
 
 export interface Run extends RunSummary {
@@ -137,6 +168,8 @@ export interface Step extends StepInfo {
   phase: string | null;
   /** The content key of a workflow agent's cached result. */
   cacheKey?: string;
+  /** Answered from the workflow cache (no agent process ran). */
+  cached?: boolean;
 }
 
 export interface TurnUsage {
@@ -170,6 +203,8 @@ export interface BooCapabilities {
   methods: string[];
   notifications: string[];
   cancelEndedRun: string;
+  /** The groups of additions this server supports (`"workflows"`). */
+  features: string[];
 }
 
 // ---- requests ------------------------------------------------------------
@@ -181,6 +216,16 @@ export interface ListFlowsResult {
   flows: Flow[];
   errors: CatalogError[];
   /** Whether the user trusts the root: its project flows run only then. */
+  trusted: boolean;
+}
+
+export interface ListWorkflowsParams {
+  root?: string;
+}
+export interface ListWorkflowsResult {
+  workflows: Workflow[];
+  errors: WorkflowError[];
+  /** Whether the user trusts the root: its project workflows run only then. */
   trusted: boolean;
 }
 
@@ -278,6 +323,7 @@ export interface GetTracesResult {
 export interface Requests {
   'boo/listFlows': { params: ListFlowsParams; result: ListFlowsResult };
   'boo/launchFlow': { params: LaunchFlowParams; result: LaunchFlowResult };
+  'boo/listWorkflows': { params: ListWorkflowsParams; result: ListWorkflowsResult };
   'boo/launchWorkflow': { params: LaunchWorkflowParams; result: LaunchWorkflowResult };
   'boo/listRuns': { params: ListRunsParams; result: ListRunsResult };
   'boo/getRun': { params: GetRunParams; result: GetRunResult };
@@ -292,7 +338,8 @@ export interface Requests {
 export interface RunStartedParams {
   runId: string;
   flow: string;
-  band: Band;
+  /** null for a workflow run. */
+  band: Band | null;
   question: string;
   root: string;
   status: RunStatus;

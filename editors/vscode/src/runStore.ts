@@ -23,6 +23,8 @@ export class RunStore {
   private readonly gapTimers = new Map<string, ReturnType<typeof setTimeout> | undefined>();
   private readonly lastGapResync = new Map<string, number>();
   private readonly errorListeners = new Map<string, Set<(message: string) => void>>();
+  /** Workflow runs whose run-level facts (budget, phases, log) were asked for. */
+  private readonly infoAsked = new Set<string>();
   /** How many refetches were made because of a seq gap (for tests and the log). */
   resyncCount = 0;
 
@@ -50,7 +52,25 @@ export class RunStore {
       st = emptyState(runId);
     }
     if (st) this.dispatch(runId, st, [{ type: 'notification', notification: n, now: this.now() }]);
+    if (n.method === 'boo/runStarted') this.askRunInfo(runId);
     for (const l of this.anyListeners) l(n);
+  }
+
+  /**
+   * A workflow run's budget, meta.phases and earlier log lines are not in its
+   * notifications: one boo/getRun (no transcripts) brings them. Never throws.
+   */
+  private askRunInfo(runId: string): void {
+    const st = this.runs.get(runId);
+    if (!st || st.kind !== 'workflow' || this.infoAsked.has(runId)) return;
+    this.infoAsked.add(runId);
+    this.fetcher.getRun(runId, false).then(
+      (result) => {
+        const cur = this.runs.get(runId);
+        if (cur) this.dispatch(runId, cur, [{ type: 'runInfo', run: result.run }]);
+      },
+      (err) => this.log(`boo/getRun ${runId} (workflow facts) failed: ${err instanceof Error ? err.message : String(err)}`),
+    );
   }
 
   private dispatch(runId: string, start: PaneState, actions: Action[]): void {
@@ -138,6 +158,7 @@ export class RunStore {
     if (!st) return;
     if ((this.holds.get(runId) ?? 0) === 0 && isRunTerminal(st.status) && !this.resyncing.has(runId)) {
       this.runs.delete(runId);
+      this.infoAsked.delete(runId);
       this.listeners.delete(runId);
       this.errorListeners.delete(runId);
     }

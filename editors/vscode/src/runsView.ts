@@ -129,17 +129,17 @@ export class RunsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
     const r = node.run;
     const item = new vscode.TreeItem(shorten(r.question || r.flow));
     item.id = r.runId;
-    item.description = `${r.flow} · ${r.band} · ${r.status} · ${relativeAge(r.createdAt)}`;
+    item.description = `${r.flow} · ${runSize(r)} · ${r.status} · ${relativeAge(r.createdAt)}`;
     item.iconPath = statusIcon(r.status);
     item.contextValue = `booRun.${r.status}`;
     const tip = new vscode.MarkdownString();
-    tip.appendMarkdown(`**${r.flow}** (${r.band}) — ${r.status}\n\n`);
+    tip.appendMarkdown(`**${r.flow}** (${runSize(r)}) — ${r.status}\n\n`);
     tip.appendText(r.question);
     tip.appendMarkdown(`\n\nStarted ${r.createdAt}${r.finishedAt ? `, finished ${r.finishedAt}` : ''}\n\n`);
     tip.appendText(r.root);
     item.tooltip = tip;
     item.command = { command: 'boo.ui.openRun', title: 'Open Run', arguments: [r.runId] };
-    item.accessibilityInformation = { label: `${r.flow} ${r.band} ${r.status}: ${r.question}` };
+    item.accessibilityInformation = { label: `${r.flow} ${runSize(r)} ${r.status}: ${r.question}` };
     return item;
   }
 
@@ -151,4 +151,11 @@ export class RunsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     this.changed.dispose();
   }
+}
+
+/** A run's size for lists: its band, or "workflow" for a workflow run (RunSummary.kind, or no band). */
+export function runSize(r: RunSummary): string {
+  const kind = (r as { kind?: unknown }).kind;
+  if (kind === 'workflow' || kind === 'agent') return kind;
+  return r.band ?? 'workflow';
 }

@@ -8,10 +8,13 @@ import {
   Band,
   GetRunResult,
   Notification,
+  Run,
+  RunLogLine,
   RunStatus,
   Step,
   StepInfo,
   StepStatus,
+  StepAddedParams,
   StepUpdatedParams,
   StreamEvent,
   Usage,
@@ -44,6 +47,26 @@ export interface StepView extends StepInfo {
   lastActivity: number;
   /** 1, then 2… when the step is dispatched again (after a server restart) with a new chatId. */
   attempt: number;
+  /** A workflow agent's phase (`phase()` or `opts.phase`); null outside any phase. */
+  phase: string | null;
+  /** A workflow agent answered from the content-addressed cache (no agent process ran). */
+  cached: boolean;
+  /** The step that started this one (a workflow's agents: the script step). */
+  parentStepId: string | null;
+  /** Order of first appearance in this pane (workflow agents show by phase, then by it). */
+  order: number;
+}
+
+/** What the pane knows of a workflow run beyond the notifications (`Run.workflow`). */
+export interface WorkflowInfo {
+  name: string | null;
+  source: string | null;
+  path: string | null;
+  args: unknown;
+  /** The token budget (output tokens); null without one. */
+  budgetTotal: number | null;
+  /** `meta.phases` titles, in the script's order. */
+  phases: string[];
 }
 
 export type Selection = { mode: 'auto' } | { mode: 'user'; stepId: string | null };
@@ -57,6 +80,13 @@ export interface PaneState {
   question: string;
   root: string;
   status: RunStatus;
+  /** 'workflow' for a workflow run (a script step, a stepAdded, or getRun says so). */
+  kind: 'flow' | 'workflow';
+  workflow: WorkflowInfo | null;
+  /** A workflow run's log (`log()` and `phase()` lines), by seq. */
+  log: RunLogLine[];
+  /** A completed workflow run's return value (undefined until known). */
+  result?: unknown;
   model: string | null;
   error: string | null;
   report: string | null;
@@ -77,11 +107,15 @@ export interface PaneState {
   activity: number;
   /** Counters for tests and diagnostics. */
   stats: { duplicates: number; gaps: number; applied: number };
+  /** The next step's order of first appearance. */
+  nextOrder: number;
 }
 
 export type Action =
   | { type: 'notification'; notification: Notification; now?: number }
   | { type: 'hydrate'; result: GetRunResult; now?: number }
+  /** Run-level facts of a getRun answer (workflow, log, result) without touching the steps. */
+  | { type: 'runInfo'; run: Run }
   | { type: 'select'; stepId: string | null }
   | { type: 'follow' };
 
@@ -95,6 +129,9 @@ export function emptyState(runId: string): PaneState {
     question: '',
     root: '',
     status: 'running',
+    kind: 'flow',
+    workflow: null,
+    log: [],
     model: null,
     error: null,
     report: null,
@@ -109,10 +146,13 @@ export function emptyState(runId: string): PaneState {
     buffer: [],
     activity: 0,
     stats: { duplicates: 0, gaps: 0, applied: 0 },
+    nextOrder: 0,
   };
 }
 
-function newStep(info: Partial<StepInfo> & { stepId: string }): StepView {
+type NewStepInfo = Partial<StepInfo> & { stepId: string; phase?: string | null; cached?: boolean; parentStepId?: string | null };
+
+function newStep(info: NewStepInfo, order = 0): StepView {
   return {
     stepId: info.stepId,
     agent: info.agent ?? null,
@@ -133,7 +173,17 @@ function newStep(info: Partial<StepInfo> & { stepId: string }): StepView {
     gap: false,
     lastActivity: 0,
     attempt: 1,
+    phase: info.phase ?? null,
+    cached: info.cached === true,
+    parentStepId: info.parentStepId ?? null,
+    order,
   };
+}
+
+/** Adds a step in its place (and counts its order of first appearance). */
+function pushStep(state: PaneState, info: NewStepInfo): PaneState {
+  const created = newStep(info, state.nextOrder);
+  return { ...state, nextOrder: state.nextOrder + 1, steps: sortSteps([...state.steps, created]) };
 }
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -322,6 +372,7 @@ function applyRunFields(state: PaneState, p: StepUpdatedParams, now: number | un
     if (p.runError) s.error = p.runError;
     else if (s.status === 'failed' && p.error) s.error = p.error;
     if (p.runUsage) s.usage = p.runUsage;
+    if (p.result !== undefined) s.result = p.result;
   } else if (typeof p.report === 'string' && !s.report) {
     s = { ...s, report: p.report };
   }
@@ -335,8 +386,7 @@ function applyStepUpdate(state: PaneState, p: StepUpdatedParams, now: number | u
     if (idx < 0) {
       // A step the roster did not list: added, as an agent step labelled by its id in the
       // last wave unless the update says otherwise.
-      const created = newStep({ stepId: p.stepId, agent: p.agent, kind: p.kind, label: p.label, wave: p.wave ?? lastWave(s), chatId: p.chatId });
-      s = { ...s, steps: sortSteps([...s.steps, created]) };
+      s = pushStep(s, { stepId: p.stepId, agent: p.agent, kind: p.kind, label: p.label, wave: p.wave ?? lastWave(s), chatId: p.chatId });
       idx = s.steps.findIndex((x) => x.stepId === p.stepId);
     }
     let old = s.steps[idx];
@@ -368,6 +418,7 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
     case 'boo/runStarted': {
       const p = n.params;
       const known = new Map(state.steps.map((s) => [s.stepId, s] as const));
+      let nextOrder = state.nextOrder;
       const steps = sortSteps(
         (p.steps ?? []).map((info) => {
           const prev = known.get(info.stepId);
@@ -385,13 +436,16 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
               status: isStepTerminal(base.status) ? base.status : (info.status ?? base.status),
             };
           }
-          return newStep(info);
+          return newStep(info, nextOrder++);
         }),
       );
       // Keep steps we knew that the roster does not list (defensive).
       for (const prev of state.steps) if (!steps.some((s) => s.stepId === prev.stepId)) steps.push(prev);
+      const isWorkflow = state.kind === 'workflow' || (p.steps ?? []).some((x) => x?.kind === 'script');
       let s: PaneState = {
         ...state,
+        nextOrder,
+        kind: isWorkflow ? 'workflow' : state.kind,
         hydrated: true,
         flow: p.flow ?? state.flow,
         band: p.band ?? state.band,
@@ -415,8 +469,7 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
       if (idx < 0) {
         // No stepId and no known chat: nothing to show the chunk in.
         if (!namesStep(p.stepId)) return state;
-        const created = newStep({ stepId: p.stepId, chatId: p.chatId, kind: 'agent', status: 'running', wave: lastWave(s) });
-        s = { ...s, steps: sortSteps([...s.steps, created]) };
+        s = pushStep(s, { stepId: p.stepId, chatId: p.chatId, kind: 'agent', status: 'running', wave: lastWave(s) });
         idx = findStep(s, p.stepId, p.chatId);
       }
       let target = s.steps[idx];
@@ -439,6 +492,10 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
       s = { ...replaceStep(s, idx, step), activity, stats };
       return recomputeAuto(s);
     }
+    case 'boo/stepAdded':
+      return recomputeAuto(applyStepAdded(state, n.params.step));
+    case 'boo/runLog':
+      return { ...state, kind: 'workflow', log: mergeLog(state.log, [n.params]) };
     case 'boo/trace':
       return state;
     default:
@@ -446,10 +503,101 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
   }
 }
 
-function stepFromRun(step: Step, prev: StepView | undefined): StepView {
+/**
+ * A step the run created while it ran (a workflow's `agent()` call): added in its place
+ * with its phase, cached mark and parent; a step already known (the same stepId again,
+ * e.g. after the script re-ran from the top on a restart) is updated like a stepUpdated
+ * would: a newer chat starts a new attempt, a terminal status stays.
+ */
+function applyStepAdded(state: PaneState, info: StepAddedParams['step'] | undefined): PaneState {
+  if (!info || !namesStep(info.stepId)) return state;
+  let s: PaneState = { ...state, kind: 'workflow' };
+  const idx = s.steps.findIndex((x) => x.stepId === info.stepId);
+  if (idx < 0) {
+    return pushStep(s, {
+      stepId: info.stepId,
+      agent: info.agent,
+      kind: info.kind ?? 'agent',
+      label: info.label,
+      wave: info.wave ?? lastWave(s),
+      chatId: info.chatId,
+      status: info.status ?? 'pending',
+      phase: info.phase ?? null,
+      cached: info.cached === true,
+      parentStepId: info.parentStepId ?? null,
+    });
+  }
+  let old = s.steps[idx];
+  if (isOtherAttempt(old, info.chatId)) return s;
+  if (isNewerChat(old.chatId, info.chatId)) old = newAttempt(old, info.chatId!);
+  const step: StepView = {
+    ...old,
+    agent: info.agent ?? old.agent,
+    kind: info.kind ?? old.kind,
+    label: info.label ?? old.label,
+    wave: info.wave ?? old.wave,
+    chatId: old.chatId ?? info.chatId ?? null,
+    phase: info.phase ?? old.phase,
+    cached: info.cached === true || old.cached,
+    parentStepId: info.parentStepId ?? old.parentStepId,
+    status: isStepTerminal(old.status) || !info.status ? old.status : info.status,
+  };
+  s = replaceStep(s, idx, step);
+  return { ...s, steps: sortSteps(s.steps) };
+}
+
+/** Log lines by seq; a seq already there is kept (lines never change). */
+function mergeLog(log: RunLogLine[], lines: unknown[] | null | undefined): RunLogLine[] {
+  if (!Array.isArray(lines) || !lines.length) return log;
+  const bySeq = new Map(log.map((l) => [l.seq, l] as const));
+  let changed = false;
+  for (const raw of lines) {
+    const l = raw as Partial<RunLogLine> | null;
+    if (!l || !Number.isInteger(l.seq) || bySeq.has(l.seq!)) continue;
+    bySeq.set(l.seq!, { seq: l.seq!, kind: String(l.kind ?? 'log'), message: String(l.message ?? ''), at: String(l.at ?? '') });
+    changed = true;
+  }
+  if (!changed) return log;
+  return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+}
+
+/** `Run.workflow` (or the same object on runStarted) folded into what the pane knows. */
+function mergeWorkflow(prev: WorkflowInfo | null, raw: unknown): WorkflowInfo | null {
+  if (!raw || typeof raw !== 'object') return prev;
+  const w = raw as { name?: unknown; source?: unknown; path?: unknown; args?: unknown; budget?: { total?: unknown } | null; phases?: unknown };
+  const phases = Array.isArray(w.phases)
+    ? w.phases.map((x) => (typeof x === 'string' ? x : x && typeof x === 'object' ? (x as { title?: unknown }).title : null)).filter((t): t is string => typeof t === 'string')
+    : null;
+  const total = w.budget && typeof w.budget === 'object' ? w.budget.total : undefined;
+  return {
+    name: typeof w.name === 'string' ? w.name : prev?.name ?? null,
+    source: typeof w.source === 'string' ? w.source : prev?.source ?? null,
+    path: typeof w.path === 'string' ? w.path : prev?.path ?? null,
+    args: 'args' in w ? w.args : prev?.args,
+    budgetTotal: typeof total === 'number' ? total : total === null ? null : prev?.budgetTotal ?? null,
+    phases: phases ?? prev?.phases ?? [],
+  };
+}
+
+/** The run-level facts of a getRun answer: kind, workflow, log, result. */
+function applyRunInfo(state: PaneState, run: Run | undefined | null): PaneState {
+  if (!run || run.runId !== state.runId) return state;
+  const isWorkflow = run.kind === 'workflow' || state.kind === 'workflow';
+  return {
+    ...state,
+    kind: isWorkflow ? 'workflow' : 'flow',
+    workflow: mergeWorkflow(state.workflow, run.workflow),
+    log: mergeLog(state.log, run.log),
+    result: run.result !== undefined && run.result !== null ? run.result : state.result,
+  };
+}
+
+function stepFromRun(step: Step, prev: StepView | undefined, order: number): StepView {
   const transcript = Array.isArray(step.transcript) ? step.transcript : null;
+  const meta = step.meta && typeof step.meta === 'object' ? (step.meta as { cached?: unknown }) : null;
+  const cached = (step as { cached?: unknown }).cached === true || meta?.cached === true;
   const fromServer: StepView = {
-    ...newStep(step),
+    ...newStep({ ...step, cached }, prev?.order ?? order),
     startedAt: step.startedAt ?? null,
     finishedAt: step.finishedAt ?? null,
     usage: step.usage ?? null,
@@ -476,6 +624,8 @@ function stepFromRun(step: Step, prev: StepView | undefined): StepView {
     lastSeq: keepStream ? prev.lastSeq : fromServer.lastSeq,
     pending: prev.pending.filter((p) => p.seq > (keepStream ? prev.lastSeq : fromServer.lastSeq)),
     lastActivity: prev.lastActivity,
+    cached: fromServer.cached || prev.cached,
+    phase: fromServer.phase ?? prev.phase,
     startedAt: fromServer.startedAt ?? prev.startedAt,
     finishedAt: fromServer.finishedAt ?? prev.finishedAt,
     usage: fromServer.usage ?? prev.usage,
@@ -496,13 +646,14 @@ function hydrate(state: PaneState, result: GetRunResult, now: number | undefined
   const run = result?.run;
   if (!run || run.runId !== state.runId) return state;
   const prevById = new Map(state.steps.map((s) => [s.stepId, s] as const));
-  const steps = sortSteps((result.steps ?? []).map((st) => stepFromRun(st, prevById.get(st.stepId))));
+  let nextOrder = state.nextOrder;
+  const steps = sortSteps((result.steps ?? []).map((st) => stepFromRun(st, prevById.get(st.stepId), prevById.has(st.stepId) ? 0 : nextOrder++)));
   const status: RunStatus = isRunTerminal(state.status) && !isRunTerminal(run.status) ? state.status : run.status;
   let s: PaneState = {
     ...state,
     hydrated: true,
     flow: run.flow,
-    band: run.band,
+    band: run.band ?? state.band,
     question: run.question,
     root: run.root,
     status,
@@ -514,8 +665,10 @@ function hydrate(state: PaneState, result: GetRunResult, now: number | undefined
     seenAtMs: state.seenAtMs ?? now ?? null,
     report: result.report ?? state.report,
     steps,
+    nextOrder,
     buffer: [],
   };
+  s = applyRunInfo(s, run);
   for (const b of state.buffer) s = applyNotification(s, b, now);
   return recomputeAuto(s);
 }
@@ -526,6 +679,8 @@ export function reduce(state: PaneState, action: Action): PaneState {
       return applyNotification(state, action.notification, action.now);
     case 'hydrate':
       return hydrate(state, action.result, action.now);
+    case 'runInfo':
+      return applyRunInfo(state, action.run);
     case 'select':
       return { ...state, selection: { mode: 'user', stepId: action.stepId } };
     case 'follow':
@@ -540,6 +695,58 @@ export function reduceAll(state: PaneState, actions: Action[]): PaneState {
 }
 
 // ---- derived values (used by the webview, the chat participant and the tests) ----
+
+/** One group of a workflow run's agents: a phase (null: agents outside any phase). */
+export interface PhaseGroup {
+  title: string | null;
+  steps: StepView[];
+}
+
+/**
+ * A workflow run's agents grouped by phase: the phases of `meta.phases` first, in its
+ * order, then the others by their first agent's appearance (agents outside any phase
+ * form one group like the others); within a group, agents by first appearance. The
+ * script step (and any other non-agent step) is not in a group.
+ */
+export function phaseGroups(state: PaneState): PhaseGroup[] {
+  const meta = state.workflow?.phases ?? [];
+  const groups = new Map<string | null, StepView[]>();
+  const agents = state.steps.filter((s) => s.kind !== 'script').sort((a, b) => a.order - b.order);
+  for (const s of agents) {
+    const key = s.phase ?? null;
+    let list = groups.get(key);
+    if (!list) groups.set(key, (list = []));
+    list.push(s);
+  }
+  const rank = (title: string | null, first: number) => {
+    const i = title === null ? -1 : meta.indexOf(title);
+    return i >= 0 ? [0, i] : [1, first];
+  };
+  return [...groups.entries()]
+    .map(([title, steps]) => ({ title, steps, r: rank(title, steps[0].order) }))
+    .sort((a, b) => a.r[0] - b.r[0] || a.r[1] - b.r[1])
+    .map(({ title, steps }) => ({ title, steps }));
+}
+
+/** The rows of the pane in display order: a flow's by wave; a workflow's script first, then its phase groups. */
+export function displaySteps(state: PaneState): StepView[] {
+  if (state.kind !== 'workflow') return state.steps;
+  const head = state.steps.filter((s) => s.kind === 'script');
+  return [...head, ...phaseGroups(state).flatMap((g) => g.steps)];
+}
+
+/**
+ * Output tokens a workflow run has spent against its budget: the agents that ran
+ * (final usage when known, else the stream's so far); cached answers cost nothing.
+ */
+export function budgetSpent(state: PaneState): number {
+  let n = 0;
+  for (const s of state.steps) {
+    if (s.kind !== 'agent' || s.cached) continue;
+    n += s.usage?.outputTokens ?? s.streamUsage.outputTokens ?? 0;
+  }
+  return n;
+}
 
 /** The one step whose stream is shown expanded. */
 export function expandedStepId(state: PaneState): string | null {

@@ -1,7 +1,7 @@
 // The trust model on the client side, free of the vscode API so it can be unit-tested:
 // a project flow in a folder the user has not trusted is refused with -32005; the
 // user is asked, the folder is trusted through boo/trustRoot, and the launch repeats.
-import type { Flow, LaunchFlowParams, LaunchFlowResult, TrustRootResult } from './protocol';
+import type { Flow, LaunchFlowParams, LaunchFlowResult, LaunchWorkflowParams, LaunchWorkflowResult, TrustRootResult } from './protocol';
 
 /** The server's answer to a project flow launched in a folder the user has not trusted. */
 export const UNTRUSTED_ROOT = -32005;
@@ -47,3 +47,30 @@ export async function launchOrOfferTrust(
   }
 }
 
+
+/**
+ * The same for a workflow: a project workflow (`.boo/workflows/`, `.claude/workflows/`) in
+ * an untrusted folder asks, trusts the folder and launches again.
+ */
+export async function launchWorkflowOrOfferTrust(
+  client: {
+    launchWorkflow(p: LaunchWorkflowParams): Promise<LaunchWorkflowResult>;
+    trustRoot(root: string, trusted: boolean): Promise<TrustRootResult>;
+  },
+  params: LaunchWorkflowParams,
+  ask: (message: string) => Thenable<boolean>,
+): Promise<LaunchWorkflowResult> {
+  try {
+    return await client.launchWorkflow(params);
+  } catch (err) {
+    if (!isUntrusted(err) || !params.root) throw err;
+    const what = params.workflow ?? params.scriptPath ?? 'this script';
+    const ok = await ask(
+      `"${what}" is this folder's own workflow (${params.root}/.boo/workflows/ or .claude/workflows/), and the folder is not trusted. ` +
+        'Review those scripts first. Trust this folder and launch?',
+    );
+    if (!ok) throw err;
+    await client.trustRoot(params.root, true);
+    return client.launchWorkflow(params);
+  }
+}

@@ -67,6 +67,7 @@ function harness(opts: { launchError?: Error; snapshot?: GetRunResult; feed?: (s
       setTimeout(() => opts.feed?.(h.store), 5);
       return { runId: RUN_ID };
     },
+    launchWorkflow: async () => assert.fail('no workflow launched by /flow'),
     watch: (runId, l, e) => h.store.watch(runId, l, e),
     cancel: async (runId) => {
       h.cancelled.push(runId);

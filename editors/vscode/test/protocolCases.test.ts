@@ -8,16 +8,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Notification } from '../src/protocol';
-import { PaneState, emptyState, reduce } from '../src/state';
+import type { GetRunResult, Notification } from '../src/protocol';
+import { PaneState, budgetSpent, displaySteps, emptyState, phaseGroups, reduce } from '../src/state';
 
 const CASES = path.resolve(__dirname, '../../../../tests/protocol-cases');
 const files = fs.existsSync(CASES) ? fs.readdirSync(CASES).filter((f) => f.endsWith('.json')).sort() : [];
 
 const RUN_REQUIRED = ['status', 'error', 'report', 'needsResync'] as const;
-const RUN_OPTIONAL = ['usage'] as const;
+const RUN_OPTIONAL = ['usage', 'kind', 'phases', 'log', 'budget', 'result'] as const;
 const STEP_REQUIRED = ['stepId', 'status', 'chatId', 'text'] as const;
-const STEP_OPTIONAL = ['kind', 'agent', 'label', 'wave', 'thinking', 'lastSeq', 'needsResync', 'error'] as const;
+const STEP_OPTIONAL = ['kind', 'agent', 'label', 'wave', 'thinking', 'lastSeq', 'needsResync', 'error', 'phase', 'cached', 'parentStepId'] as const;
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Obj = { [k: string]: Json };
@@ -25,7 +25,7 @@ interface Expected {
   run: Obj;
   steps: Obj[];
 }
-type Item = { method: string; params: Obj } | { expect: Expected };
+type Item = { method: string; params: Obj } | { expect: Expected } | { getRun: Obj };
 interface Case {
   description: string;
   runId: string;
@@ -48,8 +48,13 @@ function project(s: PaneState): { run: Obj; steps: Obj[] } {
       // A pane without its roster has to fetch the run (the run store does, on open).
       needsResync: s.needsResync || !s.hydrated,
       usage: (s.usage ?? null) as Json,
+      kind: s.kind,
+      phases: s.kind === 'workflow' ? phaseGroups(s).map((g) => g.title) : [],
+      log: s.log.map((l) => ({ seq: l.seq, kind: l.kind, message: l.message })),
+      budget: { total: s.workflow?.budgetTotal ?? null, spent: budgetSpent(s) },
+      result: (s.result ?? null) as Json,
     },
-    steps: s.steps.map((st) => ({
+    steps: displaySteps(s).map((st) => ({
       stepId: st.stepId,
       kind: st.kind,
       agent: st.agent,
@@ -62,6 +67,9 @@ function project(s: PaneState): { run: Obj; steps: Obj[] } {
       lastSeq: st.lastSeq,
       needsResync: st.gap,
       error: st.error,
+      phase: st.phase,
+      cached: st.cached,
+      parentStepId: st.parentStepId,
     })),
   };
 }
@@ -118,6 +126,7 @@ function validate(c: Case, file: string): string[] {
   need(Array.isArray(c.input) && c.input.length > 0, 'input must list notifications');
   (Array.isArray(c.input) ? c.input : []).forEach((item, i) => {
     if ('expect' in item) checkState(item.expect, `input[${i + 1}].expect`);
+    else if ('getRun' in item) need(typeof item.getRun === 'object' && item.getRun !== null && typeof item.getRun.run === 'object', `input[${i + 1}].getRun needs run (a boo/getRun answer)`);
     else need(typeof item.method === 'string' && typeof item.params === 'object', `input[${i + 1}] is neither a notification nor a checkpoint`);
   });
   checkState(c.expect, 'expect');
@@ -139,6 +148,9 @@ for (const file of files) {
     c.input.forEach((item, i) => {
       if ('expect' in item) {
         fails.push(...compare(project(st), item.expect, `${file}, checkpoint input[${i + 1}]`));
+      } else if ('getRun' in item) {
+        now += 10;
+        st = reduce(st, { type: 'hydrate', result: item.getRun as unknown as GetRunResult, now });
       } else {
         now += 10;
         st = reduce(st, { type: 'notification', notification: item as unknown as Notification, now });

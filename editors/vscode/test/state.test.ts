@@ -17,6 +17,9 @@ import {
   reduceAll,
   reportSummary,
   runTokens,
+  budgetSpent,
+  displaySteps,
+  phaseGroups,
 } from '../src/state';
 import { CHAT_COR, CHAT_SEC, REPORT, RUN_ID, SEC_EVENTS, fullRun, getRunSnapshot, runStarted, step, stream } from './synthetic';
 
@@ -260,9 +263,12 @@ for (const file of recorded) {
     assert.equal(live.report, rec.getRun.report);
     assert.equal(live.stats.duplicates, 0);
     assert.equal(live.needsResync, false, 'no gaps in a recorded stream');
+    // A workflow's concurrent agents may be announced in another order than the server
+    // stored their rows: compare them as sets there.
+    const byId = (a: [string, string, number][]) => (rec.getRun.run.kind === 'workflow' ? [...a].sort((x, y) => x[0].localeCompare(y[0])) : a);
     assert.deepEqual(
-      live.steps.map((s) => [s.stepId, s.status, s.lastSeq]),
-      rebuilt.steps.map((s) => [s.stepId, s.status, s.lastSeq]),
+      byId(live.steps.map((s) => [s.stepId, s.status, s.lastSeq])),
+      byId(rebuilt.steps.map((s) => [s.stepId, s.status, s.lastSeq])),
     );
     for (const st of live.steps) {
       const other = rebuilt.steps.find((x) => x.stepId === st.stepId)!;
@@ -271,6 +277,23 @@ for (const file of recorded) {
     // Replaying every notification twice changes nothing.
     const twice = fold(ns.flatMap((x) => [x, x]), emptyState(rec.runId));
     for (const st of twice.steps) assert.deepEqual(st.items, stepOf(live, st.stepId).items);
+    if (rec.getRun.run.kind === 'workflow') {
+      // A workflow run: what the live notifications showed is what history shows.
+      assert.equal(live.kind, 'workflow');
+      assert.equal(rebuilt.kind, 'workflow');
+      const view = (st: PaneState) => displaySteps(st).map((x) => [x.stepId, x.phase, x.cached] as const).sort((a, b) => a[0].localeCompare(b[0]));
+      assert.deepEqual(view(live), view(rebuilt), 'rows, phases and cached marks');
+      const groups = (st: PaneState) => phaseGroups(st).map((g) => [g.title, g.steps.map((x) => x.stepId).sort()]);
+      assert.deepEqual(groups(live), groups(rebuilt), 'the same agents in the same phase groups');
+      assert.deepEqual(phaseGroups(live).map((g) => g.title), phaseGroups(rebuilt).map((g) => g.title));
+      assert.deepEqual(live.log.map((l) => [l.seq, l.kind, l.message]), (rec.getRun.run.log ?? []).map((l) => [l.seq, l.kind, l.message]));
+      assert.deepEqual(live.result, rec.getRun.run.result);
+      assert.equal(budgetSpent(live), budgetSpent(rebuilt));
+      const agents = live.steps.filter((x) => x.kind === 'agent');
+      assert.ok(agents.length > 0, 'the workflow ran agents');
+      if (agents.every((x) => x.cached)) assert.equal(budgetSpent(live), 0, 'an all-cached run spent nothing');
+      else assert.ok(budgetSpent(live) > 0, 'agents that ran spent output tokens');
+    }
   });
 }
 

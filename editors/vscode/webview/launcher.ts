@@ -1,13 +1,20 @@
-// The Flows launcher: category tabs over boo/listFlows, a size choice, a focus box, a fast toggle.
+// The Flows launcher: category tabs over boo/listFlows, a size choice, a focus box, a fast toggle;
+// and a Workflows tab over boo/listWorkflows with an args box and an optional token budget.
 
 import type { Band, Category, Flow } from '../src/protocol';
 import { BANDS, CATEGORIES } from '../src/protocol';
 import type { FromLauncher, LauncherDefaults, ToLauncher } from '../src/messages';
+import type { Workflow } from '../src/workflows';
 import { clear, h, vscodeApi } from './common';
 import { projectFlowMark } from '../src/trust';
 
+type Tab = Category | 'workflows';
+
 interface Persisted {
-  category: Category;
+  category: Tab;
+  workflow?: string | null;
+  args?: string;
+  budget?: string;
   flow: string | null;
   band: Band;
   question: string;
@@ -32,8 +39,10 @@ const BAND_HINT: Record<Band, string> = {
 };
 
 let flows: Flow[] = [];
-let root: string | null = null;
+let workflows: Workflow[] | null = null;
+let workflowsError: string | null = null;
 let trusted = false;
+let root: string | null = null;
 let launching = false;
 const saved = vscode.getState();
 const ui: Persisted = {
@@ -42,6 +51,9 @@ const ui: Persisted = {
   band: saved?.band ?? 'small',
   question: saved?.question ?? '',
   fast: saved?.fast ?? false,
+  workflow: saved?.workflow ?? null,
+  args: saved?.args ?? '',
+  budget: saved?.budget ?? '',
 };
 
 const app = document.getElementById('app') as HTMLElement;
@@ -57,20 +69,45 @@ const focusBox = h('textarea', {
   'aria-label': 'Focus',
 }) as HTMLTextAreaElement;
 const fastBox = h('input', { type: 'checkbox', id: 'fast', class: 'fast' }) as HTMLInputElement;
+const argsBox = h('textarea', {
+  class: 'args',
+  id: 'args',
+  rows: 3,
+  placeholder: 'The script\'s args: JSON (e.g. {"paths": ["src/"]}) or plain text; empty for none',
+  'aria-label': 'Args',
+}) as HTMLTextAreaElement;
+const budgetBox = h('input', { type: 'text', id: 'budget', class: 'budget', inputmode: 'numeric', placeholder: 'no budget', 'aria-label': 'Token budget' }) as HTMLInputElement;
+const argsHint = h('div', { class: 'hint args-hint' });
 const launchBtn = h('button', { class: 'primary launch', type: 'button' }, 'Launch');
 const cancelBtn = h('button', { class: 'secondary', type: 'button' }, 'Cancel');
 const errorEl = h('div', { class: 'launch-error', role: 'alert', hidden: true });
 const rootEl = h('div', { class: 'hint root' });
 const summaryEl = h('div', { class: 'hint roster-preview' });
 
-clear(app);
-app.append(
-  h('h1', null, 'Launch a flow'),
-  tabList,
-  flowList,
+const flowFields = [
   h('div', { class: 'field' }, h('div', { class: 'field-label' }, 'Size'), bandGroup, bandHint),
   h('div', { class: 'field' }, h('label', { class: 'field-label', for: 'focus' }, 'Focus'), focusBox),
   h('div', { class: 'field row' }, fastBox, h('label', { for: 'fast' }, 'Fast'), h('span', { class: 'hint' }, '— the core roster only: leave out the specialists that join on a signal in the code')),
+];
+const workflowFields = [
+  h('div', { class: 'field' }, h('label', { class: 'field-label', for: 'args' }, 'Args'), argsBox, argsHint),
+  h(
+    'div',
+    { class: 'field' },
+    h('label', { class: 'field-label', for: 'budget' }, 'Token budget'),
+    budgetBox,
+    h('div', { class: 'hint' }, 'Output tokens for the whole run (e.g. 20000 or 20k); agent() throws once they are spent. Cached answers cost nothing.'),
+  ),
+];
+const titleEl = h('h1', null, 'Launch a flow');
+
+clear(app);
+app.append(
+  titleEl,
+  tabList,
+  flowList,
+  ...flowFields,
+  ...workflowFields,
   summaryEl,
   rootEl,
   errorEl,
@@ -87,12 +124,18 @@ for (const band of BANDS) {
   });
   bandGroup.append(b);
 }
-for (const cat of CATEGORIES) {
-  const t = h('button', { class: 'tab', role: 'tab', 'data-category': cat, type: 'button' }, CATEGORY_LABEL[cat]);
+const TABS: Tab[] = [...CATEGORIES, 'workflows'];
+for (const cat of TABS) {
+  const t = h('button', { class: `tab${cat === 'workflows' ? ' tab-workflows' : ''}`, role: 'tab', 'data-category': cat, type: 'button' }, tabLabel(cat));
   t.addEventListener('click', () => {
     ui.category = cat;
-    const inCat = flows.filter((f) => f.category === cat);
-    if (!inCat.some((f) => f.name === ui.flow)) ui.flow = inCat[0]?.name ?? null;
+    if (cat === 'workflows') {
+      if (!(workflows ?? []).some((w) => w.name === ui.workflow)) ui.workflow = workflows?.[0]?.name ?? null;
+    } else {
+      const inCat = flows.filter((f) => f.category === cat);
+      if (!inCat.some((f) => f.name === ui.flow)) ui.flow = inCat[0]?.name ?? null;
+    }
+    errorEl.hidden = true;
     save();
     render();
   });
@@ -100,13 +143,33 @@ for (const cat of CATEGORIES) {
 }
 tabList.addEventListener('keydown', (ev) => {
   if (ev.key !== 'ArrowRight' && ev.key !== 'ArrowLeft') return;
-  const i = CATEGORIES.indexOf(ui.category);
-  const next = CATEGORIES[(i + (ev.key === 'ArrowRight' ? 1 : CATEGORIES.length - 1)) % CATEGORIES.length];
+  const i = TABS.indexOf(ui.category);
+  const next = TABS[(i + (ev.key === 'ArrowRight' ? 1 : TABS.length - 1)) % TABS.length];
   (tabList.querySelector(`[data-category="${next}"]`) as HTMLButtonElement).click();
   (tabList.querySelector(`[data-category="${next}"]`) as HTMLButtonElement).focus();
 });
 focusBox.value = ui.question;
 fastBox.checked = ui.fast;
+argsBox.value = ui.args ?? '';
+budgetBox.value = ui.budget ?? '';
+argsBox.addEventListener('input', () => {
+  ui.args = argsBox.value;
+  save();
+  renderArgsHint();
+});
+budgetBox.addEventListener('input', () => {
+  ui.budget = budgetBox.value;
+  save();
+});
+for (const box of [argsBox, budgetBox]) {
+  box.addEventListener('keydown', (ev) => {
+    const e = ev as KeyboardEvent;
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey || box === budgetBox)) {
+      e.preventDefault();
+      launch();
+    }
+  });
+}
 focusBox.addEventListener('input', () => {
   ui.question = focusBox.value;
   save();
@@ -129,7 +192,31 @@ function save(): void {
   vscode.setState(ui);
 }
 
+function tabLabel(cat: Tab): string {
+  return cat === 'workflows' ? 'Workflows' : CATEGORY_LABEL[cat];
+}
+
+/** What the args box will send: JSON when it parses, else the text. */
+function renderArgsHint(): void {
+  const t = (ui.args ?? '').trim();
+  if (!t) argsHint.textContent = 'No args: the script sees undefined.';
+  else {
+    try {
+      JSON.parse(t);
+      argsHint.textContent = 'Sent as JSON.';
+    } catch {
+      argsHint.textContent = 'Not JSON: sent as a string.';
+    }
+  }
+}
+
 function launch(): void {
+  if (ui.category === 'workflows') {
+    if (launching || !ui.workflow) return;
+    errorEl.hidden = true;
+    post({ type: 'launchWorkflow', workflow: ui.workflow, args: ui.args ?? '', budget: ui.budget ?? '' });
+    return;
+  }
   if (launching || !ui.flow || !ui.question.trim()) {
     if (!ui.question.trim()) {
       showError('Write a focus first: it is the question the agents answer.');
@@ -147,19 +234,69 @@ function showError(message: string): void {
 }
 
 function renderButtons(): void {
-  launchBtn.disabled = launching || !ui.flow || !ui.question.trim();
+  launchBtn.disabled = launching || (ui.category === 'workflows' ? !ui.workflow : !ui.flow || !ui.question.trim());
   launchBtn.textContent = launching ? 'Launching…' : 'Launch';
+}
+
+function projectMark(source: string | undefined): HTMLElement | null {
+  const mark = projectFlowMark({ source: source as Flow['source'] }, trusted);
+  if (!mark) return null;
+  return h('span', { class: `badge source${trusted ? '' : ' untrusted'}`, 'data-source': mark, title: trusted ? 'From this folder (trusted)' : 'From this folder, which is not trusted: launching asks first' }, mark.replace(', ', ' · '));
+}
+
+function renderWorkflows(): void {
+  titleEl.textContent = 'Launch a workflow';
+  for (const el of flowFields) el.hidden = true;
+  for (const el of workflowFields) el.hidden = false;
+  clear(flowList);
+  if (workflows === null) flowList.append(h('div', { class: 'muted workflows-error' }, workflowsError ?? 'Loading workflows…'));
+  else if (!workflows.length) flowList.append(h('div', { class: 'muted' }, 'No workflow: add one to .boo/workflows/ or ~/.config/boo/workflows/.'));
+  for (const w of workflows ?? []) {
+    const selected = w.name === ui.workflow;
+    const phases = (w.phases ?? []).map((p) => p.title).filter(Boolean);
+    const card = h(
+      'button',
+      { class: 'flow-card workflow-card', role: 'radio', 'aria-checked': String(selected), 'data-workflow': w.name, 'data-source': w.source, type: 'button' },
+      h('div', { class: 'flow-title' }, w.name, projectMark(w.source), w.source !== 'project' ? h('span', { class: 'flow-name' }, w.source) : null),
+      h('div', { class: 'flow-desc' }, w.description ?? ''),
+      w.whenToUse ? h('div', { class: 'flow-steps' }, `When: ${w.whenToUse}`) : null,
+      phases.length ? h('div', { class: 'flow-steps' }, `Phases: ${phases.join(' → ')}`) : null,
+    );
+    card.addEventListener('click', () => {
+      ui.workflow = w.name;
+      save();
+      render();
+    });
+    card.addEventListener('dblclick', () => {
+      ui.workflow = w.name;
+      launch();
+    });
+    flowList.append(card);
+  }
+  const wf = (workflows ?? []).find((w) => w.name === ui.workflow);
+  summaryEl.textContent = wf?.path ? `Script: ${wf.path}` : '';
+  rootEl.textContent = root ? `Reads ${root} (read-only)` : '';
+  renderArgsHint();
+  renderButtons();
 }
 
 function render(): void {
   for (const t of Array.from(tabList.children) as HTMLElement[]) {
-    const cat = t.dataset.category as Category;
+    const cat = t.dataset.category as Tab;
     const selected = cat === ui.category;
     t.setAttribute('aria-selected', String(selected));
     t.setAttribute('tabindex', selected ? '0' : '-1');
-    const n = flows.filter((f) => f.category === cat).length;
-    t.textContent = `${CATEGORY_LABEL[cat]}${flows.length ? ` (${n})` : ''}`;
+    const n = cat === 'workflows' ? (workflows ?? []).length : flows.filter((f) => f.category === cat).length;
+    const known = cat === 'workflows' ? workflows !== null : flows.length > 0;
+    t.textContent = `${tabLabel(cat)}${known ? ` (${n})` : ''}`;
   }
+  if (ui.category === 'workflows') {
+    renderWorkflows();
+    return;
+  }
+  titleEl.textContent = 'Launch a flow';
+  for (const el of flowFields) el.hidden = false;
+  for (const el of workflowFields) el.hidden = true;
   for (const b of Array.from(bandGroup.children) as HTMLElement[]) {
     b.setAttribute('aria-checked', String(b.dataset.band === ui.band));
   }
@@ -171,17 +308,10 @@ function render(): void {
   for (const f of inCat) {
     const selected = f.name === ui.flow;
     const steps = f.bands?.[ui.band]?.length ?? 0;
-    const mark = projectFlowMark(f, trusted);
     const card = h(
       'button',
       { class: 'flow-card', role: 'radio', 'aria-checked': String(selected), 'data-flow': f.name, type: 'button' },
-      h(
-        'div',
-        { class: 'flow-title' },
-        f.title || f.name,
-        h('span', { class: 'flow-name' }, f.name),
-        mark ? h('span', { class: 'flow-source', 'data-source': mark }, `[${mark}]`) : null,
-      ),
+      h('div', { class: 'flow-title' }, f.title || f.name, projectMark(f.source), h('span', { class: 'flow-name' }, f.name)),
       h('div', { class: 'flow-desc' }, f.description ?? ''),
       h('div', { class: 'flow-steps' }, `${steps} step${steps === 1 ? '' : 's'} at ${BAND_LABEL[ui.band].toLowerCase()} size`),
     );
@@ -208,8 +338,10 @@ window.addEventListener('message', (ev: MessageEvent) => {
   switch (msg.type) {
     case 'flows': {
       flows = msg.flows ?? [];
-      root = msg.root;
+      workflows = msg.workflows ?? null;
+      workflowsError = msg.workflowsError ?? null;
       trusted = msg.trusted === true;
+      root = msg.root;
       applyDefaults(msg.defaults);
       launching = false;
       render();
@@ -236,6 +368,18 @@ function applyDefaults(d: LauncherDefaults): void {
   if (d.fast !== undefined && saved?.fast === undefined) {
     ui.fast = d.fast;
     fastBox.checked = d.fast;
+  }
+  if (d.tab === 'workflows') {
+    ui.category = 'workflows';
+    if (d.workflow) ui.workflow = d.workflow;
+    if (!(workflows ?? []).some((w) => w.name === ui.workflow)) ui.workflow = workflows?.[0]?.name ?? null;
+    save();
+    return;
+  }
+  if (ui.category === 'workflows') {
+    if (!(workflows ?? []).some((w) => w.name === ui.workflow)) ui.workflow = workflows?.[0]?.name ?? null;
+    save();
+    return;
   }
   const wanted = d.flow ? flows.find((f) => f.name === d.flow) : undefined;
   if (wanted) {

@@ -10,7 +10,10 @@ import {
   StepView,
   StreamItem,
   Action,
+  budgetSpent,
   countByStatus,
+  displaySteps,
+  phaseGroups,
   elapsedMs,
   expandedStepId,
   formatElapsed,
@@ -38,12 +41,16 @@ const statusEl = h('span', { class: 'status-pill', 'data-status': 'pending' });
 const elapsedEl = h('span', { class: 'elapsed', title: 'Elapsed' });
 const tokensEl = h('span', { class: 'tokens', title: 'Tokens used' });
 const stepsCountEl = h('span', { class: 'steps-count' });
+const budgetSep = h('span', { class: 'sep' }, '·');
+const budgetEl = h('span', { class: 'budget', title: 'Output tokens spent against the run\'s budget (cached answers cost nothing)' });
 const menuBtn = h('button', { class: 'icon-btn menu-btn', 'aria-haspopup': 'menu', 'aria-expanded': 'false', title: 'More actions', 'aria-label': 'More actions' }, '…');
 const menu = h('div', { class: 'menu', role: 'menu', hidden: true });
 const questionEl = h('p', { class: 'question' });
 const noticeEl = h('div', { class: 'notice', role: 'status', hidden: true });
 const reportEl = h('section', { class: 'report markdown-body', 'aria-label': 'Report', hidden: true });
 const runErrorEl = h('section', { class: 'run-error', role: 'alert', hidden: true });
+const logList = h('div', { class: 'log-lines' });
+const logEl = h('section', { class: 'run-log', 'aria-label': 'Run log', hidden: true }, h('h2', null, 'Log'), logList);
 const followBtn = h('button', { class: 'link-btn follow', hidden: true, title: 'Expand the active step automatically' }, 'Follow live');
 const rosterList = h('div', { class: 'steps', role: 'list' });
 const roster = h(
@@ -78,12 +85,12 @@ const header = h(
   'header',
   { class: 'hdr' },
   h('div', { class: 'hdr-main' }, flowEl, bandEl, statusEl),
-  h('div', { class: 'hdr-meta' }, elapsedEl, h('span', { class: 'sep' }, '·'), tokensEl, h('span', { class: 'sep' }, '·'), stepsCountEl),
+  h('div', { class: 'hdr-meta' }, elapsedEl, h('span', { class: 'sep' }, '·'), tokensEl, budgetSep, budgetEl, h('span', { class: 'sep' }, '·'), stepsCountEl),
   h('div', { class: 'menu-wrap' }, menuBtn, menu),
 );
 
 clear(app);
-app.append(header, questionEl, noticeEl, reportEl, runErrorEl, roster, emptyEl);
+app.append(header, questionEl, noticeEl, reportEl, runErrorEl, logEl, roster, emptyEl);
 app.removeAttribute('aria-busy');
 
 function openMenu(): void {
@@ -184,6 +191,7 @@ function render(): void {
     questionEl.hidden = true;
     reportEl.hidden = true;
     runErrorEl.hidden = true;
+    logEl.hidden = true;
     roster.hidden = true;
     emptyEl.hidden = false;
     clear(emptyEl);
@@ -199,13 +207,28 @@ function render(): void {
   roster.hidden = false;
   renderHeader(state);
   renderReport(state);
+  renderLog(state);
   renderRoster(state);
+}
+
+/** A workflow run's narrator lines (log() and phase()), in seq order. */
+let renderedLogLen = -1;
+function renderLog(s: PaneState): void {
+  logEl.hidden = s.kind !== 'workflow' || !s.log.length;
+  if (renderedLogLen === s.log.length && logList.childElementCount === s.log.length) return;
+  renderedLogLen = s.log.length;
+  logList.replaceChildren(
+    ...s.log.map((l) =>
+      h('div', { class: 'log-line', 'data-kind': l.kind, 'data-seq': l.seq }, l.kind === 'phase' ? h('span', { class: 'log-phase' }, `▸ ${l.message}`) : l.message),
+    ),
+  );
 }
 
 function renderHeader(s: PaneState): void {
   document.title = `${s.flow || 'boo'} — ${s.status}`;
   flowEl.textContent = s.flow || '…';
-  bandEl.textContent = s.band;
+  bandEl.textContent = s.kind === 'workflow' ? 'workflow' : s.band;
+  document.body.setAttribute('data-run-kind', s.kind);
   statusEl.textContent = s.status;
   statusEl.setAttribute('data-status', s.status);
   document.body.setAttribute('data-run-status', s.status);
@@ -235,6 +258,14 @@ function updateClock(): void {
   if (!state) return;
   elapsedEl.textContent = formatElapsed(elapsedMs(state, Date.now()));
   tokensEl.textContent = `${formatTokens(runTokens(state))} tokens`;
+  const wf = state.kind === 'workflow';
+  budgetEl.hidden = budgetSep.hidden = !wf;
+  if (wf) {
+    const spent = budgetSpent(state);
+    const total = state.workflow?.budgetTotal ?? null;
+    budgetEl.textContent = total !== null ? `budget ${formatTokens(spent)} / ${formatTokens(total)}` : `${formatTokens(spent)} output tokens · no budget`;
+    budgetEl.classList.toggle('over', total !== null && spent >= total);
+  }
 }
 setInterval(() => {
   if (state && !isRunTerminal(state.status)) updateClock();
@@ -280,7 +311,8 @@ function renderReport(s: PaneState): void {
 
 function stepMetaText(step: StepView): string {
   const parts: string[] = [];
-  if (step.startedAt) {
+  if (step.cached) parts.push('cached');
+  if (step.startedAt && !step.cached) {
     const start = Date.parse(step.startedAt);
     const end = step.finishedAt ? Date.parse(step.finishedAt) : step.status === 'running' ? Date.now() : NaN;
     if (!Number.isNaN(start) && !Number.isNaN(end)) parts.push(formatElapsed(Math.max(0, end - start)));
@@ -290,7 +322,7 @@ function stepMetaText(step: StepView): string {
   const tools = step.items.filter((i) => i.kind === 'tool').length;
   if (tools) parts.push(`${tools} tool${tools === 1 ? '' : 's'}`);
   if (step.status === 'skipped') parts.push('skipped');
-  if (step.attempt > 1) parts.push(`attempt ${step.attempt}`);
+  if (step.attempt > 1 && !step.cached) parts.push(`attempt ${step.attempt}`);
   return parts.join(' · ');
 }
 
@@ -300,9 +332,23 @@ function renderRoster(s: PaneState): void {
   let lastWave: number | null = null;
   let ordinal = 0;
   const wanted: HTMLElement[] = [];
-  for (const step of s.steps) {
+  // A workflow's agents show by phase (the script step on top); a flow's steps by wave.
+  const groupOf = new Map<string, HTMLElement>();
+  if (s.kind === 'workflow') {
+    const script = s.steps.find((x) => x.kind === 'script');
+    if (script) groupOf.set(script.stepId, groupLabel('script', 'Script'));
+    for (const g of phaseGroups(s)) {
+      const label = groupLabel(g.title === null ? 'no-phase' : `phase:${g.title}`, g.title === null ? 'No phase' : g.title);
+      label.setAttribute('data-phase', g.title ?? '');
+      groupOf.set(g.steps[0].stepId, label);
+    }
+  }
+  for (const step of displaySteps(s)) {
     seen.add(step.stepId);
-    if (step.wave !== lastWave) {
+    if (s.kind === 'workflow') {
+      const label = groupOf.get(step.stepId);
+      if (label) wanted.push(label);
+    } else if (step.wave !== lastWave) {
       lastWave = step.wave;
       wanted.push(waveLabel(step.wave, ++ordinal));
     }
@@ -325,9 +371,12 @@ function renderRoster(s: PaneState): void {
     }
     el.root.setAttribute('data-status', step.status);
     el.root.setAttribute('data-kind', step.kind);
+    el.root.setAttribute('data-cached', String(step.cached));
+    if (step.phase !== null) el.root.setAttribute('data-phase', step.phase);
+    else el.root.removeAttribute('data-phase');
     el.dot.title = step.status;
     el.label.textContent = step.label;
-    el.agent.textContent = step.kind === 'agent' ? step.agent ?? '' : `code${step.agent ? ` · ${step.agent}` : ''}`;
+    el.agent.textContent = step.kind === 'agent' ? step.agent ?? '' : `${step.kind}${step.agent ? ` · ${step.agent}` : ''}`;
     el.meta.textContent = stepMetaText(step);
     const isOpen = step.stepId === expanded;
     el.row.setAttribute('aria-expanded', String(isOpen));
@@ -346,6 +395,18 @@ function renderRoster(s: PaneState): void {
     rosterList.replaceChildren(...wanted);
   }
   renderStream(s, expanded);
+}
+
+// A workflow's group labels (the script, then one per phase), kept by key.
+const groupEls = new Map<string, HTMLElement>();
+function groupLabel(key: string, text: string): HTMLElement {
+  let el = groupEls.get(key);
+  if (!el) {
+    el = h('div', { class: 'wave-label phase-label' });
+    groupEls.set(key, el);
+  }
+  el.textContent = text;
+  return el;
 }
 
 // Waves are labelled by their position (the server's numbering may start at 0 or 1).
@@ -405,7 +466,7 @@ function renderStream(s: PaneState, expanded: string | null): void {
   if (!items.length) {
     if (step.output) footer.append(h('div', { class: 'item output' }, step.output));
     else if (step.status === 'pending') footer.append(h('div', { class: 'muted' }, `Waiting for wave ${waveOrdinal(s, step.wave)}…`));
-    else if (step.status === 'running') footer.append(h('div', { class: 'muted' }, step.kind === 'code' ? 'Running…' : 'Starting agent…'));
+    else if (step.status === 'running') footer.append(h('div', { class: 'muted' }, step.kind === 'code' ? 'Running…' : step.kind === 'script' ? 'The script is running: its agents show below as it calls them.' : 'Starting agent…'));
     else if (step.status === 'skipped') footer.append(h('div', { class: 'muted' }, step.error ?? 'Skipped: its condition was not met.'));
     else if (step.kind === 'code') footer.append(h('div', { class: 'muted' }, 'Code step finished.'));
   }

@@ -1,6 +1,7 @@
 --- :Boo chat — a prompt buffer. `/flow <focus>` launches the configured
 --- chat flow (option chat_flow, default code-review) with band small on the
---- project the chat was opened from, and opens the pane.
+--- project the chat was opened from, and opens the pane. `/workflow <name>
+--- <args>` runs a workflow (args: JSON, else plain text).
 local config = require('boo.config')
 
 local M = {}
@@ -21,6 +22,7 @@ local function help(buf)
   local o = config.get()
   append(buf, {
     string.format('  /flow <focus>   run %s (band small) on %s and open the pane', o.chat_flow, vim.b[buf].boo_root or '?'),
+    '  /workflow <name> <args>   run a workflow (args: JSON or plain text)',
     '  :Boo launch     pick another flow, band and focus',
   })
 end
@@ -29,6 +31,27 @@ end
 function M.submit(buf, text)
   text = vim.trim(text or '')
   if text == '' then
+    return
+  end
+  local wf = text:match('^/workflow$') and '' or text:match('^/workflow%s+(.*)$')
+  if wf then
+    local name, rest = vim.trim(wf):match('^(%S+)%s*(.*)$')
+    if not name then
+      append(buf, '  /workflow needs a name, e.g. /workflow deep-review {"paths": ["src/"]}')
+      return
+    end
+    local boo = require('boo')
+    append(buf, string.format('  launching workflow %s …', name))
+    boo.launch_workflow({ workflow = name, args = boo.parse_args(rest), root = vim.b[buf].boo_root, focus = false }, function(err, run_id)
+      if not vim.api.nvim_buf_is_valid(buf) then
+        return
+      end
+      if err then
+        append(buf, '  failed: ' .. require('boo.client').err_text(err))
+      else
+        append(buf, '  started run ' .. run_id)
+      end
+    end)
     return
   end
   local focus = text:match('^/flow$') and '' or text:match('^/flow%s+(.*)$')

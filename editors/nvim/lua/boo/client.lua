@@ -159,6 +159,26 @@ function M.refetch(run_id, client_id, cb)
   end
 end
 
+--- A workflow run's budget, meta.phases and earlier log lines are not in its
+--- notifications: one boo/getRun (no transcripts) brings them.
+local info_asked = {}
+function M.ask_run_info(run, client_id)
+  if not run or run.kind ~= 'workflow' or info_asked[run.id] then
+    return
+  end
+  local client = vim.lsp.get_client_by_id(client_id or M.run_client[run.id] or -1)
+  if not client then
+    return
+  end
+  info_asked[run.id] = true
+  raw_request(client, 'boo/getRun', { runId = run.id }, function(err, result)
+    if not err and type(result) == 'table' and type(result.run) == 'table' then
+      M.store:run_info(result.run, M.now())
+      mark_dirty(run.id)
+    end
+  end)
+end
+
 --- A refetch that never got an answer (its server went away, or it is
 --- stuck) must not keep the stream buffered forever.
 function M.expire_refetches(client_id, max_age_ms)
@@ -190,7 +210,9 @@ M.handlers = {
       return
     end
     M.run_client[p.runId] = ctx.client_id
-    after(M.store:run_started(p, M.now()), ctx.client_id)
+    local run = M.store:run_started(p, M.now())
+    after(run, ctx.client_id)
+    M.ask_run_info(run, ctx.client_id)
   end,
   ['boo/stepUpdated'] = function(_, p, ctx)
     if type(p) ~= 'table' or not p.runId then
@@ -211,6 +233,18 @@ M.handlers = {
     end
     M.store:trace(p, M.now())
     after(M.store:get(p.runId), ctx.client_id)
+  end,
+  ['boo/stepAdded'] = function(_, p, ctx)
+    if type(p) ~= 'table' or not p.runId then
+      return
+    end
+    after(M.store:step_added(p, M.now()), ctx.client_id)
+  end,
+  ['boo/runLog'] = function(_, p, ctx)
+    if type(p) ~= 'table' or not p.runId then
+      return
+    end
+    after(M.store:run_log(p, M.now()), ctx.client_id)
   end,
 }
 

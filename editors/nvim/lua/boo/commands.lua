@@ -77,7 +77,58 @@ local function flow_cmd(args)
   end)
 end
 
+--- :Boo workflow [--budget N] [--fresh] [name | file.js | %] [args…]
+--- Without a name: the launcher's workflow list. A .js/.mjs path (or %, the
+--- current file) runs that script (scriptPath); args are JSON or plain text.
+local function workflow_cmd(args)
+  local b = boo()
+  local budget, fresh
+  local i = 1
+  while args[i] do
+    if args[i] == '--budget' and args[i + 1] then
+      local n, err = b.parse_budget(args[i + 1])
+      if err then
+        return notify('boo: ' .. err, vim.log.levels.WARN)
+      end
+      budget = n
+      i = i + 2
+    elseif args[i] == '--fresh' then
+      fresh = true
+      i = i + 1
+    else
+      break
+    end
+  end
+  local target = args[i]
+  if not target then
+    return require('boo.launcher').open_workflows()
+  end
+  local spec = { budget = budget, fresh = fresh, args = b.parse_args(table.concat(args, ' ', i + 1)) }
+  if target == '%' or target:match('%.m?js$') then
+    local path = target == '%' and vim.api.nvim_buf_get_name(0) or vim.fn.fnamemodify(vim.fn.expand(target), ':p')
+    if path == '' or vim.fn.filereadable(path) ~= 1 then
+      return notify('boo: no workflow script at ' .. (path ~= '' and path or '(this buffer has no file)'), vim.log.levels.WARN)
+    end
+    spec.scriptPath = path
+  else
+    spec.workflow = target
+  end
+  b.launch_workflow(spec)
+end
+
 M.subcommands = {
+  workflow = {
+    desc = 'run a workflow: :Boo workflow [--budget N] [--fresh] [name | file.js | %] [args]',
+    run = workflow_cmd,
+    complete = function(n, _, arglead)
+      if n == 1 then
+        local out = { '--budget', '--fresh', '%' }
+        vim.list_extend(out, vim.fn.getcompletion(arglead, 'file'))
+        return out
+      end
+      return {}
+    end,
+  },
   launch = {
     desc = 'pick a flow (category → flow → size → focus)',
     run = function()
@@ -99,7 +150,7 @@ M.subcommands = {
     end,
   },
   chat = {
-    desc = 'open the chat (/flow <focus>)',
+    desc = 'open the chat (/flow <focus>, /workflow <name> <args>)',
     run = function()
       boo().chat()
     end,

@@ -33,6 +33,9 @@ M.highlights = {
   BooTraceBar = 'DiagnosticInfo',
   BooTraceBarError = 'DiagnosticError',
   BooCacheHit = 'DiagnosticOk',
+  BooCached = 'DiagnosticHint',
+  BooPhase = 'Title',
+  BooLog = 'Comment',
 }
 
 local function define_highlights()
@@ -106,15 +109,25 @@ M.UNTRUSTED_ROOT = -32005
 
 --- Asks whether to trust `root` (its own .boo/ flows may then run); trusts it
 --- through boo/trustRoot when the user says so. cb(trusted).
-function M.offer_trust(root, flow, err, cb)
+function M.offer_trust(root, flow, err, cb, what)
   local c = client()
   local trust = 'Trust this folder and launch'
-  vim.ui.select({ trust, 'Cancel' }, {
+  local prompt
+  if what == 'workflow' then
+    prompt = string.format(
+      "boo: %q is this folder's own workflow (%s/.boo/workflows/ or .claude/workflows/), and the folder is not trusted. Review those scripts first. Trust it?",
+      flow,
+      root
+    )
+  else
     prompt = string.format(
       "boo: %q is this folder's own flow (%s/.boo/), and the folder is not trusted. Review its .boo/ folder first. Trust it?",
       flow,
       root
-    ),
+    )
+  end
+  vim.ui.select({ trust, 'Cancel' }, {
+    prompt = prompt,
     kind = 'boo.trust',
   }, function(choice)
     if choice ~= trust then
@@ -194,6 +207,112 @@ function M.launch(spec, cb)
   end)
 end
 
+--- The workflow catalog of `root` (boo/listWorkflows). cb(err, workflows, trusted).
+function M.workflows(root, cb)
+  local c = client()
+  root = root or c.root(0)
+  c.request(root, 'boo/listWorkflows', { root = root }, function(err, res)
+    if err or type(res) ~= 'table' then
+      if not (err and err.notified) then
+        notify('boo: cannot list workflows: ' .. c.err_text(err or { message = 'empty answer' }), vim.log.levels.ERROR)
+      end
+      return cb(err or { message = 'empty answer' })
+    end
+    cb(nil, res.workflows or {}, res.trusted == true)
+  end)
+end
+
+--- Args typed by the user: valid JSON is sent as JSON, anything else as the
+--- text itself; empty text sends no args (the script sees `undefined`).
+function M.parse_args(text)
+  text = vim.trim(text or '')
+  if text == '' then
+    return nil
+  end
+  local ok, v = pcall(vim.json.decode, text)
+  if ok and v ~= nil then
+    return v
+  end
+  return text
+end
+
+--- A budget typed by the user: empty is none; a positive whole number of
+--- output tokens (`20000`, `20,000`, `20k`). Returns nil, error message otherwise.
+function M.parse_budget(text)
+  text = vim.trim(text or ''):gsub('[,_%s]', '')
+  if text == '' then
+    return nil
+  end
+  local num, k = text:match('^(%d+%.?%d*)([kK]?)$')
+  local n = num and tonumber(num)
+  if n then
+    n = math.floor(n * (k ~= '' and 1000 or 1) + 0.5)
+  end
+  if not n or n <= 0 then
+    return nil, 'the budget is a number of output tokens, like 20000 or 20k (got "' .. text .. '"); leave it empty for none'
+  end
+  return n
+end
+
+--- Launch a workflow and open its pane.
+---@param spec { workflow?: string, scriptPath?: string, script?: string, args?: any, budget?: integer, fresh?: boolean, root?: string, model?: string, focus?: boolean }
+---@param cb? fun(err: table?, run_id: string?)
+function M.launch_workflow(spec, cb)
+  local c = client()
+  local root = spec.root or c.root(0)
+  local o = config.get()
+  local params = { root = root }
+  for _, k in ipairs({ 'workflow', 'scriptPath', 'script', 'budget' }) do
+    if spec[k] ~= nil then
+      params[k] = spec[k]
+    end
+  end
+  if spec.args ~= nil then
+    params.args = spec.args
+  end
+  if spec.fresh then
+    params.fresh = true
+  end
+  if spec.model or o.model then
+    params.model = spec.model or o.model
+  end
+  local name = params.workflow or params.scriptPath or 'script'
+  c.request(root, 'boo/launchWorkflow', params, function(err, res, lsp_client)
+    if err and err.code == M.UNTRUSTED_ROOT and not spec._trust_asked then
+      -- A project workflow in a folder the user has not trusted: ask, trust, launch again.
+      return M.offer_trust(root, name, err, function(trusted)
+        if trusted then
+          M.launch_workflow(vim.tbl_extend('force', spec, { root = root, _trust_asked = true }), cb)
+        elseif cb then
+          cb(err)
+        end
+      end, 'workflow')
+    end
+    if err or type(res) ~= 'table' or not res.runId then
+      if not (err and err.notified) then
+        notify('boo: cannot launch ' .. name .. ': ' .. c.err_text(err or { message = 'no runId in the answer' }),
+          vim.log.levels.ERROR)
+      end
+      return cb and cb(err or { message = 'no runId' })
+    end
+    local run = c.store:ensure(res.runId, c.now())
+    run.flow = run.flow or params.workflow or vim.fn.fnamemodify(params.scriptPath or 'script', ':t:r')
+    run.root = run.root or root
+    run.kind = 'workflow'
+    run.launch = params
+    if lsp_client then
+      c.run_client[res.runId] = lsp_client.id
+    end
+    if #run.steps > 0 then
+      run.stub = false
+    end
+    require('boo.pane').open(res.runId, { focus = spec.focus })
+    if cb then
+      cb(nil, res.runId)
+    end
+  end)
+end
+
 --- Open the pane of a run (default: the last one).
 function M.open(run_id)
   run_id = current_run(run_id)
@@ -231,10 +350,14 @@ function M.cancel(run_id, cb)
   end)
 end
 
---- Launch the same flow, band, focus and root again.
+--- Launch the same flow, band, focus and root again (a workflow run: the
+--- same launch again, when this editor launched it).
 function M.rerun(run_id, cb)
   run_id = current_run(run_id)
   local run = run_id and client().store:get(run_id)
+  if run and run.launch then
+    return M.launch_workflow(vim.tbl_extend('force', run.launch, {}), cb)
+  end
   if not run or not run.flow or not run.question then
     return notify('boo: nothing to re-run', vim.log.levels.WARN)
   end

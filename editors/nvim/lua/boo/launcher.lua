@@ -58,6 +58,73 @@ local function ask_band(root, flow, fast)
   end)
 end
 
+--- Workflow: args (JSON or text), then an optional token budget, then launch.
+local function ask_workflow_args(root, wf)
+  local boo = require('boo')
+  vim.ui.input({ prompt = string.format('boo workflow %s args (JSON or text, empty for none): ', wf.name) }, function(text)
+    if text == nil then
+      return
+    end
+    local function ask_budget()
+      vim.ui.input({ prompt = 'boo token budget (output tokens, e.g. 20k; empty for none): ' }, function(btext)
+        if btext == nil then
+          return
+        end
+        local budget, err = boo.parse_budget(btext)
+        if err then
+          require('boo.client').notify('boo: ' .. err, vim.log.levels.WARN)
+          return ask_budget()
+        end
+        boo.launch_workflow({ workflow = wf.name, args = boo.parse_args(text), budget = budget, root = root })
+      end)
+    end
+    ask_budget()
+  end)
+end
+
+--- How a workflow shows in the list: name, source mark, description, phases.
+function M.format_workflow(w, trusted)
+  local desc = (w.description or ''):gsub('%s+', ' ')
+  local mark = ''
+  if w.source == 'project' then
+    mark = trusted and ' [project]' or ' [project, untrusted]'
+  elseif w.source == 'user' then
+    mark = ' [user]'
+  end
+  local phases = {}
+  for _, ph in ipairs(type(w.phases) == 'table' and w.phases or {}) do
+    if type(ph) == 'table' and type(ph.title) == 'string' then
+      phases[#phases + 1] = ph.title
+    end
+  end
+  return string.format('%s%s — %s%s', w.name, mark, desc ~= '' and desc or w.name,
+    #phases > 0 and (' (' .. table.concat(phases, ' → ') .. ')') or '')
+end
+
+--- The workflow list (the launcher's "workflow" category).
+function M.open_workflows(root)
+  root = root or require('boo.client').root(0)
+  require('boo').workflows(root, function(err, list, trusted)
+    if err then
+      return
+    end
+    if #list == 0 then
+      return require('boo.client').notify('boo: no workflow for ' .. root .. ' (add one to .boo/workflows/)')
+    end
+    vim.ui.select(list, {
+      prompt = 'boo: workflow',
+      kind = 'boo.workflow',
+      format_item = function(w)
+        return M.format_workflow(w, trusted)
+      end,
+    }, function(wf)
+      if wf then
+        ask_workflow_args(root, wf)
+      end
+    end)
+  end)
+end
+
 --- Run the launcher. `root` defaults to the current buffer's project.
 function M.open(root)
   local boo = require('boo')
@@ -83,15 +150,23 @@ function M.open(root)
         cats[#cats + 1] = c
       end
     end
+    -- Workflows sit beside the flow categories.
+    cats[#cats + 1] = 'workflow'
     vim.ui.select(cats, {
       prompt = 'boo: category',
       kind = 'boo.category',
       format_item = function(c)
+        if c == 'workflow' then
+          return 'Workflow (scripts: agent(), parallel(), pipeline())'
+        end
         return string.format('%s (%d)', title(c), #by_cat[c])
       end,
     }, function(cat)
       if not cat then
         return
+      end
+      if cat == 'workflow' then
+        return M.open_workflows(root)
       end
       local list = by_cat[cat]
       table.sort(list, function(a, b)

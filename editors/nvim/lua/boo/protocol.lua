@@ -17,6 +17,8 @@
 ---@alias boo.ExportFormat "markdown"|"json"
 --- Where a flow comes from; a project flow runs only in a trusted root.
 ---@alias boo.FlowSource "builtin"|"project"
+--- Where a workflow comes from; a project workflow runs only in a trusted root.
+---@alias boo.WorkflowSource "builtin"|"user"|"project"
 
 --- Token counts of a model turn, a step or a run.
 ---@class boo.Usage
@@ -88,14 +90,36 @@
 ---@field field string
 ---@field message string
 
+--- A workflow of the catalog (boo/listWorkflows).
+---@class boo.Workflow
+---@field name string the name to launch it by (`project:<name>` when a project workflow's own name is taken)
+---@field description string
+---@field whenToUse string|nil
+---@field phases boo.WorkflowPhase[]
+---@field source boo.WorkflowSource
+---@field path string the file it was read from (`builtin:workflows/<file>` for the copy inside boo)
+
+--- One entry of a workflow's `meta.phases`.
+---@class boo.WorkflowPhase
+---@field title string
+---@field detail string|nil
+
+--- A workflow file that cannot be listed.
+---@class boo.WorkflowError
+---@field file string
+---@field line? integer
+---@field column? integer
+---@field message string
+
 ---@class boo.RunSummary
 ---@field runId string
 ---@field flow string
----@field band boo.Band
+---@field band boo.Band|nil nil for a workflow run
 ---@field status boo.RunStatus
 ---@field question string
 ---@field root string
 ---@field createdAt string
+---@field kind string "flow" or "workflow"
 ---@field finishedAt string|nil
 
 ---@class boo.Run : boo.RunSummary
@@ -104,7 +128,6 @@
 ---@field usage boo.Usage
 ---@field fast boolean
 ---@field title string|nil
----@field kind string "flow" or "workflow"
 ---@field workflow? any a workflow run's { name, source, path, args, budget = { total, spent } }
 ---@field result? any a completed workflow run's return value
 ---@field log? boo.RunLogLine[] a workflow run's log
@@ -141,6 +164,7 @@
 ---@field parentStepId string|nil the step that started this one (steps added while the run ran)
 ---@field phase string|nil a workflow's phase label
 ---@field cacheKey? string the content key of a workflow agent's cached result
+---@field cached boolean answered from the workflow cache (no agent process ran)
 
 ---@class boo.TurnUsage
 ---@field turn integer
@@ -171,6 +195,7 @@
 ---@field methods string[]
 ---@field notifications string[]
 ---@field cancelEndedRun string
+---@field features string[] the groups of additions this server supports ("workflows")
 
 -- ---- requests --------------------------------------------------------------
 
@@ -181,6 +206,14 @@
 ---@field flows boo.Flow[]
 ---@field errors boo.CatalogError[]
 ---@field trusted boolean whether the user trusts the root: its project flows run only then
+
+---@class boo.ListWorkflowsParams
+---@field root? string
+
+---@class boo.ListWorkflowsResult
+---@field workflows boo.Workflow[]
+---@field errors boo.WorkflowError[]
+---@field trusted boolean whether the user trusts the root: its project workflows run only then
 
 ---@class boo.TrustRootParams
 ---@field root string
@@ -266,7 +299,7 @@
 ---@class boo.RunStartedParams
 ---@field runId string
 ---@field flow string
----@field band boo.Band
+---@field band boo.Band|nil nil for a workflow run
 ---@field question string
 ---@field root string
 ---@field status boo.RunStatus
@@ -339,6 +372,7 @@ local M = {}
 M.requests = {
   ['boo/listFlows'] = { params = 'boo.ListFlowsParams', result = 'boo.ListFlowsResult' },
   ['boo/launchFlow'] = { params = 'boo.LaunchFlowParams', result = 'boo.LaunchFlowResult' },
+  ['boo/listWorkflows'] = { params = 'boo.ListWorkflowsParams', result = 'boo.ListWorkflowsResult' },
   ['boo/launchWorkflow'] = { params = 'boo.LaunchWorkflowParams', result = 'boo.LaunchWorkflowResult' },
   ['boo/listRuns'] = { params = 'boo.ListRunsParams', result = 'boo.ListRunsResult' },
   ['boo/getRun'] = { params = 'boo.GetRunParams', result = 'boo.GetRunResult' },

@@ -231,7 +231,10 @@ function M.stream_lines(b, step, opts)
       end
     end
   end
-  if step.kind == 'code' and type(step.output) == 'string' and step.output ~= '' then
+  if (step.kind == 'code' or step.kind == 'script' or step.cached) and type(step.output) == 'string' and step.output ~= '' then
+    if step.cached then
+      b.add('(answered from the cache: no agent ran)', 'BooCached')
+    end
     any = true
     for _, l in ipairs(split_lines(step.output)) do
       b.add(l, 'BooText')
@@ -267,16 +270,28 @@ function M.pane(run, view)
   local st = run.status or 'running'
   local elapsed = run.created_ms and ((run.finished_ms or now) - run.created_ms) or nil
   local toks = state.run_tokens(run)
+  local wf = run.kind == 'workflow'
   b.chunks({
     { 'boo', 'BooHeader' },
     { ' · ', 'BooMuted' },
     { run.flow or '…', 'BooTitle' },
-    { ' · ' .. (run.band or '') .. ' · ', 'BooMuted' },
+    { ' · ' .. (wf and 'workflow' or (run.band or '')) .. ' · ', 'BooMuted' },
     { (g[st] or '') .. ' ' .. st, STATUS_HL[st] or 'BooStatusRunning' },
     { elapsed and (' · ' .. M.duration(elapsed)) or '', 'BooMuted' },
     { toks and (' · ' .. M.tokens(toks) .. ' tok') or '', 'BooMuted' },
   })
-  b.chunks({ { 'Focus: ', 'BooLabel' }, { one_line(run.question or '', 400), 'BooQuestion' } })
+  b.chunks({ { wf and 'Args:  ' or 'Focus: ', 'BooLabel' }, { one_line(run.question or '', 400), 'BooQuestion' } })
+  if wf then
+    -- Output tokens of the agents that ran, against the budget (cached answers cost nothing).
+    local spent = state.budget_spent(run)
+    local total = run.workflow and run.workflow.budget_total
+    b.chunks({
+      { 'Budget: ', 'BooLabel' },
+      { total and string.format('%s / %s output tokens', M.tokens(spent), M.tokens(total))
+        or string.format('%s output tokens (no budget)', M.tokens(spent)),
+        (total and spent >= total) and 'BooStatusFailed' or 'BooMuted' },
+    })
+  end
   b.chunks({
     { 'Root:  ', 'BooLabel' },
     { run.root or '', 'BooMuted' },
@@ -308,6 +323,19 @@ function M.pane(run, view)
     end
   end
 
+  -- A workflow's narrator lines (log() and phase()).
+  if wf and type(run.log) == 'table' and #run.log > 0 then
+    b.add('')
+    b.add(rule('Log', width), 'BooSection')
+    for _, l in ipairs(run.log) do
+      if l.kind == 'phase' then
+        b.add('▸ ' .. one_line(l.message, 200), 'BooPhase')
+      else
+        b.add('  ' .. one_line(l.message, 400), 'BooLog')
+      end
+    end
+  end
+
   -- Roster
   local done, total = 0, #run.steps
   local idw, agw = 4, 4
@@ -320,7 +348,22 @@ function M.pane(run, view)
   end
   b.add('')
   b.add(rule(string.format('Steps %d/%d', done, total), width), 'BooSection')
-  for _, s in ipairs(run.steps) do
+  -- A workflow's agents show under their phase (meta.phases order first).
+  local heading = {}
+  if wf then
+    for _, s in ipairs(run.steps) do
+      if s.kind == 'script' then
+        heading[s.id] = 'Script'
+      end
+    end
+    for _, g in ipairs(state.phase_groups(run)) do
+      heading[g.steps[1].id] = g.title and ('Phase: ' .. g.title) or 'No phase'
+    end
+  end
+  for _, s in ipairs(state.display_steps(run)) do
+    if heading[s.id] then
+      b.add('  ' .. heading[s.id], 'BooPhase')
+    end
     local mark = (view.expanded == s.id) and g.expanded or ((s.kind == 'code') and ' ' or g.collapsed)
     local sg = g[s.status] or '?'
     local who = s.kind == 'code' and 'code' or (s.agent or '')
@@ -331,8 +374,9 @@ function M.pane(run, view)
       { sg, STATUS_HL[s.status] or 'BooMuted' },
       { ' ' .. pad(trunc(s.id, 28), idw), view.expanded == s.id and 'BooStepExpanded' or 'BooStepName' },
       { '  ' .. pad(trunc(who, 30), agw), 'BooAgent' },
-      { s.wave and string.format('  w%d', s.wave) or '', 'BooMuted' },
+      { (s.wave and not wf) and string.format('  w%d', s.wave) or '', 'BooMuted' },
       { '  ' .. s.status, STATUS_HL[s.status] or 'BooMuted' },
+      { s.cached and '  cached' or '', 'BooCached' },
       { el and ('  ' .. M.duration(el)) or '', 'BooMuted' },
       { tk and ('  ' .. M.tokens(tk) .. ' tok') or '', 'BooMuted' },
     })
@@ -362,7 +406,8 @@ function M.run_summary(r, now)
     '%-10s %-22s %-6s %-9s %s',
     M.age(created, now),
     trunc(r.flow or '?', 22),
-    r.band or '',
+    -- A workflow run has no band (RunSummary.kind says so, or the band is absent).
+    (r.kind == 'workflow' or r.kind == 'agent') and r.kind or (r.band or 'workflow'),
     r.status or '',
     one_line(r.question or '', 70)
   )

@@ -160,6 +160,9 @@ local function add_step(run, id)
     return step, false
   end
   step = new_step(id)
+  -- Order of first appearance (a workflow's agents show by phase, then by it).
+  step.appear = run.next_appear or 0
+  run.next_appear = step.appear + 1
   run.by_id[id] = step
   table.insert(run.steps, step)
   return step, true
@@ -236,6 +239,17 @@ local function merge_step_fields(run, step, p, now)
   end
   if not is_nil(p.wave) then
     step.wave = p.wave
+  end
+  -- A workflow agent's phase, parent, and whether the cache answered it (a
+  -- getRun step says so in its meta).
+  if not is_nil(p.phase) then
+    step.phase = p.phase
+  end
+  if not is_nil(p.parentStepId) then
+    step.parentStepId = p.parentStepId
+  end
+  if p.cached == true or (type(p.meta) == 'table' and p.meta.cached == true) then
+    step.cached = true
   end
   if not is_nil(p.usage) and type(p.usage) == 'table' then
     step.usage = p.usage
@@ -356,6 +370,11 @@ function Store:run_started(p, now)
   end
   set_run_status(run, p.status or 'running', now)
   if type(p.steps) == 'table' then
+    for _, sp in ipairs(p.steps) do
+      if sp.kind == 'script' then
+        run.kind = 'workflow'
+      end
+    end
     for i, sp in ipairs(p.steps) do
       local step, created = add_step(run, sp.stepId)
       if created then
@@ -399,6 +418,9 @@ local function apply_run_fields(run, p, now)
     end
     if type(p.runUsage) == 'table' then
       run.usage = p.runUsage
+    end
+    if p.result ~= nil then
+      run.result = val(p.result)
     end
   elseif type(p.report) == 'string' and not run.report then
     run.report = p.report
@@ -604,11 +626,139 @@ function Store:trace(p, now)
   touch(run, step)
 end
 
+--- Log lines by seq; a seq already there is kept (lines never change).
+local function merge_log(run, lines)
+  if type(lines) ~= 'table' then
+    return
+  end
+  run.log = run.log or {}
+  local have = {}
+  for _, l in ipairs(run.log) do
+    have[l.seq] = true
+  end
+  local changed = false
+  for _, l in ipairs(lines) do
+    local seq = type(l) == 'table' and tonumber(val(l.seq)) or nil
+    if seq and seq == math.floor(seq) and not have[seq] then
+      have[seq] = true
+      run.log[#run.log + 1] = { seq = seq, kind = val(l.kind) or 'log', message = val(l.message) or '', at = val(l.at) or '' }
+      changed = true
+    end
+  end
+  if changed then
+    table.sort(run.log, function(a, b)
+      return a.seq < b.seq
+    end)
+  end
+end
+
+--- `Run.workflow` folded into what the pane knows of a workflow run.
+local function merge_workflow(run, w)
+  if type(w) ~= 'table' then
+    return
+  end
+  local cur = run.workflow or { phases = {} }
+  for _, k in ipairs({ 'name', 'source', 'path' }) do
+    if type(w[k]) == 'string' then
+      cur[k] = w[k]
+    end
+  end
+  if w.args ~= nil then
+    cur.args = val(w.args)
+  end
+  if type(w.budget) == 'table' then
+    local total = val(w.budget.total)
+    cur.budget_total = type(total) == 'number' and total or nil
+  end
+  if type(w.phases) == 'table' then
+    local titles = {}
+    for _, ph in ipairs(w.phases) do
+      local t = type(ph) == 'table' and val(ph.title) or ph
+      if type(t) == 'string' then
+        titles[#titles + 1] = t
+      end
+    end
+    cur.phases = titles
+  end
+  run.workflow = cur
+end
+
+--- The run-level facts of a getRun answer's `run` (kind, workflow, log, result).
+local function apply_run_info(run, r)
+  if r.kind == 'workflow' then
+    run.kind = 'workflow'
+  end
+  merge_workflow(run, r.workflow)
+  merge_log(run, r.log)
+  if not is_nil(r.result) then
+    run.result = r.result
+  end
+end
+
+--- Only the run-level facts of a `boo/getRun` answer (the steps are left alone).
+function Store:run_info(r, now)
+  if type(r) ~= 'table' or not r.runId then
+    return nil
+  end
+  local run = self:ensure(r.runId, now)
+  apply_run_info(run, r)
+  touch(run)
+  return run
+end
+
+--- `boo/stepAdded`: a step the run created while it ran (a workflow's
+--- `agent()` call), added in its place with its phase, cached mark and parent.
+--- A step already known (the same stepId again, e.g. after the script re-ran
+--- from the top on a restart) is updated like a stepUpdated would: a newer
+--- chat starts a new attempt, a terminal status stays.
+function Store:step_added(p, now)
+  local run = self:ensure(p.runId, now)
+  run.last_event_ms = now
+  if not run.rostered then
+    hold(run, 'boo/stepAdded', p)
+    return run
+  end
+  local info = p.step
+  if type(info) ~= 'table' or type(info.stepId) ~= 'string' or info.stepId == '' then
+    return run
+  end
+  run.kind = 'workflow'
+  local step, created = add_step(run, info.stepId)
+  if created then
+    step.kind = 'agent'
+    step.wave = last_wave(run)
+  end
+  if merge_step_fields(run, step, info, now) then
+    if info.status == 'running' and step.kind ~= 'code' then
+      run.active_step = step.id
+    end
+  end
+  sort_steps(run)
+  touch(run, step)
+  return run
+end
+
+--- `boo/runLog`: one narrator line of a workflow run.
+function Store:run_log(p, now)
+  local run = self:ensure(p.runId, now)
+  if not run.rostered then
+    hold(run, 'boo/runLog', p)
+    return run
+  end
+  run.kind = 'workflow'
+  run.last_event_ms = now
+  merge_log(run, { p })
+  touch(run)
+  return run
+end
+
 local NOTIFY = {
   ['boo/runStarted'] = 'run_started',
   ['boo/stepUpdated'] = 'step_updated',
   ['boo/agentStream'] = 'agent_stream',
   ['boo/trace'] = 'trace',
+  ['boo/stepAdded'] = 'step_added',
+  ['boo/runLog'] = 'run_log',
 }
 
 --- Apply one server notification by its method name (unknown methods are
@@ -669,6 +819,7 @@ function Store:load_run(result, now, opts)
   if not is_nil(result.report) then
     run.report = result.report
   end
+  apply_run_info(run, r)
   local regap = false
   local with_transcript = (opts and opts.transcript) == true
   for _, sp in ipairs(type(result.steps) == 'table' and result.steps or {}) do
@@ -783,6 +934,87 @@ function M.auto_step(run)
     end
   end
   return fallback
+end
+
+--- A workflow run's agents grouped by phase: `{ { title = string|nil, steps = {...} }, ... }`.
+--- The phases of `meta.phases` first, in its order, then the others by their
+--- first agent's appearance (agents outside any phase form one group like the
+--- others); within a group, agents by first appearance. The script step is in
+--- no group.
+function M.phase_groups(run)
+  local meta = (run.workflow and run.workflow.phases) or {}
+  local meta_index = {}
+  for i, t in ipairs(meta) do
+    meta_index[t] = meta_index[t] or i
+  end
+  local agents = {}
+  for _, s in ipairs(run.steps) do
+    if s.kind ~= 'script' then
+      agents[#agents + 1] = s
+    end
+  end
+  table.sort(agents, function(a, b)
+    return (a.appear or 0) < (b.appear or 0)
+  end)
+  local groups, by_key = {}, {}
+  local NONE = {}
+  for _, s in ipairs(agents) do
+    local key = s.phase or NONE
+    local g = by_key[key]
+    if not g then
+      g = { title = s.phase, steps = {}, first = s.appear or 0 }
+      by_key[key] = g
+      groups[#groups + 1] = g
+    end
+    g.steps[#g.steps + 1] = s
+  end
+  table.sort(groups, function(a, b)
+    local ia = a.title and meta_index[a.title]
+    local ib = b.title and meta_index[b.title]
+    if ia and ib then
+      return ia < ib
+    elseif ia or ib then
+      return ia ~= nil
+    end
+    return a.first < b.first
+  end)
+  return groups
+end
+
+--- The pane's rows in display order: a flow's by wave; a workflow's script
+--- step first, then its phase groups.
+function M.display_steps(run)
+  if run.kind ~= 'workflow' then
+    return run.steps
+  end
+  local out = {}
+  for _, s in ipairs(run.steps) do
+    if s.kind == 'script' then
+      out[#out + 1] = s
+    end
+  end
+  for _, g in ipairs(M.phase_groups(run)) do
+    for _, s in ipairs(g.steps) do
+      out[#out + 1] = s
+    end
+  end
+  return out
+end
+
+--- Output tokens a workflow run has spent against its budget: the agents that
+--- ran (final usage when known, else the stream's so far); cached answers
+--- cost nothing.
+function M.budget_spent(run)
+  local n = 0
+  for _, s in ipairs(run.steps) do
+    if s.kind == 'agent' and not s.cached then
+      local u = s.usage or s.stream_usage
+      if type(u) == 'table' and type(u.outputTokens) == 'number' then
+        n = n + u.outputTokens
+      end
+    end
+  end
+  return n
 end
 
 function M.is_terminal(status)
