@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests need (cached under .tools/, so the second run is fast) and
 # runs EVERY test suite: Rust unit and end-to-end tests (fake qwen and the real qwen
-# CLI against a scripted model server), the fixtures' self test, the catalog check,
-# the Neovim plugin tests (also installed as lazy.nvim and vim.lsp.enable would), the
-# VS Code extension tests (also the platform .vsix alone), Emacs with eglot as a
-# generic LSP client, SARIF validation, and flow files checked by taplo.
+# CLI against a scripted model server, on both agent transports), the fixtures' self
+# test, the catalog check, the Neovim plugin tests (also installed as lazy.nvim and
+# vim.lsp.enable would), the VS Code extension tests (also the platform .vsix alone),
+# Emacs with eglot as a generic LSP client, SARIF validation, and flow files checked
+# by taplo.
 #
 #   scripts/test-all.sh
 #
@@ -44,7 +45,10 @@ suite "rust: formatting" cargo fmt --all -- --check
 suite "rust: clippy" cargo clippy --all-targets --quiet -- -D warnings
 suite "rust: build" cargo build --quiet
 export BOO_REQUIRE_REAL_QWEN=1
-suite "rust: unit, end-to-end and real-qwen tests" cargo test --quiet
+suite "rust: unit, end-to-end and real-qwen tests (agents in the warm ACP pool)" cargo test --quiet
+# The same end-to-end tests with one `qwen -p` per prompt (BOO_AGENT_TRANSPORT=oneshot).
+suite "rust: end-to-end and real-qwen tests on the one-shot transport" \
+  env BOO_AGENT_TRANSPORT=oneshot cargo test --quiet --test serve --test cli --test workflows --test real_qwen
 suite "fixtures: fake qwen and mock model server" python3 tests/fixtures/selftest.py
 suite "catalog: flows and personas" python3 scripts/check-catalog.py
 suite "neovim plugin (headless Neovim 0.11.4)" scripts/test-nvim.sh

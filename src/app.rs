@@ -3,8 +3,9 @@
 //! supervisor, and registers this process as an owner of runs. Each front end brings
 //! its own transport (the LSP client, the CLI's progress printer).
 
+use crate::agent::acp::AcpBackend;
 use crate::agent::qwen::QwenBackend;
-use crate::agent::AgentBackend;
+use crate::agent::{AgentBackend, AgentTransport, Misconfigured};
 use crate::config::Config;
 use crate::runner::outbox::{self, OutboxSender, Transport};
 use crate::runner::Supervisor;
@@ -30,6 +31,7 @@ pub enum AppError {
 pub struct App {
     pub store: Store,
     pub supervisor: Arc<Supervisor>,
+    backend: Arc<dyn AgentBackend>,
     outbox: JoinHandle<()>,
 }
 
@@ -41,19 +43,27 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
     })
 }
 
+/// The agent backend `config` asks for: the warm ACP pool (default) or one `qwen -p`
+/// per prompt.
+pub fn backend(config: &Config) -> Arc<dyn AgentBackend> {
+    match &config.transport {
+        Ok(AgentTransport::Acp) => {
+            Arc::new(AcpBackend::new(config.qwen.clone(), config.pool.clone()))
+        }
+        Ok(AgentTransport::Oneshot) => Arc::new(QwenBackend::new(config.qwen.clone())),
+        Err(e) => Arc::new(Misconfigured(e.clone())),
+    }
+}
+
 impl App {
-    /// Starts boo with the qwen backend. `transport` receives a sender into the
-    /// outbox (a transport may queue follow-up messages of its own).
+    /// Starts boo with the qwen backend of the configured agent transport.
+    /// `transport` receives a sender into the outbox (a transport may queue follow-up
+    /// messages of its own).
     pub async fn start<T: Transport>(
         config: &Config,
         transport: impl FnOnce(OutboxSender) -> T,
     ) -> Result<App, AppError> {
-        App::start_with(
-            config,
-            Arc::new(QwenBackend::new(config.qwen.clone())),
-            transport,
-        )
-        .await
+        App::start_with(config, backend(config), transport).await
     }
 
     /// Starts boo with a given agent backend (tests use scripted ones).
@@ -66,7 +76,7 @@ impl App {
         let (tx, rx) = mpsc::unbounded_channel();
         let supervisor = Supervisor::new(
             store.clone(),
-            backend,
+            backend.clone(),
             tx.clone(),
             config.runner.clone(),
             config.catalog_dir.clone(),
@@ -101,15 +111,21 @@ impl App {
         Ok(App {
             store,
             supervisor,
+            backend,
             outbox,
         })
     }
 
-    /// Lets the outbox deliver what is queued (bounded), once the supervisor is done.
+    /// Stops the agent processes kept between steps, then lets the outbox deliver what
+    /// is queued (bounded), once the supervisor is done.
     pub async fn drain(self, bound: std::time::Duration) {
         let App {
-            supervisor, outbox, ..
+            supervisor,
+            backend,
+            outbox,
+            ..
         } = self;
+        backend.shutdown().await;
         drop(supervisor);
         let _ = tokio::time::timeout(bound, outbox).await;
     }

@@ -1,8 +1,9 @@
 //! The command line: the same engine as the server, without an editor.
 
+use crate::agent::acp::AcpBackend;
 use crate::agent::harden::{landlock_abi, SandboxMode};
 use crate::agent::qwen::QwenBackend;
-use crate::agent::{AgentBackend, BoxFuture};
+use crate::agent::{AgentBackend, AgentTransport, BoxFuture};
 use crate::app::{self, App};
 use crate::catalog::Catalog;
 use crate::clock;
@@ -1277,6 +1278,69 @@ fn endpoint_reachable(url: &str) -> Result<String, String> {
     Err(format!("nothing answers at {addr}"))
 }
 
+/// A live look at the warm pool: one `qwen --acp` process in a scratch directory, two
+/// sessions asking the same short question (two small model requests). Lines:
+/// (check, Some(ok) or None for a warning, detail).
+async fn probe_pool(config: &Config) -> Vec<(&'static str, Option<bool>, String)> {
+    let dir = config
+        .qwen
+        .data_dir
+        .join(format!("doctor-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return vec![(
+            "pool",
+            Some(false),
+            format!("cannot create {}: {e}", dir.display()),
+        )];
+    }
+    let root = dir.canonicalize().unwrap_or(dir.clone());
+    let backend = AcpBackend::new(config.qwen.clone(), config.pool.clone());
+    let probe = backend.probe(&root).await;
+    backend.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let p = match probe {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![(
+                "pool",
+                Some(false),
+                format!("a warm `qwen --acp` process could not answer a probe: {e} — check the lines above, or set BOO_AGENT_TRANSPORT=oneshot"),
+            )]
+        }
+    };
+    let mut lines = vec![(
+        "pool",
+        Some(true),
+        format!(
+            "a `qwen --acp` process started and answered in {} ms; a second session on it answered in {} ms; {} process(es), {} MB resident",
+            p.cold.as_millis(),
+            p.warm.as_millis(),
+            p.processes,
+            p.rss_bytes / (1024 * 1024)
+        ),
+    )];
+    if p.cached_tokens > 0 {
+        lines.push((
+            "cached tokens",
+            Some(true),
+            format!(
+                "the endpoint reports prompt-cache hits: {} of {} input tokens of a repeated request were cached",
+                p.cached_tokens, p.input_tokens
+            ),
+        ));
+    } else {
+        lines.push((
+            "cached tokens",
+            None,
+            format!(
+                "the endpoint reported no cached tokens for a repeated request ({} input tokens): it has no prefix cache, or it reports reuse in a field qwen does not read (llama.cpp's timings.cache_n, DeepSeek's prompt_cache_hit_tokens); reports will show 0 cached tokens",
+                p.input_tokens
+            ),
+        ));
+    }
+    lines
+}
+
 pub async fn doctor(config: &Config) -> i32 {
     let mut failures = 0;
     let mut report = |ok: bool, what: &str, detail: String| {
@@ -1286,20 +1350,43 @@ pub async fn doctor(config: &Config) -> i32 {
         println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
     };
     let cfg = &config.qwen;
+    let mut qwen_ok = false;
     match cfg.resolve() {
         Ok(_) => {
             let backend = QwenBackend::new(cfg.clone());
             match backend.check().await {
-                Ok(info) => report(
-                    true,
-                    "qwen",
-                    format!("{} (version {})", info.path.display(), info.version),
-                ),
+                Ok(info) => {
+                    qwen_ok = true;
+                    report(
+                        true,
+                        "qwen",
+                        format!("{} (version {})", info.path.display(), info.version),
+                    )
+                }
                 Err(e) => report(false, "qwen", e.0),
             }
         }
         Err(e) => report(false, "qwen", e.0),
     }
+    let pool = &config.pool;
+    match &config.transport {
+        Err(e) => report(false, "transport", e.clone()),
+        Ok(AgentTransport::Acp) => report(
+            true,
+            "transport",
+            format!(
+                "acp (BOO_AGENT_TRANSPORT): every agent is a session in a warm `qwen --acp` process, one per project root, model, sandbox policy and settings, up to {} sessions each (BOO_POOL_SESSIONS); a process idle for {} s stops (BOO_POOL_IDLE_MS). BOO_AGENT_TRANSPORT=oneshot starts one `qwen -p` per prompt instead",
+                pool.sessions_per_process,
+                pool.idle.as_secs()
+            ),
+        ),
+        Ok(AgentTransport::Oneshot) => report(
+            true,
+            "transport",
+            "oneshot (BOO_AGENT_TRANSPORT): one cold `qwen -p` process per prompt (slower, more memory; for debugging). Unset it for the warm pool".into(),
+        ),
+    }
+    let mut endpoint_ok = false;
     for (var, value, hint) in [
         (
             "OPENAI_BASE_URL",
@@ -1332,7 +1419,10 @@ pub async fn doctor(config: &Config) -> i32 {
     }
     if let Some(url) = cfg.base_url.as_deref() {
         match endpoint_reachable(url) {
-            Ok(a) => report(true, "endpoint", format!("{a} accepts connections")),
+            Ok(a) => {
+                endpoint_ok = true;
+                report(true, "endpoint", format!("{a} accepts connections"))
+            }
             Err(e) => report(
                 false,
                 "endpoint",
@@ -1391,6 +1481,14 @@ pub async fn doctor(config: &Config) -> i32 {
         (None, Ok(SandboxMode::Auto)) => println!(
             "warn sandbox: unavailable — this kernel has no Landlock; agents run with boo's other read-only layers only (reports say so); set BOO_SANDBOX=required to refuse instead"
         ),
+    }
+    if qwen_ok && endpoint_ok && config.transport.is_ok() {
+        for (what, ok, detail) in probe_pool(config).await {
+            match ok {
+                Some(ok) => report(ok, what, detail),
+                None => println!("warn {what}: {detail}"),
+            }
+        }
     }
     if failures == 0 {
         println!("\nall checks passed");

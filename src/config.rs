@@ -3,8 +3,10 @@
 //! `initializationOptions` ([`Config::apply`]). Everything below receives the parts it
 //! needs; nothing below `main` reads an environment variable.
 
+use crate::agent::acp::pool::PoolConfig;
 use crate::agent::harden::SandboxMode;
 use crate::agent::qwen::QwenConfig;
+use crate::agent::AgentTransport;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -90,6 +92,14 @@ pub struct Config {
     /// `BOO_LOG_FILE`: logs go there instead of stderr.
     pub log_file: Option<PathBuf>,
     pub qwen: QwenConfig,
+    /// `BOO_AGENT_TRANSPORT`, parsed; a bad value refuses every launch with its message.
+    pub transport: Result<AgentTransport, String>,
+    /// The warm pool of the ACP transport (`BOO_POOL_IDLE_MS`, `BOO_POOL_SESSIONS`,
+    /// `BOO_CANCEL_GRACE_MS`).
+    pub pool: PoolConfig,
+    /// `BOO_POOL_SESSIONS` when set; otherwise a process serves as many sessions as
+    /// the server runs agents at once.
+    pool_sessions: Option<usize>,
     pub runner: RunnerConfig,
     /// Publish verified findings as editor diagnostics (`initializationOptions.diagnostics`).
     pub diagnostics: bool,
@@ -169,6 +179,19 @@ impl Config {
                 .unwrap_or_default(),
         };
         let sandbox_var = var("BOO_SANDBOX").map(|v| v.to_string_lossy().to_string());
+        let transport_var = var("BOO_AGENT_TRANSPORT").map(|v| v.to_string_lossy().to_string());
+        let pool_defaults = PoolConfig::default();
+        let pool_sessions = number("BOO_POOL_SESSIONS").map(|n| (n as usize).max(1));
+        let pool = PoolConfig {
+            idle: number("BOO_POOL_IDLE_MS")
+                .map(|ms| Duration::from_millis(ms.max(50)))
+                .unwrap_or(pool_defaults.idle),
+            sessions_per_process: pool_sessions.unwrap_or(runner.max_parallel),
+            cancel_grace: number("BOO_CANCEL_GRACE_MS")
+                .map(Duration::from_millis)
+                .unwrap_or(pool_defaults.cancel_grace),
+            start_timeout: pool_defaults.start_timeout,
+        };
         let qwen = QwenConfig {
             program: text("BOO_QWEN").unwrap_or_else(|| "qwen".into()),
             search_path: var("PATH"),
@@ -190,6 +213,9 @@ impl Config {
             catalog_dir: path("BOO_CATALOG_DIR"),
             log_file: path("BOO_LOG_FILE"),
             qwen,
+            transport: AgentTransport::parse(transport_var.as_deref()),
+            pool,
+            pool_sessions,
             runner,
             diagnostics: true,
             otel: crate::otel::OtelConfig::from_vars(&var),
@@ -211,6 +237,9 @@ impl Config {
         }
         if let Some(n) = opts.max_parallel {
             self.runner.max_parallel = n.clamp(1, MAX_PARALLEL_AGENTS);
+            if self.pool_sessions.is_none() {
+                self.pool.sessions_per_process = self.runner.max_parallel;
+            }
         }
         if let Some(d) = opts.diagnostics {
             self.diagnostics = d;
@@ -257,6 +286,14 @@ mod tests {
         assert_eq!(c.runner.deadline, Duration::from_secs(900));
         assert_eq!(c.runner.code_deadline, Duration::from_secs(60));
         assert_eq!(c.qwen.sandbox, Ok(SandboxMode::Auto));
+        assert_eq!(
+            c.transport,
+            Ok(AgentTransport::Acp),
+            "the pool is the default"
+        );
+        assert_eq!(c.pool.sessions_per_process, 2, "follows the parallelism");
+        assert_eq!(c.pool.idle, Duration::from_secs(600));
+        assert_eq!(c.pool.cancel_grace, Duration::from_secs(5));
         assert!(c.qwen.base_url.is_none() && c.catalog_dir.is_none());
         assert_eq!(
             c.runner.user_workflows,
@@ -311,7 +348,20 @@ mod tests {
             ("OPENAI_MODEL", " qwen3 "),
             ("BOO_SANDBOX", "bogus"),
             ("BOO_AGENT_WRITABLE", "/a:/b"),
+            ("BOO_AGENT_TRANSPORT", "pigeon"),
+            ("BOO_POOL_IDLE_MS", "5"),
+            ("BOO_POOL_SESSIONS", "3"),
+            ("BOO_CANCEL_GRACE_MS", "250"),
         ]);
+        let e = c.transport.clone().unwrap_err();
+        assert!(e.contains("\"pigeon\"") && e.contains("oneshot"), "{e}");
+        assert_eq!(c.pool.idle, Duration::from_millis(50), "floored");
+        assert_eq!(c.pool.sessions_per_process, 3);
+        assert_eq!(c.pool.cancel_grace, Duration::from_millis(250));
+        assert_eq!(
+            config(&[("BOO_AGENT_TRANSPORT", "oneshot")]).transport,
+            Ok(AgentTransport::Oneshot)
+        );
         assert_eq!(c.qwen.program, "/opt/qwen");
         assert_eq!(c.runner.max_parallel, 1, "at least one agent runs");
         assert_eq!(c.runner.deadline, Duration::from_secs(30));
@@ -343,6 +393,10 @@ mod tests {
         assert_eq!(c.qwen.model.as_deref(), Some("editor-model"));
         assert_eq!(c.runner.default_model.as_deref(), Some("editor-model"));
         assert_eq!(c.runner.max_parallel, 3);
+        assert_eq!(
+            c.pool.sessions_per_process, 3,
+            "the pool follows the editor's parallelism"
+        );
         assert!(!c.diagnostics);
         assert_eq!(
             c.runner.model_aliases.get("opus").map(String::as_str),

@@ -431,6 +431,59 @@ fn workflow_run_prints_the_report_and_exits_by_the_run_status() {
     assert!(text(&out.stderr).contains("2:"), "{}", text(&out.stderr));
 }
 
+#[test]
+fn doctor_reports_the_transport_the_pool_and_cached_tokens() {
+    let t = TempDir::new("cli-doctor-pool");
+    let db = t.path().join("boo.db");
+    // An endpoint that accepts connections (the fake agent never sends it anything).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let doctor = |extra: &[(&str, &str)]| {
+        let mut cmd = Command::new(boo_bin());
+        cmd.arg("doctor")
+            .env("BOO_DB", &db)
+            .env("BOO_QWEN", fake_qwen())
+            .env("XDG_DATA_HOME", t.path().join("data"))
+            .env("OPENAI_BASE_URL", &url)
+            .env("OPENAI_API_KEY", "k")
+            .env("OPENAI_MODEL", "m")
+            .env_remove("BOO_AGENT_TRANSPORT")
+            .env_remove("FAKE_QWEN_USAGE");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), text(&out.stdout))
+    };
+    let (code, s) = doctor(&[]);
+    assert_eq!(code, Some(0), "{s}");
+    assert!(s.contains("ok   transport: acp"), "{s}");
+    assert!(
+        s.contains("ok   pool: a `qwen --acp` process started and answered"),
+        "{s}"
+    );
+    assert!(
+        s.contains("ok   cached tokens")
+            && s.contains("input tokens of a repeated request were cached"),
+        "{s}"
+    );
+    // An endpoint that reports no cached tokens is a warning, not a failure.
+    let (code, s) = doctor(&[("FAKE_QWEN_USAGE", "1234,56,0")]);
+    assert_eq!(code, Some(0), "{s}");
+    assert!(s.contains("warn cached tokens"), "{s}");
+    // A bad transport is a failure that says what to set.
+    let (code, s) = doctor(&[("BOO_AGENT_TRANSPORT", "carrier-pigeon")]);
+    assert_eq!(code, Some(1), "{s}");
+    assert!(s.contains("FAIL transport") && s.contains("oneshot"), "{s}");
+    // Nothing the probe started survives it.
+    assert!(!t
+        .path()
+        .join("data/boo")
+        .read_dir()
+        .is_ok_and(|mut d| d
+            .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("doctor-")))));
+}
+
 /// `boo workflows` lists the catalog; `boo workflow run NAME` runs a built-in with
 /// live progress (phases, agents, cache hits, tokens against the budget) and the
 /// report on stdout; `runs`, `show`, `export` and `traces` read the workflow run;

@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 /// Tools an agent may be offered: reading and searching only.
 const READ_TOOLS: [&str; 3] = ["glob", "grep_search", "read_file"];
 /// What the hostile scenario of the mock asks for, one per model turn.
-const HOSTILE_TOOLS: [&str; 5] = [
+const HOSTILE_TOOLS: [&str; 6] = [
     "write_file",
     "edit",
     "run_shell_command",
     "enter_worktree",
     "web_fetch",
+    "exit_plan_mode",
 ];
 /// A whole three-agent run on this 2-core machine takes 10–25 s; this bound is generous.
 const RUN_BOUND: Duration = Duration::from_secs(240);
@@ -374,6 +375,16 @@ fn assert_no_agents_left(dir: &Path, s: &Server, mocks: &[&Mock]) {
     );
 }
 
+/// Stops the server and checks that nothing it started survived. One-shot agents are gone
+/// as soon as their step ends; the warm ACP processes end with the server.
+fn finish(s: &mut Server, dir: &Path, mocks: &[&Mock]) {
+    if !pooled() {
+        assert_no_agents_left(dir, s, mocks);
+    }
+    assert_eq!(s.stop(), Some(0));
+    assert_no_agents_left(dir, s, mocks);
+}
+
 /// Milliseconds since the epoch of an RFC 3339 UTC timestamp (`2026-11-20T23:07:01.123Z`).
 fn rfc3339_ms(s: &str) -> i64 {
     let num =
@@ -592,8 +603,7 @@ fn benign_run_reads_a_file_and_reports_a_verified_finding() {
         );
         assert_eq!(r["model"], "mock-model");
     }
-    assert_no_agents_left(&dir, &s, &[&mock]);
-    assert_eq!(s.stop(), Some(0));
+    finish(&mut s, &dir, &[&mock]);
     eprintln!("benign: {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -877,9 +887,12 @@ fn hostile_repository_and_model_leave_the_project_byte_identical() {
             assert!(t["error"].as_str().is_some_and(|e| !e.is_empty()), "{t}");
         }
     }
-    assert_eq!(traces.len(), 15, "no other tool call: {traces:?}");
-    assert_no_agents_left(&dir, &s, &[&mock, &evil]);
-    assert_eq!(s.stop(), Some(0));
+    assert_eq!(
+        traces.len(),
+        3 * HOSTILE_TOOLS.len(),
+        "no other tool call: {traces:?}"
+    );
+    finish(&mut s, &dir, &[&mock, &evil]);
     eprintln!("hostile: {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -897,7 +910,8 @@ fn unreachable_endpoint_fails_the_step_within_its_deadline() {
     let (_t, dir) = tmp("hang");
     let root = project(&dir);
     let mock = Mock::start(&dir, "mock", &[]);
-    let deadline_s: i64 = 8;
+    // Long enough for a cold qwen to start and reach the endpoint on a busy 2-core machine.
+    let deadline_s: i64 = 25;
     let mut s = serve(
         &dir,
         &qwen,
@@ -908,8 +922,11 @@ fn unreachable_endpoint_fails_the_step_within_its_deadline() {
     let run_id = launch(&mut s, "Anything? [[scenario:hang]]");
     let end = s.wait_run_end(&run_id, RUN_BOUND);
     assert_eq!(end["runStatus"], "failed", "{end}");
-    // Right after the run ended: nothing boo started is still running.
-    assert_no_agents_left(&dir, &s, &[&mock]);
+    // Right after the run ended, no one-shot agent is still running (a warm ACP process,
+    // its sessions cancelled, stays until the server ends).
+    if !pooled() {
+        assert_no_agents_left(&dir, &s, &[&mock]);
+    }
 
     let run = get_run(&mut s, &run_id);
     print_steps("unreachable", &run);
@@ -943,7 +960,7 @@ fn unreachable_endpoint_fails_the_step_within_its_deadline() {
         "{requests:?}"
     );
     assert_only_read_tools_offered(&requests);
-    assert_eq!(s.stop(), Some(0));
+    finish(&mut s, &dir, &[&mock]);
     eprintln!("unreachable: {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -984,8 +1001,7 @@ fn a_401_from_the_endpoint_is_the_step_error() {
         mock.requests().iter().any(|r| r["reply"] == "status 401"),
         "qwen never asked the mock"
     );
-    assert_no_agents_left(&dir, &s, &[&mock]);
-    assert_eq!(s.stop(), Some(0));
+    finish(&mut s, &dir, &[&mock]);
     eprintln!("401: {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -1021,4 +1037,359 @@ fn a_missing_qwen_is_refused_at_launch_without_a_run() {
     assert_eq!(runs["runs"], json!([]), "no run row is created");
     assert!(processes_in(&dir, &[s.child.id()]).is_empty());
     assert_eq!(s.stop(), Some(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. the transports: the warm ACP pool against one qwen -p per prompt
+// ---------------------------------------------------------------------------------------------
+
+/// A report without what differs between two runs of the same flow: the run id and the
+/// durations in the roster.
+fn comparable(report: &str) -> String {
+    report
+        .lines()
+        .filter(|l| !l.starts_with("- Run: "))
+        // When each run's snapshot was taken.
+        .filter(|l| !l.starts_with("The agents and checks read a snapshot of the project"))
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(" | ").collect();
+            if l.starts_with("| ") && cells.len() == 7 {
+                cells[4] = "(duration)";
+            }
+            cells.join(" | ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Live processes under `dir`: (pid, command line).
+fn pids_in(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || !alive(pid as i64) {
+            continue;
+        }
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        if cwd.starts_with(&needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_flow_through_the_pool_reports_like_the_one_shot_path() {
+    let Some(qwen) = real_qwen("same_report") else {
+        return;
+    };
+    let _one = serial();
+    let started = Instant::now();
+    let (_t, dir) = tmp("same-report");
+    let root = project(&dir);
+    let mock = Mock::start(&dir, "mock", &["--usage", "4321,65,1000"]);
+    let mut seen = Vec::new();
+    for transport in ["oneshot", "acp"] {
+        let mut s = serve(
+            &dir,
+            &qwen,
+            &mock.base_url(),
+            &[("BOO_AGENT_TRANSPORT", transport.to_string())],
+        );
+        s.initialize(&root);
+        let requests_before = mock.requests().len();
+        let run_id = launch(
+            &mut s,
+            "Is the README accurate? [[scenario:benign]] [[file:README.md]]",
+        );
+        let end = s.wait_run_end(&run_id, RUN_BOUND);
+        assert_eq!(end["runStatus"], "completed", "{transport}: {end}");
+        let run = get_run(&mut s, &run_id);
+        print_steps(transport, &run);
+        // Every agent starts with no conversation: its first request holds qwen's
+        // system message and boo's prompt only, also on a session the pool cleared
+        // (`/clear`) after an earlier step and handed to the verdict.
+        let firsts: Vec<Value> = mock.requests()[requests_before..]
+            .iter()
+            .filter(|r| r["lastRole"] == "user")
+            .cloned()
+            .collect();
+        assert_eq!(
+            firsts.len(),
+            agent_steps(&run).len(),
+            "{transport}: {firsts:?}"
+        );
+        for r in &firsts {
+            assert_eq!(r["messages"], 2, "{transport}: {r}");
+        }
+        if transport == "acp" {
+            let verdict = agent_steps(&run)
+                .into_iter()
+                .find(|st| st["stepId"] == "verdict")
+                .unwrap();
+            assert!(
+                verdict["meta"]["sessionStep"].as_u64() >= Some(2),
+                "the verdict runs on a cleared session: {}",
+                verdict["meta"]
+            );
+        }
+        let mut outputs = BTreeMap::new();
+        for st in agent_steps(&run) {
+            assert_eq!(st["meta"]["transport"], transport, "{st}");
+            outputs.insert(
+                st["stepId"].as_str().unwrap().to_string(),
+                (
+                    st["output"].clone(),
+                    st["usage"].clone(),
+                    sorted(&st["meta"]["offeredTools"]),
+                ),
+            );
+        }
+        let mut calls: Vec<String> = traces(&mut s, &run_id)
+            .iter()
+            .map(|t| {
+                // Each run reads a snapshot of its own: its folder names the run.
+                let input = t["input"].to_string();
+                let input = match (input.find("/snapshots/"), input.find("/tree/")) {
+                    (Some(a), Some(b)) if a < b => {
+                        format!("{}/snapshots/<run>{}", &input[..a], &input[b..])
+                    }
+                    _ => input,
+                };
+                format!("{} {} {} {input}", t["stepId"], t["tool"], t["outcome"])
+            })
+            .collect();
+        calls.sort();
+        seen.push((comparable(end["report"].as_str().unwrap()), outputs, calls));
+        if transport == "oneshot" {
+            assert_no_agents_left(&dir, &s, &[&mock]);
+        }
+        assert_eq!(s.stop(), Some(0));
+        assert_no_agents_left(&dir, &s, &[&mock]);
+    }
+    assert_eq!(seen[0].1, seen[1].1, "the same answers, usage and tools");
+    assert_eq!(seen[0].2, seen[1].2, "the same tool calls");
+    assert_eq!(seen[0].0, seen[1].0, "the same report");
+    eprintln!("same report: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn cancel_mid_stream_stops_the_session_and_no_process_outlives_the_server() {
+    let Some(qwen) = real_qwen("cancel_mid_stream") else {
+        return;
+    };
+    let _one = serial();
+    let (_t, dir) = tmp("cancel");
+    let root = project(&dir);
+    let mock = Mock::start(&dir, "mock", &[]);
+    // A session that ignored session/cancel would get its process killed only after
+    // this long: far longer than a cancel takes.
+    let grace = Duration::from_secs(90);
+    let mut s = serve(
+        &dir,
+        &qwen,
+        &mock.base_url(),
+        &[("BOO_CANCEL_GRACE_MS", grace.as_millis().to_string())],
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "Take your time. [[scenario:stall]]");
+    // Both first-wave agents are mid-stream: the model sent part of an answer and stalls.
+    let id = run_id.clone();
+    s.wait_for("a streamed delta", RUN_BOUND, move |m, p| {
+        m == "boo/agentStream"
+            && p["runId"] == id.as_str()
+            && p["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["type"] == "text"))
+    });
+    assert!(
+        wait_until(Duration::from_secs(60), || mock
+            .requests()
+            .iter()
+            .filter(|r| r["reply"] == "stall")
+            .count()
+            == 2),
+        "{:?}",
+        mock.requests()
+    );
+    let cancelled_at = Instant::now();
+    let r = s
+        .request("boo/cancelRun", json!({"runId": run_id}))
+        .unwrap();
+    assert_eq!(r["status"], "cancelled");
+    let end = s.wait_run_end(&run_id, grace);
+    assert_eq!(end["runStatus"], "cancelled", "{end}");
+    let run = get_run(&mut s, &run_id);
+    for st in agent_steps(&run) {
+        assert_eq!(st["status"], "cancelled", "{st}");
+    }
+    if pooled() {
+        // session/cancel stopped the sessions: the run ended long before the grace
+        // period after which boo kills a process whose session does not stop. (The
+        // process then stops with its run, whose snapshot is removed.)
+        assert!(
+            cancelled_at.elapsed() < grace / 2,
+            "the sessions did not stop on session/cancel: the run ended {:?} after it",
+            cancelled_at.elapsed()
+        );
+    }
+    finish(&mut s, &dir, &[&mock]);
+}
+
+#[test]
+fn a_killed_pool_process_fails_and_retries_only_its_in_flight_steps() {
+    let Some(qwen) = real_qwen("killed_pool_process") else {
+        return;
+    };
+    if !pooled() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP real_qwen::killed_pool_process: BOO_AGENT_TRANSPORT=oneshot has no pool"
+        );
+        return;
+    }
+    let _one = serial();
+    let started = Instant::now();
+    let (_t, dir) = tmp("killed");
+    let root = project(&dir);
+    // The verdict's first request stalls mid-stream; its retry is answered.
+    let mock = Mock::start(
+        &dir,
+        "mock",
+        &["--stall-once", "# This step: Review verdict"],
+    );
+    let mut s = serve(&dir, &qwen, &mock.base_url(), &[]);
+    s.initialize(&root);
+    let run_id = launch(
+        &mut s,
+        "Is the README accurate? [[scenario:benign]] [[file:README.md]]",
+    );
+    assert!(
+        wait_until(RUN_BOUND, || mock
+            .requests()
+            .iter()
+            .any(|r| r["reply"] == "stall")),
+        "the verdict never reached the model: {:?}",
+        mock.requests()
+    );
+    // Kill qwen itself (not boo's guard): the pool process crashes under the verdict.
+    let victims: Vec<u32> = pids_in(&dir)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("cli.js") && cmd.contains("--acp"))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert!(
+        !victims.is_empty(),
+        "no qwen --acp process: {:?}",
+        pids_in(&dir)
+    );
+    for pid in &victims {
+        // SAFETY: signals a process this test's server started.
+        unsafe {
+            libc::kill(*pid as i32, libc::SIGKILL);
+        }
+    }
+    let end = s.wait_run_end(&run_id, RUN_BOUND);
+    assert_eq!(
+        end["runStatus"],
+        "completed",
+        "{end}\nstderr: {}",
+        s.stderr()
+    );
+    let run = get_run(&mut s, &run_id);
+    print_steps("killed", &run);
+    for st in agent_steps(&run) {
+        assert_eq!(st["status"], "completed", "{st}");
+    }
+    let verdict = agent_steps(&run)
+        .into_iter()
+        .find(|st| st["stepId"] == "verdict")
+        .unwrap();
+    let retried = verdict["meta"]["retriedAfter"].as_str().unwrap_or("");
+    assert!(retried.contains("signal 9"), "{verdict}");
+    // Only the step in flight ran again: one first request per earlier step, two for it.
+    let firsts = |label: &str| {
+        mock.requests()
+            .iter()
+            .filter(|r| {
+                r["method"] == "POST"
+                    && r["toolResults"] == 0
+                    && r["lastContent"]
+                        .as_str()
+                        .is_some_and(|c| c.contains(&format!("# This step: {label}")))
+            })
+            .count()
+    };
+    assert_eq!(firsts("Correctness of the changed behaviour"), 1);
+    assert_eq!(firsts("Security pass over the changes"), 1);
+    assert_eq!(firsts("Review verdict"), 2);
+    for pid in victims {
+        assert!(!alive(pid as i64));
+    }
+    finish(&mut s, &dir, &[&mock]);
+    eprintln!("killed: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn two_runs_on_different_roots_never_share_a_process() {
+    let Some(qwen) = real_qwen("two_roots") else {
+        return;
+    };
+    let _one = serial();
+    let (_t, dir) = tmp("roots");
+    let roots = [project(&dir.join("a")), project(&dir.join("b"))];
+    let mock = Mock::start(&dir, "mock", &[]);
+    let mut s = serve(&dir, &qwen, &mock.base_url(), &[]);
+    s.initialize(&roots[0]);
+    let mut runs = Vec::new();
+    for root in &roots {
+        let r = s
+            .request(
+                "boo/launchFlow",
+                json!({"flow": "code-review", "band": "small", "root": root,
+                       "input": {"question": "Is the README accurate? [[scenario:benign]] [[file:README.md]]"}}),
+            )
+            .unwrap();
+        runs.push(r["runId"].as_str().unwrap().to_string());
+    }
+    let mut pids: Vec<BTreeSet<i64>> = Vec::new();
+    for run_id in &runs {
+        let end = s.wait_run_end(run_id, RUN_BOUND);
+        assert_eq!(end["runStatus"], "completed", "{end}");
+        let run = get_run(&mut s, run_id);
+        let mine: BTreeSet<i64> = agent_steps(&run)
+            .iter()
+            .map(|st| st["meta"]["agentPid"].as_i64().unwrap_or(0))
+            .collect();
+        assert!(!mine.contains(&0), "{run}");
+        if pooled() {
+            // The run's agents shared one warm process.
+            assert_eq!(mine.len(), 1, "{mine:?}");
+        }
+        // They worked in this run's snapshot of its own root.
+        assert!(
+            mock.requests().iter().any(|r| r["cwd"]
+                .as_str()
+                .is_some_and(|c| c.contains(run_id.as_str()))),
+            "no request from the snapshot of run {run_id}"
+        );
+        pids.push(mine);
+    }
+    assert!(pids[0].is_disjoint(&pids[1]), "{pids:?}");
+    let cwds: BTreeSet<String> = mock
+        .requests()
+        .iter()
+        .filter(|r| r["method"] == "POST")
+        .filter_map(|r| r["cwd"].as_str().map(String::from))
+        .collect();
+    assert_eq!(cwds.len(), 2, "{cwds:?}");
+    finish(&mut s, &dir, &[&mock]);
 }

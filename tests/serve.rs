@@ -779,6 +779,66 @@ fn the_guard_lets_an_agent_read_only_what_it_is_given() {
     );
 }
 
+#[test]
+fn an_agent_on_either_transport_reads_the_project_but_not_the_home_folder() {
+    // A hostile model makes the agent process itself open a private key in the user's
+    // home folder (no qwen check in between: the fake opens what FAKE_QWEN_PEEK names).
+    // Landlock's read rules must refuse it for a warm pool process exactly as for a
+    // one-shot one, while the project (the run's snapshot, the agent's working
+    // directory) stays readable — and the user's working tree itself does not.
+    let t = TempDir::new("agent-reads");
+    let root = project(t.path());
+    let key = t.path().join("home/.ssh/id_ed25519");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::write(&key, "PRIVATE KEY\n").unwrap();
+    let own = "src/lib.rs";
+    let tree = root.join("src/lib.rs");
+    for transport in ["acp", "oneshot"] {
+        let mut s = Server::start(
+            &t.path().join(format!("boo-{transport}.db")),
+            &[
+                ("BOO_AGENT_TRANSPORT", transport.to_string()),
+                (
+                    "FAKE_QWEN_PEEK",
+                    format!("{own}:{}:{}", key.display(), tree.display()),
+                ),
+            ],
+        );
+        s.initialize(&root);
+        let run_id = launch(&mut s, "code-review", "what can you read? [[fake:peek]]");
+        let end = s.wait_run_end(&run_id, LONG);
+        assert_eq!(end["runStatus"], "completed", "{transport}: {end}");
+        let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+        let agents: Vec<&Value> = got["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|st| st["kind"] == "agent" && st["status"] == "completed")
+            .collect();
+        assert!(!agents.is_empty(), "{transport}: {got}");
+        for st in agents {
+            assert_eq!(st["meta"]["transport"], transport, "{st}");
+            if st["meta"]["sandbox"] != "enforced" {
+                eprintln!("Landlock not enforced on this kernel: the read test was not possible");
+                return;
+            }
+            let out = st["output"].as_str().unwrap();
+            assert!(
+                out.contains(&format!("peek {own}: read ")),
+                "{transport}: the project stays readable: {out}"
+            );
+            assert!(
+                out.contains(&format!("peek {}: refused (EACCES)", tree.display())),
+                "{transport}: the working tree was read, not the snapshot: {out}"
+            );
+            assert!(
+                out.contains(&format!("peek {}: refused (EACCES)", key.display())),
+                "{transport}: a file in the home folder was read: {out}"
+            );
+        }
+    }
+}
+
 /// Processes whose command line holds `marker`.
 fn processes_with(marker: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
@@ -1043,7 +1103,8 @@ fn every_way_an_agent_can_end_becomes_a_clear_step_result() {
         ("crash", "exited with code 1 without a result"),
         ("segv", "signal 11"),
         ("turns", "turn limit"),
-        ("walltime", "wall-time limit"),
+        // One-shot: qwen's exit 55; ACP: the prompt's error. Both name the flag.
+        ("walltime", "--max-wall-time"),
         ("fail", "401"),
         ("garbage", ""),
         ("write", ""),
@@ -1087,6 +1148,8 @@ fn every_way_an_agent_can_end_becomes_a_clear_step_result() {
             .iter()
             .any(|s| s["stepId"] == "security" && s["status"] == "completed"));
     }
+    // One-shot agents end with their step; the warm ACP processes with the server.
+    let stopped = pooled().then(|| s.stop());
     for r in agent_records(&rec) {
         for key in ["launcherPid", "workerPid"] {
             let pid = r[key].as_i64().unwrap_or(0);
@@ -1097,7 +1160,7 @@ fn every_way_an_agent_can_end_becomes_a_clear_step_result() {
             );
         }
     }
-    assert_eq!(s.stop(), Some(0));
+    assert_eq!(stopped.unwrap_or_else(|| s.stop()), Some(0));
 }
 
 #[test]
@@ -1287,14 +1350,21 @@ fn every_agent_starts_with_each_read_only_layer() {
         ] {
             assert!(excluded.contains(&tool), "{tool} not excluded: {joined}");
         }
-        // Layer 2a: a private QWEN_HOME and a system settings file boo wrote.
+        // Layer 2a: a private QWEN_HOME and a system settings file boo wrote. The home
+        // is named by the same path in every agent (so qwen's system prompt is too) and
+        // resolves to a directory of the agent's own scratch space.
         let home = r["env"]["QWEN_HOME"].as_str().unwrap();
+        assert_eq!(home, "/proc/self/fd/100", "{r}");
+        let real = r["qwenHomeDir"].as_str().unwrap_or("");
         assert!(
-            home.contains("/agents/") && !home.contains(root.to_str().unwrap()),
-            "{home}"
+            real.contains("/agents/") && !real.contains(root.to_str().unwrap()),
+            "{r}"
         );
         let settings = r["env"]["QWEN_CODE_SYSTEM_SETTINGS_PATH"].as_str().unwrap();
-        assert!(settings.ends_with("system-settings.json"), "{settings}");
+        assert!(
+            settings.starts_with('/') && settings.ends_with("system-settings.json"),
+            "{settings}"
+        );
         // The endpoint comes from boo's own configuration.
         assert_eq!(r["env"]["OPENAI_BASE_URL"], "http://127.0.0.1:9/v1");
     }

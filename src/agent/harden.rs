@@ -49,6 +49,9 @@ pub const DENIED_TOOLS: &[&str] = &[
     "display_image",
     "tool_search",
     "tool_call",
+    // Offered over ACP (`qwen --acp`); leaving plan mode would ask the client.
+    "enter_plan_mode",
+    "exit_plan_mode",
 ];
 
 /// The system settings boo hands to qwen (`QWEN_CODE_SYSTEM_SETTINGS_PATH`). System
@@ -117,9 +120,34 @@ impl AgentHome {
     }
 }
 
+/// The scratch folder name of a warm pool process (`pool-<pid>-<start>-<uuid>`): it
+/// names the boo server that owns the process (pid and start time), because a pool
+/// process outlives any one step, so no running chat vouches for it.
+pub fn pool_home_name() -> String {
+    let pid = std::process::id() as i64;
+    let start = super::process::pid_start_time(pid).unwrap_or(0);
+    format!("pool-{pid}-{start}-{}", uuid::Uuid::now_v7())
+}
+
+/// True when `name` is a pool folder whose boo server is still alive (same pid, same
+/// start time).
+fn pool_owner_alive(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("pool-") else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '-');
+    let pid = parts.next().and_then(|p| p.parse::<i64>().ok());
+    let start = parts.next().and_then(|s| s.parse::<i64>().ok());
+    match (pid, start) {
+        (Some(pid), Some(start)) => super::process::same_process(pid, Some(start)),
+        _ => false,
+    }
+}
+
 /// Removes agent scratch directories (`<data_dir>/agents/<chat>`) left behind by a
 /// crash: every one whose chat is not in `running` (the chats of steps running now,
-/// on any server). Returns how many were removed.
+/// on any server) and that is not the folder of a pool process whose server still
+/// runs ([`pool_home_name`]). Returns how many were removed.
 pub fn collect_stale_homes(data_dir: &Path, running: &std::collections::HashSet<String>) -> usize {
     let Ok(dir) = std::fs::read_dir(data_dir.join("agents")) else {
         return 0;
@@ -128,7 +156,8 @@ pub fn collect_stale_homes(data_dir: &Path, running: &std::collections::HashSet<
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && !running.contains(&name) && std::fs::remove_dir_all(entry.path()).is_ok() {
+        let live = running.contains(&name) || pool_owner_alive(&name);
+        if is_dir && !live && std::fs::remove_dir_all(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -501,10 +530,19 @@ mod tests {
         for chat in ["running-chat", "crashed-chat"] {
             AgentHome::create(&data, chat, None).unwrap();
         }
+        // A warm pool process of a live server (this test process) is kept; one whose
+        // server is gone (no such pid) is collected.
+        let live_pool = pool_home_name();
+        let dead_pool = format!("pool-4194999-1-{}", uuid::Uuid::now_v7());
+        for name in [&live_pool, &dead_pool] {
+            AgentHome::create(&data, name, None).unwrap();
+        }
         let running = std::collections::HashSet::from(["running-chat".to_string()]);
-        assert_eq!(collect_stale_homes(&data, &running), 1);
+        assert_eq!(collect_stale_homes(&data, &running), 2);
         assert!(data.join("agents/running-chat").is_dir());
         assert!(!data.join("agents/crashed-chat").exists());
+        assert!(data.join("agents").join(&live_pool).is_dir());
+        assert!(!data.join("agents").join(&dead_pool).exists());
         assert_eq!(collect_stale_homes(&data, &running), 0);
         let _ = std::fs::remove_dir_all(&data);
     }

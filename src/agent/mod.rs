@@ -1,10 +1,14 @@
 //! The agent seam: an [`AgentBackend`] opens [`AgentSession`]s; a session takes a
 //! prompt made of [`ContentBlock`]s, streams [`AgentEvent`]s while the agent works,
 //! and ends with an [`AgentOutcome`]. Cancelling is an explicit call on the session's
-//! [`Canceller`]. The only production backend is qwen ([`qwen::QwenBackend`], one
-//! `qwen -p` process per prompt); there is no fallback.
+//! [`Canceller`]. The production backends both run the qwen CLI: [`acp::AcpBackend`]
+//! (the default: sessions in warm `qwen --acp` processes) and [`qwen::QwenBackend`]
+//! (`BOO_AGENT_TRANSPORT=oneshot`: one `qwen -p` process per prompt); there is no
+//! other fallback.
 
+pub mod acp;
 pub mod harden;
+pub mod launch;
 pub mod parse;
 pub mod process;
 pub mod qwen;
@@ -13,7 +17,7 @@ pub mod scripted;
 
 use crate::model::{StreamEvent, Usage};
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 use thiserror::Error;
@@ -36,6 +40,13 @@ pub struct SessionSpec {
     pub model: Option<String>,
     /// Per prompt: past it the agent is stopped and the prompt fails.
     pub deadline: Duration,
+    /// The step starts over after its process died under it ([`AgentError::Lost`]):
+    /// run it where it shares nothing with other sessions (a process of its own), so
+    /// a step that crashes its process cannot take its neighbours down twice.
+    pub isolated: bool,
+    /// A digest of the project's state when the step started (its read-only proof), if
+    /// known: a backend may reuse what it prepared for the same state.
+    pub project: Option<String>,
 }
 
 /// One part of a prompt. Text today; images join with attachments.
@@ -91,6 +102,14 @@ pub enum AgentError {
     },
     #[error("cancelled")]
     Cancelled,
+    /// The process serving the session died under it, through no fault of this
+    /// session's own (another session's crash, a kill after another session's cancel):
+    /// the step may be retried once in a fresh session.
+    #[error("{message}")]
+    Lost {
+        message: String,
+        meta: serde_json::Value,
+    },
 }
 
 impl AgentError {
@@ -142,6 +161,55 @@ pub trait AgentBackend: Send + Sync + 'static {
 
     /// Opens a session for one agent step. Nothing runs until the first prompt.
     fn open(&self, spec: SessionSpec) -> BoxFuture<'_, Result<Box<dyn AgentSession>, AgentError>>;
+
+    /// Stops whatever the backend keeps running between sessions (the server is
+    /// shutting down). Sessions still open are stopped with it.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// The folder `root` and everything under it is going away (a run ended and its
+    /// snapshot is removed): stop what the backend keeps running there. Agents read a
+    /// run's snapshot, so nothing kept for it can serve another run.
+    fn release_root(&self, _root: &Path) {}
+}
+
+/// How agents are run (`BOO_AGENT_TRANSPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentTransport {
+    /// Sessions in warm `qwen --acp` processes (the default).
+    Acp,
+    /// One `qwen -p` process per prompt (for debugging).
+    Oneshot,
+}
+
+impl AgentTransport {
+    /// Parses `BOO_AGENT_TRANSPORT` (absent or empty means `acp`).
+    pub fn parse(value: Option<&str>) -> Result<AgentTransport, String> {
+        match value.map(str::trim) {
+            None | Some("") | Some("acp") => Ok(AgentTransport::Acp),
+            Some("oneshot") => Ok(AgentTransport::Oneshot),
+            Some(other) => Err(format!(
+                "BOO_AGENT_TRANSPORT={other:?} is not a transport: use \"acp\" (default: warm qwen --acp processes) or \"oneshot\" (one qwen -p process per prompt)"
+            )),
+        }
+    }
+}
+
+/// A backend that cannot run agents because boo's configuration is wrong; every
+/// launch is refused with the message.
+pub struct Misconfigured(pub String);
+
+impl AgentBackend for Misconfigured {
+    fn check(&self) -> BoxFuture<'_, Result<AgentInfo, Unavailable>> {
+        let e = Unavailable(self.0.clone());
+        Box::pin(async move { Err(e) })
+    }
+
+    fn open(&self, _: SessionSpec) -> BoxFuture<'_, Result<Box<dyn AgentSession>, AgentError>> {
+        let e = AgentError::failed(self.0.clone());
+        Box::pin(async move { Err(e) })
+    }
 }
 
 /// One agent's conversation. At most one prompt is in flight (`&mut self`).

@@ -370,9 +370,15 @@ impl StreamParser {
     }
 }
 
-/// True when a tool result is qwen refusing the call (plan mode, deny rules).
+/// True when a tool result is qwen refusing the call: plan mode and deny rules
+/// (headless), a tool boo's settings removed (`Tool "x" not found in registry.`), or
+/// a permission boo refused over ACP (`Tool "x" was canceled by the user.`).
 pub fn is_denial(content: &str) -> bool {
-    content.contains("requires permission") || content.contains("permission was declined")
+    content.contains("requires permission")
+        || content.contains("permission was declined")
+        || (content.starts_with("Tool \"")
+            && (content.contains("\" not found in registry")
+                || content.contains("\" was canceled by the user")))
 }
 
 #[cfg(test)]

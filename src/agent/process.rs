@@ -70,6 +70,53 @@ pub fn group_alive(pgid: i64) -> bool {
     false
 }
 
+/// The resident memory of every live process of group `pgid`: (bytes, processes).
+pub fn group_rss(pgid: i64) -> (u64, usize) {
+    if pgid <= 1 {
+        return (0, 0);
+    }
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return (0, 0);
+    };
+    let (mut bytes, mut procs) = (0, 0);
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let pgrp = f.nth(1).and_then(|p| p.parse::<i64>().ok());
+        if pgrp != Some(pgid) || state == "Z" || state == "X" {
+            continue;
+        }
+        // Field 2 of statm: resident pages.
+        if let Some(rss) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            .ok()
+            .and_then(|s| {
+                s.split_whitespace()
+                    .nth(1)
+                    .and_then(|r| r.parse::<u64>().ok())
+            })
+        {
+            bytes += rss * page;
+            procs += 1;
+        }
+    }
+    (bytes, procs)
+}
+
 /// TERM the group, give it `grace`, then KILL whatever is left.
 pub async fn stop_group(pgid: i64, grace: Duration) {
     signal_group(pgid, libc::SIGTERM);
@@ -120,6 +167,7 @@ pub fn harden_child(cmd: &mut tokio::process::Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     #[test]
     fn start_time_identifies_a_process() {
@@ -129,6 +177,29 @@ mod tests {
         assert!(same_process(me, t));
         assert!(!same_process(me, t.map(|x| x + 1)));
         assert!(!same_process(999_999_999, None));
+    }
+
+    #[test]
+    fn a_group_s_memory_is_summed_over_its_processes() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id() as i64;
+        // Both sleeps and the shell: give the shell a moment to start its children.
+        let mut seen = (0, 0);
+        for _ in 0..100 {
+            seen = group_rss(pgid);
+            if seen.1 >= 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(seen.1 >= 2 && seen.0 > 0, "{seen:?}");
+        signal_group(pgid, libc::SIGKILL);
+        let _ = child.wait();
+        assert_eq!(group_rss(1), (0, 0));
     }
 
     #[tokio::test]

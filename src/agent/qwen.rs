@@ -7,8 +7,9 @@ use super::harden::{
     install_roots, landlock_abi, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS,
     SYSTEM_READABLE,
 };
+use super::launch::{last_lines, read_guard_report, spawn_guarded, tail_reader, Guarded, Launch};
 use super::parse::{is_denial, Parsed, StreamParser};
-use super::process::{harden_child, pid_start_time, stop_group};
+use super::process::{pid_start_time, stop_group};
 use super::{
     AgentBackend, AgentError, AgentEvent, AgentInfo, AgentOutcome, AgentSession, BoxFuture,
     Canceller, ContentBlock, SessionSpec, Unavailable,
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 /// The oldest qwen release boo drives.
@@ -289,25 +290,9 @@ impl AgentSession for QwenSession {
     }
 }
 
-/// A pipe for the guard's report: boo keeps the read end; the write end becomes the
-/// guard's descriptor 3.
-fn report_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 fills two new descriptors, owned right below.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        )
-    })
-}
-
-/// Everything an agent may read (its scratch space is writable, so readable too).
+/// Everything an agent may read (its scratch space is writable, so readable too): the
+/// project, the system, qwen's own installation and `BOO_AGENT_READABLE`; not the
+/// user's home, not other projects. Both transports launch with it.
 pub fn readable_paths(config: &QwenConfig, root: &Path, program: &Path) -> Vec<PathBuf> {
     let mut paths = vec![root.to_path_buf()];
     paths.extend(SYSTEM_READABLE.iter().map(PathBuf::from));
@@ -315,9 +300,6 @@ pub fn readable_paths(config: &QwenConfig, root: &Path, program: &Path) -> Vec<P
     paths.extend(config.extra_readable.iter().cloned());
     paths
 }
-
-/// The descriptor number the guard reports on.
-const GUARD_REPORT_FD: i32 = 3;
 
 async fn run_process(
     session: &QwenSession,
@@ -334,47 +316,7 @@ async fn run_process(
     } = session;
     let fail = |message: String, meta: serde_json::Value| AgentError::Failed { message, meta };
     let mode = config.sandbox.clone().map_err(|e| fail(e, json!({})))?;
-    let (report_read, report_write) = report_pipe().map_err(|e| {
-        fail(
-            format!("cannot create the guard's report pipe: {e}"),
-            json!({}),
-        )
-    })?;
-    // The running binary itself, even if boo was rebuilt or upgraded since it started.
-    let guard = Path::new("/proc/self/exe");
-    let mut cmd = tokio::process::Command::new(guard);
-    cmd.arg("agent-guard")
-        .arg("--parent")
-        .arg(std::process::id().to_string())
-        .arg("--sandbox")
-        .arg(mode.as_str())
-        .arg("--report-fd")
-        .arg(GUARD_REPORT_FD.to_string())
-        .arg("--writable")
-        .arg(&home.root);
-    // Only the character devices programs write to; not /dev/shm or the rest of /dev.
-    for dev in [
-        "/dev/null",
-        "/dev/zero",
-        "/dev/full",
-        "/dev/tty",
-        "/dev/random",
-        "/dev/urandom",
-    ] {
-        if Path::new(dev).exists() {
-            cmd.arg("--writable").arg(dev);
-        }
-    }
-    for p in &config.extra_writable {
-        cmd.arg("--writable").arg(p);
-    }
-    // Reads: the project, the system, qwen's own installation, and nothing else (not
-    // the user's home, not other projects).
-    for p in readable_paths(config, &req.root, &info.path) {
-        cmd.arg("--readable").arg(p);
-    }
-    cmd.arg("--").arg(&info.path);
-    cmd.args([
+    let mut args: Vec<OsString> = [
         "--approval-mode",
         "plan",
         "--output-format",
@@ -382,86 +324,51 @@ async fn run_process(
         "--include-partial-messages",
         "--auth-type",
         "openai",
-    ]);
-    cmd.arg("--max-wall-time")
-        .arg(format!("{}s", req.deadline.as_secs().max(1)));
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    args.push("--max-wall-time".into());
+    args.push(format!("{}s", req.deadline.as_secs().max(1)).into());
     if let Some(m) = &model {
         // One token: a model name can never be read as another flag.
-        cmd.arg(format!("--model={m}"));
+        args.push(format!("--model={m}").into());
     }
     // Second line of defence: the same tools the settings deny are excluded here.
-    cmd.arg("--exclude-tools").arg(DENIED_TOOLS.join(","));
+    args.push("--exclude-tools".into());
+    args.push(DENIED_TOOLS.join(",").into());
     let via_stdin = prompt.len() > ARGV_PROMPT_LIMIT;
+    args.push("-p".into());
     if via_stdin {
-        cmd.arg("-p")
-            .arg("The complete task for this step is given on standard input.");
+        args.push("The complete task for this step is given on standard input.".into());
     } else {
-        cmd.arg("-p").arg(prompt);
-    }
-    cmd.current_dir(&req.root)
-        .env("QWEN_HOME", &home.qwen_home)
-        .env("QWEN_CODE_SYSTEM_SETTINGS_PATH", &home.settings)
-        .env("HOME", &home.root)
-        .env("TMPDIR", &home.tmp)
-        .env("BOO_RUN_ID", &req.run_id)
-        .env("BOO_STEP_ID", &req.step_id)
-        .env("BOO_CHAT_ID", &req.chat_id)
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_MODEL");
-    // The endpoint comes from boo's configuration only, never from a repository's .env.
-    if let Some(u) = &config.base_url {
-        cmd.env("OPENAI_BASE_URL", u);
-    }
-    if let Some(k) = &config.api_key {
-        cmd.env("OPENAI_API_KEY", k);
-    }
-    if let Some(m) = &model {
-        cmd.env("OPENAI_MODEL", m);
-    }
-    cmd.stdin(if via_stdin {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    harden_child(&mut cmd);
-    {
-        use std::os::fd::AsRawFd;
-        let write_fd = report_write.as_raw_fd();
-        // SAFETY: only dup2 (async-signal-safe) between fork and exec; dup2 clears
-        // close-on-exec on the copy, so the guard (and only the guard) gets fd 3.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(write_fd, GUARD_REPORT_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        args.push(prompt.into());
     }
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| {
-        fail(
-            format!(
-                "cannot start the agent guard (boo agent-guard) for qwen at {}: {e}",
-                info.path.display()
-            ),
-            json!({}),
-        )
-    })?;
-    // The guard holds its own copy now; the read end sees EOF once it wrote its line.
-    drop(report_write);
-    let guard_report = tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut text = String::new();
-        let _ = std::fs::File::from(report_read)
-            .take(4096)
-            .read_to_string(&mut text);
-        text
-    });
-    let pid = child.id().map(|p| p as i64).unwrap_or(0);
+    let guarded = spawn_guarded(Launch {
+        program: &info.path,
+        args,
+        cwd: &req.root,
+        home,
+        sandbox: mode,
+        extra_writable: &config.extra_writable,
+        readable: readable_paths(config, &req.root, &info.path),
+        base_url: config.base_url.as_deref(),
+        api_key: config.api_key.as_deref(),
+        model: model.as_deref(),
+        env: vec![
+            ("BOO_RUN_ID", req.run_id.clone().into()),
+            ("BOO_STEP_ID", req.step_id.clone().into()),
+            ("BOO_CHAT_ID", req.chat_id.clone().into()),
+        ],
+        stdin: via_stdin,
+    })
+    .map_err(|e| fail(e.0, json!({})))?;
+    let Guarded {
+        mut child,
+        pid,
+        report: guard_report,
+    } = guarded;
     let _ = events.send(AgentEvent::Started {
         pid,
         pid_start: pid_start_time(pid),
@@ -473,25 +380,7 @@ async fn run_process(
             let _ = stdin.shutdown().await;
         });
     }
-    let mut stderr_tail = String::new();
-    let stderr_task = child.stderr.take().map(|mut e| {
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                match e.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        buf.extend_from_slice(&chunk[..n]);
-                        if buf.len() > 16 * 1024 {
-                            buf.drain(..buf.len() - 8 * 1024);
-                        }
-                    }
-                }
-            }
-            String::from_utf8_lossy(&buf).to_string()
-        })
-    });
+    let stderr_task = child.stderr.take().map(tail_reader);
     let Some(stdout) = child.stdout.take() else {
         stop_group(pid, Duration::from_millis(200)).await;
         return Err(fail("qwen started without a stdout pipe".into(), json!({})));
@@ -500,6 +389,8 @@ async fn run_process(
     let mut parser = StreamParser::new();
     let mut result = None;
     let mut meta = json!({
+        "transport": "oneshot",
+        "agentPid": pid,
         "qwenVersion": info.version,
         "qwenPath": info.path.display().to_string(),
         "sandboxMode": mode.as_str(),
@@ -565,13 +456,9 @@ async fn run_process(
     };
     let elapsed = started.elapsed();
     let read_guard_report = |meta: &mut serde_json::Value, text: &str| {
-        let report = text
-            .lines()
-            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["type"] == "boo_guard");
-        if let Some(r) = report {
-            meta["sandbox"] = json!(r["sandbox"].as_str().unwrap_or("unavailable"));
-            meta["landlockAbi"] = r["abi"].clone();
+        if let Some((sandbox, abi)) = read_guard_report(text) {
+            meta["sandbox"] = json!(sandbox);
+            meta["landlockAbi"] = abi;
         }
     };
     match end {
@@ -618,9 +505,10 @@ async fn run_process(
         Some(s) => Some(s),
         None => child.wait().await.ok(),
     };
-    if let Some(t) = stderr_task {
-        stderr_tail = t.await.unwrap_or_default();
-    }
+    let stderr_tail = match stderr_task {
+        Some(t) => t.await.unwrap_or_default(),
+        None => String::new(),
+    };
     read_guard_report(&mut meta, &guard_report.await.unwrap_or_default());
     let code = status.and_then(|s| s.code());
     let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
@@ -630,16 +518,7 @@ async fn run_process(
     if !denials.is_empty() {
         meta["deniedToolCalls"] = json!(denials);
     }
-    let tail = stderr_tail
-        .lines()
-        .rev()
-        .filter(|l| !l.trim().is_empty())
-        .take(5)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let tail = last_lines(&stderr_tail, 5);
     if !tail.is_empty() {
         meta["stderrTail"] = json!(tail);
     }

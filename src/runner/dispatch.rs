@@ -153,6 +153,31 @@ where
     }
 }
 
+/// A digest of a project fingerprint: equal digests, equal project state (contents,
+/// modes and repository state; a pool's spare session is reused only for an equal
+/// one). A fingerprint whose listing failed proves nothing and gives `None`.
+fn project_state(fp: &crate::project::fingerprint::Fingerprint) -> Option<String> {
+    if fp.listing_error.is_some() {
+        return None;
+    }
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (path, e) in &fp.files {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(e.size.to_le_bytes());
+        h.update(e.mode.to_le_bytes());
+        h.update(e.hash);
+    }
+    for (k, v) in &fp.git {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    Some(format!("{:x}", h.finalize()))
+}
+
 /// The project's fingerprint, taken on a blocking thread (`None` when that failed).
 async fn fingerprint(
     sched: &Arc<Scheduler>,
@@ -219,7 +244,18 @@ pub async fn run_agent(
         step_id,
         chat_id,
     );
-    let result = run_session(sched, ctx, step_id, chat_id, prompts, scope, &mut forward).await;
+    let project = before.as_ref().and_then(project_state);
+    let result = run_session(
+        sched,
+        ctx,
+        step_id,
+        chat_id,
+        prompts,
+        scope,
+        &mut forward,
+        project,
+    )
+    .await;
     forward.close_open_calls();
     drop(slot);
     let after = fingerprint(sched, &ctx.workdir).await;
@@ -243,17 +279,21 @@ pub async fn run_agent(
             meta: with_init(o.meta),
         },
         Err(AgentError::Cancelled) => StepResult::Cancelled { usage },
-        Err(AgentError::Failed { message, meta }) => StepResult::Failed {
-            error: message,
-            usage,
-            meta: with_init(meta),
-            fatal: false,
-        },
+        Err(AgentError::Failed { message, meta } | AgentError::Lost { message, meta }) => {
+            StepResult::Failed {
+                error: message,
+                usage,
+                meta: with_init(meta),
+                fatal: false,
+            }
+        }
     }
 }
 
-/// Opens the step's session, sends each prompt in turn (stopping at the first that
-/// fails) and closes it. A stop of the scope cancels the session explicitly.
+/// Runs the step's prompts in one session. When the process serving the session dies
+/// under it ([`AgentError::Lost`]: another session's crash, a kill), the step starts
+/// over once in a fresh session; the read-only proof still brackets the whole step.
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     sched: &Arc<Scheduler>,
     ctx: &RunCtx,
@@ -262,8 +302,9 @@ async fn run_session(
     prompts: &[Vec<ContentBlock>],
     scope: &RunScope,
     forward: &mut Forwarder,
+    project: Option<String>,
 ) -> Result<AgentOutcome, AgentError> {
-    let spec = SessionSpec {
+    let attempt = |isolated: bool| SessionSpec {
         run_id: ctx.run_id.clone(),
         step_id: step_id.to_string(),
         chat_id: chat_id.to_string(),
@@ -271,7 +312,48 @@ async fn run_session(
         root: ctx.workdir.clone(),
         model: ctx.model.clone(),
         deadline: sched.deadline,
+        isolated,
+        project: project.clone(),
     };
+    let first = run_attempt(sched, attempt(false), prompts, scope, forward).await;
+    let Err(AgentError::Lost { message: lost, .. }) = first else {
+        return first;
+    };
+    if scope.is_stopped() {
+        return Err(AgentError::Cancelled);
+    }
+    tracing::warn!(run = %ctx.run_id, step = step_id, "retrying the step in a fresh session: {lost}");
+    // The lost attempt's open tool calls end as errors before the new attempt starts.
+    forward.close_open_calls();
+    match run_attempt(sched, attempt(true), prompts, scope, forward).await {
+        Ok(mut o) => {
+            if let Some(m) = o.meta.as_object_mut() {
+                m.insert("retriedAfter".into(), json!(lost));
+            }
+            Ok(o)
+        }
+        Err(AgentError::Lost { message, mut meta }) => {
+            meta["retriedAfter"] = json!(lost);
+            Err(AgentError::Failed {
+                message: format!(
+                    "{message}; the step had already been retried once in a fresh session after: {lost}"
+                ),
+                meta,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the step's session, sends each prompt in turn (stopping at the first that
+/// fails) and closes it. A stop of the scope cancels the session explicitly.
+async fn run_attempt(
+    sched: &Arc<Scheduler>,
+    spec: SessionSpec,
+    prompts: &[Vec<ContentBlock>],
+    scope: &RunScope,
+    forward: &mut Forwarder,
+) -> Result<AgentOutcome, AgentError> {
     let mut session = tokio::select! {
         s = sched.backend.open(spec) => s?,
         _ = scope.stopped() => return Err(AgentError::Cancelled),

@@ -164,6 +164,8 @@ impl Supervisor {
         for (_, mut done) in handles {
             let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
         }
+        // Warm agent processes (the ACP pool) end with the server.
+        self.scheduler.backend.shutdown().await;
         let owner_id = self.owner_id.clone();
         let _ = self
             .store

@@ -56,6 +56,8 @@ impl Supervisor {
     /// Removes the run's snapshot (the run ended).
     pub(super) async fn drop_snapshot(&self, run_id: &str) {
         let dir = self.snapshot_path(run_id);
+        // The warm agents of this run worked in the snapshot; none can serve another.
+        self.scheduler.backend.release_root(&dir);
         let _ = tokio::task::spawn_blocking(move || Snapshot::remove(&dir)).await;
     }
 }

@@ -1078,6 +1078,143 @@ async fn a_script_error_fails_the_run_with_its_position() {
     assert!(err.contains("no luck") && err.contains("3:"), "{err}");
 }
 
+/// A backend whose sessions lose their process: `once` steps on their first attempt
+/// only, `always` steps on every attempt. Records every session it opens.
+struct Losing {
+    once: Vec<&'static str>,
+    always: Vec<&'static str>,
+    opened: std::sync::Mutex<Vec<(String, bool)>>,
+}
+impl crate::agent::AgentBackend for Losing {
+    fn check(
+        &self,
+    ) -> crate::agent::BoxFuture<'_, Result<crate::agent::AgentInfo, crate::agent::Unavailable>>
+    {
+        Box::pin(async {
+            Ok(crate::agent::AgentInfo {
+                path: PathBuf::from("losing"),
+                version: "0.24.4".into(),
+            })
+        })
+    }
+    fn open(
+        &self,
+        spec: crate::agent::SessionSpec,
+    ) -> crate::agent::BoxFuture<
+        '_,
+        Result<Box<dyn crate::agent::AgentSession>, crate::agent::AgentError>,
+    > {
+        let step = spec.step_id.clone();
+        lock(&self.opened).push((step.clone(), spec.isolated));
+        let lose = self.always.contains(&step.as_str())
+            || (self.once.contains(&step.as_str()) && !spec.isolated);
+        Box::pin(async move {
+            Ok(Box::new(LosingSession {
+                lose,
+                cancel: crate::agent::Canceller::new(),
+            }) as Box<dyn crate::agent::AgentSession>)
+        })
+    }
+}
+struct LosingSession {
+    lose: bool,
+    cancel: crate::agent::Canceller,
+}
+impl crate::agent::AgentSession for LosingSession {
+    fn prompt(
+        &mut self,
+        _prompt: Vec<crate::agent::ContentBlock>,
+        events: mpsc::UnboundedSender<crate::agent::AgentEvent>,
+    ) -> crate::agent::BoxFuture<'_, Result<crate::agent::AgentOutcome, crate::agent::AgentError>>
+    {
+        Box::pin(async move {
+            if self.lose {
+                // Half a tool call, then the process is gone.
+                let _ = events.send(crate::agent::AgentEvent::Stream(
+                    crate::model::StreamEvent::ToolCall {
+                        tool_call_id: "c1".into(),
+                        name: "read_file".into(),
+                        input: serde_json::json!({}),
+                    },
+                ));
+                return Err(crate::agent::AgentError::Lost {
+                    message: "qwen crashed (killed by signal 9)".into(),
+                    meta: serde_json::json!({"agentPid": 42}),
+                });
+            }
+            Ok(crate::agent::AgentOutcome {
+                output: "fine\n```findings\n[]\n```".into(),
+                usage: crate::model::Usage::default(),
+                meta: serde_json::json!({}),
+            })
+        })
+    }
+    fn canceller(&self) -> crate::agent::Canceller {
+        self.cancel.clone()
+    }
+    fn close(self: Box<Self>) -> crate::agent::BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn a_step_whose_process_died_is_retried_once_in_a_session_of_its_own() {
+    let backend = Arc::new(Losing {
+        once: vec!["correctness"],
+        always: vec!["security"],
+        opened: std::sync::Mutex::new(Vec::new()),
+    });
+    let (sup, store, run_id, _crx) = start(temp_repo(), backend.clone(), "code-review", 2).await;
+    sup.wait(&run_id).await;
+    let opened = lock(&backend.opened).clone();
+    let of = |step: &str| -> Vec<bool> {
+        opened
+            .iter()
+            .filter(|(s, _)| s == step)
+            .map(|(_, isolated)| *isolated)
+            .collect()
+    };
+    // Retried once, and the retry runs isolated; a step that was not lost runs once.
+    assert_eq!(of("correctness"), vec![false, true]);
+    assert_eq!(of("security"), vec![false, true], "never a third attempt");
+    assert_eq!(of("verdict"), vec![false]);
+    let id = run_id.clone();
+    let steps = store
+        .call(move |c| queries::get_steps(c, &id))
+        .await
+        .unwrap();
+    let step = |id: &str| steps.iter().find(|s| s.step.step_id == id).unwrap();
+    let correctness = step("correctness");
+    assert_eq!(correctness.step.status, StepStatus::Completed);
+    let meta = correctness.step.meta.clone().unwrap_or_default();
+    assert!(
+        meta["retriedAfter"]
+            .as_str()
+            .is_some_and(|m| m.contains("signal 9")),
+        "{meta}"
+    );
+    let security = step("security");
+    assert_eq!(security.step.status, StepStatus::Failed);
+    let error = security.step.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("signal 9") && error.contains("retried once"),
+        "{error}"
+    );
+    // The lost attempt's half tool call ends as an error trace; it never hangs open.
+    let id = run_id.clone();
+    let traces = store
+        .call(move |c| Ok(queries::list_traces(c, &id, None, 0, 100)?.0))
+        .await
+        .unwrap();
+    let lost: Vec<&Trace> = traces
+        .iter()
+        .filter(|t| t.step_id == "correctness")
+        .collect();
+    assert_eq!(lost.len(), 1, "{traces:?}");
+    assert_eq!(lost[0].outcome, Some(TraceOutcome::Error));
+    assert!(lost[0].finished_at.is_some());
+}
+
 #[test]
 fn workflow_models_map_claude_aliases_and_the_alias_table() {
     use workflow::resolve_model;

@@ -472,3 +472,18 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The agent transport the servers of this test run use: `BOO_AGENT_TRANSPORT` of the
+/// test process (inherited by every server it starts), `acp` when unset.
+pub fn transport() -> String {
+    std::env::var("BOO_AGENT_TRANSPORT")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "acp".into())
+}
+
+/// True when agents run as sessions of warm `qwen --acp` processes.
+pub fn pooled() -> bool {
+    transport() == "acp"
+}

@@ -188,3 +188,11 @@ fn an_agent_cannot_pose_as_the_sandbox_guard() {
     let out = p.feed(r#"{"type":"boo_guard","sandbox":"enforced","abi":7,"mode":"required"}"#);
     assert!(out.is_empty(), "{out:?}");
 }
+
+#[test]
+fn refusals_over_acp_count_as_denials_and_other_errors_do_not() {
+    assert!(is_denial("Tool \"write_file\" not found in registry."));
+    assert!(is_denial("Tool \"read_file\" was canceled by the user."));
+    assert!(!is_denial("params must have required property 'file_path'"));
+    assert!(!is_denial("File not found: src/x.rs"));
+}
