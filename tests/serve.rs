@@ -902,6 +902,29 @@ fn an_agent_child_that_calls_setsid_does_not_outlive_the_guard() {
         "left behind: {:?}",
         processes_with(&marker)
     );
+    // 3. The same, with an agent that ignores SIGTERM: when the guard's grace period
+    // ends, the escapee is still the agent's child; it must die with the rest (the
+    // guard once SIGKILLed its own group here, itself included, and orphaned it).
+    let marker = format!("88{}.25", std::process::id());
+    let mut child = guard(&format!(
+        "trap '' TERM; setsid sleep {marker} & while :; do sleep 0.1; done"
+    ))
+    .process_group(0)
+    .spawn()
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !processes_with(
+        &marker
+    )
+    .is_empty()));
+    // SAFETY: signals the guard's own process group.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+    let _ = child.wait();
+    assert!(
+        wait_until(Duration::from_secs(10), || processes_with(&marker)
+            .is_empty()),
+        "left behind: {:?}",
+        processes_with(&marker)
+    );
 }
 
 #[test]

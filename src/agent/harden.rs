@@ -502,7 +502,7 @@ pub fn agent_guard(
             // boo is gone or asked us to stop: take the whole group down. What
             // escaped the group (setsid) gets no grace period.
             kill_escaped();
-            // SAFETY: signals our own process group.
+            // SAFETY: signals our own process group (the guard blocks SIGTERM).
             unsafe {
                 let pgrp = libc::getpgrp();
                 libc::kill(-pgrp, libc::SIGTERM);
@@ -512,8 +512,11 @@ pub fn agent_guard(
                     }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                libc::kill(-pgrp, libc::SIGKILL);
             }
+            // Then SIGKILL for whatever is left — child by child, never the group:
+            // the guard is in that group, and killing itself here would orphan an
+            // escapee that reached it only after `kill_escaped` looked (its parent
+            // was still alive then).
             kill_descendants();
             return 128 + sig;
         }
