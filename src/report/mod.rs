@@ -186,9 +186,44 @@ fn sources(f: &CheckedFinding) -> String {
         .join(", ")
 }
 
+/// The "## Answer" section of a flow's report: the answering steps' text.
+fn write_answer(md: &mut String, r: &ReportInput) {
+    let _ = writeln!(md, "## Answer");
+    let _ = writeln!(md);
+    let answers: Vec<&StepSummary> = r.steps.iter().filter(|s| s.answer.is_some()).collect();
+    let mut wrote = false;
+    for s in &answers {
+        let text = s.answer.as_deref().unwrap_or_default().trim();
+        if text.is_empty() {
+            continue;
+        }
+        if answers.len() > 1 {
+            let _ = writeln!(md, "### {} ({})", s.label, s.agent);
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md, "{text}");
+        let _ = writeln!(md);
+        wrote = true;
+    }
+    if !wrote {
+        let _ = writeln!(
+            md,
+            "_No answer was produced: the answering step did not complete._"
+        );
+        let _ = writeln!(md);
+    }
+}
+
 pub fn render_markdown(r: &ReportInput) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# {} — {}", r.flow_title, one_line(&r.question));
+    // A workflow's title is its one-line description, often long: its name heads the
+    // report instead.
+    let heading = if r.kind == "workflow" {
+        &r.flow
+    } else {
+        &r.flow_title
+    };
+    let _ = writeln!(md, "# {} — {}", heading, one_line(&r.question));
     let _ = writeln!(md);
     let c = counts(r);
     if r.kind == "workflow" {
@@ -232,29 +267,10 @@ pub fn render_markdown(r: &ReportInput) -> String {
         let _ = writeln!(md);
     }
 
-    let _ = writeln!(md, "## Answer");
-    let _ = writeln!(md);
-    let answers: Vec<&StepSummary> = r.steps.iter().filter(|s| s.answer.is_some()).collect();
-    let mut wrote = false;
-    for s in &answers {
-        let text = s.answer.as_deref().unwrap_or_default().trim();
-        if text.is_empty() {
-            continue;
-        }
-        if answers.len() > 1 {
-            let _ = writeln!(md, "### {} ({})", s.label, s.agent);
-            let _ = writeln!(md);
-        }
-        let _ = writeln!(md, "{text}");
-        let _ = writeln!(md);
-        wrote = true;
-    }
-    if !wrote {
-        let _ = writeln!(
-            md,
-            "_No answer was produced: the answering step did not complete._"
-        );
-        let _ = writeln!(md);
+    // A workflow's answer is its return value, which the driver puts above this
+    // report ("## Result"); only a flow has an answering step.
+    if r.kind != "workflow" {
+        write_answer(&mut md, r);
     }
 
     let _ = writeln!(md, "## Verified findings");
@@ -501,9 +517,16 @@ mod tests {
             flow: "deep-review".into(),
             ..input.clone()
         };
-        assert!(render_markdown(&wf).contains(
+        let wf_md = render_markdown(&wf);
+        assert!(wf_md.contains(
             "\n_Workflow `deep-review` · completed · 2 verified, 1 unverified, 1 without evidence_\n"
         ));
+        // Its name heads it, and it has no flow's answer section (the driver puts the
+        // script's result on top); its findings are there as for a flow.
+        assert!(wf_md.starts_with("# deep-review — "), "{wf_md}");
+        assert!(!wf_md.contains("## Answer"), "{wf_md}");
+        assert!(wf_md.contains("## Verified findings"), "{wf_md}");
+        assert!(md.contains("## Answer"));
         // Deterministic: the same outputs render the same bytes.
         assert_eq!(md, render_markdown(&input));
         let js: serde_json::Value = serde_json::from_str(&render_json(&input)).unwrap();

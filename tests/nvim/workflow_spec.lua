@@ -216,6 +216,64 @@ H.test('history, export and traces work for a workflow run', function()
   H.contains(ttext, 'read_file ', 'its tool calls')
 end)
 
+H.test('a built-in workflow picked by name in the launcher runs on the real server: its phases, agents and report', function()
+  -- Nothing stubbed but the user's answers: the list comes from boo/listWorkflows, the
+  -- launch goes to boo/launchWorkflow {workflow = 'research-question'}.
+  local prev = pane.last_run_id
+  H.selects = {}
+  H.script_select(function(labels)
+    if labels[#labels]:find('^Workflow') then
+      return #labels
+    end
+    return H.find_label(labels, '^research%-question ', false)
+  end)
+  local answers = { 'how does the cache evict entries?', '' }
+  local real_input = vim.ui.input
+  vim.ui.input = function(_, on_confirm)
+    local a = table.remove(answers, 1)
+    vim.schedule(function()
+      on_confirm(a)
+    end)
+  end
+  local ok, err = pcall(function()
+    require('boo.launcher').open(project)
+    return new_run(prev)
+  end)
+  vim.ui.input = real_input
+  if not ok then
+    error(err, 0)
+  end
+  local id = err
+  H.contains(H.selects[2].labels[H.find_label(H.selects[2].labels, '^research%-question ', false)],
+    '(Plan → Investigate → Answer)', 'the built-in is listed with its phases')
+  local run = wait_end(id, 'the research-question run end')
+  H.eq(run.status, 'completed', 'completed')
+  local text = text_of(id)
+  H.artifact('8-builtin', text)
+  H.contains(text, 'boo · research-question · workflow · ', 'the header names the built-in workflow')
+  H.contains(text, 'Args:  how does the cache evict entries?', 'the args as text')
+  -- Its agents under its phases: the plan, one investigator per sub-question, the answer.
+  local steps = text:sub((text:find('── Steps', 1, true)) or #text)
+  local plan, inv, ans = row_of(steps, '  Phase: Plan'), row_of(steps, '  Phase: Investigate'), row_of(steps, '  Phase: Answer')
+  H.ok(plan and inv and ans and plan < inv and inv < ans, 'its phases in meta order:\n' .. steps)
+  local subs = tonumber(text:match('\n  (%d+) sub%-question%(s%)\n'))
+  H.ok(subs and subs >= 1, 'the run log names the sub-questions:\n' .. text)
+  H.contains(text, string.format('%d of %d sub-question(s) answered', subs, subs), 'every investigation answered')
+  local phases = {}
+  for _, st in ipairs(state.display_steps(run)) do
+    if st.kind == 'agent' then
+      phases[st.phase] = (phases[st.phase] or 0) + 1
+    end
+  end
+  H.eq(phases, { Plan = 1, Investigate = subs, Answer = 1 }, 'agents per phase')
+  H.ok(row_of(steps, 'codebase-explorer') > plan and row_of(steps, 'codebase-explorer') < inv, 'the planner under Plan')
+  H.contains(steps, '· write the answer', 'the last agent is the answer (expanded)')
+  H.contains(text, '── Report', 'the report')
+  H.contains(text, '## Verified findings', 'the answer\'s findings were checked')
+  H.contains(text, '## Snapshot', 'the snapshot note')
+  H.ok(row_of(text, '── Report') < row_of(text, '── Steps'), 'the report above the steps')
+end)
+
 H.test('/workflow <name> <args> in the chat and the launcher\'s workflow category launch the named workflow', function()
   -- The catalog and the launch are stubbed here: this is about what the user
   -- typed and picked becoming the launch (the server side is tested above).

@@ -492,12 +492,74 @@ describe('boo in code-server', () => {
     assert.match(await page.evaluate(() => navigator.clipboard.readText()), /## Result[\s\S]*"parts": 2/);
   });
 
-  step('a running run reopened from the history keeps streaming until its report', async () => {
+  step('a project flow in the untrusted folder: Launch asks to trust the folder; accepting trusts it and the run completes', async () => {
+    fs.mkdirSync(path.join(project, '.boo', 'flows'), { recursive: true });
+    fs.writeFileSync(
+      path.join(project, '.boo', 'flows', 'solo.toml'),
+      ['name = "solo"', 'title = "Solo"', 'category = "analysis"', 'description = "One look"', '', '[[steps]]', 'id = "solo"', 'kind = "agent"', 'persona = "structural-analyst"', 'prompt = "Look."', ''].join('\n'),
+    );
+    await command('View: Close All Editors');
+    await command('Boo: Launch Flow…');
+    const launcher = await launchFromLauncher(webview('launcher'), 'solo', 'is the folder trusted?');
+    assert.equal(await launcher.locator('.flow-card[data-flow="solo"] .badge.source.untrusted').count(), 1, 'marked untrusted in the launcher');
+    await launcher.locator('.launch').click();
+    const dialog = page.locator('.monaco-dialog-box');
+    await dialog.waitFor({ state: 'visible', timeout: 15_000 });
+    assert.match(await dialog.innerText(), /"solo" is this folder's own flow[\s\S]*not trusted/);
+    await shot('25-trust-prompt');
+    await dialog.getByRole('button', { name: 'Trust Folder and Launch' }).click();
+    const pane = await paneOf('solo');
+    await pane.locator('.report').waitFor({ state: 'visible', timeout: 60_000 });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'completed', 'the project flow ran after the trust');
+    assert.equal(await pane.locator('.step[data-kind="agent"]').count(), 1);
+    await shot('26-trusted-run');
+    // The server keeps the trust: the launcher marks the flow "project", no longer untrusted.
+    await command('Boo: Launch Flow…');
+    const again = await launchFromLauncher(webview('launcher'), 'solo', 'again');
+    await again.locator('.flow-card[data-flow="solo"] .badge.source[data-source="project"]').waitFor({ timeout: 10_000 });
+    assert.equal(await again.locator('.badge.untrusted').count(), 0, 'no untrusted mark once trusted');
+    await again.getByRole('button', { name: 'Cancel' }).click();
+  });
+
+  step('a built-in workflow by name from the launcher\'s Workflows tab: its agents under its phases and the report', async () => {
+    await command('View: Close All Editors');
+    await command('Boo: Launch Flow…');
+    const f = await webview('launcher');
+    await f.locator('[role="tab"][data-category="workflows"]').click();
+    const card = f.locator('.workflow-card[data-workflow="research-question"]');
+    await card.click();
+    assert.equal(await card.getAttribute('data-source'), 'builtin');
+    assert.match(await card.innerText(), /Plan → Investigate → Answer/);
+    await f.locator('.args').fill('how does the cache evict entries?');
+    await shot('27-workflows-tab');
+    await f.locator('.launch').click();
+    const pane = await paneOf('research-question');
+    await pane.locator('.report').waitFor({ state: 'visible', timeout: 90_000 });
+    assert.equal(await pane.locator('.status-pill').textContent(), 'completed');
+    assert.equal(await pane.locator('.band').textContent(), 'workflow');
+    assert.deepEqual(await pane.locator('.phase-label').allTextContents(), ['Script', 'Plan', 'Investigate', 'Answer'], 'its phases in meta order');
+    const agents = await pane.locator('.step[data-kind="agent"]').allInnerTexts();
+    // The plan, one investigator per sub-question (the log says how many), the answer.
+    const subs = Number((await pane.locator('.log-line').allTextContents()).map((t) => /^(\d+) sub-question\(s\)$/.exec(t)?.[1]).find(Boolean));
+    assert.ok(subs >= 1, 'the log names the sub-questions');
+    assert.equal(agents.length, subs + 2, `plan, ${subs} investigators, answer: ${JSON.stringify(agents)}`);
+    assert.match(agents[0], /split the question/);
+    assert.ok(agents.slice(1, -1).every((a) => /sub-question \d/.test(a)), 'the investigators');
+    assert.match(agents.at(-1), /write the answer/);
+    const report = await pane.locator('.report').innerText();
+    assert.match(report, /Verified findings/);
+    assert.match(report, /Snapshot[\s\S]*has not changed since/, 'the snapshot note');
+    await shot('28-builtin-workflow-report');
+  });
+
+  step('a running run reopened from the history keeps streaming until its report; a file edited meanwhile is named in its Snapshot note', async () => {
     await command('Boo: Launch Flow…');
     const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'follow me after a close [[fake:slow]]');
     await launcher.locator('.launch').click();
     const first = await webview('pane', { pred: async (f) => (await f.locator('.question').textContent()).startsWith('follow me') });
     await first.locator('.step[data-status="running"][data-kind="agent"]').first().waitFor({ timeout: 30_000 });
+    // The user edits a file while the agents read the snapshot taken at launch.
+    fs.appendFileSync(path.join(project, 'src', 'cache.py'), '# edited while the run ran\n');
     await command('View: Close All Editors');
     const tree = await showHistory();
     const row = tree.locator('.monaco-list-row', { hasText: 'follow me after a close' }).first();
@@ -510,6 +572,7 @@ describe('boo in code-server', () => {
     await shot('16-reopened-running');
     await pane.locator('.report').waitFor({ state: 'visible', timeout: 120_000 });
     assert.equal(await pane.locator('.status-pill').textContent(), 'completed');
+    assert.match(await pane.locator('.report').innerText(), /Snapshot[\s\S]*modified \(1\): src\/cache\.py/, 'the report names the file edited during the run');
     await tree.locator('.monaco-list-row', { hasText: 'follow me after a close' }).filter({ hasText: 'completed' }).first().waitFor({ timeout: 10_000 });
   });
 
