@@ -283,10 +283,23 @@ fn a_run_command_stopped_by_a_signal_cancels_its_run() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // Wait until an agent runs, then stop the command.
-        assert!(wait_until(std::time::Duration::from_secs(30), || {
-            text(&boo(&db, &["runs", "--all"]).stdout).contains("running")
-        }));
+        // Wait until an agent runs, then stop the command. When it never does, say what
+        // `boo runs` and the command printed (and stop the command).
+        let mut last = String::new();
+        let started = wait_until(std::time::Duration::from_secs(60), || {
+            let out = boo(&db, &["runs", "--all"]);
+            last = format!("{}{}", text(&out.stdout), text(&out.stderr));
+            last.contains("running")
+        });
+        if !started {
+            let mut child = child;
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{name}: the run never showed as running.\nboo runs: {last}\nboo run stderr: {}",
+                text(&out.stderr)
+            );
+        }
         std::thread::sleep(std::time::Duration::from_millis(300));
         // SAFETY: signals the child we started.
         unsafe { libc::kill(child.id() as i32, sig) };
