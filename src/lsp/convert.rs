@@ -167,7 +167,7 @@ impl From<model::RunSummary> for ext::RunSummary {
         ext::RunSummary {
             run_id,
             flow,
-            band: (kind != "workflow").then(|| band.into()),
+            band: (kind == "flow").then(|| band.into()),
             status: status.into(),
             question,
             root,
@@ -175,6 +175,46 @@ impl From<model::RunSummary> for ext::RunSummary {
             finished_at,
             kind,
         }
+    }
+}
+
+impl From<ext::RunStatus> for model::RunStatus {
+    fn from(s: ext::RunStatus) -> Self {
+        match s {
+            ext::RunStatus::Running => model::RunStatus::Running,
+            ext::RunStatus::Completed => model::RunStatus::Completed,
+            ext::RunStatus::Failed => model::RunStatus::Failed,
+            ext::RunStatus::Cancelled => model::RunStatus::Cancelled,
+        }
+    }
+}
+
+/// A listed background agent (`boo/listAgents`).
+pub fn agent_summary(s: model::RunSummary, persona: String) -> ext::AgentSummary {
+    let ext::RunSummary {
+        run_id,
+        flow,
+        band,
+        status,
+        question,
+        root,
+        created_at,
+        finished_at,
+        kind,
+    } = s.into();
+    ext::AgentSummary {
+        run_id,
+        flow,
+        band,
+        status,
+        question,
+        root,
+        created_at,
+        finished_at,
+        kind,
+        persona,
+        parent_run_id: None,
+        parent_step_id: None,
     }
 }
 

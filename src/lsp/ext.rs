@@ -182,8 +182,28 @@ wire_struct! {
         pub root: String,
         pub created_at: String,
         pub finished_at: Option<String>,
-        /// `"flow"` or `"workflow"`.
+        /// `"flow"`, `"workflow"` or `"agent"`.
         pub kind: String,
+    }
+
+    /// A background agent (`boo/listAgents`): `RunSummary` and its persona, and for
+    /// a child spawned by an agent step the run and step that spawned it.
+    pub struct AgentSummary {
+        pub run_id: String,
+        pub flow: String,
+        /// Always `null`: an agent run has no band.
+        pub band: Option<Band>,
+        pub status: RunStatus,
+        /// The agent's prompt.
+        pub question: String,
+        pub root: String,
+        pub created_at: String,
+        pub finished_at: Option<String>,
+        /// `"agent"`.
+        pub kind: String,
+        pub persona: String,
+        pub parent_run_id: Option<String>,
+        pub parent_step_id: Option<String>,
     }
 
     /// `RunSummary` and more (`boo/getRun`).
@@ -389,6 +409,33 @@ wire_struct! {
     }
     pub struct LaunchWorkflowResult {
         pub run_id: String,
+    }
+
+    pub struct SpawnAgentParams {
+        /// A persona name (`boo/listFlows` rosters name them; `boo personas` lists them).
+        pub persona: String,
+        pub prompt: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub root: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub model: Option<String>,
+    }
+    pub struct SpawnAgentResult {
+        pub run_id: String,
+    }
+
+    pub struct ListAgentsParams {
+        /// Absent: the workspace root's agents; null: every project's agents.
+        #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+        pub root: Option<Option<String>>,
+        /// A run status: only the agents in it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub status: Option<RunStatus>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub limit: Option<u32>,
+    }
+    pub struct ListAgentsResult {
+        pub agents: Vec<AgentSummary>,
     }
 
     pub struct ListRunsParams {
@@ -649,6 +696,11 @@ requests! {
     /// project workflow in an untrusted root is `-32005`.
     LaunchWorkflow = "boo/launchWorkflow", LaunchWorkflowParams => LaunchWorkflowResult;
     ListRuns = "boo/listRuns", ListRunsParams => ListRunsResult;
+    /// A background agent: a run of kind `"agent"` with one agent step `agent`;
+    /// answers as soon as the run row exists.
+    SpawnAgent = "boo/spawnAgent", SpawnAgentParams => SpawnAgentResult;
+    /// Agent runs, newest first.
+    ListAgents = "boo/listAgents", ListAgentsParams => ListAgentsResult;
     GetRun = "boo/getRun", GetRunParams => GetRunResult;
     /// Answers once the run has ended; a run that already ended is `-32004`.
     CancelRun = "boo/cancelRun", CancelRunParams => CancelRunResult;

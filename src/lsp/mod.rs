@@ -320,6 +320,60 @@ impl Backend {
         Ok(ext::LaunchWorkflowResult { run_id })
     }
 
+    async fn spawn_agent(&self, p: ext::SpawnAgentParams) -> Result<ext::SpawnAgentResult> {
+        let sup = self.sup()?.clone();
+        let root = match p.root {
+            Some(r) => PathBuf::from(r),
+            None => self.workspace_root().ok_or_else(|| {
+                invalid("root: no root was given and the client opened no workspace folder; send `root` with the project directory")
+            })?,
+        };
+        let run_id = sup
+            .launch_agent(crate::runner::agent_run::AgentLaunch {
+                persona: p.persona,
+                prompt: p.prompt,
+                root,
+                model: p.model,
+            })
+            .await
+            .map_err(|e| match e {
+                LaunchError::Invalid(m) => invalid(m),
+                LaunchError::Unavailable(m) => rpc_error(AGENT_UNAVAILABLE, m),
+                e @ (LaunchError::Untrusted { .. } | LaunchError::UntrustedWorkflow { .. }) => {
+                    rpc_error(UNTRUSTED_ROOT, e.to_string())
+                }
+                LaunchError::Internal(m) => internal(m),
+            })?;
+        Ok(ext::SpawnAgentResult { run_id })
+    }
+
+    async fn list_agents(&self, p: ext::ListAgentsParams) -> Result<ext::ListAgentsResult> {
+        let sup = self.sup()?;
+        let root = match p.root {
+            Some(Some(r)) => Some(
+                PathBuf::from(&r)
+                    .canonicalize()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or(r),
+            ),
+            Some(None) => None,
+            None => self.workspace_root().map(|p| p.display().to_string()),
+        };
+        let limit = p.limit.unwrap_or(50);
+        let status = p.status.map(crate::model::RunStatus::from);
+        let rows = sup
+            .store
+            .call(move |c| queries::list_agents(c, root.as_deref(), status, limit))
+            .await
+            .map_err(internal)?;
+        Ok(ext::ListAgentsResult {
+            agents: rows
+                .into_iter()
+                .map(|(s, persona)| convert::agent_summary(s, persona))
+                .collect(),
+        })
+    }
+
     async fn list_runs(&self, p: ext::ListRunsParams) -> Result<ext::ListRunsResult> {
         let sup = self.sup()?;
         let root = match p.root {
@@ -532,6 +586,8 @@ handlers! {
     ext::ListWorkflows => list_workflows;
     ext::LaunchWorkflow => launch_workflow;
     ext::ListRuns => list_runs;
+    ext::SpawnAgent => spawn_agent;
+    ext::ListAgents => list_agents;
     ext::GetRun => get_run;
     ext::CancelRun => cancel_run;
     ext::ExportRun => export_run;
@@ -612,7 +668,7 @@ impl LanguageServer for Backend {
                     methods: ext::REQUESTS.iter().map(|m| m.to_string()).collect(),
                     notifications: ext::NOTIFICATIONS.iter().map(|m| m.to_string()).collect(),
                     cancel_ended_run: "error -32004".into(),
-                    features: vec!["workflows".into()],
+                    features: vec!["workflows".into(), "backgroundAgents".into()],
                 })? })),
                 ..Default::default()
             },

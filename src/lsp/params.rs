@@ -169,6 +169,46 @@ impl Params for ext::LaunchFlowParams {
     }
 }
 
+impl Params for ext::SpawnAgentParams {
+    fn refused(field: &str, got: Option<&Value>) -> Option<String> {
+        Some(match field {
+            "persona" => "persona: a persona name is required (e.g. \"codebase-explorer\"); `boo personas` lists them".into(),
+            "prompt" => "prompt: the agent's task is required, as text".into(),
+            "root" => format!("root: {} is not a directory path", got.unwrap_or(&Value::Null)),
+            "model" => "model: a model name the endpoint serves, as text".into(),
+            _ => return None,
+        })
+    }
+    fn check(&self) -> Result<(), String> {
+        if self.persona.trim().is_empty() {
+            return Err("persona: a persona name is required (e.g. \"codebase-explorer\"); `boo personas` lists them".into());
+        }
+        if self.prompt.trim().is_empty() {
+            return Err("prompt: the prompt is empty; say what the agent should do".into());
+        }
+        if self.root.as_deref() == Some("") {
+            return Err("root: \"\" is not a directory path".into());
+        }
+        Ok(())
+    }
+}
+
+impl Params for ext::ListAgentsParams {
+    fn refused(field: &str, got: Option<&Value>) -> Option<String> {
+        Some(match field {
+            "root" => format!("root: {} is not a path", got.unwrap_or(&Value::Null)),
+            "status" => {
+                "status: one of \"running\", \"completed\", \"failed\", \"cancelled\"".into()
+            }
+            "limit" => LIMIT.into(),
+            _ => return None,
+        })
+    }
+    fn check(&self) -> Result<(), String> {
+        check_limit(self.limit)
+    }
+}
+
 impl Params for ext::ListRunsParams {
     fn refused(field: &str, got: Option<&Value>) -> Option<String> {
         Some(match field {

@@ -6,6 +6,8 @@
 //! - [`forward`]: an agent's events into streams, traces and usage;
 //! - [`prompt`]: prompt assembly (stable part first);
 //! - [`flow`]: the flow driver (the engine loop only);
+//! - [`agent_run`]: background agents (a run of one agent step);
+//! - [`workflow`]: the workflow driver (a script's `agent()` calls as steps);
 //! - [`state`]: a run's live state in memory;
 //! - [`scope`]: one cancellation tree per run, with a reason;
 //! - [`lease`]: ownership, heartbeat, adoption after a crash;
@@ -13,6 +15,7 @@
 //! - [`finish`] and [`report_input`]: how a run ends and what its report is made of;
 //! - [`outbox`]: the single exit for run traffic.
 
+pub mod agent_run;
 pub mod dispatch;
 pub mod finish;
 pub mod flow;
@@ -294,6 +297,9 @@ impl Supervisor {
             let driven = match kind {
                 Ok(Some(meta)) if workflow::is_workflow(&meta) => {
                     workflow::drive(&sup, &run_id, resumed, scope.clone()).await
+                }
+                Ok(Some(meta)) if agent_run::is_agent(&meta) => {
+                    agent_run::drive(&sup, &run_id, resumed, scope.clone()).await
                 }
                 _ => flow::drive(&sup, &run_id, resumed, scope.clone()).await,
             };

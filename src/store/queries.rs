@@ -151,6 +151,7 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
         .unwrap_or(serde_json::Value::Null);
     let kind = match meta.get("kind").and_then(|k| k.as_str()) {
         Some("workflow") => "workflow",
+        Some("agent") => "agent",
         _ => "flow",
     };
     Ok(RunRow {
@@ -212,6 +213,39 @@ pub fn list_runs(
         None
     };
     Ok((rows, next))
+}
+
+/// Agent runs (`meta.kind = "agent"`), newest first, with their persona.
+pub fn list_agents(
+    c: &Connection,
+    root: Option<&str>,
+    status: Option<RunStatus>,
+    limit: u32,
+) -> Result<Vec<(RunSummary, String)>> {
+    let mut sql = format!(
+        "SELECT {RUN_COLS}, json_extract(r.meta, '$.agent.persona') FROM flow_runs r
+         WHERE json_valid(r.meta) AND json_extract(r.meta, '$.kind') = 'agent'"
+    );
+    let mut args: Vec<String> = Vec::new();
+    if let Some(root) = root {
+        args.push(root.to_string());
+        sql.push_str(&format!(" AND r.project_id = ?{}", args.len()));
+    }
+    if let Some(st) = status {
+        args.push(st.as_str().to_string());
+        sql.push_str(&format!(" AND r.status = ?{}", args.len()));
+    }
+    sql.push_str(&format!(" ORDER BY r.run_id DESC LIMIT {}", limit as i64));
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |row| {
+            Ok((
+                summary_from_row(row)?,
+                row.get::<_, Option<String>>(20)?.unwrap_or_default(),
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }
 
 #[derive(Debug, Clone)]

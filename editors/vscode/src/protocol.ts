@@ -101,8 +101,16 @@ export interface RunSummary {
   root: string;
   createdAt: string;
   finishedAt: string | null;
-  /** 'flow' or 'workflow'. */
+  /** 'flow', 'workflow' or 'agent'. */
   kind: string;
+}
+
+/** A background agent (boo/listAgents). */
+export interface AgentSummary extends RunSummary {
+  persona: string;
+  /** The run and step that spawned it, for a child of an agent step. */
+  parentRunId: string | null;
+  parentStepId: string | null;
 }
 
 export interface Run extends RunSummary {
@@ -270,6 +278,26 @@ export interface LaunchWorkflowResult {
   runId: string;
 }
 
+export interface SpawnAgentParams {
+  persona: string;
+  prompt: string;
+  root?: string;
+  model?: string;
+}
+export interface SpawnAgentResult {
+  runId: string;
+}
+
+export interface ListAgentsParams {
+  /** Absent: the workspace root's agents; null: every project's agents. */
+  root?: string | null;
+  status?: RunStatus;
+  limit?: number;
+}
+export interface ListAgentsResult {
+  agents: AgentSummary[];
+}
+
 export interface ListRunsParams {
   /** Absent: the workspace root's runs; null: every project's runs. */
   root?: string | null;
@@ -326,6 +354,8 @@ export interface Requests {
   'boo/listWorkflows': { params: ListWorkflowsParams; result: ListWorkflowsResult };
   'boo/launchWorkflow': { params: LaunchWorkflowParams; result: LaunchWorkflowResult };
   'boo/listRuns': { params: ListRunsParams; result: ListRunsResult };
+  'boo/spawnAgent': { params: SpawnAgentParams; result: SpawnAgentResult };
+  'boo/listAgents': { params: ListAgentsParams; result: ListAgentsResult };
   'boo/getRun': { params: GetRunParams; result: GetRunResult };
   'boo/cancelRun': { params: CancelRunParams; result: CancelRunResult };
   'boo/exportRun': { params: ExportRunParams; result: ExportRunResult };

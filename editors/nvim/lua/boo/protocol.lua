@@ -119,7 +119,7 @@
 ---@field question string
 ---@field root string
 ---@field createdAt string
----@field kind string "flow" or "workflow"
+---@field kind string "flow", "workflow" or "agent"
 ---@field finishedAt string|nil
 
 ---@class boo.Run : boo.RunSummary
@@ -251,6 +251,28 @@
 ---@class boo.LaunchWorkflowResult
 ---@field runId string
 
+---@class boo.AgentSummary : boo.RunSummary
+---@field persona string
+---@field parentRunId string|nil the run that spawned it (a child of an agent step)
+---@field parentStepId string|nil
+
+---@class boo.SpawnAgentParams
+---@field persona string
+---@field prompt string
+---@field root? string
+---@field model? string
+
+---@class boo.SpawnAgentResult
+---@field runId string
+
+---@class boo.ListAgentsParams
+---@field root? string|nil absent: the workspace root's agents; vim.NIL: every project's agents
+---@field status? boo.RunStatus
+---@field limit? integer
+
+---@class boo.ListAgentsResult
+---@field agents boo.AgentSummary[]
+
 ---@class boo.ListRunsParams
 ---@field root? string|nil absent: the workspace root's runs; vim.NIL: every project's runs
 ---@field limit? integer
@@ -375,6 +397,8 @@ M.requests = {
   ['boo/listWorkflows'] = { params = 'boo.ListWorkflowsParams', result = 'boo.ListWorkflowsResult' },
   ['boo/launchWorkflow'] = { params = 'boo.LaunchWorkflowParams', result = 'boo.LaunchWorkflowResult' },
   ['boo/listRuns'] = { params = 'boo.ListRunsParams', result = 'boo.ListRunsResult' },
+  ['boo/spawnAgent'] = { params = 'boo.SpawnAgentParams', result = 'boo.SpawnAgentResult' },
+  ['boo/listAgents'] = { params = 'boo.ListAgentsParams', result = 'boo.ListAgentsResult' },
   ['boo/getRun'] = { params = 'boo.GetRunParams', result = 'boo.GetRunResult' },
   ['boo/cancelRun'] = { params = 'boo.CancelRunParams', result = 'boo.CancelRunResult' },
   ['boo/exportRun'] = { params = 'boo.ExportRunParams', result = 'boo.ExportRunResult' },

@@ -1,0 +1,193 @@
+//! Background agents end to end: `boo/spawnAgent` / `boo/listAgents` against the real
+//! `boo serve` binary and the scripted fake qwen, and `boo ask` on the command line.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn spawn(s: &mut Server, persona: &str, prompt: &str) -> String {
+    let r = s
+        .request(
+            "boo/spawnAgent",
+            json!({"persona": persona, "prompt": prompt}),
+        )
+        .unwrap_or_else(|e| panic!("spawnAgent failed: {e:?}; stderr: {}", s.stderr()));
+    r["runId"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_spawned_agent_is_a_one_step_run_listed_with_its_persona() {
+    let t = TempDir::new("agent-spawn");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    let init = s.initialize(&root);
+    let features = init["capabilities"]["experimental"]["boo"]["features"]
+        .as_array()
+        .unwrap();
+    assert!(
+        features.contains(&json!("backgroundAgents")),
+        "{features:?}"
+    );
+
+    let run_id = spawn(&mut s, "codebase-explorer", "Where is add defined?");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    assert_eq!(end["stepId"], "agent");
+    let notes = s.run_notes(&run_id);
+    assert_eq!(notes[0].0, "boo/runStarted");
+    let roster = notes[0].1["steps"].as_array().unwrap();
+    assert_eq!(roster.len(), 1);
+    assert_eq!(roster[0]["stepId"], "agent");
+    assert_eq!(roster[0]["agent"], "codebase-explorer");
+    assert!(notes.iter().any(|(m, _)| m == "boo/agentStream"));
+
+    let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    assert_eq!(got["run"]["kind"], "agent");
+    assert_eq!(got["run"]["band"], json!(null));
+    assert_eq!(got["run"]["question"], "Where is add defined?");
+    let steps = got["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0]["status"], "completed");
+    assert!(got["report"]
+        .as_str()
+        .unwrap()
+        .contains("Where is add defined?"));
+
+    // A flow run on the same root is not an agent.
+    let flow = s
+        .request(
+            "boo/launchFlow",
+            json!({"flow": "code-review", "input": {"question": "q"}}),
+        )
+        .unwrap();
+    let flow_id = flow["runId"].as_str().unwrap().to_string();
+    s.wait_run_end(&flow_id, LONG);
+    let listed = s.request("boo/listAgents", json!({})).unwrap();
+    let agents = listed["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{listed}");
+    let a = &agents[0];
+    assert_eq!(a["runId"], run_id.as_str());
+    assert_eq!(a["persona"], "codebase-explorer");
+    assert_eq!(a["kind"], "agent");
+    assert_eq!(a["status"], "completed");
+    assert_eq!(a["parentRunId"], json!(null));
+    assert_eq!(a["parentStepId"], json!(null));
+    let running = s
+        .request("boo/listAgents", json!({"status": "running"}))
+        .unwrap();
+    assert_eq!(running["agents"].as_array().unwrap().len(), 0);
+    let elsewhere = s
+        .request(
+            "boo/listAgents",
+            json!({"root": t.path().display().to_string()}),
+        )
+        .unwrap();
+    assert_eq!(elsewhere["agents"].as_array().unwrap().len(), 0);
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
+fn bad_spawn_params_are_refused_without_a_run() {
+    let t = TempDir::new("agent-bad");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let (code, msg) = s
+        .request(
+            "boo/spawnAgent",
+            json!({"persona": "nobody", "prompt": "hello"}),
+        )
+        .unwrap_err();
+    assert_eq!(code, -32602);
+    assert!(
+        msg.contains("persona") && msg.contains("codebase-explorer"),
+        "{msg}"
+    );
+    let (code, msg) = s
+        .request(
+            "boo/spawnAgent",
+            json!({"persona": "codebase-explorer", "prompt": "  "}),
+        )
+        .unwrap_err();
+    assert_eq!(code, -32602);
+    assert!(msg.contains("prompt"), "{msg}");
+    let (code, msg) = s
+        .request("boo/spawnAgent", json!({"prompt": "hello"}))
+        .unwrap_err();
+    assert_eq!(code, -32602);
+    assert!(msg.contains("persona"), "{msg}");
+    let (code, msg) = s
+        .request("boo/listAgents", json!({"status": "busy"}))
+        .unwrap_err();
+    assert_eq!(code, -32602);
+    assert!(msg.contains("status"), "{msg}");
+    let runs = s.request("boo/listRuns", json!({})).unwrap();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 0);
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
+fn cancelling_an_agent_run_stops_its_agent() {
+    let t = TempDir::new("agent-cancel");
+    let root = project(t.path());
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &[("FAKE_QWEN_DIR", rec.display().to_string())],
+    );
+    s.initialize(&root);
+    let run_id = spawn(&mut s, "codebase-explorer", "hang please [[fake:hang]]");
+    assert!(wait_until(LONG, || !agent_records(&rec).is_empty()));
+    let r = s
+        .request("boo/cancelRun", json!({"runId": run_id}))
+        .unwrap();
+    assert_eq!(r["status"], "cancelled");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "cancelled");
+    for r in agent_records(&rec) {
+        for key in ["launcherPid", "workerPid"] {
+            let pid = r[key].as_i64().unwrap_or(0);
+            assert!(
+                wait_until(Duration::from_secs(5), || !alive(pid)),
+                "{key} {pid} survived the cancel"
+            );
+        }
+    }
+    let listed = s
+        .request("boo/listAgents", json!({"status": "cancelled"}))
+        .unwrap();
+    assert_eq!(listed["agents"].as_array().unwrap().len(), 1);
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
+fn kill_9_with_an_agent_in_flight_then_restart_resumes_it() {
+    let t = TempDir::new("agent-resume");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let dir = ("FAKE_QWEN_DIR", rec.display().to_string());
+    let mut s = Server::start(
+        &db,
+        &[dir.clone(), ("FAKE_QWEN_MODES", "agent=hang".into())],
+    );
+    s.initialize(&root);
+    let run_id = spawn(&mut s, "codebase-explorer", "resume me");
+    assert!(wait_until(LONG, || invocations(&rec).get("agent") == Some(&1)));
+    s.kill9();
+    let mut s2 = Server::start(&db, &[dir]);
+    s2.initialize(&root);
+    let end = s2.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    assert_eq!(invocations(&rec).get("agent"), Some(&2));
+    let got = s2.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    assert_eq!(got["run"]["kind"], "agent");
+    assert_eq!(got["steps"][0]["attempt"], 2);
+    assert_eq!(s2.stop(), Some(0));
+}
