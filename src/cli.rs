@@ -971,6 +971,15 @@ pub async fn show(config: &Config, run_id: String) -> i32 {
                         .and_then(|v| v.as_str())
                         .unwrap_or("inline script"),
                 );
+            } else if crate::runner::agent_run::is_agent(&r.meta) {
+                println!(
+                    "agent    {} ({})",
+                    r.meta
+                        .pointer("/agent/persona")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default(),
+                    r.run.title.clone().unwrap_or_default(),
+                );
             } else {
                 println!(
                     "flow     {} ({}) · band {}",
@@ -1496,5 +1505,163 @@ pub async fn doctor(config: &Config) -> i32 {
     } else {
         println!("\n{failures} check(s) failed; fix them and run `boo doctor` again");
         1
+    }
+}
+
+/// What `boo ask --background` reads from the process it detaches: one line, either
+/// `run <runId>` or `invalid <message>` / `error <message>`.
+const DETACHED_RUN: &str = "run ";
+
+/// `boo ask <persona> "<prompt>"`: a background agent (a run of kind `agent`) from the
+/// command line. In the foreground: live progress on stderr, the report on stdout,
+/// exit 0 only when the run completed (Ctrl-C cancels it). With `--background`: a
+/// detached `boo` process (its own process group, no terminal) records the run and
+/// drives it to its end; this command prints the run id as soon as the run exists and
+/// returns. `detached` is that process's side.
+#[allow(clippy::too_many_arguments)]
+pub async fn ask(
+    config: Config,
+    persona: String,
+    prompt: String,
+    root: Option<PathBuf>,
+    model: Option<String>,
+    background: bool,
+    detached: bool,
+) -> i32 {
+    let root =
+        root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+    if background && !detached {
+        return ask_background(persona, prompt, root, model);
+    }
+    let config = config.with_model(model.clone());
+    let app = match App::start(&config, |_| CliTransport {
+        started: Instant::now(),
+        steps: HashMap::new(),
+        workflow: false,
+    })
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            if detached {
+                println!("error {e}");
+            } else {
+                eprintln!("boo: {e}");
+            }
+            return 1;
+        }
+    };
+    let (st, sup) = (app.store.clone(), app.supervisor.clone());
+    let hb_stop = CancellationToken::new();
+    tokio::spawn(sup.clone().heartbeat_loop(false, hb_stop.clone()));
+    let launched = sup
+        .launch_agent(crate::runner::agent_run::AgentLaunch {
+            persona,
+            prompt,
+            root,
+            model,
+        })
+        .await;
+    let run_id = match launched {
+        Ok(id) => id,
+        Err(e) => {
+            let invalid = matches!(e, LaunchError::Invalid(_) | LaunchError::Untrusted { .. });
+            if detached {
+                let word = if invalid { "invalid" } else { "error" };
+                println!("{word} {}", e.to_string().replace('\n', " "));
+            } else {
+                eprintln!("boo: {e}");
+            }
+            return if invalid { 2 } else { 1 };
+        }
+    };
+    if !detached {
+        return follow(app, sup, st, hb_stop, run_id, None).await;
+    }
+    // The detached driver: say which run it drives, then let go of the pipe (the
+    // command that started it has returned by then) and drive the run to its end.
+    // A stop signal here is a crash like any other: the run stays `running` and the
+    // next `boo serve` adopts it.
+    println!("{DETACHED_RUN}{run_id}");
+    let _ = std::io::stdout().flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto fd 1 replaces our stdout with /dev/null; both are valid.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+    // A closed terminal does not end the run.
+    let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    sup.wait(&run_id).await;
+    hb_stop.cancel();
+    drop(sup);
+    app.drain(std::time::Duration::from_millis(500)).await;
+    0
+}
+
+/// Starts the detached driver of `boo ask --background` and prints its run id.
+fn ask_background(persona: String, prompt: String, root: PathBuf, model: Option<String>) -> i32 {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let root = match canonical_root(&root) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boo: --root: {e}");
+            return 2;
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("boo: cannot find the boo executable to run the agent in the background ({e}); run it in the foreground (without --background)");
+            return 1;
+        }
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("ask")
+        .arg("--detached")
+        .arg("--root")
+        .arg(&root)
+        .arg(&persona)
+        .arg(&prompt)
+        .current_dir(&root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        // Its own process group: Ctrl-C in this terminal does not reach it.
+        .process_group(0);
+    if let Some(m) = &model {
+        cmd.arg("--model").arg(m);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("boo: cannot start the background driver ({e}); run it in the foreground (without --background)");
+            return 1;
+        }
+    };
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    let line = line.trim_end();
+    if let Some(id) = line.strip_prefix(DETACHED_RUN) {
+        println!("{id}");
+        eprintln!("boo: the agent runs in the background; follow it with `boo show {id}` or in the editor's Background agents (`boo/listAgents`)");
+        return 0;
+    }
+    let _ = child.wait();
+    match line.split_once(' ') {
+        Some(("invalid", msg)) => {
+            eprintln!("boo: {msg}");
+            2
+        }
+        Some((_, msg)) => {
+            eprintln!("boo: {msg}");
+            1
+        }
+        None => {
+            eprintln!("boo: the background driver stopped before it recorded the run; run it in the foreground (without --background) to see why");
+            1
+        }
     }
 }

@@ -117,6 +117,24 @@ enum Command {
         #[arg(long)]
         sarif: Option<PathBuf>,
     },
+    /// Ask one agent (a persona) to work on a prompt: live progress on stderr, the
+    /// report on stdout; with --background, print the run id and return while a
+    /// detached boo process drives the run (a server adopts it if that process dies).
+    Ask {
+        /// A persona name (the agents of `boo flows`, e.g. codebase-explorer).
+        persona: String,
+        prompt: String,
+        #[arg(long)]
+        root: Option<PathBuf>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Print the run id and return; the agent keeps working.
+        #[arg(long)]
+        background: bool,
+        /// The detached driver of --background (internal).
+        #[arg(long, hide = true)]
+        detached: bool,
+    },
     /// Trust a project folder: its own flows (ROOT/.boo/) may run. Review them first.
     Trust {
         /// The project folder.
@@ -375,6 +393,14 @@ fn main() {
                         fast,
                         sarif,
                     } => cli::run(config, flow, question, band, root, model, fast, sarif).await,
+                    Command::Ask {
+                        persona,
+                        prompt,
+                        root,
+                        model,
+                        background,
+                        detached,
+                    } => cli::ask(config, persona, prompt, root, model, background, detached).await,
                     Command::Workflows { root } => cli::workflows(&config, root).await,
                     Command::Workflow {
                         action:

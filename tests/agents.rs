@@ -191,3 +191,83 @@ fn kill_9_with_an_agent_in_flight_then_restart_resumes_it() {
     assert_eq!(got["steps"][0]["attempt"], 2);
     assert_eq!(s2.stop(), Some(0));
 }
+
+#[test]
+fn boo_ask_prints_the_report_and_exits_zero_when_it_completes() {
+    let t = TempDir::new("ask-fg");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let r = root.display().to_string();
+    let out = boo_cli(
+        &db,
+        &[
+            "ask",
+            "codebase-explorer",
+            "Where is add defined?",
+            "--root",
+            &r,
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("Where is add defined?"), "{stdout}");
+    let bad = boo_cli(&db, &["ask", "nobody", "hello", "--root", &r], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown persona"));
+}
+
+#[test]
+fn boo_ask_background_returns_at_once_and_the_run_goes_on_to_its_end() {
+    let t = TempDir::new("ask-bg");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let r = root.display().to_string();
+    let started = std::time::Instant::now();
+    let out = boo_cli(
+        &db,
+        &[
+            "ask",
+            "codebase-explorer",
+            "take your time [[fake:slow]]",
+            "--root",
+            &r,
+            "--background",
+        ],
+        &[("FAKE_QWEN_DELAY_MS", "400".into())],
+    );
+    let returned_after = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let run_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(run_id.len(), 36, "a run id on stdout: {run_id:?}");
+    let status = |db: &std::path::Path| {
+        let shown = boo_cli(db, &["show", &run_id], &[]);
+        String::from_utf8_lossy(&shown.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("status").map(|s| s.trim().to_string()))
+            .unwrap_or_default()
+    };
+    // The command returned while the agent was still at work (a slow agent takes
+    // seconds), and the run reaches its end with nobody waiting for it.
+    let first = status(&db);
+    assert!(
+        first.starts_with("running"),
+        "{first} after {returned_after:?}"
+    );
+    assert!(
+        wait_until(LONG, || status(&db).starts_with("completed")),
+        "the background run never completed: {}",
+        status(&db)
+    );
+    let shown = boo_cli(&db, &["show", &run_id], &[]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("agent    codebase-explorer"));
+    let bad = boo_cli(
+        &db,
+        &["ask", "nobody", "hello", "--root", &r, "--background"],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown persona"));
+}
