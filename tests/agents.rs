@@ -271,3 +271,41 @@ fn boo_ask_background_returns_at_once_and_the_run_goes_on_to_its_end() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown persona"));
 }
+
+#[test]
+fn a_workflow_background_agent_is_a_step_of_the_run_and_an_uncollected_one_lands_too() {
+    let t = TempDir::new("agent-wf");
+    let root = project(t.path());
+    let mut s = Server::start(&t.path().join("boo.db"), &[]);
+    s.initialize(&root);
+    let script = "export const meta = { name: 'bg', description: 'background agents' };\n\
+                  const a = agent('first look', { background: true, label: 'first' });\n\
+                  agent('never collected', { background: true, label: 'forgotten' });\n\
+                  const b = await agent('second look', { label: 'second' });\n\
+                  return { a: await result(a), id: a, b };\n";
+    let r = s
+        .request("boo/launchWorkflow", json!({ "script": script }))
+        .unwrap_or_else(|e| panic!("{e:?}; {}", s.stderr()));
+    let run_id = r["runId"].as_str().unwrap().to_string();
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    assert_eq!(got["run"]["result"]["id"], "agent-1");
+    assert!(got["run"]["result"]["a"].is_string(), "{}", got["run"]);
+    let steps = got["steps"].as_array().unwrap();
+    for label in ["first", "forgotten", "second"] {
+        let st = steps
+            .iter()
+            .find(|s| s["label"] == label)
+            .unwrap_or_else(|| panic!("no step {label}: {steps:?}"));
+        assert_eq!(st["status"], "completed", "{st}");
+        assert_eq!(st["parentStepId"], "script");
+    }
+    let added = s
+        .run_notes(&run_id)
+        .iter()
+        .filter(|(m, _)| m == "boo/stepAdded")
+        .count();
+    assert_eq!(added, 3);
+    assert_eq!(s.stop(), Some(0));
+}

@@ -62,11 +62,29 @@ interface BooAgentOptions {
 }
 
 /**
+ * boo's extension of the Claude Code API (not in Claude Code): with
+ * `background: true`, `agent()` starts the agent and returns its id (a string) at
+ * once; collect its answer later with `await result(id)`. The agent is a step of
+ * the run like any other (same slots, budget, cache; `background` is not part of
+ * the cache key). An agent never collected is still waited for before the run
+ * ends, so its step and findings land in the run.
+ */
+declare function agent(prompt: string, opts: BooAgentOptions & { background: true }): string;
+
+/**
  * Runs one read-only agent and resolves to its final text (or, with `schema`, to
  * the validated value). Resolves to `null` when the agent fails for good; rejects
  * when the run's budget is spent or the run made 1,000 `agent()` calls.
  */
 declare function agent(prompt: string, opts?: BooAgentOptions): Promise<any>;
+
+/**
+ * boo's extension: the answer of a background agent started with
+ * `agent(prompt, { background: true })` — what `agent()` would have resolved to
+ * (its text, the validated value with `schema`, or `null` when it failed for good).
+ * May be awaited more than once. Rejects for an id this script did not get.
+ */
+declare function result(id: string): Promise<any>;
 
 /**
  * Starts every thunk at once and waits for all of them (a barrier). A thunk that

@@ -467,11 +467,17 @@ impl<'a, 'js> Session<'a, 'js> {
         let fire: Function = internals
             .get("fire")
             .map_err(|e| internal("could not prepare the script", e))?;
+        let drain: Function = internals
+            .get("drain")
+            .map_err(|e| internal("could not prepare the script", e))?;
         let started: rquickjs::Result<Promise> = main.call((args, workflow));
         let promise = match started.catch(&self.ctx) {
             Ok(p) => p,
             Err(e) => return Err(self.failure(&internals, e)),
         };
+        // Once the script returned: the background agents it never collected, which
+        // the run still waits for (their steps land in the run).
+        let mut draining: Option<Promise> = None;
         loop {
             while self.ctx.execute_pending_job() {
                 if self.job.shared.stop_reason() != STOP_NONE {
@@ -480,7 +486,23 @@ impl<'a, 'js> Session<'a, 'js> {
             }
             self.check_stop()?;
             match promise.state() {
-                PromiseState::Resolved => return self.answer(&internals, &promise),
+                PromiseState::Resolved => {
+                    if draining.is_none() {
+                        let left: rquickjs::Result<Option<Promise>> = drain.call(());
+                        match left.catch(&self.ctx) {
+                            Ok(Some(p)) => draining = Some(p),
+                            Ok(None) => return self.answer(&internals, &promise),
+                            Err(e) => return Err(self.failure(&internals, e)),
+                        }
+                        continue;
+                    }
+                    if draining
+                        .as_ref()
+                        .is_some_and(|d| d.state() != PromiseState::Pending)
+                    {
+                        return self.answer(&internals, &promise);
+                    }
+                }
                 PromiseState::Rejected => {
                     let rejected: Option<rquickjs::Result<rquickjs::Value>> = promise.result();
                     let err = match rejected {

@@ -165,7 +165,13 @@
   );
 
   // ---- agent
-  define(G, "agent", function agent(prompt, opts) {
+  // boo's extension: agent(prompt, { background: true }) returns an id at once and
+  // result(id) collects the answer. Ids count up in call order, so a script executed
+  // again after a restart hands out the same ids. An agent nobody collected is still
+  // waited for before the run ends (see `drain`).
+  const background = new Map(); // id -> { promise, collected }
+  let backgroundCount = 0;
+  function startAgent(prompt, opts) {
     // Created here so a later rejection points at the script line that called agent().
     const error = new Error("");
     let answer;
@@ -195,6 +201,40 @@
     return new Promise((resolve, reject) => {
       pending.set(answer.id, { resolve, reject, error });
     });
+  }
+  define(G, "agent", function agent(prompt, opts) {
+    if (opts !== null && typeof opts === "object" && !Array.isArray(opts) && opts.background !== undefined) {
+      if (typeof opts.background !== "boolean") {
+        throw new TypeError("agent(prompt, opts?): opts.background must be a boolean, got " + typeName(opts.background));
+      }
+      // `background` is how the caller waits, not what the agent does: it is not
+      // part of the call (nor of its cache key).
+      const rest = Object.assign({}, opts);
+      delete rest.background;
+      if (opts.background) {
+        backgroundCount += 1;
+        const id = "agent-" + backgroundCount;
+        const promise = startAgent(prompt, rest);
+        // Never an unhandled rejection: result(id) hands the rejection on.
+        promise.catch(() => {});
+        background.set(id, { promise, collected: false });
+        return id;
+      }
+      return startAgent(prompt, rest);
+    }
+    return startAgent(prompt, opts);
+  });
+  define(G, "result", function result(id) {
+    const entry = typeof id === "string" ? background.get(id) : undefined;
+    if (entry === undefined) {
+      return Promise.reject(
+        new TypeError(
+          "result(id): " + show(id) + " is not the id of a background agent of this script; pass the id that agent(prompt, { background: true }) returned"
+        )
+      );
+    }
+    entry.collected = true;
+    return entry.promise;
   });
 
   // ---- parallel and pipeline
@@ -275,6 +315,15 @@
   // ---- the engine's side
   return {
     workflow: topWorkflow,
+    // After the script returned: a promise that settles once every background agent
+    // nobody collected has ended (null when there is none), so each lands in the run.
+    drain() {
+      const left = [];
+      for (const entry of background.values()) {
+        if (!entry.collected) left.push(entry.promise.catch(() => null));
+      }
+      return left.length === 0 ? null : Promise.all(left);
+    },
     settle(id, ok, payload) {
       const entry = pending.get(id);
       if (entry === undefined || entry.timer) return;

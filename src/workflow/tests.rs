@@ -1519,3 +1519,90 @@ async fn workflow_cancelled_before_the_script_starts_is_cancelled_not_internal()
         );
     }
 }
+
+// ---------------------------------------------------------------- background agents
+
+#[tokio::test]
+async fn workflow_background_agent_returns_an_id_at_once_and_result_collects_it() {
+    let fake = Fake::with(Arc::new(|call, _| {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            AgentReply::Completed {
+                text: format!("done: {}", call.script_prompt),
+            }
+        })
+    }));
+    let out = run(
+        "const id = agent('slow', { background: true, label: 'L' });\n\
+         if (typeof id !== 'string') throw new Error('not an id: ' + typeof id);\n\
+         const quick = await agent('quick');\n\
+         const late = await result(id);\n\
+         return [id, quick, late, await result(id)];",
+        &fake,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out,
+        json!(["agent-1", "done: quick", "done: slow", "done: slow"])
+    );
+    // The background agent started before the foreground one, and `background` is not
+    // part of the call (nor of its cache key); its other options are.
+    let calls = fake.calls();
+    assert_eq!(calls[0].script_prompt, "slow");
+    assert!(calls[0].opts.raw.get("background").is_none());
+    assert_eq!(calls[0].opts.label.as_deref(), Some("L"));
+    assert!(
+        fake.events.position("start:quick").unwrap() < fake.events.position("end:slow").unwrap()
+    );
+}
+
+#[tokio::test]
+async fn workflow_an_uncollected_background_agent_is_waited_for_before_the_run_ends() {
+    let fake = Fake::with(Arc::new(|call, _| {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            AgentReply::Failed {
+                error: call.script_prompt,
+            }
+        })
+    }));
+    let out = run(
+        "agent('forgotten', { background: true });\nreturn 'script done';",
+        &fake,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, json!("script done"));
+    assert!(
+        fake.events.position("end:forgotten").is_some(),
+        "the run ended before its background agent: {:?}",
+        fake.events.all()
+    );
+}
+
+#[tokio::test]
+async fn workflow_result_of_an_unknown_id_and_a_bad_background_flag_say_what_to_pass() {
+    let fake = Fake::echo();
+    let e = run("return await result('agent-9');", &fake)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("result(id): agent-9 is not the id of a background agent of this script"),
+        "{e:?}"
+    );
+    let e = run("agent('x', { background: 'yes' });", &fake)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("opts.background must be a boolean, got string"),
+        "{e:?}"
+    );
+    // `background: false` is an ordinary call.
+    let out = run("return await agent('x', { background: false });", &fake)
+        .await
+        .unwrap();
+    assert_eq!(out, json!("echo: x"));
+}
