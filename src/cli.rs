@@ -1665,3 +1665,56 @@ fn ask_background(persona: String, prompt: String, root: PathBuf, model: Option<
         }
     }
 }
+
+/// `boo cancel <runId>`: cancels a running run and waits (bounded) until it ended.
+/// Exit 0 when it ends cancelled, 1 when it ended otherwise or could not be reached,
+/// 2 for an unknown run or one that had already ended.
+pub async fn cancel(config: &Config, run_id: String) -> i32 {
+    let app = match App::start(config, |_| CliTransport {
+        started: Instant::now(),
+        steps: HashMap::new(),
+        workflow: false,
+    })
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return 1;
+        }
+    };
+    let sup = app.supervisor.clone();
+    let hb_stop = CancellationToken::new();
+    tokio::spawn(sup.clone().heartbeat_loop(false, hb_stop.clone()));
+    let got = sup.cancel(&run_id).await;
+    hb_stop.cancel();
+    drop(sup);
+    app.drain(std::time::Duration::from_millis(500)).await;
+    match got {
+        Ok(RunStatus::Cancelled) => {
+            eprintln!("boo: run {run_id} cancelled");
+            0
+        }
+        Ok(RunStatus::Running) => {
+            eprintln!("boo: asked run {run_id} to cancel; its owner has not stopped it yet (check with `boo show {run_id}`)");
+            1
+        }
+        Ok(other) => {
+            eprintln!(
+                "boo: run {run_id} ended {} before the cancel reached it",
+                other.as_str()
+            );
+            1
+        }
+        Err(
+            e @ (crate::runner::CancelError::NotFound(_) | crate::runner::CancelError::Ended(..)),
+        ) => {
+            eprintln!("boo: {e}");
+            2
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}

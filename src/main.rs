@@ -174,6 +174,10 @@ enum Command {
     },
     /// Show a run: its steps and its report.
     Show { run_id: String },
+    /// Cancel a running run, wherever it runs (a `boo ask --background` agent, a
+    /// server's run): its owner stops it at its next heartbeat; a run whose owner is
+    /// gone is finished here as cancelled.
+    Cancel { run_id: String },
     /// Print a run's report as Markdown or JSON, its findings as SARIF, or the run as OTLP JSON spans.
     Export {
         run_id: String,
@@ -428,6 +432,7 @@ fn main() {
                         cli::runs(&config, root, all, limit).await
                     }
                     Command::Show { run_id } => cli::show(&config, run_id).await,
+                    Command::Cancel { run_id } => cli::cancel(&config, run_id).await,
                     Command::Export { run_id, format } => match format.as_str() {
                         "sarif" => sarif::cli_export(&config, &run_id).await,
                         "otlp-json" => otel::cli_export(&config, &run_id).await,

@@ -309,3 +309,49 @@ fn a_workflow_background_agent_is_a_step_of_the_run_and_an_uncollected_one_lands
     assert_eq!(added, 3);
     assert_eq!(s.stop(), Some(0));
 }
+
+#[test]
+fn boo_cancel_stops_a_background_agent_in_its_detached_driver() {
+    let t = TempDir::new("ask-cancel");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let r = root.display().to_string();
+    let dir = ("FAKE_QWEN_DIR", rec.display().to_string());
+    let out = boo_cli(
+        &db,
+        &[
+            "ask",
+            "codebase-explorer",
+            "hang please [[fake:hang]]",
+            "--root",
+            &r,
+            "--background",
+        ],
+        std::slice::from_ref(&dir),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let run_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(wait_until(LONG, || !agent_records(&rec).is_empty()));
+    let cancelled = boo_cli(&db, &["cancel", &run_id], &[]);
+    let stderr = String::from_utf8_lossy(&cancelled.stderr);
+    assert_eq!(cancelled.status.code(), Some(0), "{stderr}");
+    let shown = boo_cli(&db, &["show", &run_id], &[]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("status   cancelled"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
+    for r in agent_records(&rec) {
+        for key in ["launcherPid", "workerPid"] {
+            let pid = r[key].as_i64().unwrap_or(0);
+            assert!(
+                wait_until(Duration::from_secs(10), || !alive(pid)),
+                "{key} {pid} survived the cancel"
+            );
+        }
+    }
+    let again = boo_cli(&db, &["cancel", &run_id], &[]);
+    assert_eq!(again.status.code(), Some(2));
+}
