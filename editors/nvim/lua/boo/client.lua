@@ -61,6 +61,10 @@ local function notify(msg, level)
 end
 M.notify = notify
 
+--- Background agents this editor started (runId → { persona, prompt, told }): a
+--- notification says when each ends.
+M.agent_runs = {}
+
 --- Is the server binary there? Returns nil or one actionable message.
 --- `cmd` nil: the binary the plugin finds by itself (boo.server).
 function M.check_cmd(cmd)
@@ -219,6 +223,13 @@ M.handlers = {
       return
     end
     after(M.store:step_updated(p, M.now()), ctx.client_id)
+    local agent = M.agent_runs[p.runId]
+    if agent and type(p.runStatus) == 'string' and p.runStatus ~= 'running' and not agent.told then
+      agent.told = true
+      notify(string.format('boo: agent %s %s: %s (:Boo pane %s)', agent.persona, p.runStatus,
+        tostring(agent.prompt):gsub('%s+', ' '):sub(1, 60), p.runId),
+        p.runStatus == 'completed' and vim.log.levels.INFO or vim.log.levels.WARN)
+    end
   end,
   ['boo/agentStream'] = function(_, p, ctx)
     if type(p) ~= 'table' or not p.runId then

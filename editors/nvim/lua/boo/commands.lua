@@ -116,7 +116,61 @@ local function workflow_cmd(args)
   b.launch_workflow(spec)
 end
 
+--- Persona names for completion: the agents of the cached catalog's flows.
+local function persona_names()
+  flow_names()
+  local seen, names = {}, {}
+  for _, f in ipairs(boo()._flows or {}) do
+    for _, a in ipairs(f.agents or {}) do
+      local name = type(a) == 'table' and a.persona or a
+      if type(name) == 'string' and not seen[name] then
+        seen[name] = true
+        names[#names + 1] = name
+      end
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+--- :Boo ask [--background] <persona> <prompt>
+local function ask_cmd(args)
+  local background = false
+  local i = 1
+  if args[i] == '--background' then
+    background = true
+    i = i + 1
+  end
+  local persona = args[i]
+  local prompt = vim.trim(table.concat(args, ' ', i + 1))
+  if not persona or prompt == '' then
+    return notify('boo: :Boo ask [--background] <persona> <prompt>, e.g. :Boo ask --background codebase-explorer where is the cache invalidated?',
+      vim.log.levels.WARN)
+  end
+  boo().ask({ persona = persona, prompt = prompt, background = background })
+end
+
 M.subcommands = {
+  ask = {
+    desc = 'one agent on one task: :Boo ask [--background] <persona> <prompt>',
+    run = ask_cmd,
+    complete = function(n, words)
+      if n == 1 then
+        local out = { '--background' }
+        vim.list_extend(out, persona_names())
+        return out
+      elseif n == 2 and words[1] == '--background' then
+        return persona_names()
+      end
+      return {}
+    end,
+  },
+  agents = {
+    desc = "this project's background agents; open one",
+    run = function()
+      boo().agents()
+    end,
+  },
   workflow = {
     desc = 'run a workflow: :Boo workflow [--budget N] [--fresh] [name | file.js | %] [args]',
     run = workflow_cmd,

@@ -313,6 +313,96 @@ function M.launch_workflow(spec, cb)
   end)
 end
 
+--- A background agent (boo/spawnAgent): `spec = { persona, prompt, root?, model?,
+--- background?, focus? }`. In the foreground the run's pane opens like a flow's; with
+--- `background` only a message says it started. Either way a notification says when
+--- it ends (see client.lua, `agent_runs`). cb(err, run_id).
+function M.ask(spec, cb)
+  local c = client()
+  local root = spec.root or c.root(0)
+  local o = config.get()
+  local params = { persona = spec.persona, prompt = spec.prompt, root = root }
+  if spec.model or o.model then
+    params.model = spec.model or o.model
+  end
+  c.request(root, 'boo/spawnAgent', params, function(err, res, lsp_client)
+    if err or type(res) ~= 'table' or not res.runId then
+      if not (err and err.notified) then
+        notify('boo: cannot start agent ' .. tostring(spec.persona) .. ': ' .. c.err_text(err or { message = 'no runId in the answer' }),
+          vim.log.levels.ERROR)
+      end
+      return cb and cb(err or { message = 'no runId' })
+    end
+    local run = c.store:ensure(res.runId, c.now())
+    run.flow = run.flow or 'agent'
+    run.question = run.question or spec.prompt
+    run.root = run.root or root
+    run.kind = 'agent'
+    c.agent_runs[res.runId] = { persona = spec.persona, prompt = spec.prompt }
+    if lsp_client then
+      c.run_client[res.runId] = lsp_client.id
+    end
+    if #run.steps > 0 then
+      run.stub = false
+    end
+    if spec.background then
+      notify('boo: ' .. spec.persona .. ' is working in the background; :Boo agents lists it')
+    else
+      require('boo.pane').open(res.runId, { focus = spec.focus })
+    end
+    if cb then
+      cb(nil, res.runId)
+    end
+  end)
+end
+
+--- This project's background agents (boo/listAgents), newest first; picking one
+--- opens its pane. cb(err, run_id).
+function M.agents(root, cb)
+  local c = client()
+  root = root or c.root(0)
+  c.request(root, 'boo/listAgents', { root = root, limit = 50 }, function(err, res)
+    if err or type(res) ~= 'table' then
+      if not (err and err.notified) then
+        notify('boo: cannot list agents: ' .. c.err_text(err), vim.log.levels.ERROR)
+      end
+      return cb and cb(err)
+    end
+    local agents = res.agents or {}
+    if #agents == 0 then
+      notify('boo: no background agents yet for ' .. root .. ' (:Boo ask <persona> <prompt>)')
+      return cb and cb(nil, nil)
+    end
+    local now = c.now()
+    vim.ui.select(agents, {
+      prompt = 'boo agents · ' .. root,
+      kind = 'boo.agent',
+      format_item = function(a)
+        local prompt = tostring(a.question or ''):gsub('%s+', ' ')
+        if #prompt > 60 then
+          prompt = prompt:sub(1, 57) .. '...'
+        end
+        return string.format('%-10s %-28s %s', a.status, a.persona, prompt)
+      end,
+    }, function(a)
+      if not a then
+        return cb and cb(nil, nil)
+      end
+      local run = c.store:ensure(a.runId, now)
+      run.root = run.root or a.root
+      run.flow = run.flow or a.flow
+      run.question = run.question or a.question
+      run.kind = 'agent'
+      run.loaded = false
+      run.stub = true
+      require('boo.pane').open(a.runId)
+      if cb then
+        cb(nil, a.runId)
+      end
+    end)
+  end)
+end
+
 --- Open the pane of a run (default: the last one).
 function M.open(run_id)
   run_id = current_run(run_id)
