@@ -43,6 +43,7 @@ fn a_spawned_agent_is_a_one_step_run_listed_with_its_persona() {
     assert_eq!(roster.len(), 1);
     assert_eq!(roster[0]["stepId"], "agent");
     assert_eq!(roster[0]["agent"], "codebase-explorer");
+    assert_eq!(notes[0].1["band"], json!(null));
     assert!(notes.iter().any(|(m, _)| m == "boo/agentStream"));
 
     let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
@@ -52,10 +53,13 @@ fn a_spawned_agent_is_a_one_step_run_listed_with_its_persona() {
     let steps = got["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0]["status"], "completed");
-    assert!(got["report"]
-        .as_str()
-        .unwrap()
-        .contains("Where is add defined?"));
+    let report = got["report"].as_str().unwrap();
+    assert!(report.contains("Where is add defined?"), "{report}");
+    assert!(
+        report.contains("_Background agent `codebase-explorer` · completed ·"),
+        "{report}"
+    );
+    assert!(report.contains("## Answer"), "{report}");
 
     // A flow run on the same root is not an agent.
     let flow = s

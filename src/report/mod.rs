@@ -232,6 +232,14 @@ pub fn render_markdown(r: &ReportInput) -> String {
             "_Workflow `{}` · {} · {} verified, {} unverified, {} without evidence_",
             r.flow, r.status, c.verified, c.unverified, c.no_evidence
         );
+    } else if r.kind == "agent" {
+        // A background agent: one persona on one prompt (the question).
+        let persona = r.steps.first().map(|s| s.agent.as_str()).unwrap_or("agent");
+        let _ = writeln!(
+            md,
+            "_Background agent `{}` · {} · {} verified, {} unverified, {} without evidence_",
+            persona, r.status, c.verified, c.unverified, c.no_evidence
+        );
     } else {
         let _ = writeln!(
             md,

@@ -149,7 +149,8 @@ fn announce(sup: &Supervisor, state: &RunState, resumed: bool) {
     sup.emit(Out::RunStarted(RunStarted {
         run_id: state.run_id.clone(),
         flow: state.flow.clone(),
-        band: Some(state.band),
+        // An agent run has no band.
+        band: (state.kind == "flow").then_some(state.band),
         question: state.question.clone(),
         root: state.root.display().to_string(),
         status: RunStatus::Running,

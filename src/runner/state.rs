@@ -15,6 +15,8 @@ use std::path::PathBuf;
 pub struct RunState {
     pub run_id: String,
     pub flow: String,
+    /// `"flow"`, `"workflow"` or `"agent"` (the run's `meta.kind`).
+    pub kind: String,
     pub title: Option<String>,
     pub band: Band,
     pub question: String,
@@ -83,6 +85,7 @@ impl RunState {
                     terminal,
                     run_id: summary.run_id,
                     flow: summary.flow,
+                    kind: row.run.kind,
                     title: row.run.title,
                     band: summary.band,
                     question: summary.question,
