@@ -60,6 +60,17 @@ fn a_spawned_agent_is_a_one_step_run_listed_with_its_persona() {
         "{report}"
     );
     assert!(report.contains("## Answer"), "{report}");
+    // Traces and export work for it as for any run.
+    let traces = s
+        .request("boo/getTraces", json!({"runId": run_id}))
+        .unwrap();
+    let traces = traces["traces"].as_array().unwrap();
+    assert!(!traces.is_empty());
+    assert!(traces.iter().all(|t| t["stepId"] == "agent"));
+    let exported = s
+        .request("boo/exportRun", json!({"runId": run_id, "format": "json"}))
+        .unwrap();
+    assert!(exported["content"].as_str().unwrap().contains("\"agent\""));
 
     // A flow run on the same root is not an agent.
     let flow = s
