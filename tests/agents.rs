@@ -370,3 +370,51 @@ fn boo_cancel_stops_a_background_agent_in_its_detached_driver() {
     let again = boo_cli(&db, &["cancel", &run_id], &[]);
     assert_eq!(again.status.code(), Some(2));
 }
+
+#[test]
+fn a_background_agent_whose_detached_driver_dies_is_finished_by_the_next_server() {
+    let t = TempDir::new("ask-adopt");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let rec = t.path().join("agents");
+    std::fs::create_dir_all(&rec).unwrap();
+    let r = root.display().to_string();
+    let dir = ("FAKE_QWEN_DIR", rec.display().to_string());
+    let out = boo_cli(
+        &db,
+        &[
+            "ask",
+            "codebase-explorer",
+            "survive the driver",
+            "--root",
+            &r,
+            "--background",
+        ],
+        &[dir.clone(), ("FAKE_QWEN_MODES", "agent=hang".into())],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let run_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(wait_until(LONG, || invocations(&rec).get("agent") == Some(&1)));
+    // The detached driver is the owner of the run's lease.
+    let driver: i64 = {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.query_row(
+            "SELECT o.pid FROM server_owners o JOIN run_leases l ON l.owner_id = o.owner_id WHERE l.run_id = ?1",
+            [&run_id],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    assert!(alive(driver));
+    unsafe { libc::kill(driver as i32, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(10), || !alive(driver)));
+    // A server on the same database adopts the ownerless run and finishes it.
+    let mut s = Server::start(&db, &[dir]);
+    s.initialize(&root);
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    assert_eq!(invocations(&rec).get("agent"), Some(&2));
+    let listed = s.request("boo/listAgents", json!({})).unwrap();
+    assert_eq!(listed["agents"][0]["status"], "completed");
+    assert_eq!(s.stop(), Some(0));
+}
