@@ -317,6 +317,32 @@ impl Transport for CliTransport {
     }
 }
 
+/// `--attach FILE` (repeatable) and `--vision` of `boo run` and `boo workflow run`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AttachArgs {
+    /// An image (PNG, JPEG, GIF or WebP) the agents get with their prompt; repeat for
+    /// more. Needs a model declared to take images (--vision or BOO_VISION_MODEL=1).
+    #[arg(long = "attach", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The model takes images (overrides BOO_VISION_MODEL for this run).
+    #[arg(long)]
+    pub vision: bool,
+}
+
+impl AttachArgs {
+    /// The files as launch attachments, relative paths taken from the current folder.
+    fn inputs(&self) -> Vec<crate::attach::AttachmentInput> {
+        self.files
+            .iter()
+            .map(|f| {
+                crate::attach::AttachmentInput::Path(
+                    std::path::absolute(f).unwrap_or_else(|_| f.clone()),
+                )
+            })
+            .collect()
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: Config,
@@ -327,6 +353,7 @@ pub async fn run(
     model: Option<String>,
     fast: bool,
     sarif: Option<PathBuf>,
+    attach: AttachArgs,
 ) -> i32 {
     let band = match band.parse::<Band>() {
         Ok(b) => b,
@@ -362,6 +389,8 @@ pub async fn run(
             root,
             model,
             fast,
+            attachments: attach.inputs(),
+            vision: attach.vision.then_some(true),
         })
         .await
     {
@@ -535,6 +564,7 @@ pub async fn workflows(config: &Config, root: Option<PathBuf>) -> i32 {
 }
 
 /// `boo workflow run NAME|FILE`: a workflow as a run.
+#[allow(clippy::too_many_arguments)]
 pub async fn workflow_run(
     config: Config,
     workflow: String,
@@ -543,6 +573,7 @@ pub async fn workflow_run(
     fresh: bool,
     root: Option<PathBuf>,
     model: Option<String>,
+    attach: AttachArgs,
 ) -> i32 {
     use crate::runner::workflow::{ScriptRef, WorkflowLaunch};
     // A file when it names one (or looks like one), else a catalog name.
@@ -587,6 +618,8 @@ pub async fn workflow_run(
             model,
             budget,
             fresh,
+            attachments: attach.inputs(),
+            vision: attach.vision.then_some(true),
         })
         .await;
     let run_id = match launched {
@@ -1226,9 +1259,9 @@ pub async fn gc(config: &Config, older_than: String) -> i32 {
     };
     let cutoff = clock::now_ms() - ms;
     match st.call(move |c| queries::gc(c, cutoff)).await {
-        Ok((runs, steps, snaps, traces)) => {
+        Ok((runs, steps, snaps, traces, images)) => {
             println!(
-                "removed {runs} run(s) older than {older_than}: {steps} step(s), {snaps} stream batch(es), {traces} trace(s); running runs are never removed"
+                "removed {runs} run(s) older than {older_than}: {steps} step(s), {snaps} stream batch(es), {traces} trace(s), {images} attached image(s) no other run uses; running runs are never removed"
             );
             // Project snapshots are only needed while their run runs.
             if let Ok(running) = st.call(queries::running_runs).await {

@@ -52,6 +52,8 @@ async fn start(
             root,
             model: None,
             fast: false,
+            attachments: Vec::new(),
+            vision: None,
         })
         .await
         .unwrap();
@@ -660,6 +662,8 @@ async fn the_api_key_never_reaches_the_database_or_the_clients() {
             root,
             model: None,
             fast: false,
+            attachments: Vec::new(),
+            vision: None,
         })
         .await
         .unwrap();
@@ -700,6 +704,8 @@ async fn a_project_flow_in_an_untrusted_root_is_refused_without_a_run_row() {
         root: root.clone(),
         model: None,
         fast: false,
+        attachments: Vec::new(),
+        vision: None,
     };
     let err = sup.launch(req.clone()).await.unwrap_err();
     let canonical = root.canonicalize().unwrap().display().to_string();
@@ -854,6 +860,8 @@ async fn a_code_step_past_its_deadline_fails_and_kills_its_git() {
             root: root.clone(),
             model: None,
             fast: false,
+            attachments: Vec::new(),
+            vision: None,
         })
         .await
         .unwrap();
@@ -944,6 +952,8 @@ async fn run_workflow_on(
             model: None,
             budget: None,
             fresh,
+            attachments: Vec::new(),
+            vision: None,
         })
         .await
         .unwrap();

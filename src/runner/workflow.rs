@@ -63,6 +63,10 @@ pub struct WorkflowLaunch {
     pub budget: Option<u64>,
     /// Skip cache look-ups (results are still stored).
     pub fresh: bool,
+    /// Images for the agents (checked by `Supervisor::intake_attachments`).
+    pub attachments: Vec<crate::attach::AttachmentInput>,
+    /// This run's model takes images (`None`: `RunnerConfig::vision_model`).
+    pub vision: Option<bool>,
 }
 
 /// Whether `file` lies in the root's `.boo/` or `.claude/` folder (where a
@@ -239,6 +243,14 @@ impl Supervisor {
                 root.display()
             )));
         }
+        let attachments = self
+            .intake_attachments(
+                req.attachments.clone(),
+                root.clone(),
+                req.vision,
+                req.model.clone(),
+            )
+            .await?;
         let named = matches!(req.script, ScriptRef::Named(_));
         let resolved = self.resolve_script(req.script.clone(), &root).await?;
         let meta = workflow::check_syntax(&resolved.script).map_err(|e| {
@@ -312,9 +324,13 @@ impl Supervisor {
             }),
         };
         self.take_snapshot(&run_id, &root).await?;
+        let id = run_id.clone();
         if let Err(e) = self
             .store
-            .call(move |c| queries::insert_workflow_run(c, &new))
+            .call(move |c| {
+                queries::insert_workflow_run(c, &new)?;
+                queries::insert_run_attachments(c, &id, &attachments)
+            })
             .await
         {
             self.drop_snapshot(&run_id).await;
