@@ -1393,3 +1393,91 @@ fn two_runs_on_different_roots_never_share_a_process() {
     assert_eq!(cwds.len(), 2, "{cwds:?}");
     finish(&mut s, &dir, &[&mock]);
 }
+
+/// A PNG attached to a run reaches the model as an `image_url` part of every agent's
+/// request, on both transports, with `modalities.image` set only for that run.
+#[test]
+fn an_attached_png_reaches_every_agent_on_both_transports() {
+    let Some(qwen) = real_qwen("attached_png") else {
+        return;
+    };
+    let _one = serial();
+    let (_t, dir) = tmp("attached-png");
+    let root = project(&dir);
+    let png = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/red-3x2.png"),
+    )
+    .unwrap();
+    let png_sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&png))
+    };
+    let image_file = dir.join("shot.png");
+    std::fs::write(&image_file, &png).unwrap();
+    let mock = Mock::start(&dir, "mock", &[]);
+    for transport in ["acp", "oneshot"] {
+        let mut s = serve(
+            &dir,
+            &qwen,
+            &mock.base_url(),
+            &[("BOO_AGENT_TRANSPORT", transport.to_string())],
+        );
+        s.initialize(&root);
+        // Without a vision model the launch is refused before any run exists.
+        let (c, m) = s
+            .request(
+                "boo/launchFlow",
+                json!({"flow": "code-review", "input": {"question": "q"},
+                       "attachments": [{"path": image_file.display().to_string()}]}),
+            )
+            .unwrap_err();
+        assert!(c == -32602 && m.contains("BOO_VISION_MODEL"), "{c} {m}");
+        let before = mock.requests().len();
+        let r = s
+            .request(
+                "boo/launchFlow",
+                json!({"flow": "code-review", "band": "small", "visionModel": true,
+                       "input": {"question": "Does the screenshot match the README? [[scenario:benign]] [[file:README.md]]"},
+                       "attachments": [{"path": image_file.display().to_string()}]}),
+            )
+            .unwrap_or_else(|e| panic!("{transport}: {e:?}; {}", s.stderr()));
+        let run_id = r["runId"].as_str().unwrap().to_string();
+        let end = s.wait_run_end(&run_id, RUN_BOUND);
+        let run = get_run(&mut s, &run_id);
+        print_steps(transport, &run);
+        assert_eq!(end["runStatus"], "completed", "{transport}: {end}");
+        let requests: Vec<Value> = mock.requests()[before..].to_vec();
+        let firsts: Vec<&Value> = requests
+            .iter()
+            .filter(|r| r["lastRole"] == "user")
+            .collect();
+        assert_eq!(firsts.len(), agent_steps(&run).len(), "{transport}");
+        for r in &firsts {
+            let media = r["media"].as_array().cloned().unwrap_or_default();
+            assert_eq!(
+                media.len(),
+                1,
+                "{transport}: one image per agent request: {media:?}"
+            );
+            assert_eq!(media[0]["type"], "image_url");
+            eprintln!(
+                "{transport}: image part {} {} bytes sha256 {}",
+                media[0]["mime"], media[0]["bytes"], media[0]["sha256"]
+            );
+            if transport == "acp" {
+                assert_eq!(media[0]["mime"], "image/png", "{media:?}");
+                assert_eq!(media[0]["sha256"], png_sha.as_str(), "byte-identical");
+            }
+        }
+        // The image never entered the project.
+        assert!(!root.join("shot.png").exists());
+        // A run without attachments sends no image.
+        let before = mock.requests().len();
+        let plain = launch(&mut s, "Plain? [[scenario:benign]] [[file:README.md]]");
+        s.wait_run_end(&plain, RUN_BOUND);
+        assert!(mock.requests()[before..]
+            .iter()
+            .all(|r| r["media"].as_array().is_none_or(|m| m.is_empty())));
+        finish(&mut s, &dir, &[&mock]);
+    }
+}

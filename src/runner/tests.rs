@@ -487,6 +487,7 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
                     prompts: vec![vec![crate::agent::ContentBlock::Text(
                         "answer at once".into(),
                     )]],
+                    attachments: Default::default(),
                 },
                 origin: Origin::Runtime,
                 parent_step_id: Some("solo".into()),
@@ -547,6 +548,7 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
                 work: StepWork::Agent {
                     persona: "structural-analyst".into(),
                     prompts: vec![vec![crate::agent::ContentBlock::Text("x".into())]],
+                    attachments: Default::default(),
                 },
                 origin: Origin::Runtime,
                 parent_step_id: None,
@@ -573,6 +575,7 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
                 work: StepWork::Agent {
                     persona: "structural-analyst".into(),
                     prompts: vec![vec![crate::agent::ContentBlock::Text("x".into())]],
+                    attachments: Default::default(),
                 },
                 origin: Origin::Runtime,
                 parent_step_id: None,

@@ -1340,6 +1340,19 @@ pub fn get_attachment(
         .optional()?)
 }
 
+/// The bytes of a run's attachments, in launch order: `(name, mime type, bytes)`.
+pub fn run_attachment_data(c: &Connection, run_id: &str) -> Result<Vec<(String, String, Vec<u8>)>> {
+    let mut stmt = c.prepare(
+        "SELECT ra.name, a.mime_type, a.data
+         FROM run_attachments ra JOIN attachments a ON a.sha256 = ra.sha256
+         WHERE ra.run_id = ?1 ORDER BY ra.position",
+    )?;
+    let rows = stmt
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
 /// Removes images no run attaches any more; returns how many.
 pub fn collect_attachments(c: &Connection) -> Result<u64> {
     Ok(c.execute(
