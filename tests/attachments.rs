@@ -97,6 +97,32 @@ fn attached_images_are_listed_on_the_run_and_fetched_byte_identical() {
         assert_eq!(f["name"], a["name"]);
         assert_eq!(f["mimeType"], "image/png");
     }
+    // The report lists them at the top; the exports carry them (JSON with their ids).
+    let report = got["report"].as_str().unwrap();
+    assert!(
+        report.contains("**Attachments**")
+            && report.contains("- `screenshot.png` — image/png, 3×2 px"),
+        "{report}"
+    );
+    let md = s
+        .request(
+            "boo/exportRun",
+            json!({"runId": run_id, "format": "markdown"}),
+        )
+        .unwrap();
+    assert!(md["content"]
+        .as_str()
+        .unwrap()
+        .contains("`mock.png` — image/png, 4×4 px"));
+    let js = s
+        .request("boo/exportRun", json!({"runId": run_id, "format": "json"}))
+        .unwrap();
+    let js: Value = serde_json::from_str(js["content"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        js["attachments"][0]["attachmentId"],
+        atts[0]["attachmentId"]
+    );
+    assert_eq!(js["attachments"][1]["name"], "mock.png");
     // The images never enter the project tree.
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .unwrap()

@@ -45,6 +45,9 @@ pub struct ReportInput {
     /// The snapshot the run read, and what changed in the real tree since it was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotNote>,
+    /// The images the run was launched with (with their ids: `boo/getAttachment`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::attach::AttachmentInfo>,
 }
 
 /// What the report says about the run's snapshot of the project.
@@ -240,6 +243,24 @@ pub fn render_markdown(r: &ReportInput) -> String {
         );
     }
     let _ = writeln!(md);
+    if !r.attachments.is_empty() {
+        let _ = writeln!(md, "**Attachments** (images the agents were given):");
+        let _ = writeln!(md);
+        for a in &r.attachments {
+            let _ = writeln!(
+                md,
+                "- `{}` — {}, {}×{} px, {} bytes (attachment `{}`, sha256 `{}`)",
+                one_line(&a.name),
+                a.mime_type,
+                a.width,
+                a.height,
+                a.bytes,
+                a.attachment_id,
+                &a.sha256[..a.sha256.len().min(12)]
+            );
+        }
+        let _ = writeln!(md);
+    }
     for a in &r.alerts {
         let _ = writeln!(md, "> **Warning:** {}", one_line(a));
         let _ = writeln!(md);
@@ -509,6 +530,7 @@ mod tests {
             steps,
             findings: crate::evidence::merge(findings),
             snapshot: None,
+            attachments: vec![],
         };
         let md = render_markdown(&input);
         crate::snapshot::assert_snapshot("report-code-review.md", &md);
@@ -527,6 +549,36 @@ mod tests {
         assert!(!wf_md.contains("## Answer"), "{wf_md}");
         assert!(wf_md.contains("## Verified findings"), "{wf_md}");
         assert!(md.contains("## Answer"));
+        // A run launched with images lists them at the top, and its JSON carries their ids.
+        let shot = crate::attach::AttachmentInfo {
+            attachment_id: "0190c0de-0000-7000-8000-00000000a77a".into(),
+            name: "layout.png".into(),
+            mime_type: "image/png".into(),
+            bytes: 73,
+            sha256: "9f1a73312b9ede0b7f0e20ffd13691995f382422721eff6d4f1216a239f9e9cc".into(),
+            width: 3,
+            height: 2,
+        };
+        let with = ReportInput {
+            attachments: vec![shot],
+            ..input.clone()
+        };
+        let with_md = render_markdown(&with);
+        let listed = "**Attachments** (images the agents were given):\n\n- `layout.png` — image/png, 3×2 px, 73 bytes (attachment `0190c0de-0000-7000-8000-00000000a77a`, sha256 `9f1a73312b9e`)\n";
+        assert!(with_md.contains(listed), "{with_md}");
+        assert!(
+            with_md.find(listed) < with_md.find("## "),
+            "at the top: {with_md}"
+        );
+        assert!(!md.contains("**Attachments**"));
+        let js: serde_json::Value = serde_json::from_str(&render_json(&with)).unwrap();
+        assert_eq!(
+            js["attachments"][0]["attachmentId"],
+            "0190c0de-0000-7000-8000-00000000a77a"
+        );
+        assert_eq!(js["attachments"][0]["name"], "layout.png");
+        let plain: serde_json::Value = serde_json::from_str(&render_json(&input)).unwrap();
+        assert!(plain.get("attachments").is_none());
         // Deterministic: the same outputs render the same bytes.
         assert_eq!(md, render_markdown(&input));
         let js: serde_json::Value = serde_json::from_str(&render_json(&input)).unwrap();
