@@ -1481,3 +1481,81 @@ fn an_attached_png_reaches_every_agent_on_both_transports() {
         finish(&mut s, &dir, &[&mock]);
     }
 }
+
+/// A workflow `agent()` picks the run's images by name: `[]` sends none, a name sends
+/// that one, no option sends all, and a name the run lacks fails only that call.
+#[test]
+fn a_workflow_agent_chooses_the_images_it_gets() {
+    let Some(qwen) = real_qwen("workflow_images") else {
+        return;
+    };
+    let _one = serial();
+    let (_t, dir) = tmp("workflow-images");
+    let root = project(&dir);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+    let mock = Mock::start(&dir, "mock", &[]);
+    let mut s = serve(
+        &dir,
+        &qwen,
+        &mock.base_url(),
+        &[("BOO_VISION_MODEL", "1".to_string())],
+    );
+    s.initialize(&root);
+    let script = "export const meta = { name: 'pick', description: 'picks images' };\n\
+        const none = await agent('zero [[scenario:benign]] [[file:README.md]]', { attachments: [] });\n\
+        const one = await agent('single [[scenario:benign]] [[file:README.md]]', { attachments: ['red-4x4.png'] });\n\
+        const all = await agent('every [[scenario:benign]] [[file:README.md]]');\n\
+        const bad = await agent('bad [[scenario:benign]]', { attachments: ['nope.png'] });\n\
+        return { none: none !== null, one: one !== null, all: all !== null, bad };\n";
+    let before = mock.requests().len();
+    let r = s
+        .request(
+            "boo/launchWorkflow",
+            json!({"script": script, "attachments": [
+                {"path": fixtures.join("red-3x2.png").display().to_string()},
+                {"path": fixtures.join("red-4x4.png").display().to_string()}
+            ]}),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}; {}", s.stderr()));
+    let run_id = r["runId"].as_str().unwrap().to_string();
+    let end = s.wait_run_end(&run_id, RUN_BOUND);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let run = get_run(&mut s, &run_id);
+    assert_eq!(
+        run["run"]["result"],
+        json!({"none": true, "one": true, "all": true, "bad": null}),
+        "{run}"
+    );
+    // The call naming an image the run lacks failed before any agent started.
+    assert_eq!(agent_steps(&run).len(), 3, "{run}");
+    let firsts: Vec<Value> = mock.requests()[before..]
+        .iter()
+        .filter(|r| r["lastRole"] == "user")
+        .cloned()
+        .collect();
+    // The script awaits each agent in turn: their first requests come in order.
+    assert_eq!(firsts.len(), 3, "{firsts:?}");
+    let sha = |file: &str| {
+        use sha2::Digest;
+        format!(
+            "{:x}",
+            sha2::Sha256::digest(std::fs::read(fixtures.join(file)).unwrap())
+        )
+    };
+    let images = |r: &Value| -> Vec<String> {
+        r["media"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["sha256"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(images(&firsts[0]), Vec::<String>::new(), "attachments: []");
+    assert_eq!(images(&firsts[1]), vec![sha("red-4x4.png")], "by name");
+    assert_eq!(
+        images(&firsts[2]),
+        vec![sha("red-3x2.png"), sha("red-4x4.png")],
+        "all, in launch order"
+    );
+    finish(&mut s, &dir, &[&mock]);
+}
