@@ -151,6 +151,18 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A citation as the report shows it: a file with its lines, or an attached image
+/// (with the region the agent named).
+fn cited(e: &crate::evidence::CheckedCitation) -> String {
+    match &e.attachment {
+        Some(a) => match a.region.as_deref().filter(|r| !r.trim().is_empty()) {
+            Some(r) => format!("image `{}` ({})", one_line(&a.name), one_line(r)),
+            None => format!("image `{}`", one_line(&a.name)),
+        },
+        None => format!("`{}`", lines_ref(&e.path, e.lines)),
+    }
+}
+
 fn lines_ref(path: &str, lines: Option<(u32, u32)>) -> String {
     match lines {
         Some((a, b)) if a == b => format!("{path}:{a}"),
@@ -315,12 +327,7 @@ pub fn render_markdown(r: &ReportInput) -> String {
         let _ = writeln!(md, "### {title}");
         let _ = writeln!(md);
         for f in group {
-            let refs = f
-                .evidence
-                .iter()
-                .map(|e| format!("`{}`", lines_ref(&e.path, e.lines)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let refs = f.evidence.iter().map(cited).collect::<Vec<_>>().join(", ");
             let _ = writeln!(md, "- **{}** — {}", one_line(&f.title), one_line(&f.claim));
             let _ = writeln!(md, "  {refs} · found by {}", sources(f));
         }
@@ -460,6 +467,39 @@ pub fn render_json(r: &ReportInput) -> String {
 mod tests {
     use super::*;
     use crate::evidence::{check_finding, parse_answer, Source};
+
+    #[test]
+    fn a_citation_of_an_attached_image_is_shown_as_one() {
+        use crate::evidence::{CheckedCitation, ImageCitation};
+        let image = CheckedCitation {
+            path: String::new(),
+            lines: None,
+            quote: None,
+            ok: false,
+            reason: None,
+            attachment: Some(ImageCitation {
+                name: "layout.png".into(),
+                region: Some("top left".into()),
+            }),
+        };
+        assert_eq!(cited(&image), "image `layout.png` (top left)");
+        let bare = CheckedCitation {
+            attachment: Some(ImageCitation {
+                name: "layout.png".into(),
+                region: None,
+            }),
+            ..image.clone()
+        };
+        assert_eq!(cited(&bare), "image `layout.png`");
+        let file = CheckedCitation {
+            path: "src/lib.rs".into(),
+            lines: Some((3, 4)),
+            ok: true,
+            attachment: None,
+            ..image
+        };
+        assert_eq!(cited(&file), "`src/lib.rs:3-4`");
+    }
 
     /// Recorded step outputs → the report, byte for byte.
     #[test]

@@ -232,7 +232,7 @@ async fn step_images(
         .call(move |c| crate::store::queries::run_attachment_data(c, &id))
         .await
         .map_err(|e| e.to_string())?;
-    Ok(all
+    let images: Vec<ContentBlock> = all
         .into_iter()
         .filter(|(name, _, _)| choice.takes(name))
         .map(|(name, mime_type, data)| ContentBlock::Image {
@@ -240,7 +240,25 @@ async fn step_images(
             mime_type,
             data: Arc::new(data),
         })
-        .collect())
+        .collect();
+    if images.is_empty() {
+        return Ok(images);
+    }
+    let names: Vec<String> = images
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::Image { name, .. } => Some(format!("`{name}`")),
+            ContentBlock::Text(_) => None,
+        })
+        .collect();
+    // After the prompt (its stable part stays first), before the images themselves.
+    let mut blocks = vec![ContentBlock::Text(format!(
+        "\n\nThe user attached {} image(s), given below in this order: {}. A finding may cite one as evidence with {{\"attachment\": \"<name>\", \"region\": \"<where in the image>\"}} in place of a file citation.\n",
+        names.len(),
+        names.join(", ")
+    ))];
+    blocks.extend(images);
+    Ok(blocks)
 }
 
 /// Runs an agent step: slot, fingerprint before, one session for every prompt,
