@@ -178,4 +178,30 @@ CREATE TABLE IF NOT EXISTS workflow_cache (
   PRIMARY KEY (root, cache_key)
 ) WITHOUT ROWID;
 
-PRAGMA user_version = 4;
+-- Attachments (version 5; purely additive): images handed to a run's agents. Each
+-- image is stored once by SHA-256 whatever number of runs attach it; a run lists its
+-- attachments by name in order. `boo gc` removes an image with its last run.
+CREATE TABLE IF NOT EXISTS attachments (
+  sha256        TEXT PRIMARY KEY
+    CONSTRAINT attachments_sha256_check CHECK (length(sha256) = 64),
+  mime_type     TEXT NOT NULL
+    CONSTRAINT attachments_mime_check CHECK (mime_type IN ('image/png', 'image/jpeg', 'image/gif', 'image/webp')),
+  bytes         INTEGER NOT NULL,
+  width         INTEGER NOT NULL,
+  height        INTEGER NOT NULL,
+  data          BLOB NOT NULL,
+  created_at    TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS run_attachments (
+  attachment_id TEXT PRIMARY KEY,      -- UUID v7: `Run.attachments[].attachmentId`
+  run_id        TEXT NOT NULL REFERENCES flow_runs (run_id) ON DELETE CASCADE,
+  position      INTEGER NOT NULL,      -- order given at launch, from 0
+  name          TEXT NOT NULL,
+  sha256        TEXT NOT NULL REFERENCES attachments (sha256),
+  CONSTRAINT run_attachments_name_unique UNIQUE (run_id, name)
+);
+CREATE INDEX IF NOT EXISTS run_attachments_run ON run_attachments (run_id, position);
+CREATE INDEX IF NOT EXISTS run_attachments_sha256 ON run_attachments (sha256);
+
+PRAGMA user_version = 5;

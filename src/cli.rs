@@ -317,6 +317,32 @@ impl Transport for CliTransport {
     }
 }
 
+/// `--attach FILE` (repeatable) and `--vision` of `boo run` and `boo workflow run`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AttachArgs {
+    /// An image (PNG, JPEG, GIF or WebP) the agents get with their prompt; repeat for
+    /// more. Needs a model declared to take images (--vision or BOO_VISION_MODEL=1).
+    #[arg(long = "attach", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The model takes images (overrides BOO_VISION_MODEL for this run).
+    #[arg(long)]
+    pub vision: bool,
+}
+
+impl AttachArgs {
+    /// The files as launch attachments, relative paths taken from the current folder.
+    fn inputs(&self) -> Vec<crate::attach::AttachmentInput> {
+        self.files
+            .iter()
+            .map(|f| {
+                crate::attach::AttachmentInput::Path(
+                    std::path::absolute(f).unwrap_or_else(|_| f.clone()),
+                )
+            })
+            .collect()
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: Config,
@@ -327,6 +353,7 @@ pub async fn run(
     model: Option<String>,
     fast: bool,
     sarif: Option<PathBuf>,
+    attach: AttachArgs,
 ) -> i32 {
     let band = match band.parse::<Band>() {
         Ok(b) => b,
@@ -362,6 +389,8 @@ pub async fn run(
             root,
             model,
             fast,
+            attachments: attach.inputs(),
+            vision: attach.vision.then_some(true),
         })
         .await
     {
@@ -535,6 +564,7 @@ pub async fn workflows(config: &Config, root: Option<PathBuf>) -> i32 {
 }
 
 /// `boo workflow run NAME|FILE`: a workflow as a run.
+#[allow(clippy::too_many_arguments)]
 pub async fn workflow_run(
     config: Config,
     workflow: String,
@@ -543,6 +573,7 @@ pub async fn workflow_run(
     fresh: bool,
     root: Option<PathBuf>,
     model: Option<String>,
+    attach: AttachArgs,
 ) -> i32 {
     use crate::runner::workflow::{ScriptRef, WorkflowLaunch};
     // A file when it names one (or looks like one), else a catalog name.
@@ -587,6 +618,8 @@ pub async fn workflow_run(
             model,
             budget,
             fresh,
+            attachments: attach.inputs(),
+            vision: attach.vision.then_some(true),
         })
         .await;
     let run_id = match launched {
@@ -1235,9 +1268,9 @@ pub async fn gc(config: &Config, older_than: String) -> i32 {
     };
     let cutoff = clock::now_ms() - ms;
     match st.call(move |c| queries::gc(c, cutoff)).await {
-        Ok((runs, steps, snaps, traces)) => {
+        Ok((runs, steps, snaps, traces, images)) => {
             println!(
-                "removed {runs} run(s) older than {older_than}: {steps} step(s), {snaps} stream batch(es), {traces} trace(s); running runs are never removed"
+                "removed {runs} run(s) older than {older_than}: {steps} step(s), {snaps} stream batch(es), {traces} trace(s), {images} attached image(s) no other run uses; running runs are never removed"
             );
             // Project snapshots are only needed while their run runs.
             if let Ok(running) = st.call(queries::running_runs).await {
@@ -1527,11 +1560,12 @@ pub async fn ask(
     model: Option<String>,
     background: bool,
     detached: bool,
+    attach: AttachArgs,
 ) -> i32 {
     let root =
         root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
     if background && !detached {
-        return ask_background(persona, prompt, root, model);
+        return ask_background(persona, prompt, root, model, &attach);
     }
     let config = config.with_model(model.clone());
     let app = match App::start(&config, |_| CliTransport {
@@ -1560,6 +1594,8 @@ pub async fn ask(
             prompt,
             root,
             model,
+            attachments: attach.inputs(),
+            vision: attach.vision.then_some(true),
         })
         .await;
     let run_id = match launched {
@@ -1599,7 +1635,13 @@ pub async fn ask(
 }
 
 /// Starts the detached driver of `boo ask --background` and prints its run id.
-fn ask_background(persona: String, prompt: String, root: PathBuf, model: Option<String>) -> i32 {
+fn ask_background(
+    persona: String,
+    prompt: String,
+    root: PathBuf,
+    model: Option<String>,
+    attach: &AttachArgs,
+) -> i32 {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     let root = match canonical_root(&root) {
@@ -1617,10 +1659,21 @@ fn ask_background(persona: String, prompt: String, root: PathBuf, model: Option<
         }
     };
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("ask")
-        .arg("--detached")
-        .arg("--root")
-        .arg(&root)
+    cmd.arg("ask").arg("--detached").arg("--root").arg(&root);
+    if let Some(m) = &model {
+        cmd.arg("--model").arg(m);
+    }
+    // Relative image paths are the caller's, not the root's: hand them on absolute.
+    for f in attach.inputs() {
+        if let crate::attach::AttachmentInput::Path(p) = f {
+            cmd.arg("--attach").arg(p);
+        }
+    }
+    if attach.vision {
+        cmd.arg("--vision");
+    }
+    // `--` so a persona or prompt that begins with a dash is never read as an option.
+    cmd.arg("--")
         .arg(&persona)
         .arg(&prompt)
         .current_dir(&root)
@@ -1629,9 +1682,6 @@ fn ask_background(persona: String, prompt: String, root: PathBuf, model: Option<
         .stderr(std::process::Stdio::null())
         // Its own process group: Ctrl-C in this terminal does not reach it.
         .process_group(0);
-    if let Some(m) = &model {
-        cmd.arg("--model").arg(m);
-    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

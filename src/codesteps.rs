@@ -409,9 +409,10 @@ fn describe(findings: &[CheckedFinding], merged: bool) -> String {
             let refs = f
                 .evidence
                 .iter()
-                .map(|e| match e.lines {
-                    Some((a, b)) => format!("{}:{a}-{b}", e.path),
-                    None => e.path.clone(),
+                .map(|e| match (&e.attachment, e.lines) {
+                    (Some(a), _) => format!("image {}", a.name),
+                    (None, Some((a, b))) => format!("{}:{a}-{b}", e.path),
+                    (None, None) => e.path.clone(),
                 })
                 .collect::<Vec<_>>()
                 .join(", ");

@@ -46,6 +46,10 @@ pub struct RunnerConfig {
     /// Claude Code's `haiku`, `sonnet`, `opus` and `inherit` map to the run's model
     /// unless this table names them.
     pub model_aliases: BTreeMap<String, String>,
+    /// The configured model takes images (`BOO_VISION_MODEL=1`,
+    /// `initializationOptions.visionModel`): runs may carry attachments, and qwen is
+    /// told the model takes images when a run has some.
+    pub vision_model: bool,
 }
 
 impl Default for RunnerConfig {
@@ -64,6 +68,7 @@ impl Default for RunnerConfig {
             snapshot_dir: std::env::temp_dir().join("boo-snapshots"),
             user_workflows: None,
             model_aliases: BTreeMap::new(),
+            vision_model: false,
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct InitOptions {
     pub diagnostics: Option<bool>,
     /// `modelAliases`: entries added over (and replacing) `BOO_MODEL_ALIASES`'s.
     pub model_aliases: Option<BTreeMap<String, String>>,
+    /// `visionModel`: the configured model takes images.
+    pub vision_model: Option<bool>,
 }
 
 impl Config {
@@ -177,6 +184,9 @@ impl Config {
             model_aliases: text("BOO_MODEL_ALIASES")
                 .map(|t| parse_model_aliases(&t))
                 .unwrap_or_default(),
+            vision_model: text("BOO_VISION_MODEL").is_some_and(|v| {
+                matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            }),
         };
         let sandbox_var = var("BOO_SANDBOX").map(|v| v.to_string_lossy().to_string());
         let transport_var = var("BOO_AGENT_TRANSPORT").map(|v| v.to_string_lossy().to_string());
@@ -243,6 +253,9 @@ impl Config {
         }
         if let Some(d) = opts.diagnostics {
             self.diagnostics = d;
+        }
+        if let Some(v) = opts.vision_model {
+            self.runner.vision_model = v;
         }
         if let Some(aliases) = &opts.model_aliases {
             for (k, v) in aliases {
@@ -370,6 +383,12 @@ mod tests {
         assert_eq!(c.runner.lease_timeout, Duration::from_millis(900));
         assert_eq!(c.qwen.model.as_deref(), Some("qwen3"));
         assert_eq!(c.runner.default_model.as_deref(), Some("qwen3"));
+        assert!(
+            !c.runner.vision_model,
+            "a model takes text only unless declared"
+        );
+        assert!(config(&[("BOO_VISION_MODEL", "1")]).runner.vision_model);
+        assert!(!config(&[("BOO_VISION_MODEL", "0")]).runner.vision_model);
         assert!(c.qwen.sandbox.unwrap_err().contains("\"bogus\""));
         assert_eq!(
             c.qwen.extra_writable,
@@ -387,7 +406,9 @@ mod tests {
             max_parallel: Some(3),
             diagnostics: Some(false),
             model_aliases: Some(BTreeMap::from([("opus".to_string(), "big".to_string())])),
+            vision_model: Some(true),
         });
+        assert!(c.runner.vision_model);
         assert_eq!(c.db_path, PathBuf::from("/e/boo.db"));
         assert_eq!(c.qwen.program, "/e/qwen");
         assert_eq!(c.qwen.model.as_deref(), Some("editor-model"));

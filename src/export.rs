@@ -18,10 +18,11 @@ pub async fn export(
                 return Ok(None);
             };
             let steps = queries::get_steps(c, &id)?;
-            Ok(Some((run, steps)))
+            let attachments = queries::run_attachments(c, &id)?;
+            Ok(Some((run, steps, attachments)))
         })
         .await?;
-    let Some((run, steps)) = got else {
+    let Some((run, steps, attachments)) = got else {
         return Ok(None);
     };
     let short: String = run
@@ -43,10 +44,11 @@ pub async fn export(
             let status = run.run.summary.status;
             let root = PathBuf::from(&run.run.summary.root);
             let (r2, s2) = (run.clone(), steps.clone());
-            let input =
+            let mut input =
                 tokio::task::spawn_blocking(move || build_report_input(&r2, &s2, &root, status).0)
                     .await
                     .map_err(|e| StoreError::Data(e.to_string()))?;
+            input.attachments = attachments;
             if format == "json" {
                 crate::report::render_json(&input)
             } else {

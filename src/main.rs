@@ -2,6 +2,7 @@
 
 mod agent;
 mod app;
+mod attach;
 mod catalog;
 mod cli;
 mod clock;
@@ -63,6 +64,8 @@ enum WorkflowAction {
         /// The model agents run with (default: OPENAI_MODEL).
         #[arg(long)]
         model: Option<String>,
+        #[command(flatten)]
+        attach: cli::AttachArgs,
     },
     /// Write a starter workflow NAME.js and boo-workflow.d.ts (the script API's
     /// declarations) into DIR (default: ./.boo/workflows).
@@ -116,6 +119,8 @@ enum Command {
         /// Also write the findings as a SARIF 2.1.0 log to this file (for code scanning).
         #[arg(long)]
         sarif: Option<PathBuf>,
+        #[command(flatten)]
+        attach: cli::AttachArgs,
     },
     /// Ask one agent (a persona) to work on a prompt: live progress on stderr, the
     /// report on stdout; with --background, print the run id and return while a
@@ -134,6 +139,8 @@ enum Command {
         /// The detached driver of --background (internal).
         #[arg(long, hide = true)]
         detached: bool,
+        #[command(flatten)]
+        attach: cli::AttachArgs,
     },
     /// Trust a project folder: its own flows (ROOT/.boo/) may run. Review them first.
     Trust {
@@ -396,7 +403,13 @@ fn main() {
                         model,
                         fast,
                         sarif,
-                    } => cli::run(config, flow, question, band, root, model, fast, sarif).await,
+                        attach,
+                    } => {
+                        cli::run(
+                            config, flow, question, band, root, model, fast, sarif, attach,
+                        )
+                        .await
+                    }
                     Command::Ask {
                         persona,
                         prompt,
@@ -404,7 +417,13 @@ fn main() {
                         model,
                         background,
                         detached,
-                    } => cli::ask(config, persona, prompt, root, model, background, detached).await,
+                        attach,
+                    } => {
+                        cli::ask(
+                            config, persona, prompt, root, model, background, detached, attach,
+                        )
+                        .await
+                    }
                     Command::Workflows { root } => cli::workflows(&config, root).await,
                     Command::Workflow {
                         action:
@@ -415,9 +434,13 @@ fn main() {
                                 fresh,
                                 root,
                                 model,
+                                attach,
                             },
                     } => {
-                        cli::workflow_run(config, workflow, args, budget, fresh, root, model).await
+                        cli::workflow_run(
+                            config, workflow, args, budget, fresh, root, model, attach,
+                        )
+                        .await
                     }
                     Command::Workflow {
                         action: WorkflowAction::Init { name, dir },

@@ -393,6 +393,7 @@ mod tests {
             quote: Some("a + b".into()),
             ok,
             reason: (!ok).then(|| "the quote does not appear".to_string()),
+            attachment: None,
         }
     }
 

@@ -106,7 +106,7 @@ fn the_document_parses() {
         ]
     );
     let d = doc();
-    assert_eq!(table_rows(&d, "## Requests").len(), 12);
+    assert_eq!(table_rows(&d, "## Requests").len(), 13);
     assert_eq!(table_rows(&d, "## Notifications").len(), 6);
     assert_eq!(type_shapes(&d).len(), 5);
 }

@@ -1393,3 +1393,169 @@ fn two_runs_on_different_roots_never_share_a_process() {
     assert_eq!(cwds.len(), 2, "{cwds:?}");
     finish(&mut s, &dir, &[&mock]);
 }
+
+/// A PNG attached to a run reaches the model as an `image_url` part of every agent's
+/// request, on both transports, with `modalities.image` set only for that run.
+#[test]
+fn an_attached_png_reaches_every_agent_on_both_transports() {
+    let Some(qwen) = real_qwen("attached_png") else {
+        return;
+    };
+    let _one = serial();
+    let (_t, dir) = tmp("attached-png");
+    let root = project(&dir);
+    let png = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/red-3x2.png"),
+    )
+    .unwrap();
+    let png_sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&png))
+    };
+    let image_file = dir.join("shot.png");
+    std::fs::write(&image_file, &png).unwrap();
+    let mock = Mock::start(&dir, "mock", &[]);
+    for transport in ["acp", "oneshot"] {
+        let mut s = serve(
+            &dir,
+            &qwen,
+            &mock.base_url(),
+            &[("BOO_AGENT_TRANSPORT", transport.to_string())],
+        );
+        s.initialize(&root);
+        // Without a vision model the launch is refused before any run exists.
+        let (c, m) = s
+            .request(
+                "boo/launchFlow",
+                json!({"flow": "code-review", "input": {"question": "q"},
+                       "attachments": [{"path": image_file.display().to_string()}]}),
+            )
+            .unwrap_err();
+        assert!(c == -32602 && m.contains("BOO_VISION_MODEL"), "{c} {m}");
+        let before = mock.requests().len();
+        let r = s
+            .request(
+                "boo/launchFlow",
+                json!({"flow": "code-review", "band": "small", "visionModel": true,
+                       "input": {"question": "Does the screenshot match the README? [[scenario:benign]] [[file:README.md]]"},
+                       "attachments": [{"path": image_file.display().to_string()}]}),
+            )
+            .unwrap_or_else(|e| panic!("{transport}: {e:?}; {}", s.stderr()));
+        let run_id = r["runId"].as_str().unwrap().to_string();
+        let end = s.wait_run_end(&run_id, RUN_BOUND);
+        let run = get_run(&mut s, &run_id);
+        print_steps(transport, &run);
+        assert_eq!(end["runStatus"], "completed", "{transport}: {end}");
+        let requests: Vec<Value> = mock.requests()[before..].to_vec();
+        let firsts: Vec<&Value> = requests
+            .iter()
+            .filter(|r| r["lastRole"] == "user")
+            .collect();
+        assert_eq!(firsts.len(), agent_steps(&run).len(), "{transport}");
+        for r in &firsts {
+            let media = r["media"].as_array().cloned().unwrap_or_default();
+            assert_eq!(
+                media.len(),
+                1,
+                "{transport}: one image per agent request: {media:?}"
+            );
+            assert_eq!(media[0]["type"], "image_url");
+            eprintln!(
+                "{transport}: image part {} {} bytes sha256 {}",
+                media[0]["mime"], media[0]["bytes"], media[0]["sha256"]
+            );
+            if transport == "acp" {
+                assert_eq!(media[0]["mime"], "image/png", "{media:?}");
+                assert_eq!(media[0]["sha256"], png_sha.as_str(), "byte-identical");
+            }
+        }
+        // The image never entered the project.
+        assert!(!root.join("shot.png").exists());
+        // A run without attachments sends no image.
+        let before = mock.requests().len();
+        let plain = launch(&mut s, "Plain? [[scenario:benign]] [[file:README.md]]");
+        s.wait_run_end(&plain, RUN_BOUND);
+        assert!(mock.requests()[before..]
+            .iter()
+            .all(|r| r["media"].as_array().is_none_or(|m| m.is_empty())));
+        finish(&mut s, &dir, &[&mock]);
+    }
+}
+
+/// A workflow `agent()` picks the run's images by name: `[]` sends none, a name sends
+/// that one, no option sends all, and a name the run lacks fails only that call.
+#[test]
+fn a_workflow_agent_chooses_the_images_it_gets() {
+    let Some(qwen) = real_qwen("workflow_images") else {
+        return;
+    };
+    let _one = serial();
+    let (_t, dir) = tmp("workflow-images");
+    let root = project(&dir);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+    let mock = Mock::start(&dir, "mock", &[]);
+    let mut s = serve(
+        &dir,
+        &qwen,
+        &mock.base_url(),
+        &[("BOO_VISION_MODEL", "1".to_string())],
+    );
+    s.initialize(&root);
+    let script = "export const meta = { name: 'pick', description: 'picks images' };\n\
+        const none = await agent('zero [[scenario:benign]] [[file:README.md]]', { attachments: [] });\n\
+        const one = await agent('single [[scenario:benign]] [[file:README.md]]', { attachments: ['red-4x4.png'] });\n\
+        const all = await agent('every [[scenario:benign]] [[file:README.md]]');\n\
+        const bad = await agent('bad [[scenario:benign]]', { attachments: ['nope.png'] });\n\
+        return { none: none !== null, one: one !== null, all: all !== null, bad };\n";
+    let before = mock.requests().len();
+    let r = s
+        .request(
+            "boo/launchWorkflow",
+            json!({"script": script, "attachments": [
+                {"path": fixtures.join("red-3x2.png").display().to_string()},
+                {"path": fixtures.join("red-4x4.png").display().to_string()}
+            ]}),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}; {}", s.stderr()));
+    let run_id = r["runId"].as_str().unwrap().to_string();
+    let end = s.wait_run_end(&run_id, RUN_BOUND);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let run = get_run(&mut s, &run_id);
+    assert_eq!(
+        run["run"]["result"],
+        json!({"none": true, "one": true, "all": true, "bad": null}),
+        "{run}"
+    );
+    // The call naming an image the run lacks failed before any agent started.
+    assert_eq!(agent_steps(&run).len(), 3, "{run}");
+    let firsts: Vec<Value> = mock.requests()[before..]
+        .iter()
+        .filter(|r| r["lastRole"] == "user")
+        .cloned()
+        .collect();
+    // The script awaits each agent in turn: their first requests come in order.
+    assert_eq!(firsts.len(), 3, "{firsts:?}");
+    let sha = |file: &str| {
+        use sha2::Digest;
+        format!(
+            "{:x}",
+            sha2::Sha256::digest(std::fs::read(fixtures.join(file)).unwrap())
+        )
+    };
+    let images = |r: &Value| -> Vec<String> {
+        r["media"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["sha256"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(images(&firsts[0]), Vec::<String>::new(), "attachments: []");
+    assert_eq!(images(&firsts[1]), vec![sha("red-4x4.png")], "by name");
+    assert_eq!(
+        images(&firsts[2]),
+        vec![sha("red-3x2.png"), sha("red-4x4.png")],
+        "all, in launch order"
+    );
+    finish(&mut s, &dir, &[&mock]);
+}

@@ -58,6 +58,10 @@ interface BooAgentOptions {
   agentType?: string;
   /** Accepted and ignored: every boo agent is read-only. */
   isolation?: "worktree" | string;
+  /** Which of the run's attached images (launched with `attachments` or
+   * `--attach`) this agent gets with its prompt, by name. Absent: all of them;
+   * `[]`: none. A name the run was not launched with fails the call. */
+  attachments?: string[];
   [key: string]: unknown;
 }
 

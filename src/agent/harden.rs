@@ -56,7 +56,7 @@ pub const DENIED_TOOLS: &[&str] = &[
 
 /// The system settings boo hands to qwen (`QWEN_CODE_SYSTEM_SETTINGS_PATH`). System
 /// settings override the user's and the repository's own.
-pub fn system_settings(model: Option<&str>) -> Value {
+pub fn system_settings(model: Option<&str>, images: bool) -> Value {
     let mut v = json!({
         "security": {
             "auth": { "selectedType": "openai" },
@@ -83,6 +83,11 @@ pub fn system_settings(model: Option<&str>) -> Value {
     if let Some(m) = model {
         v["model"] = json!({ "name": m });
     }
+    // qwen forwards images only to a model it believes takes them; for ids it does
+    // not know it must be told (QWEN.md, "Images"). Only for prompts with images.
+    if images {
+        v["model"]["generationConfig"] = json!({ "modalities": { "image": true } });
+    }
     v
 }
 
@@ -99,6 +104,7 @@ impl AgentHome {
         data_dir: &Path,
         chat_id: &str,
         model: Option<&str>,
+        images: bool,
     ) -> std::io::Result<AgentHome> {
         let root = data_dir.join("agents").join(chat_id);
         let home = AgentHome {
@@ -109,7 +115,8 @@ impl AgentHome {
         };
         std::fs::create_dir_all(&home.qwen_home)?;
         std::fs::create_dir_all(&home.tmp)?;
-        let text = serde_json::to_string_pretty(&system_settings(model)).unwrap_or_default();
+        let text =
+            serde_json::to_string_pretty(&system_settings(model, images)).unwrap_or_default();
         std::fs::write(&home.settings, text)?;
         Ok(home)
     }
@@ -531,14 +538,14 @@ mod tests {
     fn stale_scratch_directories_are_collected_and_running_ones_kept() {
         let data = std::env::temp_dir().join(format!("boo-homes-{}", std::process::id()));
         for chat in ["running-chat", "crashed-chat"] {
-            AgentHome::create(&data, chat, None).unwrap();
+            AgentHome::create(&data, chat, None, false).unwrap();
         }
         // A warm pool process of a live server (this test process) is kept; one whose
         // server is gone (no such pid) is collected.
         let live_pool = pool_home_name();
         let dead_pool = format!("pool-4194999-1-{}", uuid::Uuid::now_v7());
         for name in [&live_pool, &dead_pool] {
-            AgentHome::create(&data, name, None).unwrap();
+            AgentHome::create(&data, name, None, false).unwrap();
         }
         let running = std::collections::HashSet::from(["running-chat".to_string()]);
         assert_eq!(collect_stale_homes(&data, &running), 2);
@@ -551,8 +558,28 @@ mod tests {
     }
 
     #[test]
+    fn settings_tell_qwen_the_model_takes_images_only_for_prompts_with_images() {
+        let plain = system_settings(Some("m"), false);
+        assert!(plain["model"].get("generationConfig").is_none(), "{plain}");
+        let with = system_settings(Some("m"), true);
+        assert_eq!(with["model"]["name"], "m");
+        assert_eq!(
+            with["model"]["generationConfig"]["modalities"]["image"],
+            true
+        );
+        let unnamed = system_settings(None, true);
+        assert_eq!(
+            unnamed["model"]["generationConfig"]["modalities"]["image"],
+            true
+        );
+        // The rest of the hardening is the same.
+        assert_eq!(plain["permissions"], with["permissions"]);
+        assert_eq!(plain["tools"], with["tools"]);
+    }
+
+    #[test]
     fn settings_leave_only_read_tools() {
-        let s = system_settings(Some("m"));
+        let s = system_settings(Some("m"), false);
         let denied: Vec<&str> = s["permissions"]["deny"]
             .as_array()
             .unwrap()

@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn a_missing_settings_file_is_refused_with_its_path() {
         let dir = std::env::temp_dir().join(format!("boo-launch-{}", std::process::id()));
-        let home = AgentHome::create(&dir, "x", None).unwrap();
+        let home = AgentHome::create(&dir, "x", None, false).unwrap();
         assert!(checked_settings_path(&home).unwrap().is_absolute());
         std::fs::remove_file(&home.settings).unwrap();
         let e = checked_settings_path(&home).unwrap_err();

@@ -47,12 +47,23 @@ pub struct SessionSpec {
     /// A digest of the project's state when the step started (its read-only proof), if
     /// known: a backend may reuse what it prepared for the same state.
     pub project: Option<String>,
+    /// The prompts carry images: qwen is told the model takes them
+    /// (`modalities.image`). Only set for a run with attachments, whose model was
+    /// declared to take images at launch.
+    pub images: bool,
 }
 
-/// One part of a prompt. Text today; images join with attachments.
+/// One part of a prompt: text, or an image the run was launched with (its type
+/// already sniffed from the bytes by `attach::intake`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContentBlock {
     Text(String),
+    Image {
+        /// The attachment's name (what findings cite).
+        name: String,
+        mime_type: String,
+        data: std::sync::Arc<Vec<u8>>,
+    },
 }
 
 impl ContentBlock {
@@ -62,6 +73,7 @@ impl ContentBlock {
         for b in blocks {
             match b {
                 ContentBlock::Text(t) => s.push_str(t),
+                ContentBlock::Image { .. } => {}
             }
         }
         s

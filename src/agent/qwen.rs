@@ -230,13 +230,18 @@ impl QwenBackend {
             .await
             .map_err(|e| AgentError::failed(e.0))?;
         let model = spec.model.clone().or_else(|| self.config.model.clone());
-        let home = AgentHome::create(&self.config.data_dir, &spec.chat_id, model.as_deref())
-            .map_err(|e| {
-                AgentError::failed(format!(
-                    "cannot prepare the agent's scratch directory under {}: {e}",
-                    self.config.data_dir.display()
-                ))
-            })?;
+        let home = AgentHome::create(
+            &self.config.data_dir,
+            &spec.chat_id,
+            model.as_deref(),
+            spec.images,
+        )
+        .map_err(|e| {
+            AgentError::failed(format!(
+                "cannot prepare the agent's scratch directory under {}: {e}",
+                self.config.data_dir.display()
+            ))
+        })?;
         Ok(Box::new(QwenSession {
             config: self.config.clone(),
             info,
@@ -275,8 +280,17 @@ impl AgentSession for QwenSession {
             if self.cancel.is_cancelled() {
                 return Err(AgentError::Cancelled);
             }
-            let text = ContentBlock::join_text(&prompt);
-            run_process(self, &text, events).await
+            let mut text = ContentBlock::join_text(&prompt);
+            let images = write_images(&self.home.root, &prompt).map_err(|e| {
+                AgentError::failed(format!(
+                    "cannot put the run's attachments in the agent's scratch folder {}: {e}",
+                    self.home.root.display()
+                ))
+            })?;
+            if let Some((_, refs)) = &images {
+                text.push_str(refs);
+            }
+            run_process(self, &text, images.as_ref().map(|i| i.0.as_path()), events).await
         })
     }
 
@@ -301,9 +315,47 @@ pub fn readable_paths(config: &QwenConfig, root: &Path, program: &Path) -> Vec<P
     paths
 }
 
+/// A headless qwen takes images as `@path` references to files of its workspace
+/// (QWEN.md, "Images"): the prompt's images are written to the agent's scratch
+/// folder (never the project or its snapshot), which joins the workspace with
+/// `--include-directories`. Returns the folder and the references to append.
+fn write_images(
+    scratch: &Path,
+    prompt: &[ContentBlock],
+) -> std::io::Result<Option<(PathBuf, String)>> {
+    let images: Vec<_> = prompt
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::Image {
+                name,
+                mime_type,
+                data,
+            } => Some((name, mime_type, data)),
+            _ => None,
+        })
+        .collect();
+    if images.is_empty() {
+        return Ok(None);
+    }
+    let dir = scratch.join("attachments");
+    std::fs::create_dir_all(&dir)?;
+    let mut refs = String::from("\n\nAttached images (in this order):");
+    for (i, (name, mime, data)) in images.into_iter().enumerate() {
+        let ext = mime.rsplit('/').next().unwrap_or("img");
+        // A plain file name: the user's name may hold spaces or `@`.
+        let file = dir.join(format!("image-{}.{ext}", i + 1));
+        std::fs::write(&file, data.as_slice())?;
+        let path = file.display().to_string().replace(' ', "\\ ");
+        refs.push_str(&format!("\n- {name}: @{path}"));
+    }
+    refs.push('\n');
+    Ok(Some((dir, refs)))
+}
+
 async fn run_process(
     session: &QwenSession,
     prompt: &str,
+    images: Option<&Path>,
     events: mpsc::UnboundedSender<AgentEvent>,
 ) -> Result<AgentOutcome, AgentError> {
     let QwenSession {
@@ -337,6 +389,11 @@ async fn run_process(
     // Second line of defence: the same tools the settings deny are excluded here.
     args.push("--exclude-tools".into());
     args.push(DENIED_TOOLS.join(",").into());
+    if let Some(dir) = images {
+        let mut flag = OsString::from("--include-directories=");
+        flag.push(dir);
+        args.push(flag);
+    }
     let via_stdin = prompt.len() > ARGV_PROMPT_LIMIT;
     args.push("-p".into());
     if via_stdin {

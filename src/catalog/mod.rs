@@ -93,6 +93,9 @@ struct RawStep {
     when: Option<String>,
     #[serde(default)]
     prompt: Option<String>,
+    /// Agent steps: `false` leaves the run's attached images out of its prompts.
+    #[serde(default)]
+    attachments: Option<bool>,
 }
 
 fn is_slug(s: &str) -> bool {
@@ -298,6 +301,13 @@ pub fn parse_flow(
         if kind == StepKind::Agent && prompt.trim().is_empty() {
             errors.push(err(at("prompt"), "an agent step needs a prompt".into()));
         }
+        if kind == StepKind::Code && s.attachments.is_some() {
+            errors.push(err(
+                at("attachments"),
+                "only agent steps take the run's images; remove `attachments` from this code step"
+                    .into(),
+            ));
+        }
         let when = match &s.when {
             None => None,
             Some(w) => match Cond::parse(w) {
@@ -331,6 +341,7 @@ pub fn parse_flow(
             when,
             prompt,
             args,
+            attachments: s.attachments.unwrap_or(true),
         });
     }
     // Dependencies: known, within the band, acyclic; conditions need a signals step upstream.

@@ -344,3 +344,31 @@ fn hostile_catalog_files_are_refused_without_blocking() {
         "nothing read through a link"
     );
 }
+
+#[test]
+fn an_agent_step_may_leave_the_attached_images_out() {
+    let text = GOOD.replace("id = \"u\"\n", "id = \"u\"\nattachments = false\n");
+    let flow = parse_flow("flows/mini.toml", &text, &personas()).unwrap();
+    let by_id = |id: &str| flow.steps.iter().find(|s| s.id == id).unwrap().attachments;
+    assert!(by_id("t"), "images go with every agent step by default");
+    assert!(!by_id("u"));
+    let plan = crate::engine::plan(&flow, crate::model::Band::Small).unwrap();
+    let planned = plan.steps.iter().find(|s| s.id == "u").unwrap();
+    assert!(!planned.attachments);
+    // A plan stored before attachments existed reads as taking them.
+    let mut v = serde_json::to_value(planned).unwrap();
+    v.as_object_mut().unwrap().remove("attachments");
+    let old: crate::engine::PlannedStep = serde_json::from_value(v).unwrap();
+    assert!(old.attachments);
+    // Only agent steps take images.
+    let text = GOOD.replace(
+        "function = \"signals\"\n",
+        "function = \"signals\"\nattachments = true\n",
+    );
+    let e = errors(&text);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("attachments") && m.contains("only agent steps")),
+        "{e:?}"
+    );
+}

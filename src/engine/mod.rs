@@ -37,6 +37,9 @@ pub struct StepDef {
     pub prompt: String,
     /// Code steps: the function's arguments.
     pub args: serde_json::Value,
+    /// Agent steps: whether the run's attached images go with the prompts
+    /// (`attachments = false` in the flow file leaves them out).
+    pub attachments: bool,
 }
 
 /// A step as planned for one run.
@@ -55,6 +58,14 @@ pub struct PlannedStep {
     pub when: Option<Cond>,
     pub prompt: String,
     pub args: serde_json::Value,
+    /// Whether the run's attached images go with the prompts (plans stored before
+    /// attachments existed read as `true`).
+    #[serde(default = "yes")]
+    pub attachments: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The roster and waves of a flow for a band. Stored with the run so a resumed run
@@ -110,6 +121,7 @@ pub fn plan(flow: &FlowDef, band: Band) -> Result<Plan, String> {
             when: s.when.clone(),
             prompt: s.prompt.clone(),
             args: s.args.clone(),
+            attachments: s.attachments,
         })
         .collect::<Vec<_>>();
     let last = planned.iter().map(|s| s.wave).max().unwrap_or(0);

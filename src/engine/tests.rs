@@ -17,6 +17,7 @@ fn step(id: &str, kind: StepKind, after: &[&str], band: Band, when: Option<&str>
         when: when.map(|w| Cond::parse(w).unwrap()),
         prompt: "do it".into(),
         args: serde_json::json!({}),
+        attachments: true,
     }
 }
 

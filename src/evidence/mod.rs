@@ -52,6 +52,18 @@ pub struct Citation {
     /// fractional value, text, an end that does not parse): it cannot be verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bad_lines: Option<String>,
+    /// A citation of an image the run was launched with (`{"attachment": name,
+    /// "region": "…"}`) instead of a file: shown as such, never checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<ImageCitation>,
+}
+
+/// Where in an attached image a finding points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCitation {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// Line numbers past this many bytes into a file are not checked.
@@ -235,6 +247,18 @@ fn finding_from(v: &Value) -> Option<Finding> {
 }
 
 fn citation_from(v: &Value) -> Option<Citation> {
+    if let Some(name) = str_of(v, &["attachment", "image"]) {
+        return Some(Citation {
+            path: String::new(),
+            lines: None,
+            quote: None,
+            bad_lines: None,
+            attachment: Some(ImageCitation {
+                name,
+                region: str_of(v, &["region", "area", "where"]),
+            }),
+        });
+    }
     let path = str_of(v, &["path", "file"])?;
     // A line number past u32 is past the end of any file boo checks: it saturates
     // (and fails the range check) instead of wrapping round to a small number.
@@ -288,6 +312,7 @@ fn citation_from(v: &Value) -> Option<Citation> {
         lines,
         quote: str_of(v, &["quote", "snippet", "code"]),
         bad_lines,
+        attachment: None,
     })
 }
 
@@ -299,6 +324,9 @@ pub struct CheckedCitation {
     pub quote: Option<String>,
     pub ok: bool,
     pub reason: Option<String>,
+    /// A citation of an attached image (not checked: `ok` is false, `path` empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<ImageCitation>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,7 +505,11 @@ pub fn check_citation(root: &Path, c: &Citation) -> CheckedCitation {
         quote: c.quote.clone(),
         ok: false,
         reason: None,
+        attachment: c.attachment.clone(),
     };
+    if c.attachment.is_some() {
+        return out;
+    }
     let (rel, real) = match resolve_inside(root, &c.path) {
         Ok(x) => x,
         Err(e) => {
@@ -562,12 +594,26 @@ pub fn check_citation(root: &Path, c: &Citation) -> CheckedCitation {
 pub fn check_finding(root: &Path, f: &Finding, source: Source) -> CheckedFinding {
     let evidence: Vec<CheckedCitation> =
         f.evidence.iter().map(|c| check_citation(root, c)).collect();
+    // Images are shown as cited, never checked: the verdict comes from the files.
+    let files: Vec<&CheckedCitation> = evidence.iter().filter(|e| e.attachment.is_none()).collect();
     let (verdict, reason) = if evidence.is_empty() {
         (
             Verdict::NoEvidence,
             Some("no citation was given".to_string()),
         )
-    } else if let Some(bad) = evidence.iter().find(|e| !e.ok) {
+    } else if files.is_empty() {
+        let names: Vec<&str> = evidence
+            .iter()
+            .filter_map(|e| e.attachment.as_ref().map(|a| a.name.as_str()))
+            .collect();
+        (
+            Verdict::Unverified,
+            Some(format!(
+                "it cites only the attached image(s) {}, which boo shows but does not check",
+                names.join(", ")
+            )),
+        )
+    } else if let Some(bad) = files.iter().find(|e| !e.ok) {
         (Verdict::Unverified, bad.reason.clone())
     } else {
         (Verdict::Verified, None)

@@ -11,6 +11,7 @@ fn cite(path: &str, lines: Option<(u32, u32)>, quote: Option<&str>) -> Citation 
         path: path.into(),
         lines,
         quote: quote.map(String::from),
+        attachment: None,
     }
 }
 
@@ -250,4 +251,48 @@ fn a_huge_cited_file_is_scanned_only_as_far_as_the_cap() {
     // A huge range is refused before anything is read.
     let wide = check_citation(r, &cite("huge.bin", Some((1, 1_000_000)), None));
     assert!(wide.reason.unwrap().contains("at most 5000"));
+}
+
+#[test]
+fn a_finding_may_cite_an_attached_image_which_is_shown_not_checked() {
+    let dir = root();
+    let r = &dir.0;
+    std::fs::create_dir_all(r.join("src")).unwrap();
+    std::fs::write(r.join("src/lib.rs"), "pub fn add(a: u32) -> u32 { a }\n").unwrap();
+    let text = "Done.\n```findings\n[\
+        {\"title\": \"Sidebar overlaps\", \"severity\": \"medium\", \"claim\": \"c\",\
+         \"evidence\": [{\"attachment\": \"layout.png\", \"region\": \"top left, the sidebar\"}]},\
+        {\"title\": \"Mixed\", \"severity\": \"low\", \"claim\": \"c\",\
+         \"evidence\": [{\"path\": \"src/lib.rs\", \"lines\": [1, 1], \"quote\": \"pub fn add\"},\
+                        {\"attachment\": \"layout.png\"}]}\
+    ]\n```\n";
+    let parsed = parse_answer(text);
+    assert_eq!(parsed.findings.len(), 2, "{parsed:?}");
+    let cited = &parsed.findings[0].evidence[0];
+    assert_eq!(
+        cited.attachment,
+        Some(ImageCitation {
+            name: "layout.png".into(),
+            region: Some("top left, the sidebar".into())
+        })
+    );
+    let src = Source {
+        step_id: "s".into(),
+        agent: "a".into(),
+    };
+    let only_image = check_finding(r, &parsed.findings[0], src.clone());
+    assert_eq!(only_image.verdict, Verdict::Unverified);
+    assert!(
+        only_image.reason.as_deref().unwrap().contains("layout.png"),
+        "{only_image:?}"
+    );
+    assert!(!only_image.evidence[0].ok);
+    assert_eq!(
+        only_image.evidence[0].attachment.as_ref().unwrap().name,
+        "layout.png"
+    );
+    // With a file citation that checks out, the image does not make it unverified.
+    let mixed = check_finding(r, &parsed.findings[1], src);
+    assert_eq!(mixed.verdict, Verdict::Verified, "{mixed:?}");
+    assert_eq!(mixed.evidence.len(), 2);
 }

@@ -258,6 +258,7 @@ impl From<model::Run> for ext::Run {
             workflow: None,
             result: None,
             log: None,
+            attachments: Vec::new(),
         }
     }
 }
@@ -728,6 +729,57 @@ pub fn progress(kind: ProgressKind) -> lsp::WorkDoneProgress {
     }
 }
 
+/// A run's attachment on the wire.
+pub fn attachment(a: crate::attach::AttachmentInfo) -> ext::Attachment {
+    let crate::attach::AttachmentInfo {
+        attachment_id,
+        name,
+        mime_type,
+        bytes,
+        sha256,
+        width,
+        height,
+    } = a;
+    ext::Attachment {
+        attachment_id,
+        name,
+        mime_type,
+        bytes,
+        sha256,
+        width,
+        height,
+    }
+}
+
+/// Launch attachments from the wire (`lsp/params.rs` has checked each is
+/// `{ name, mimeType?, data }` or `{ path }`).
+pub fn launch_attachments(
+    given: Option<Vec<ext::LaunchAttachment>>,
+) -> Vec<crate::attach::AttachmentInput> {
+    given
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            let ext::LaunchAttachment {
+                name,
+                mime_type,
+                data,
+                path,
+            } = a;
+            match (data, path) {
+                (Some(data), _) => crate::attach::AttachmentInput::Inline {
+                    name: name.unwrap_or_default(),
+                    mime_type,
+                    data,
+                },
+                (None, path) => crate::attach::AttachmentInput::Path(std::path::PathBuf::from(
+                    path.unwrap_or_default(),
+                )),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     //! The domain types still serialize to the wire shape they always had: the wire
@@ -875,7 +927,8 @@ mod tests {
         for full in [true, false] {
             same::<_, ext::RunSummary>(summary(full));
             same::<_, ext::Trace>(trace(full));
-            same::<_, ext::Run>(model::Run {
+            // `attachments` comes from its own table (`boo/getRun` fills it in).
+            let run = model::Run {
                 summary: summary(full),
                 model: full.then(|| "m".into()),
                 error: full.then(|| "e".into()),
@@ -883,7 +936,10 @@ mod tests {
                 fast: full,
                 title: full.then(|| "t".into()),
                 kind: "flow".into(),
-            });
+            };
+            let mut before = serde_json::to_value(&run).unwrap();
+            before["attachments"] = json!([]);
+            assert_eq!(before, serde_json::to_value(ext::Run::from(run)).unwrap());
             let step = model::Step {
                 step_id: "s".into(),
                 agent: "a".into(),

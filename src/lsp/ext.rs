@@ -233,6 +233,33 @@ wire_struct! {
         /// A workflow run's log.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub log: Option<Vec<RunLogLine>>,
+        /// The images the run's agents get with their prompts, in launch order.
+        pub attachments: Vec<Attachment>,
+    }
+
+    /// An image of a run (`Run.attachments`); its bytes come with `boo/getAttachment`.
+    pub struct Attachment {
+        pub attachment_id: String,
+        pub name: String,
+        /// Read from the bytes: `image/png`, `image/jpeg`, `image/gif` or `image/webp`.
+        pub mime_type: String,
+        pub bytes: u64,
+        pub sha256: String,
+        pub width: u32,
+        pub height: u32,
+    }
+
+    /// An image given at launch: `{ name, mimeType?, data }` (base64) or `{ path }`
+    /// (absolute, or relative to the run's root).
+    pub struct LaunchAttachment {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub mime_type: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub data: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub path: Option<String>,
     }
 
     /// One line of `Run.log`.
@@ -380,6 +407,12 @@ wire_struct! {
         pub model: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub fast: Option<bool>,
+        /// Images for the agents (PROTOCOL.md, "Attachments").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub attachments: Option<Vec<LaunchAttachment>>,
+        /// This run's model takes images (default: the server's `visionModel`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub vision_model: Option<bool>,
     }
     pub struct LaunchInput {
         pub question: String,
@@ -406,6 +439,12 @@ wire_struct! {
         pub budget: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub fresh: Option<bool>,
+        /// Images for the agents (PROTOCOL.md, "Attachments").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub attachments: Option<Vec<LaunchAttachment>>,
+        /// This run's model takes images (default: the server's `visionModel`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub vision_model: Option<bool>,
     }
     pub struct LaunchWorkflowResult {
         pub run_id: String,
@@ -419,6 +458,12 @@ wire_struct! {
         pub root: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub model: Option<String>,
+        /// Images for the agent (PROTOCOL.md, "Attachments").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub attachments: Option<Vec<LaunchAttachment>>,
+        /// This run's model takes images (default: the server's `visionModel`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub vision_model: Option<bool>,
     }
     pub struct SpawnAgentResult {
         pub run_id: String,
@@ -462,6 +507,16 @@ wire_struct! {
         pub run: Run,
         pub steps: Vec<Step>,
         pub report: Option<String>,
+    }
+
+    pub struct GetAttachmentParams {
+        pub attachment_id: String,
+    }
+    pub struct GetAttachmentResult {
+        pub name: String,
+        pub mime_type: String,
+        /// The image, base64.
+        pub data: String,
     }
 
     pub struct CancelRunParams {
@@ -702,6 +757,8 @@ requests! {
     /// Agent runs, newest first.
     ListAgents = "boo/listAgents", ListAgentsParams => ListAgentsResult;
     GetRun = "boo/getRun", GetRunParams => GetRunResult;
+    /// An attachment's bytes; an unknown id is `-32001`.
+    GetAttachment = "boo/getAttachment", GetAttachmentParams => GetAttachmentResult;
     /// Answers once the run has ended; a run that already ended is `-32004`.
     CancelRun = "boo/cancelRun", CancelRunParams => CancelRunResult;
     ExportRun = "boo/exportRun", ExportRunParams => ExportRunResult;

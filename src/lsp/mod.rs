@@ -83,6 +83,7 @@ fn parse_init_options(v: Option<&Value>) -> InitOptions {
             .and_then(|x| x.as_u64())
             .map(|n| n as usize),
         diagnostics: v.get("diagnostics").and_then(|x| x.as_bool()),
+        vision_model: v.get("visionModel").and_then(|x| x.as_bool()),
         model_aliases: v.get("modelAliases").and_then(|x| x.as_object()).map(|m| {
             m.iter()
                 .filter_map(|(k, v)| {
@@ -249,6 +250,8 @@ impl Backend {
             root,
             model,
             fast,
+            attachments,
+            vision_model,
         } = p;
         let root = match root {
             Some(r) => PathBuf::from(r),
@@ -264,6 +267,8 @@ impl Backend {
                 root,
                 model,
                 fast: fast.unwrap_or(false),
+                attachments: convert::launch_attachments(attachments),
+                vision: vision_model,
             })
             .await
             .map_err(|e| match e {
@@ -307,6 +312,8 @@ impl Backend {
                 model: p.model,
                 budget: p.budget,
                 fresh: p.fresh.unwrap_or(false),
+                attachments: convert::launch_attachments(p.attachments),
+                vision: p.vision_model,
             })
             .await
             .map_err(|e| match e {
@@ -334,6 +341,8 @@ impl Backend {
                 prompt: p.prompt,
                 root,
                 model: p.model,
+                attachments: convert::launch_attachments(p.attachments),
+                vision: p.vision_model,
             })
             .await
             .map_err(|e| match e {
@@ -424,11 +433,12 @@ impl Backend {
                 }
                 let turns = queries::turn_usages(c, &id)?;
                 let log = queries::get_log(c, &id)?;
-                Ok(Some((run, steps, turns, log)))
+                let attachments = queries::run_attachments(c, &id)?;
+                Ok(Some((run, steps, turns, log, attachments)))
             })
             .await
             .map_err(internal)?;
-        let Some((run, steps, turns, log)) = got else {
+        let Some((run, steps, turns, log, attachments)) = got else {
             return Err(unknown_run(&p.run_id));
         };
         // Each step also carries the usage of every model turn (with its cache hit rate).
@@ -460,6 +470,7 @@ impl Backend {
             wf
         });
         let mut wire: ext::Run = run.run.into();
+        wire.attachments = attachments.into_iter().map(convert::attachment).collect();
         if let Some(wf) = workflow {
             wire.workflow = Some(wf);
             wire.result = run.meta.get("result").cloned();
@@ -478,6 +489,33 @@ impl Backend {
             run: wire,
             steps,
             report: run.report,
+        })
+    }
+
+    async fn get_attachment(
+        &self,
+        p: ext::GetAttachmentParams,
+    ) -> Result<ext::GetAttachmentResult> {
+        let sup = self.sup()?;
+        let id = p.attachment_id.clone();
+        let got = sup
+            .store
+            .call(move |c| queries::get_attachment(c, &id))
+            .await
+            .map_err(internal)?;
+        let Some((info, data)) = got else {
+            return Err(rpc_error(
+                NOT_FOUND,
+                format!(
+                    "unknown attachmentId {}: a run's attachments are listed by boo/getRun (an image goes when `boo gc` removes its last run)",
+                    p.attachment_id
+                ),
+            ));
+        };
+        Ok(ext::GetAttachmentResult {
+            name: info.name,
+            mime_type: info.mime_type,
+            data: crate::attach::base64_encode(&data),
         })
     }
 
@@ -585,6 +623,7 @@ handlers! {
     ext::LaunchFlow => launch_flow;
     ext::ListWorkflows => list_workflows;
     ext::LaunchWorkflow => launch_workflow;
+    ext::GetAttachment => get_attachment;
     ext::ListRuns => list_runs;
     ext::SpawnAgent => spawn_agent;
     ext::ListAgents => list_agents;
@@ -668,7 +707,7 @@ impl LanguageServer for Backend {
                     methods: ext::REQUESTS.iter().map(|m| m.to_string()).collect(),
                     notifications: ext::NOTIFICATIONS.iter().map(|m| m.to_string()).collect(),
                     cancel_ended_run: "error -32004".into(),
-                    features: vec!["workflows".into(), "backgroundAgents".into()],
+                    features: vec!["workflows".into(), "backgroundAgents".into(), "attachments".into()],
                 })? })),
                 ..Default::default()
             },

@@ -104,6 +104,37 @@ fn check_limit(limit: Option<u32>) -> Result<(), String> {
     }
 }
 
+/// Each launch attachment is `{ name, mimeType?, data }` or `{ path }`.
+fn check_attachments(given: Option<&Vec<ext::LaunchAttachment>>) -> Result<(), String> {
+    for (i, a) in given.into_iter().flatten().enumerate() {
+        let shown = a
+            .name
+            .as_deref()
+            .or(a.path.as_deref())
+            .unwrap_or("(unnamed)");
+        match (&a.data, &a.path) {
+            (Some(_), None) if a.name.as_deref().is_some_and(|n| !n.trim().is_empty()) => {}
+            (Some(_), None) => {
+                return Err(format!(
+                    "attachments[{i}]: an image given by its data needs a `name` (a file name such as \"screenshot.png\")"
+                ))
+            }
+            (None, Some(p)) if !p.trim().is_empty() && a.mime_type.is_none() => {}
+            (None, Some(_)) => {
+                return Err(format!(
+                    "attachments[{i}] {shown}: send `{{ path }}` alone, a non-empty path (the type is read from the file)"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "attachments[{i}] {shown}: send either `{{ name, mimeType, data }}` (data in base64) or `{{ path }}`"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_run_id(run_id: &str) -> Result<(), String> {
     if run_id.is_empty() {
         Err(RUN_ID.into())
@@ -124,7 +155,7 @@ impl Params for ext::LaunchWorkflowParams {
             self.script_path.is_some(),
         ];
         match given.iter().filter(|g| **g).count() {
-            1 => Ok(()),
+            1 => check_attachments(self.attachments.as_ref()),
             _ => Err("workflow, script, scriptPath: send exactly one of them (a workflow name, the script's text, or the path of a .js file)".into()),
         }
     }
@@ -165,7 +196,7 @@ impl Params for ext::LaunchFlowParams {
         if self.root.as_deref() == Some("") {
             return Err("root: \"\" is not a directory path".into());
         }
-        Ok(())
+        check_attachments(self.attachments.as_ref())
     }
 }
 
@@ -208,6 +239,22 @@ impl Params for ext::ListAgentsParams {
         check_limit(self.limit)
     }
 }
+
+impl Params for ext::GetAttachmentParams {
+    fn refused(field: &str, _: Option<&Value>) -> Option<String> {
+        (field == "attachmentId").then(|| ATTACHMENT_ID.into())
+    }
+    fn check(&self) -> Result<(), String> {
+        if self.attachment_id.trim().is_empty() {
+            Err(ATTACHMENT_ID.into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+const ATTACHMENT_ID: &str =
+    "attachmentId: send the `attachmentId` of an entry of a run's `attachments` (boo/getRun)";
 
 impl Params for ext::ListRunsParams {
     fn refused(field: &str, got: Option<&Value>) -> Option<String> {

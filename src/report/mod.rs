@@ -45,6 +45,9 @@ pub struct ReportInput {
     /// The snapshot the run read, and what changed in the real tree since it was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotNote>,
+    /// The images the run was launched with (with their ids: `boo/getAttachment`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::attach::AttachmentInfo>,
 }
 
 /// What the report says about the run's snapshot of the project.
@@ -148,6 +151,18 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A citation as the report shows it: a file with its lines, or an attached image
+/// (with the region the agent named).
+fn cited(e: &crate::evidence::CheckedCitation) -> String {
+    match &e.attachment {
+        Some(a) => match a.region.as_deref().filter(|r| !r.trim().is_empty()) {
+            Some(r) => format!("image `{}` ({})", one_line(&a.name), one_line(r)),
+            None => format!("image `{}`", one_line(&a.name)),
+        },
+        None => format!("`{}`", lines_ref(&e.path, e.lines)),
+    }
+}
+
 fn lines_ref(path: &str, lines: Option<(u32, u32)>) -> String {
     match lines {
         Some((a, b)) if a == b => format!("{path}:{a}"),
@@ -248,6 +263,24 @@ pub fn render_markdown(r: &ReportInput) -> String {
         );
     }
     let _ = writeln!(md);
+    if !r.attachments.is_empty() {
+        let _ = writeln!(md, "**Attachments** (images the agents were given):");
+        let _ = writeln!(md);
+        for a in &r.attachments {
+            let _ = writeln!(
+                md,
+                "- `{}` — {}, {}×{} px, {} bytes (attachment `{}`, sha256 `{}`)",
+                one_line(&a.name),
+                a.mime_type,
+                a.width,
+                a.height,
+                a.bytes,
+                a.attachment_id,
+                &a.sha256[..a.sha256.len().min(12)]
+            );
+        }
+        let _ = writeln!(md);
+    }
     for a in &r.alerts {
         let _ = writeln!(md, "> **Warning:** {}", one_line(a));
         let _ = writeln!(md);
@@ -302,12 +335,7 @@ pub fn render_markdown(r: &ReportInput) -> String {
         let _ = writeln!(md, "### {title}");
         let _ = writeln!(md);
         for f in group {
-            let refs = f
-                .evidence
-                .iter()
-                .map(|e| format!("`{}`", lines_ref(&e.path, e.lines)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let refs = f.evidence.iter().map(cited).collect::<Vec<_>>().join(", ");
             let _ = writeln!(md, "- **{}** — {}", one_line(&f.title), one_line(&f.claim));
             let _ = writeln!(md, "  {refs} · found by {}", sources(f));
         }
@@ -448,6 +476,39 @@ mod tests {
     use super::*;
     use crate::evidence::{check_finding, parse_answer, Source};
 
+    #[test]
+    fn a_citation_of_an_attached_image_is_shown_as_one() {
+        use crate::evidence::{CheckedCitation, ImageCitation};
+        let image = CheckedCitation {
+            path: String::new(),
+            lines: None,
+            quote: None,
+            ok: false,
+            reason: None,
+            attachment: Some(ImageCitation {
+                name: "layout.png".into(),
+                region: Some("top left".into()),
+            }),
+        };
+        assert_eq!(cited(&image), "image `layout.png` (top left)");
+        let bare = CheckedCitation {
+            attachment: Some(ImageCitation {
+                name: "layout.png".into(),
+                region: None,
+            }),
+            ..image.clone()
+        };
+        assert_eq!(cited(&bare), "image `layout.png`");
+        let file = CheckedCitation {
+            path: "src/lib.rs".into(),
+            lines: Some((3, 4)),
+            ok: true,
+            attachment: None,
+            ..image
+        };
+        assert_eq!(cited(&file), "`src/lib.rs:3-4`");
+    }
+
     /// Recorded step outputs → the report, byte for byte.
     #[test]
     fn report_from_recorded_outputs() {
@@ -517,6 +578,7 @@ mod tests {
             steps,
             findings: crate::evidence::merge(findings),
             snapshot: None,
+            attachments: vec![],
         };
         let md = render_markdown(&input);
         crate::snapshot::assert_snapshot("report-code-review.md", &md);
@@ -535,6 +597,36 @@ mod tests {
         assert!(!wf_md.contains("## Answer"), "{wf_md}");
         assert!(wf_md.contains("## Verified findings"), "{wf_md}");
         assert!(md.contains("## Answer"));
+        // A run launched with images lists them at the top, and its JSON carries their ids.
+        let shot = crate::attach::AttachmentInfo {
+            attachment_id: "0190c0de-0000-7000-8000-00000000a77a".into(),
+            name: "layout.png".into(),
+            mime_type: "image/png".into(),
+            bytes: 73,
+            sha256: "9f1a73312b9ede0b7f0e20ffd13691995f382422721eff6d4f1216a239f9e9cc".into(),
+            width: 3,
+            height: 2,
+        };
+        let with = ReportInput {
+            attachments: vec![shot],
+            ..input.clone()
+        };
+        let with_md = render_markdown(&with);
+        let listed = "**Attachments** (images the agents were given):\n\n- `layout.png` — image/png, 3×2 px, 73 bytes (attachment `0190c0de-0000-7000-8000-00000000a77a`, sha256 `9f1a73312b9e`)\n";
+        assert!(with_md.contains(listed), "{with_md}");
+        assert!(
+            with_md.find(listed) < with_md.find("## "),
+            "at the top: {with_md}"
+        );
+        assert!(!md.contains("**Attachments**"));
+        let js: serde_json::Value = serde_json::from_str(&render_json(&with)).unwrap();
+        assert_eq!(
+            js["attachments"][0]["attachmentId"],
+            "0190c0de-0000-7000-8000-00000000a77a"
+        );
+        assert_eq!(js["attachments"][0]["name"], "layout.png");
+        let plain: serde_json::Value = serde_json::from_str(&render_json(&input)).unwrap();
+        assert!(plain.get("attachments").is_none());
         // Deterministic: the same outputs render the same bytes.
         assert_eq!(md, render_markdown(&input));
         let js: serde_json::Value = serde_json::from_str(&render_json(&input)).unwrap();

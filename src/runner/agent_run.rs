@@ -36,6 +36,10 @@ pub struct AgentLaunch {
     pub prompt: String,
     pub root: PathBuf,
     pub model: Option<String>,
+    /// Images for the agent (checked by [`Supervisor::intake_attachments`]).
+    pub attachments: Vec<crate::attach::AttachmentInput>,
+    /// This run's model takes images (`None`: `RunnerConfig::vision_model`).
+    pub vision: Option<bool>,
 }
 
 /// Whether a run row is an agent run.
@@ -58,6 +62,7 @@ fn plan(persona: &str, label: &str, stable: String) -> Plan {
             when: None,
             prompt: stable,
             args: Value::Null,
+            attachments: true,
         }],
         answer: vec![AGENT_STEP.into()],
     }
@@ -99,6 +104,9 @@ impl Supervisor {
                 root.display()
             )));
         }
+        let attachments = self
+            .intake_attachments(req.attachments, root.clone(), req.vision, req.model.clone())
+            .await?;
         let key = root.display().to_string();
         let trusted = self
             .store
@@ -165,7 +173,15 @@ impl Supervisor {
             first_chats,
         };
         self.take_snapshot(&run_id, &root).await?;
-        if let Err(e) = self.store.call(move |c| queries::insert_run(c, &new)).await {
+        let id = run_id.clone();
+        let recorded = self
+            .store
+            .call(move |c| {
+                queries::insert_run(c, &new)?;
+                queries::insert_run_attachments(c, &id, &attachments)
+            })
+            .await;
+        if let Err(e) = recorded {
             self.drop_snapshot(&run_id).await;
             return Err(LaunchError::Internal(format!("cannot record the run: {e}")));
         }

@@ -5,7 +5,7 @@
 
 use super::forward::Forwarder;
 use super::prompt::combine_parts;
-use super::scheduler::{RunCtx, Scheduler};
+use super::scheduler::{AttachmentChoice, RunCtx, Scheduler};
 use super::scope::RunScope;
 use crate::agent::{AgentError, AgentEvent, AgentOutcome, ContentBlock, SessionSpec};
 use crate::codesteps::{self, CodeFn, DepOutput};
@@ -217,6 +217,50 @@ fn modified(
     })
 }
 
+/// The image blocks of the run's attachments the step takes, in launch order.
+async fn step_images(
+    sched: &Arc<Scheduler>,
+    run_id: &str,
+    choice: &AttachmentChoice,
+) -> Result<Vec<ContentBlock>, String> {
+    if *choice == AttachmentChoice::Nothing {
+        return Ok(Vec::new());
+    }
+    let id = run_id.to_string();
+    let all = sched
+        .store
+        .call(move |c| crate::store::queries::run_attachment_data(c, &id))
+        .await
+        .map_err(|e| e.to_string())?;
+    let images: Vec<ContentBlock> = all
+        .into_iter()
+        .filter(|(name, _, _)| choice.takes(name))
+        .map(|(name, mime_type, data)| ContentBlock::Image {
+            name,
+            mime_type,
+            data: Arc::new(data),
+        })
+        .collect();
+    if images.is_empty() {
+        return Ok(images);
+    }
+    let names: Vec<String> = images
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::Image { name, .. } => Some(format!("`{name}`")),
+            ContentBlock::Text(_) => None,
+        })
+        .collect();
+    // After the prompt (its stable part stays first), before the images themselves.
+    let mut blocks = vec![ContentBlock::Text(format!(
+        "\n\nThe user attached {} image(s), given below in this order: {}. A finding may cite one as evidence with {{\"attachment\": \"<name>\", \"region\": \"<where in the image>\"}} in place of a file citation.\n",
+        names.len(),
+        names.join(", ")
+    ))];
+    blocks.extend(images);
+    Ok(blocks)
+}
+
 /// Runs an agent step: slot, fingerprint before, one session for every prompt,
 /// fingerprint after. Any change to the project fails the step as fatal.
 pub async fn run_agent(
@@ -225,11 +269,28 @@ pub async fn run_agent(
     step_id: &str,
     chat_id: &str,
     prompts: &[Vec<ContentBlock>],
+    attachments: &AttachmentChoice,
     scope: &RunScope,
 ) -> StepResult {
     if prompts.is_empty() {
         return StepResult::failed("the step has no prompt to send");
     }
+    // The run's images go with every prompt of the step (read from the store, never
+    // written into the project or its snapshot).
+    let images = match step_images(sched, &ctx.run_id, attachments).await {
+        Ok(i) => i,
+        Err(e) => return StepResult::failed(format!("cannot read the run's attachments: {e}")),
+    };
+    let with_images: Vec<Vec<ContentBlock>>;
+    let prompts = if images.is_empty() {
+        prompts
+    } else {
+        with_images = prompts
+            .iter()
+            .map(|p| p.iter().cloned().chain(images.iter().cloned()).collect())
+            .collect();
+        &with_images[..]
+    };
     let Some(slot) = sched.agent_slot(scope).await else {
         return StepResult::Cancelled {
             usage: Usage::default(),
@@ -304,6 +365,10 @@ async fn run_session(
     forward: &mut Forwarder,
     project: Option<String>,
 ) -> Result<AgentOutcome, AgentError> {
+    let images = prompts
+        .iter()
+        .flatten()
+        .any(|b| matches!(b, ContentBlock::Image { .. }));
     let attempt = |isolated: bool| SessionSpec {
         run_id: ctx.run_id.clone(),
         step_id: step_id.to_string(),
@@ -314,6 +379,7 @@ async fn run_session(
         deadline: sched.deadline,
         isolated,
         project: project.clone(),
+        images,
     };
     let first = run_attempt(sched, attempt(false), prompts, scope, forward).await;
     let Err(AgentError::Lost { message: lost, .. }) = first else {

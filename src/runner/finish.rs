@@ -88,12 +88,16 @@ pub(super) async fn finish_run_with(
     ending: Ending,
 ) -> Result<(), String> {
     let id = state.run_id.clone();
-    let (row, steps) = sup
+    let (row, steps, attachments) = sup
         .store
         .call(move |c| {
             let run = queries::get_run(c, &id)?
                 .ok_or_else(|| crate::store::StoreError::Data(format!("run {id} is gone")))?;
-            Ok((run, queries::get_steps(c, &id)?))
+            Ok((
+                run,
+                queries::get_steps(c, &id)?,
+                queries::run_attachments(c, &id)?,
+            ))
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -108,6 +112,7 @@ pub(super) async fn finish_run_with(
             .unwrap_or_else(|| root.clone());
         let (mut input, findings) = build_report_input(&row2, &steps2, &files, status);
         input.snapshot = snapshot.as_ref().map(|s| snapshot_note(s, &root));
+        input.attachments = attachments;
         (input, findings)
     })
     .await

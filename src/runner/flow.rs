@@ -7,7 +7,9 @@
 use super::finish::{finish_run, skip_or_cancel};
 use super::outbox::{Out, ProgressKind, RosterEntry, RunStarted, StepUpdated};
 use super::prompt::{agent_prompts, EarlierStep};
-use super::scheduler::{Origin, RunCtx, StartError, StepEnded, StepSpec, StepWork};
+use super::scheduler::{
+    AttachmentChoice, Origin, RunCtx, StartError, StepEnded, StepSpec, StepWork,
+};
 use super::scope::{RunScope, StopReason};
 use super::state::RunState;
 use super::Supervisor;
@@ -246,6 +248,11 @@ async fn step_spec(
             StepWork::Agent {
                 persona: planned.agent.clone(),
                 prompts: agent_prompts(&planned.prompt, &state.question, &earlier),
+                attachments: if planned.attachments {
+                    AttachmentChoice::All
+                } else {
+                    AttachmentChoice::Nothing
+                },
             }
         }
     };

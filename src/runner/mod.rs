@@ -32,6 +32,7 @@ pub mod workflow;
 
 use crate::agent::qwen::model_name_problem;
 use crate::agent::AgentBackend;
+use crate::attach::{Attachment, AttachmentInput};
 use crate::catalog::Catalog;
 use crate::config::RunnerConfig;
 use crate::engine;
@@ -60,6 +61,10 @@ pub struct LaunchRequest {
     pub root: PathBuf,
     pub model: Option<String>,
     pub fast: bool,
+    /// Images for the agents (checked by [`Supervisor::intake_attachments`]).
+    pub attachments: Vec<AttachmentInput>,
+    /// This run's model takes images (`None`: `RunnerConfig::vision_model`).
+    pub vision: Option<bool>,
 }
 
 #[derive(Debug, Error)]
@@ -172,6 +177,30 @@ impl Supervisor {
         }
     }
 
+    /// Reads and checks a launch's attachments (type sniffed from the bytes, size and
+    /// count limits, a model declared to take images), off the async threads. Every
+    /// launch with attachments goes through here before its run row exists; a refusal
+    /// is [`LaunchError::Invalid`] naming the file and the limit.
+    pub async fn intake_attachments(
+        &self,
+        inputs: Vec<AttachmentInput>,
+        root: PathBuf,
+        vision: Option<bool>,
+        model: Option<String>,
+    ) -> Result<Vec<Attachment>, LaunchError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vision = vision.unwrap_or(self.config.vision_model);
+        let model = model.or_else(|| self.config.default_model.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::attach::intake(&inputs, &root, vision, model.as_deref())
+        })
+        .await
+        .map_err(|e| LaunchError::Internal(format!("reading the attachments failed: {e}")))?
+        .map_err(|e| LaunchError::Invalid(e.to_string()))
+    }
+
     /// Validates a launch, creates the run row and starts it in the background.
     pub async fn launch(self: &Arc<Self>, req: LaunchRequest) -> Result<String, LaunchError> {
         let question = req.question.trim().to_string();
@@ -200,6 +229,9 @@ impl Supervisor {
                 root.display()
             )));
         }
+        let attachments = self
+            .intake_attachments(req.attachments, root.clone(), req.vision, req.model.clone())
+            .await?;
         // The project's catalog files are read off the async threads.
         let (me, r2) = (self.clone(), root.clone());
         let catalog = tokio::task::spawn_blocking(move || me.catalog(Some(&r2)))
@@ -267,7 +299,15 @@ impl Supervisor {
         };
         // The project as it is now: the run reads this copy, the user keeps editing.
         self.take_snapshot(&run_id, &root).await?;
-        if let Err(e) = self.store.call(move |c| queries::insert_run(c, &new)).await {
+        let id = run_id.clone();
+        let recorded = self
+            .store
+            .call(move |c| {
+                queries::insert_run(c, &new)?;
+                queries::insert_run_attachments(c, &id, &attachments)
+            })
+            .await;
+        if let Err(e) = recorded {
             self.drop_snapshot(&run_id).await;
             return Err(LaunchError::Internal(format!("cannot record the run: {e}")));
         }

@@ -182,6 +182,7 @@ pub fn build_report_input(
         steps: summaries,
         findings: merged.clone(),
         snapshot: None,
+        attachments: Vec::new(),
     };
     (input, merged)
 }

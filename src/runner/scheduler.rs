@@ -40,6 +40,29 @@ pub struct RunCtx {
     pub scope: RunScope,
 }
 
+/// Which of the run's attachments an agent step gets with its prompts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AttachmentChoice {
+    /// Every attachment of the run (the default).
+    #[default]
+    All,
+    /// None (a flow step with `attachments = false`).
+    Nothing,
+    /// These, by name (a workflow `agent()` with `{ attachments: [...] }`).
+    Named(Vec<String>),
+}
+
+impl AttachmentChoice {
+    /// Whether the attachment called `name` goes with the prompts.
+    pub fn takes(&self, name: &str) -> bool {
+        match self {
+            AttachmentChoice::All => true,
+            AttachmentChoice::Nothing => false,
+            AttachmentChoice::Named(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
 /// What a step does.
 #[derive(Debug, Clone)]
 pub enum StepWork {
@@ -48,6 +71,8 @@ pub enum StepWork {
     Agent {
         persona: String,
         prompts: Vec<Vec<ContentBlock>>,
+        /// Which of the run's attachments go with the prompts.
+        attachments: AttachmentChoice,
     },
     /// A built-in code function over the outputs of the steps it depends on.
     Code {
@@ -271,10 +296,22 @@ impl Scheduler {
         let chat = chat_id.clone();
         let task = tokio::spawn(async move {
             let result = match &spec.work {
-                StepWork::Agent { prompts, .. } => {
+                StepWork::Agent {
+                    prompts,
+                    attachments,
+                    ..
+                } => {
                     let chat = chat.clone().unwrap_or_default();
-                    dispatch::run_agent(&scheduler, &ctx, &spec.step_id, &chat, prompts, &scope)
-                        .await
+                    dispatch::run_agent(
+                        &scheduler,
+                        &ctx,
+                        &spec.step_id,
+                        &chat,
+                        prompts,
+                        attachments,
+                        &scope,
+                    )
+                    .await
                 }
                 StepWork::Code {
                     function,

@@ -52,6 +52,8 @@ async fn start(
             root,
             model: None,
             fast: false,
+            attachments: Vec::new(),
+            vision: None,
         })
         .await
         .unwrap();
@@ -485,6 +487,7 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
                     prompts: vec![vec![crate::agent::ContentBlock::Text(
                         "answer at once".into(),
                     )]],
+                    attachments: Default::default(),
                 },
                 origin: Origin::Runtime,
                 parent_step_id: Some("solo".into()),
@@ -545,6 +548,7 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
                 work: StepWork::Agent {
                     persona: "structural-analyst".into(),
                     prompts: vec![vec![crate::agent::ContentBlock::Text("x".into())]],
+                    attachments: Default::default(),
                 },
                 origin: Origin::Runtime,
                 parent_step_id: None,
@@ -571,6 +575,7 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
                 work: StepWork::Agent {
                     persona: "structural-analyst".into(),
                     prompts: vec![vec![crate::agent::ContentBlock::Text("x".into())]],
+                    attachments: Default::default(),
                 },
                 origin: Origin::Runtime,
                 parent_step_id: None,
@@ -660,6 +665,8 @@ async fn the_api_key_never_reaches_the_database_or_the_clients() {
             root,
             model: None,
             fast: false,
+            attachments: Vec::new(),
+            vision: None,
         })
         .await
         .unwrap();
@@ -700,6 +707,8 @@ async fn a_project_flow_in_an_untrusted_root_is_refused_without_a_run_row() {
         root: root.clone(),
         model: None,
         fast: false,
+        attachments: Vec::new(),
+        vision: None,
     };
     let err = sup.launch(req.clone()).await.unwrap_err();
     let canonical = root.canonicalize().unwrap().display().to_string();
@@ -854,6 +863,8 @@ async fn a_code_step_past_its_deadline_fails_and_kills_its_git() {
             root: root.clone(),
             model: None,
             fast: false,
+            attachments: Vec::new(),
+            vision: None,
         })
         .await
         .unwrap();
@@ -944,6 +955,8 @@ async fn run_workflow_on(
             model: None,
             budget: None,
             fresh,
+            attachments: Vec::new(),
+            vision: None,
         })
         .await
         .unwrap();

@@ -10,7 +10,9 @@
 use super::finish::{finish_run_with, Ending};
 use super::outbox::{Out, ProgressKind, RosterEntry, RunLog, RunStarted, StepAdded};
 use super::prompt::stable_prompt;
-use super::scheduler::{end_update, Origin, RunCtx, StartError, StepFacts, StepSpec, StepWork};
+use super::scheduler::{
+    end_update, AttachmentChoice, Origin, RunCtx, StartError, StepFacts, StepSpec, StepWork,
+};
 use super::scope::{RunScope, StopReason};
 use super::state::RunState;
 use super::{LaunchError, Supervisor};
@@ -63,6 +65,10 @@ pub struct WorkflowLaunch {
     pub budget: Option<u64>,
     /// Skip cache look-ups (results are still stored).
     pub fresh: bool,
+    /// Images for the agents (checked by `Supervisor::intake_attachments`).
+    pub attachments: Vec<crate::attach::AttachmentInput>,
+    /// This run's model takes images (`None`: `RunnerConfig::vision_model`).
+    pub vision: Option<bool>,
 }
 
 /// Whether `file` lies in the root's `.boo/` or `.claude/` folder (where a
@@ -239,6 +245,14 @@ impl Supervisor {
                 root.display()
             )));
         }
+        let attachments = self
+            .intake_attachments(
+                req.attachments.clone(),
+                root.clone(),
+                req.vision,
+                req.model.clone(),
+            )
+            .await?;
         let named = matches!(req.script, ScriptRef::Named(_));
         let resolved = self.resolve_script(req.script.clone(), &root).await?;
         let meta = workflow::check_syntax(&resolved.script).map_err(|e| {
@@ -312,9 +326,13 @@ impl Supervisor {
             }),
         };
         self.take_snapshot(&run_id, &root).await?;
+        let id = run_id.clone();
         if let Err(e) = self
             .store
-            .call(move |c| queries::insert_workflow_run(c, &new))
+            .call(move |c| {
+                queries::insert_workflow_run(c, &new)?;
+                queries::insert_run_attachments(c, &id, &attachments)
+            })
             .await
         {
             self.drop_snapshot(&run_id).await;
@@ -398,6 +416,15 @@ pub(super) async fn drive(
         .call(move |c| queries::is_trusted(c, &key))
         .await
         .map_err(|e| e.to_string())?;
+    let rid = run_id.to_string();
+    let attachments = sup
+        .store
+        .call(move |c| queries::run_attachments(c, &rid))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|a| (a.name, a.sha256))
+        .collect();
     let ctx = RunCtx {
         run_id: run_id.to_string(),
         root: root.clone(),
@@ -428,6 +455,7 @@ pub(super) async fn drive(
         ),
         seen: Mutex::new(HashMap::new()),
         rt: tokio::runtime::Handle::current(),
+        attachments,
     });
     let cancel = CancellationToken::new();
     let watcher = {
@@ -637,6 +665,8 @@ struct RunDriver {
     /// Key without `n` → how many calls had it.
     seen: Mutex<HashMap<String, u32>>,
     rt: tokio::runtime::Handle,
+    /// The run's attachments: name and SHA-256, in launch order.
+    attachments: Vec<(String, String)>,
 }
 
 impl RunDriver {
@@ -678,9 +708,10 @@ impl RunDriver {
                 "effortApplied": false,
             } })
         });
+        let (attachments, opts) = self.attachments_for(call)?;
         let base = cache_key(
             &call.prompt,
-            &call.opts.raw,
+            &opts,
             &brief,
             model.as_deref(),
             &self.project,
@@ -694,7 +725,7 @@ impl RunDriver {
         };
         let key = cache_key(
             &call.prompt,
-            &call.opts.raw,
+            &opts,
             &brief,
             model.as_deref(),
             &self.project,
@@ -707,7 +738,57 @@ impl RunDriver {
             model,
             asked,
             key,
+            attachments,
         })
+    }
+
+    /// Which of the run's images an `agent()` call takes (`opts.attachments`: names
+    /// of the run's attachments; absent: all of them), and the options its content
+    /// key is made of: with the images' SHA-256s, so an answer about one image is
+    /// never served for another.
+    fn attachments_for(&self, call: &AgentCall) -> Result<(AttachmentChoice, Value), String> {
+        let choice = match &call.opts.attachments {
+            None => AttachmentChoice::All,
+            Some(items) => {
+                let mut names = Vec::new();
+                for item in items {
+                    let Some(name) = item.as_str() else {
+                        return Err(format!(
+                            "agent(prompt, opts?): opts.attachments lists names of the run's attachments (strings), got {item}"
+                        ));
+                    };
+                    if !self.attachments.iter().any(|(n, _)| n == name) {
+                        let known: Vec<&str> =
+                            self.attachments.iter().map(|(n, _)| n.as_str()).collect();
+                        return Err(format!(
+                            "agent(prompt, opts?): opts.attachments names {name:?}, which this run was not launched with (its attachments: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ));
+                    }
+                    names.push(name.to_string());
+                }
+                if names.is_empty() {
+                    AttachmentChoice::Nothing
+                } else {
+                    AttachmentChoice::Named(names)
+                }
+            }
+        };
+        let images: Vec<&str> = self
+            .attachments
+            .iter()
+            .filter(|(n, _)| choice.takes(n))
+            .map(|(_, sha)| sha.as_str())
+            .collect();
+        let mut opts = call.opts.raw.clone();
+        if !images.is_empty() {
+            if let Some(o) = opts.as_object_mut() {
+                o.insert("boo:images".into(), json!(images));
+            } else {
+                opts = json!({ "boo:images": images });
+            }
+        }
+        Ok((choice, opts))
     }
 
     async fn run_agent(self: Arc<Self>, call: AgentCall, prepared: Prepared) -> AgentReply {
@@ -721,6 +802,7 @@ impl RunDriver {
             model,
             asked,
             key,
+            attachments,
         } = prepared;
         let step_id = if call.attempt > 1 {
             format!("agent-{}.{}", call.index + 1, call.attempt)
@@ -769,6 +851,7 @@ impl RunDriver {
             work: StepWork::Agent {
                 persona: name,
                 prompts: vec![vec![ContentBlock::Text(prompt)]],
+                attachments,
             },
             origin: Origin::Runtime,
             parent_step_id: Some(SCRIPT_STEP.to_string()),
@@ -937,6 +1020,8 @@ struct Prepared {
     asked: Option<Value>,
     /// The content key (with `n`).
     key: String,
+    /// The run's images this agent takes.
+    attachments: AttachmentChoice,
 }
 
 impl WorkflowDriver for RunDriver {

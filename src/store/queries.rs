@@ -948,8 +948,9 @@ pub fn list_traces(
 // ---- retention ----------------------------------------------------------------------
 
 /// Deletes ended runs created before `cutoff_ms` (steps, snapshots, traces cascade).
-/// Running runs are never touched. Returns (runs, steps, snapshots, traces) removed.
-pub fn gc(c: &Connection, cutoff_ms: i64) -> Result<(u64, u64, u64, u64)> {
+/// Running runs are never touched; an image goes with the last run that attached it.
+/// Returns (runs, steps, snapshots, traces, images) removed.
+pub fn gc(c: &Connection, cutoff_ms: i64) -> Result<(u64, u64, u64, u64, u64)> {
     let cutoff = clock::format_ms(cutoff_ms);
     let cond = "SELECT run_id FROM flow_runs WHERE status != 'running' AND created_at < ?1";
     let count = |table: &str| -> Result<u64> {
@@ -970,7 +971,8 @@ pub fn gc(c: &Connection, cutoff_ms: i64) -> Result<(u64, u64, u64, u64)> {
         "DELETE FROM flow_runs WHERE status != 'running' AND created_at < ?1",
         [&cutoff],
     )? as u64;
-    Ok((runs, steps, snaps, traces))
+    let images = collect_attachments(c)?;
+    Ok((runs, steps, snaps, traces, images))
 }
 
 // ---- workflow runs ------------------------------------------------------------
@@ -1278,5 +1280,117 @@ pub fn last_log_seq(c: &Connection, run_id: &str) -> Result<u64> {
         "SELECT COALESCE(MAX(seq), 0) FROM run_log WHERE run_id = ?1",
         [run_id],
         |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+// ---- attachments --------------------------------------------------------------
+
+/// Records a run's attachments (each image once by SHA-256, shared with other runs).
+/// Call in the job that inserts the run, so a run never exists without them.
+pub fn insert_run_attachments(
+    c: &Connection,
+    run_id: &str,
+    atts: &[crate::attach::Attachment],
+) -> Result<()> {
+    let now = clock::now_rfc3339();
+    for (i, a) in atts.iter().enumerate() {
+        c.execute(
+            "INSERT INTO attachments (sha256, mime_type, bytes, width, height, data, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (sha256) DO NOTHING",
+            params![
+                a.sha256,
+                a.kind.mime(),
+                a.data.len() as i64,
+                a.width,
+                a.height,
+                a.data,
+                now
+            ],
+        )?;
+        c.execute(
+            "INSERT INTO run_attachments (attachment_id, run_id, position, name, sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                uuid::Uuid::now_v7().to_string(),
+                run_id,
+                i as i64,
+                a.name,
+                a.sha256
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// A run's attachments in launch order (without their bytes).
+pub fn run_attachments(c: &Connection, run_id: &str) -> Result<Vec<crate::attach::AttachmentInfo>> {
+    let mut stmt = c.prepare(
+        "SELECT ra.attachment_id, ra.name, a.mime_type, a.bytes, a.sha256, a.width, a.height
+         FROM run_attachments ra JOIN attachments a ON a.sha256 = ra.sha256
+         WHERE ra.run_id = ?1 ORDER BY ra.position",
+    )?;
+    let rows = stmt
+        .query_map([run_id], |r| {
+            Ok(crate::attach::AttachmentInfo {
+                attachment_id: r.get(0)?,
+                name: r.get(1)?,
+                mime_type: r.get(2)?,
+                bytes: r.get::<_, i64>(3)? as u64,
+                sha256: r.get(4)?,
+                width: r.get(5)?,
+                height: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// One attachment with its bytes.
+pub fn get_attachment(
+    c: &Connection,
+    attachment_id: &str,
+) -> Result<Option<(crate::attach::AttachmentInfo, Vec<u8>)>> {
+    Ok(c
+        .query_row(
+            "SELECT ra.attachment_id, ra.name, a.mime_type, a.bytes, a.sha256, a.width, a.height, a.data
+             FROM run_attachments ra JOIN attachments a ON a.sha256 = ra.sha256
+             WHERE ra.attachment_id = ?1",
+            [attachment_id],
+            |r| {
+                Ok((
+                    crate::attach::AttachmentInfo {
+                        attachment_id: r.get(0)?,
+                        name: r.get(1)?,
+                        mime_type: r.get(2)?,
+                        bytes: r.get::<_, i64>(3)? as u64,
+                        sha256: r.get(4)?,
+                        width: r.get(5)?,
+                        height: r.get(6)?,
+                    },
+                    r.get(7)?,
+                ))
+            },
+        )
+        .optional()?)
+}
+
+/// The bytes of a run's attachments, in launch order: `(name, mime type, bytes)`.
+pub fn run_attachment_data(c: &Connection, run_id: &str) -> Result<Vec<(String, String, Vec<u8>)>> {
+    let mut stmt = c.prepare(
+        "SELECT ra.name, a.mime_type, a.data
+         FROM run_attachments ra JOIN attachments a ON a.sha256 = ra.sha256
+         WHERE ra.run_id = ?1 ORDER BY ra.position",
+    )?;
+    let rows = stmt
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// Removes images no run attaches any more; returns how many.
+pub fn collect_attachments(c: &Connection) -> Result<u64> {
+    Ok(c.execute(
+        "DELETE FROM attachments WHERE sha256 NOT IN (SELECT sha256 FROM run_attachments)",
+        [],
     )? as u64)
 }

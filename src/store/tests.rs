@@ -182,7 +182,8 @@ async fn gc_removes_old_ended_runs_and_never_a_running_one() {
         .await
         .unwrap();
     let cutoff = crate::clock::now_ms();
-    let (runs, steps, snaps, traces) = store.call(move |c| queries::gc(c, cutoff)).await.unwrap();
+    let (runs, steps, snaps, traces, _) =
+        store.call(move |c| queries::gc(c, cutoff)).await.unwrap();
     assert_eq!((runs, steps, snaps, traces), (1, 1, 1, 1));
     let left: Vec<String> = store
         .call(|c| {
@@ -367,6 +368,136 @@ fn a_version_2_database_gains_the_trust_table() {
     assert_eq!(v, SCHEMA_VERSION);
     queries::set_trusted(&c, "/p", true, "boo trust").unwrap();
     assert!(queries::is_trusted(&c, "/p").unwrap());
+    drop(c);
+    let _ = std::fs::remove_file(&path);
+}
+
+fn image(name: &str, data: &[u8]) -> crate::attach::Attachment {
+    crate::attach::intake(
+        &[crate::attach::AttachmentInput::Inline {
+            name: name.into(),
+            mime_type: None,
+            data: crate::attach::base64_encode(data),
+        }],
+        std::path::Path::new("/"),
+        true,
+        None,
+    )
+    .unwrap()
+    .remove(0)
+}
+
+#[tokio::test]
+async fn attachments_are_stored_once_and_go_with_their_last_run() {
+    let png = include_bytes!("../../tests/fixtures/images/red-3x2.png");
+    let other = include_bytes!("../../tests/fixtures/images/red-4x4.png");
+    let store = Store::open(&temp_db("attachments")).unwrap();
+    let (a, b) = (image("shot.png", png), image("same.png", png));
+    let c2 = image("other.png", other);
+    store
+        .call(move |c| {
+            seed_run(c, "old-1", "completed", "2020-01-01T00:00:00.000Z");
+            seed_run(c, "old-2", "completed", "2020-01-01T00:00:00.000Z");
+            seed_run(c, "new", "completed", "2999-01-01T00:00:00.000Z");
+            queries::insert_run_attachments(c, "old-1", &[a.clone(), c2])?;
+            queries::insert_run_attachments(c, "old-2", &[a])?;
+            queries::insert_run_attachments(c, "new", &[b])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let count = |store: &Store| {
+        let store = store.clone();
+        async move {
+            store
+                .call(|c| {
+                    Ok(c.query_row("SELECT COUNT(*) FROM attachments", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    // Three runs attach the same PNG: it is stored once.
+    assert_eq!(count(&store).await, 2);
+    let listed = store
+        .call(|c| queries::run_attachments(c, "old-1"))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].name, "shot.png");
+    assert_eq!(listed[0].mime_type, "image/png");
+    assert_eq!(
+        (listed[0].width, listed[0].height, listed[0].bytes),
+        (3, 2, png.len() as u64)
+    );
+    assert_eq!(listed[1].name, "other.png");
+    let id = listed[0].attachment_id.clone();
+    let (info, data) = store
+        .call(move |c| queries::get_attachment(c, &id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (info.name.as_str(), data.as_slice()),
+        ("shot.png", &png[..])
+    );
+    let new = store
+        .call(|c| queries::run_attachments(c, "new"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (new[0].name.as_str(), &new[0].sha256),
+        ("same.png", &listed[0].sha256)
+    );
+
+    // gc removes the two old runs: the PNG stays for "new", the other image goes.
+    let cutoff = crate::clock::now_ms();
+    let (runs, _, _, _, images) = store.call(move |c| queries::gc(c, cutoff)).await.unwrap();
+    assert_eq!((runs, images), (2, 1));
+    assert_eq!(count(&store).await, 1);
+    let gone = listed[1].attachment_id.clone();
+    assert!(store
+        .call(move |c| queries::get_attachment(c, &gone))
+        .await
+        .unwrap()
+        .is_none());
+    // And with the last run, the last image.
+    store
+        .call(|c| {
+            c.execute(
+                "UPDATE flow_runs SET created_at = '2020-01-01T00:00:00.000Z' WHERE run_id = 'new'",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let (_, _, _, _, images) = store.call(move |c| queries::gc(c, cutoff)).await.unwrap();
+    assert_eq!(images, 1);
+    assert_eq!(count(&store).await, 0);
+}
+
+#[test]
+fn a_version_4_database_gains_the_attachment_tables() {
+    let path = temp_db("v4");
+    {
+        let c = open_connection(&path).unwrap();
+        c.execute_batch(
+            "DROP TABLE run_attachments; DROP TABLE attachments; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        seed_run(&c, "kept", "completed", "2020-01-01T00:00:00.000Z");
+    }
+    let c = open_connection(&path).unwrap();
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let png = include_bytes!("../../tests/fixtures/images/red-3x2.png");
+    queries::insert_run_attachments(&c, "kept", &[image("a.png", png)]).unwrap();
+    assert_eq!(queries::run_attachments(&c, "kept").unwrap().len(), 1);
     drop(c);
     let _ = std::fs::remove_file(&path);
 }

@@ -127,6 +127,28 @@ export interface Run extends RunSummary {
   result?: unknown;
   /** A workflow run's log. */
   log?: RunLogLine[];
+  /** The images the run's agents get with their prompts, in launch order. */
+  attachments: Attachment[];
+}
+
+/** An image of a run; its bytes come with boo/getAttachment. */
+export interface Attachment {
+  attachmentId: string;
+  name: string;
+  /** Read from the bytes: image/png, image/jpeg, image/gif or image/webp. */
+  mimeType: string;
+  bytes: number;
+  sha256: string;
+  width: number;
+  height: number;
+}
+
+/** An image given at launch: { name, mimeType?, data } (base64) or { path }. */
+export interface LaunchAttachment {
+  name?: string;
+  mimeType?: string;
+  data?: string;
+  path?: string;
 }
 
 /** One line of `Run.log`. */
@@ -255,6 +277,8 @@ export interface LaunchFlowParams {
   root?: string;
   model?: string;
   fast?: boolean;
+  attachments?: LaunchAttachment[];
+  visionModel?: boolean;
 }
 export interface LaunchInput {
   question: string;
@@ -273,6 +297,8 @@ export interface LaunchWorkflowParams {
   model?: string;
   budget?: number;
   fresh?: boolean;
+  attachments?: LaunchAttachment[];
+  visionModel?: boolean;
 }
 export interface LaunchWorkflowResult {
   runId: string;
@@ -283,6 +309,8 @@ export interface SpawnAgentParams {
   prompt: string;
   root?: string;
   model?: string;
+  attachments?: LaunchAttachment[];
+  visionModel?: boolean;
 }
 export interface SpawnAgentResult {
   runId: string;
@@ -317,6 +345,16 @@ export interface GetRunResult {
   run: Run;
   steps: Step[];
   report: string | null;
+}
+
+export interface GetAttachmentParams {
+  attachmentId: string;
+}
+export interface GetAttachmentResult {
+  name: string;
+  mimeType: string;
+  /** The image, base64. */
+  data: string;
 }
 
 export interface CancelRunParams {
@@ -357,6 +395,7 @@ export interface Requests {
   'boo/spawnAgent': { params: SpawnAgentParams; result: SpawnAgentResult };
   'boo/listAgents': { params: ListAgentsParams; result: ListAgentsResult };
   'boo/getRun': { params: GetRunParams; result: GetRunResult };
+  'boo/getAttachment': { params: GetAttachmentParams; result: GetAttachmentResult };
   'boo/cancelRun': { params: CancelRunParams; result: CancelRunResult };
   'boo/exportRun': { params: ExportRunParams; result: ExportRunResult };
   'boo/getTraces': { params: GetTracesParams; result: GetTracesResult };

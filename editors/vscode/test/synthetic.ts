@@ -121,6 +121,7 @@ export function getRunSnapshot(upTo: number, status: 'running' | 'completed' = '
       fast: false,
       title: 'Code review',
       kind: 'flow',
+      attachments: [],
     },
     steps: started.params.steps.map((s) => ({
       ...s,

@@ -91,6 +91,7 @@ impl AcpBackend {
                 deadline: Duration::from_secs(120),
                 isolated: false,
                 project: None,
+                images: false,
             };
             let mut session = self.open(spec).await.map_err(|e| e.to_string())?;
             let (tx, _rx) = mpsc::unbounded_channel();
@@ -264,6 +265,7 @@ impl AcpSession {
             &self.info.path,
             &self.spec.root,
             self.model.as_deref(),
+            self.spec.images,
         );
         let lease = self
             .pool
@@ -402,6 +404,13 @@ impl AcpSession {
             .iter()
             .map(|b| match b {
                 ContentBlock::Text(t) => json!({"type": "text", "text": t}),
+                ContentBlock::Image {
+                    mime_type, data, ..
+                } => json!({
+                    "type": "image",
+                    "mimeType": mime_type,
+                    "data": crate::attach::base64_encode(data),
+                }),
             })
             .collect();
         let answer = process.start_call(

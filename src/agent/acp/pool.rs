@@ -87,17 +87,26 @@ pub struct PoolKey {
     pub sandbox: &'static str,
     /// SHA-256 of the settings file, the qwen program and the writable paths.
     pub settings: String,
+    /// Its settings tell qwen the model takes images (sessions whose prompts carry
+    /// attachments); a process without it never sees an image.
+    pub images: bool,
 }
 
 impl PoolKey {
-    pub fn new(config: &QwenConfig, program: &Path, root: &Path, model: Option<&str>) -> Self {
+    pub fn new(
+        config: &QwenConfig,
+        program: &Path,
+        root: &Path,
+        model: Option<&str>,
+        images: bool,
+    ) -> Self {
         let sandbox = config
             .sandbox
             .clone()
             .unwrap_or(SandboxMode::Required)
             .as_str();
         let mut h = Sha256::new();
-        h.update(system_settings(model).to_string());
+        h.update(system_settings(model, images).to_string());
         h.update([0]);
         h.update(program.as_os_str().as_encoded_bytes());
         for p in &config.extra_writable {
@@ -109,6 +118,7 @@ impl PoolKey {
             model: model.map(String::from),
             sandbox,
             settings: format!("{:x}", h.finalize()),
+            images,
         }
     }
 }
@@ -795,8 +805,8 @@ impl Pool {
         let sandbox = config.sandbox.clone().map_err(StartError)?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let name = crate::agent::harden::pool_home_name();
-        let home =
-            AgentHome::create(&config.data_dir, &name, key.model.as_deref()).map_err(|e| {
+        let home = AgentHome::create(&config.data_dir, &name, key.model.as_deref(), key.images)
+            .map_err(|e| {
                 StartError(format!(
                     "cannot prepare the agent's scratch directory under {}: {e}",
                     config.data_dir.display()

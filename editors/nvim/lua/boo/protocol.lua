@@ -131,6 +131,24 @@
 ---@field workflow? any a workflow run's { name, source, path, args, budget = { total, spent } }
 ---@field result? any a completed workflow run's return value
 ---@field log? boo.RunLogLine[] a workflow run's log
+---@field attachments boo.Attachment[] the images the agents get, in launch order
+
+--- An image of a run; its bytes come with boo/getAttachment.
+---@class boo.Attachment
+---@field attachmentId string
+---@field name string
+---@field mimeType string read from the bytes
+---@field bytes integer
+---@field sha256 string
+---@field width integer
+---@field height integer
+
+--- An image given at launch: { name, mimeType?, data } (base64) or { path }.
+---@class boo.LaunchAttachment
+---@field name? string
+---@field mimeType? string
+---@field data? string
+---@field path? string
 
 --- One line of Run.log.
 ---@class boo.RunLogLine
@@ -230,6 +248,8 @@
 ---@field root? string
 ---@field model? string
 ---@field fast? boolean
+---@field attachments? boo.LaunchAttachment[]
+---@field visionModel? boolean
 
 ---@class boo.LaunchInput
 ---@field question string
@@ -247,6 +267,8 @@
 ---@field model? string
 ---@field budget? integer
 ---@field fresh? boolean
+---@field attachments? boo.LaunchAttachment[]
+---@field visionModel? boolean
 
 ---@class boo.LaunchWorkflowResult
 ---@field runId string
@@ -261,6 +283,8 @@
 ---@field prompt string
 ---@field root? string
 ---@field model? string
+---@field attachments? boo.LaunchAttachment[]
+---@field visionModel? boolean
 
 ---@class boo.SpawnAgentResult
 ---@field runId string
@@ -290,6 +314,14 @@
 ---@field run boo.Run
 ---@field steps boo.Step[]
 ---@field report string|nil
+
+---@class boo.GetAttachmentParams
+---@field attachmentId string
+
+---@class boo.GetAttachmentResult
+---@field name string
+---@field mimeType string
+---@field data string base64
 
 ---@class boo.CancelRunParams
 ---@field runId string
@@ -400,6 +432,7 @@ M.requests = {
   ['boo/spawnAgent'] = { params = 'boo.SpawnAgentParams', result = 'boo.SpawnAgentResult' },
   ['boo/listAgents'] = { params = 'boo.ListAgentsParams', result = 'boo.ListAgentsResult' },
   ['boo/getRun'] = { params = 'boo.GetRunParams', result = 'boo.GetRunResult' },
+  ['boo/getAttachment'] = { params = 'boo.GetAttachmentParams', result = 'boo.GetAttachmentResult' },
   ['boo/cancelRun'] = { params = 'boo.CancelRunParams', result = 'boo.CancelRunResult' },
   ['boo/exportRun'] = { params = 'boo.ExportRunParams', result = 'boo.ExportRunResult' },
   ['boo/getTraces'] = { params = 'boo.GetTracesParams', result = 'boo.GetTracesResult' },
