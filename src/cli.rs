@@ -1278,6 +1278,60 @@ fn endpoint_reachable(url: &str) -> Result<String, String> {
     Err(format!("nothing answers at {addr}"))
 }
 
+/// `GET <base>/models` through boo's model proxy with a fresh grant, as an agent
+/// would: proves the proxy starts, accepts its token, and reaches the endpoint with the
+/// real key.
+async fn proxy_check(config: &Config) -> (bool, String) {
+    let proxy = match crate::app::start_proxy(config).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return (false, "no endpoint configured (OPENAI_BASE_URL)".into()),
+        Err(e) => return (false, e.to_string()),
+    };
+    let grant = match proxy.grant() {
+        Ok(g) => g,
+        Err(e) => return (false, format!("cannot make a proxy token: {e}")),
+    };
+    let url = format!("{}/models", grant.base_url());
+    let token = grant.token().to_string();
+    let port = proxy.port();
+    let answer = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(20)))
+            .build()
+            .into();
+        agent
+            .get(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .call()
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    drop(grant);
+    proxy.stop();
+    match answer {
+        Ok(Ok(s)) if s < 400 => (
+            true,
+            format!("GET /models through boo's proxy (127.0.0.1:{port}) answered {s}; agents never see the API key"),
+        ),
+        Ok(Ok(401)) | Ok(Ok(403)) => (
+            false,
+            "the endpoint refused the API key boo forwards (401/403 through the proxy) — check OPENAI_API_KEY".into(),
+        ),
+        Ok(Ok(502)) => (
+            false,
+            "the proxy could not reach the endpoint — check OPENAI_BASE_URL and that the model server is up".into(),
+        ),
+        Ok(Ok(s)) => (
+            true,
+            format!("the proxy (127.0.0.1:{port}) reaches the endpoint; GET /models answered {s} (some servers do not list models)"),
+        ),
+        Ok(Err(e)) => (false, format!("the proxy on 127.0.0.1:{port} did not answer: {e}")),
+        Err(e) => (false, format!("the proxy check failed: {e}")),
+    }
+}
+
 /// A live look at the warm pool: one `qwen --acp` process in a scratch directory, two
 /// sessions asking the same short question (two small model requests). Lines:
 /// (check, Some(ok) or None for a warning, detail).
@@ -1428,6 +1482,10 @@ pub async fn doctor(config: &Config) -> i32 {
                 "endpoint",
                 format!("{e} — start the model server or fix OPENAI_BASE_URL"),
             ),
+        }
+        if endpoint_ok {
+            let (ok, detail) = proxy_check(config).await;
+            report(ok, "model proxy", detail);
         }
     }
     let db = &config.db_path;

@@ -15,6 +15,7 @@ mod lsp;
 mod model;
 mod otel;
 mod project;
+mod proxy;
 mod redact;
 mod report;
 mod runner;

@@ -370,3 +370,22 @@ fn a_version_2_database_gains_the_trust_table() {
     drop(c);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_version_4_database_gains_the_model_calls_table() {
+    let path = temp_db("v4");
+    {
+        let c = open_connection(&path).unwrap();
+        c.execute_batch("DROP TABLE model_calls; PRAGMA user_version = 4;")
+            .unwrap();
+    }
+    let c = open_connection(&path).unwrap();
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let (calls, next) = queries::list_model_calls(&c, "no-run", None, 0, 10).unwrap();
+    assert!(calls.is_empty() && next.is_none());
+    drop(c);
+    let _ = std::fs::remove_file(&path);
+}

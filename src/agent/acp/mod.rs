@@ -398,6 +398,14 @@ impl AcpSession {
             return Err(AgentError::failed("the session has no process"));
         };
         let process = live.lease.process.clone();
+        // Calls through the model proxy during this prompt belong to this step.
+        let _active = process.grant.as_ref().map(|g| {
+            g.begin(crate::proxy::Attribution {
+                run_id: self.spec.run_id.clone(),
+                step_id: self.spec.step_id.clone(),
+                chat_id: self.spec.chat_id.clone(),
+            })
+        });
         let blocks: Vec<Value> = prompt
             .iter()
             .map(|b| match b {

@@ -214,6 +214,9 @@ pub enum CallError {
 /// One `qwen --acp` process.
 pub struct Process {
     pub key: PoolKey,
+    /// The process's model-proxy grant (its token is per process: the environment is
+    /// fixed at start); a session marks its prompts with [`Grant::begin`].
+    pub grant: Option<crate::proxy::Grant>,
     /// The guard's pid: the process group of everything under it.
     pub pid: i64,
     pub pid_start: Option<i64>,
@@ -812,6 +815,13 @@ impl Pool {
         }
         args.push("--exclude-tools".into());
         args.push(DENIED_TOOLS.join(",").into());
+        let endpoint = match config.endpoint() {
+            Ok(e) => e,
+            Err(e) => {
+                home.remove();
+                return Err(StartError(e));
+            }
+        };
         let launched = spawn_guarded(Launch {
             program: &info.path,
             args,
@@ -820,8 +830,8 @@ impl Pool {
             sandbox,
             extra_writable: &config.extra_writable,
             readable: crate::agent::qwen::readable_paths(config, &key.root, &info.path),
-            base_url: config.base_url.as_deref(),
-            api_key: config.api_key.as_deref(),
+            base_url: endpoint.base_url.as_deref(),
+            api_key: endpoint.api_key.as_deref(),
             model: key.model.as_deref(),
             env: vec![("QWEN_CODE_NO_RELAUNCH", "true".into())],
             stdin: true,
@@ -841,6 +851,7 @@ impl Pool {
         let (ready_tx, ready_rx) = watch::channel(None);
         let process = Arc::new(Process {
             key,
+            grant: endpoint.grant,
             pid,
             pid_start: pid_start_time(pid),
             lines: lines_tx,
