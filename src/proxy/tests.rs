@@ -206,3 +206,144 @@ async fn an_unreachable_upstream_is_a_502_naming_the_endpoint() {
     assert!(!body.contains(REAL_KEY));
     proxy.stop();
 }
+
+/// The scripted model server (tests/fixtures/mock-openai.py) reporting the cached
+/// count in `dialect`; stopped on drop.
+struct Mock {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Mock {
+    fn start(dialect: &str) -> Mock {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mock-openai.py");
+        let mut child = std::process::Command::new("python3")
+            .args([script, "--port", "0", "--max-seconds", "60"])
+            .args(["--usage", "1000,20,600", "--usage-dialect", dialect])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs the mock model server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .expect("PORT line")
+            .to_string();
+        Mock {
+            child,
+            base: format!("http://127.0.0.1:{port}/v1"),
+        }
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn chat(base: &str, key: &str, system: &str) -> (String, String) {
+    let url = format!("{base}/chat/completions");
+    let key = key.to_string();
+    let body = serde_json::json!({"model": "m", "stream": true, "messages": [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Say hello."}]})
+    .to_string();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        let r = agent
+            .post(&url)
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .send(body)
+            .unwrap();
+        (
+            r.status().as_u16().to_string(),
+            r.into_body().read_to_string().unwrap(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_usage_dialect_of_the_mock_server_yields_its_cached_count() {
+    for (dialect, want) in [
+        ("openai", Some(600)),
+        ("toplevel", Some(600)),
+        ("deepseek", Some(600)),
+        ("llamacpp", Some(600)),
+        ("sglang-meta", Some(600)),
+        ("none", None),
+    ] {
+        let mock = Mock::start(dialect);
+        let proxy = Proxy::start(Upstream {
+            base_url: mock.base.clone(),
+            api_key: Some(REAL_KEY.into()),
+        })
+        .await
+        .unwrap();
+        let (sink, mut calls) = mpsc::unbounded_channel();
+        proxy.set_sink(sink);
+        let g = proxy.grant().unwrap();
+        let (status, body) = chat(g.base_url(), g.token(), "You review code.").await;
+        assert_eq!(status, "200", "{dialect}: {body}");
+        assert!(body.contains("data: [DONE]"), "{dialect}: {body}");
+        let c = finished(&mut calls).await;
+        assert_eq!(c.counts.cached, want, "{dialect}");
+        assert_eq!(c.counts.prompt, Some(1000), "{dialect}");
+        assert_eq!(c.counts.completion, Some(20), "{dialect}");
+        proxy.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_changed_system_prompt_is_named_as_the_miss() {
+    let mock = Mock::start("openai");
+    let proxy = Proxy::start(Upstream {
+        base_url: mock.base.clone(),
+        api_key: None,
+    })
+    .await
+    .unwrap();
+    let (sink, mut calls) = mpsc::unbounded_channel();
+    proxy.set_sink(sink);
+    let g = proxy.grant().unwrap();
+    let _a = g.begin(Attribution {
+        run_id: "r".into(),
+        step_id: "s".into(),
+        chat_id: "c".into(),
+    });
+    let head = "You are a careful reviewer of this repository. ".repeat(30);
+    let mut memory = shape::PrefixMemory::default();
+    let mut reasons = Vec::new();
+    for path in ["/home/a/.qwen", "/home/b/.qwen"] {
+        chat(
+            g.base_url(),
+            g.token(),
+            &format!("{head} Your notes live in {path}."),
+        )
+        .await;
+        let rec = finished(&mut calls).await;
+        let call = record::model_call(&rec, &mut memory).expect("attributed");
+        reasons.push(call.miss_reason.unwrap_or_default());
+        let segs = call.segments.as_array().unwrap();
+        let sum: u64 = segs.iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
+        assert!(sum > 0 && sum <= call.request_bytes);
+    }
+    assert_eq!(reasons[0], "first request of this prefix");
+    assert!(
+        reasons[1].starts_with("system prompt changed at byte") && reasons[1].contains("b/.qwen"),
+        "{reasons:?}"
+    );
+    proxy.stop();
+}
