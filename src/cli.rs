@@ -1078,6 +1078,47 @@ pub async fn export(config: &Config, run_id: String, format: String) -> i32 {
     }
 }
 
+/// `boo calls <runId>`.
+pub async fn calls(config: &Config, run_id: String) -> i32 {
+    let st = match open_store(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let id = run_id.clone();
+    let got = st
+        .call(move |c| {
+            if queries::get_run(c, &id)?.is_none() {
+                return Ok(None);
+            }
+            let mut calls = Vec::new();
+            let mut cursor = 0;
+            loop {
+                let (page, next) = queries::list_model_calls(c, &id, None, cursor, 1000)?;
+                calls.extend(page);
+                match next {
+                    Some(n) => cursor = n,
+                    None => break,
+                }
+            }
+            Ok(Some(calls))
+        })
+        .await;
+    match got {
+        Ok(Some(calls)) => {
+            print!("{}", crate::proxy::report::render(&calls));
+            0
+        }
+        Ok(None) => {
+            eprintln!("boo: unknown run {run_id}: `boo runs --all` lists them");
+            1
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
 pub async fn traces(config: &Config, run_id: String) -> i32 {
     let st = match open_store(config) {
         Ok(s) => s,

@@ -166,6 +166,8 @@ enum Command {
     },
     /// Tool-call waterfall and token breakdown of a run.
     Traces { run_id: String },
+    /// A run's model calls: per turn the prompt's cached share, TTFT, tokens/s and miss reason.
+    Calls { run_id: String },
     /// Remove ended runs older than a duration (e.g. 30d), with their steps, streams and traces.
     Gc {
         #[arg(long)]
@@ -409,6 +411,7 @@ fn main() {
                         _ => cli::export(&config, run_id, format).await,
                     },
                     Command::Traces { run_id } => cli::traces(&config, run_id).await,
+                    Command::Calls { run_id } => cli::calls(&config, run_id).await,
                     Command::Gc { older_than } => cli::gc(&config, older_than).await,
                     Command::Doctor => cli::doctor(&config).await,
                     Command::WorkflowOverhead { calls } => cli::workflow_overhead(calls).await,

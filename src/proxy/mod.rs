@@ -18,6 +18,7 @@
 
 pub mod http;
 pub mod record;
+pub mod report;
 pub mod shape;
 pub mod usage;
 
