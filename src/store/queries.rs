@@ -774,11 +774,23 @@ pub fn insert_turn_usage(
     Ok(())
 }
 
-/// Per-turn usage of a run's current attempts: (step, turn, usage).
+/// Per-turn usage of a run's current attempts: (step, turn, usage). A count qwen
+/// reported as 0 is taken from the model proxy's record of the same chat and turn
+/// (its last successful call), when there is one: qwen drops DeepSeek's and
+/// llama.cpp's cached counts, and some servers send no usage qwen reads.
 pub fn turn_usages(c: &Connection, run_id: &str) -> Result<Vec<(String, u32, Usage)>> {
     let mut stmt = c.prepare(
-        "SELECT t.step_id, t.turn, t.input_tokens, t.output_tokens, t.cache_read_tokens, t.total_tokens
+        "SELECT t.step_id, t.turn,
+                CASE WHEN t.input_tokens = 0 THEN COALESCE(m.prompt_tokens, 0) ELSE t.input_tokens END,
+                CASE WHEN t.output_tokens = 0 THEN COALESCE(m.completion_tokens, 0) ELSE t.output_tokens END,
+                CASE WHEN t.cache_read_tokens = 0 THEN COALESCE(m.cached_tokens, 0) ELSE t.cache_read_tokens END,
+                CASE WHEN t.total_tokens = 0
+                     THEN COALESCE(m.prompt_tokens, 0) + COALESCE(m.completion_tokens, 0)
+                     ELSE t.total_tokens END
          FROM turn_usage t JOIN flow_steps s ON s.run_id = t.run_id AND s.step_id = t.step_id AND s.chat_id = t.chat_id
+         LEFT JOIN model_calls m ON m.seq = (
+             SELECT MAX(seq) FROM model_calls
+             WHERE chat_id = t.chat_id AND turn = t.turn AND run_id = t.run_id AND status < 400)
          WHERE t.run_id = ?1 ORDER BY s.wave, s.position, t.turn",
     )?;
     let rows = stmt
