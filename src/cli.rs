@@ -1581,6 +1581,19 @@ pub async fn doctor(config: &Config) -> i32 {
             "warn sandbox: unavailable — this kernel has no Landlock; agents run with boo's other read-only layers only (reports say so); set BOO_SANDBOX=required to refuse instead"
         ),
     }
+    match landlock_abi() {
+        Some(v) if v >= 4 && cfg.base_url.is_some() => report(
+            true,
+            "network",
+            format!("Landlock ABI {v}: agents may open TCP connections only to boo's model proxy on 127.0.0.1"),
+        ),
+        Some(v) if v >= 4 => println!(
+            "warn network: the lock-down needs the model proxy, which starts only with an endpoint (OPENAI_BASE_URL)"
+        ),
+        _ => println!(
+            "warn network: off — this kernel's Landlock has no network rules (ABI 4 or later); agents may connect anywhere (reports say so)"
+        ),
+    }
     if qwen_ok && endpoint_ok && config.transport.is_ok() {
         for (what, ok, detail) in probe_pool(config).await {
             match ok {

@@ -215,6 +215,9 @@ enum Command {
         /// Only these paths (and the writable ones) may be read; everything if none.
         #[arg(long)]
         readable: Vec<PathBuf>,
+        /// TCP connections only to this local port (the model proxy; Landlock ABI 4).
+        #[arg(long)]
+        connect_port: Option<u16>,
         /// Where to report the sandbox state (a descriptor boo passes); stdout if absent.
         #[arg(long)]
         report_fd: Option<i32>,
@@ -323,9 +326,18 @@ fn main() {
             sandbox,
             writable,
             readable,
+            connect_port,
             report_fd,
             argv,
-        } => agent::harden::agent_guard(parent, &sandbox, writable, readable, report_fd, argv),
+        } => agent::harden::agent_guard(
+            parent,
+            &sandbox,
+            writable,
+            readable,
+            connect_port,
+            report_fd,
+            argv,
+        ),
         Command::Serve { .. } => {
             let proto = match guard_stdout() {
                 Ok(f) => f,

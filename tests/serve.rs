@@ -1470,6 +1470,13 @@ fn every_agent_starts_with_each_read_only_layer() {
             .collect();
         assert_eq!(tools, vec!["read_file", "grep_search", "glob"], "{st}");
         assert_eq!(st["meta"]["sandbox"], "enforced");
+        // Layer 4: TCP connections only to boo's model proxy (Landlock ABI 4+).
+        let network = st["meta"]["network"].as_str().unwrap_or("");
+        assert!(
+            network.starts_with("tcp-connect only to 127.0.0.1:")
+                || network == "off (needs Landlock ABI 4)",
+            "{st}"
+        );
     }
 }
 

@@ -397,6 +397,7 @@ async fn run_process(
         readable: readable_paths(config, &req.root, &info.path),
         base_url: endpoint.base_url.as_deref(),
         api_key: endpoint.api_key.as_deref(),
+        connect_port: endpoint.grant.as_ref().map(|g| g.port()),
         model: model.as_deref(),
         env: vec![
             ("BOO_RUN_ID", req.run_id.clone().into()),
@@ -501,6 +502,9 @@ async fn run_process(
         if let Some((sandbox, abi)) = read_guard_report(text) {
             meta["sandbox"] = json!(sandbox);
             meta["landlockAbi"] = abi;
+        }
+        if let Some(network) = super::launch::guard_network(text) {
+            meta["network"] = json!(network);
         }
     };
     match end {

@@ -119,6 +119,7 @@ impl std::fmt::Debug for Proxy {
 /// revokes the token.
 pub struct Grant {
     proxy: Weak<Proxy>,
+    port: u16,
     token: String,
     base_url: String,
     state: Arc<GrantState>,
@@ -148,6 +149,10 @@ impl Grant {
     /// The base URL the agent is given (`OPENAI_BASE_URL`).
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+    /// The proxy's port (the one TCP port the agent may connect to).
+    pub fn port(&self) -> u16 {
+        self.port
     }
     /// The token the agent is given as its API key (`OPENAI_API_KEY`).
     pub fn token(&self) -> &str {
@@ -241,6 +246,7 @@ impl Proxy {
         lock(&self.grants).insert(token.clone(), state.clone());
         Ok(Grant {
             proxy: Arc::downgrade(self),
+            port: self.port,
             base_url: format!("http://127.0.0.1:{}/a/{id}", self.port),
             token,
             state,

@@ -213,6 +213,9 @@ impl AcpSession {
                 meta["sandbox"] = json!(sandbox);
                 meta["landlockAbi"] = abi;
             }
+            if let Some(n) = p.network.lock().ok().and_then(|n| n.clone()) {
+                meta["network"] = json!(n);
+            }
             meta["offeredTools"] = json!(live.tools);
             meta["permissionMode"] = json!("plan");
             meta["spareSession"] = json!(self.spare);

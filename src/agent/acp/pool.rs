@@ -239,6 +239,8 @@ pub struct Process {
     exclusive: bool,
     /// The guard's report: (sandbox, Landlock ABI).
     pub sandbox: Mutex<Option<(String, Value)>>,
+    /// The guard's network rule, as it reported it.
+    pub network: Mutex<Option<String>>,
     pub version: Mutex<Option<String>>,
     /// Lines on stdout that were not JSON-RPC.
     pub skipped_lines: AtomicU64,
@@ -832,6 +834,7 @@ impl Pool {
             readable: crate::agent::qwen::readable_paths(config, &key.root, &info.path),
             base_url: endpoint.base_url.as_deref(),
             api_key: endpoint.api_key.as_deref(),
+            connect_port: endpoint.grant.as_ref().map(|g| g.port()),
             model: key.model.as_deref(),
             env: vec![("QWEN_CODE_NO_RELAUNCH", "true".into())],
             stdin: true,
@@ -867,6 +870,7 @@ impl Pool {
             retiring: AtomicBool::new(false),
             exclusive,
             sandbox: Mutex::new(None),
+            network: Mutex::new(None),
             version: Mutex::new(None),
             skipped_lines: AtomicU64::new(0),
             spares: Mutex::new(Vec::new()),
@@ -1013,6 +1017,7 @@ async fn handshake(
     let started = Instant::now();
     if let Ok(Ok(text)) = tokio::time::timeout(timeout, report).await {
         *lock(&p.sandbox) = read_guard_report(&text);
+        *lock(&p.network) = crate::agent::launch::guard_network(&text);
     }
     let left = timeout.saturating_sub(started.elapsed());
     let r = p.call("initialize", wire::initialize_params(), left).await;
