@@ -1078,6 +1078,36 @@ pub async fn export(config: &Config, run_id: String, format: String) -> i32 {
     }
 }
 
+/// `boo proxy-serve <upstream>` (hidden, for the benchmark): the model proxy alone.
+pub async fn proxy_serve(upstream: String) -> i32 {
+    use tokio::io::AsyncReadExt;
+    let proxy = match crate::proxy::Proxy::start(crate::proxy::Upstream {
+        base_url: upstream,
+        api_key: Some("bench-upstream-key".into()),
+    })
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return 1;
+        }
+    };
+    let grant = match proxy.grant() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("boo: cannot make a proxy token: {e}");
+            return 1;
+        }
+    };
+    println!("{} {}", grant.base_url(), grant.token());
+    let mut buf = [0u8; 64];
+    let mut stdin = tokio::io::stdin();
+    while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    proxy.stop();
+    0
+}
+
 /// `boo calls <runId>`.
 pub async fn calls(config: &Config, run_id: String) -> i32 {
     let st = match open_store(config) {

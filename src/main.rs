@@ -203,6 +203,10 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         calls: u32,
     },
+    /// Internal: runs the model proxy alone in front of `upstream` (for the benchmark):
+    /// prints `<base url> <token>`, serves until stdin closes.
+    #[command(hide = true)]
+    ProxyServe { upstream: String },
     /// Internal: runs an agent process under the sandbox and dies with boo.
     #[command(hide = true)]
     AgentGuard {
@@ -427,6 +431,7 @@ fn main() {
                     Command::Gc { older_than } => cli::gc(&config, older_than).await,
                     Command::Doctor => cli::doctor(&config).await,
                     Command::WorkflowOverhead { calls } => cli::workflow_overhead(calls).await,
+                    Command::ProxyServe { upstream } => cli::proxy_serve(upstream).await,
                     Command::Serve { .. }
                     | Command::AgentGuard { .. }
                     | Command::Fingerprint { .. }
