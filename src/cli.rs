@@ -1351,16 +1351,22 @@ fn endpoint_reachable(url: &str) -> Result<String, String> {
 
 /// `GET <base>/models` through boo's model proxy with a fresh grant, as an agent
 /// would: proves the proxy starts, accepts its token, and reaches the endpoint with the
-/// real key.
-async fn proxy_check(config: &Config) -> (bool, String) {
+/// real key. `None`: a warning (the endpoint accepts connections but did not answer
+/// in time — busy, or not an HTTP server).
+async fn proxy_check(config: &Config) -> (Option<bool>, String) {
     let proxy = match crate::app::start_proxy(config).await {
         Ok(Some(p)) => p,
-        Ok(None) => return (false, "no endpoint configured (OPENAI_BASE_URL)".into()),
-        Err(e) => return (false, e.to_string()),
+        Ok(None) => {
+            return (
+                Some(false),
+                "no endpoint configured (OPENAI_BASE_URL)".into(),
+            )
+        }
+        Err(e) => return (Some(false), e.to_string()),
     };
     let grant = match proxy.grant() {
         Ok(g) => g,
-        Err(e) => return (false, format!("cannot make a proxy token: {e}")),
+        Err(e) => return (Some(false), format!("cannot make a proxy token: {e}")),
     };
     let url = format!("{}/models", grant.base_url());
     let token = grant.token().to_string();
@@ -1368,7 +1374,7 @@ async fn proxy_check(config: &Config) -> (bool, String) {
     let answer = tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(20)))
+            .timeout_global(Some(std::time::Duration::from_secs(8)))
             .build()
             .into();
         agent
@@ -1383,23 +1389,26 @@ async fn proxy_check(config: &Config) -> (bool, String) {
     proxy.stop();
     match answer {
         Ok(Ok(s)) if s < 400 => (
-            true,
+            Some(true),
             format!("GET /models through boo's proxy (127.0.0.1:{port}) answered {s}; agents never see the API key"),
         ),
         Ok(Ok(401)) | Ok(Ok(403)) => (
-            false,
+            Some(false),
             "the endpoint refused the API key boo forwards (401/403 through the proxy) — check OPENAI_API_KEY".into(),
         ),
         Ok(Ok(502)) => (
-            false,
+            Some(false),
             "the proxy could not reach the endpoint — check OPENAI_BASE_URL and that the model server is up".into(),
         ),
         Ok(Ok(s)) => (
-            true,
+            Some(true),
             format!("the proxy (127.0.0.1:{port}) reaches the endpoint; GET /models answered {s} (some servers do not list models)"),
         ),
-        Ok(Err(e)) => (false, format!("the proxy on 127.0.0.1:{port} did not answer: {e}")),
-        Err(e) => (false, format!("the proxy check failed: {e}")),
+        Ok(Err(e)) => (
+            None,
+            format!("GET /models through the proxy on 127.0.0.1:{port} got no answer within 8 s ({e}): the endpoint accepts connections but did not answer — is it busy, or not an OpenAI-compatible server?"),
+        ),
+        Err(e) => (Some(false), format!("the proxy check failed: {e}")),
     }
 }
 
@@ -1555,8 +1564,10 @@ pub async fn doctor(config: &Config) -> i32 {
             ),
         }
         if endpoint_ok {
-            let (ok, detail) = proxy_check(config).await;
-            report(ok, "model proxy", detail);
+            match proxy_check(config).await {
+                (Some(ok), detail) => report(ok, "model proxy", detail),
+                (None, detail) => println!("warn model proxy: {detail}"),
+            }
         }
     }
     let db = &config.db_path;
