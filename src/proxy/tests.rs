@@ -347,3 +347,73 @@ async fn a_changed_system_prompt_is_named_as_the_miss() {
     );
     proxy.stop();
 }
+
+#[tokio::test]
+async fn a_chunk_reaches_the_agent_before_the_server_sends_the_next() {
+    // The server sends one chunk, then waits until the client has seen it: a proxy
+    // that buffered would make the client wait until the server gave up.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://127.0.0.1:{}/v1", l.local_addr().unwrap().port());
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut sock, _) = l.accept().unwrap();
+        let mut rd = std::io::BufReader::new(sock.try_clone().unwrap());
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            rd.read_line(&mut h).unwrap();
+            let h = h.trim_end().to_ascii_lowercase();
+            if h.is_empty() {
+                break;
+            }
+            if let Some(v) = h.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        std::io::Read::read_exact(&mut rd, &mut body).unwrap();
+        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
+        let first = sse(0);
+        write!(sock, "{:x}\r\n{first}\r\n", first.len()).unwrap();
+        sock.flush().unwrap();
+        let next = match go_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(()) => "data: after-the-client-saw-the-first\n\n",
+            Err(_) => "data: buffered\n\n",
+        };
+        write!(sock, "{:x}\r\n{next}\r\n0\r\n\r\n", next.len()).unwrap();
+    });
+    let proxy = Proxy::start(Upstream {
+        base_url: base,
+        api_key: None,
+    })
+    .await
+    .unwrap();
+    let g = proxy.grant().unwrap();
+    let (url, key) = (
+        format!("{}/chat/completions", g.base_url()),
+        g.token().to_string(),
+    );
+    let rest = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let r = agent
+            .post(&url)
+            .header("authorization", format!("Bearer {key}"))
+            .send("{}")
+            .unwrap();
+        let mut rd = std::io::BufReader::new(r.into_body().into_reader());
+        let mut first = String::new();
+        rd.read_line(&mut first).unwrap();
+        assert!(first.contains("c0"), "{first}");
+        go_tx.send(()).unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
+        rest
+    })
+    .await
+    .unwrap();
+    assert!(rest.contains("after-the-client-saw-the-first"), "{rest}");
+    proxy.stop();
+}
