@@ -204,4 +204,32 @@ CREATE TABLE IF NOT EXISTS run_attachments (
 CREATE INDEX IF NOT EXISTS run_attachments_run ON run_attachments (run_id, position);
 CREATE INDEX IF NOT EXISTS run_attachments_sha256 ON run_attachments (sha256);
 
-PRAGMA user_version = 5;
+-- Model calls (version 6; purely additive): every call an agent made through boo's model
+-- proxy (src/proxy/), with its cache shape. Kept and removed with its run.
+CREATE TABLE IF NOT EXISTS model_calls (
+  seq           INTEGER PRIMARY KEY,   -- insertion order: the stable pagination key
+  call_id       TEXT NOT NULL UNIQUE,
+  run_id        TEXT NOT NULL REFERENCES flow_runs (run_id) ON DELETE CASCADE,
+  step_id       TEXT NOT NULL,
+  chat_id       TEXT NOT NULL,
+  turn          INTEGER NOT NULL,
+  started_at    TEXT NOT NULL,
+  finished_at   TEXT NOT NULL,
+  ttft_ms       INTEGER,
+  duration_ms   INTEGER NOT NULL,
+  status        INTEGER,
+  error         TEXT,
+  prompt_tokens     INTEGER,
+  cached_tokens     INTEGER,
+  completion_tokens INTEGER,
+  tokens_per_second REAL,
+  cache_dialect     TEXT,
+  request_bytes     INTEGER NOT NULL,
+  expected_cached_tokens INTEGER NOT NULL,
+  miss_reason   TEXT,
+  segments      TEXT NOT NULL          -- JSON [Segment]
+);
+CREATE INDEX IF NOT EXISTS model_calls_run_seq ON model_calls (run_id, seq);
+CREATE INDEX IF NOT EXISTS model_calls_run_step_seq ON model_calls (run_id, step_id, seq);
+
+PRAGMA user_version = 6;

@@ -20,6 +20,9 @@
 //!   h  a 50-agent workflow (a fan-out of 25, then a pipeline of 25): its fully cached
 //!      re-run (launch -> terminal notification), the engine's own cost per agent()
 //!      call, and a run resumed after kill -9 (finished agents run again: goal 0)
+//!   i  the model proxy against a local SSE server streaming 10,000 chunks: added
+//!      latency per chunk (p50/p99, paced stream) and throughput (unpaced) relative to
+//!      a direct connection (`boo proxy-serve`, the proxy alone)
 //!
 //! Sections a–e and h measure boo against per-prompt agent processes (the fake agents
 //! are headless stand-ins), so their servers run `BOO_AGENT_TRANSPORT=oneshot`.
@@ -2161,6 +2164,167 @@ fn section_h(sum: &mut Summary) {
 
 // ---------------------------------------------------------------- main
 
+// ---------------------------------------------------------------- i: model proxy
+
+/// A local SSE server: each request gets `n` chunks `data: {"i":k,"t":<wall ns>}`,
+/// `gap` apart (none: as fast as the socket takes them). Serves `conns` connections.
+fn sse_server(n: usize, gap: Option<Duration>, conns: usize) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in l.incoming().take(conns) {
+            let Ok(mut sock) = sock else { return };
+            let _ = sock.set_nodelay(true);
+            let mut rd = BufReader::new(sock.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if rd.read_line(&mut h).unwrap_or(0) == 0 {
+                    break;
+                }
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = rd.read_exact(&mut body);
+            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
+            for i in 0..n {
+                if let Some(g) = gap {
+                    let until = Instant::now() + g;
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                }
+                let c = format!(
+                    "data: {{\"i\":{i},\"t\":{},\"pad\":\"{}\"}}\n\n",
+                    wall_ns(),
+                    "x".repeat(64)
+                );
+                if write!(sock, "{:x}\r\n{c}\r\n", c.len()).is_err() {
+                    break;
+                }
+            }
+            let _ = sock.write_all(b"0\r\n\r\n");
+        }
+    });
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+/// Streams one answer from `base`; per chunk the delay from the server's write to
+/// its arrival (ns), and the whole time.
+fn stream_from(base: &str, key: &str) -> (Vec<i128>, Duration) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let started = Instant::now();
+    let r = agent
+        .post(&format!("{base}/chat/completions"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .send(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#)
+        .expect("the stream starts");
+    let mut delays = Vec::new();
+    for line in BufReader::new(r.into_body().into_reader()).lines() {
+        let Ok(line) = line else { break };
+        if let Some(d) = line.strip_prefix("data: ") {
+            let now = wall_ns();
+            if let Ok(v) = serde_json::from_str::<Value>(d) {
+                if let Some(t) = v["t"].as_i64() {
+                    delays.push(now - t as i128);
+                }
+            }
+        }
+    }
+    (delays, started.elapsed())
+}
+
+fn section_i(sum: &mut Summary) {
+    println!("\n[i] model proxy: 10,000 SSE chunks, direct vs through `boo proxy-serve`");
+    const N: usize = 10_000;
+    let mut results = Vec::new();
+    for (label, gap) in [
+        ("paced", Some(Duration::from_micros(100))),
+        ("unpaced", None),
+    ] {
+        let direct = sse_server(N, gap, 1);
+        let upstream = sse_server(N, gap, 1);
+        let mut child = Command::new(boo_bin())
+            .args(["proxy-serve", &upstream])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("boo proxy-serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let mut parts = first.split_whitespace();
+        let (base, token) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let (d_delays, d_time) = stream_from(&direct, "k");
+        let (p_delays, p_time) = stream_from(&base, &token);
+        drop(child.stdin.take());
+        let _ = child.wait();
+        assert_eq!(d_delays.len(), N, "direct: every chunk");
+        assert_eq!(p_delays.len(), N, "proxied: every chunk");
+        results.push((label, d_delays, d_time, p_delays, p_time));
+    }
+    let sorted = |v: &[i128]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v
+    };
+    let (_, d, _, p, _) = &results[0];
+    let (d, p) = (sorted(d), sorted(p));
+    let ms = |ns: i128| ns as f64 / 1e6;
+    let added50 = ms(pct(&p, 50.0) - pct(&d, 50.0));
+    let added99 = ms(pct(&p, 99.0) - pct(&d, 99.0));
+    println!(
+        "  paced (100 µs apart): direct p50 {:.3} ms p99 {:.3} ms; proxied p50 {:.3} ms p99 {:.3} ms",
+        ms(pct(&d, 50.0)),
+        ms(pct(&d, 99.0)),
+        ms(pct(&p, 50.0)),
+        ms(pct(&p, 99.0))
+    );
+    sum.add(
+        "i",
+        "proxy: added latency per chunk p50",
+        format!("{added50:.3} ms"),
+        "—",
+        None,
+    );
+    sum.add(
+        "i",
+        "proxy: added latency per chunk p99",
+        format!("{added99:.3} ms"),
+        "< 1 ms",
+        Some(added99 < 1.0),
+    );
+    let (_, _, dt, _, pt) = &results[1];
+    let ratio = dt.as_secs_f64() / pt.as_secs_f64();
+    println!(
+        "  unpaced: direct {:.1} ms, proxied {:.1} ms",
+        dt.as_secs_f64() * 1e3,
+        pt.as_secs_f64() * 1e3
+    );
+    sum.add(
+        "i",
+        "proxy: throughput relative to direct (10,000 chunks)",
+        format!("{ratio:.2}"),
+        "≥ 0.95",
+        Some(ratio >= 0.95),
+    );
+}
+
 fn main() {
     // cargo bench passes `--bench`; letters choose sections.
     let chosen: String = std::env::args()
@@ -2196,6 +2360,9 @@ fn main() {
     }
     if want('h') {
         section_h(&mut sum);
+    }
+    if want('i') {
+        section_i(&mut sum);
     }
     println!(
         "\n== summary (Markdown), total {:.0} s, load average at the end: {}\n",

@@ -7,6 +7,7 @@ use crate::agent::acp::AcpBackend;
 use crate::agent::qwen::QwenBackend;
 use crate::agent::{AgentBackend, AgentTransport, Misconfigured};
 use crate::config::Config;
+use crate::proxy::{Proxy, Upstream};
 use crate::runner::outbox::{self, OutboxSender, Transport};
 use crate::runner::Supervisor;
 use crate::store::{queries, Store, StoreError};
@@ -25,6 +26,8 @@ pub enum AppError {
     },
     #[error("cannot register this process as an owner of runs: {0}")]
     Register(String),
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::StartError),
 }
 
 /// A running boo: the store, the supervisor and the outbox task.
@@ -33,6 +36,8 @@ pub struct App {
     pub supervisor: Arc<Supervisor>,
     backend: Arc<dyn AgentBackend>,
     outbox: JoinHandle<()>,
+    /// The model proxy agents call the model through (when an endpoint is set).
+    pub proxy: Option<Arc<Proxy>>,
 }
 
 /// Opens the configured database (for commands that only read it).
@@ -55,6 +60,20 @@ pub fn backend(config: &Config) -> Arc<dyn AgentBackend> {
     }
 }
 
+/// Starts the model proxy in front of the configured endpoint (none without one: the
+/// agents then fail with the endpoint's own message).
+pub async fn start_proxy(config: &Config) -> Result<Option<Arc<Proxy>>, AppError> {
+    let Some(base_url) = config.qwen.base_url.clone() else {
+        return Ok(None);
+    };
+    let proxy = Proxy::start(Upstream {
+        base_url,
+        api_key: config.qwen.api_key.clone(),
+    })
+    .await?;
+    Ok(Some(proxy))
+}
+
 impl App {
     /// Starts boo with the qwen backend of the configured agent transport.
     /// `transport` receives a sender into the outbox (a transport may queue follow-up
@@ -63,7 +82,12 @@ impl App {
         config: &Config,
         transport: impl FnOnce(OutboxSender) -> T,
     ) -> Result<App, AppError> {
-        App::start_with(config, backend(config), transport).await
+        let proxy = start_proxy(config).await?;
+        let mut config = config.clone();
+        config.qwen.proxy = proxy.clone();
+        let mut app = App::start_with(&config, backend(&config), transport).await?;
+        app.proxy = proxy;
+        Ok(app)
     }
 
     /// Starts boo with a given agent backend (tests use scripted ones).
@@ -106,6 +130,21 @@ impl App {
                 tracing::info!("removed {removed} snapshot(s) of runs that are no longer running");
             }
         }
+        if let Some(proxy) = &config.qwen.proxy {
+            let (sink, calls) = mpsc::unbounded_channel();
+            proxy.set_sink(sink);
+            let out = tx.clone();
+            tokio::spawn(crate::proxy::record::run_recorder(
+                calls,
+                store.clone(),
+                move |phase, call| {
+                    let _ = out.send(outbox::Out::ModelCall(outbox::ModelCallNote {
+                        phase,
+                        call,
+                    }));
+                },
+            ));
+        }
         let transport = crate::otel::Tee::new(transport(tx), store.clone(), &config.otel);
         let outbox = tokio::spawn(outbox::run_outbox(rx, store.clone(), transport));
         Ok(App {
@@ -113,6 +152,7 @@ impl App {
             supervisor,
             backend,
             outbox,
+            proxy: None,
         })
     }
 
@@ -123,9 +163,13 @@ impl App {
             supervisor,
             backend,
             outbox,
+            proxy,
             ..
         } = self;
         backend.shutdown().await;
+        if let Some(p) = proxy {
+            p.stop();
+        }
         drop(supervisor);
         let _ = tokio::time::timeout(bound, outbox).await;
     }

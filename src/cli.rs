@@ -1120,6 +1120,77 @@ pub async fn export(config: &Config, run_id: String, format: String) -> i32 {
     }
 }
 
+/// `boo proxy-serve <upstream>` (hidden, for the benchmark): the model proxy alone.
+pub async fn proxy_serve(upstream: String) -> i32 {
+    use tokio::io::AsyncReadExt;
+    let proxy = match crate::proxy::Proxy::start(crate::proxy::Upstream {
+        base_url: upstream,
+        api_key: Some("bench-upstream-key".into()),
+    })
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("boo: {e}");
+            return 1;
+        }
+    };
+    let grant = match proxy.grant() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("boo: cannot make a proxy token: {e}");
+            return 1;
+        }
+    };
+    println!("{} {}", grant.base_url(), grant.token());
+    let mut buf = [0u8; 64];
+    let mut stdin = tokio::io::stdin();
+    while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    proxy.stop();
+    0
+}
+
+/// `boo calls <runId>`.
+pub async fn calls(config: &Config, run_id: String) -> i32 {
+    let st = match open_store(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let id = run_id.clone();
+    let got = st
+        .call(move |c| {
+            if queries::get_run(c, &id)?.is_none() {
+                return Ok(None);
+            }
+            let mut calls = Vec::new();
+            let mut cursor = 0;
+            loop {
+                let (page, next) = queries::list_model_calls(c, &id, None, cursor, 1000)?;
+                calls.extend(page);
+                match next {
+                    Some(n) => cursor = n,
+                    None => break,
+                }
+            }
+            Ok(Some(calls))
+        })
+        .await;
+    match got {
+        Ok(Some(calls)) => {
+            print!("{}", crate::proxy::report::render(&calls));
+            0
+        }
+        Ok(None) => {
+            eprintln!("boo: unknown run {run_id}: `boo runs --all` lists them");
+            1
+        }
+        Err(e) => {
+            eprintln!("boo: {e}");
+            1
+        }
+    }
+}
+
 pub async fn traces(config: &Config, run_id: String) -> i32 {
     let st = match open_store(config) {
         Ok(s) => s,
@@ -1320,6 +1391,69 @@ fn endpoint_reachable(url: &str) -> Result<String, String> {
     Err(format!("nothing answers at {addr}"))
 }
 
+/// `GET <base>/models` through boo's model proxy with a fresh grant, as an agent
+/// would: proves the proxy starts, accepts its token, and reaches the endpoint with the
+/// real key. `None`: a warning (the endpoint accepts connections but did not answer
+/// in time — busy, or not an HTTP server).
+async fn proxy_check(config: &Config) -> (Option<bool>, String) {
+    let proxy = match crate::app::start_proxy(config).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return (
+                Some(false),
+                "no endpoint configured (OPENAI_BASE_URL)".into(),
+            )
+        }
+        Err(e) => return (Some(false), e.to_string()),
+    };
+    let grant = match proxy.grant() {
+        Ok(g) => g,
+        Err(e) => return (Some(false), format!("cannot make a proxy token: {e}")),
+    };
+    let url = format!("{}/models", grant.base_url());
+    let token = grant.token().to_string();
+    let port = proxy.port();
+    let answer = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(8)))
+            .build()
+            .into();
+        agent
+            .get(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .call()
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    drop(grant);
+    proxy.stop();
+    match answer {
+        Ok(Ok(s)) if s < 400 => (
+            Some(true),
+            format!("GET /models through boo's proxy (127.0.0.1:{port}) answered {s}; agents never see the API key"),
+        ),
+        Ok(Ok(401)) | Ok(Ok(403)) => (
+            Some(false),
+            "the endpoint refused the API key boo forwards (401/403 through the proxy) — check OPENAI_API_KEY".into(),
+        ),
+        Ok(Ok(502)) => (
+            Some(false),
+            "the proxy could not reach the endpoint — check OPENAI_BASE_URL and that the model server is up".into(),
+        ),
+        Ok(Ok(s)) => (
+            Some(true),
+            format!("the proxy (127.0.0.1:{port}) reaches the endpoint; GET /models answered {s} (some servers do not list models)"),
+        ),
+        Ok(Err(e)) => (
+            None,
+            format!("GET /models through the proxy on 127.0.0.1:{port} got no answer within 8 s ({e}): the endpoint accepts connections but did not answer — is it busy, or not an OpenAI-compatible server?"),
+        ),
+        Err(e) => (Some(false), format!("the proxy check failed: {e}")),
+    }
+}
+
 /// A live look at the warm pool: one `qwen --acp` process in a scratch directory, two
 /// sessions asking the same short question (two small model requests). Lines:
 /// (check, Some(ok) or None for a warning, detail).
@@ -1471,6 +1605,12 @@ pub async fn doctor(config: &Config) -> i32 {
                 format!("{e} — start the model server or fix OPENAI_BASE_URL"),
             ),
         }
+        if endpoint_ok {
+            match proxy_check(config).await {
+                (Some(ok), detail) => report(ok, "model proxy", detail),
+                (None, detail) => println!("warn model proxy: {detail}"),
+            }
+        }
     }
     let db = &config.db_path;
     match Store::open(db) {
@@ -1522,6 +1662,19 @@ pub async fn doctor(config: &Config) -> i32 {
         ),
         (None, Ok(SandboxMode::Auto)) => println!(
             "warn sandbox: unavailable — this kernel has no Landlock; agents run with boo's other read-only layers only (reports say so); set BOO_SANDBOX=required to refuse instead"
+        ),
+    }
+    match landlock_abi() {
+        Some(v) if v >= 4 && cfg.base_url.is_some() => report(
+            true,
+            "network",
+            format!("Landlock ABI {v}: agents may open TCP connections only to boo's model proxy on 127.0.0.1"),
+        ),
+        Some(v) if v >= 4 => println!(
+            "warn network: the lock-down needs the model proxy, which starts only with an endpoint (OPENAI_BASE_URL)"
+        ),
+        _ => println!(
+            "warn network: off — this kernel's Landlock has no network rules (ABI 4 or later); agents may connect anywhere (reports say so)"
         ),
     }
     if qwen_ok && endpoint_ok && config.transport.is_ok() {

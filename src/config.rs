@@ -217,6 +217,7 @@ impl Config {
             extra_readable: var("BOO_AGENT_READABLE")
                 .map(|v| std::env::split_paths(&v).collect())
                 .unwrap_or_default(),
+            proxy: None,
         };
         Config {
             db_path: path("BOO_DB").unwrap_or_else(|| data_dir.join("boo.db")),

@@ -16,6 +16,7 @@ mod lsp;
 mod model;
 mod otel;
 mod project;
+mod proxy;
 mod redact;
 mod report;
 mod runner;
@@ -194,6 +195,8 @@ enum Command {
     },
     /// Tool-call waterfall and token breakdown of a run.
     Traces { run_id: String },
+    /// A run's model calls: per turn the prompt's cached share, TTFT, tokens/s and miss reason.
+    Calls { run_id: String },
     /// Remove ended runs older than a duration (e.g. 30d), with their steps, streams and traces.
     Gc {
         #[arg(long)]
@@ -229,6 +232,10 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         calls: u32,
     },
+    /// Internal: runs the model proxy alone in front of `upstream` (for the benchmark):
+    /// prints `<base url> <token>`, serves until stdin closes.
+    #[command(hide = true)]
+    ProxyServe { upstream: String },
     /// Internal: runs an agent process under the sandbox and dies with boo.
     #[command(hide = true)]
     AgentGuard {
@@ -241,6 +248,9 @@ enum Command {
         /// Only these paths (and the writable ones) may be read; everything if none.
         #[arg(long)]
         readable: Vec<PathBuf>,
+        /// TCP connections only to this local port (the model proxy; Landlock ABI 4).
+        #[arg(long)]
+        connect_port: Option<u16>,
         /// Where to report the sandbox state (a descriptor boo passes); stdout if absent.
         #[arg(long)]
         report_fd: Option<i32>,
@@ -349,9 +359,18 @@ fn main() {
             sandbox,
             writable,
             readable,
+            connect_port,
             report_fd,
             argv,
-        } => agent::harden::agent_guard(parent, &sandbox, writable, readable, report_fd, argv),
+        } => agent::harden::agent_guard(
+            parent,
+            &sandbox,
+            writable,
+            readable,
+            connect_port,
+            report_fd,
+            argv,
+        ),
         Command::Serve { .. } => {
             let proto = match guard_stdout() {
                 Ok(f) => f,
@@ -462,9 +481,11 @@ fn main() {
                         _ => cli::export(&config, run_id, format).await,
                     },
                     Command::Traces { run_id } => cli::traces(&config, run_id).await,
+                    Command::Calls { run_id } => cli::calls(&config, run_id).await,
                     Command::Gc { older_than } => cli::gc(&config, older_than).await,
                     Command::Doctor => cli::doctor(&config).await,
                     Command::WorkflowOverhead { calls } => cli::workflow_overhead(calls).await,
+                    Command::ProxyServe { upstream } => cli::proxy_serve(upstream).await,
                     Command::Serve { .. }
                     | Command::AgentGuard { .. }
                     | Command::Fingerprint { .. }

@@ -710,3 +710,54 @@ fn workflow_init_writes_a_starter_that_runs() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert!(text(&run.stdout).starts_with("## Result"));
 }
+
+/// Under the guard with `--connect-port`, an agent reaches the model proxy's port and
+/// no other local port (Landlock network rules, kernel ABI 4 or later).
+#[test]
+fn an_agent_under_the_guard_connects_only_to_the_proxy_port() {
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a, o) = (
+        allowed.local_addr().unwrap().port(),
+        other.local_addr().unwrap().port(),
+    );
+    let t = TempDir::new("netguard");
+    let script = format!(
+        "import socket\n\
+         for name, port in (('proxy', {a}), ('other', {o})):\n\
+         \x20   s = socket.socket()\n\
+         \x20   s.settimeout(5)\n\
+         \x20   try:\n\
+         \x20       s.connect(('127.0.0.1', port)); print(name, 'connected')\n\
+         \x20   except OSError as e:\n\
+         \x20       print(name, 'refused', e.errno)\n"
+    );
+    let out = Command::new(boo_bin())
+        .arg("agent-guard")
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        .arg("--writable")
+        .arg(t.path())
+        .arg("--connect-port")
+        .arg(a.to_string())
+        .arg("--")
+        .args(["python3", "-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = text
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("the guard's report line");
+    let network = report["network"].as_str().unwrap_or("");
+    if !network.starts_with("tcp-connect only") {
+        eprintln!("skip: the network rule is not available here ({network})");
+        return;
+    }
+    assert!(network.contains(&a.to_string()), "{network}");
+    assert!(text.contains("proxy connected"), "{text}");
+    assert!(
+        text.contains("other refused 13"),
+        "another local port must be unreachable (EACCES): {text}"
+    );
+}

@@ -1559,3 +1559,180 @@ fn a_workflow_agent_chooses_the_images_it_gets() {
     );
     finish(&mut s, &dir, &[&mock]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. the model proxy: every call recorded, the user's key never handed to an agent
+// ---------------------------------------------------------------------------------------------
+
+/// Files under `dir` (recursively, symlinks not followed) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8], skip: &[&Path]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if skip.contains(&p.as_path()) {
+                continue;
+            }
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_run_through_the_model_proxy_records_its_calls_and_never_hands_out_the_key() {
+    let Some(qwen) = real_qwen("model_proxy") else {
+        return;
+    };
+    let _one = serial();
+    let started = Instant::now();
+    let (_t, dir) = tmp("proxy");
+    let root = project(&dir);
+    let mock = Mock::start(&dir, "mock", &["--usage", "4321,65,1000"]);
+    // A key no file of the test's directory can hold by chance.
+    let key = format!(
+        "sk-boo-user-key-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut s = serve(
+        &dir,
+        &qwen,
+        &mock.base_url(),
+        &[("OPENAI_API_KEY", key.clone())],
+    );
+    s.initialize(&root);
+    let run_id = launch(
+        &mut s,
+        "Is the README accurate? [[scenario:benign]] [[file:README.md]]",
+    );
+    let end = s.wait_run_end(&run_id, RUN_BOUND);
+    assert_eq!(
+        end["runStatus"],
+        "completed",
+        "{end}\nstderr: {}",
+        s.stderr()
+    );
+
+    // The agent processes still alive (the warm pool's): neither their environment nor
+    // their command line holds the key, and their endpoint is the proxy, not the mock.
+    let mut inspected = 0;
+    for (pid, cmdline) in pids_in(&dir) {
+        if pid == s.child.id() || pid == mock.child.id() {
+            continue;
+        }
+        inspected += 1;
+        assert!(
+            !cmdline.contains(&key),
+            "pid {pid}'s command line: {cmdline}"
+        );
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let environ = String::from_utf8_lossy(&environ).to_string();
+        assert!(
+            !environ.contains(&key),
+            "pid {pid} ({cmdline}) holds the key"
+        );
+        for var in environ.split('\0') {
+            if let Some(url) = var.strip_prefix("OPENAI_BASE_URL=") {
+                assert_ne!(
+                    url,
+                    mock.base_url(),
+                    "pid {pid} ({cmdline}) bypasses the proxy"
+                );
+                assert!(url.starts_with("http://127.0.0.1:"), "pid {pid}: {url}");
+            }
+        }
+    }
+
+    if pooled() {
+        assert!(inspected > 0, "the warm pool's processes outlive the run");
+    }
+
+    // Every request reached the endpoint with the user's key: the proxy swapped the
+    // agent's token for it, so every call went through the proxy.
+    let posts: Vec<Value> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "POST")
+        .collect();
+    assert_eq!(posts.len(), 6, "two requests per agent: {posts:?}");
+    for r in &posts {
+        assert_eq!(r["authorization"], format!("Bearer {key}"), "{r}");
+    }
+
+    // boo/getModelCalls: each agent step's two model turns, with the mock's usage.
+    let run = get_run(&mut s, &run_id);
+    print_steps("model_proxy", &run);
+    let steps = agent_steps(&run);
+    assert_eq!(steps.len(), 3, "code-review small has three agent steps");
+    let mut total = 0;
+    for st in &steps {
+        let id = st["stepId"].as_str().unwrap();
+        let r = s
+            .request(
+                "boo/getModelCalls",
+                json!({"runId": run_id, "stepId": id, "limit": 100}),
+            )
+            .unwrap_or_else(|e| panic!("getModelCalls {id}: {e:?}"));
+        let calls = r["calls"].as_array().unwrap();
+        assert_eq!(
+            calls.len(),
+            2,
+            "{id}: two model turns through the proxy: {r}"
+        );
+        let mut turns: Vec<u64> = calls.iter().filter_map(|c| c["turn"].as_u64()).collect();
+        turns.sort();
+        assert_eq!(turns, [1, 2], "{id}: {r}");
+        for c in calls {
+            assert_eq!(c["runId"], run_id, "{c}");
+            assert_eq!(c["stepId"], id, "{c}");
+            assert_eq!(c["status"], 200, "{c}");
+            assert_eq!(c["promptTokens"], 4321, "{id}: {c}");
+            assert_eq!(c["completionTokens"], 65, "{id}: {c}");
+            assert_eq!(c["cachedTokens"], 1000, "{id}: {c}");
+            assert!(c["requestBytes"].as_u64() > Some(0), "{c}");
+            assert!(
+                c["ttftMs"].is_u64(),
+                "a streamed answer has a first byte: {c}"
+            );
+            assert!(!c["segments"].as_array().unwrap().is_empty(), "{c}");
+        }
+        total += calls.len();
+    }
+    let all = s
+        .request("boo/getModelCalls", json!({"runId": run_id, "limit": 100}))
+        .unwrap();
+    assert_eq!(
+        all["calls"].as_array().unwrap().len(),
+        total,
+        "every call of the run belongs to a step: {all}"
+    );
+
+    finish(&mut s, &dir, &[&mock]);
+    // After the server stopped: no file boo or its agents wrote (the database and its
+    // WAL, logs, agent homes and settings, snapshots) holds the key. Only the mock's own
+    // request log, which records what reached the endpoint, may.
+    let holders = files_containing(&dir, key.as_bytes(), &[&mock.log]);
+    assert!(holders.is_empty(), "the API key was written to {holders:?}");
+    assert!(
+        dir.join("boo.db").is_file(),
+        "the database is where the test looked"
+    );
+    eprintln!("model proxy: {:.1} s", started.elapsed().as_secs_f64());
+}

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -1325,6 +1325,61 @@ fn a_new_server_publishes_the_latest_findings_again() {
     );
 }
 
+/// Every file under `dir` (recursively) that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            hits.extend(files_holding(&p, needle));
+        } else if ft.is_file() {
+            if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p);
+                }
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn the_api_key_never_reaches_an_agent_or_the_disk() {
+    for transport in ["acp", "oneshot"] {
+        let t = TempDir::new("apikey");
+        let root = project(t.path());
+        let rec = t.path().join("agents");
+        std::fs::create_dir_all(&rec).unwrap();
+        let key = "sk-boo-never-leak-7f3a9e51";
+        let mut s = Server::start(
+            &t.path().join("boo.db"),
+            &[
+                ("FAKE_QWEN_DIR", rec.display().to_string()),
+                ("OPENAI_API_KEY", key.to_string()),
+                ("BOO_AGENT_TRANSPORT", transport.to_string()),
+            ],
+        );
+        s.initialize(&root);
+        let run_id = launch(&mut s, "code-review", "apikey");
+        assert_eq!(s.wait_run_end(&run_id, LONG)["runStatus"], "completed");
+        let records = agent_records(&rec);
+        assert!(!records.is_empty(), "{transport}: no agent records");
+        for r in &records {
+            let k = r["env"]["OPENAI_API_KEY"].as_str().unwrap_or("");
+            assert!(!k.is_empty() && k != key, "{transport}: {r}");
+        }
+        s.stop();
+        // Agent environments and argv (the records), settings files, transcripts,
+        // traces, the log and the database: none holds the key.
+        let hits = files_holding(t.path(), key.as_bytes());
+        assert!(hits.is_empty(), "{transport}: the API key is in {hits:?}");
+    }
+}
+
 #[test]
 fn every_agent_starts_with_each_read_only_layer() {
     let t = TempDir::new("layers");
@@ -1388,8 +1443,16 @@ fn every_agent_starts_with_each_read_only_layer() {
             settings.starts_with('/') && settings.ends_with("system-settings.json"),
             "{settings}"
         );
-        // The endpoint comes from boo's own configuration.
-        assert_eq!(r["env"]["OPENAI_BASE_URL"], "http://127.0.0.1:9/v1");
+        // The endpoint is boo's model proxy (in front of boo's own configuration),
+        // with a per-process token instead of the user's key.
+        let base = r["env"]["OPENAI_BASE_URL"].as_str().unwrap_or("");
+        assert!(
+            base.starts_with("http://127.0.0.1:") && base.contains("/a/"),
+            "{r}"
+        );
+        assert!(!base.contains(":9/"), "{r}");
+        let key = r["env"]["OPENAI_API_KEY"].as_str().unwrap_or("");
+        assert!(key.len() == 64 && key != "test-key", "{r}");
     }
     // The fake honours both tool layers like the real CLI: only read tools were offered.
     let got = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
@@ -1407,6 +1470,13 @@ fn every_agent_starts_with_each_read_only_layer() {
             .collect();
         assert_eq!(tools, vec!["read_file", "grep_search", "glob"], "{st}");
         assert_eq!(st["meta"]["sandbox"], "enforced");
+        // Layer 4: TCP connections only to boo's model proxy (Landlock ABI 4+).
+        let network = st["meta"]["network"].as_str().unwrap_or("");
+        assert!(
+            network.starts_with("tcp-connect only to 127.0.0.1:")
+                || network == "off (needs Landlock ABI 4)",
+            "{st}"
+        );
     }
 }
 

@@ -363,15 +363,28 @@ pub fn landlock_abi() -> Option<i64> {
 /// system readable — or, when `readable` is given, only those paths (and the writable
 /// ones) — and only `writable` writable. Paths that do not exist are left out.
 /// Returns "enforced", "partial" or "unavailable".
-fn restrict(writable: &[PathBuf], readable: &[PathBuf]) -> Result<&'static str, String> {
+fn restrict(
+    writable: &[PathBuf],
+    readable: &[PathBuf],
+    connect_port: Option<u16>,
+) -> Result<&'static str, String> {
     use landlock::{
-        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
-        RulesetStatus, ABI,
+        path_beneath_rules, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr,
+        RulesetCreatedAttr, RulesetStatus, ABI,
     };
     let abi = ABI::V5;
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| match connect_port {
+            // TCP connections only to the model proxy (kernel ABI 4 and later).
+            Some(_) => r.handle_access(AccessNet::ConnectTcp),
+            None => Ok(r),
+        })
         .and_then(|r| r.create())
+        .and_then(|r| match connect_port {
+            Some(port) => r.add_rule(NetPort::new(port, AccessNet::ConnectTcp)),
+            None => Ok(r),
+        })
         .and_then(|r| {
             let reads: Vec<PathBuf> = if readable.is_empty() {
                 vec![PathBuf::from("/")]
@@ -400,11 +413,13 @@ fn restrict(writable: &[PathBuf], readable: &[PathBuf]) -> Result<&'static str, 
 /// so the agent's stdout carries the agent's bytes only and nothing the agent prints
 /// can pose as the guard); without `report_fd` (a person running it by hand) the line
 /// goes to stdout.
+#[allow(clippy::too_many_arguments)]
 pub fn agent_guard(
     parent: u32,
     mode: &str,
     writable: Vec<PathBuf>,
     readable: Vec<PathBuf>,
+    connect_port: Option<u16>,
     report_fd: Option<i32>,
     argv: Vec<String>,
 ) -> i32 {
@@ -437,7 +452,7 @@ pub fn agent_guard(
     let sandbox = if landlock_abi().is_none() {
         "unavailable"
     } else {
-        match restrict(&writable, &readable) {
+        match restrict(&writable, &readable, connect_port) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("boo agent-guard: {e}");
@@ -445,8 +460,16 @@ pub fn agent_guard(
             }
         }
     };
-    let line =
-        json!({"type": "boo_guard", "sandbox": sandbox, "abi": landlock_abi(), "mode": mode});
+    // The network rule holds when Landlock was applied on a kernel with net rules.
+    let network = match connect_port {
+        Some(port) if sandbox != "unavailable" && landlock_abi().is_some_and(|a| a >= 4) => {
+            format!("tcp-connect only to 127.0.0.1:{port} (the model proxy)")
+        }
+        Some(_) => "off (needs Landlock ABI 4)".to_string(),
+        None => "off (no model proxy)".to_string(),
+    };
+    let line = json!({"type": "boo_guard", "sandbox": sandbox, "abi": landlock_abi(),
+        "mode": mode, "network": network});
     match report_fd {
         Some(fd) if fd > 2 => {
             use std::os::fd::FromRawFd;

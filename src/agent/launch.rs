@@ -63,6 +63,8 @@ pub struct Launch<'a> {
     pub readable: Vec<PathBuf>,
     pub base_url: Option<&'a str>,
     pub api_key: Option<&'a str>,
+    /// The model proxy's port: the only TCP port the process may connect to.
+    pub connect_port: Option<u16>,
     pub model: Option<&'a str>,
     /// More environment for the process (ids, qwen switches).
     pub env: Vec<(&'static str, OsString)>,
@@ -152,6 +154,9 @@ pub fn guard_command(l: &Launch<'_>) -> tokio::process::Command {
     // the user's home, not other projects).
     for p in &l.readable {
         cmd.arg("--readable").arg(p);
+    }
+    if let Some(port) = l.connect_port {
+        cmd.arg("--connect-port").arg(port.to_string());
     }
     cmd.arg("--").arg(l.program).args(&l.args);
     cmd
@@ -247,6 +252,15 @@ pub fn read_guard_report(text: &str) -> Option<(String, serde_json::Value)> {
         r["sandbox"].as_str().unwrap_or("unavailable").to_string(),
         r["abi"].clone(),
     ))
+}
+
+/// What the guard's report line says about the network rule (absent before it had one).
+pub fn guard_network(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "boo_guard")?["network"]
+        .as_str()
+        .map(String::from)
 }
 
 /// Keeps the last few KiB of a stream (qwen's stderr) until it closes.

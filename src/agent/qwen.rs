@@ -51,6 +51,40 @@ pub struct QwenConfig {
     pub installed: Option<PathBuf>,
     /// `BOO_AGENT_READABLE`: extra paths agents may read (an unusual installation).
     pub extra_readable: Vec<PathBuf>,
+    /// The model proxy (set by `app::App`): agents get a grant of it instead of
+    /// `base_url` and `api_key`, which then never reach an agent process.
+    pub proxy: Option<Arc<crate::proxy::Proxy>>,
+}
+
+/// The endpoint and key an agent process is started with: a fresh proxy grant when
+/// boo runs its proxy (the grant lives as long as the process), else the configured
+/// ones.
+pub struct Endpoint {
+    pub grant: Option<crate::proxy::Grant>,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+}
+
+impl QwenConfig {
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        match &self.proxy {
+            Some(p) => {
+                let g = p.grant().map_err(|e| {
+                    format!("cannot make a model-proxy token (reading /dev/urandom): {e}")
+                })?;
+                Ok(Endpoint {
+                    base_url: Some(g.base_url().to_string()),
+                    api_key: Some(g.token().to_string()),
+                    grant: Some(g),
+                })
+            }
+            None => Ok(Endpoint {
+                grant: None,
+                base_url: self.base_url.clone(),
+                api_key: self.api_key.clone(),
+            }),
+        }
+    }
 }
 
 impl QwenConfig {
@@ -401,6 +435,14 @@ async fn run_process(
     } else {
         args.push(prompt.into());
     }
+    let endpoint = config.endpoint().map_err(|e| fail(e, json!({})))?;
+    let _active = endpoint.grant.as_ref().map(|g| {
+        g.begin(crate::proxy::Attribution {
+            run_id: req.run_id.clone(),
+            step_id: req.step_id.clone(),
+            chat_id: req.chat_id.clone(),
+        })
+    });
     let started = Instant::now();
     let guarded = spawn_guarded(Launch {
         program: &info.path,
@@ -410,8 +452,9 @@ async fn run_process(
         sandbox: mode,
         extra_writable: &config.extra_writable,
         readable: readable_paths(config, &req.root, &info.path),
-        base_url: config.base_url.as_deref(),
-        api_key: config.api_key.as_deref(),
+        base_url: endpoint.base_url.as_deref(),
+        api_key: endpoint.api_key.as_deref(),
+        connect_port: endpoint.grant.as_ref().map(|g| g.port()),
         model: model.as_deref(),
         env: vec![
             ("BOO_RUN_ID", req.run_id.clone().into()),
@@ -516,6 +559,9 @@ async fn run_process(
         if let Some((sandbox, abi)) = read_guard_report(text) {
             meta["sandbox"] = json!(sandbox);
             meta["landlockAbi"] = abi;
+        }
+        if let Some(network) = super::launch::guard_network(text) {
+            meta["network"] = json!(network);
         }
     };
     match end {
@@ -698,6 +744,7 @@ mod tests {
             search_path: Some(on_path.clone().into_os_string()),
             base_url: None,
             api_key: None,
+            proxy: None,
             model: None,
             data_dir: dir.join("data"),
             sandbox: Ok(SandboxMode::Auto),

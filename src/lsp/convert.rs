@@ -623,6 +623,69 @@ impl From<outbox::AgentStream> for ext::AgentStreamParams {
     }
 }
 
+impl From<crate::proxy::record::ModelCall> for ext::ModelCall {
+    fn from(m: crate::proxy::record::ModelCall) -> Self {
+        let segments =
+            serde_json::from_value::<Vec<ext::ModelCallSegment>>(m.segments).unwrap_or_default();
+        ext::ModelCall {
+            call_id: m.call_id,
+            run_id: m.run_id,
+            step_id: m.step_id,
+            chat_id: m.chat_id,
+            turn: m.turn,
+            started_at: m.started_at,
+            finished_at: Some(m.finished_at).filter(|f| !f.is_empty()),
+            ttft_ms: m.ttft_ms,
+            duration_ms: Some(m.duration_ms),
+            status: m.status.map(u32::from),
+            error: m.error,
+            prompt_tokens: m.prompt_tokens,
+            cached_tokens: m.cached_tokens,
+            completion_tokens: m.completion_tokens,
+            tokens_per_second: m.tokens_per_second,
+            cache_dialect: m.cache_dialect,
+            request_bytes: m.request_bytes,
+            expected_cached_tokens: m.expected_cached_tokens,
+            miss_reason: m.miss_reason,
+            segments,
+        }
+    }
+}
+
+impl From<outbox::ModelCallNote> for ext::ModelCallParams {
+    fn from(n: outbox::ModelCallNote) -> Self {
+        let start = n.phase == "start";
+        let c = ext::ModelCall::from(n.call);
+        ext::ModelCallParams {
+            phase: if start {
+                ext::ModelCallPhase::Start
+            } else {
+                ext::ModelCallPhase::Finish
+            },
+            call_id: c.call_id,
+            run_id: c.run_id,
+            step_id: c.step_id,
+            chat_id: c.chat_id,
+            turn: c.turn,
+            started_at: c.started_at,
+            finished_at: c.finished_at,
+            ttft_ms: c.ttft_ms,
+            duration_ms: if start { None } else { c.duration_ms },
+            status: c.status,
+            error: c.error,
+            prompt_tokens: c.prompt_tokens,
+            cached_tokens: c.cached_tokens,
+            completion_tokens: c.completion_tokens,
+            tokens_per_second: c.tokens_per_second,
+            cache_dialect: c.cache_dialect,
+            request_bytes: c.request_bytes,
+            expected_cached_tokens: c.expected_cached_tokens,
+            miss_reason: c.miss_reason,
+            segments: c.segments,
+        }
+    }
+}
+
 impl From<outbox::TraceNote> for ext::TraceParams {
     fn from(m: outbox::TraceNote) -> Self {
         let outbox::TraceNote { phase, trace } = m;

@@ -54,6 +54,9 @@ wire_enum! {
     /// `boo/trace` is sent when a tool call starts and again when it finishes.
     pub enum TracePhase { Start = "start", Finish = "finish" }
 
+    /// `boo/modelCall` is sent when a model call starts and again when it finishes.
+    pub enum ModelCallPhase { Start = "start", Finish = "finish" }
+
     pub enum ExportFormat { Markdown = "markdown", Json = "json" }
 
     /// Where a flow comes from: boo itself, or the project's `<root>/.boo/` (which
@@ -346,6 +349,48 @@ wire_struct! {
         pub usage: Option<Usage>,
     }
 
+    /// One part of a model request: system prompt, tool schemas, a message.
+    pub struct ModelCallSegment {
+        /// `system`, `tools`, `history`, `toolResult`, `new` or `image`.
+        pub kind: String,
+        pub label: String,
+        pub bytes: u64,
+        pub hash: String,
+        pub est_tokens: u64,
+        /// `full`, `partial` or `none`: its share of the expected cached prefix.
+        pub cached: String,
+    }
+
+    /// One model call an agent made through boo's model proxy.
+    pub struct ModelCall {
+        pub call_id: String,
+        pub run_id: String,
+        pub step_id: String,
+        pub chat_id: String,
+        /// The model turn of the step's conversation this call opened (from 1).
+        pub turn: u64,
+        pub started_at: String,
+        pub finished_at: Option<String>,
+        /// Time to the first byte of the answer.
+        pub ttft_ms: Option<u64>,
+        pub duration_ms: Option<u64>,
+        /// The model server's HTTP status.
+        pub status: Option<u32>,
+        pub error: Option<String>,
+        pub prompt_tokens: Option<u64>,
+        /// What the server reported reused from its prefix cache (any dialect).
+        pub cached_tokens: Option<u64>,
+        pub completion_tokens: Option<u64>,
+        pub tokens_per_second: Option<f64>,
+        /// The usage dialect `cachedTokens` came from (docs/cache-shape.md).
+        pub cache_dialect: Option<String>,
+        pub request_bytes: u64,
+        /// The longest prefix shared with an earlier request to the endpoint, in tokens.
+        pub expected_cached_tokens: u64,
+        pub miss_reason: Option<String>,
+        pub segments: Vec<ModelCallSegment>,
+    }
+
     /// `initialize` → `capabilities.experimental.boo`.
     pub struct BooCapabilities {
         pub protocol_version: u32,
@@ -552,6 +597,21 @@ wire_struct! {
         pub traces: Vec<Trace>,
         pub next_cursor: Option<String>,
     }
+
+    pub struct GetModelCallsParams {
+        pub run_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub step_id: Option<String>,
+        /// The `nextCursor` of the previous page.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cursor: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub limit: Option<u32>,
+    }
+    pub struct GetModelCallsResult {
+        pub calls: Vec<ModelCall>,
+        pub next_cursor: Option<String>,
+    }
 }
 
 /// A field that may be absent (outer `None`) or null (`Some(None)`).
@@ -654,6 +714,37 @@ wire_struct! {
         /// 1, 2, 3, … per `chatId`.
         pub seq: u64,
         pub events: Vec<StreamEvent>,
+    }
+
+    /// A `ModelCall` and the `phase` it is sent in (`start`: no result fields yet).
+    pub struct ModelCallParams {
+        pub phase: ModelCallPhase,
+        pub call_id: String,
+        pub run_id: String,
+        pub step_id: String,
+        pub chat_id: String,
+        /// The model turn of the step's conversation this call opened (from 1).
+        pub turn: u64,
+        pub started_at: String,
+        pub finished_at: Option<String>,
+        /// Time to the first byte of the answer.
+        pub ttft_ms: Option<u64>,
+        pub duration_ms: Option<u64>,
+        /// The model server's HTTP status.
+        pub status: Option<u32>,
+        pub error: Option<String>,
+        pub prompt_tokens: Option<u64>,
+        /// What the server reported reused from its prefix cache (any dialect).
+        pub cached_tokens: Option<u64>,
+        pub completion_tokens: Option<u64>,
+        pub tokens_per_second: Option<f64>,
+        /// The usage dialect `cachedTokens` came from (docs/cache-shape.md).
+        pub cache_dialect: Option<String>,
+        pub request_bytes: u64,
+        /// The longest prefix shared with an earlier request to the endpoint, in tokens.
+        pub expected_cached_tokens: u64,
+        pub miss_reason: Option<String>,
+        pub segments: Vec<ModelCallSegment>,
     }
 
     /// A `Trace` and the `phase` it is sent in.
@@ -763,6 +854,8 @@ requests! {
     CancelRun = "boo/cancelRun", CancelRunParams => CancelRunResult;
     ExportRun = "boo/exportRun", ExportRunParams => ExportRunResult;
     GetTraces = "boo/getTraces", GetTracesParams => GetTracesResult;
+    /// The model calls of a run (or one step), paged like `boo/getTraces`.
+    GetModelCalls = "boo/getModelCalls", GetModelCallsParams => GetModelCallsResult;
     /// Trusts a root (its project flows may run) or revokes that trust.
     TrustRoot = "boo/trustRoot", TrustRootParams => TrustRootResult;
 }
@@ -776,6 +869,7 @@ notifications! {
     /// Sent before the added step's first `boo/stepUpdated` or `boo/agentStream`.
     StepAdded = "boo/stepAdded", StepAddedParams;
     RunLog = "boo/runLog", RunLogParams;
+    ModelCallNote = "boo/modelCall", ModelCallParams;
 }
 
 /// `workspace/executeCommand` commands (for generic LSP clients): the argument is the

@@ -582,6 +582,48 @@ impl Backend {
     }
 }
 
+impl Backend {
+    async fn get_model_calls(
+        &self,
+        p: ext::GetModelCallsParams,
+    ) -> Result<ext::GetModelCallsResult> {
+        let sup = self.sup()?;
+        let cursor = match p.cursor.as_deref().map(str::parse::<i64>).transpose() {
+            Ok(c) => c.unwrap_or(0),
+            Err(_) => {
+                return Err(invalid(
+                    "cursor: the `nextCursor` string of a previous page",
+                ))
+            }
+        };
+        let limit = p.limit.unwrap_or(200);
+        let (id, step) = (p.run_id.clone(), p.step_id);
+        let got = sup
+            .store
+            .call(move |c| {
+                if queries::get_run(c, &id)?.is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(queries::list_model_calls(
+                    c,
+                    &id,
+                    step.as_deref(),
+                    cursor,
+                    limit,
+                )?))
+            })
+            .await
+            .map_err(internal)?;
+        let Some((calls, next)) = got else {
+            return Err(unknown_run(&p.run_id));
+        };
+        Ok(ext::GetModelCallsResult {
+            calls: calls.into_iter().map(Into::into).collect(),
+            next_cursor: next.map(|n| n.to_string()),
+        })
+    }
+}
+
 /// A `boo/*` request the server answers: its `ext` type and the handler.
 trait Handle: ext::Request + 'static {
     fn handle(b: &Backend, p: Self::Params) -> impl Future<Output = Result<Self::Result>> + Send;
@@ -631,6 +673,7 @@ handlers! {
     ext::CancelRun => cancel_run;
     ext::ExportRun => export_run;
     ext::GetTraces => get_traces;
+    ext::GetModelCalls => get_model_calls;
     ext::TrustRoot => trust_root;
 }
 
@@ -707,7 +750,12 @@ impl LanguageServer for Backend {
                     methods: ext::REQUESTS.iter().map(|m| m.to_string()).collect(),
                     notifications: ext::NOTIFICATIONS.iter().map(|m| m.to_string()).collect(),
                     cancel_ended_run: "error -32004".into(),
-                    features: vec!["workflows".into(), "backgroundAgents".into(), "attachments".into()],
+                    features: vec![
+                        "workflows".into(),
+                        "backgroundAgents".into(),
+                        "attachments".into(),
+                        "modelCalls".into(),
+                    ],
                 })? })),
                 ..Default::default()
             },
@@ -879,6 +927,11 @@ impl Transport for LspTransport {
                 Out::Trace(m) => {
                     self.client
                         .send_notification::<ext::TraceNote>(m.into())
+                        .await
+                }
+                Out::ModelCall(m) => {
+                    self.client
+                        .send_notification::<ext::ModelCallNote>(m.into())
                         .await
                 }
                 Out::StepAdded(m) => {

@@ -343,6 +343,26 @@ impl Params for ext::GetTracesParams {
     }
 }
 
+impl Params for ext::GetModelCallsParams {
+    fn refused(field: &str, _: Option<&Value>) -> Option<String> {
+        Some(match field {
+            "runId" => RUN_ID.into(),
+            "cursor" => "cursor: the `nextCursor` string of a previous page".into(),
+            "limit" => LIMIT.into(),
+            _ => return None,
+        })
+    }
+    fn check(&self) -> Result<(), String> {
+        check_run_id(&self.run_id)?;
+        if let Some(c) = &self.cursor {
+            if c.parse::<i64>().is_err() {
+                return Err("cursor: the `nextCursor` string of a previous page".into());
+            }
+        }
+        check_limit(self.limit)
+    }
+}
+
 impl Params for ext::RefusedFrame {}
 
 #[cfg(test)]

@@ -131,6 +131,13 @@ pub struct TraceNote {
     pub trace: Trace,
 }
 
+/// A model call seen by boo's model proxy, as it starts and as it finishes.
+#[derive(Debug, Clone)]
+pub struct ModelCallNote {
+    pub phase: &'static str,
+    pub call: crate::proxy::record::ModelCall,
+}
+
 /// A diagnostic for a verified finding.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -161,6 +168,7 @@ pub enum Out {
     /// Stream events of one chat; the outbox assigns `seq` when it sends them.
     Stream(AgentStream),
     Trace(TraceNote),
+    ModelCall(ModelCallNote),
     Progress {
         run_id: String,
         kind: ProgressKind,

@@ -165,6 +165,26 @@ pub fn build_report_input(
             unsandboxed.join(", ")
         ));
     }
+    // The network lock-down (agents connect only to boo's model proxy), when it was off.
+    let open_network: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.step.kind == StepKind::Agent)
+        .filter(|s| {
+            s.step
+                .meta
+                .as_ref()
+                .and_then(|m| m.get("network"))
+                .and_then(|x| x.as_str())
+                .is_some_and(|x| x.starts_with("off"))
+        })
+        .map(|s| s.step.step_id.as_str())
+        .collect();
+    if !open_network.is_empty() {
+        alerts.push(format!(
+            "network: the lock-down was off for {} — those agents could open TCP connections beyond boo's model proxy (it needs Landlock ABI 4 and a configured endpoint)",
+            open_network.join(", ")
+        ));
+    }
     let merged = evidence::merge(findings);
     let input = ReportInput {
         run_id: row.run.summary.run_id.clone(),

@@ -15,7 +15,7 @@ use thiserror::Error;
 /// The schema, applied idempotently at startup.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` the schema above sets.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The columns of `flow_steps` in schema version 1, copied into the version 2 table.
 const FLOW_STEPS_V1_COLUMNS: &str = "id, run_id, step_id, kind, agent, label, wave, position, chat_id, status, attempt, output, error, fatal, started_at, finished_at, input_tokens, output_tokens, cache_read_tokens, total_tokens, agent_pid, agent_pid_start, meta";

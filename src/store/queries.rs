@@ -808,11 +808,23 @@ pub fn insert_turn_usage(
     Ok(())
 }
 
-/// Per-turn usage of a run's current attempts: (step, turn, usage).
+/// Per-turn usage of a run's current attempts: (step, turn, usage). A count qwen
+/// reported as 0 is taken from the model proxy's record of the same chat and turn
+/// (its last successful call), when there is one: qwen drops DeepSeek's and
+/// llama.cpp's cached counts, and some servers send no usage qwen reads.
 pub fn turn_usages(c: &Connection, run_id: &str) -> Result<Vec<(String, u32, Usage)>> {
     let mut stmt = c.prepare(
-        "SELECT t.step_id, t.turn, t.input_tokens, t.output_tokens, t.cache_read_tokens, t.total_tokens
+        "SELECT t.step_id, t.turn,
+                CASE WHEN t.input_tokens = 0 THEN COALESCE(m.prompt_tokens, 0) ELSE t.input_tokens END,
+                CASE WHEN t.output_tokens = 0 THEN COALESCE(m.completion_tokens, 0) ELSE t.output_tokens END,
+                CASE WHEN t.cache_read_tokens = 0 THEN COALESCE(m.cached_tokens, 0) ELSE t.cache_read_tokens END,
+                CASE WHEN t.total_tokens = 0
+                     THEN COALESCE(m.prompt_tokens, 0) + COALESCE(m.completion_tokens, 0)
+                     ELSE t.total_tokens END
          FROM turn_usage t JOIN flow_steps s ON s.run_id = t.run_id AND s.step_id = t.step_id AND s.chat_id = t.chat_id
+         LEFT JOIN model_calls m ON m.seq = (
+             SELECT MAX(seq) FROM model_calls
+             WHERE chat_id = t.chat_id AND turn = t.turn AND run_id = t.run_id AND status < 400)
          WHERE t.run_id = ?1 ORDER BY s.wave, s.position, t.turn",
     )?;
     let rows = stmt
@@ -945,6 +957,103 @@ pub fn list_traces(
     Ok((rows.into_iter().map(|r| r.1).collect(), next))
 }
 
+/// Stores one model call (src/proxy/record.rs).
+pub fn insert_model_call(c: &Connection, m: &crate::proxy::record::ModelCall) -> Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO model_calls (call_id, run_id, step_id, chat_id, turn, started_at, finished_at,
+            ttft_ms, duration_ms, status, error, prompt_tokens, cached_tokens, completion_tokens,
+            tokens_per_second, cache_dialect, request_bytes, expected_cached_tokens, miss_reason, segments)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        params![
+            m.call_id,
+            m.run_id,
+            m.step_id,
+            m.chat_id,
+            m.turn as i64,
+            m.started_at,
+            m.finished_at,
+            m.ttft_ms.map(|v| v as i64),
+            m.duration_ms as i64,
+            m.status.map(i64::from),
+            m.error,
+            m.prompt_tokens.map(|v| v as i64),
+            m.cached_tokens.map(|v| v as i64),
+            m.completion_tokens.map(|v| v as i64),
+            m.tokens_per_second,
+            m.cache_dialect,
+            m.request_bytes as i64,
+            m.expected_cached_tokens as i64,
+            m.miss_reason,
+            m.segments.to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A page of a run's model calls in insertion order (cursor: the last row's `seq`),
+/// like [`list_traces`].
+pub fn list_model_calls(
+    c: &Connection,
+    run_id: &str,
+    step_id: Option<&str>,
+    after_seq: i64,
+    limit: u32,
+) -> Result<(Vec<crate::proxy::record::ModelCall>, Option<i64>)> {
+    let sql = format!(
+        "SELECT seq, call_id, run_id, step_id, chat_id, turn, started_at, finished_at, ttft_ms, duration_ms,
+                status, error, prompt_tokens, cached_tokens, completion_tokens, tokens_per_second,
+                cache_dialect, request_bytes, expected_cached_tokens, miss_reason, segments
+         FROM model_calls WHERE run_id = ?1 {} AND seq > ?2 ORDER BY seq LIMIT {}",
+        if step_id.is_some() { "AND step_id = ?3" } else { "" },
+        limit as i64 + 1
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let u = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+    let map = |r: &Row| -> rusqlite::Result<(i64, crate::proxy::record::ModelCall)> {
+        let segments: String = r.get(20)?;
+        Ok((
+            r.get(0)?,
+            crate::proxy::record::ModelCall {
+                call_id: r.get(1)?,
+                run_id: r.get(2)?,
+                step_id: r.get(3)?,
+                chat_id: r.get(4)?,
+                turn: r.get::<_, i64>(5)?.max(0) as u64,
+                started_at: r.get(6)?,
+                finished_at: r.get(7)?,
+                ttft_ms: u(r.get(8)?),
+                duration_ms: r.get::<_, i64>(9)?.max(0) as u64,
+                status: r.get::<_, Option<i64>>(10)?.map(|s| s as u16),
+                error: r.get(11)?,
+                prompt_tokens: u(r.get(12)?),
+                cached_tokens: u(r.get(13)?),
+                completion_tokens: u(r.get(14)?),
+                tokens_per_second: r.get(15)?,
+                cache_dialect: r.get(16)?,
+                request_bytes: r.get::<_, i64>(17)?.max(0) as u64,
+                expected_cached_tokens: r.get::<_, i64>(18)?.max(0) as u64,
+                miss_reason: r.get(19)?,
+                segments: serde_json::from_str(&segments).unwrap_or_default(),
+            },
+        ))
+    };
+    let mut rows: Vec<(i64, crate::proxy::record::ModelCall)> = match step_id {
+        Some(s) => stmt
+            .query_map(params![run_id, after_seq, s], map)?
+            .collect::<rusqlite::Result<_>>()?,
+        None => stmt
+            .query_map(params![run_id, after_seq], map)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.0)
+    } else {
+        None
+    };
+    Ok((rows.into_iter().map(|r| r.1).collect(), next))
+}
+
 // ---- retention ----------------------------------------------------------------------
 
 /// Deletes ended runs created before `cutoff_ms` (steps, snapshots, traces cascade).
@@ -965,6 +1074,11 @@ pub fn gc(c: &Connection, cutoff_ms: i64) -> Result<(u64, u64, u64, u64, u64)> {
     let traces = count("tool_traces")?;
     c.execute(
         &format!("DELETE FROM turn_usage WHERE run_id IN ({cond})"),
+        [&cutoff],
+    )?;
+    // model_calls cascade with their run; said here so gc does not depend on the pragma.
+    c.execute(
+        &format!("DELETE FROM model_calls WHERE run_id IN ({cond})"),
         [&cutoff],
     )?;
     let runs = c.execute(

@@ -480,12 +480,12 @@ async fn attachments_are_stored_once_and_go_with_their_last_run() {
 }
 
 #[test]
-fn a_version_4_database_gains_the_attachment_tables() {
+fn a_version_4_database_gains_the_attachment_and_model_calls_tables() {
     let path = temp_db("v4");
     {
         let c = open_connection(&path).unwrap();
         c.execute_batch(
-            "DROP TABLE run_attachments; DROP TABLE attachments; PRAGMA user_version = 4;",
+            "DROP TABLE run_attachments; DROP TABLE attachments; DROP TABLE model_calls; PRAGMA user_version = 4;",
         )
         .unwrap();
         seed_run(&c, "kept", "completed", "2020-01-01T00:00:00.000Z");
@@ -498,6 +498,64 @@ fn a_version_4_database_gains_the_attachment_tables() {
     let png = include_bytes!("../../tests/fixtures/images/red-3x2.png");
     queries::insert_run_attachments(&c, "kept", &[image("a.png", png)]).unwrap();
     assert_eq!(queries::run_attachments(&c, "kept").unwrap().len(), 1);
+    let (calls, next) = queries::list_model_calls(&c, "no-run", None, 0, 10).unwrap();
+    assert!(calls.is_empty() && next.is_none());
+    drop(c);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn turn_usage_takes_the_proxy_figures_qwen_reported_as_zero_and_gc_removes_calls() {
+    let path = temp_db("proxyturns");
+    let c = open_connection(&path).unwrap();
+    seed_run(&c, "r", "completed", "2026-01-01T00:00:00.000Z");
+    c.execute("UPDATE flow_steps SET chat_id = 'c' WHERE run_id = 'r'", [])
+        .unwrap();
+    let qwen = crate::model::Usage {
+        input_tokens: 1000,
+        output_tokens: 20,
+        cache_read_tokens: 0, // qwen's reading of a llama.cpp answer
+        total_tokens: 1020,
+    };
+    queries::insert_turn_usage(&c, "r", "a", "c", 1, &qwen).unwrap();
+    queries::insert_turn_usage(&c, "r", "a", "c", 2, &qwen).unwrap();
+    let call = |id: &str, turn: u64, cached: u64, status: u16| crate::proxy::record::ModelCall {
+        call_id: id.into(),
+        run_id: "r".into(),
+        step_id: "a".into(),
+        chat_id: "c".into(),
+        turn,
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        finished_at: "2026-01-01T00:00:01.000Z".into(),
+        ttft_ms: Some(10),
+        duration_ms: 100,
+        status: Some(status),
+        error: None,
+        prompt_tokens: Some(1000),
+        cached_tokens: Some(cached),
+        completion_tokens: Some(20),
+        tokens_per_second: Some(10.0),
+        cache_dialect: Some("llamaCpp".into()),
+        request_bytes: 4000,
+        expected_cached_tokens: 900,
+        miss_reason: None,
+        segments: serde_json::json!([]),
+    };
+    queries::insert_model_call(&c, &call("x1", 1, 600, 200)).unwrap();
+    // A failed call of turn 2 does not count.
+    queries::insert_model_call(&c, &call("x2", 2, 700, 500)).unwrap();
+    let turns = queries::turn_usages(&c, "r").unwrap();
+    assert_eq!(turns[0].2.cache_read_tokens, 600);
+    assert_eq!(turns[0].2.input_tokens, 1000);
+    assert_eq!(turns[1].2.cache_read_tokens, 0);
+    let (calls, _) = queries::list_model_calls(&c, "r", Some("a"), 0, 10).unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0], call("x1", 1, 600, 200));
+    queries::gc(&c, i64::MAX / 4).unwrap();
+    let left: i64 = c
+        .query_row("SELECT COUNT(*) FROM model_calls", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
     drop(c);
     let _ = std::fs::remove_file(&path);
 }

@@ -26,6 +26,7 @@ export interface Usage {
 export type StepKind = 'agent' | 'code' | 'script';
 export type TraceOutcome = 'ok' | 'error' | 'denied';
 export type TracePhase = 'start' | 'finish';
+export type ModelCallPhase = 'start' | 'finish';
 export type ExportFormat = 'markdown' | 'json';
 /** Where a flow comes from; a project flow runs only in a trusted root. */
 export type FlowSource = 'builtin' | 'project';
@@ -227,6 +228,42 @@ export interface Trace {
   usage: Usage | null;
 }
 
+/** One part of a model request: system prompt, tool schemas, a message. */
+export interface ModelCallSegment {
+  /** `system`, `tools`, `history`, `toolResult`, `new` or `image`. */
+  kind: string;
+  label: string;
+  bytes: number;
+  hash: string;
+  estTokens: number;
+  /** `full`, `partial` or `none`: its share of the expected cached prefix. */
+  cached: string;
+}
+
+/** One model call an agent made through boo's model proxy. */
+export interface ModelCall {
+  callId: string;
+  runId: string;
+  stepId: string;
+  chatId: string;
+  turn: number;
+  startedAt: string;
+  finishedAt: string | null;
+  ttftMs: number | null;
+  durationMs: number | null;
+  status: number | null;
+  error: string | null;
+  promptTokens: number | null;
+  cachedTokens: number | null;
+  completionTokens: number | null;
+  tokensPerSecond: number | null;
+  cacheDialect: string | null;
+  requestBytes: number;
+  expectedCachedTokens: number;
+  missReason: string | null;
+  segments: ModelCallSegment[];
+}
+
 /** `initialize` → `capabilities.experimental.boo`. */
 export interface BooCapabilities {
   protocolVersion: number;
@@ -385,6 +422,17 @@ export interface GetTracesResult {
   nextCursor: string | null;
 }
 
+export interface GetModelCallsParams {
+  runId: string;
+  stepId?: string;
+  cursor?: string;
+  limit?: number;
+}
+export interface GetModelCallsResult {
+  calls: ModelCall[];
+  nextCursor: string | null;
+}
+
 /** Every request: its params and result. */
 export interface Requests {
   'boo/listFlows': { params: ListFlowsParams; result: ListFlowsResult };
@@ -399,6 +447,7 @@ export interface Requests {
   'boo/cancelRun': { params: CancelRunParams; result: CancelRunResult };
   'boo/exportRun': { params: ExportRunParams; result: ExportRunResult };
   'boo/getTraces': { params: GetTracesParams; result: GetTracesResult };
+  'boo/getModelCalls': { params: GetModelCallsParams; result: GetModelCallsResult };
   'boo/trustRoot': { params: TrustRootParams; result: TrustRootResult };
 }
 
@@ -483,6 +532,11 @@ export interface AgentStreamParams {
   events: StreamEvent[];
 }
 
+/** A ModelCall and the phase it is sent in. */
+export interface ModelCallParams extends ModelCall {
+  phase: ModelCallPhase;
+}
+
 /** A Trace and the phase it is sent in. */
 export interface TraceParams extends Trace {
   phase: TracePhase;
@@ -494,9 +548,10 @@ export type Notification =
   | { method: 'boo/agentStream'; params: AgentStreamParams }
   | { method: 'boo/trace'; params: TraceParams }
   | { method: 'boo/stepAdded'; params: StepAddedParams }
-  | { method: 'boo/runLog'; params: RunLogParams };
+  | { method: 'boo/runLog'; params: RunLogParams }
+  | { method: 'boo/modelCall'; params: ModelCallParams };
 
-export const NOTIFICATION_METHODS = ['boo/runStarted', 'boo/stepUpdated', 'boo/agentStream', 'boo/trace', 'boo/stepAdded', 'boo/runLog'] as const;
+export const NOTIFICATION_METHODS = ['boo/runStarted', 'boo/stepUpdated', 'boo/agentStream', 'boo/trace', 'boo/stepAdded', 'boo/runLog', 'boo/modelCall'] as const;
 
 export const RUN_TERMINAL: RunStatus[] = ['completed', 'failed', 'cancelled'];
 export const STEP_TERMINAL: StepStatus[] = ['completed', 'failed', 'skipped', 'cancelled'];

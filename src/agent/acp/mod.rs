@@ -214,6 +214,9 @@ impl AcpSession {
                 meta["sandbox"] = json!(sandbox);
                 meta["landlockAbi"] = abi;
             }
+            if let Some(n) = p.network.lock().ok().and_then(|n| n.clone()) {
+                meta["network"] = json!(n);
+            }
             meta["offeredTools"] = json!(live.tools);
             meta["permissionMode"] = json!("plan");
             meta["spareSession"] = json!(self.spare);
@@ -400,6 +403,14 @@ impl AcpSession {
             return Err(AgentError::failed("the session has no process"));
         };
         let process = live.lease.process.clone();
+        // Calls through the model proxy during this prompt belong to this step.
+        let _active = process.grant.as_ref().map(|g| {
+            g.begin(crate::proxy::Attribution {
+                run_id: self.spec.run_id.clone(),
+                step_id: self.spec.step_id.clone(),
+                chat_id: self.spec.chat_id.clone(),
+            })
+        });
         let blocks: Vec<Value> = prompt
             .iter()
             .map(|b| match b {

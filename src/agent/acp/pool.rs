@@ -224,6 +224,9 @@ pub enum CallError {
 /// One `qwen --acp` process.
 pub struct Process {
     pub key: PoolKey,
+    /// The process's model-proxy grant (its token is per process: the environment is
+    /// fixed at start); a session marks its prompts with [`Grant::begin`].
+    pub grant: Option<crate::proxy::Grant>,
     /// The guard's pid: the process group of everything under it.
     pub pid: i64,
     pub pid_start: Option<i64>,
@@ -246,6 +249,8 @@ pub struct Process {
     exclusive: bool,
     /// The guard's report: (sandbox, Landlock ABI).
     pub sandbox: Mutex<Option<(String, Value)>>,
+    /// The guard's network rule, as it reported it.
+    pub network: Mutex<Option<String>>,
     pub version: Mutex<Option<String>>,
     /// Lines on stdout that were not JSON-RPC.
     pub skipped_lines: AtomicU64,
@@ -822,6 +827,13 @@ impl Pool {
         }
         args.push("--exclude-tools".into());
         args.push(DENIED_TOOLS.join(",").into());
+        let endpoint = match config.endpoint() {
+            Ok(e) => e,
+            Err(e) => {
+                home.remove();
+                return Err(StartError(e));
+            }
+        };
         let launched = spawn_guarded(Launch {
             program: &info.path,
             args,
@@ -830,8 +842,9 @@ impl Pool {
             sandbox,
             extra_writable: &config.extra_writable,
             readable: crate::agent::qwen::readable_paths(config, &key.root, &info.path),
-            base_url: config.base_url.as_deref(),
-            api_key: config.api_key.as_deref(),
+            base_url: endpoint.base_url.as_deref(),
+            api_key: endpoint.api_key.as_deref(),
+            connect_port: endpoint.grant.as_ref().map(|g| g.port()),
             model: key.model.as_deref(),
             env: vec![("QWEN_CODE_NO_RELAUNCH", "true".into())],
             stdin: true,
@@ -851,6 +864,7 @@ impl Pool {
         let (ready_tx, ready_rx) = watch::channel(None);
         let process = Arc::new(Process {
             key,
+            grant: endpoint.grant,
             pid,
             pid_start: pid_start_time(pid),
             lines: lines_tx,
@@ -866,6 +880,7 @@ impl Pool {
             retiring: AtomicBool::new(false),
             exclusive,
             sandbox: Mutex::new(None),
+            network: Mutex::new(None),
             version: Mutex::new(None),
             skipped_lines: AtomicU64::new(0),
             spares: Mutex::new(Vec::new()),
@@ -1012,6 +1027,7 @@ async fn handshake(
     let started = Instant::now();
     if let Ok(Ok(text)) = tokio::time::timeout(timeout, report).await {
         *lock(&p.sandbox) = read_guard_report(&text);
+        *lock(&p.network) = crate::agent::launch::guard_network(&text);
     }
     let left = timeout.saturating_sub(started.elapsed());
     let r = p.call("initialize", wire::initialize_params(), left).await;

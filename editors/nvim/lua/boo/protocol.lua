@@ -14,6 +14,7 @@
 ---@alias boo.StepKind "agent"|"code"|"script"
 ---@alias boo.TraceOutcome "ok"|"error"|"denied"
 ---@alias boo.TracePhase "start"|"finish"
+---@alias boo.ModelCallPhase "start"|"finish"
 ---@alias boo.ExportFormat "markdown"|"json"
 --- Where a flow comes from; a project flow runs only in a trusted root.
 ---@alias boo.FlowSource "builtin"|"project"
@@ -207,6 +208,38 @@
 ---@field error string|nil
 ---@field usage boo.Usage|nil
 
+--- One part of a model request: system prompt, tool schemas, a message.
+---@class boo.ModelCallSegment
+---@field kind string system, tools, history, toolResult, new or image
+---@field label string
+---@field bytes integer
+---@field hash string
+---@field estTokens integer
+---@field cached string full, partial or none
+
+--- One model call an agent made through boo's model proxy.
+---@class boo.ModelCall
+---@field callId string
+---@field runId string
+---@field stepId string
+---@field chatId string
+---@field turn integer
+---@field startedAt string
+---@field finishedAt string|nil
+---@field ttftMs integer|nil
+---@field durationMs integer|nil
+---@field status integer|nil
+---@field error string|nil
+---@field promptTokens integer|nil
+---@field cachedTokens integer|nil
+---@field completionTokens integer|nil
+---@field tokensPerSecond number|nil
+---@field cacheDialect string|nil
+---@field requestBytes integer
+---@field expectedCachedTokens integer
+---@field missReason string|nil
+---@field segments boo.ModelCallSegment[]
+
 --- initialize → capabilities.experimental.boo
 ---@class boo.BooCapabilities
 ---@field protocolVersion integer
@@ -348,6 +381,16 @@
 ---@field traces boo.Trace[]
 ---@field nextCursor string|nil
 
+---@class boo.GetModelCallsParams
+---@field runId string
+---@field stepId? string
+---@field cursor? string
+---@field limit? integer
+
+---@class boo.GetModelCallsResult
+---@field calls boo.ModelCall[]
+---@field nextCursor string|nil
+
 -- ---- notifications ---------------------------------------------------------
 
 ---@class boo.RunStartedParams
@@ -420,6 +463,9 @@
 ---@class boo.TraceParams : boo.Trace
 ---@field phase boo.TracePhase
 
+---@class boo.ModelCallParams : boo.ModelCall
+---@field phase boo.ModelCallPhase
+
 local M = {}
 
 --- Each request's params and result class.
@@ -436,6 +482,7 @@ M.requests = {
   ['boo/cancelRun'] = { params = 'boo.CancelRunParams', result = 'boo.CancelRunResult' },
   ['boo/exportRun'] = { params = 'boo.ExportRunParams', result = 'boo.ExportRunResult' },
   ['boo/getTraces'] = { params = 'boo.GetTracesParams', result = 'boo.GetTracesResult' },
+  ['boo/getModelCalls'] = { params = 'boo.GetModelCallsParams', result = 'boo.GetModelCallsResult' },
   ['boo/trustRoot'] = { params = 'boo.TrustRootParams', result = 'boo.TrustRootResult' },
 }
 
@@ -447,6 +494,7 @@ M.notifications = {
   ['boo/trace'] = 'boo.TraceParams',
   ['boo/stepAdded'] = 'boo.StepAddedParams',
   ['boo/runLog'] = 'boo.RunLogParams',
+  ['boo/modelCall'] = 'boo.ModelCallParams',
 }
 
 return M

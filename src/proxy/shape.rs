@@ -1,0 +1,374 @@
+//! The cache shape of a chat request: its segments, the prefix it shares with earlier
+//! requests to the same endpoint, and why the server's cache reused less than that.
+//!
+//! Pure apart from [`PrefixMemory`], which holds a bounded number of earlier requests.
+//! A request is laid out in the order chat templates render it — system prompt, tool
+//! schemas, then each message — each segment serialized as compact JSON; the expected
+//! cacheable prefix is the longest byte prefix of that layout shared with any request
+//! remembered. Token estimates are bytes / 4 scaled to the reported prompt tokens when
+//! the server gave them.
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+
+/// One part of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Segment {
+    /// `system`, `tools`, `history`, `toolResult`, `new`, `image`.
+    pub kind: String,
+    pub label: String,
+    pub bytes: u64,
+    pub hash: String,
+    pub est_tokens: u64,
+    /// `full`, `partial` or `none`: how much of it lies in the expected cached prefix.
+    pub cached: String,
+    #[serde(skip)]
+    start: usize,
+}
+
+/// A request laid out for comparison.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub segments: Vec<Segment>,
+    pub bytes: Vec<u8>,
+    /// The model turn this request opens in its conversation (1 + assistant messages).
+    pub turn: u64,
+}
+
+fn image_count(content: &Value) -> usize {
+    content
+        .as_array()
+        .map(|parts| {
+            parts
+                .iter()
+                .filter(|p| {
+                    p.get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.contains("image"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Lays a chat-completions request body out in segments; `None` if it is not one.
+pub fn layout(body: &[u8]) -> Option<Layout> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let messages = v.get("messages")?.as_array()?;
+    let mut parts: Vec<(String, String, Vec<u8>)> = Vec::new();
+    let last_assistant = messages
+        .iter()
+        .rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant"));
+    let mut turn = 1;
+    let mut tools_placed = false;
+    let place_tools = |parts: &mut Vec<(String, String, Vec<u8>)>| {
+        if let Some(t) = v.get("tools").filter(|t| !t.is_null()) {
+            let n = t.as_array().map(Vec::len).unwrap_or(0);
+            parts.push((
+                "tools".into(),
+                format!("{n} tool schemas"),
+                serde_json::to_vec(t).unwrap_or_default(),
+            ));
+        }
+    };
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("?");
+        if role != "system" && !tools_placed {
+            place_tools(&mut parts);
+            tools_placed = true;
+        }
+        if role == "assistant" {
+            turn += 1;
+        }
+        let kind = match role {
+            "system" | "developer" => "system",
+            "tool" => "toolResult",
+            _ if image_count(m.get("content").unwrap_or(&Value::Null)) > 0 => "image",
+            _ if last_assistant.is_none_or(|a| i > a) => "new",
+            _ => "history",
+        };
+        parts.push((
+            kind.into(),
+            format!("message {i} ({role})"),
+            serde_json::to_vec(m).unwrap_or_default(),
+        ));
+    }
+    if !tools_placed {
+        place_tools(&mut parts);
+    }
+    let mut bytes = Vec::new();
+    let segments = parts
+        .into_iter()
+        .map(|(kind, label, b)| {
+            let start = bytes.len();
+            bytes.extend_from_slice(&b);
+            let hash = format!("{:x}", Sha256::digest(&b));
+            Segment {
+                kind,
+                label,
+                bytes: b.len() as u64,
+                hash: hash[..16].to_string(),
+                est_tokens: (b.len() as u64).div_ceil(4),
+                cached: "none".into(),
+                start,
+            }
+        })
+        .collect();
+    Some(Layout {
+        segments,
+        bytes,
+        turn,
+    })
+}
+
+/// Earlier requests to one endpoint, bounded in count and bytes (oldest dropped).
+pub struct PrefixMemory {
+    seen: VecDeque<Layout>,
+    total: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Default for PrefixMemory {
+    fn default() -> Self {
+        PrefixMemory::new(64, 16 * 1024 * 1024)
+    }
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The shape of one call, against what the server reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shape {
+    pub segments: Vec<Segment>,
+    pub turn: u64,
+    pub request_bytes: u64,
+    pub expected_prefix_bytes: u64,
+    pub expected_cached_tokens: u64,
+    pub miss_reason: Option<String>,
+}
+
+fn excerpt(b: &[u8], at: usize) -> String {
+    let end = (at + 40).min(b.len());
+    String::from_utf8_lossy(&b[at.min(end)..end]).into_owned()
+}
+
+impl PrefixMemory {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
+        PrefixMemory {
+            seen: VecDeque::new(),
+            total: 0,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    /// Compares `l` with every remembered request, remembers it, and names why the
+    /// server's `cached` tokens fall short of the expected prefix (`prompt` tokens
+    /// reported, if any).
+    pub fn analyze(&mut self, l: Layout, prompt: Option<u64>, cached: Option<u64>) -> Shape {
+        let best = self
+            .seen
+            .iter()
+            .map(|e| (common_prefix(&e.bytes, &l.bytes), e))
+            .max_by_key(|(n, _)| *n);
+        let (prefix, earlier) = match best {
+            Some((n, e)) => (n, Some(e)),
+            None => (0, None),
+        };
+        let total = l.bytes.len().max(1);
+        // Tokens per byte: the server's count when known, else ~4 bytes a token.
+        let expected_tokens = match prompt {
+            Some(p) => (p as u128 * prefix as u128 / total as u128) as u64,
+            None => (prefix as u64).div_ceil(4),
+        };
+        let mut segments = l.segments.clone();
+        for s in &mut segments {
+            let end = s.start + s.bytes as usize;
+            s.cached = if prefix >= end {
+                "full"
+            } else if prefix > s.start {
+                "partial"
+            } else {
+                "none"
+            }
+            .into();
+        }
+        let miss_reason = match cached {
+            None => Some("the server reports no cache fields".to_string()),
+            Some(_) if prefix == 0 || earlier.is_none() => {
+                Some("first request of this prefix".to_string())
+            }
+            // Within 10 % or 16 tokens (a cache block) of what was expected: no miss.
+            Some(c) if c + 16 >= expected_tokens || c * 10 >= expected_tokens * 9 => None,
+            Some(c) => {
+                let earlier = earlier.expect("checked above");
+                let earlier_end = earlier.bytes.len();
+                let at = segments
+                    .iter()
+                    .position(|s| prefix < s.start + s.bytes as usize);
+                Some(match at.map(|i| &segments[i]) {
+                    _ if prefix >= earlier_end => format!(
+                        "the server evicted or does not cache this prefix (expected ≈ {expected_tokens} tokens, got {c})"
+                    ),
+                    Some(s) if s.kind == "system" => format!(
+                        "system prompt changed at byte {}: {:?} vs {:?}",
+                        prefix - s.start,
+                        excerpt(&l.bytes, prefix),
+                        excerpt(&earlier.bytes, prefix)
+                    ),
+                    Some(s) if s.kind == "tools" => "tool list changed".to_string(),
+                    Some(s) => format!("history rewritten at {}", s.label),
+                    None => format!(
+                        "the server evicted or does not cache this prefix (expected ≈ {expected_tokens} tokens, got {c})"
+                    ),
+                })
+            }
+        };
+        let shape = Shape {
+            turn: l.turn,
+            request_bytes: l.bytes.len() as u64,
+            expected_prefix_bytes: prefix as u64,
+            expected_cached_tokens: expected_tokens,
+            miss_reason,
+            segments,
+        };
+        self.remember(l);
+        shape
+    }
+
+    fn remember(&mut self, l: Layout) {
+        if l.bytes.len() > self.max_bytes {
+            return;
+        }
+        self.total += l.bytes.len();
+        self.seen.push_back(l);
+        while self.seen.len() > self.max_entries || self.total > self.max_bytes {
+            match self.seen.pop_front() {
+                Some(old) => self.total -= old.bytes.len(),
+                None => break,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
+        (self.seen.len(), self.total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(system: &str, msgs: &[(&str, &str)]) -> Vec<u8> {
+        // A long common head, so prefixes are worth many tokens.
+        let system = format!("{}{system}", "Read the code and answer. ".repeat(40));
+        let mut m = vec![json!({"role": "system", "content": system})];
+        for (r, c) in msgs {
+            m.push(json!({"role": r, "content": c}));
+        }
+        serde_json::to_vec(&json!({"model": "m", "messages": m,
+            "tools": [{"type": "function", "function": {"name": "read_file"}}]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn segments_add_up_to_the_layout_and_name_their_kinds() {
+        let body = serde_json::to_vec(&json!({"messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "task"},
+            {"role": "assistant", "content": null, "tool_calls": []},
+            {"role": "tool", "content": "result"},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:"}}]},
+        ], "tools": [{"x": 1}]}))
+        .unwrap();
+        let l = layout(&body).unwrap();
+        let kinds: Vec<&str> = l.segments.iter().map(|s| s.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "system",
+                "tools",
+                "history",
+                "history",
+                "toolResult",
+                "image"
+            ]
+        );
+        let sum: u64 = l.segments.iter().map(|s| s.bytes).sum();
+        assert_eq!(sum as usize, l.bytes.len());
+        assert_eq!(l.turn, 2);
+        assert!(layout(b"{\"input\": 1}").is_none());
+    }
+
+    #[test]
+    fn miss_reasons() {
+        let mut mem = PrefixMemory::default();
+        let a = req(
+            "You are an agent in /home/x/one. Be brief.",
+            &[("user", "review it")],
+        );
+        let s = mem.analyze(layout(&a).unwrap(), Some(1000), Some(0));
+        assert_eq!(
+            s.miss_reason.as_deref(),
+            Some("first request of this prefix")
+        );
+        // Same request again, fully cached: no miss.
+        let s = mem.analyze(layout(&a).unwrap(), Some(1000), Some(990));
+        assert_eq!(s.miss_reason, None);
+        assert!(s.segments.iter().all(|x| x.cached == "full"));
+        // Same request, the server reused nothing: evicted.
+        let s = mem.analyze(layout(&a).unwrap(), Some(1000), Some(0));
+        assert!(s.miss_reason.unwrap().starts_with("the server evicted"));
+        // System prompt differs at the path.
+        let b = req(
+            "You are an agent in /home/x/two. Be brief.",
+            &[("user", "review it")],
+        );
+        let s = mem.analyze(layout(&b).unwrap(), Some(1000), Some(0));
+        let r = s.miss_reason.unwrap();
+        assert!(r.starts_with("system prompt changed at byte"), "{r}");
+        assert!(r.contains("two") && r.contains("one"), "{r}");
+        assert_eq!(s.segments[0].cached, "partial");
+        // History rewritten at message 1.
+        let c = req(
+            "You are an agent in /home/x/one. Be brief.",
+            &[("user", "review THAT"), ("assistant", "ok"), ("user", "go")],
+        );
+        let s = mem.analyze(layout(&c).unwrap(), Some(1000), Some(0));
+        assert_eq!(
+            s.miss_reason.as_deref(),
+            Some("history rewritten at message 1 (user)")
+        );
+        // No cache fields at all.
+        let s = mem.analyze(layout(&a).unwrap(), Some(1000), None);
+        assert_eq!(
+            s.miss_reason.as_deref(),
+            Some("the server reports no cache fields")
+        );
+    }
+
+    #[test]
+    fn the_memory_stays_bounded() {
+        let mut mem = PrefixMemory::new(3, 1 << 20);
+        for i in 0..10 {
+            let r = req(&format!("system {i}"), &[("user", "x")]);
+            mem.analyze(layout(&r).unwrap(), None, Some(0));
+        }
+        assert_eq!(mem.held().0, 3);
+        let mut mem = PrefixMemory::new(100, 300);
+        for i in 0..10 {
+            let r = req(&format!("system {i}"), &[("user", "x")]);
+            mem.analyze(layout(&r).unwrap(), None, Some(0));
+        }
+        assert!(mem.held().1 <= 300);
+    }
+}
