@@ -78,10 +78,12 @@ else
   cat "$WORK/doctor.out"; notok "boo doctor does not find the installed qwen"
 fi
 before=$(grep -c '"GET ' "$WORK/registry.log")
-if timeout 120 "$BOO_BIN" setup --registry "http://127.0.0.1:$PORT" 2>/dev/null | grep -q "already installed" &&
+# Into a file, not `| grep -q`: grep leaving early must not decide the outcome.
+timeout 120 "$BOO_BIN" setup --registry "http://127.0.0.1:$PORT" >"$WORK/setup2.out" 2>&1
+if grep -q "already installed" "$WORK/setup2.out" &&
    [ "$(grep -c '"GET ' "$WORK/registry.log")" = "$before" ]; then
   ok "a second boo setup says so and fetches nothing"
 else
-  notok "a second boo setup is not a no-op"
+  cat "$WORK/setup2.out"; notok "a second boo setup is not a no-op"
 fi
 finish

@@ -296,8 +296,40 @@ fn guard_stdout() -> std::io::Result<std::fs::File> {
     }
 }
 
+/// Commands that read the database or files and print, starting no agent and writing
+/// to no child's stdin.
+fn only_prints(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Flows { .. }
+            | Command::Workflows { .. }
+            | Command::Cache { .. }
+            | Command::Runs { .. }
+            | Command::Show { .. }
+            | Command::Export { .. }
+            | Command::Traces { .. }
+            | Command::Calls { .. }
+            | Command::Setup(_)
+            | Command::Completions { .. }
+            | Command::Man { .. }
+            | Command::Fingerprint { .. }
+            | Command::Snapshot { .. }
+            | Command::Flow { .. }
+            | Command::Trust { .. }
+    )
+}
+
 fn main() {
     let cli = Cli::parse();
+    if only_prints(&cli.command) {
+        // `boo runs | head` ends quietly when the reader goes away, as CLI tools do,
+        // instead of panicking on the broken pipe. Commands that drive agents keep
+        // SIGPIPE ignored: a child that dies under a write must not kill boo.
+        // SAFETY: plain signal disposition change before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The one place the environment is read.
     let config = config::Config::from_env();
     let log_file = config.log_file.clone();

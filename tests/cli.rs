@@ -761,3 +761,32 @@ fn an_agent_under_the_guard_connects_only_to_the_proxy_port() {
         "another local port must be unreachable (EACCES): {text}"
     );
 }
+
+/// `boo flows | head -0`: a reader that has gone away ends a printing command quietly
+/// (SIGPIPE, as CLI tools do), not with a panic about a failed print.
+#[test]
+fn a_printing_command_ends_quietly_when_its_reader_is_gone() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::ExitStatusExt;
+    let t = TempDir::new("cli-pipe");
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe writes two fresh descriptors into the array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read); // every write to the pipe now fails with EPIPE
+    let out = boo_command(&boo_bin(), &t.path().join("boo.db"))
+        .arg("flows")
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("failed printing"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {err}",
+        out.status
+    );
+}
