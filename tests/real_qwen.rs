@@ -1736,3 +1736,226 @@ fn a_run_through_the_model_proxy_records_its_calls_and_never_hands_out_the_key()
     );
     eprintln!("model proxy: {:.1} s", started.elapsed().as_secs_f64());
 }
+
+fn model_calls(s: &mut Server, run_id: &str) -> Vec<Value> {
+    let r = s
+        .request("boo/getModelCalls", json!({"runId": run_id, "limit": 1000}))
+        .unwrap_or_else(|e| panic!("getModelCalls {run_id}: {e:?}"));
+    r["calls"].as_array().unwrap().clone()
+}
+
+fn spawn_agent(s: &mut Server, prompt: &str, root: &Path) -> String {
+    let r = s
+        .request(
+            "boo/spawnAgent",
+            json!({"persona": "codebase-explorer", "prompt": prompt, "root": root}),
+        )
+        .unwrap_or_else(|e| panic!("spawnAgent failed: {e:?}; stderr: {}", s.stderr()));
+    r["runId"].as_str().unwrap().to_string()
+}
+
+/// One endpoint answering each agent in another usage dialect: boo reads the cached
+/// count of every one, including the two qwen itself reports as 0 (DeepSeek's
+/// `prompt_cache_hit_tokens`, llama.cpp's `timings.cache_n`), and the run's usage takes
+/// the proxy's figure where qwen's is missing.
+#[test]
+fn every_usage_dialect_reaches_the_run_through_the_proxy() {
+    let Some(qwen) = real_qwen("usage_dialects") else {
+        return;
+    };
+    let _one = serial();
+    let started = Instant::now();
+    let (_t, dir) = tmp("dialects");
+    let root = project(&dir);
+    let mock = Mock::start(&dir, "mock", &["--usage", "4321,65,1000"]);
+    let mut s = serve(&dir, &qwen, &mock.base_url(), &[]);
+    s.initialize(&root);
+    let dialects = [
+        "openai",
+        "toplevel",
+        "deepseek",
+        "llamacpp",
+        "sglang",
+        "sglang-meta",
+        "none",
+    ];
+    let runs: Vec<(&str, String)> = dialects
+        .iter()
+        .map(|d| {
+            let prompt = format!(
+                "Is the README accurate? [[scenario:benign]] [[file:README.md]] [[dialect:{d}]]"
+            );
+            (*d, spawn_agent(&mut s, &prompt, &root))
+        })
+        .collect();
+    for (d, run_id) in &runs {
+        let end = s.wait_run_end(run_id, RUN_BOUND);
+        assert_eq!(end["runStatus"], "completed", "{d}: {end}\n{}", s.stderr());
+    }
+    // The mock answered each request in the dialect its directive named.
+    let by_dialect = |d: &str| {
+        mock.requests()
+            .into_iter()
+            .filter(|r| r["method"] == "POST" && r["dialect"] == d)
+            .count()
+    };
+    for (d, run_id) in &runs {
+        assert_eq!(by_dialect(d), 2, "{d}: two model turns in that dialect");
+        let calls = model_calls(&mut s, run_id);
+        assert_eq!(calls.len(), 2, "{d}: {calls:?}");
+        for c in &calls {
+            assert_eq!(c["promptTokens"], 4321, "{d}: {c}");
+            assert_eq!(c["completionTokens"], 65, "{d}: {c}");
+            if *d == "none" {
+                assert!(c["cachedTokens"].is_null(), "{d}: {c}");
+                assert_eq!(
+                    c["missReason"], "the server reports no cache fields",
+                    "{d}: {c}"
+                );
+            } else {
+                assert_eq!(c["cachedTokens"], 1000, "{d}: {c}");
+            }
+            // The segments are the request laid out: together they are its size, give
+            // or take the fields outside the messages and tools (model, stream, ...).
+            let sum: u64 = c["segments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["bytes"].as_u64().unwrap())
+                .sum();
+            let bytes = c["requestBytes"].as_u64().unwrap();
+            assert!(
+                sum <= bytes && sum * 10 >= bytes * 9,
+                "{d}: segments {sum} of {bytes} request bytes"
+            );
+        }
+        let run = get_run(&mut s, run_id);
+        let want = if *d == "none" { 0 } else { 2000 };
+        let got = run["run"]["usage"]["cacheReadTokens"].as_u64().unwrap_or(0);
+        assert_eq!(
+            got, want,
+            "{d}: the run's cached tokens: {}",
+            run["run"]["usage"]
+        );
+    }
+    finish(&mut s, &dir, &[&mock]);
+    eprintln!("usage dialects: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Against a server that caches prefixes (the mock's `--cache prefix`): the agents of a
+/// run share a prefix the proxy expects and the server reports (boo keeps qwen's system
+/// prompt the same for every agent); an agent whose system prompt was changed (a rule
+/// appended with `--append-system-prompt`, rewritten between runs) is named a
+/// system-prompt change, with both sides of the difference.
+#[test]
+fn shared_prefixes_and_a_changed_system_prompt_seen_through_the_proxy() {
+    let Some(qwen) = real_qwen("prefix_shape") else {
+        return;
+    };
+    let _one = serial();
+    let started = Instant::now();
+    let (_t, dir) = tmp("prefix");
+    let root = project(&dir);
+    let mock = Mock::start(&dir, "mock", &["--cache", "prefix"]);
+    // qwen started through a script that appends a team rule to its system prompt; the
+    // test rewrites the rule later, as a user changing a setting would.
+    let wrapper = dir.join("bin/qwen-with-rule");
+    let rule = |text: &str| {
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let tmp = dir.join("bin/.rule");
+        std::fs::write(
+            &tmp,
+            format!(
+                "#!/bin/sh\nexec '{}' --append-system-prompt '{text}' \"$@\"\n",
+                qwen.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::fs::rename(&tmp, &wrapper).unwrap();
+    };
+    rule("Team rule: cite every file you read.");
+    // The sandbox lets an agent read its qwen's installation: here the wrapper's folder,
+    // so the real installation is named readable too.
+    let install = qwen
+        .canonicalize()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let mut s = serve(
+        &dir,
+        &wrapper,
+        &mock.base_url(),
+        &[("BOO_AGENT_READABLE", install.display().to_string())],
+    );
+    s.initialize(&root);
+    let run_id = launch(
+        &mut s,
+        "Is the README accurate? [[scenario:benign]] [[file:README.md]]",
+    );
+    let end = s.wait_run_end(&run_id, RUN_BOUND);
+    assert_eq!(end["runStatus"], "completed", "{end}\n{}", s.stderr());
+    let calls = model_calls(&mut s, &run_id);
+    assert_eq!(calls.len(), 6, "three agents, two turns each: {calls:?}");
+    let shared: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["expectedCachedTokens"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    assert!(
+        shared.len() >= 5,
+        "every call but the very first shares a prefix with an earlier one: {calls:?}"
+    );
+    for c in &shared {
+        let expected = c["expectedCachedTokens"].as_u64().unwrap();
+        let cached = c["cachedTokens"].as_u64().unwrap();
+        // The server reused what the proxy expected (within a cache block or 10 %),
+        // so no call of the run is a miss but the first.
+        assert!(
+            cached + 16 >= expected || cached * 10 >= expected * 9,
+            "expected {expected}, reported {cached}: {c}"
+        );
+        assert!(c["missReason"].is_null(), "{c}");
+        let segs = c["segments"].as_array().unwrap();
+        assert_eq!(segs[0]["kind"], "system", "{c}");
+        assert_eq!(
+            segs[0]["cached"], "full",
+            "the system prompt is shared: {c}"
+        );
+    }
+
+    // The rule changes; an agent on another root starts a new qwen process with it.
+    rule("Team rule: cite every line you read.");
+    let other = dir.join("elsewhere");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&root)
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let agent = spawn_agent(
+        &mut s,
+        "Is the README accurate? [[scenario:benign]] [[file:README.md]]",
+        &other,
+    );
+    let end = s.wait_run_end(&agent, RUN_BOUND);
+    assert_eq!(end["runStatus"], "completed", "{end}\n{}", s.stderr());
+    let calls = model_calls(&mut s, &agent);
+    let first = calls
+        .iter()
+        .find(|c| c["turn"] == 1)
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    let reason = first["missReason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("system prompt changed at byte")
+            && reason.contains("line you read")
+            && reason.contains("file you read"),
+        "{first}"
+    );
+    assert_eq!(first["segments"][0]["cached"], "partial", "{first}");
+    finish(&mut s, &dir, &[&mock]);
+    eprintln!("prefix shape: {:.1} s", started.elapsed().as_secs_f64());
+}
