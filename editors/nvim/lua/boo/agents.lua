@@ -190,11 +190,13 @@ end
 --- children of agents in runs open in a pane.
 function M.counts()
   local c = client()
-  local n = { running = 0, done = 0, failed = 0 }
+  local n = { running = 0, done = 0, failed = 0, cancelled = 0 }
   local function count(status)
     if status == 'completed' then
       n.done = n.done + 1
-    elseif state.is_terminal(status) or status == 'skipped' then
+    elseif status == 'cancelled' or status == 'skipped' then
+      n.cancelled = n.cancelled + 1
+    elseif state.is_terminal(status) then
       n.failed = n.failed + 1
     else
       n.running = n.running + 1
@@ -217,7 +219,8 @@ function M.counts()
   return n
 end
 
---- "boo: 2 running, 1 done" ('' when there is nothing to count).
+--- "boo: 2 running, 1 done" (then ", N failed", ", N cancelled"; '' when
+--- there is nothing to count).
 function M.statusline()
   local n = M.counts()
   local parts = {}
@@ -229,6 +232,9 @@ function M.statusline()
   end
   if n.failed > 0 then
     parts[#parts + 1] = n.failed .. ' failed'
+  end
+  if n.cancelled > 0 then
+    parts[#parts + 1] = n.cancelled .. ' cancelled'
   end
   if #parts == 0 then
     return ''
