@@ -246,6 +246,47 @@ H.test('a text-only model refuses images with a message that says how to declare
   config.options.vision_model = true
 end)
 
+H.test(':Boo ask sends the queued images too; the agent pane lists them', function()
+  vim.cmd('Boo attach ' .. vim.fn.fnameescape(shot))
+  sent = {}
+  local got
+  require('boo').ask({ persona = 'codebase-explorer', prompt = 'what does this screenshot show?' }, function(err, id)
+    got = { err = err, id = id }
+  end)
+  H.wait(20000, function()
+    return got
+  end, 'spawnAgent answered')
+  H.eq(got.err, nil, 'started')
+  H.eq(sent[1].method, 'boo/spawnAgent', 'spawnAgent')
+  H.eq(sent[1].params.attachments, { { path = shot } }, 'with the image')
+  H.eq(sent[1].params.visionModel, true, 'and visionModel')
+  H.eq(attach.queue, {}, 'the queue is empty after it')
+  H.wait(20000, function()
+    return H.pane_text(got.id):find('shot.png · ', 1, true)
+  end, 'the agent pane lists the image')
+  local run = client.store:get(got.id)
+  H.wait(60000, function()
+    return state.is_terminal(run.status)
+  end, 'the agent ends')
+end)
+
+H.test('attaching to a running server without the "attachments" feature warns', function()
+  local c = client.get(client.root(0))
+  H.ok(c, 'the project server runs')
+  local features = vim.tbl_get(c.server_capabilities, 'experimental', 'boo', 'features')
+  H.ok(vim.tbl_contains(features, 'attachments'), 'the real server announces attachments')
+  notes = {}
+  vim.cmd('Boo attach ' .. vim.fn.fnameescape(shot))
+  H.eq(note_with('does not take images'), nil, 'no warning with the feature')
+  c.server_capabilities.experimental.boo.features = vim.tbl_filter(function(f)
+    return f ~= 'attachments'
+  end, features)
+  vim.cmd('Boo attach ' .. vim.fn.fnameescape(shot))
+  c.server_capabilities.experimental.boo.features = features
+  H.ok(note_with('does not take images'), 'a warning without it')
+  vim.cmd('Boo attach!')
+end)
+
 H.test('the launcher has an attachments step', function()
   local step = 0
   H.selects = {}

@@ -179,6 +179,16 @@ function M.command(args, bang)
     end
   end
   if #added > 0 then
+    -- A server already running for this project that does not take images
+    -- (no "attachments" in capabilities.experimental.boo.features) would
+    -- launch without them: say so now.
+    local c = require('boo.client')
+    local running = c.get(c.root(0))
+    local features = running and vim.tbl_get(running.server_capabilities or {}, 'experimental', 'boo', 'features')
+    if type(features) == 'table' and not vim.tbl_contains(features, 'attachments') then
+      notify('boo: this boo server does not take images (no "attachments" feature): update boo, then :Boo stop',
+        vim.log.levels.WARN)
+    end
     local vision = require('boo.config').get().vision_model
     notify(string.format('boo: %d image%s for the next launch (%s)%s', #M.queue, #M.queue == 1 and '' or 's',
       table.concat(added, ', '),
