@@ -80,9 +80,9 @@ local function with_tokens(root, agents, wait_ms, cb)
     else
       pending = pending + 1
       c.request(a.root or root, 'boo/getRun', { runId = a.runId }, function(err, res)
-        if not err then
-          tokens[a.runId] = answer_tokens(res)
-        end
+        -- A running agent's usage is known once a turn ended: the stream this
+        -- editor followed may know more.
+        tokens[a.runId] = (not err and answer_tokens(res)) or (run and state.run_tokens(run)) or nil
         pending = pending - 1
         if pending == 0 then
           finish()
