@@ -378,7 +378,7 @@ impl Backend {
         Ok(ext::ListAgentsResult {
             agents: rows
                 .into_iter()
-                .map(|(s, persona)| convert::agent_summary(s, persona))
+                .map(|(s, persona, usage)| convert::agent_summary(s, persona, usage))
                 .collect(),
         })
     }

@@ -221,7 +221,7 @@ pub fn list_agents(
     root: Option<&str>,
     status: Option<RunStatus>,
     limit: u32,
-) -> Result<Vec<(RunSummary, String)>> {
+) -> Result<Vec<(RunSummary, String, Usage)>> {
     let mut sql = format!(
         "SELECT {RUN_COLS}, json_extract(r.meta, '$.agent.persona') FROM flow_runs r
          WHERE json_valid(r.meta) AND json_extract(r.meta, '$.kind') = 'agent'"
@@ -242,6 +242,12 @@ pub fn list_agents(
             Ok((
                 summary_from_row(row)?,
                 row.get::<_, Option<String>>(20)?.unwrap_or_default(),
+                Usage {
+                    input_tokens: row.get::<_, i64>(16)? as u64,
+                    output_tokens: row.get::<_, i64>(17)? as u64,
+                    cache_read_tokens: row.get::<_, i64>(18)? as u64,
+                    total_tokens: row.get::<_, i64>(19)? as u64,
+                },
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
