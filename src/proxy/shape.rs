@@ -132,6 +132,67 @@ pub fn layout(body: &[u8]) -> Option<Layout> {
     })
 }
 
+/// A request body's top-level members in their order, each value's bytes untouched.
+struct Members(Vec<(String, Box<serde_json::value::RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Members, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, Box<serde_json::value::RawValue>>()? {
+                    out.push((k, v));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The chat request as the proxy forwards it: the same members, each value byte for
+/// byte, but those that are the same for every request of a run — the model, the tool
+/// schemas, the limits — before the conversation, which comes last. qwen writes
+/// `max_tokens`, `stream` and the tools after `messages`, so two requests that part
+/// anywhere in their messages also part in that tail; a JSON object's member order means
+/// nothing to the server, and in this order the bytes of consecutive requests share the
+/// longest prefix (as a chat template renders the tools before the conversation too).
+/// `None` (forward the body as it came) when it is not a JSON object with `messages`,
+/// or names a member twice.
+pub fn stable_order(body: &[u8]) -> Option<Vec<u8>> {
+    let Members(members) = serde_json::from_slice(body).ok()?;
+    let mut seen = std::collections::HashSet::new();
+    if !members.iter().all(|(k, _)| seen.insert(k.as_str())) || !seen.contains("messages") {
+        return None;
+    }
+    let rank = |k: &str| match k {
+        "model" => 0,
+        "tools" => 1,
+        "messages" => 3,
+        _ => 2,
+    };
+    let mut ordered: Vec<&(String, Box<serde_json::value::RawValue>)> = members.iter().collect();
+    // Stable: members of one rank keep the order they came in.
+    ordered.sort_by_key(|(k, _)| rank(k));
+    let mut out = Vec::with_capacity(body.len() + 2);
+    out.push(b'{');
+    for (i, (k, v)) in ordered.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&serde_json::to_vec(k).ok()?);
+        out.push(b':');
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    out.push(b'}');
+    Some(out)
+}
+
 /// Earlier requests to one endpoint, bounded in count and bytes (oldest dropped).
 pub struct PrefixMemory {
     seen: VecDeque<Layout>,
@@ -392,6 +453,31 @@ mod tests {
             s.miss_reason.as_deref(),
             Some("the server reports no cache fields")
         );
+    }
+
+    #[test]
+    fn the_conversation_goes_last_and_every_value_keeps_its_bytes() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"caf\u00e9 \ud83d\ude00 1.50"}],"max_tokens":32000,"stream":true,"stream_options":{"include_usage":true},"tools":[{"type":"function","function":{"name":"read_file","parameters":{"x":1.0e2}}}]}"#;
+        let out = stable_order(body).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"model":"m","tools":[{"type":"function","function":{"name":"read_file","parameters":{"x":1.0e2}}}],"max_tokens":32000,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"caf\u00e9 \ud83d\ude00 1.50"}]}"#
+        );
+        // The same JSON value.
+        let a: Value = serde_json::from_slice(body).unwrap();
+        let b: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(a, b);
+        // Two requests that part in their last message now share everything before it.
+        let other = String::from_utf8(body.to_vec()).unwrap().replace("1.50", "2.50");
+        let (x, y) = (stable_order(body).unwrap(), stable_order(other.as_bytes()).unwrap());
+        assert!(common_prefix(&x, &y) > common_prefix(body, other.as_bytes()));
+        assert!(common_prefix(&x, &y) > x.iter().position(|&c| c == b'[').unwrap() + 100);
+        // Not a chat request, not an object, a member twice: forwarded as it came.
+        assert!(stable_order(br#"{"input":"x"}"#).is_none());
+        assert!(stable_order(b"[1,2]").is_none());
+        assert!(stable_order(b"not json").is_none());
+        assert!(stable_order(br#"{"messages":[],"messages":[]}"#).is_none());
     }
 
     #[test]
