@@ -143,9 +143,14 @@ impl<'de> serde::Deserialize<'de> for Members {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Members, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Members, A::Error> {
                 let mut out = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, Box<serde_json::value::RawValue>>()? {
+                while let Some((k, v)) =
+                    m.next_entry::<String, Box<serde_json::value::RawValue>>()?
+                {
                     out.push((k, v));
                 }
                 Ok(Members(out))
@@ -469,8 +474,13 @@ mod tests {
         let b: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(a, b);
         // Two requests that part in their last message now share everything before it.
-        let other = String::from_utf8(body.to_vec()).unwrap().replace("1.50", "2.50");
-        let (x, y) = (stable_order(body).unwrap(), stable_order(other.as_bytes()).unwrap());
+        let other = String::from_utf8(body.to_vec())
+            .unwrap()
+            .replace("1.50", "2.50");
+        let (x, y) = (
+            stable_order(body).unwrap(),
+            stable_order(other.as_bytes()).unwrap(),
+        );
         assert!(common_prefix(&x, &y) > common_prefix(body, other.as_bytes()));
         assert!(common_prefix(&x, &y) > x.iter().position(|&c| c == b'[').unwrap() + 100);
         // Not a chat request, not an object, a member twice: forwarded as it came.
