@@ -1926,6 +1926,31 @@ fn shared_prefixes_and_a_changed_system_prompt_seen_through_the_proxy() {
         );
     }
 
+    // A later run on the same root (its own snapshot, its own qwen process): every
+    // request shares qwen's whole system prompt and tool list with the first run's.
+    let again = launch(
+        &mut s,
+        "Is the README accurate? [[scenario:benign]] [[file:README.md]]",
+    );
+    let end = s.wait_run_end(&again, RUN_BOUND);
+    assert_eq!(end["runStatus"], "completed", "{end}\n{}", s.stderr());
+    let later = model_calls(&mut s, &again);
+    assert_eq!(later.len(), 6, "{later:?}");
+    for c in &later {
+        let segs = c["segments"].as_array().unwrap();
+        assert_eq!(
+            (segs[0]["kind"].as_str(), segs[0]["cached"].as_str()),
+            (Some("system"), Some("full")),
+            "{c}"
+        );
+        assert_eq!(
+            (segs[1]["kind"].as_str(), segs[1]["cached"].as_str()),
+            (Some("tools"), Some("full")),
+            "{c}"
+        );
+        assert!(c["missReason"].is_null(), "{c}");
+    }
+
     // The rule changes; an agent on another root starts a new qwen process with it.
     rule("Team rule: cite every line you read.");
     let other = dir.join("elsewhere");
