@@ -57,20 +57,6 @@ fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no step {id} in {run}"))
 }
 
-/// The settings file of the fake's record of `step` (its first prompt).
-fn settings_of(rec: &Path, step: &str) -> Value {
-    let r = agent_records(rec)
-        .into_iter()
-        .find(|r| r["BOO_STEP_ID"] == step && r.get("prompt").is_some())
-        .unwrap_or_else(|| panic!("no record of {step}"));
-    let path = r["env"]["QWEN_CODE_SYSTEM_SETTINGS_PATH"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let _ = path;
-    r.clone()
-}
-
 #[test]
 fn a_flow_step_spawns_a_child_and_gets_its_result() {
     let t = TempDir::new("spawn-basic");
@@ -154,6 +140,267 @@ fn a_flow_step_spawns_a_child_and_gets_its_result() {
         .find(|r| r["BOO_STEP_ID"] == "trace")
         .unwrap();
     assert_eq!(trace_rec["mode"], "mcp");
-    let _ = settings_of(&rec, "trace");
+    // The spawning step: boo's server only, trusted for it, hooks off.
+    assert_eq!(results["configured"], json!(["boo"]));
+    assert_eq!(results["allowed"], json!(["boo"]));
+    assert_eq!(results["trusted"], true);
+    assert_eq!(results["disableAllHooks"], true);
+    assert_eq!(s.stop(), Some(0));
+}
+
+fn notes_index(notes: &[(String, Value)], pred: impl Fn(&str, &Value) -> bool) -> usize {
+    notes
+        .iter()
+        .position(|(m, p)| pred(m, p))
+        .unwrap_or_else(|| panic!("no such notification in {notes:?}"))
+}
+
+fn ended(id: &'static str, status: &'static str) -> impl Fn(&str, &Value) -> bool {
+    move |m, p| m == "boo/stepUpdated" && p["stepId"] == id && p["status"] == status
+}
+
+#[test]
+fn a_child_outlives_its_parent_step_and_the_run_ends_after_it() {
+    let t = TempDir::new("spawn-outlive");
+    let root = project(t.path());
+    let rec = records(&t);
+    // The parent spawns and ends at once; the child sleeps 3 s first.
+    let calls = json!({"trace": [
+        ["spawn_subagent", {"prompt": "Follow the overflow lead in src/lib.rs."}]
+    ]});
+    let mut env = envs(&t, &rec, "trace=mcp,trace.sub-1=sleep", calls);
+    env.push(("FAKE_QWEN_SLEEP_MS", "3000".into()));
+    let mut s = Server::start(&t.path().join("boo.db"), &env);
+    s.initialize(&root);
+    let run_id = launch(&mut s, "investigate");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let notes = s.run_notes(&run_id);
+    let parent_done = notes_index(&notes, ended("trace", "completed"));
+    let child_done = notes_index(&notes, ended("trace.sub-1", "completed"));
+    let run_end = notes_index(&notes, |m, p| {
+        m == "boo/stepUpdated" && p.get("runStatus").is_some_and(|s| s != "running")
+    });
+    assert!(
+        parent_done < child_done,
+        "the child ended before its parent"
+    );
+    assert!(child_done < run_end, "the run ended before its child");
+    assert_eq!(
+        run_end,
+        notes.len()
+            - 1
+            - notes[run_end..]
+                .iter()
+                .filter(|(m, _)| m != "boo/stepUpdated")
+                .count()
+    );
+    // Default persona: the parent's; default label: the prompt's first line.
+    let added = notes
+        .iter()
+        .find(|(m, _)| m == "boo/stepAdded")
+        .map(|(_, p)| p["step"].clone())
+        .unwrap();
+    assert_eq!(added["agent"], "evidence-based-investigator");
+    assert_eq!(added["label"], "Follow the overflow lead in src/lib.rs.");
+    let run = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    assert_eq!(step(&run, "trace.sub-1")["status"], "completed");
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
+fn cancelling_the_run_cancels_its_children() {
+    let t = TempDir::new("spawn-cancel");
+    let root = project(t.path());
+    let rec = records(&t);
+    let calls = json!({"trace": [
+        ["spawn_subagent", {"prompt": "A long lead."}]
+    ]});
+    let mut env = envs(&t, &rec, "trace=mcp,trace.sub-1=sleep", calls);
+    env.push(("FAKE_QWEN_SLEEP_MS", "120000".into()));
+    let mut s = Server::start(&t.path().join("boo.db"), &env);
+    s.initialize(&root);
+    let run_id = launch(&mut s, "investigate");
+    s.wait_for("the child", LONG, |m, p| {
+        m == "boo/stepAdded" && p["step"]["stepId"] == "trace.sub-1"
+    });
+    // Let its agent start before cancelling.
+    assert!(wait_until(LONG, || invocations(&rec).get("trace.sub-1") == Some(&1)));
+    s.request("boo/cancelRun", json!({"runId": run_id}))
+        .unwrap();
+    let end = s.wait_run_end(&run_id, Duration::from_secs(30));
+    assert_eq!(end["runStatus"], "cancelled", "{end}");
+    let run = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    assert_eq!(step(&run, "trace.sub-1")["status"], "cancelled", "{run}");
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
+fn kill_9_with_children_in_flight_resumes_only_unfinished_ones_and_never_respawns() {
+    let t = TempDir::new("spawn-resume");
+    let root = project(t.path());
+    let db = t.path().join("boo.db");
+    let rec = records(&t);
+    // The parent starts a quick child and a slow one, then waits for the slow one.
+    let calls = json!({"trace": [
+        ["spawn_subagent", {"prompt": "Quick lead."}],
+        ["spawn_subagent", {"prompt": "Slow lead."}],
+        ["subagent_result", {"agentId": "$2", "waitSeconds": 30}],
+        ["subagent_result", {"agentId": "$2", "waitSeconds": 30}]
+    ]});
+    let mut env = envs(&t, &rec, "trace=mcp,trace.sub-2=sleep", calls.clone());
+    env.push(("FAKE_QWEN_SLEEP_MS", "120000".into()));
+    let mut s = Server::start(&db, &env);
+    s.initialize(&root);
+    let run_id = launch(&mut s, "investigate");
+    s.wait_for(
+        "the quick child's end",
+        LONG,
+        ended("trace.sub-1", "completed"),
+    );
+    assert!(wait_until(LONG, || invocations(&rec).get("trace.sub-2") == Some(&1)));
+    s.kill9();
+
+    let mut env = envs(&t, &rec, "trace=mcp,trace.sub-2=sleep", calls);
+    env.push(("FAKE_QWEN_SLEEP_MS", "300".into()));
+    let mut s2 = Server::start(&db, &env);
+    s2.initialize(&root);
+    let end = s2.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}; {}", s2.stderr());
+    let n = invocations(&rec);
+    assert_eq!(
+        n.get("trace.sub-1"),
+        Some(&1),
+        "a finished child ran again: {n:?}"
+    );
+    assert_eq!(n.get("trace.sub-2"), Some(&2), "{n:?} {}", s2.stderr());
+    assert_eq!(n.get("trace"), Some(&2), "{n:?}");
+    let run = s2.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    let kids: Vec<&Value> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["parentStepId"] == "trace")
+        .collect();
+    assert_eq!(kids.len(), 2, "the resumed parent spawned again: {kids:?}");
+    assert!(kids.iter().all(|k| k["status"] == "completed"), "{kids:?}");
+    // The resumed parent's spawn calls named the children it already had.
+    let results = mcp_results(step(&run, "trace")["output"].as_str().unwrap());
+    let r = results["results"].as_array().unwrap();
+    let id = |i: usize| {
+        serde_json::from_str::<Value>(r[i][1].as_str().unwrap()).unwrap()["agentId"].clone()
+    };
+    assert_eq!(id(0), "trace.sub-1");
+    assert_eq!(id(1), "trace.sub-2");
+    let last: Value = serde_json::from_str(r[3][1].as_str().unwrap()).unwrap();
+    assert_eq!(last["status"], "completed", "{results}");
+    // The new server announced both children again under their parent.
+    let added: Vec<Value> = s2
+        .run_notes(&run_id)
+        .into_iter()
+        .filter(|(m, _)| m == "boo/stepAdded")
+        .map(|(_, p)| p["step"].clone())
+        .collect();
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert!(added.iter().all(|a| a["parentStepId"] == "trace"));
+    assert_eq!(s2.stop(), Some(0));
+}
+
+#[test]
+fn a_child_has_no_tools_and_steps_without_spawn_have_no_mcp_server() {
+    let t = TempDir::new("spawn-depth");
+    let root = project(t.path());
+    let rec = records(&t);
+    let calls = json!({
+        "trace": [["spawn_subagent", {"prompt": "Child, try to spawn."}],
+                  ["subagent_result", {"agentId": "$1", "waitSeconds": 30}]],
+        "trace.sub-1": [["spawn_subagent", {"prompt": "Grandchild."}]],
+        "security": [["spawn_subagent", {"prompt": "Not allowed here."}]]
+    });
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &envs(&t, &rec, "trace=mcp,trace.sub-1=mcp,security=mcp", calls),
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "investigate");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let run = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    for id in ["trace.sub-1", "security"] {
+        let r = mcp_results(step(&run, id)["output"].as_str().unwrap());
+        assert_eq!(r["mcp"], json!([]), "{id}: {r}");
+        assert_eq!(r["configured"], json!([]), "{id}: {r}");
+        assert_eq!(r["trusted"], false, "{id}: {r}");
+        assert_eq!(r["allowed"], Value::Null, "{id}: {r}");
+        assert_eq!(r["results"][0][2], true, "{id}: {r}");
+    }
+    let kids = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["parentStepId"].is_string())
+        .count();
+    assert_eq!(kids, 1, "{run}");
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[test]
+fn the_step_and_run_limits_refuse_with_a_clear_tool_error() {
+    let t = TempDir::new("spawn-limits");
+    let root = project(t.path());
+    let rec = records(&t);
+    let five: Vec<Value> = (1..=5)
+        .map(|i| json!(["spawn_subagent", {"prompt": format!("Lead {i}.")}]))
+        .collect();
+    let mut s = Server::start(
+        &t.path().join("boo.db"),
+        &envs(&t, &rec, "trace=mcp", json!({"trace": five})),
+    );
+    s.initialize(&root);
+    let run_id = launch(&mut s, "investigate");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let run = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    let r = mcp_results(step(&run, "trace")["output"].as_str().unwrap());
+    let results = r["results"].as_array().unwrap();
+    assert!(results[..4].iter().all(|x| x[2] == false), "{r}");
+    assert_eq!(results[4][2], true, "{r}");
+    let msg = results[4][1].as_str().unwrap();
+    assert!(
+        msg.contains("already started 4 background agents") && msg.contains("BOO_SPAWN_PER_STEP"),
+        "{msg}"
+    );
+    let kids = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["parentStepId"] == "trace")
+        .count();
+    assert_eq!(kids, 4);
+    assert_eq!(s.stop(), Some(0));
+
+    // The run limit, configured lower.
+    let t = TempDir::new("spawn-limits-run");
+    let root = project(t.path());
+    let rec = records(&t);
+    let three: Vec<Value> = (1..=3)
+        .map(|i| json!(["spawn_subagent", {"prompt": format!("Lead {i}.")}]))
+        .collect();
+    let mut env = envs(&t, &rec, "trace=mcp", json!({"trace": three}));
+    env.push(("BOO_SPAWN_PER_RUN", "2".into()));
+    let mut s = Server::start(&t.path().join("boo.db"), &env);
+    s.initialize(&root);
+    let run_id = launch(&mut s, "investigate");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let run = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    let r = mcp_results(step(&run, "trace")["output"].as_str().unwrap());
+    let msg = r["results"][2][1].as_str().unwrap();
+    assert_eq!(r["results"][2][2], true, "{r}");
+    assert!(
+        msg.contains("this run already started 2 background agents")
+            && msg.contains("BOO_SPAWN_PER_RUN"),
+        "{msg}"
+    );
     assert_eq!(s.stop(), Some(0));
 }

@@ -446,19 +446,6 @@ pub fn finish_step(c: &Connection, run_id: &str, step_id: &str, end: &StepEnd) -
     Ok(now)
 }
 
-pub fn set_step_meta(
-    c: &Connection,
-    run_id: &str,
-    step_id: &str,
-    meta: &serde_json::Value,
-) -> Result<()> {
-    c.execute(
-        "UPDATE flow_steps SET meta = ?3 WHERE run_id = ?1 AND step_id = ?2",
-        params![run_id, step_id, meta.to_string()],
-    )?;
-    Ok(())
-}
-
 pub fn set_step_pid(
     c: &Connection,
     run_id: &str,
@@ -1354,8 +1341,7 @@ pub fn insert_cached_step(
             s.parent_step_id,
             s.phase,
             s.cache_key,
-            owner,
-            s.meta.as_ref().map(|m| m.to_string())
+            owner
         ],
     )?;
     Ok((n == 1).then_some(now))
