@@ -93,6 +93,37 @@ fn a_flow_step_spawns_a_child_and_gets_its_result() {
     assert_eq!(child["phase"], Value::Null);
     assert_eq!(child["status"], "running");
     assert_eq!(child["cached"], false);
+    // The same shape the clients' protocol case for children expects (rule 20).
+    let case: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/protocol-cases/flow-children.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let expected = case["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["method"] == "boo/stepAdded")
+        .unwrap()["params"]["step"]
+        .clone();
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(child), keys(&expected), "{child}");
+    for (k, v) in expected.as_object().unwrap() {
+        let same_type = match v {
+            Value::Null => child[k].is_null(),
+            Value::String(_) => child[k].is_string(),
+            Value::Bool(_) => child[k].is_boolean(),
+            Value::Number(_) => child[k].is_number(),
+            _ => true,
+        };
+        assert!(same_type, "{k}: {} vs {v}", child[k]);
+    }
     let run = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
     let trace_wave = step(&run, "trace")["wave"].clone();
     assert_eq!(child["wave"], trace_wave);
