@@ -63,14 +63,17 @@ pub const MCP_SERVER_NAME: &str = "boo";
 pub const MCP_TOOLS: &[&str] = &["spawn_subagent", "subagent_status", "subagent_result"];
 
 /// Whether an agent may be offered `tool`: the read/search tools, and boo's own MCP
-/// tools when the step was given boo's MCP server.
+/// tools when the step was given boo's MCP server. qwen names them
+/// `mcp__boo__<tool>` to the model and in headless `init`, and `boo__<tool>` in the
+/// ACP context usage (measured with 0.24.4).
 pub fn tool_allowed(tool: &str, mcp: bool) -> bool {
     if ALLOWED_TOOLS.contains(&tool) {
         return true;
     }
     mcp && tool
         .strip_prefix("mcp__")
-        .and_then(|rest| rest.strip_prefix(MCP_SERVER_NAME))
+        .unwrap_or(tool)
+        .strip_prefix(MCP_SERVER_NAME)
         .and_then(|rest| rest.strip_prefix("__"))
         .is_some_and(|t| MCP_TOOLS.contains(&t))
 }
@@ -629,6 +632,28 @@ pub fn agent_guard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boo_mcp_tools_are_allowed_only_with_boo_mcp_server() {
+        for t in [
+            "mcp__boo__spawn_subagent",
+            "boo__subagent_result",
+            "boo__subagent_status",
+        ] {
+            assert!(tool_allowed(t, true), "{t}");
+            assert!(!tool_allowed(t, false), "{t}");
+        }
+        for t in [
+            "mcp__evil__spawn_subagent",
+            "evil__x",
+            "mcp__boo__write_file",
+            "write_file",
+            "mcp__boox__spawn_subagent",
+        ] {
+            assert!(!tool_allowed(t, true), "{t}");
+        }
+        assert!(tool_allowed("read_file", false));
+    }
 
     #[test]
     fn stale_scratch_directories_are_collected_and_running_ones_kept() {
