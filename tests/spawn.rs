@@ -160,6 +160,11 @@ fn a_flow_step_spawns_a_child_and_gets_its_result() {
     assert_eq!(c["parentStepId"], "trace");
     let report = run["report"].as_str().unwrap();
     assert!(report.contains("Check add"), "{report}");
+    // The child's finding is verified and reported like any step's.
+    assert!(
+        report.contains("fake-qwen read README.md for step trace.sub-1"),
+        "{report}"
+    );
 
     // Only the spawning step had boo's MCP server: its settings name `boo mcp` and its
     // folder was trusted for it; the child and every other agent step had neither.
@@ -432,6 +437,101 @@ fn the_step_and_run_limits_refuse_with_a_clear_tool_error() {
         msg.contains("this run already started 2 background agents")
             && msg.contains("BOO_SPAWN_PER_RUN"),
         "{msg}"
+    );
+    assert_eq!(s.stop(), Some(0));
+}
+
+/// Speaks MCP stdio to `boo mcp --socket <socket>` with `token` and calls one tool.
+fn call_boo_mcp(socket: &str, token: &str, tool: &str, args: Value) -> (Value, Value) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = std::process::Command::new(boo_bin())
+        .args(["mcp", "--socket", socket])
+        .env("BOO_MCP_TOKEN", token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ask = |v: Value| {
+        writeln!(stdin, "{v}").unwrap();
+        serde_json::from_str::<Value>(&lines.next().unwrap().unwrap()).unwrap()
+    };
+    let init = ask(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}));
+    let answer = ask(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": tool, "arguments": args}}));
+    let _ = child.kill();
+    let _ = child.wait();
+    (init, answer)
+}
+
+#[test]
+fn the_channel_is_private_and_a_step_token_dies_with_its_step() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempDir::new("spawn-token");
+    let root = project(t.path());
+    let rec = records(&t);
+    let calls = json!({"trace": [["subagent_status", {"agentId": "trace.sub-9"}]]});
+    let mut env = envs(&t, &rec, "trace=mcp", calls);
+    env.push(("FAKE_QWEN_MCP_SHOW_TOKEN", "1".into()));
+    let mut s = Server::start(&t.path().join("boo.db"), &env);
+    s.initialize(&root);
+    let run_id = launch(&mut s, "investigate");
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let run = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    let r = mcp_results(step(&run, "trace")["output"].as_str().unwrap());
+    // A child id the step never started is refused.
+    assert_eq!(r["results"][0][2], true, "{r}");
+    assert!(
+        r["results"][0][1]
+            .as_str()
+            .unwrap()
+            .contains("unknown agentId"),
+        "{r}"
+    );
+    let token = r["token"].as_str().unwrap().to_string();
+    let socket = r["socket"].as_str().unwrap().to_string();
+    assert!(token.len() >= 32, "{r}");
+    // The runtime folder is the user's alone; so is the socket.
+    let rt = t.path().join("rt");
+    assert!(socket.starts_with(rt.to_str().unwrap()), "{socket}");
+    assert_eq!(
+        std::fs::metadata(&rt).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The step ended: its token starts nothing any more, through `boo mcp` itself.
+    let (init, answer) = call_boo_mcp(&socket, &token, "spawn_subagent", json!({"prompt": "late"}));
+    assert_eq!(init["result"]["serverInfo"]["name"], "boo", "{init}");
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("may not start background agents"),
+        "{answer}"
+    );
+    let (_, bogus) = call_boo_mcp(
+        &socket,
+        "not-a-token",
+        "subagent_status",
+        json!({"agentId": "trace.sub-1"}),
+    );
+    assert_eq!(bogus["result"]["isError"], true, "{bogus}");
+    let run = s.request("boo/getRun", json!({"runId": run_id})).unwrap();
+    assert!(
+        !run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["parentStepId"].is_string()),
+        "{run}"
     );
     assert_eq!(s.stop(), Some(0));
 }
