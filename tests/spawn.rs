@@ -181,6 +181,30 @@ fn a_flow_step_spawns_a_child_and_gets_its_result() {
     assert_eq!(results["allowed"], json!(["boo"]));
     assert_eq!(results["trusted"], true);
     assert_eq!(results["disableAllHooks"], true);
+
+    // The background agents list shows the child: a step of the run, spawned by
+    // `trace`, with its persona, prompt, status and tokens (no band).
+    let listed = s.request("boo/listAgents", json!({})).unwrap();
+    let agents = listed["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{listed}");
+    let a = &agents[0];
+    assert_eq!(a["runId"], run_id.as_str());
+    assert_eq!(a["parentRunId"], run_id.as_str());
+    assert_eq!(a["parentStepId"], "trace");
+    assert_eq!(a["stepId"], "trace.sub-1");
+    assert_eq!(a["persona"], "data-engineer");
+    assert_eq!(a["kind"], "agent");
+    assert_eq!(a["band"], Value::Null);
+    assert_eq!(a["status"], "completed");
+    assert_eq!(a["question"], "Look at src/lib.rs and say what add does.");
+    assert_eq!(a["finishedAt"], c["finishedAt"]);
+    assert_eq!(a["usage"], c["usage"]);
+    for (status, n) in [("completed", 1), ("running", 0), ("failed", 0)] {
+        let l = s
+            .request("boo/listAgents", json!({"status": status}))
+            .unwrap();
+        assert_eq!(l["agents"].as_array().unwrap().len(), n, "{status}: {l}");
+    }
     assert_eq!(s.stop(), Some(0));
 }
 

@@ -189,12 +189,10 @@ impl From<ext::RunStatus> for model::RunStatus {
     }
 }
 
-/// A listed background agent (`boo/listAgents`).
-pub fn agent_summary(
-    s: model::RunSummary,
-    persona: String,
-    usage: model::Usage,
-) -> ext::AgentSummary {
+/// A listed background agent (`boo/listAgents`): an agent run, or a child an agent
+/// step spawned (its `runId` is the run it is a step of, which also is its
+/// `parentRunId`; `stepId` names its step).
+pub fn agent_summary(a: crate::store::queries::AgentRow) -> ext::AgentSummary {
     let ext::RunSummary {
         run_id,
         flow,
@@ -205,21 +203,31 @@ pub fn agent_summary(
         created_at,
         finished_at,
         kind,
-    } = s.into();
+    } = a.summary.into();
+    let (parent_run_id, parent_step_id, step_id) = match a.spawned {
+        Some(s) => (Some(s.run_id), Some(s.parent_step_id), Some(s.step_id)),
+        None => (None, None, None),
+    };
     ext::AgentSummary {
         run_id,
         flow,
-        band,
+        // An agent has no band (a child's run may be a flow run that has one).
+        band: band.filter(|_| step_id.is_none()),
         status,
         question,
         root,
         created_at,
         finished_at,
-        kind,
-        persona,
-        usage: usage.into(),
-        parent_run_id: None,
-        parent_step_id: None,
+        kind: if step_id.is_some() {
+            "agent".into()
+        } else {
+            kind
+        },
+        persona: a.persona,
+        usage: a.usage.into(),
+        parent_run_id,
+        parent_step_id,
+        step_id,
     }
 }
 

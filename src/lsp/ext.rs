@@ -207,6 +207,9 @@ wire_struct! {
         pub persona: String,
         pub parent_run_id: Option<String>,
         pub parent_step_id: Option<String>,
+        /// For a child an agent step spawned: its own step in the run `runId`
+        /// (open that run and show this step); `null` for an agent run.
+        pub step_id: Option<String>,
         /// The tokens its agent has used so far.
         pub usage: Usage,
     }

@@ -376,10 +376,7 @@ impl Backend {
             .await
             .map_err(internal)?;
         Ok(ext::ListAgentsResult {
-            agents: rows
-                .into_iter()
-                .map(|(s, persona, usage)| convert::agent_summary(s, persona, usage))
-                .collect(),
+            agents: rows.into_iter().map(convert::agent_summary).collect(),
         })
     }
 

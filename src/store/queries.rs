@@ -215,13 +215,33 @@ pub fn list_runs(
     Ok((rows, next))
 }
 
-/// Agent runs (`meta.kind = "agent"`), newest first, with their persona.
+/// A listed background agent: an agent run, or a child an agent step spawned
+/// (`spawned` set: the run it is a step of, the step that spawned it, its own step).
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub summary: RunSummary,
+    pub persona: String,
+    pub usage: Usage,
+    pub spawned: Option<SpawnedBy>,
+}
+
+/// Where a child agent lives: a step of `run_id`, spawned by `parent_step_id`.
+#[derive(Debug, Clone)]
+pub struct SpawnedBy {
+    pub run_id: String,
+    pub parent_step_id: String,
+    pub step_id: String,
+}
+
+/// Background agents, newest first: agent runs (`meta.kind = "agent"`) with their
+/// persona, and the children agent steps spawned (a step whose meta has `spawned`),
+/// each with its own prompt, status, times and tokens.
 pub fn list_agents(
     c: &Connection,
     root: Option<&str>,
     status: Option<RunStatus>,
     limit: u32,
-) -> Result<Vec<(RunSummary, String, Usage)>> {
+) -> Result<Vec<AgentRow>> {
     let mut sql = format!(
         "SELECT {RUN_COLS}, json_extract(r.meta, '$.agent.persona') FROM flow_runs r
          WHERE json_valid(r.meta) AND json_extract(r.meta, '$.kind') = 'agent'"
@@ -237,18 +257,117 @@ pub fn list_agents(
     }
     sql.push_str(&format!(" ORDER BY r.run_id DESC LIMIT {}", limit as i64));
     let mut stmt = c.prepare(&sql)?;
-    let rows = stmt
+    let mut rows: Vec<AgentRow> = stmt
         .query_map(rusqlite::params_from_iter(args.iter()), |row| {
-            Ok((
-                summary_from_row(row)?,
-                row.get::<_, Option<String>>(20)?.unwrap_or_default(),
-                Usage {
+            Ok(AgentRow {
+                summary: summary_from_row(row)?,
+                persona: row.get::<_, Option<String>>(20)?.unwrap_or_default(),
+                usage: Usage {
                     input_tokens: row.get::<_, i64>(16)? as u64,
                     output_tokens: row.get::<_, i64>(17)? as u64,
                     cache_read_tokens: row.get::<_, i64>(18)? as u64,
                     total_tokens: row.get::<_, i64>(19)? as u64,
                 },
-            ))
+                spawned: None,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.extend(spawned_children(c, root, status, limit)?);
+    // Newest first by when each started (a child by its step, a run by its launch).
+    rows.sort_by(|a, b| {
+        b.summary
+            .created_at
+            .cmp(&a.summary.created_at)
+            .then_with(|| b.summary.run_id.cmp(&a.summary.run_id))
+    });
+    rows.truncate(limit as usize);
+    Ok(rows)
+}
+
+/// The children agent steps spawned, as listed agents. A child not started yet
+/// counts as running (it is queued for a slot); skipped counts as cancelled.
+fn spawned_children(
+    c: &Connection,
+    root: Option<&str>,
+    status: Option<RunStatus>,
+    limit: u32,
+) -> Result<Vec<AgentRow>> {
+    let mut sql = String::from(
+        "SELECT r.run_id, r.flow, r.root, r.created_at, r.meta,
+                s.step_id, s.parent_step_id, s.status, s.started_at, s.finished_at,
+                s.input_tokens, s.output_tokens, s.cache_read_tokens, s.total_tokens,
+                json_extract(s.meta, '$.spawned.persona'), json_extract(s.meta, '$.spawned.prompt'),
+                s.agent
+         FROM flow_steps s JOIN flow_runs r ON r.run_id = s.run_id
+         WHERE s.parent_step_id IS NOT NULL AND json_valid(s.meta)
+           AND json_extract(s.meta, '$.spawned') IS NOT NULL",
+    );
+    let mut args: Vec<String> = Vec::new();
+    if let Some(root) = root {
+        args.push(root.to_string());
+        sql.push_str(&format!(" AND r.project_id = ?{}", args.len()));
+    }
+    if let Some(st) = status {
+        let steps: &[&str] = match st {
+            RunStatus::Running => &["pending", "running"],
+            RunStatus::Completed => &["completed"],
+            RunStatus::Failed => &["failed"],
+            RunStatus::Cancelled => &["cancelled", "skipped"],
+        };
+        let first = args.len() + 1;
+        args.extend(steps.iter().map(|s| s.to_string()));
+        let marks: Vec<String> = (first..=args.len()).map(|i| format!("?{i}")).collect();
+        sql.push_str(&format!(" AND s.status IN ({})", marks.join(", ")));
+    }
+    sql.push_str(&format!(
+        " ORDER BY COALESCE(s.started_at, r.created_at) DESC LIMIT {}",
+        limit as i64
+    ));
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |row| {
+            let run_id: String = row.get(0)?;
+            let run_created: String = row.get(3)?;
+            let meta: Option<String> = row.get(4)?;
+            let step_status: String = row.get(7)?;
+            let started: Option<String> = row.get(8)?;
+            let persona = row
+                .get::<_, Option<String>>(14)?
+                .or(row.get::<_, Option<String>>(16)?)
+                .unwrap_or_default();
+            Ok(AgentRow {
+                summary: RunSummary {
+                    run_id: run_id.clone(),
+                    flow: row.get(1)?,
+                    band: Band::Small,
+                    status: match step_status.as_str() {
+                        "completed" => RunStatus::Completed,
+                        "failed" => RunStatus::Failed,
+                        "cancelled" | "skipped" => RunStatus::Cancelled,
+                        _ => RunStatus::Running,
+                    },
+                    question: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
+                    root: row.get(2)?,
+                    created_at: started.unwrap_or(run_created),
+                    finished_at: row.get(9)?,
+                    kind: meta
+                        .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+                        .and_then(|m| m.get("kind").and_then(|k| k.as_str()).map(String::from))
+                        .unwrap_or_else(|| "flow".into()),
+                },
+                persona,
+                usage: Usage {
+                    input_tokens: row.get::<_, i64>(10)? as u64,
+                    output_tokens: row.get::<_, i64>(11)? as u64,
+                    cache_read_tokens: row.get::<_, i64>(12)? as u64,
+                    total_tokens: row.get::<_, i64>(13)? as u64,
+                },
+                spawned: Some(SpawnedBy {
+                    run_id,
+                    parent_step_id: row.get(6)?,
+                    step_id: row.get(5)?,
+                }),
+            })
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
@@ -423,6 +542,8 @@ pub struct StepEnd {
     pub error: Option<String>,
     pub usage: Usage,
     pub fatal: bool,
+    /// Merged into the step's meta (what was there at the start, such as a child's
+    /// `spawned` request, stays).
     pub meta: Option<serde_json::Value>,
 }
 
@@ -432,7 +553,10 @@ pub fn finish_step(c: &Connection, run_id: &str, step_id: &str, end: &StepEnd) -
     c.execute(
         "UPDATE flow_steps SET status = ?3, output = ?4, error = ?5, finished_at = ?6,
                 input_tokens = ?7, output_tokens = ?8, cache_read_tokens = ?9, total_tokens = ?10,
-                fatal = ?11, meta = COALESCE(?12, meta), agent_pid = NULL, agent_pid_start = NULL
+                fatal = ?11,
+                meta = CASE WHEN ?12 IS NULL THEN meta
+                            ELSE json_patch(CASE WHEN json_valid(meta) THEN meta ELSE '{}' END, json(?12)) END,
+                agent_pid = NULL, agent_pid_start = NULL
          WHERE run_id = ?1 AND step_id = ?2 AND status IN ('pending', 'running')",
         params![
             run_id,

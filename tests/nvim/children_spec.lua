@@ -117,4 +117,50 @@ H.test('a child that ends is notified (once) when its run is open in a pane; par
   H.artifact('pane-done', table.concat(lines_of(RUN), '\n'))
 end)
 
+H.test(':Boo agents lists a child an agent spawned and opens its run with its stream', function()
+  -- boo/listAgents as the server answers it: an agent run and a child of this run.
+  local real_request = client.request
+  client.request = function(root, method, params, cb)
+    if method ~= 'boo/listAgents' then
+      return cb({ message = 'offline in this spec' })
+    end
+    cb(nil, { agents = {
+      { runId = RUN, flow = 'security-review', status = 'completed', question = 'Check the session cookie',
+        root = '/p', createdAt = '2026-11-30T10:00:01Z', finishedAt = '2026-11-30T10:00:04Z', kind = 'agent',
+        persona = 'adversarial-security-analyst', parentRunId = RUN, parentStepId = 'security',
+        stepId = 'security.sub-1', usage = { inputTokens = 900, outputTokens = 300, totalTokens = 1200 } },
+      { runId = RUN, flow = 'security-review', status = 'running', question = 'Check the CSRF token',
+        root = '/p', createdAt = '2026-11-30T10:00:02Z', kind = 'agent',
+        persona = 'adversarial-security-analyst', parentRunId = RUN, parentStepId = 'security',
+        stepId = 'security.sub-2', usage = { inputTokens = 200, outputTokens = 100, totalTokens = 300 } },
+      { runId = '0193a000-0000-7000-8000-0000000003aa', flow = 'agent', status = 'running', question = 'look at auth/',
+        root = '/p', createdAt = '2026-11-30T10:00:00Z', kind = 'agent', persona = 'codebase-explorer',
+        usage = { inputTokens = 0, outputTokens = 0, totalTokens = 0 } },
+    } })
+  end
+  pane.expand(RUN, nil)
+  H.selects = {}
+  local listed
+  H.script_select(function(labels)
+    listed = labels
+    return H.find_label(labels, 'Check the session cookie', true)
+  end)
+  local got
+  require('boo').agents('/p', function(err, id)
+    got = { err = err, id = id }
+  end)
+  H.wait(5000, function()
+    return got
+  end, 'an agent picked')
+  client.request = real_request
+  H.eq(got.id, RUN, 'the run that holds the child')
+  H.ok(listed[1]:match('^completed +adversarial%-security%-an%.%.%. +3%.0s +1%.2k tok  Check the session cookie %(spawned by security%)$'),
+    'status, persona, elapsed, its own tokens, prompt, parent: ' .. listed[1])
+  H.ok(listed[2]:find(' 300 tok  Check the CSRF token (spawned by security)', 1, true), 'each child its own tokens: ' .. listed[2])
+  H.eq(client.agent_runs[RUN], nil, 'a running child is not followed as a run of its own')
+  H.ok(client.agent_runs['0193a000-0000-7000-8000-0000000003aa'], 'the running agent run is')
+  H.contains(H.pane_text(RUN), 'Cookie is HttpOnly.', 'the pane shows the child expanded, with its stream')
+  client.agent_runs['0193a000-0000-7000-8000-0000000003aa'] = nil
+end)
+
 H.finish()

@@ -112,6 +112,8 @@ export interface AgentSummary extends RunSummary {
   /** The run and step that spawned it, for a child of an agent step. */
   parentRunId: string | null;
   parentStepId: string | null;
+  /** A child's own step in the run `runId` (null for an agent run). */
+  stepId: string | null;
   /** The tokens its agent has used so far. */
   usage: Usage;
 }

@@ -48,6 +48,15 @@ local function answer_tokens(res)
   return any and total or nil
 end
 
+--- A listed agent's key: its run, or for a child an agent spawned (a step of
+--- its run) the run and the step.
+function M.key(a)
+  if type(a.stepId) == 'string' and a.stepId ~= '' then
+    return a.runId .. '/' .. a.stepId
+  end
+  return a.runId
+end
+
 --- One line of the agents list: status, persona, elapsed time, tokens, prompt
 --- (and, for a child an agent spawned, the step that spawned it).
 function M.format(a, tokens, now)
@@ -74,9 +83,13 @@ local function with_tokens(root, agents, wait_ms, cb)
   end
   for _, a in ipairs(agents) do
     local run = c.store:get(a.runId)
-    local known = usage_tokens(a.usage) or (run and state.is_terminal(run.status) and state.run_tokens(run)) or nil
-    if known then
-      tokens[a.runId] = known
+    local known = usage_tokens(a.usage)
+    if not known and not a.stepId then
+      known = run and state.is_terminal(run.status) and state.run_tokens(run) or nil
+    end
+    if known or a.stepId then
+      -- A child's tokens are its step's, which the list carries.
+      tokens[M.key(a)] = known
     else
       pending = pending + 1
       c.request(a.root or root, 'boo/getRun', { runId = a.runId }, function(err, res)
@@ -116,7 +129,8 @@ function M.pick(root, cb)
       return cb and cb(nil, nil)
     end
     for _, a in ipairs(agents) do
-      if not state.is_terminal(a.status) and not c.agent_runs[a.runId] then
+      -- A child is followed through its run's pane, not as a run of its own.
+      if not a.stepId and not state.is_terminal(a.status) and not c.agent_runs[a.runId] then
         c.agent_runs[a.runId] = { persona = a.persona, prompt = a.question }
       end
     end
@@ -127,7 +141,7 @@ function M.pick(root, cb)
         prompt = 'boo agents · ' .. root,
         kind = 'boo.agent',
         format_item = function(a)
-          return M.format(a, tokens[a.runId], now)
+          return M.format(a, tokens[M.key(a)], now)
         end,
       }, function(a)
         if not a then
@@ -136,12 +150,19 @@ function M.pick(root, cb)
         local run = c.store:ensure(a.runId, now)
         run.root = run.root or a.root
         run.flow = run.flow or a.flow
-        run.question = run.question or a.question
-        run.kind = 'agent'
+        if not a.stepId then
+          run.question = run.question or a.question
+          run.kind = 'agent'
+        end
         -- Always rebuild from the transcript: the stream and the result.
         run.loaded = false
         run.stub = true
-        require('boo.pane').open(a.runId)
+        local pane = require('boo.pane')
+        pane.open(a.runId)
+        if a.stepId then
+          -- A child: its run's pane with the child's own stream expanded.
+          pane.expand(a.runId, a.stepId)
+        end
         if cb then
           cb(nil, a.runId)
         end
