@@ -48,7 +48,7 @@ export BOO_REQUIRE_REAL_QWEN=1
 suite "rust: unit, end-to-end and real-qwen tests (agents in the warm ACP pool)" cargo test --quiet
 # The same end-to-end tests with one `qwen -p` per prompt (BOO_AGENT_TRANSPORT=oneshot).
 suite "rust: end-to-end and real-qwen tests on the one-shot transport" \
-  env BOO_AGENT_TRANSPORT=oneshot cargo test --quiet --test serve --test cli --test workflows --test real_qwen
+  env BOO_AGENT_TRANSPORT=oneshot cargo test --quiet --test serve --test cli --test workflows --test agents --test spawn --test attachments --test real_qwen
 suite "fixtures: fake qwen and mock model server" python3 tests/fixtures/selftest.py
 suite "catalog: flows and personas" python3 scripts/check-catalog.py
 suite "neovim plugin (headless Neovim 0.11.4)" scripts/test-nvim.sh

@@ -470,6 +470,23 @@ prompt = "Read the code only."
     let (eyes, code) = (of("eyes"), of("code"));
     assert_eq!(eyes.len(), 1, "{records:?}");
     assert_eq!(code.len(), 1, "{records:?}");
+    if !pooled() {
+        // One-shot: the images are files of the agent's scratch space, named in its
+        // prompt in launch order; the opted-out step is given none.
+        let p = eyes[0]["prompt"].as_str().unwrap();
+        let (a, b) = (p.find("small.png: @"), p.find("big.png: @"));
+        assert!(
+            a.is_some() && b.is_some() && a < b,
+            "both images, in order: {p:.600}"
+        );
+        let q = code[0]["prompt"].as_str().unwrap();
+        assert!(
+            !q.contains("Attached images") && !q.contains("small.png"),
+            "{q:.600}"
+        );
+        s.stop();
+        return;
+    }
     let got: Vec<(String, u64)> = eyes[0]["images"]
         .as_array()
         .unwrap()
