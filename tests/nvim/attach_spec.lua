@@ -205,6 +205,33 @@ H.test('export names the attachment', function()
   H.contains(text, run_id and client.store:get(run_id).attachments[1].attachmentId, 'with its id')
 end)
 
+H.test('a re-run sends the run\'s images again (fetched from the server), not the queue', function()
+  sent = {}
+  local again
+  require('boo').rerun(run_id, function(err, id)
+    again = id or ('error: ' .. vim.inspect(err))
+  end)
+  H.wait(20000, function()
+    return again
+  end, 'the re-run answer')
+  H.ok(not tostring(again):match('^error'), 're-launched: ' .. tostring(again))
+  H.ok(again ~= run_id, 'a new run')
+  H.eq(#sent, 1, 'one launch')
+  local sent_images = sent[1].params.attachments
+  H.eq(#sent_images, 1, 'the one image')
+  H.eq({ sent_images[1].name, sent_images[1].mimeType }, { 'shot.png', 'image/png' }, 'name and type')
+  H.eq(vim.base64.decode(sent_images[1].data) == shot_bytes, true, 'the bytes the run had')
+  H.eq(sent[1].params.visionModel, true, 'visionModel from the config')
+  local run = client.store:get(again)
+  H.wait(20000, function()
+    return run.attachments and #run.attachments == 1
+  end, 'the new run lists it')
+  H.eq(run.attachments[1].sha256, client.store:get(run_id).attachments[1].sha256, 'the same image (stored once)')
+  H.wait(60000, function()
+    return state.is_terminal(run.status)
+  end, 'the re-run ends')
+end)
+
 H.test('a file that is not an image is refused with the server message; no run, the queue stays', function()
   vim.cmd('Boo attach ' .. vim.fn.fnameescape(notes_png))
   local before = pane.last_run_id

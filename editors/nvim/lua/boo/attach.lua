@@ -43,12 +43,14 @@ function M.clear()
 end
 
 --- Add the queue to launch params (`attachments`, and `visionModel` when the
---- config declares a vision model). Returns the number of images sent.
-function M.apply(params)
-  if #M.queue == 0 then
+--- config declares a vision model), after `first` (images a launch carries
+--- itself, such as a re-run's `{ name, mimeType, data }`). Returns the number
+--- of images sent.
+function M.apply(params, first)
+  if #M.queue == 0 and (type(first) ~= 'table' or #first == 0) then
     return 0
   end
-  local list = {}
+  local list = vim.deepcopy(type(first) == 'table' and first or {})
   for _, p in ipairs(M.queue) do
     list[#list + 1] = { path = p }
   end
@@ -66,7 +68,9 @@ function M.launched(params)
   end
   local sent = {}
   for _, a in ipairs(params.attachments) do
-    sent[a.path] = true
+    if a.path then
+      sent[a.path] = true
+    end
   end
   M.queue = vim.tbl_filter(function(p)
     return not sent[p]

@@ -169,7 +169,7 @@ function M.launch(spec, cb)
   if spec.model or o.model then
     params.model = spec.model or o.model
   end
-  require('boo.attach').apply(params)
+  require('boo.attach').apply(params, spec.attachments)
   c.request(root, 'boo/launchFlow', params, function(err, res, lsp_client)
     if err and err.code == M.UNTRUSTED_ROOT and not spec._trust_asked then
       -- A project flow in a folder the user has not trusted: ask, trust, launch again.
@@ -423,8 +423,30 @@ function M.cancel(run_id, cb)
   end)
 end
 
---- Launch the same flow, band, focus and root again (a workflow run: the
---- same launch again, when this editor launched it).
+--- The images of a run (`Run.attachments`), fetched with boo/getAttachment,
+--- as launch attachments `{ name, mimeType, data }` in the run's order.
+--- cb(err, list) — err is a message.
+local function run_images(run, cb)
+  local list, c = {}, client()
+  local items = type(run.attachments) == 'table' and run.attachments or {}
+  local function next_one(i)
+    local a = items[i]
+    if not a then
+      return cb(nil, list)
+    end
+    c.run_request(run.id, 'boo/getAttachment', { attachmentId = a.attachmentId }, function(err, res)
+      if err or type(res) ~= 'table' or type(res.data) ~= 'string' then
+        return cb(tostring(a.name) .. ': ' .. c.err_text(err or { message = 'no data in the answer' }))
+      end
+      list[#list + 1] = { name = a.name, mimeType = a.mimeType, data = res.data }
+      next_one(i + 1)
+    end)
+  end
+  next_one(1)
+end
+
+--- Launch the same flow, band, focus, root and images again (a workflow run:
+--- the same launch again, when this editor launched it).
 function M.rerun(run_id, cb)
   run_id = current_run(run_id)
   local run = run_id and client().store:get(run_id)
@@ -434,7 +456,18 @@ function M.rerun(run_id, cb)
   if not run or not run.flow or not run.question then
     return notify('boo: nothing to re-run', vim.log.levels.WARN)
   end
-  M.launch({ flow = run.flow, band = run.band, question = run.question, root = run.root, fast = run.fast }, cb)
+  local spec = { flow = run.flow, band = run.band, question = run.question, root = run.root, fast = run.fast }
+  if type(run.attachments) ~= 'table' or #run.attachments == 0 then
+    return M.launch(spec, cb)
+  end
+  run_images(run, function(err, images)
+    if err then
+      notify('boo: cannot re-run with the run\'s images: ' .. err, vim.log.levels.ERROR)
+      return cb and cb({ message = err })
+    end
+    spec.attachments = images
+    M.launch(spec, cb)
+  end)
 end
 
 --- Export a run's report (markdown).
