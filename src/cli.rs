@@ -365,13 +365,7 @@ pub async fn run(
     let root =
         root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
     let config = config.with_model(model.clone());
-    let app = match App::start(&config, |_| CliTransport {
-        started: Instant::now(),
-        steps: HashMap::new(),
-        workflow: false,
-    })
-    .await
-    {
+    let app = match start_app(&config, false).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("boo: {e}");
@@ -594,13 +588,7 @@ pub async fn workflow_run(
     let root =
         root.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
     let config = config.with_model(model.clone());
-    let app = match App::start(&config, |_| CliTransport {
-        started: Instant::now(),
-        steps: HashMap::new(),
-        workflow: true,
-    })
-    .await
-    {
+    let app = match start_app(&config, true).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("boo: {e}");
@@ -1721,13 +1709,7 @@ pub async fn ask(
         return ask_background(persona, prompt, root, model, &attach);
     }
     let config = config.with_model(model.clone());
-    let app = match App::start(&config, |_| CliTransport {
-        started: Instant::now(),
-        steps: HashMap::new(),
-        workflow: false,
-    })
-    .await
-    {
+    let app = match start_app(&config, false).await {
         Ok(a) => a,
         Err(e) => {
             if detached {
@@ -1869,17 +1851,22 @@ fn ask_background(
     }
 }
 
+/// The composition root for a command that runs or cancels runs, with its progress
+/// printed on stderr (`workflow`: a workflow run's script and phases too).
+async fn start_app(config: &Config, workflow: bool) -> Result<App, crate::app::AppError> {
+    App::start(config, |_| CliTransport {
+        started: Instant::now(),
+        steps: HashMap::new(),
+        workflow,
+    })
+    .await
+}
+
 /// `boo cancel <runId>`: cancels a running run and waits (bounded) until it ended.
 /// Exit 0 when it ends cancelled, 1 when it ended otherwise or could not be reached,
 /// 2 for an unknown run or one that had already ended.
 pub async fn cancel(config: &Config, run_id: String) -> i32 {
-    let app = match App::start(config, |_| CliTransport {
-        started: Instant::now(),
-        steps: HashMap::new(),
-        workflow: false,
-    })
-    .await
-    {
+    let app = match start_app(config, false).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("boo: {e}");
