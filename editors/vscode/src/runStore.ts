@@ -25,6 +25,8 @@ export class RunStore {
   private readonly errorListeners = new Map<string, Set<(message: string) => void>>();
   /** Workflow runs whose run-level facts (budget, phases, log) were asked for. */
   private readonly infoAsked = new Set<string>();
+  /** Runs whose run-level facts (attachments) are wanted as soon as the run is known. */
+  private readonly infoWanted = new Set<string>();
   /** How many refetches were made because of a seq gap (for tests and the log). */
   resyncCount = 0;
 
@@ -62,8 +64,10 @@ export class RunStore {
    */
   private askRunInfo(runId: string): void {
     const st = this.runs.get(runId);
-    if (!st || st.kind !== 'workflow' || this.infoAsked.has(runId)) return;
+    if (!st || this.infoAsked.has(runId)) return;
+    if (st.kind !== 'workflow' && !this.infoWanted.has(runId)) return;
     this.infoAsked.add(runId);
+    this.infoWanted.delete(runId);
     this.fetcher.getRun(runId, false).then(
       (result) => {
         const cur = this.runs.get(runId);
@@ -71,6 +75,16 @@ export class RunStore {
       },
       (err) => this.log(`boo/getRun ${runId} (workflow facts) failed: ${err instanceof Error ? err.message : String(err)}`),
     );
+  }
+
+  /**
+   * Asks for a run's run-level facts (its attachments: `Run.attachments`, which the
+   * notifications do not carry) once: now when the run is known, else on its
+   * boo/runStarted. For runs this window launched with images. Never throws.
+   */
+  wantRunInfo(runId: string): void {
+    this.infoWanted.add(runId);
+    if (this.runs.get(runId)?.hydrated) this.askRunInfo(runId);
   }
 
   private dispatch(runId: string, start: PaneState, actions: Action[]): void {
@@ -159,6 +173,7 @@ export class RunStore {
     if ((this.holds.get(runId) ?? 0) === 0 && isRunTerminal(st.status) && !this.resyncing.has(runId)) {
       this.runs.delete(runId);
       this.infoAsked.delete(runId);
+      this.infoWanted.delete(runId);
       this.listeners.delete(runId);
       this.errorListeners.delete(runId);
     }

@@ -5,6 +5,7 @@
 // shared corpus tests/protocol-cases/ (see its README.md).
 
 import {
+  Attachment,
   Band,
   GetRunResult,
   Notification,
@@ -87,6 +88,8 @@ export interface PaneState {
   log: RunLogLine[];
   /** A completed workflow run's return value (undefined until known). */
   result?: unknown;
+  /** The run's images (`Run.attachments` of a getRun answer), in launch order; [] for none. */
+  attachments: Attachment[];
   model: string | null;
   error: string | null;
   report: string | null;
@@ -132,6 +135,7 @@ export function emptyState(runId: string): PaneState {
     kind: 'flow',
     workflow: null,
     log: [],
+    attachments: [],
     model: null,
     error: null,
     report: null,
@@ -511,7 +515,9 @@ function applyNotification(state: PaneState, n: Notification, now: number | unde
  */
 function applyStepAdded(state: PaneState, info: StepAddedParams['step'] | undefined): PaneState {
   if (!info || !namesStep(info.stepId)) return state;
-  let s: PaneState = { ...state, kind: 'workflow' };
+  // A child of an agent (spawn_subagent) leaves the run's kind as it is (rule 20); any
+  // other added step is a workflow's agent.
+  let s: PaneState = isChildOf(info.parentStepId) ? { ...state } : { ...state, kind: 'workflow' };
   const idx = s.steps.findIndex((x) => x.stepId === info.stepId);
   if (idx < 0) {
     return pushStep(s, {
@@ -544,6 +550,27 @@ function applyStepAdded(state: PaneState, info: StepAddedParams['step'] | undefi
   };
   s = replaceStep(s, idx, step);
   return { ...s, steps: sortSteps(s.steps) };
+}
+
+/** A parent that makes a step a child row: a step other than a workflow's script. */
+function isChildOf(parentStepId: string | null | undefined): parentStepId is string {
+  return typeof parentStepId === 'string' && parentStepId !== '' && parentStepId !== 'script';
+}
+
+/** The run's images from `Run.attachments` (kept as they were when the answer has none). */
+function attachmentsOf(raw: unknown, prev: Attachment[]): Attachment[] {
+  if (!Array.isArray(raw)) return prev;
+  return raw
+    .filter((a): a is Attachment => !!a && typeof a === 'object' && typeof (a as Attachment).attachmentId === 'string')
+    .map((a) => ({
+      attachmentId: a.attachmentId,
+      name: String(a.name ?? a.attachmentId),
+      mimeType: String(a.mimeType ?? ''),
+      bytes: Number(a.bytes ?? 0),
+      sha256: String(a.sha256 ?? ''),
+      width: Number(a.width ?? 0),
+      height: Number(a.height ?? 0),
+    }));
 }
 
 /** Log lines by seq; a seq already there is kept (lines never change). */
@@ -589,6 +616,7 @@ function applyRunInfo(state: PaneState, run: Run | undefined | null): PaneState 
     workflow: mergeWorkflow(state.workflow, run.workflow),
     log: mergeLog(state.log, run.log),
     result: run.result !== undefined && run.result !== null ? run.result : state.result,
+    attachments: attachmentsOf(run.attachments, state.attachments),
   };
 }
 
@@ -711,7 +739,7 @@ export interface PhaseGroup {
 export function phaseGroups(state: PaneState): PhaseGroup[] {
   const meta = state.workflow?.phases ?? [];
   const groups = new Map<string | null, StepView[]>();
-  const agents = state.steps.filter((s) => s.kind !== 'script').sort((a, b) => a.order - b.order);
+  const agents = state.steps.filter((s) => s.kind !== 'script' && !isChildRow(state, s)).sort((a, b) => a.order - b.order);
   for (const s of agents) {
     const key = s.phase ?? null;
     let list = groups.get(key);
@@ -728,11 +756,56 @@ export function phaseGroups(state: PaneState): PhaseGroup[] {
     .map(({ title, steps }) => ({ title, steps }));
 }
 
-/** The rows of the pane in display order: a flow's by wave; a workflow's script first, then its phase groups. */
+/**
+ * A row shown under its parent (rule 20): a step whose parent is a step of the run other
+ * than a workflow's script (a child an agent spawned). A child whose parent the pane
+ * does not know shows in its own place.
+ */
+export function isChildRow(state: PaneState, step: StepView): boolean {
+  return isChildOf(step.parentStepId) && step.parentStepId !== step.stepId && state.steps.some((x) => x.stepId === step.parentStepId);
+}
+
+/** The children of a step, in order of appearance. */
+export function childrenOf(state: PaneState, stepId: string): StepView[] {
+  return state.steps.filter((s) => s.parentStepId === stepId && s.stepId !== stepId && isChildOf(s.parentStepId)).sort((a, b) => a.order - b.order);
+}
+
+/**
+ * The rows of the pane in display order: a flow's by wave; a workflow's script first,
+ * then its phase groups; every child right under its parent, after the parent's
+ * earlier children.
+ */
 export function displaySteps(state: PaneState): StepView[] {
-  if (state.kind !== 'workflow') return state.steps;
-  const head = state.steps.filter((s) => s.kind === 'script');
-  return [...head, ...phaseGroups(state).flatMap((g) => g.steps)];
+  const base =
+    state.kind !== 'workflow'
+      ? state.steps.filter((s) => !isChildRow(state, s))
+      : [...state.steps.filter((s) => s.kind === 'script'), ...phaseGroups(state).flatMap((g) => g.steps)];
+  if (base.length === state.steps.length) return base;
+  const out: StepView[] = [];
+  const placed = new Set<string>();
+  const place = (s: StepView, depth: number) => {
+    if (placed.has(s.stepId)) return;
+    placed.add(s.stepId);
+    out.push(s);
+    if (depth < 8) for (const c of childrenOf(state, s.stepId)) place(c, depth + 1);
+  };
+  for (const s of base) place(s, 0);
+  // A cycle of parents (never sent by the server) would leave rows out: they go last.
+  for (const s of state.steps) if (!placed.has(s.stepId)) out.push(s);
+  return out;
+}
+
+/** How deep a row sits under parents (0: a top-level row). */
+export function childDepth(state: PaneState, step: StepView): number {
+  let d = 0;
+  let cur: StepView | undefined = step;
+  const seen = new Set<string>();
+  while (cur && isChildRow(state, cur) && !seen.has(cur.stepId) && d < 8) {
+    seen.add(cur.stepId);
+    d++;
+    cur = state.steps.find((x) => x.stepId === cur!.parentStepId);
+  }
+  return d;
 }
 
 /**

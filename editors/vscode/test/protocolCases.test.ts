@@ -15,7 +15,7 @@ const CASES = path.resolve(__dirname, '../../../../tests/protocol-cases');
 const files = fs.existsSync(CASES) ? fs.readdirSync(CASES).filter((f) => f.endsWith('.json')).sort() : [];
 
 const RUN_REQUIRED = ['status', 'error', 'report', 'needsResync'] as const;
-const RUN_OPTIONAL = ['usage', 'kind', 'phases', 'log', 'budget', 'result'] as const;
+const RUN_OPTIONAL = ['usage', 'kind', 'phases', 'log', 'budget', 'result', 'attachments'] as const;
 const STEP_REQUIRED = ['stepId', 'status', 'chatId', 'text'] as const;
 const STEP_OPTIONAL = ['kind', 'agent', 'label', 'wave', 'thinking', 'lastSeq', 'needsResync', 'error', 'phase', 'cached', 'parentStepId'] as const;
 
@@ -53,6 +53,7 @@ function project(s: PaneState): { run: Obj; steps: Obj[] } {
       log: s.log.map((l) => ({ seq: l.seq, kind: l.kind, message: l.message })),
       budget: { total: s.workflow?.budgetTotal ?? null, spent: budgetSpent(s) },
       result: (s.result ?? null) as Json,
+      attachments: s.attachments.map((a) => ({ attachmentId: a.attachmentId, name: a.name, mimeType: a.mimeType, bytes: a.bytes, width: a.width, height: a.height })),
     },
     steps: displaySteps(s).map((st) => ({
       stepId: st.stepId,

@@ -78,3 +78,34 @@ test('a failing fetch reaches the error listener instead of throwing', async () 
   assert.equal(errors.length, 1);
   assert.match(errors[0], /run not found/);
 });
+
+test('wantRunInfo fetches a flow run once (no transcripts) for its attachments, also when asked before runStarted', async () => {
+  const calls: [string, boolean][] = [];
+  const snap = getRunSnapshot(0);
+  const img = { attachmentId: 'b'.repeat(64), name: 'mock.webp', mimeType: 'image/webp', bytes: 40, sha256: 'b'.repeat(64), width: 2, height: 2 };
+  const store = new RunStore({
+    getRun: async (id, transcript) => {
+      calls.push([id, transcript]);
+      return { ...snap, run: { ...snap.run, attachments: [img] } };
+    },
+  });
+  store.wantRunInfo(RUN_ID);
+  assert.deepEqual(calls, [], 'nothing to fetch before the run is known');
+  store.handle(runStarted());
+  const sub = store.watch(RUN_ID, () => undefined);
+  await tick();
+  assert.deepEqual(calls, [[RUN_ID, false]]);
+  assert.deepEqual(store.get(RUN_ID)!.attachments.map((a) => a.name), ['mock.webp']);
+  store.handle(runStarted());
+  await tick();
+  assert.equal(calls.length, 1, 'asked once');
+  sub.dispose();
+});
+
+test('a flow run nobody asked about is not fetched on runStarted', async () => {
+  let calls = 0;
+  const store = new RunStore({ getRun: async () => (calls++, getRunSnapshot(0)) });
+  store.handle(runStarted());
+  await tick();
+  assert.equal(calls, 0);
+});

@@ -20,8 +20,10 @@ import {
   budgetSpent,
   displaySteps,
   phaseGroups,
+  childDepth,
+  childrenOf,
 } from '../src/state';
-import { CHAT_COR, CHAT_SEC, REPORT, RUN_ID, SEC_EVENTS, fullRun, getRunSnapshot, runStarted, step, stream } from './synthetic';
+import { CHAT_COR, CHAT_SEC, REPORT, ROOT, RUN_ID, SEC_EVENTS, fullRun, getRunSnapshot, runStarted, step, stream } from './synthetic';
 
 const n = (notification: Notification, now = 1_000): Action => ({ type: 'notification', notification, now });
 const fold = (ns: Notification[], from: PaneState = emptyState(RUN_ID)) => reduceAll(from, ns.map((x) => n(x)));
@@ -349,4 +351,51 @@ test('the run error and usage of the last notification are the run’s', () => {
   const s = fold([runStarted(), step('report', 'failed', { runStatus: 'failed', error: 'step error', runError: 'run failed: 2 steps failed', runUsage: { inputTokens: 10, outputTokens: 5, cacheReadTokens: 0, totalTokens: 15 } })]);
   assert.equal(s.error, 'run failed: 2 steps failed');
   assert.equal(runTokens(s), 15);
+});
+
+const added = (stepId: string, parentStepId: string | null, extra: Record<string, unknown> = {}): Notification => ({
+  method: 'boo/stepAdded',
+  params: { runId: RUN_ID, step: { stepId, agent: 'codebase-explorer', kind: 'agent', label: stepId, phase: null, wave: 1, chatId: null, status: 'running', cached: false, parentStepId, ...extra } } as never,
+});
+
+test('a child an agent spawned shows under its parent, indented one level, in a flow that stays a flow', () => {
+  const s = fold([runStarted(), added('security.sub-1', 'security'), added('correctness.sub-1', 'correctness'), added('security.sub-2', 'security')]);
+  assert.equal(s.kind, 'flow');
+  assert.deepEqual(
+    displaySteps(s).map((x) => x.stepId),
+    ['diff', 'security', 'security.sub-1', 'security.sub-2', 'correctness', 'correctness.sub-1', 'verify', 'report'],
+  );
+  assert.deepEqual(childrenOf(s, 'security').map((x) => x.stepId), ['security.sub-1', 'security.sub-2']);
+  assert.equal(childDepth(s, stepOf(s, 'security.sub-2')), 1);
+  assert.equal(childDepth(s, stepOf(s, 'security')), 0);
+});
+
+test('a child whose parent the pane does not know shows in its own place, not lost', () => {
+  const s = fold([runStarted(), added('ghost.sub-1', 'ghost')]);
+  assert.ok(displaySteps(s).some((x) => x.stepId === 'ghost.sub-1'));
+  assert.equal(childDepth(s, stepOf(s, 'ghost.sub-1')), 0);
+  assert.equal(displaySteps(s).length, s.steps.length);
+});
+
+test("in a workflow, a child of an agent shows under that agent, not in a phase group of its own", () => {
+  const s = fold([
+    { method: 'boo/runStarted', params: { runId: RUN_ID, flow: 'wf', band: null, question: '', root: ROOT, status: 'running', steps: [{ stepId: 'script', agent: 'script', kind: 'script', label: 'Script', wave: 0, chatId: null, status: 'running' }] } as never },
+    added('a1', 'script', { phase: 'Scan' }),
+    added('a2', 'script', { phase: 'Check' }),
+    added('a1.sub-1', 'a1'),
+  ]);
+  assert.equal(s.kind, 'workflow');
+  assert.deepEqual(phaseGroups(s).map((g) => g.steps.map((x) => x.stepId)), [['a1'], ['a2']]);
+  assert.deepEqual(displaySteps(s).map((x) => x.stepId), ['script', 'a1', 'a1.sub-1', 'a2']);
+});
+
+test('Run.attachments of a getRun answer fills the pane; a later runInfo without them keeps them', () => {
+  const snap = getRunSnapshot(0);
+  const img = { attachmentId: 'a'.repeat(64), name: 'shot.png', mimeType: 'image/png', bytes: 68, sha256: 'a'.repeat(64), width: 1, height: 1 };
+  let s = reduce(emptyState(RUN_ID), { type: 'hydrate', result: { ...snap, run: { ...snap.run, attachments: [img] } } });
+  assert.deepEqual(s.attachments, [img]);
+  s = reduce(s, { type: 'runInfo', run: { ...snap.run, attachments: undefined as never } });
+  assert.deepEqual(s.attachments, [img]);
+  s = reduce(s, n(runStarted()));
+  assert.equal(s.attachments.length, 1);
 });
