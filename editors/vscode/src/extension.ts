@@ -16,6 +16,11 @@ import { RunsView, relativeAge, runSize, shorten } from './runsView';
 import { TRACES_VIEW_TYPE, TracesPanels } from './tracesPanel';
 import { iconPath } from './webviewUtil';
 import { describeServer } from './serverPath';
+// Images (issue 16) and background agents (issue 15).
+import { registerAgents } from './agents';
+import { toLaunchAttachments } from './attachments';
+import { AttachmentCache, readChatImages } from './images';
+import { visionSetting } from './launcher';
 
 const RESTART_SETTINGS = ['boo.serverPath', 'boo.env', 'boo.model', 'boo.maxParallelAgents', 'boo.dbPath', 'boo.diagnostics'];
 
@@ -42,6 +47,7 @@ export function activate(context: vscode.ExtensionContext): BooApi {
   const exporter = new Exporter(client, context.globalStorageUri, workspaceRoot);
   const traces = new TracesPanels(context.extensionUri, client);
   const runsView = new RunsView(client, workspaceRoot);
+  const attachmentCache = new AttachmentCache(client);
   // eslint-disable-next-line prefer-const
   let launcher: Launcher;
 
@@ -72,8 +78,9 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     menu,
     openLauncher: (panel) => launcher.open({}, { onLaunched: (runId) => orchestrators.open(runId, panel) }),
     log: (m) => client.output.info(m),
+    attachments: attachmentCache,
   });
-  launcher = new Launcher(context.extensionUri, client, workspaceRoot, { onLaunched: (runId) => orchestrators.open(runId) });
+  launcher = new Launcher(context.extensionUri, client, workspaceRoot, { onLaunched: (runId) => orchestrators.open(runId) }, (runId) => store.wantRunInfo(runId));
   context.subscriptions.push(orchestrators, launcher, traces, runsView);
 
   // ---- runs history view and the status bar ----------------------------------
@@ -280,6 +287,18 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     }
   });
 
+  // ---- background agents: the command, the view, the messages when they end -------
+  const agentsView = registerAgents(context, {
+    client,
+    store,
+    root: workspaceRoot,
+    openRun: (runId) => orchestrators.open(runId),
+    hasPane: (runId) => orchestrators.hasPane(runId),
+    vision: visionSetting,
+    model: () => vscode.workspace.getConfiguration('boo').get<string>('model')?.trim() || undefined,
+  });
+  context.subscriptions.push(client.onDidChangeState((st) => st === 'running' && agentsView.refreshSoon()));
+
   // ---- panes restored after a window reload -------------------------------------
   context.subscriptions.push(
     vscode.window.registerWebviewPanelSerializer(ORCHESTRATOR_VIEW_TYPE, {
@@ -313,6 +332,12 @@ export function activate(context: vscode.ExtensionContext): BooApi {
           return md;
         },
         errorMessage,
+        images: async (refs) => {
+          const got = await readChatImages(refs as { value?: unknown }[]);
+          return { images: toLaunchAttachments(got.images, workspaceRoot()), errors: got.errors };
+        },
+        vision: visionSetting,
+        onImages: (runId) => store.wantRunInfo(runId),
       }),
     );
     participant.iconPath = iconPath(context.extensionUri);

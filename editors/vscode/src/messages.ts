@@ -1,6 +1,7 @@
 // Messages between the extension host and its webviews (not the boo wire protocol).
 
 import type { Band, Flow, GetRunResult, Trace } from './protocol';
+import type { PendingImage } from './attachments';
 import type { Action, PaneState } from './state';
 import type { Workflow } from './workflows';
 
@@ -11,7 +12,9 @@ export type ToPane =
   | { type: 'state'; state: PaneState }
   | { type: 'actions'; actions: Action[] }
   | { type: 'empty'; message?: string }
-  | { type: 'notice'; level: 'info' | 'error'; message: string };
+  | { type: 'notice'; level: 'info' | 'error'; message: string }
+  /** A run image's bytes (base64), or why they could not be fetched. */
+  | { type: 'attachmentData'; attachmentId: string; mimeType: string; data: string | null; error?: string };
 
 /** Orchestrator pane → host. */
 export type FromPane =
@@ -19,7 +22,11 @@ export type FromPane =
   | { type: 'resync'; runId: string }
   | { type: 'menu'; action: PaneMenuAction; runId: string }
   | { type: 'openFile'; path: string; line: number }
-  | { type: 'launch' };
+  | { type: 'launch' }
+  /** The bytes of a run's image, for its thumbnail (answered with `attachmentData`). */
+  | { type: 'getAttachment'; attachmentId: string }
+  /** Show a run's image full size. */
+  | { type: 'openAttachment'; attachmentId: string };
 
 export interface LauncherDefaults {
   band: Band;
@@ -44,16 +51,24 @@ export type ToLauncher =
       workflowsError: string | null;
       /** Whether the folder is trusted (its project flows and workflows run only then). */
       trusted: boolean;
+      /** The `boo.visionModel` setting: the model takes images (the toggle's default). */
+      vision?: boolean;
     }
+  /** Images the host read (picked, or dropped from the Explorer), and the ones it refused. */
+  | { type: 'images'; images: PendingImage[]; errors: string[] }
   | { type: 'launching' }
   | { type: 'error'; message: string };
 
 /** Launcher → host. */
 export type FromLauncher =
   | { type: 'ready' }
-  | { type: 'launch'; flow: string; band: Band; question: string; fast: boolean }
+  | { type: 'launch'; flow: string; band: Band; question: string; fast: boolean; images?: PendingImage[]; vision?: boolean }
   /** args and budget as typed: the host parses them (workflows.ts). */
-  | { type: 'launchWorkflow'; workflow: string; args: string; budget: string }
+  | { type: 'launchWorkflow'; workflow: string; args: string; budget: string; images?: PendingImage[]; vision?: boolean }
+  /** Open the file picker for images; `already` images are attached. */
+  | { type: 'pickImages'; already: number }
+  /** Files dropped from the Explorer (their URIs): the host reads them. */
+  | { type: 'addUris'; uris: string[]; already: number }
   | { type: 'cancel' };
 
 /** Host → traces view. */

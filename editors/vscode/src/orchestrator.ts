@@ -6,6 +6,7 @@ import type { FromPane, PaneMenuAction, PanePersisted, ToPane } from './messages
 import type { RunStore, Disposable } from './runStore';
 import type { Action, PaneState } from './state';
 import { iconPath, renderWebview, webviewOptions } from './webviewUtil';
+import type { AttachmentCache } from './images';
 
 export const ORCHESTRATOR_VIEW_TYPE = 'boo.orchestrator';
 /** Coalescing window for stream updates sent to a webview (one postMessage per tick). */
@@ -17,6 +18,8 @@ export interface PaneHost {
   menu(action: PaneMenuAction, runId: string): Promise<void>;
   openLauncher(target: OrchestratorPanel): void;
   log(message: string): void;
+  /** A run image's bytes (boo/getAttachment, cached) and its full-size view. */
+  readonly attachments?: AttachmentCache;
 }
 
 export class OrchestratorPanel {
@@ -130,6 +133,22 @@ export class OrchestratorPanel {
       case 'launch':
         this.host.openLauncher(this);
         break;
+      case 'getAttachment': {
+        const id = msg.attachmentId;
+        if (!this.host.attachments || typeof id !== 'string') break;
+        try {
+          const a = await this.host.attachments.get(id);
+          this.post({ type: 'attachmentData', attachmentId: id, mimeType: a.mimeType, data: a.data });
+        } catch (err) {
+          const error = err instanceof Error ? err.message : String(err);
+          this.host.log(`boo/getAttachment ${id} failed: ${error}`);
+          this.post({ type: 'attachmentData', attachmentId: id, mimeType: '', data: null, error });
+        }
+        break;
+      }
+      case 'openAttachment':
+        if (this.host.attachments && typeof msg.attachmentId === 'string') await this.host.attachments.open(msg.attachmentId);
+        break;
     }
   }
 
@@ -219,6 +238,12 @@ export class Orchestrators implements vscode.Disposable {
   restore(panel: vscode.WebviewPanel, state: PanePersisted | undefined): void {
     const p = this.create(panel);
     p.attach(state?.runId ?? null);
+  }
+
+  /** Whether a pane shows this run. */
+  hasPane(runId: string): boolean {
+    for (const p of this.panels) if (p.runId === runId) return true;
+    return false;
   }
 
   /** The run of the pane the user looked at last, if any. */
