@@ -532,3 +532,128 @@ for (const ts of traceSources) {
     }
   });
 }
+
+// ---- images (issue 16) and children of agents (issue 15) ------------------------------
+
+// A real 2×2 PNG (red, green, blue, white), and a BMP the launcher must refuse.
+const PNG_2X2 =
+  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEklEQVR4nGP4z8DAAMIM/4EAAB/uBfsL2WiLAAAAAElFTkSuQmCC';
+const BMP_BYTES = [0x42, 0x4d, 0x3a, 0, 0, 0, 0, 0, 0, 0, 0x36, 0, 0, 0];
+
+/** Drops (or pastes) files on the launcher the way Chromium delivers them: a DataTransfer of Files. */
+async function dropFiles(page, files, how = 'drop') {
+  await page.evaluate(
+    ({ files, how }) => {
+      const dt = new DataTransfer();
+      for (const f of files) {
+        const bytes = f.base64 ? Uint8Array.from(atob(f.base64), (c) => c.charCodeAt(0)) : Uint8Array.from(f.bytes);
+        dt.items.add(new File([bytes], f.name, { type: f.type }));
+      }
+      if (how === 'paste') document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+      else document.querySelector('.drop-zone').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    },
+    { files, how },
+  );
+}
+
+test('Flows launcher — images: drop and paste show thumbnails with name and size, others are refused, Remove works, Launch sends them with the vision toggle', async () => {
+  const { page, context, problems } = await openPage(browser, web.page('launcher-images', 'launcher'), { width: 900, height: 900 });
+  try {
+    await send(page, { type: 'flows', flows: SYNTHETIC_FLOWS, defaults: { band: 'small' }, root: '/work/project', vision: true });
+    await nextFrames(page);
+    assert.equal(await page.locator('.image-chip').count(), 0);
+    assert.equal(await page.locator('.vision-row').isHidden(), true, 'no vision toggle without images');
+    await page.locator('[role="tab"]', { hasText: 'Review' }).click();
+    await page.locator('.flow-card[data-flow="code-review"]').click();
+    await page.locator('.focus').fill('why does the sidebar overlap?');
+
+    await dropFiles(page, [{ name: 'layout.png', type: 'image/png', base64: PNG_2X2 }, { name: 'diagram.bmp', type: 'image/bmp', bytes: BMP_BYTES }]);
+    await page.locator('.image-chip[data-name="layout.png"] img.thumb').waitFor();
+    assert.equal(await page.locator('.image-chip').count(), 1, 'the BMP is not attached');
+    assert.match(await page.locator('.image-error').textContent(), /diagram\.bmp is not a PNG, JPEG, GIF or WebP image/);
+    assert.equal(await page.locator('.image-chip[data-name="layout.png"] .image-size').textContent(), '75 B');
+    assert.ok(await page.locator('.image-chip img.thumb').evaluate((img) => img.complete && img.naturalWidth === 2), 'the thumbnail is decoded');
+    // A pasted image (the clipboard names it image.png) gets a name of its own.
+    await dropFiles(page, [{ name: 'image.png', type: 'image/png', base64: PNG_2X2 }], 'paste');
+    await page.locator('.image-chip[data-name="pasted-1.png"]').waitFor();
+    assert.equal(await page.locator('.vision-row').isVisible(), true);
+    assert.equal(await page.locator('#vision').isChecked(), true, 'the toggle starts from boo.visionModel');
+    await shot(page, 'launcher-images');
+    await page.locator('.image-chip[data-name="pasted-1.png"] .image-remove').click();
+    assert.deepEqual(await page.locator('.image-chip').evaluateAll((els) => els.map((e) => e.dataset.name)), ['layout.png']);
+    // The host's picker answers with the images it read.
+    await send(page, { type: 'images', images: [{ name: 'mock.png', mimeType: 'image/png', bytes: 75, data: PNG_2X2, path: '/work/project/docs/mock.png' }], errors: ['notes.txt is not a PNG, JPEG, GIF or WebP image (.txt): boo attaches only those.'] });
+    await page.locator('.image-chip[data-name="mock.png"]').waitFor();
+    assert.match(await page.locator('.image-error').textContent(), /notes\.txt/);
+    await page.locator('.add-images').click();
+    assert.deepEqual((await posted(page)).at(-1), { type: 'pickImages', already: 2 });
+    await page.locator('.launch').click();
+    const msg = (await posted(page)).at(-1);
+    assert.equal(msg.type, 'launch');
+    assert.equal(msg.vision, true);
+    assert.deepEqual(msg.images.map((i) => [i.name, i.mimeType, i.bytes, i.path ?? null]), [['layout.png', 'image/png', 75, null], ['mock.png', 'image/png', 75, '/work/project/docs/mock.png']]);
+    assert.equal(msg.images[0].data, PNG_2X2, 'the bytes, base64, as dropped');
+    // The server's refusal is shown as it says it.
+    await send(page, { type: 'error', message: 'attachments[0] layout.png: the configured model does not take images; set BOO_VISION_MODEL=1' });
+    await nextFrames(page);
+    assert.match(await page.locator('.launch-error').textContent(), /does not take images/);
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('Orchestrator pane — the run\'s images as thumbnails in the header and the report (fetched once each, click opens), children under their parent', async () => {
+  const { page, context, problems } = await openPage(browser, web.page('pane-images', 'pane'), { width: 1000, height: 900 });
+  try {
+    const caseFile = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'tests/protocol-cases/flow-children.json'), 'utf8'));
+    const runId = caseFile.runId;
+    const notifications = caseFile.input.filter((i) => i.method);
+    let st = reduce(emptyState(runId), { type: 'notification', notification: notifications[0], now: Date.now() });
+    const img = { attachmentId: 'a1'.repeat(32), name: 'layout.png', mimeType: 'image/png', bytes: 75, sha256: 'a1'.repeat(32), width: 2, height: 2 };
+    st = reduce(st, { type: 'runInfo', run: { runId, kind: 'flow', attachments: [img] } });
+    await send(page, { type: 'state', state: st });
+    await feed(page, runId, notifications.slice(1, 9));
+    // The pane asks the host for the bytes, once.
+    await page.waitForFunction(() => window.__posted.some((m) => m.type === 'getAttachment'));
+    await send(page, { type: 'attachmentData', attachmentId: img.attachmentId, mimeType: 'image/png', data: PNG_2X2 });
+    await page.locator('.header-attachments .attachment img.thumb').waitFor();
+    assert.ok(await page.locator('.header-attachments img.thumb').evaluate((i) => i.complete && i.naturalWidth === 2), 'the thumbnail is decoded');
+    assert.match(await page.locator('.header-attachments .attachment').innerText(), /layout\.png[\s\S]*2×2 · 75 B/);
+    // Children right under their parent, indented.
+    const order = await page.locator('.step').evaluateAll((els) => els.map((e) => [e.dataset.stepId, e.classList.contains('child'), e.dataset.parentStepId ?? null]));
+    assert.deepEqual(order, [
+      ['diff', false, null],
+      ['security', false, null],
+      ['security.sub-1', true, 'security'],
+      ['security.sub-2', true, 'security'],
+      ['perf', false, null],
+      ['perf.sub-1', true, 'perf'],
+      ['report', false, null],
+    ]);
+    const parentX = (await page.locator('.step[data-step-id="security"] .dot').boundingBox()).x;
+    const childX = (await page.locator('.step[data-step-id="security.sub-1"] .dot').boundingBox()).x;
+    assert.ok(childX > parentX + 10, `the child is indented (${childX} > ${parentX})`);
+    // A child's own stream (followed live: it streamed last), then the parent's on a click.
+    assert.equal(await page.locator('.step.expanded').getAttribute('data-step-id'), 'security.sub-1');
+    assert.match(await page.locator('.step.expanded').innerText(), /Cookie is HttpOnly\./);
+    await page.locator('.step[data-step-id="security"] .step-row').click();
+    await nextFrames(page);
+    assert.match(await page.locator('.step.expanded').innerText(), /Two leads\./);
+    await page.locator('.step[data-step-id="security.sub-1"] .step-row').click();
+    await nextFrames(page);
+    assert.match(await page.locator('.step.expanded').innerText(), /Cookie is HttpOnly\./);
+    await shot(page, 'pane-children-images');
+    // The end: the report shows the images on top too.
+    await feed(page, runId, notifications.slice(9));
+    await page.locator('.report .report-attachments img.thumb').waitFor();
+    await shot(page, 'pane-images-report');
+    await page.locator('.header-attachments .attachment').click();
+    const msgs = await posted(page);
+    assert.deepEqual(msgs.at(-1), { type: 'openAttachment', attachmentId: img.attachmentId });
+    assert.equal(msgs.filter((m) => m.type === 'getAttachment').length, 1, 'fetched once');
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});

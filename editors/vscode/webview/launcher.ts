@@ -180,6 +180,11 @@ async function addFiles(files: File[]): Promise<void> {
   renderImages();
 }
 
+/** What a launch message carries for images: nothing without any. */
+function imagesPart(): { images?: PendingImage[]; vision?: boolean } {
+  return images.length ? { images, vision: visionBox.checked } : {};
+}
+
 addImagesBtn.addEventListener('click', () => post({ type: 'pickImages', already: images.length }));
 visionBox.addEventListener('change', () => {
   visionTouched = true;
@@ -329,7 +334,7 @@ function launch(): void {
   if (ui.category === 'workflows') {
     if (launching || !ui.workflow) return;
     errorEl.hidden = true;
-    post({ type: 'launchWorkflow', workflow: ui.workflow, args: ui.args ?? '', budget: ui.budget ?? '', images, vision: visionBox.checked });
+    post({ type: 'launchWorkflow', workflow: ui.workflow, args: ui.args ?? '', budget: ui.budget ?? '', ...imagesPart() });
     return;
   }
   if (launching || !ui.flow || !ui.question.trim()) {
@@ -340,7 +345,7 @@ function launch(): void {
     return;
   }
   errorEl.hidden = true;
-  post({ type: 'launch', flow: ui.flow, band: ui.band, question: ui.question.trim(), fast: ui.fast, images, vision: visionBox.checked });
+  post({ type: 'launch', flow: ui.flow, band: ui.band, question: ui.question.trim(), fast: ui.fast, ...imagesPart() });
 }
 
 function showError(message: string): void {
