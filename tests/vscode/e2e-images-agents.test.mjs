@@ -123,7 +123,11 @@ describe('images and background agents in code-server', () => {
     await f.locator('.add-images').click();
     const input = page.locator('.quick-input-widget input');
     await input.waitFor({ state: 'visible' });
-    await input.fill(path.join(project, 'docs', 'mock.png'));
+    // The dialog fills in its folder asynchronously: wait for it, then replace it.
+    await page.waitForFunction((p) => (document.querySelector('.quick-input-widget input')?.value ?? '').startsWith(p), project, { timeout: 10_000 });
+    const picked = path.join(project, 'docs', 'mock.png');
+    await input.fill(picked);
+    await page.waitForFunction((t) => document.querySelector('.quick-input-widget input')?.value === t, picked);
     await page.waitForTimeout(300);
     await page.keyboard.press('Enter');
     await f.locator('.image-chip[data-name="mock.png"] img.thumb').waitFor({ timeout: 15_000 });
@@ -165,6 +169,25 @@ describe('images and background agents in code-server', () => {
     await page.locator('.notification-toast', { hasText: 'report copied' }).first().waitFor({ timeout: 15_000 });
     const md = await page.evaluate(() => navigator.clipboard.readText());
     assert.match(md, /\*\*Attachments\*\*[\s\S]*`layout\.png` — image\/png, 32×20 px[\s\S]*`mock\.png`/);
+
+    // Saved as Markdown: the images are written beside the report and shown in it.
+    const pane2 = await webview(page, 'pane', { pred: async (x) => (await x.locator('.flow-name').textContent()) === 'code-review' });
+    await pane2.locator('.menu-btn').click();
+    await pane2.locator('.menu-item[data-action="saveMarkdown"]').click();
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible' });
+    await page.waitForFunction(() => /boo-code-review-[^/]*\.md$/.test(document.querySelector('.quick-input-widget input')?.value ?? ''), null, { timeout: 10_000 });
+    const target = path.join(work, 'images-report.md');
+    await input.fill(target);
+    await page.waitForFunction((t) => document.querySelector('.quick-input-widget input')?.value === t, target);
+    await page.waitForTimeout(300);
+    await page.keyboard.press('Enter');
+    const end = Date.now() + 15_000;
+    while (!fs.existsSync(target) && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+    const saved = fs.readFileSync(target, 'utf8');
+    assert.match(saved, /## Attached images[\s\S]*!\[layout\.png\]\(images-report\.images\/layout\.png\)[\s\S]*!\[mock\.png\]\(images-report\.images\/mock\.png\)/);
+    assert.deepEqual(fs.readFileSync(path.join(work, 'images-report.images', 'mock.png')), fs.readFileSync(path.join(project, 'docs', 'mock.png')), 'byte-identical');
+    assert.equal(fs.readFileSync(path.join(work, 'images-report.images', 'layout.png')).subarray(0, 8).toString('hex'), '89504e470d0a1a0a');
   });
 
   step('Boo: Ask an Agent in the Background… starts one; the Background Agents view lists it; a message with Open says when it finished', async () => {

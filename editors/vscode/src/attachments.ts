@@ -135,3 +135,34 @@ export function withImages<T extends { attachments?: LaunchAttachment[]; visionM
   if (vision) params.visionModel = true;
   return params;
 }
+
+/** A run image as the Markdown export refers to it: the file written beside the report. */
+export interface ExportedImage {
+  attachmentId: string;
+  /** Relative to the Markdown file: `<folder>/<file name>`. */
+  relPath: string;
+}
+
+/**
+ * The images of a run for a saved Markdown report: one file each in `folder` (a
+ * folder beside the report), named after the image (made safe and unique), and a
+ * section of Markdown image references to append to the report.
+ */
+export function markdownImages(attachments: { attachmentId: string; name: string; mimeType: string; width: number; height: number }[], folder: string): { markdown: string; files: ExportedImage[] } {
+  if (!attachments.length) return { markdown: '', files: [] };
+  const used = new Set<string>();
+  const files: ExportedImage[] = [];
+  const lines = ['', '## Attached images', ''];
+  for (const a of attachments) {
+    const ext = extensionFor(a.mimeType);
+    const stem = a.name.replace(/\.[A-Za-z0-9]+$/, '').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '').slice(0, 80) || 'image';
+    let file = `${stem}.${ext}`;
+    for (let n = 2; used.has(file.toLowerCase()); n++) file = `${stem}-${n}.${ext}`;
+    used.add(file.toLowerCase());
+    const relPath = `${folder}/${file}`;
+    files.push({ attachmentId: a.attachmentId, relPath });
+    const alt = a.name.replace(/[[\]\\]/g, '');
+    lines.push(`![${alt}](${encodeURI(relPath)})`, '', `\`${a.name}\` — ${a.width}×${a.height} px (attachment \`${a.attachmentId}\`)`, '');
+  }
+  return { markdown: lines.join('\n'), files };
+}

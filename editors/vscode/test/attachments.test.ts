@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_IMAGES, MAX_IMAGE_BYTES, checkImage, defaultName, formatBytes, isInside, mimeFromName, sniffMime, toBase64, toLaunchAttachments, withImages } from '../src/attachments';
+import { MAX_IMAGES, MAX_IMAGE_BYTES, checkImage, markdownImages, defaultName, formatBytes, isInside, mimeFromName, sniffMime, toBase64, toLaunchAttachments, withImages } from '../src/attachments';
 import type { LaunchFlowParams } from '../src/protocol';
 
 const PNG = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]);
@@ -79,4 +79,19 @@ test('small helpers: base64 without Buffer, names for pasted images, sizes', () 
   assert.equal(formatBytes(512), '512 B');
   assert.equal(formatBytes(48213), '47 KB');
   assert.equal(formatBytes(2 * 1024 * 1024), '2.0 MB');
+});
+
+test('a saved Markdown report refers to each image in a folder beside it, names made safe and unique', () => {
+  const a = (id: string, name: string, mimeType = 'image/png') => ({ attachmentId: id, name, mimeType, width: 4, height: 3 });
+  assert.deepEqual(markdownImages([], 'r.images'), { markdown: '', files: [] });
+  const { markdown, files } = markdownImages([a('i1', 'layout.png'), a('i2', 'layout.png'), a('i3', '../evil name.jpeg', 'image/jpeg')], 'boo-code-review-1234.images');
+  assert.deepEqual(files, [
+    { attachmentId: 'i1', relPath: 'boo-code-review-1234.images/layout.png' },
+    { attachmentId: 'i2', relPath: 'boo-code-review-1234.images/layout-2.png' },
+    { attachmentId: 'i3', relPath: 'boo-code-review-1234.images/_evil_name.jpg' },
+  ]);
+  assert.match(markdown, /^\n## Attached images\n/);
+  assert.match(markdown, /!\[layout\.png\]\(boo-code-review-1234\.images\/layout\.png\)/);
+  assert.match(markdown, /`layout\.png` — 4×3 px \(attachment `i2`\)/);
+  assert.ok(!files.some((f) => f.relPath.includes('..')), 'never outside the folder');
 });
