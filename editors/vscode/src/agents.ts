@@ -6,45 +6,17 @@
 import * as vscode from 'vscode';
 import type { BooClient } from './client';
 import { errorMessage } from './client';
-import type { AgentSummary, Flow, Notification, RunStatus, SpawnAgentParams } from './protocol';
-import { isRunTerminal, isStepTerminal } from './protocol';
+import type { AgentSummary, Flow, Notification, SpawnAgentParams } from './protocol';
+import { isRunTerminal } from './protocol';
 import type { RunStore } from './runStore';
-import { formatElapsed, formatTokens, isChildRow, runTokens, stepTokens } from './state';
+import { runTokens, stepTokens } from './state';
+import { agentDescription, agentEvent, oneLine, personasOf } from './agentEvents';
 import { toLaunchAttachments, withImages } from './attachments';
 import { pickImageFiles, readImageFiles } from './images';
 
 export const AGENTS_VIEW_ID = 'boo.agents';
 
 const STATUS_ICON: Record<string, string> = { running: 'sync~spin', completed: 'pass', failed: 'error', cancelled: 'circle-slash' };
-
-/** Persona names of the catalog (the agents of the flows), with the flows that use each. */
-export function personasOf(flows: Flow[]): { persona: string; flows: string[] }[] {
-  const by = new Map<string, Set<string>>();
-  for (const f of flows) {
-    for (const a of f.agents ?? []) {
-      if (!a?.persona) continue;
-      let s = by.get(a.persona);
-      if (!s) by.set(a.persona, (s = new Set()));
-      s.add(f.name);
-    }
-  }
-  return [...by.entries()].map(([persona, fl]) => ({ persona, flows: [...fl].sort() })).sort((a, b) => a.persona.localeCompare(b.persona));
-}
-
-/** One line for an agent: status · elapsed · tokens. */
-export function agentDescription(a: Pick<AgentSummary, 'status' | 'createdAt' | 'finishedAt'>, tokens: number | null, now: number): string {
-  const start = Date.parse(a.createdAt);
-  const end = a.finishedAt ? Date.parse(a.finishedAt) : now;
-  const parts: string[] = [a.status];
-  if (!Number.isNaN(start) && !Number.isNaN(end)) parts.push(formatElapsed(Math.max(0, end - start)));
-  if (tokens) parts.push(`${formatTokens(tokens)} tok`);
-  return parts.join(' · ');
-}
-
-function oneLine(s: string, max = 80): string {
-  const t = s.replace(/\s+/g, ' ').trim();
-  return t.length > max ? t.slice(0, max - 1) + '…' : t;
-}
 
 export interface AgentsDeps {
   client: BooClient;
@@ -180,7 +152,7 @@ export function registerAgents(context: vscode.ExtensionContext, deps: AgentsDep
   /** Children already told about (runId/stepId). */
   const told = new Set<string>();
 
-  const tell = (text: string, status: RunStatus | string, runId: string) => {
+  const tell = (text: string, status: string, runId: string) => {
     const show = status === 'completed' ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
     void show(text, 'Open').then((pick) => {
       if (pick === 'Open') deps.openRun(runId);
@@ -188,37 +160,9 @@ export function registerAgents(context: vscode.ExtensionContext, deps: AgentsDep
   };
 
   const sub = deps.store.onAny((n: Notification) => {
-    if (n.method === 'boo/runStarted') {
-      if (n.params.flow === 'agent' || mine.has(n.params.runId)) view.refreshSoon();
-      return;
-    }
-    if (n.method === 'boo/stepAdded') {
-      const p = n.params.step?.parentStepId;
-      if (p && p !== 'script') view.refreshSoon();
-      return;
-    }
-    if (n.method !== 'boo/stepUpdated') return;
-    const p = n.params;
-    if (p.runStatus && isRunTerminal(p.runStatus)) {
-      const a = mine.get(p.runId);
-      if (a) {
-        mine.delete(p.runId);
-        tell(`boo: agent ${a.persona} ${p.runStatus}: ${oneLine(a.prompt, 60)}`, p.runStatus, p.runId);
-      }
-      view.refreshSoon();
-    }
-    // A child an agent spawned, in a run whose pane is open, ended.
-    if (p.stepId && p.status && isStepTerminal(p.status) && deps.hasPane(p.runId)) {
-      const st = deps.store.get(p.runId);
-      const step = st?.steps.find((s) => s.stepId === p.stepId);
-      const key = `${p.runId}/${p.stepId}`;
-      if (st && step && isChildRow(st, step) && !told.has(key)) {
-        told.add(key);
-        const parent = st.steps.find((s) => s.stepId === step.parentStepId);
-        tell(`boo: ${step.agent ?? 'agent'} (spawned by ${parent?.label ?? step.parentStepId}) ${step.status}: ${oneLine(step.label, 60)}`, step.status, p.runId);
-        view.refreshSoon();
-      }
-    }
+    const ev = agentEvent(n, { mine, told, hasPane: deps.hasPane, state: (id) => deps.store.get(id) });
+    if (ev.refresh) view.refreshSoon();
+    if (ev.tell) tell(ev.tell.text, ev.tell.status, ev.tell.runId);
   });
   context.subscriptions.push({ dispose: () => sub.dispose() });
 
