@@ -67,7 +67,7 @@ REQUIRED_FLOWS = {
     "adr-draft": "authoring", "runbook-draft": "authoring",
 }
 FLOW_KEYS = {"name", "title", "category", "description", "answer", "steps"}
-STEP_KEYS = {"id", "kind", "function", "persona", "label", "band", "after", "when", "prompt", "args", "attachments"}
+STEP_KEYS = {"id", "kind", "function", "persona", "label", "band", "after", "when", "prompt", "args", "attachments", "spawn"}
 # Roster sizes, counted in agent steps relative to the small band (Han's sizing: required roles plus specialists).
 MEDIUM_EXTRA = (2, 3)
 LARGE_EXTRA = (4, 6)
@@ -401,7 +401,7 @@ def check_flow(flow: Flow, persona_names: set[str], rep: Report) -> bool:
             fn = s.get("function")
             if fn not in FUNCTIONS:
                 rep.add(file, f"{at}.function", f"{fn!r} is not one of {FUNCTIONS}")
-            for key in ("persona", "prompt", "attachments"):
+            for key in ("persona", "prompt", "attachments", "spawn"):
                 if key in s:
                     rep.add(file, f"{at}.{key}", "only agent steps have this field")
             if fn == "run_command":
@@ -422,8 +422,9 @@ def check_flow(flow: Flow, persona_names: set[str], rep: Report) -> bool:
             for key in ("function", "args"):
                 if key in s:
                     rep.add(file, f"{at}.{key}", "only code steps have this field")
-            if "attachments" in s and not isinstance(s["attachments"], bool):
-                rep.add(file, f"{at}.attachments", "must be true or false")
+            for key in ("attachments", "spawn"):
+                if key in s and not isinstance(s[key], bool):
+                    rep.add(file, f"{at}.{key}", "must be true or false")
             prompt = s.get("prompt")
             if not isinstance(prompt, str) or not prompt.strip():
                 rep.add(file, f"{at}.prompt", "agent steps need a prompt")

@@ -50,6 +50,16 @@ pub struct RunnerConfig {
     /// `initializationOptions.visionModel`): runs may carry attachments, and qwen is
     /// told the model takes images when a run has some.
     pub vision_model: bool,
+    /// Background children an agent step may start through boo's MCP tools
+    /// (`BOO_SPAWN_PER_STEP`, default 4).
+    pub spawn_per_step: usize,
+    /// … and a whole run (`BOO_SPAWN_PER_RUN`, default 16).
+    pub spawn_per_run: usize,
+    /// boo's private runtime folder (mode 0700), where the channel of `boo mcp` listens:
+    /// `BOO_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/boo`, else `/tmp/boo-<uid>`. `None`
+    /// (supervisors built without a configuration): no channel, and steps allowed to
+    /// spawn run without the tools.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 impl Default for RunnerConfig {
@@ -69,6 +79,9 @@ impl Default for RunnerConfig {
             user_workflows: None,
             model_aliases: BTreeMap::new(),
             vision_model: false,
+            spawn_per_step: 4,
+            spawn_per_run: 16,
+            runtime_dir: None,
         }
     }
 }
@@ -187,6 +200,21 @@ impl Config {
             vision_model: text("BOO_VISION_MODEL").is_some_and(|v| {
                 matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
             }),
+            spawn_per_step: number("BOO_SPAWN_PER_STEP")
+                .map(|n| n as usize)
+                .unwrap_or(defaults.spawn_per_step),
+            spawn_per_run: number("BOO_SPAWN_PER_RUN")
+                .map(|n| n as usize)
+                .unwrap_or(defaults.spawn_per_run),
+            runtime_dir: Some(
+                path("BOO_RUNTIME_DIR")
+                    .or_else(|| path("XDG_RUNTIME_DIR").map(|p| p.join("boo")))
+                    .unwrap_or_else(|| {
+                        // SAFETY: getuid cannot fail.
+                        let uid = unsafe { libc::getuid() };
+                        PathBuf::from(format!("/tmp/boo-{uid}"))
+                    }),
+            ),
         };
         let sandbox_var = var("BOO_SANDBOX").map(|v| v.to_string_lossy().to_string());
         let transport_var = var("BOO_AGENT_TRANSPORT").map(|v| v.to_string_lossy().to_string());

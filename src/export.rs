@@ -44,11 +44,11 @@ pub async fn export(
             let status = run.run.summary.status;
             let root = PathBuf::from(&run.run.summary.root);
             let (r2, s2) = (run.clone(), steps.clone());
-            let mut input =
-                tokio::task::spawn_blocking(move || build_report_input(&r2, &s2, &root, status).0)
-                    .await
-                    .map_err(|e| StoreError::Data(e.to_string()))?;
-            input.attachments = attachments;
+            let input = tokio::task::spawn_blocking(move || {
+                build_report_input(&r2, &s2, &root, status, &attachments).0
+            })
+            .await
+            .map_err(|e| StoreError::Data(e.to_string()))?;
             if format == "json" {
                 crate::report::render_json(&input)
             } else {

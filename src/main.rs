@@ -13,6 +13,7 @@ mod evidence;
 mod export;
 mod flowfile;
 mod lsp;
+mod mcp;
 mod model;
 mod otel;
 mod project;
@@ -236,6 +237,14 @@ enum Command {
     /// prints `<base url> <token>`, serves until stdin closes.
     #[command(hide = true)]
     ProxyServe { upstream: String },
+    /// Internal: the MCP server qwen starts for an agent step allowed to spawn
+    /// background agents (`spawn = true`); reaches boo's server over `socket` with the
+    /// step's token (`BOO_MCP_TOKEN`, from that agent's settings).
+    #[command(hide = true)]
+    Mcp {
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Internal: runs an agent process under the sandbox and dies with boo.
     #[command(hide = true)]
     AgentGuard {
@@ -313,6 +322,7 @@ fn only_prints(command: &Command) -> bool {
             | Command::Completions { .. }
             | Command::Man { .. }
             | Command::Fingerprint { .. }
+            | Command::Mcp { .. }
             | Command::Snapshot { .. }
             | Command::Flow { .. }
             | Command::Trust { .. }
@@ -386,6 +396,7 @@ fn main() {
                 }
             }
         }
+        Command::Mcp { socket } => mcp::serve(&socket, std::env::var("BOO_MCP_TOKEN").ok()),
         Command::AgentGuard {
             parent,
             sandbox,
@@ -520,6 +531,7 @@ fn main() {
                     Command::ProxyServe { upstream } => cli::proxy_serve(upstream).await,
                     Command::Serve { .. }
                     | Command::AgentGuard { .. }
+                    | Command::Mcp { .. }
                     | Command::Fingerprint { .. }
                     | Command::Snapshot { .. }
                     | Command::Completions { .. }

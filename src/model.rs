@@ -218,6 +218,17 @@ impl Usage {
     pub fn is_zero(&self) -> bool {
         *self == Usage::default()
     }
+    /// These counts, each one that is 0 taken from `other` instead: what qwen reported,
+    /// completed by what the model proxy read (qwen drops some servers' cached counts).
+    pub fn or_from(self, other: Usage) -> Usage {
+        let pick = |a: u64, b: u64| if a == 0 { b } else { a };
+        Usage {
+            input_tokens: pick(self.input_tokens, other.input_tokens),
+            output_tokens: pick(self.output_tokens, other.output_tokens),
+            cache_read_tokens: pick(self.cache_read_tokens, other.cache_read_tokens),
+            total_tokens: pick(self.total_tokens, other.total_tokens),
+        }
+    }
     /// Share of input tokens served from the model server's prompt cache.
     pub fn cache_hit_rate(&self) -> Option<f64> {
         if self.input_tokens == 0 {
@@ -238,6 +249,18 @@ pub struct WireUsage {
     pub total_tokens: u64,
     #[serde(default)]
     pub cache_hit_rate: Option<f64>,
+}
+
+impl WireUsage {
+    /// The counts alone.
+    pub fn counts(&self) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cache_read_tokens: self.cache_read_tokens,
+            total_tokens: self.total_tokens,
+        }
+    }
 }
 
 impl From<Usage> for WireUsage {

@@ -273,10 +273,11 @@ pub async fn load(store: &Store, run_id: &str) -> Result<Option<SarifInput>, Sto
                 return Ok(None);
             };
             let steps = queries::get_steps(c, &id)?;
-            Ok(Some((run, steps)))
+            let attachments = queries::run_attachments(c, &id)?;
+            Ok(Some((run, steps, attachments)))
         })
         .await?;
-    let Some((run, steps)) = got else {
+    let Some((run, steps, attachments)) = got else {
         return Ok(None);
     };
     let summary = &run.run.summary;
@@ -293,9 +294,11 @@ pub async fn load(store: &Store, run_id: &str) -> Result<Option<SarifInput>, Sto
             let status = summary.status;
             let root = PathBuf::from(&summary.root);
             let (r2, s2) = (run.clone(), steps);
-            tokio::task::spawn_blocking(move || build_report_input(&r2, &s2, &root, status).1)
-                .await
-                .map_err(|e| StoreError::Data(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                build_report_input(&r2, &s2, &root, status, &attachments).1
+            })
+            .await
+            .map_err(|e| StoreError::Data(e.to_string()))?
         }
     };
     Ok(Some(SarifInput {

@@ -91,6 +91,12 @@ fn a_spawned_agent_is_a_one_step_run_listed_with_its_persona() {
     assert_eq!(a["status"], "completed");
     assert_eq!(a["parentRunId"], json!(null));
     assert_eq!(a["parentStepId"], json!(null));
+    // Its tokens, as its run reports them.
+    assert!(a["usage"]["totalTokens"].as_u64() > Some(0), "{a}");
+    assert_eq!(
+        a["usage"]["totalTokens"], got["run"]["usage"]["totalTokens"],
+        "{a}"
+    );
     let running = s
         .request("boo/listAgents", json!({"status": "running"}))
         .unwrap();

@@ -403,3 +403,97 @@ fn a_spawned_agent_gets_the_attached_images() {
     assert_eq!(atts[0]["name"], "ui.png");
     assert_eq!(atts[0]["bytes"], PNG.len());
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(data))
+}
+
+/// A flow step with `attachments = false` gets the prompt without the run's images; the
+/// other agent steps get each image, byte-identical, with their prompt.
+#[test]
+fn a_flow_step_may_leave_the_images_out() {
+    let t = TempDir::new("attach-optout");
+    let root = project(t.path());
+    let rec = t.path().join("records");
+    std::fs::create_dir_all(&rec).unwrap();
+    std::fs::create_dir_all(root.join(".boo/flows")).unwrap();
+    std::fs::write(
+        root.join(".boo/flows/looks.toml"),
+        r#"
+name = "looks"
+title = "Looks"
+category = "review"
+description = "One agent looks at the screenshots, one reads the code only."
+
+[[steps]]
+id = "eyes"
+kind = "agent"
+persona = "codebase-explorer"
+prompt = "Describe what the screenshots show."
+
+[[steps]]
+id = "code"
+kind = "agent"
+persona = "codebase-explorer"
+attachments = false
+prompt = "Read the code only."
+"#,
+    )
+    .unwrap();
+    let mut env = vision_env();
+    env.push(("FAKE_QWEN_DIR", rec.display().to_string()));
+    let mut s = Server::start(&t.path().join("boo.db"), &env);
+    s.initialize(&root);
+    s.request("boo/trustRoot", json!({"root": root, "trusted": true}))
+        .unwrap();
+    let r = s
+        .request(
+            "boo/launchFlow",
+            json!({"flow": "looks", "input": {"question": "Does the layout match?"},
+                   "attachments": [
+                       {"name": "small.png", "mimeType": "image/png", "data": b64(PNG)},
+                       {"name": "big.png", "mimeType": "image/png", "data": b64(PNG_4X4)}]}),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}; {}", s.stderr()));
+    let run_id = r["runId"].as_str().unwrap().to_string();
+    let end = s.wait_run_end(&run_id, LONG);
+    assert_eq!(end["runStatus"], "completed", "{end}");
+    let records = agent_records(&rec);
+    let of = |step: &str| -> Vec<Value> {
+        records
+            .iter()
+            .filter(|r| r["env"]["BOO_STEP_ID"] == step)
+            .cloned()
+            .collect()
+    };
+    let (eyes, code) = (of("eyes"), of("code"));
+    assert_eq!(eyes.len(), 1, "{records:?}");
+    assert_eq!(code.len(), 1, "{records:?}");
+    let got: Vec<(String, u64)> = eyes[0]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["sha256"].as_str().unwrap().to_string(),
+                i["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (sha256_hex(PNG), PNG.len() as u64),
+            (sha256_hex(PNG_4X4), PNG_4X4.len() as u64)
+        ],
+        "both images, in launch order, byte-identical"
+    );
+    assert_eq!(code[0]["images"], json!([]), "{}", code[0]);
+    assert!(
+        !code[0]["prompt"].as_str().unwrap().contains("small.png"),
+        "the opted-out step is not told about the images: {}",
+        code[0]["prompt"]
+    );
+    s.stop();
+}

@@ -790,3 +790,28 @@ fn a_printing_command_ends_quietly_when_its_reader_is_gone() {
         out.status
     );
 }
+
+/// Processes opening one new database at once (a `boo run` starting while `boo runs`
+/// polls it) all get it: the switch to WAL and the schema wait for each other instead
+/// of refusing with "database is locked".
+#[test]
+fn processes_racing_to_set_up_a_new_database_all_open_it() {
+    let t = TempDir::new("cli-race");
+    for round in 0..10 {
+        let db = t.path().join(format!("race-{round}.db"));
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                boo_command(&boo_bin(), &db)
+                    .args(["runs", "--all"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", text(&out.stderr));
+        }
+    }
+}

@@ -1201,10 +1201,36 @@ fn a_large_diff_is_reviewed_part_by_part() {
     std::fs::create_dir_all(&rec).unwrap();
     let mut s = Server::start(
         &t.path().join("boo.db"),
-        &[("FAKE_QWEN_DIR", rec.display().to_string())],
+        &[
+            ("FAKE_QWEN_DIR", rec.display().to_string()),
+            ("BOO_VISION_MODEL", "1".to_string()),
+        ],
     );
     s.initialize(&root);
-    let run_id = launch(&mut s, "code-review", "big diff");
+    // With an image: every pass gets it, not only the first.
+    let png = include_bytes!("fixtures/images/red-3x2.png");
+    let r = s
+        .request(
+            "boo/launchFlow",
+            json!({"flow": "code-review", "input": {"question": "big diff"},
+                   "attachments": [{"path": t.path().join("shot.png")}]}),
+        )
+        .err();
+    assert!(
+        r.is_some_and(|(c, _)| c == -32602),
+        "a missing file is refused"
+    );
+    std::fs::write(t.path().join("shot.png"), png).unwrap();
+    let run_id = s
+        .request(
+            "boo/launchFlow",
+            json!({"flow": "code-review", "input": {"question": "big diff"},
+                   "attachments": [{"path": t.path().join("shot.png")}]}),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))["runId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let end = s.wait_run_end(&run_id, LONG);
     assert_eq!(end["runStatus"], "completed", "{end}");
     let records = agent_records(&rec);
@@ -1223,6 +1249,21 @@ fn a_large_diff_is_reviewed_part_by_part() {
         assert!(p.len() < 400 * 1024, "no pass gets the whole diff");
         if p.contains("This pass covers part") {
             seen_parts += 1;
+        }
+        if r["transport"] == "acp" {
+            assert_eq!(
+                r["images"].as_array().map(Vec::len),
+                Some(1),
+                "{}",
+                r["images"]
+            );
+            assert_eq!(r["images"][0]["bytes"], png.len(), "{}", r["images"]);
+        } else {
+            // One-shot: the image is a file of the agent's scratch space, named in the prompt.
+            assert!(
+                p.contains("shot.png: @"),
+                "every pass names the image: {p:.300}"
+            );
         }
     }
     assert_eq!(seen_parts, correctness.len());

@@ -294,21 +294,17 @@ fn prefix_reuse(bodies: &[Vec<u8>]) -> Reuse {
         };
         slot.0 += shared;
         slot.1 += b.len();
-        let needle = b"],\"max_tokens\"";
-        if let Some(at) = b.windows(needle.len()).rposition(|w| w == needle) {
+        if let Some(at) = tail_at(b) {
             r.tails += b.len() - at;
         }
     }
     r.ratio = reused as f64 / total.max(1) as f64;
-    let needle = b"],\"max_tokens\"";
     let moved: Vec<Vec<u8>> = bodies
         .iter()
-        .map(
-            |b| match b.windows(needle.len()).rposition(|w| w == needle) {
-                Some(at) => [&b[at..], &b[..at]].concat(),
-                None => b.clone(),
-            },
-        )
+        .map(|b| match tail_at(b) {
+            Some(at) => [&b[at..], &b[..at]].concat(),
+            None => b.clone(),
+        })
         .collect();
     let reused_moved: usize = (0..moved.len())
         .map(|i| {
@@ -321,6 +317,19 @@ fn prefix_reuse(bodies: &[Vec<u8>]) -> Reuse {
         .sum();
     r.tools_first = reused_moved as f64 / total.max(1) as f64;
     r
+}
+
+/// Where the members written after `messages` start (qwen's order: `max_tokens`,
+/// `stream`, the tools); `None` when the messages come last (boo's proxy forwards them
+/// so) or the body has no such tail.
+fn tail_at(b: &[u8]) -> Option<usize> {
+    let messages = b"\"messages\":[";
+    let from = b.windows(messages.len()).position(|w| w == messages)?;
+    let needle = b"],\"max_tokens\"";
+    b[from..]
+        .windows(needle.len())
+        .rposition(|w| w == needle)
+        .map(|at| from + at)
 }
 
 /// The first request of every agent (no tool result yet, boo's step heading in it).

@@ -54,9 +54,37 @@ pub const DENIED_TOOLS: &[&str] = &[
     "exit_plan_mode",
 ];
 
+/// The name of boo's MCP server in an agent's settings: its tools reach the model as
+/// `mcp__boo__<tool>`.
+pub const MCP_SERVER_NAME: &str = "boo";
+
+/// The tools boo's MCP server offers (all read-only for the agent: they start and
+/// read background children, which run under the same read-only layers).
+pub const MCP_TOOLS: &[&str] = &["spawn_subagent", "subagent_status", "subagent_result"];
+
+/// Whether an agent may be offered `tool`: the read/search tools, and boo's own MCP
+/// tools when the step was given boo's MCP server. qwen names them
+/// `mcp__boo__<tool>` to the model and in headless `init`, and `boo__<tool>` in the
+/// ACP context usage (measured with 0.24.4).
+pub fn tool_allowed(tool: &str, mcp: bool) -> bool {
+    if ALLOWED_TOOLS.contains(&tool) {
+        return true;
+    }
+    mcp && tool
+        .strip_prefix("mcp__")
+        .unwrap_or(tool)
+        .strip_prefix(MCP_SERVER_NAME)
+        .and_then(|rest| rest.strip_prefix("__"))
+        .is_some_and(|t| MCP_TOOLS.contains(&t))
+}
+
 /// The system settings boo hands to qwen (`QWEN_CODE_SYSTEM_SETTINGS_PATH`). System
-/// settings override the user's and the repository's own.
-pub fn system_settings(model: Option<&str>, images: bool) -> Value {
+/// settings override the user's and the repository's own. With `mcp` (a step allowed
+/// to spawn) they add boo's MCP server, trusted, and allow no other MCP server; hooks
+/// stay off (QWEN.md, "MCP tools for a plan-mode agent": trusting the folder, which
+/// qwen requires before it runs an MCP tool in plan mode, would otherwise let the
+/// repository's own `.qwen/settings.json` add hooks and servers).
+pub fn system_settings(model: Option<&str>, images: bool, mcp: Option<&super::McpServer>) -> Value {
     let mut v = json!({
         "security": {
             "auth": { "selectedType": "openai" },
@@ -88,7 +116,27 @@ pub fn system_settings(model: Option<&str>, images: bool) -> Value {
     if images {
         v["model"]["generationConfig"] = json!({ "modalities": { "image": true } });
     }
+    if let Some(m) = mcp {
+        v["mcpServers"] = json!({
+            MCP_SERVER_NAME: {
+                "command": m.program,
+                "args": ["mcp", "--socket", m.socket],
+                "env": { "BOO_MCP_TOKEN": m.token },
+                "trust": true,
+                "timeout": 60000
+            }
+        });
+        v["mcp"] = json!({ "allowed": [MCP_SERVER_NAME] });
+    }
     v
+}
+
+/// qwen's trusted-folders file for an agent allowed to spawn: `root` (the run's
+/// snapshot) is trusted for this agent only (`QWEN_CODE_TRUSTED_FOLDERS_PATH`).
+pub fn trusted_folders(root: &Path) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert(root.display().to_string(), json!("TRUST_FOLDER"));
+    Value::Object(m)
 }
 
 /// The agent's private scratch space under boo's data directory.
@@ -97,27 +145,42 @@ pub struct AgentHome {
     pub qwen_home: PathBuf,
     pub tmp: PathBuf,
     pub settings: PathBuf,
+    /// Steps allowed to spawn: qwen's trusted-folders file (the project trusted for
+    /// this agent only) and boo's executable, which the sandbox must let the agent run
+    /// as its MCP server. `None` for every other step.
+    pub mcp: Option<(PathBuf, PathBuf)>,
 }
 
 impl AgentHome {
-    pub fn create(
+    /// The scratch space of an agent; with `mcp` (root, server) a step allowed to
+    /// spawn: boo's MCP server in its settings and `root` trusted for it alone.
+    pub fn create_for(
         data_dir: &Path,
         chat_id: &str,
         model: Option<&str>,
         images: bool,
+        mcp: Option<(&Path, &super::McpServer)>,
     ) -> std::io::Result<AgentHome> {
         let root = data_dir.join("agents").join(chat_id);
-        let home = AgentHome {
+        let mut home = AgentHome {
             qwen_home: root.join("qwen-home"),
             tmp: root.join("tmp"),
             settings: root.join("system-settings.json"),
             root,
+            mcp: None,
         };
         std::fs::create_dir_all(&home.qwen_home)?;
         std::fs::create_dir_all(&home.tmp)?;
         let text =
-            serde_json::to_string_pretty(&system_settings(model, images)).unwrap_or_default();
-        std::fs::write(&home.settings, text)?;
+            serde_json::to_string_pretty(&system_settings(model, images, mcp.map(|(_, m)| m)))
+                .unwrap_or_default();
+        write_private(&home.settings, &text)?;
+        if let Some((project, server)) = mcp {
+            let path = home.root.join("trusted-folders.json");
+            let text = serde_json::to_string(&trusted_folders(project)).unwrap_or_default();
+            write_private(&path, &text)?;
+            home.mcp = Some((path, server.program.clone()));
+        }
         Ok(home)
     }
 
@@ -125,6 +188,19 @@ impl AgentHome {
     pub fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// Writes a file only its owner can read (the settings may carry a step's secret).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 /// The scratch folder name of a warm pool process (`pool-<pid>-<start>-<uuid>`): it
@@ -558,17 +634,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn boo_mcp_tools_are_allowed_only_with_boo_mcp_server() {
+        for t in [
+            "mcp__boo__spawn_subagent",
+            "boo__subagent_result",
+            "boo__subagent_status",
+        ] {
+            assert!(tool_allowed(t, true), "{t}");
+            assert!(!tool_allowed(t, false), "{t}");
+        }
+        for t in [
+            "mcp__evil__spawn_subagent",
+            "evil__x",
+            "mcp__boo__write_file",
+            "write_file",
+            "mcp__boox__spawn_subagent",
+        ] {
+            assert!(!tool_allowed(t, true), "{t}");
+        }
+        assert!(tool_allowed("read_file", false));
+    }
+
+    #[test]
     fn stale_scratch_directories_are_collected_and_running_ones_kept() {
         let data = std::env::temp_dir().join(format!("boo-homes-{}", std::process::id()));
         for chat in ["running-chat", "crashed-chat"] {
-            AgentHome::create(&data, chat, None, false).unwrap();
+            AgentHome::create_for(&data, chat, None, false, None).unwrap();
         }
         // A warm pool process of a live server (this test process) is kept; one whose
         // server is gone (no such pid) is collected.
         let live_pool = pool_home_name();
         let dead_pool = format!("pool-4194999-1-{}", uuid::Uuid::now_v7());
         for name in [&live_pool, &dead_pool] {
-            AgentHome::create(&data, name, None, false).unwrap();
+            AgentHome::create_for(&data, name, None, false, None).unwrap();
         }
         let running = std::collections::HashSet::from(["running-chat".to_string()]);
         assert_eq!(collect_stale_homes(&data, &running), 2);
@@ -582,15 +680,15 @@ mod tests {
 
     #[test]
     fn settings_tell_qwen_the_model_takes_images_only_for_prompts_with_images() {
-        let plain = system_settings(Some("m"), false);
+        let plain = system_settings(Some("m"), false, None);
         assert!(plain["model"].get("generationConfig").is_none(), "{plain}");
-        let with = system_settings(Some("m"), true);
+        let with = system_settings(Some("m"), true, None);
         assert_eq!(with["model"]["name"], "m");
         assert_eq!(
             with["model"]["generationConfig"]["modalities"]["image"],
             true
         );
-        let unnamed = system_settings(None, true);
+        let unnamed = system_settings(None, true, None);
         assert_eq!(
             unnamed["model"]["generationConfig"]["modalities"]["image"],
             true
@@ -602,7 +700,7 @@ mod tests {
 
     #[test]
     fn settings_leave_only_read_tools() {
-        let s = system_settings(Some("m"), false);
+        let s = system_settings(Some("m"), false, None);
         let denied: Vec<&str> = s["permissions"]["deny"]
             .as_array()
             .unwrap()

@@ -155,6 +155,11 @@ pub fn guard_command(l: &Launch<'_>) -> tokio::process::Command {
     for p in &l.readable {
         cmd.arg("--readable").arg(p);
     }
+    // A step allowed to spawn runs boo itself as its MCP server: that one file, and
+    // nothing else of boo's installation, is readable (and executable) for it.
+    if let Some((_, program)) = &l.home.mcp {
+        cmd.arg("--readable").arg(program);
+    }
     if let Some(port) = l.connect_port {
         cmd.arg("--connect-port").arg(port.to_string());
     }
@@ -195,6 +200,13 @@ pub fn spawn_guarded(l: Launch<'_>) -> Result<Guarded, LaunchError> {
     for (k, v) in &l.env {
         cmd.env(k, v);
     }
+    // The folder is trusted for this agent only (its own trusted-folders file), and
+    // only when it was given boo's MCP server; otherwise qwen finds no such file in
+    // the agent's empty home and the folder stays untrusted.
+    match &l.home.mcp {
+        Some((trusted, _)) => cmd.env("QWEN_CODE_TRUSTED_FOLDERS_PATH", absolute(trusted)),
+        None => cmd.env_remove("QWEN_CODE_TRUSTED_FOLDERS_PATH"),
+    };
     cmd.stdin(if l.stdin {
         Stdio::piped()
     } else {
@@ -312,7 +324,7 @@ mod tests {
     #[test]
     fn a_missing_settings_file_is_refused_with_its_path() {
         let dir = std::env::temp_dir().join(format!("boo-launch-{}", std::process::id()));
-        let home = AgentHome::create(&dir, "x", None, false).unwrap();
+        let home = AgentHome::create_for(&dir, "x", None, false, None).unwrap();
         assert!(checked_settings_path(&home).unwrap().is_absolute());
         std::fs::remove_file(&home.settings).unwrap();
         let e = checked_settings_path(&home).unwrap_err();

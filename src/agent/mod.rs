@@ -51,6 +51,24 @@ pub struct SessionSpec {
     /// (`modalities.image`). Only set for a run with attachments, whose model was
     /// declared to take images at launch.
     pub images: bool,
+    /// boo's MCP server for this step (`spawn = true`): the agent may start
+    /// background children. `None` for every other step, whose settings stay as they
+    /// always were (no MCP server, the folder untrusted).
+    pub mcp: Option<McpServer>,
+}
+
+/// The one MCP server an agent allowed to spawn gets: `boo mcp` (this binary), which
+/// reaches the boo server that runs the step over `socket`, authenticated by `token`
+/// (one per step, revoked when the step's session ends). It appears only in that
+/// agent's system settings, never in the repository or on a command line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct McpServer {
+    /// boo's own executable (readable and executable inside the agent's sandbox).
+    pub program: PathBuf,
+    /// The private channel to the boo server (a Unix socket in its 0700 runtime folder).
+    pub socket: PathBuf,
+    /// The step's secret.
+    pub token: String,
 }
 
 /// One part of a prompt: text, or an image the run was launched with (its type

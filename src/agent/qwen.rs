@@ -4,7 +4,7 @@
 //! result. The guard reports the sandbox on a pipe of its own, never on qwen's stdout.
 
 use super::harden::{
-    install_roots, landlock_abi, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS,
+    install_roots, landlock_abi, tool_allowed, AgentHome, SandboxMode, DENIED_TOOLS,
     SYSTEM_READABLE,
 };
 use super::launch::{last_lines, read_guard_report, spawn_guarded, tail_reader, Guarded, Launch};
@@ -264,11 +264,12 @@ impl QwenBackend {
             .await
             .map_err(|e| AgentError::failed(e.0))?;
         let model = spec.model.clone().or_else(|| self.config.model.clone());
-        let home = AgentHome::create(
+        let home = AgentHome::create_for(
             &self.config.data_dir,
             &spec.chat_id,
             model.as_deref(),
             spec.images,
+            spec.mcp.as_ref().map(|m| (spec.root.as_path(), m)),
         )
         .map_err(|e| {
             AgentError::failed(format!(
@@ -525,7 +526,7 @@ async fn run_process(
                         for p in parser.feed(&line) {
                             match p {
                                 Parsed::Init { version, tools, model, permission_mode } => {
-                                    let extra: Vec<String> = tools.iter().filter(|t| !ALLOWED_TOOLS.contains(&t.as_str())).cloned().collect();
+                                    let extra: Vec<String> = tools.iter().filter(|t| !tool_allowed(t, req.mcp.is_some())).cloned().collect();
                                     if !extra.is_empty() {
                                         meta["offeredTools"] = json!(tools);
                                         unsafe_tools = Some(extra);

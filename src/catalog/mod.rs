@@ -96,6 +96,9 @@ struct RawStep {
     /// Agent steps: `false` leaves the run's attached images out of its prompts.
     #[serde(default)]
     attachments: Option<bool>,
+    /// Agent steps: `true` gives the agent boo's tools to start background children.
+    #[serde(default)]
+    spawn: Option<bool>,
 }
 
 fn is_slug(s: &str) -> bool {
@@ -308,6 +311,13 @@ pub fn parse_flow(
                     .into(),
             ));
         }
+        if kind == StepKind::Code && s.spawn.is_some() {
+            errors.push(err(
+                at("spawn"),
+                "only agent steps can start background agents; remove `spawn` from this code step"
+                    .into(),
+            ));
+        }
         let when = match &s.when {
             None => None,
             Some(w) => match Cond::parse(w) {
@@ -342,6 +352,7 @@ pub fn parse_flow(
             prompt,
             args,
             attachments: s.attachments.unwrap_or(true),
+            spawn: s.spawn.unwrap_or(false),
         });
     }
     // Dependencies: known, within the band, acyclic; conditions need a signals step upstream.

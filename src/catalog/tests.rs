@@ -372,3 +372,30 @@ fn an_agent_step_may_leave_the_attached_images_out() {
         "{e:?}"
     );
 }
+
+#[test]
+fn an_agent_step_may_spawn_background_children_and_a_code_step_may_not() {
+    let text = GOOD.replace("id = \"u\"\n", "id = \"u\"\nspawn = true\n");
+    let flow = parse_flow("flows/mini.toml", &text, &personas()).unwrap();
+    let by_id = |id: &str| flow.steps.iter().find(|s| s.id == id).unwrap().spawn;
+    assert!(!by_id("t"), "no step spawns unless it says so");
+    assert!(by_id("u"));
+    let plan = crate::engine::plan(&flow, crate::model::Band::Small).unwrap();
+    let planned = plan.steps.iter().find(|s| s.id == "u").unwrap();
+    assert!(planned.spawn);
+    // A plan stored before spawning existed reads as not spawning.
+    let mut v = serde_json::to_value(planned).unwrap();
+    v.as_object_mut().unwrap().remove("spawn");
+    let old: crate::engine::PlannedStep = serde_json::from_value(v).unwrap();
+    assert!(!old.spawn);
+    let text = GOOD.replace(
+        "function = \"signals\"\n",
+        "function = \"signals\"\nspawn = true\n",
+    );
+    let e = errors(&text);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("spawn") && m.contains("only agent steps")),
+        "{e:?}"
+    );
+}

@@ -40,6 +40,9 @@ pub struct StepDef {
     /// Agent steps: whether the run's attached images go with the prompts
     /// (`attachments = false` in the flow file leaves them out).
     pub attachments: bool,
+    /// Agent steps: the agent may hand work to background children through boo's
+    /// MCP tools (`spawn = true` in the flow file).
+    pub spawn: bool,
 }
 
 /// A step as planned for one run.
@@ -62,6 +65,10 @@ pub struct PlannedStep {
     /// attachments existed read as `true`).
     #[serde(default = "yes")]
     pub attachments: bool,
+    /// The agent gets boo's MCP tools to spawn background children (plans stored
+    /// before spawning existed read as `false`).
+    #[serde(default)]
+    pub spawn: bool,
 }
 
 fn yes() -> bool {
@@ -122,6 +129,7 @@ pub fn plan(flow: &FlowDef, band: Band) -> Result<Plan, String> {
             prompt: s.prompt.clone(),
             args: s.args.clone(),
             attachments: s.attachments,
+            spawn: s.spawn,
         })
         .collect::<Vec<_>>();
     let last = planned.iter().map(|s| s.wave).max().unwrap_or(0);

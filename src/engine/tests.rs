@@ -18,6 +18,7 @@ fn step(id: &str, kind: StepKind, after: &[&str], band: Band, when: Option<&str>
         prompt: "do it".into(),
         args: serde_json::json!({}),
         attachments: true,
+        spawn: false,
     }
 }
 

@@ -324,7 +324,9 @@ pub struct CheckedCitation {
     pub quote: Option<String>,
     pub ok: bool,
     pub reason: Option<String>,
-    /// A citation of an attached image (not checked: `ok` is false, `path` empty).
+    /// A citation of an attached image (`path` empty): never checked against the
+    /// image itself; `ok` says the run has an attachment of that name
+    /// ([`check_images`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<ImageCitation>,
 }
@@ -626,6 +628,61 @@ pub fn check_finding(root: &Path, f: &Finding, source: Source) -> CheckedFinding
         reason,
         evidence,
         sources: vec![source],
+    }
+}
+
+/// Holds a finding's image citations to the run's attachments: a citation of an image
+/// the run was not given (a name the agent made up or misspelled) fails like a citation
+/// of a missing file and makes the finding unverified; one of a real attachment is marked
+/// found (`ok`) and still never makes a finding verified on its own. Names match exactly,
+/// or ignoring case, or without their extension.
+pub fn check_images(f: &mut CheckedFinding, names: &[String]) {
+    let key = |n: &str| {
+        let n = n.trim().to_lowercase();
+        match n.rsplit_once('.') {
+            Some((stem, _)) if !stem.is_empty() => stem.to_string(),
+            _ => n,
+        }
+    };
+    let mut missing = None;
+    for e in &mut f.evidence {
+        let Some(img) = &e.attachment else { continue };
+        let found = names
+            .iter()
+            .find(|n| **n == img.name || key(n) == key(&img.name));
+        match found {
+            Some(n) => {
+                e.ok = true;
+                e.reason = None;
+                if *n != img.name {
+                    e.attachment = Some(ImageCitation {
+                        name: n.clone(),
+                        region: img.region.clone(),
+                    });
+                }
+            }
+            None => {
+                let why = if names.is_empty() {
+                    format!(
+                        "it cites the image `{}`, but the run has no attachments",
+                        img.name
+                    )
+                } else {
+                    format!(
+                        "it cites the image `{}`, which is not one of the run's attachments ({})",
+                        img.name,
+                        names.join(", ")
+                    )
+                };
+                e.ok = false;
+                e.reason = Some(why.clone());
+                missing.get_or_insert(why);
+            }
+        }
+    }
+    if let Some(why) = missing {
+        f.verdict = Verdict::Unverified;
+        f.reason = Some(why);
     }
 }
 

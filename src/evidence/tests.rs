@@ -296,3 +296,48 @@ fn a_finding_may_cite_an_attached_image_which_is_shown_not_checked() {
     assert_eq!(mixed.verdict, Verdict::Verified, "{mixed:?}");
     assert_eq!(mixed.evidence.len(), 2);
 }
+
+#[test]
+fn an_image_citation_names_one_of_the_runs_attachments_or_the_finding_is_unverified() {
+    let dir = root();
+    let r = &dir.0;
+    std::fs::create_dir_all(r.join("src")).unwrap();
+    std::fs::write(r.join("src/lib.rs"), "pub fn add(a: u32) -> u32 { a }\n").unwrap();
+    let text = "Done.\n```findings\n[\
+        {\"title\": \"Real image\", \"severity\": \"low\", \"claim\": \"c\",\
+         \"evidence\": [{\"path\": \"src/lib.rs\", \"lines\": [1, 1]},\
+                        {\"attachment\": \"Layout\", \"region\": \"header\"}]},\
+        {\"title\": \"Made-up image\", \"severity\": \"low\", \"claim\": \"c\",\
+         \"evidence\": [{\"path\": \"src/lib.rs\", \"lines\": [1, 1]},\
+                        {\"attachment\": \"sidebar.png\"}]}\
+    ]\n```\n";
+    let parsed = parse_answer(text);
+    let src = Source {
+        step_id: "s".into(),
+        agent: "a".into(),
+    };
+    let names = vec!["layout.png".to_string(), "mock.webp".to_string()];
+    // Matched ignoring case and extension, and shown under the attachment's own name.
+    let mut real = check_finding(r, &parsed.findings[0], src.clone());
+    check_images(&mut real, &names);
+    assert_eq!(real.verdict, Verdict::Verified, "{real:?}");
+    assert!(real.evidence[1].ok);
+    assert_eq!(
+        real.evidence[1].attachment.as_ref().unwrap().name,
+        "layout.png"
+    );
+    // An image the run was not given: unverified, and the reason lists what there is.
+    let mut made_up = check_finding(r, &parsed.findings[1], src.clone());
+    check_images(&mut made_up, &names);
+    assert_eq!(made_up.verdict, Verdict::Unverified, "{made_up:?}");
+    let why = made_up.reason.as_deref().unwrap();
+    assert!(
+        why.contains("sidebar.png") && why.contains("layout.png, mock.webp"),
+        "{why}"
+    );
+    assert!(!made_up.evidence[1].ok);
+    // A run without attachments says so.
+    let mut none = check_finding(r, &parsed.findings[1], src);
+    check_images(&mut none, &[]);
+    assert!(none.reason.unwrap().contains("the run has no attachments"));
+}

@@ -190,7 +190,11 @@ impl From<ext::RunStatus> for model::RunStatus {
 }
 
 /// A listed background agent (`boo/listAgents`).
-pub fn agent_summary(s: model::RunSummary, persona: String) -> ext::AgentSummary {
+pub fn agent_summary(
+    s: model::RunSummary,
+    persona: String,
+    usage: model::Usage,
+) -> ext::AgentSummary {
     let ext::RunSummary {
         run_id,
         flow,
@@ -213,6 +217,7 @@ pub fn agent_summary(s: model::RunSummary, persona: String) -> ext::AgentSummary
         finished_at,
         kind,
         persona,
+        usage: usage.into(),
         parent_run_id: None,
         parent_step_id: None,
     }

@@ -207,6 +207,8 @@ wire_struct! {
         pub persona: String,
         pub parent_run_id: Option<String>,
         pub parent_step_id: Option<String>,
+        /// The tokens its agent has used so far.
+        pub usage: Usage,
     }
 
     /// `RunSummary` and more (`boo/getRun`).

@@ -182,7 +182,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// 32 random bytes from the kernel, hex.
-fn random_token() -> std::io::Result<String> {
+pub(crate) fn random_token() -> std::io::Result<String> {
     let mut buf = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
@@ -354,7 +354,12 @@ async fn handle(sock: TcpStream, proxy: Arc<Proxy>) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Upstreamed>(64);
     let agent = proxy.agent.clone();
     let key = proxy.upstream.api_key.clone();
-    let body = req.body.clone();
+    // Chat requests go upstream with their stable members first (shape::stable_order).
+    let body = tail
+        .ends_with("/chat/completions")
+        .then(|| shape::stable_order(&req.body))
+        .flatten()
+        .unwrap_or_else(|| req.body.clone());
     let method = req.method.clone();
     let content_type = req.header("content-type").map(String::from);
     let accept = req.header("accept").map(String::from);

@@ -27,6 +27,10 @@ pub struct Segment {
     pub cached: String,
     #[serde(skip)]
     start: usize,
+    /// Content this request brings for the first time (the messages after the last
+    /// assistant message): a prefix ending there is not a miss.
+    #[serde(skip)]
+    fresh: bool,
 }
 
 /// A request laid out for comparison.
@@ -58,19 +62,20 @@ fn image_count(content: &Value) -> usize {
 pub fn layout(body: &[u8]) -> Option<Layout> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let messages = v.get("messages")?.as_array()?;
-    let mut parts: Vec<(String, String, Vec<u8>)> = Vec::new();
+    let mut parts: Vec<(String, String, Vec<u8>, bool)> = Vec::new();
     let last_assistant = messages
         .iter()
         .rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant"));
     let mut turn = 1;
     let mut tools_placed = false;
-    let place_tools = |parts: &mut Vec<(String, String, Vec<u8>)>| {
+    let place_tools = |parts: &mut Vec<(String, String, Vec<u8>, bool)>| {
         if let Some(t) = v.get("tools").filter(|t| !t.is_null()) {
             let n = t.as_array().map(Vec::len).unwrap_or(0);
             parts.push((
                 "tools".into(),
                 format!("{n} tool schemas"),
                 serde_json::to_vec(t).unwrap_or_default(),
+                false,
             ));
         }
     };
@@ -90,10 +95,12 @@ pub fn layout(body: &[u8]) -> Option<Layout> {
             _ if last_assistant.is_none_or(|a| i > a) => "new",
             _ => "history",
         };
+        let fresh = kind != "system" && last_assistant.is_none_or(|a| i > a);
         parts.push((
             kind.into(),
             format!("message {i} ({role})"),
             serde_json::to_vec(m).unwrap_or_default(),
+            fresh,
         ));
     }
     if !tools_placed {
@@ -102,7 +109,7 @@ pub fn layout(body: &[u8]) -> Option<Layout> {
     let mut bytes = Vec::new();
     let segments = parts
         .into_iter()
-        .map(|(kind, label, b)| {
+        .map(|(kind, label, b, fresh)| {
             let start = bytes.len();
             bytes.extend_from_slice(&b);
             let hash = format!("{:x}", Sha256::digest(&b));
@@ -114,6 +121,7 @@ pub fn layout(body: &[u8]) -> Option<Layout> {
                 est_tokens: (b.len() as u64).div_ceil(4),
                 cached: "none".into(),
                 start,
+                fresh,
             }
         })
         .collect();
@@ -122,6 +130,72 @@ pub fn layout(body: &[u8]) -> Option<Layout> {
         bytes,
         turn,
     })
+}
+
+/// A request body's top-level members in their order, each value's bytes untouched.
+struct Members(Vec<(String, Box<serde_json::value::RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Members, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) =
+                    m.next_entry::<String, Box<serde_json::value::RawValue>>()?
+                {
+                    out.push((k, v));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The chat request as the proxy forwards it: the same members, each value byte for
+/// byte, but those that are the same for every request of a run — the model, the tool
+/// schemas, the limits — before the conversation, which comes last. qwen writes
+/// `max_tokens`, `stream` and the tools after `messages`, so two requests that part
+/// anywhere in their messages also part in that tail; a JSON object's member order means
+/// nothing to the server, and in this order the bytes of consecutive requests share the
+/// longest prefix (as a chat template renders the tools before the conversation too).
+/// `None` (forward the body as it came) when it is not a JSON object with `messages`,
+/// or names a member twice.
+pub fn stable_order(body: &[u8]) -> Option<Vec<u8>> {
+    let Members(members) = serde_json::from_slice(body).ok()?;
+    let mut seen = std::collections::HashSet::new();
+    if !members.iter().all(|(k, _)| seen.insert(k.as_str())) || !seen.contains("messages") {
+        return None;
+    }
+    let rank = |k: &str| match k {
+        "model" => 0,
+        "tools" => 1,
+        "messages" => 3,
+        _ => 2,
+    };
+    let mut ordered: Vec<&(String, Box<serde_json::value::RawValue>)> = members.iter().collect();
+    // Stable: members of one rank keep the order they came in.
+    ordered.sort_by_key(|(k, _)| rank(k));
+    let mut out = Vec::with_capacity(body.len() + 2);
+    out.push(b'{');
+    for (i, (k, v)) in ordered.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&serde_json::to_vec(k).ok()?);
+        out.push(b':');
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    out.push(b'}');
+    Some(out)
 }
 
 /// Earlier requests to one endpoint, bounded in count and bytes (oldest dropped).
@@ -200,36 +274,39 @@ impl PrefixMemory {
             }
             .into();
         }
-        let miss_reason = match cached {
-            None => Some("the server reports no cache fields".to_string()),
-            Some(_) if prefix == 0 || earlier.is_none() => {
-                Some("first request of this prefix".to_string())
+        let evicted = || {
+            format!(
+                "the server evicted or does not cache this prefix (expected ≈ {expected_tokens} tokens, got {})",
+                cached.unwrap_or(0)
+            )
+        };
+        let miss_reason = match (cached, earlier) {
+            (None, _) => Some("the server reports no cache fields".to_string()),
+            (Some(_), None) => Some("first request of this prefix".to_string()),
+            (Some(_), Some(_)) if prefix == 0 => Some("first request of this prefix".to_string()),
+            // The server reused less than the prefix it has seen: within 10 % or 16
+            // tokens (a cache block) of what was expected is no miss.
+            (Some(c), Some(_)) if c + 16 < expected_tokens && c * 10 < expected_tokens * 9 => {
+                Some(evicted())
             }
-            // Within 10 % or 16 tokens (a cache block) of what was expected: no miss.
-            Some(c) if c + 16 >= expected_tokens || c * 10 >= expected_tokens * 9 => None,
-            Some(c) => {
-                let earlier = earlier.expect("checked above");
-                let earlier_end = earlier.bytes.len();
-                let at = segments
-                    .iter()
-                    .position(|s| prefix < s.start + s.bytes as usize);
-                Some(match at.map(|i| &segments[i]) {
-                    _ if prefix >= earlier_end => format!(
-                        "the server evicted or does not cache this prefix (expected ≈ {expected_tokens} tokens, got {c})"
-                    ),
-                    Some(s) if s.kind == "system" => format!(
+            // The request extends an earlier one: everything after it is new.
+            (Some(_), Some(e)) if prefix >= e.bytes.len() => None,
+            // It parts from the earlier request it shares most with: where says why
+            // the reusable prefix is no longer.
+            (Some(_), Some(e)) => segments
+                .iter()
+                .find(|s| prefix < s.start + s.bytes as usize)
+                .and_then(|s| match s.kind.as_str() {
+                    "system" => Some(format!(
                         "system prompt changed at byte {}: {:?} vs {:?}",
                         prefix - s.start,
                         excerpt(&l.bytes, prefix),
-                        excerpt(&earlier.bytes, prefix)
-                    ),
-                    Some(s) if s.kind == "tools" => "tool list changed".to_string(),
-                    Some(s) => format!("history rewritten at {}", s.label),
-                    None => format!(
-                        "the server evicted or does not cache this prefix (expected ≈ {expected_tokens} tokens, got {c})"
-                    ),
-                })
-            }
+                        excerpt(&e.bytes, prefix)
+                    )),
+                    "tools" => Some("tool list changed".to_string()),
+                    _ if s.fresh => None,
+                    _ => Some(format!("history rewritten at {}", s.label)),
+                }),
         };
         let shape = Shape {
             turn: l.turn,
@@ -333,27 +410,84 @@ mod tests {
             "You are an agent in /home/x/two. Be brief.",
             &[("user", "review it")],
         );
-        let s = mem.analyze(layout(&b).unwrap(), Some(1000), Some(0));
+        // The server reused all it could: the reason is where the prefix ends.
+        let s = mem.analyze(layout(&b).unwrap(), Some(1000), Some(1000));
         let r = s.miss_reason.unwrap();
         assert!(r.starts_with("system prompt changed at byte"), "{r}");
         assert!(r.contains("two") && r.contains("one"), "{r}");
         assert_eq!(s.segments[0].cached, "partial");
+        // The same change, and the server reused nothing of the shared head: evicted.
+        let b2 = req(
+            "You are an agent in /home/x/six. Be brief.",
+            &[("user", "review it")],
+        );
+        let s = mem.analyze(layout(&b2).unwrap(), Some(1000), Some(0));
+        assert!(s.miss_reason.unwrap().starts_with("the server evicted"));
         // History rewritten at message 1.
         let c = req(
             "You are an agent in /home/x/one. Be brief.",
             &[("user", "review THAT"), ("assistant", "ok"), ("user", "go")],
         );
-        let s = mem.analyze(layout(&c).unwrap(), Some(1000), Some(0));
+        let s = mem.analyze(layout(&c).unwrap(), Some(1000), Some(1000));
         assert_eq!(
             s.miss_reason.as_deref(),
             Some("history rewritten at message 1 (user)")
         );
+        // Another agent: same system prompt and tools, its own task: no miss.
+        let d = req(
+            "You are an agent in /home/x/one. Be brief.",
+            &[("user", "look for races")],
+        );
+        let s = mem.analyze(layout(&d).unwrap(), Some(1000), Some(1000));
+        assert_eq!(s.miss_reason, None, "{:?}", s.segments);
+        assert_eq!(s.segments.last().unwrap().cached, "partial");
+        // Its next turn extends it: no miss either.
+        let d2 = req(
+            "You are an agent in /home/x/one. Be brief.",
+            &[
+                ("user", "look for races"),
+                ("assistant", "reading"),
+                ("tool", "fn main() {}"),
+            ],
+        );
+        let s = mem.analyze(layout(&d2).unwrap(), Some(1200), Some(1200));
+        assert_eq!(s.miss_reason, None, "{:?}", s.segments);
         // No cache fields at all.
         let s = mem.analyze(layout(&a).unwrap(), Some(1000), None);
         assert_eq!(
             s.miss_reason.as_deref(),
             Some("the server reports no cache fields")
         );
+    }
+
+    #[test]
+    fn the_conversation_goes_last_and_every_value_keeps_its_bytes() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"caf\u00e9 \ud83d\ude00 1.50"}],"max_tokens":32000,"stream":true,"stream_options":{"include_usage":true},"tools":[{"type":"function","function":{"name":"read_file","parameters":{"x":1.0e2}}}]}"#;
+        let out = stable_order(body).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"model":"m","tools":[{"type":"function","function":{"name":"read_file","parameters":{"x":1.0e2}}}],"max_tokens":32000,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"caf\u00e9 \ud83d\ude00 1.50"}]}"#
+        );
+        // The same JSON value.
+        let a: Value = serde_json::from_slice(body).unwrap();
+        let b: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(a, b);
+        // Two requests that part in their last message now share everything before it.
+        let other = String::from_utf8(body.to_vec())
+            .unwrap()
+            .replace("1.50", "2.50");
+        let (x, y) = (
+            stable_order(body).unwrap(),
+            stable_order(other.as_bytes()).unwrap(),
+        );
+        assert!(common_prefix(&x, &y) > common_prefix(body, other.as_bytes()));
+        assert!(common_prefix(&x, &y) > x.iter().position(|&c| c == b'[').unwrap() + 100);
+        // Not a chat request, not an object, a member twice: forwarded as it came.
+        assert!(stable_order(br#"{"input":"x"}"#).is_none());
+        assert!(stable_order(b"[1,2]").is_none());
+        assert!(stable_order(b"not json").is_none());
+        assert!(stable_order(br#"{"messages":[],"messages":[]}"#).is_none());
     }
 
     #[test]

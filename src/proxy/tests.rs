@@ -216,10 +216,19 @@ struct Mock {
 
 impl Mock {
     fn start(dialect: &str) -> Mock {
+        Mock::with(&["--usage", "1000,20,600", "--usage-dialect", dialect])
+    }
+
+    /// Reporting what a prefix cache would reuse (`--cache prefix`).
+    fn prefix_cache() -> Mock {
+        Mock::with(&["--cache", "prefix"])
+    }
+
+    fn with(args: &[&str]) -> Mock {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mock-openai.py");
         let mut child = std::process::Command::new("python3")
             .args([script, "--port", "0", "--max-seconds", "60"])
-            .args(["--usage", "1000,20,600", "--usage-dialect", dialect])
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -308,7 +317,8 @@ async fn every_usage_dialect_of_the_mock_server_yields_its_cached_count() {
 
 #[tokio::test]
 async fn a_changed_system_prompt_is_named_as_the_miss() {
-    let mock = Mock::start("openai");
+    // The server reuses all it can: the miss is where the prompt changed, not the server.
+    let mock = Mock::prefix_cache();
     let proxy = Proxy::start(Upstream {
         base_url: mock.base.clone(),
         api_key: None,

@@ -63,6 +63,7 @@ fn plan(persona: &str, label: &str, stable: String) -> Plan {
             prompt: stable,
             args: Value::Null,
             attachments: true,
+            spawn: false,
         }],
         answer: vec![AGENT_STEP.into()],
     }

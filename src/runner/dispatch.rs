@@ -263,6 +263,7 @@ async fn step_images(
 
 /// Runs an agent step: slot, fingerprint before, one session for every prompt,
 /// fingerprint after. Any change to the project fails the step as fatal.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_agent(
     sched: &Arc<Scheduler>,
     ctx: &RunCtx,
@@ -270,6 +271,7 @@ pub async fn run_agent(
     chat_id: &str,
     prompts: &[Vec<ContentBlock>],
     attachments: &AttachmentChoice,
+    mcp: Option<crate::agent::McpServer>,
     scope: &RunScope,
 ) -> StepResult {
     if prompts.is_empty() {
@@ -315,6 +317,7 @@ pub async fn run_agent(
         scope,
         &mut forward,
         project,
+        mcp,
     )
     .await;
     forward.close_open_calls();
@@ -364,6 +367,7 @@ async fn run_session(
     scope: &RunScope,
     forward: &mut Forwarder,
     project: Option<String>,
+    mcp: Option<crate::agent::McpServer>,
 ) -> Result<AgentOutcome, AgentError> {
     let images = prompts
         .iter()
@@ -380,6 +384,7 @@ async fn run_session(
         isolated,
         project: project.clone(),
         images,
+        mcp: mcp.clone(),
     };
     let first = run_attempt(sched, attempt(false), prompts, scope, forward).await;
     let Err(AgentError::Lost { message: lost, .. }) = first else {

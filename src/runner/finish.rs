@@ -110,9 +110,9 @@ pub(super) async fn finish_run_with(
             .as_ref()
             .map(|s| s.workdir.clone())
             .unwrap_or_else(|| root.clone());
-        let (mut input, findings) = build_report_input(&row2, &steps2, &files, status);
+        let (mut input, findings) =
+            build_report_input(&row2, &steps2, &files, status, &attachments);
         input.snapshot = snapshot.as_ref().map(|s| snapshot_note(s, &root));
-        input.attachments = attachments;
         (input, findings)
     })
     .await

@@ -33,6 +33,9 @@ pub(super) async fn drive(
     if state.cancel_requested {
         scope.stop(StopReason::UserCancel);
     }
+    // Background children a previous owner started are not in the roster: each comes
+    // back under its parent with `boo/stepAdded` once the run's context exists.
+    let child_rows = state.take_children();
     announce(sup, &state, resumed);
     let workdir = sup.run_snapshot(run_id, &state.root).await?.workdir;
     let ctx = RunCtx {
@@ -42,6 +45,21 @@ pub(super) async fn drive(
         model: state.model.clone(),
         scope: scope.clone(),
     };
+    let children = sup.adopt_children(&ctx, child_rows).await;
+    let result = drive_loop(sup, run_id, &mut state, &ctx, &children).await;
+    sup.forget_children(run_id);
+    result
+}
+
+/// The engine loop of [`drive`].
+async fn drive_loop(
+    sup: &Arc<Supervisor>,
+    run_id: &str,
+    state: &mut RunState,
+    ctx: &RunCtx,
+    children: &super::children::RunChildren,
+) -> Result<(), String> {
+    let scope = ctx.scope.clone();
     let total = state.steps.len();
     let mut tasks: JoinSet<StepEnded> = JoinSet::new();
     // End updates not sent yet: the last one may carry the run's terminal status.
@@ -68,7 +86,7 @@ pub(super) async fn drive(
                         SkipReason::Condition => "skipped: its condition (`when`) is false for this project",
                     };
                     let (end, update) =
-                        skip_or_cancel(sup, &state, &id, StepStatus::Skipped, why).await?;
+                        skip_or_cancel(sup, state, &id, StepStatus::Skipped, why).await?;
                     state.record_end(&id, &end);
                     held.push(update);
                 }
@@ -79,8 +97,8 @@ pub(super) async fn drive(
                     let Some(planned) = state.plan.step(&id).cloned() else {
                         continue;
                     };
-                    let spec = step_spec(sup, &state, &planned).await?;
-                    match sup.scheduler.start_step(&ctx, spec).await {
+                    let spec = step_spec(sup, state, &planned).await?;
+                    match sup.scheduler.start_step(ctx, spec).await {
                         Ok(handle) => {
                             state.record_start(&id, handle.chat_id.clone());
                             tasks.spawn(handle);
@@ -124,7 +142,18 @@ pub(super) async fn drive(
                     }
                 }
             }
-            Decision::Finish(status) => {
+            Decision::Finish(mut status) => {
+                // The run ends only after its background children: a child still
+                // running when its parent step ended keeps running until here.
+                if children.running_count() > 0 {
+                    flush(sup, &mut held);
+                    if !children.wait_all(&scope).await {
+                        return Ok(());
+                    }
+                    if scope.is_stopped() && !scope.hands_over() {
+                        status = RunStatus::Cancelled;
+                    }
+                }
                 // Every step ends in a terminal status: the ones that never ran (a
                 // cancel, or a fatal step that stopped the run) are cancelled.
                 for id in engine::to_cancel(&state.statuses()) {
@@ -134,11 +163,11 @@ pub(super) async fn drive(
                         "not run: an earlier step failed the whole run"
                     };
                     let (end, update) =
-                        skip_or_cancel(sup, &state, &id, StepStatus::Cancelled, why).await?;
+                        skip_or_cancel(sup, state, &id, StepStatus::Cancelled, why).await?;
                     state.record_end(&id, &end);
                     held.push(update);
                 }
-                finish_run(sup, &state, status, held, None).await?;
+                finish_run(sup, state, status, held, None).await?;
                 return Ok(());
             }
         }
@@ -253,6 +282,7 @@ async fn step_spec(
                 } else {
                     AttachmentChoice::Nothing
                 },
+                spawn: planned.spawn,
             }
         }
     };
@@ -265,5 +295,6 @@ async fn step_spec(
         parent_step_id: None,
         phase: None,
         cache_key: None,
+        meta: None,
     })
 }

@@ -85,8 +85,10 @@ impl Forwarder {
                         json!({ "qwenVersion": version, "offeredTools": tools, "model": model });
                 }
                 let meta = self.init_meta.clone();
+                // Merged: a background child's row keeps its spawn request (what a
+                // resumed run starts it again with) until its end replaces the meta.
                 self.store.send("step meta", move |c| {
-                    queries::set_step_meta(c, &run_id, &step_id, &meta)
+                    queries::merge_step_meta(c, &run_id, &step_id, &meta)
                 });
             }
             AgentEvent::Turn { turn, usage } => {

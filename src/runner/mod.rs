@@ -16,6 +16,7 @@
 //! - [`outbox`]: the single exit for run traffic.
 
 pub mod agent_run;
+pub mod children;
 pub mod dispatch;
 pub mod finish;
 pub mod flow;
@@ -150,7 +151,7 @@ impl Supervisor {
                 );
                 config.snapshot_dir.clone()
             });
-        Arc::new(Supervisor {
+        let sup = Arc::new(Supervisor {
             snapshot_base,
             store,
             scheduler,
@@ -162,7 +163,10 @@ impl Supervisor {
             host: hostname::get()
                 .map(|h| h.to_string_lossy().to_string())
                 .unwrap_or_else(|_| "localhost".into()),
-        })
+        });
+        // The private channel of `boo mcp` (agents allowed to spawn reach it).
+        children::listen(&sup);
+        sup
     }
 
     fn emit(&self, m: Out) {

@@ -77,13 +77,16 @@ pub fn snapshot_note(
 }
 
 /// Gathers what the report needs from the run's steps: answers, checked and merged
-/// findings. Citations are checked against the files under `root` (the run's snapshot).
+/// findings. Citations are checked against the files under `root` (the run's snapshot)
+/// and the run's `attachments` (images are cited by name).
 pub fn build_report_input(
     row: &queries::RunRow,
     steps: &[StepRow],
     root: &Path,
     status: RunStatus,
+    attachments: &[crate::attach::AttachmentInfo],
 ) -> (ReportInput, Vec<CheckedFinding>) {
+    let images: Vec<String> = attachments.iter().map(|a| a.name.clone()).collect();
     let mut findings = Vec::new();
     let mut summaries = Vec::new();
     let mut alerts = Vec::new();
@@ -102,14 +105,16 @@ pub fn build_report_input(
         if st.kind == StepKind::Agent && st.status == StepStatus::Completed {
             let parsed = evidence::parse_answer(st.output.as_deref().unwrap_or_default());
             for f in &parsed.findings {
-                findings.push(evidence::check_finding(
+                let mut checked = evidence::check_finding(
                     root,
                     f,
                     Source {
                         step_id: st.step_id.clone(),
                         agent: st.agent.clone(),
                     },
-                ));
+                );
+                evidence::check_images(&mut checked, &images);
+                findings.push(checked);
             }
             if !parsed.had_block {
                 problem = Some("the answer had no `findings` block".to_string());
@@ -202,7 +207,7 @@ pub fn build_report_input(
         steps: summaries,
         findings: merged.clone(),
         snapshot: None,
-        attachments: Vec::new(),
+        attachments: attachments.to_vec(),
     };
     (input, merged)
 }

@@ -73,6 +73,9 @@ pub enum StepWork {
         prompts: Vec<Vec<ContentBlock>>,
         /// Which of the run's attachments go with the prompts.
         attachments: AttachmentChoice,
+        /// The agent gets boo's MCP tools to start background children (a flow step
+        /// with `spawn = true`). Children never get them.
+        spawn: bool,
     },
     /// A built-in code function over the outputs of the steps it depends on.
     Code {
@@ -121,6 +124,9 @@ pub struct StepSpec {
     pub parent_step_id: Option<String>,
     pub phase: Option<String>,
     pub cache_key: Option<String>,
+    /// Stored on a runtime step's row when it starts (a child's spawn request, so a
+    /// resumed run can start it again).
+    pub meta: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Error)]
@@ -194,6 +200,8 @@ pub struct Scheduler {
     pub(super) fingerprints: crate::project::HashCache,
     /// Masks secrets in everything an agent says before it is stored or sent.
     pub(super) redactor: Arc<Redactor>,
+    /// Spawn grants and every run's background children (`children.rs`).
+    pub(super) children: Arc<super::children::Children>,
 }
 
 impl Scheduler {
@@ -215,6 +223,7 @@ impl Scheduler {
             code_deadline: config.code_deadline,
             fingerprints: crate::project::HashCache::new(),
             redactor,
+            children: super::children::Children::new(config),
         })
     }
 
@@ -251,6 +260,7 @@ impl Scheduler {
                     parent_step_id: spec.parent_step_id.clone(),
                     phase: spec.phase.clone(),
                     cache_key: spec.cache_key.clone(),
+                    meta: spec.meta.clone(),
                 };
                 let inserted = self
                     .store
@@ -297,11 +307,21 @@ impl Scheduler {
         let task = tokio::spawn(async move {
             let result = match &spec.work {
                 StepWork::Agent {
+                    persona,
                     prompts,
                     attachments,
-                    ..
+                    spawn,
                 } => {
                     let chat = chat.clone().unwrap_or_default();
+                    // A step allowed to spawn gets boo's MCP server with a token of its
+                    // own, revoked when the step ends (the grant is dropped).
+                    let grant = spawn
+                        .then(|| {
+                            scheduler
+                                .children
+                                .grant(&ctx, &spec.step_id, persona, spec.wave)
+                        })
+                        .flatten();
                     dispatch::run_agent(
                         &scheduler,
                         &ctx,
@@ -309,6 +329,7 @@ impl Scheduler {
                         &chat,
                         prompts,
                         attachments,
+                        grant.as_ref().map(|g| g.server.clone()),
                         &scope,
                     )
                     .await

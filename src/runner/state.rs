@@ -147,6 +147,32 @@ impl RunState {
         }
     }
 
+    /// Takes the background children (runtime steps with a parent, not in the plan) out
+    /// of the state: the engine decides over the plan only, and the children are
+    /// followed by `children::RunChildren` (they come back in their rows' order).
+    pub fn take_children(&mut self) -> Vec<StepRow> {
+        let plan = &self.plan;
+        let (kids, keep): (Vec<StepRow>, Vec<StepRow>) = std::mem::take(&mut self.steps)
+            .into_iter()
+            .partition(|s| s.step.parent_step_id.is_some() && plan.step(&s.step.step_id).is_none());
+        self.steps = keep;
+        self.index = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.step.step_id.clone(), i))
+            .collect();
+        for k in &kids {
+            self.states.remove(&k.step.step_id);
+        }
+        self.terminal = self
+            .steps
+            .iter()
+            .filter(|s| s.step.status.is_terminal())
+            .count();
+        kids
+    }
+
     pub fn record_start(&mut self, id: &str, chat_id: Option<String>) {
         if let Some(s) = self.set(id, StepStatus::Running, false) {
             s.step.chat_id = chat_id;

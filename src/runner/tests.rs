@@ -488,11 +488,13 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
                         "answer at once".into(),
                     )]],
                     attachments: Default::default(),
+                    spawn: false,
                 },
                 origin: Origin::Runtime,
                 parent_step_id: Some("solo".into()),
                 phase: Some("Leads".into()),
                 cache_key: Some("k".repeat(64)),
+                meta: None,
             },
         )
         .await
@@ -549,11 +551,13 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
                     persona: "structural-analyst".into(),
                     prompts: vec![vec![crate::agent::ContentBlock::Text("x".into())]],
                     attachments: Default::default(),
+                    spawn: false,
                 },
                 origin: Origin::Runtime,
                 parent_step_id: None,
                 phase: None,
                 cache_key: None,
+                meta: None,
             },
         )
         .await;
@@ -576,11 +580,13 @@ async fn a_step_created_at_run_time_goes_through_the_scheduler() {
                     persona: "structural-analyst".into(),
                     prompts: vec![vec![crate::agent::ContentBlock::Text("x".into())]],
                     attachments: Default::default(),
+                    spawn: false,
                 },
                 origin: Origin::Runtime,
                 parent_step_id: None,
                 phase: None,
                 cache_key: None,
+                meta: None,
             },
         )
         .await;
@@ -800,6 +806,7 @@ async fn start_code_step(
                 parent_step_id: None,
                 phase: None,
                 cache_key: None,
+                meta: None,
             },
         )
         .await

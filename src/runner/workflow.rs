@@ -819,6 +819,7 @@ impl RunDriver {
             parent_step_id: Some(SCRIPT_STEP.to_string()),
             phase: call.phase.clone(),
             cache_key: Some(key.clone()),
+            meta: None,
         };
         let store = &self.sup.store;
         let (rid, sid) = (self.ctx.run_id.clone(), step_id.clone());
@@ -852,11 +853,13 @@ impl RunDriver {
                 persona: name,
                 prompts: vec![vec![ContentBlock::Text(prompt)]],
                 attachments,
+                spawn: false,
             },
             origin: Origin::Runtime,
             parent_step_id: Some(SCRIPT_STEP.to_string()),
             phase: call.phase.clone(),
             cache_key: Some(key.clone()),
+            meta: None,
         };
         let mut ctx = self.ctx.clone();
         ctx.model = model;

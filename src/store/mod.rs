@@ -130,8 +130,37 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
             source,
         })?;
     }
+    // Two boo processes opening a new database at once (a `boo run` and a `boo runs`)
+    // contend for the switch to WAL and the schema; SQLite answers some of those
+    // with SQLITE_BUSY at once, without its busy handler, so the set-up is retried
+    // for as long as the busy timeout would have waited.
+    let deadline = std::time::Instant::now() + OPEN_BUSY_WAIT;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match set_up(path) {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long opening waits for another process that holds the database.
+const OPEN_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn is_busy(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Sql(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+fn set_up(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(OPEN_BUSY_WAIT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -221,7 +221,7 @@ pub fn list_agents(
     root: Option<&str>,
     status: Option<RunStatus>,
     limit: u32,
-) -> Result<Vec<(RunSummary, String)>> {
+) -> Result<Vec<(RunSummary, String, Usage)>> {
     let mut sql = format!(
         "SELECT {RUN_COLS}, json_extract(r.meta, '$.agent.persona') FROM flow_runs r
          WHERE json_valid(r.meta) AND json_extract(r.meta, '$.kind') = 'agent'"
@@ -242,6 +242,12 @@ pub fn list_agents(
             Ok((
                 summary_from_row(row)?,
                 row.get::<_, Option<String>>(20)?.unwrap_or_default(),
+                Usage {
+                    input_tokens: row.get::<_, i64>(16)? as u64,
+                    output_tokens: row.get::<_, i64>(17)? as u64,
+                    cache_read_tokens: row.get::<_, i64>(18)? as u64,
+                    total_tokens: row.get::<_, i64>(19)? as u64,
+                },
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -368,6 +374,9 @@ pub struct NewRuntimeStep {
     pub parent_step_id: Option<String>,
     pub phase: Option<String>,
     pub cache_key: Option<String>,
+    /// What the step was started with, when it must be restartable from its row (a
+    /// background child: persona, prompt, label); replaced by the end's meta.
+    pub meta: Option<serde_json::Value>,
 }
 
 /// Inserts a runtime step directly as running, if `owner` still holds the run's lease
@@ -381,10 +390,10 @@ pub fn insert_runtime_step(
 ) -> Result<bool> {
     let n = c.execute(
         "INSERT INTO flow_steps (run_id, step_id, kind, agent, label, wave, position, status, attempt,
-                                 chat_id, started_at, origin, parent_step_id, phase, cache_key)
+                                 chat_id, started_at, origin, parent_step_id, phase, cache_key, meta)
          SELECT ?1, ?2, ?3, ?4, ?5, ?6,
                 (SELECT COALESCE(MAX(position), -1) + 1 FROM flow_steps WHERE run_id = ?1),
-                'running', 1, ?7, ?8, 'runtime', ?9, ?10, ?11
+                'running', 1, ?7, ?8, 'runtime', ?9, ?10, ?11, ?13
          WHERE EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = ?1 AND l.owner_id = ?12)
            AND EXISTS (SELECT 1 FROM flow_runs r WHERE r.run_id = ?1 AND r.status = 'running')",
         params![
@@ -399,7 +408,8 @@ pub fn insert_runtime_step(
             s.parent_step_id,
             s.phase,
             s.cache_key,
-            owner
+            owner,
+            s.meta.as_ref().map(|m| m.to_string())
         ],
     )?;
     Ok(n == 1)
@@ -440,19 +450,6 @@ pub fn finish_step(c: &Connection, run_id: &str, step_id: &str, end: &StepEnd) -
         ],
     )?;
     Ok(now)
-}
-
-pub fn set_step_meta(
-    c: &Connection,
-    run_id: &str,
-    step_id: &str,
-    meta: &serde_json::Value,
-) -> Result<()> {
-    c.execute(
-        "UPDATE flow_steps SET meta = ?3 WHERE run_id = ?1 AND step_id = ?2",
-        params![run_id, step_id, meta.to_string()],
-    )?;
-    Ok(())
 }
 
 pub fn set_step_pid(

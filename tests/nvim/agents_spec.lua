@@ -81,4 +81,49 @@ H.test(':Boo agents lists both with persona and status and opens the one picked'
   H.eq(pane.last_run_id, got.id, 'its pane opened')
 end)
 
+H.test('the agents list shows prompt, elapsed time and tokens; <CR> opens the stream and the result', function()
+  H.selects = {}
+  local listed
+  H.script_select(function(labels)
+    listed = labels
+    return H.find_label(labels, 'where is the cache invalidated', true)
+  end)
+  local got
+  require('boo').agents(nil, function(err, id)
+    got = { err = err, id = id }
+  end)
+  H.wait(20000, function()
+    return got
+  end, 'an agent picked')
+  H.artifact('list', table.concat(listed, '\n'))
+  for _, l in ipairs(listed) do
+    H.ok(l:match('^completed +codebase%-explorer +%d+%.%ds +%d+%.%dk tok  %S'), 'status, persona, elapsed, tokens, prompt: ' .. l)
+  end
+  H.contains(listed[2], 'where is the cache invalidated?', 'the prompt')
+  local run = client.store:get(got.id)
+  H.wait(20000, function()
+    return run.loaded and run.report and H.pane_text(got.id):find('Looking at the project.', 1, true)
+  end, 'the stream and the report in the pane')
+  H.contains(H.pane_text(got.id), '── Report', 'the result')
+end)
+
+H.test('the statusline counts the background agents this editor follows', function()
+  H.eq(require('boo').statusline(), 'boo: 2 done', 'the two finished agents')
+  local started
+  require('boo').ask({ persona = 'codebase-explorer', prompt = 'keep looking [[fake:hang]]', background = true }, function(err, id)
+    started = { err = err, id = id }
+  end)
+  H.wait(20000, function()
+    return started
+  end, 'spawnAgent answered')
+  H.eq(require('boo').statusline(), 'boo: 1 running, 2 done', 'one running')
+  vim.o.statusline = "%{v:lua.require'boo'.statusline()}"
+  H.eq(vim.api.nvim_eval_statusline(vim.o.statusline, {}).str, 'boo: 1 running, 2 done', 'as a statusline expression')
+  require('boo').cancel(started.id)
+  H.wait(20000, function()
+    return require('boo').statusline() == 'boo: 2 done, 1 cancelled'
+  end, 'cancelled: ' .. require('boo').statusline())
+  H.ok(note_with('agent codebase-explorer cancelled'), 'a notification says it was cancelled')
+end)
+
 H.finish()

@@ -10,7 +10,7 @@ local DIR = H.repo .. '/tests/protocol-cases'
 local NIL = vim.NIL
 
 local RUN_REQUIRED = { 'status', 'error', 'report', 'needsResync' }
-local RUN_OPTIONAL = { 'usage', 'kind', 'phases', 'log', 'budget', 'result' }
+local RUN_OPTIONAL = { 'usage', 'kind', 'phases', 'log', 'budget', 'result', 'attachments' }
 local STEP_REQUIRED = { 'stepId', 'status', 'chatId', 'text' }
 local STEP_OPTIONAL = { 'kind', 'agent', 'label', 'wave', 'thinking', 'lastSeq', 'needsResync', 'error', 'phase', 'cached', 'parentStepId' }
 
@@ -82,6 +82,17 @@ local function project(run)
   for _, l in ipairs(run.log or {}) do
     log[#log + 1] = { seq = l.seq, kind = l.kind, message = l.message }
   end
+  local attachments = {}
+  for _, a in ipairs(run.attachments or {}) do
+    attachments[#attachments + 1] = {
+      attachmentId = a.attachmentId,
+      name = a.name,
+      mimeType = a.mimeType,
+      bytes = a.bytes,
+      width = a.width,
+      height = a.height,
+    }
+  end
   return {
     run = {
       status = run.status,
@@ -95,6 +106,7 @@ local function project(run)
       log = log,
       budget = { total = run.workflow and run.workflow.budget_total, spent = state.budget_spent(run) },
       result = run.result,
+      attachments = attachments,
     },
     steps = steps,
   }

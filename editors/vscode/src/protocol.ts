@@ -112,6 +112,8 @@ export interface AgentSummary extends RunSummary {
   /** The run and step that spawned it, for a child of an agent step. */
   parentRunId: string | null;
   parentStepId: string | null;
+  /** The tokens its agent has used so far. */
+  usage: Usage;
 }
 
 export interface Run extends RunSummary {

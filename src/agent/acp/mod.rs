@@ -92,6 +92,7 @@ impl AcpBackend {
                 isolated: false,
                 project: None,
                 images: false,
+                mcp: None,
             };
             let mut session = self.open(spec).await.map_err(|e| e.to_string())?;
             let (tx, _rx) = mpsc::unbounded_channel();
@@ -269,10 +270,14 @@ impl AcpSession {
             &self.spec.root,
             self.model.as_deref(),
             self.spec.images,
+            self.spec.mcp.as_ref(),
         );
+        // A step with boo's MCP server gets a process of its own (its settings carry
+        // the step's token): exclusive, stopped when the step's session ends.
+        let exclusive = self.spec.isolated || self.spec.mcp.is_some();
         let lease = self
             .pool
-            .lease(&self.info, key, self.spec.isolated)
+            .lease(&self.info, key, exclusive)
             .await
             .map_err(|e| AgentError::Failed {
                 message: e.0,

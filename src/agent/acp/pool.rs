@@ -33,7 +33,7 @@
 //!   each guard gets its parent-death signal and takes its process group down.
 
 use super::wire::{self, Incoming, PermissionAsk, RpcError};
-use crate::agent::harden::{system_settings, AgentHome, SandboxMode, ALLOWED_TOOLS, DENIED_TOOLS};
+use crate::agent::harden::{system_settings, tool_allowed, AgentHome, SandboxMode, DENIED_TOOLS};
 use crate::agent::launch::{
     last_lines, read_guard_report, spawn_guarded, tail_reader, Guarded, Launch,
 };
@@ -90,6 +90,10 @@ pub struct PoolKey {
     /// Its settings tell qwen the model takes images (sessions whose prompts carry
     /// attachments); a process without it never sees an image.
     pub images: bool,
+    /// boo's MCP server of a step allowed to spawn. Its token is the step's own, so
+    /// such a key is never shared: the step's session runs in a process of its own
+    /// (one MCP server process per session, QWEN.md).
+    pub mcp: Option<crate::agent::McpServer>,
 }
 
 impl PoolKey {
@@ -99,6 +103,7 @@ impl PoolKey {
         root: &Path,
         model: Option<&str>,
         images: bool,
+        mcp: Option<&crate::agent::McpServer>,
     ) -> Self {
         let sandbox = config
             .sandbox
@@ -106,7 +111,7 @@ impl PoolKey {
             .unwrap_or(SandboxMode::Required)
             .as_str();
         let mut h = Sha256::new();
-        h.update(system_settings(model, images).to_string());
+        h.update(system_settings(model, images, mcp).to_string());
         h.update([0]);
         h.update(program.as_os_str().as_encoded_bytes());
         for p in &config.extra_writable {
@@ -119,6 +124,7 @@ impl PoolKey {
             sandbox,
             settings: format!("{:x}", h.finalize()),
             images,
+            mcp: mcp.cloned(),
         }
     }
 }
@@ -433,9 +439,10 @@ impl Process {
         let Some(tools) = wire::offered_tools(&usage) else {
             return Err(OpenError::NoTools);
         };
+        let mcp = self.key.mcp.is_some();
         let extra: Vec<String> = tools
             .iter()
-            .filter(|t| !ALLOWED_TOOLS.contains(&t.as_str()))
+            .filter(|t| !tool_allowed(t, mcp))
             .cloned()
             .collect();
         if !extra.is_empty() {
@@ -810,13 +817,19 @@ impl Pool {
         let sandbox = config.sandbox.clone().map_err(StartError)?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let name = crate::agent::harden::pool_home_name();
-        let home = AgentHome::create(&config.data_dir, &name, key.model.as_deref(), key.images)
-            .map_err(|e| {
-                StartError(format!(
-                    "cannot prepare the agent's scratch directory under {}: {e}",
-                    config.data_dir.display()
-                ))
-            })?;
+        let home = AgentHome::create_for(
+            &config.data_dir,
+            &name,
+            key.model.as_deref(),
+            key.images,
+            key.mcp.as_ref().map(|m| (key.root.as_path(), m)),
+        )
+        .map_err(|e| {
+            StartError(format!(
+                "cannot prepare the agent's scratch directory under {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
         let mut args: Vec<OsString> = ["--acp", "--approval-mode", "plan", "--auth-type", "openai"]
             .iter()
             .map(OsString::from)

@@ -164,10 +164,11 @@ function M.refetch(run_id, client_id, cb)
 end
 
 --- A workflow run's budget, meta.phases and earlier log lines are not in its
---- notifications: one boo/getRun (no transcripts) brings them.
+--- notifications, nor any run's attachments: one boo/getRun (no transcripts)
+--- brings them (`force`: for a run that is not a workflow, e.g. launched with images).
 local info_asked = {}
-function M.ask_run_info(run, client_id)
-  if not run or run.kind ~= 'workflow' or info_asked[run.id] then
+function M.ask_run_info(run, client_id, force)
+  if not run or (run.kind ~= 'workflow' and not force) or info_asked[run.id] then
     return
   end
   local client = vim.lsp.get_client_by_id(client_id or M.run_client[run.id] or -1)
@@ -223,13 +224,8 @@ M.handlers = {
       return
     end
     after(M.store:step_updated(p, M.now()), ctx.client_id)
-    local agent = M.agent_runs[p.runId]
-    if agent and type(p.runStatus) == 'string' and p.runStatus ~= 'running' and not agent.told then
-      agent.told = true
-      notify(string.format('boo: agent %s %s: %s (:Boo pane %s)', agent.persona, p.runStatus,
-        tostring(agent.prompt):gsub('%s+', ' '):sub(1, 60), p.runId),
-        p.runStatus == 'completed' and vim.log.levels.INFO or vim.log.levels.WARN)
-    end
+    -- Background agents and agents' children that end: a notification, the statusline.
+    require('boo.agents').on_step_updated(p)
   end,
   ['boo/agentStream'] = function(_, p, ctx)
     if type(p) ~= 'table' or not p.runId then

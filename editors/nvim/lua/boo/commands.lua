@@ -165,6 +165,15 @@ M.subcommands = {
       return {}
     end,
   },
+  attach = {
+    desc = 'images for the next launch: :Boo attach {path}… (add) | :Boo attach (list) | :Boo attach! (clear)',
+    run = function(args, bang)
+      require('boo.attach').command(args, bang)
+    end,
+    complete = function(_, _, arglead)
+      return vim.fn.getcompletion(arglead, 'file')
+    end,
+  },
   agents = {
     desc = "this project's background agents; open one",
     run = function()
@@ -292,11 +301,16 @@ function M.run(opts)
   if not sub then
     return boo().launcher()
   end
+  -- `:Boo attach!` (and `:Boo! attach`): the bang goes to the subcommand.
+  local bang = opts.bang == true
+  if sub:sub(-1) == '!' then
+    sub, bang = sub:sub(1, -2), true
+  end
   local def = M.subcommands[sub]
   if not def then
     return notify('boo: unknown subcommand `' .. sub .. '`; one of: ' .. table.concat(M.names(), ', '), vim.log.levels.WARN)
   end
-  def.run(args)
+  def.run(args, bang)
 end
 
 function M.complete(arglead, cmdline, cursorpos)
@@ -315,7 +329,7 @@ function M.complete(arglead, cmdline, cursorpos)
     return filter(M.names())
   end
   local sub = table.remove(words, 1)
-  local def = M.subcommands[sub]
+  local def = M.subcommands[sub] or M.subcommands[sub:gsub('!$', '')]
   if not def or not def.complete then
     return {}
   end
@@ -325,6 +339,7 @@ end
 function M.create()
   vim.api.nvim_create_user_command('Boo', M.run, {
     nargs = '*',
+    bang = true,
     complete = M.complete,
     desc = 'boo: multi-agent flows (launch, chat, runs, export, traces, findings)',
   })

@@ -17,6 +17,9 @@ M.defaults = {
   qwen_path = nil,
   -- Model name handed to the agents. nil: OPENAI_MODEL / server default.
   model = nil,
+  -- The model takes images: launches with images (:Boo attach) send
+  -- `visionModel: true`. false: the server decides (BOO_VISION_MODEL=1).
+  vision_model = false,
   -- Show verified findings as diagnostics.
   diagnostics = true,
   -- Flow launched by `/flow <focus>` in the chat buffer (and `:Boo flow <question>`).
@@ -60,6 +63,8 @@ M.defaults = {
     rerun = 'r',
     follow = 'a',
     close = 'q',
+    -- On an image row of the pane (<CR> there does the same): fetch and open it.
+    open_attachment = 'gx',
     launch = false,
     chat = false,
     runs = false,

@@ -36,6 +36,7 @@ M.highlights = {
   BooCached = 'DiagnosticHint',
   BooPhase = 'Title',
   BooLog = 'Comment',
+  BooAttachment = 'Underlined',
 }
 
 local function define_highlights()
@@ -168,6 +169,7 @@ function M.launch(spec, cb)
   if spec.model or o.model then
     params.model = spec.model or o.model
   end
+  require('boo.attach').apply(params)
   c.request(root, 'boo/launchFlow', params, function(err, res, lsp_client)
     if err and err.code == M.UNTRUSTED_ROOT and not spec._trust_asked then
       -- A project flow in a folder the user has not trusted: ask, trust, launch again.
@@ -195,6 +197,7 @@ function M.launch(spec, cb)
     if lsp_client then
       c.run_client[res.runId] = lsp_client.id
     end
+    M._launched_with_images(run, params, lsp_client)
     -- runStarted normally came before the answer; without it the pane
     -- fetches the run (roster included) itself.
     if #run.steps > 0 then
@@ -277,6 +280,7 @@ function M.launch_workflow(spec, cb)
     params.model = spec.model or o.model
   end
   local name = params.workflow or params.scriptPath or 'script'
+  require('boo.attach').apply(params)
   c.request(root, 'boo/launchWorkflow', params, function(err, res, lsp_client)
     if err and err.code == M.UNTRUSTED_ROOT and not spec._trust_asked then
       -- A project workflow in a folder the user has not trusted: ask, trust, launch again.
@@ -303,6 +307,7 @@ function M.launch_workflow(spec, cb)
     if lsp_client then
       c.run_client[res.runId] = lsp_client.id
     end
+    M._launched_with_images(run, params, lsp_client)
     if #run.steps > 0 then
       run.stub = false
     end
@@ -325,6 +330,7 @@ function M.ask(spec, cb)
   if spec.model or o.model then
     params.model = spec.model or o.model
   end
+  require('boo.attach').apply(params)
   c.request(root, 'boo/spawnAgent', params, function(err, res, lsp_client)
     if err or type(res) ~= 'table' or not res.runId then
       if not (err and err.notified) then
@@ -342,6 +348,7 @@ function M.ask(spec, cb)
     if lsp_client then
       c.run_client[res.runId] = lsp_client.id
     end
+    M._launched_with_images(run, params, lsp_client)
     if #run.steps > 0 then
       run.stub = false
     end
@@ -356,51 +363,27 @@ function M.ask(spec, cb)
   end)
 end
 
---- This project's background agents (boo/listAgents), newest first; picking one
---- opens its pane. cb(err, run_id).
+--- This project's background agents (boo/listAgents) with persona, prompt,
+--- status, elapsed time and tokens, newest first; picking one opens its pane.
+--- cb(err, run_id). See boo/agents.lua.
 function M.agents(root, cb)
-  local c = client()
-  root = root or c.root(0)
-  c.request(root, 'boo/listAgents', { root = root, limit = 50 }, function(err, res)
-    if err or type(res) ~= 'table' then
-      if not (err and err.notified) then
-        notify('boo: cannot list agents: ' .. c.err_text(err), vim.log.levels.ERROR)
-      end
-      return cb and cb(err)
-    end
-    local agents = res.agents or {}
-    if #agents == 0 then
-      notify('boo: no background agents yet for ' .. root .. ' (:Boo ask <persona> <prompt>)')
-      return cb and cb(nil, nil)
-    end
-    local now = c.now()
-    vim.ui.select(agents, {
-      prompt = 'boo agents · ' .. root,
-      kind = 'boo.agent',
-      format_item = function(a)
-        local prompt = tostring(a.question or ''):gsub('%s+', ' ')
-        if #prompt > 60 then
-          prompt = prompt:sub(1, 57) .. '...'
-        end
-        return string.format('%-10s %-28s %s', a.status, a.persona, prompt)
-      end,
-    }, function(a)
-      if not a then
-        return cb and cb(nil, nil)
-      end
-      local run = c.store:ensure(a.runId, now)
-      run.root = run.root or a.root
-      run.flow = run.flow or a.flow
-      run.question = run.question or a.question
-      run.kind = 'agent'
-      run.loaded = false
-      run.stub = true
-      require('boo.pane').open(a.runId)
-      if cb then
-        cb(nil, a.runId)
-      end
-    end)
-  end)
+  return require('boo.agents').pick(root, cb)
+end
+
+--- Background agents and agents' children for a statusline, e.g.
+--- "boo: 2 running, 1 done" ('' when there are none). See :help boo-statusline.
+function M.statusline()
+  return require('boo.agents').statusline()
+end
+
+--- A launch that carried images was accepted: they leave the queue, and the
+--- run's `attachments` (names, sizes, dimensions) are fetched for the pane.
+function M._launched_with_images(run, params, lsp_client)
+  if type(params.attachments) ~= 'table' then
+    return
+  end
+  require('boo.attach').launched(params)
+  client().ask_run_info(run, lsp_client and lsp_client.id, true)
 end
 
 --- Open the pane of a run (default: the last one).

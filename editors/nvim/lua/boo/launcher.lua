@@ -36,12 +36,20 @@ local function ask_band(root, flow, fast)
     items[#items + 1] = { band = band }
   end
   items[#items + 1] = { toggle = true }
+  items[#items + 1] = { attach = true }
   vim.ui.select(items, {
     prompt = 'boo ' .. flow.name .. ': size',
     kind = 'boo.band',
     format_item = function(it)
       if it.toggle then
         return string.format('[%s] fast mode (toggle)', fast and 'x' or ' ')
+      end
+      if it.attach then
+        local q = require('boo.attach').queue
+        return string.format('[%d] images for the agents (add one…)%s', #q,
+          #q > 0 and (': ' .. table.concat(vim.tbl_map(function(x)
+            return vim.fn.fnamemodify(x, ':t')
+          end, q), ', ')) or '')
       end
       local n = band_size(flow, it.band)
       return string.format('%s%s%s%s', it.band, it.band == default and ' (default)' or '',
@@ -53,6 +61,18 @@ local function ask_band(root, flow, fast)
     end
     if it.toggle then
       return ask_band(root, flow, not fast)
+    end
+    if it.attach then
+      -- The attachments step: one image path (file completion), then back here.
+      return vim.ui.input({ prompt = 'boo image to attach (PNG, JPEG, GIF, WebP): ', completion = 'file' }, function(path)
+        if path and vim.trim(path) ~= '' then
+          local _, err = require('boo.attach').add(path)
+          if err then
+            require('boo.client').notify('boo: not attached: ' .. err, vim.log.levels.WARN)
+          end
+        end
+        ask_band(root, flow, fast)
+      end)
     end
     ask_focus(root, flow, it.band, fast)
   end)

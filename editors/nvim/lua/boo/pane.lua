@@ -146,6 +146,7 @@ function M.render(run_id)
   p.lines = b.lines
   p.row_step = b.row_step
   p.step_row = b.step_row
+  p.row_attachment = b.row_attachment
   p.shown_expanded = current_expanded(p, run)
   p.rendered_version = run.version
   for w, tail in pairs(tails) do
@@ -239,7 +240,7 @@ end
 
 local function step_ids(run)
   local ids = {}
-  for _, s in ipairs(run.steps) do
+  for _, s in ipairs(state.display_steps(run)) do
     ids[#ids + 1] = s.id
   end
   return ids
@@ -280,10 +281,28 @@ function M.follow(run_id)
   M.render(run_id)
 end
 
+--- The run's image on the cursor row (fetched and opened), if any: true when
+--- there was one.
+function M.open_attachment_at_cursor()
+  local id = M.run_of(0)
+  local p = id and M.panes[id]
+  local run = id and store():get(id)
+  local i = p and p.row_attachment and p.row_attachment[vim.api.nvim_win_get_cursor(0)[1]]
+  local a = i and run and run.attachments and run.attachments[i]
+  if not a then
+    return false
+  end
+  require('boo.attach').open(id, a)
+  return true
+end
+
 function M.toggle_at_cursor()
   local id = M.run_of(0)
   local p = id and M.panes[id]
   if not p then
+    return
+  end
+  if M.open_attachment_at_cursor() then
     return
   end
   local row = vim.api.nvim_win_get_cursor(0)[1]
@@ -369,6 +388,15 @@ local function set_keymaps(buf)
     boo().rerun(M.run_of(0))
   end, 're-run')
   map(km.close, M.close, 'close the pane')
+  map(km.open_attachment, function()
+    if not M.open_attachment_at_cursor() then
+      -- Not on an image row: the usual gx (open the path or URL under the cursor).
+      local f = vim.fn.expand('<cfile>')
+      if f ~= '' then
+        vim.ui.open(f)
+      end
+    end
+  end, 'open the image under the cursor')
 end
 
 local function create_buf(run_id)

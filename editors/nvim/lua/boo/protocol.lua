@@ -310,6 +310,7 @@
 ---@field persona string
 ---@field parentRunId string|nil the run that spawned it (a child of an agent step)
 ---@field parentStepId string|nil
+---@field usage boo.Usage the tokens its agent has used so far
 
 ---@class boo.SpawnAgentParams
 ---@field persona string

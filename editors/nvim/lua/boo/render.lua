@@ -137,7 +137,7 @@ M.content_text = content_text
 
 --- A small line builder that tracks highlights by row.
 local function builder()
-  local b = { lines = {}, hls = {}, row_step = {}, step_row = {} }
+  local b = { lines = {}, hls = {}, row_step = {}, step_row = {}, row_attachment = {} }
   function b.add(text, group)
     b.lines[#b.lines + 1] = text
     if group and #text > 0 then
@@ -297,6 +297,15 @@ function M.pane(run, view)
     { run.root or '', 'BooMuted' },
     { '   run ' .. (run.id or ''), 'BooMuted' },
   })
+  -- The run's images (Run.attachments): <CR> or gx on one opens it.
+  if type(run.attachments) == 'table' and #run.attachments > 0 then
+    b.chunks({ { 'Images: ', 'BooLabel' }, { string.format('%d (gx or <CR> opens one)', #run.attachments), 'BooMuted' } })
+    local attach = require('boo.attach')
+    for i, a in ipairs(run.attachments) do
+      local row = b.chunks({ { '  ▣ ', 'BooMuted' }, { attach.describe(a), 'BooAttachment' } })
+      b.row_attachment[row] = i
+    end
+  end
   if view.disconnected then
     b.add('Server disconnected: reopen with :Boo runs', 'BooStatusFailed')
   end
@@ -343,7 +352,9 @@ function M.pane(run, view)
     if state.TERMINAL_STEP[s.status] then
       done = done + 1
     end
-    idw = math.max(idw, math.min(#(s.id or ''), 28))
+    -- A child's row is indented: its id column is that much narrower.
+    local indent = state.parent_of(run, s) and 2 * math.max(1, s.depth or 1) + 2 or 0
+    idw = math.max(idw, math.min(#(s.id or ''), 28) + indent)
     agw = math.max(agw, math.min(#(s.agent or s.kind or ''), 30))
   end
   b.add('')
@@ -365,6 +376,11 @@ function M.pane(run, view)
       b.add('  ' .. heading[s.id], 'BooPhase')
     end
     local mark = (view.expanded == s.id) and g.expanded or ((s.kind == 'code') and ' ' or g.collapsed)
+    -- A child an agent spawned sits under its parent, indented.
+    local depth = state.parent_of(run, s) and math.max(1, s.depth or 1) or 0
+    if depth > 0 then
+      mark = string.rep('  ', depth) .. '└ ' .. mark
+    end
     local sg = g[s.status] or '?'
     local who = s.kind == 'code' and 'code' or (s.agent or '')
     local el = step_elapsed(s, now)
@@ -372,7 +388,7 @@ function M.pane(run, view)
     local row = b.chunks({
       { mark .. ' ', 'BooMuted' },
       { sg, STATUS_HL[s.status] or 'BooMuted' },
-      { ' ' .. pad(trunc(s.id, 28), idw), view.expanded == s.id and 'BooStepExpanded' or 'BooStepName' },
+      { ' ' .. pad(trunc(s.id, 28), math.max(0, idw - (depth > 0 and 2 * depth + 2 or 0))), view.expanded == s.id and 'BooStepExpanded' or 'BooStepName' },
       { '  ' .. pad(trunc(who, 30), agw), 'BooAgent' },
       { (s.wave and not wf) and string.format('  w%d', s.wave) or '', 'BooMuted' },
       { '  ' .. s.status, STATUS_HL[s.status] or 'BooMuted' },
@@ -391,6 +407,9 @@ function M.pane(run, view)
     local title = s.id .. ((s.agent and s.agent ~= '') and (' · ' .. s.agent) or '')
     if s.label and s.label ~= '' and s.label ~= s.id then
       title = title .. ' · ' .. s.label
+    end
+    if state.parent_of(run, s) then
+      title = title .. ' · spawned by ' .. s.parentStepId
     end
     local row = b.add(rule(title, width), 'BooSection')
     b.row_step[row] = s.id

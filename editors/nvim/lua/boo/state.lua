@@ -685,8 +685,27 @@ end
 
 --- The run-level facts of a getRun answer's `run` (kind, workflow, log, result).
 local function apply_run_info(run, r)
-  if r.kind == 'workflow' then
-    run.kind = 'workflow'
+  if r.kind == 'workflow' or r.kind == 'agent' then
+    run.kind = r.kind
+  end
+  -- The run's images (rule 21): only a getRun answer carries them; a roster
+  -- that comes later keeps them.
+  if type(r.attachments) == 'table' then
+    local list = {}
+    for _, a in ipairs(r.attachments) do
+      if type(a) == 'table' and type(val(a.attachmentId)) == 'string' then
+        list[#list + 1] = {
+          attachmentId = a.attachmentId,
+          name = val(a.name) or a.attachmentId,
+          mimeType = val(a.mimeType),
+          bytes = val(a.bytes),
+          sha256 = val(a.sha256),
+          width = val(a.width),
+          height = val(a.height),
+        }
+      end
+    end
+    run.attachments = list
   end
   merge_workflow(run, r.workflow)
   merge_log(run, r.log)
@@ -722,11 +741,19 @@ function Store:step_added(p, now)
   if type(info) ~= 'table' or type(info.stepId) ~= 'string' or info.stepId == '' then
     return run
   end
-  run.kind = 'workflow'
+  -- A child an agent spawned (its parent is a step other than a workflow's
+  -- `script`) shows under its parent and leaves the run's kind alone; any
+  -- other added step is a workflow's agent.
+  local parent = val(info.parentStepId)
+  local child = type(parent) == 'string' and parent ~= '' and parent ~= 'script'
+  if not child then
+    run.kind = 'workflow'
+  end
   local step, created = add_step(run, info.stepId)
   if created then
     step.kind = 'agent'
-    step.wave = last_wave(run)
+    local ps = child and run.by_id[parent]
+    step.wave = (ps and ps.wave) or last_wave(run)
   end
   if merge_step_fields(run, step, info, now) then
     if info.status == 'running' and step.kind ~= 'code' then
@@ -936,6 +963,60 @@ function M.auto_step(run)
   return fallback
 end
 
+--- The step that spawned `step` when it is a child of another step of the
+--- run (rule 20; a workflow's `script` is not such a parent), else nil.
+local function parent_of(run, step)
+  local pid = step.parentStepId
+  if type(pid) ~= 'string' or pid == 'script' or pid == step.id then
+    return nil
+  end
+  return run.by_id[pid]
+end
+M.parent_of = parent_of
+
+--- `steps` (top-level rows in display order) with each step's children right
+--- under it, in order of appearance (depth first).
+local function with_children(run, steps)
+  local kids = {}
+  for _, s in ipairs(run.steps) do
+    local p = parent_of(run, s)
+    if p then
+      kids[p.id] = kids[p.id] or {}
+      table.insert(kids[p.id], s)
+    end
+  end
+  if next(kids) == nil then
+    return steps
+  end
+  for _, list in pairs(kids) do
+    table.sort(list, function(a, b)
+      return (a.appear or 0) < (b.appear or 0)
+    end)
+  end
+  local out, seen = {}, {}
+  local function put(s, depth)
+    if seen[s] then
+      return
+    end
+    seen[s] = true
+    s.depth = depth
+    out[#out + 1] = s
+    for _, c in ipairs(kids[s.id] or {}) do
+      put(c, depth + 1)
+    end
+  end
+  for _, s in ipairs(steps) do
+    put(s, 0)
+  end
+  -- Parents that name each other (bad input): still every step shows.
+  for _, s in ipairs(run.steps) do
+    if not seen[s] and parent_of(run, s) and (s.kind ~= 'script' or run.kind ~= 'workflow') then
+      put(s, 1)
+    end
+  end
+  return out
+end
+
 --- A workflow run's agents grouped by phase: `{ { title = string|nil, steps = {...} }, ... }`.
 --- The phases of `meta.phases` first, in its order, then the others by their
 --- first agent's appearance (agents outside any phase form one group like the
@@ -949,7 +1030,8 @@ function M.phase_groups(run)
   end
   local agents = {}
   for _, s in ipairs(run.steps) do
-    if s.kind ~= 'script' then
+    -- Children of agents show under their parent, in no group of their own.
+    if s.kind ~= 'script' and not parent_of(run, s) then
       agents[#agents + 1] = s
     end
   end
@@ -982,12 +1064,18 @@ function M.phase_groups(run)
 end
 
 --- The pane's rows in display order: a flow's by wave; a workflow's script
---- step first, then its phase groups.
+--- step first, then its phase groups; a child an agent spawned right under
+--- its parent, after the parent's earlier children (`step.depth` > 0).
 function M.display_steps(run)
-  if run.kind ~= 'workflow' then
-    return run.steps
-  end
   local out = {}
+  if run.kind ~= 'workflow' then
+    for _, s in ipairs(run.steps) do
+      if not parent_of(run, s) then
+        out[#out + 1] = s
+      end
+    end
+    return with_children(run, out)
+  end
   for _, s in ipairs(run.steps) do
     if s.kind == 'script' then
       out[#out + 1] = s
@@ -998,7 +1086,7 @@ function M.display_steps(run)
       out[#out + 1] = s
     end
   end
-  return out
+  return with_children(run, out)
 end
 
 --- Output tokens a workflow run has spent against its budget: the agents that
