@@ -7,6 +7,8 @@ import type {
   ExportFormat,
   ExportRunResult,
   GetRunResult,
+  GetModelCallsParams,
+  GetModelCallsResult,
   GetTracesParams,
   GetTracesResult,
   LaunchFlowParams,
@@ -197,6 +199,10 @@ export class BooClient implements vscode.Disposable {
   }
   getTraces(params: GetTracesParams): Promise<GetTracesResult> {
     return this.request('boo/getTraces', params);
+  }
+  /** A run's model calls (feature "modelCalls"), paged like traces. */
+  getModelCalls(params: GetModelCallsParams): Promise<GetModelCallsResult> {
+    return this.request('boo/getModelCalls', params);
   }
 
   private disposed = false;

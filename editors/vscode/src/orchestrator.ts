@@ -111,6 +111,8 @@ export class OrchestratorPanel {
         this.ready = true;
         if (!this.runId && msg.runId) this.attach(msg.runId);
         this.sendSnapshot();
+        if (this.pendingTurn) this.post({ type: 'reveal', ...this.pendingTurn });
+        this.pendingTurn = undefined;
         break;
       case 'resync':
         if (this.runId) await this.host.store.resync(this.runId, 'refresh');
@@ -149,6 +151,14 @@ export class OrchestratorPanel {
   reveal(): void {
     this.panel.reveal(undefined, false);
   }
+
+  /** Scrolls a step's stream to a model turn (the run timeline); sent once the webview is ready. */
+  showTurn(stepId: string, turn: number | null): void {
+    this.reveal();
+    if (this.ready) this.post({ type: 'reveal', stepId, turn });
+    else this.pendingTurn = { stepId, turn };
+  }
+  private pendingTurn: { stepId: string; turn: number | null } | undefined;
 
   dispose(): void {
     if (this.disposed) return;
@@ -219,6 +229,11 @@ export class Orchestrators implements vscode.Disposable {
   restore(panel: vscode.WebviewPanel, state: PanePersisted | undefined): void {
     const p = this.create(panel);
     p.attach(state?.runId ?? null);
+  }
+
+  /** Opens (or reveals) the run's pane and scrolls the step's stream to a model turn. */
+  revealTurn(runId: string, stepId: string, turn: number | null): void {
+    this.open(runId).showTurn(stepId, turn);
   }
 
   /** The run of the pane the user looked at last, if any. */

@@ -155,6 +155,7 @@ window.addEventListener('message', (ev: MessageEvent) => {
       emptyMessage = null;
       vscode.setState({ runId: state.runId });
       schedule();
+      if (pendingReveal) revealTurn(pendingReveal.stepId, pendingReveal.turn);
       break;
     }
     case 'actions':
@@ -165,6 +166,9 @@ window.addEventListener('message', (ev: MessageEvent) => {
       emptyMessage = msg.message ?? 'No run in this pane yet.';
       vscode.setState({ runId: null });
       schedule();
+      break;
+    case 'reveal':
+      revealTurn(msg.stepId, msg.turn);
       break;
     case 'notice':
       noticeEl.hidden = false;
@@ -513,6 +517,37 @@ function renderItem(item: StreamItem, prev: HTMLElement | undefined): HTMLElemen
       return h('div', { class: 'item turn', 'data-kind': 'turn' }, t ? `turn ended · ${formatTokens(t)} tokens` : 'turn ended');
     }
   }
+}
+
+// ---- reveal a model turn (from the run timeline) ------------------------------
+
+let pendingReveal: { stepId: string; turn: number | null } | null = null;
+
+/** Expands the step and scrolls its stream to the start of model turn `turn` (null: the step). */
+function revealTurn(stepId: string, turn: number | null): void {
+  if (!state || !state.steps.some((s) => s.stepId === stepId)) {
+    pendingReveal = { stepId, turn };
+    return;
+  }
+  pendingReveal = null;
+  dispatch([{ type: 'select', stepId }]);
+  requestAnimationFrame(() =>
+    requestAnimationFrame(() => {
+      const host = stepEls.get(stepId)?.root;
+      if (!host) return;
+      host.scrollIntoView({ block: 'start' });
+      const list = host.querySelector<HTMLElement>('.stream');
+      if (!list || turn === null) return;
+      // Turn k starts after the (k-1)-th "turn ended" item.
+      const ends = Array.from(list.querySelectorAll<HTMLElement>(':scope > .item.turn'));
+      const target = turn <= 1 ? (list.firstElementChild as HTMLElement | null) : ((ends[turn - 2]?.nextElementSibling as HTMLElement | null) ?? ends[turn - 2] ?? null);
+      for (const el of list.querySelectorAll('.turn-focus')) el.classList.remove('turn-focus');
+      if (!target) return;
+      list.scrollTop = target.offsetTop - list.offsetTop;
+      target.classList.add('turn-focus');
+      target.setAttribute('data-focus-turn', String(turn));
+    }),
+  );
 }
 
 // ---- start --------------------------------------------------------------------
