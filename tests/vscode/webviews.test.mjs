@@ -673,6 +673,20 @@ test('Orchestrator pane — reveal from the timeline expands the step and scroll
     assert.ok(f.y >= list.y - 1 && f.y < list.y + list.height, 'the turn is in view');
     assert.ok((await page.locator('.step.expanded .stream').evaluate((e) => e.scrollTop)) > 0, 'the stream scrolled');
     await shot(page, 'pane-reveal-turn');
+    // A restored pane counts elapsed time up to its moment, not to the clock: the run as
+    // it was 12.1 s in (the fixture's security turn 2) shows 12s, however late it is now.
+    const cut = structuredClone(MC.getRun);
+    cut.run.status = 'running';
+    cut.run.finishedAt = null;
+    cut.report = null;
+    await send(page, { type: 'frozen', at: Date.parse(MC.calls.find((c) => c.stepId === 'security' && c.turn === 2).finishedAt) });
+    await send(page, { type: 'state', state: reduceHydrate(cut) });
+    await nextFrames(page);
+    assert.equal(await page.locator('.elapsed').textContent(), '12s');
+    // The pane's … menu opens the timeline too.
+    await page.locator('.menu-btn').click();
+    await page.locator('.menu-item[data-action="timeline"]').click();
+    assert.deepEqual((await posted(page)).at(-1), { type: 'menu', action: 'timeline', runId: MC.runId });
     assert.deepEqual(problems, []);
   } finally {
     await context.close();

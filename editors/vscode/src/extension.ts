@@ -62,6 +62,8 @@ export function activate(context: vscode.ExtensionContext): BooApi {
         return exporter.sendToChat(runId);
       case 'traces':
         return traces.open(runId);
+      case 'timeline':
+        return timeline.open(runId);
       case 'cancel':
         return cancelRun(runId);
       case 'refresh':

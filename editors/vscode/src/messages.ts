@@ -4,7 +4,7 @@ import type { Band, Flow, GetRunResult, ModelCall, Trace } from './protocol';
 import type { Action, PaneState } from './state';
 import type { Workflow } from './workflows';
 
-export type PaneMenuAction = 'copy' | 'saveMarkdown' | 'saveJson' | 'sendToChat' | 'traces' | 'cancel' | 'refresh';
+export type PaneMenuAction = 'copy' | 'saveMarkdown' | 'saveJson' | 'sendToChat' | 'traces' | 'timeline' | 'cancel' | 'refresh';
 
 /** Host → Orchestrator pane. */
 export type ToPane =
@@ -13,7 +13,9 @@ export type ToPane =
   | { type: 'empty'; message?: string }
   | { type: 'notice'; level: 'info' | 'error'; message: string }
   /** Expand a step and scroll its stream to a model turn (the run timeline's click). */
-  | { type: 'reveal'; stepId: string; turn: number | null };
+  | { type: 'reveal'; stepId: string; turn: number | null }
+  /** A restored pane: elapsed times count up to `at` (ms), not the clock. */
+  | { type: 'frozen'; at: number };
 
 /** Orchestrator pane → host. */
 export type FromPane =

@@ -110,6 +110,7 @@ export class TimelinePanels implements vscode.Disposable {
       panel.webview.onDidReceiveMessage((m: FromPane) => {
         if (m?.type !== 'ready') return; // read-only: menus, resyncs and launches do nothing here
         const msgs: ToPane[] = [
+          { type: 'frozen', at: cut.at },
           { type: 'state', state },
           { type: 'notice', level: 'info', message: notice },
         ];

@@ -67,6 +67,7 @@ const MENU_ITEMS: { action: PaneMenuAction; label: string; needsReport?: boolean
   { action: 'saveJson', label: 'Save run as JSON…', needsReport: true },
   { action: 'sendToChat', label: 'Send report to chat', needsReport: true },
   { action: 'traces', label: 'Show traces' },
+  { action: 'timeline', label: 'Show run timeline' },
   { action: 'refresh', label: 'Refresh' },
   { action: 'cancel', label: 'Cancel run', whenRunning: true },
 ];
@@ -170,6 +171,10 @@ window.addEventListener('message', (ev: MessageEvent) => {
     case 'reveal':
       revealTurn(msg.stepId, msg.turn);
       break;
+    case 'frozen':
+      frozenAt = msg.at;
+      schedule();
+      break;
     case 'notice':
       noticeEl.hidden = false;
       noticeEl.className = `notice ${msg.level}`;
@@ -260,7 +265,7 @@ function renderHeader(s: PaneState): void {
 
 function updateClock(): void {
   if (!state) return;
-  elapsedEl.textContent = formatElapsed(elapsedMs(state, Date.now()));
+  elapsedEl.textContent = formatElapsed(elapsedMs(state, paneNow()));
   tokensEl.textContent = `${formatTokens(runTokens(state))} tokens`;
   const wf = state.kind === 'workflow';
   budgetEl.hidden = budgetSep.hidden = !wf;
@@ -318,7 +323,7 @@ function stepMetaText(step: StepView): string {
   if (step.cached) parts.push('cached');
   if (step.startedAt && !step.cached) {
     const start = Date.parse(step.startedAt);
-    const end = step.finishedAt ? Date.parse(step.finishedAt) : step.status === 'running' ? Date.now() : NaN;
+    const end = step.finishedAt ? Date.parse(step.finishedAt) : step.status === 'running' ? paneNow() : NaN;
     if (!Number.isNaN(start) && !Number.isNaN(end)) parts.push(formatElapsed(Math.max(0, end - start)));
   }
   const tokens = stepTokens(step);
@@ -519,7 +524,13 @@ function renderItem(item: StreamItem, prev: HTMLElement | undefined): HTMLElemen
   }
 }
 
-// ---- reveal a model turn (from the run timeline) ------------------------------
+// ---- reveal a model turn (from the run timeline); a restored pane's clock -------
+
+/** A restored pane (the run as it was at a moment) counts elapsed times up to that moment. */
+let frozenAt: number | null = null;
+function paneNow(): number {
+  return frozenAt ?? Date.now();
+}
 
 let pendingReveal: { stepId: string; turn: number | null } | null = null;
 
