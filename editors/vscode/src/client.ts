@@ -8,6 +8,8 @@ import type {
   ExportRunResult,
   GetAttachmentResult,
   GetRunResult,
+  GetModelCallsParams,
+  GetModelCallsResult,
   GetTracesParams,
   ListAgentsParams,
   ListAgentsResult,
@@ -213,6 +215,10 @@ export class BooClient implements vscode.Disposable {
   }
   listAgents(params: ListAgentsParams): Promise<ListAgentsResult> {
     return this.request('boo/listAgents', params);
+  }
+  /** A run's model calls (feature "modelCalls"), paged like traces. */
+  getModelCalls(params: GetModelCallsParams): Promise<GetModelCallsResult> {
+    return this.request('boo/getModelCalls', params);
   }
 
   private disposed = false;

@@ -1,11 +1,11 @@
 // Messages between the extension host and its webviews (not the boo wire protocol).
 
-import type { Band, Flow, GetRunResult, Trace } from './protocol';
+import type { Band, Flow, GetRunResult, ModelCall, Trace } from './protocol';
 import type { PendingImage } from './attachments';
 import type { Action, PaneState } from './state';
 import type { Workflow } from './workflows';
 
-export type PaneMenuAction = 'copy' | 'saveMarkdown' | 'saveJson' | 'sendToChat' | 'traces' | 'cancel' | 'refresh';
+export type PaneMenuAction = 'copy' | 'saveMarkdown' | 'saveJson' | 'sendToChat' | 'traces' | 'timeline' | 'cancel' | 'refresh';
 
 /** Host → Orchestrator pane. */
 export type ToPane =
@@ -14,7 +14,11 @@ export type ToPane =
   | { type: 'empty'; message?: string }
   | { type: 'notice'; level: 'info' | 'error'; message: string }
   /** A run image's bytes (base64), or why they could not be fetched. */
-  | { type: 'attachmentData'; attachmentId: string; mimeType: string; data: string | null; error?: string };
+  | { type: 'attachmentData'; attachmentId: string; mimeType: string; data: string | null; error?: string }
+  /** Expand a step and scroll its stream to a model turn (the run timeline's click). */
+  | { type: 'reveal'; stepId: string; turn: number | null }
+  /** A restored pane: elapsed times count up to `at` (ms), not the clock. */
+  | { type: 'frozen'; at: number };
 
 /** Orchestrator pane → host. */
 export type FromPane =
@@ -71,11 +75,25 @@ export type FromLauncher =
   | { type: 'addUris'; uris: string[]; already: number }
   | { type: 'cancel' };
 
-/** Host → traces view. */
-export type ToTraces = { type: 'traces'; run: GetRunResult; traces: Trace[] } | { type: 'error'; message: string };
+/** Host → traces view. `calls`: boo/getModelCalls (null when the server does not record them, `callsNote` says why). */
+export type ToTraces =
+  | { type: 'traces'; run: GetRunResult; traces: Trace[]; calls?: ModelCall[] | null; callsNote?: string | null }
+  /** A live boo/modelCall of the shown run (a finish replaces its start by callId). */
+  | { type: 'modelCall'; call: ModelCall }
+  | { type: 'error'; message: string };
 
 /** Traces view → host. */
-export type FromTraces = { type: 'ready' } | { type: 'refresh' };
+export type FromTraces = { type: 'ready' } | { type: 'refresh' } | { type: 'timeline' };
+
+/** Host → timeline view. */
+export type ToTimeline =
+  | { type: 'timeline'; run: GetRunResult; traces: Trace[]; calls: ModelCall[]; callsNote?: string | null }
+  | { type: 'modelCall'; call: ModelCall }
+  | { type: 'trace'; trace: Trace }
+  | { type: 'error'; message: string };
+
+/** Timeline view → host. `reveal`: scroll the step's stream in the pane to the turn; `restore`: the pane as it was at that turn's end. */
+export type FromTimeline = { type: 'ready' } | { type: 'refresh' } | { type: 'reveal'; stepId: string; turn: number | null } | { type: 'restore'; stepId: string; turn: number };
 
 /** The state a webview keeps with vscode.setState (restored after a window reload). */
 export interface PanePersisted {

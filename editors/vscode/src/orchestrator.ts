@@ -114,6 +114,8 @@ export class OrchestratorPanel {
         this.ready = true;
         if (!this.runId && msg.runId) this.attach(msg.runId);
         this.sendSnapshot();
+        if (this.pendingTurn) this.post({ type: 'reveal', ...this.pendingTurn });
+        this.pendingTurn = undefined;
         break;
       case 'resync':
         if (this.runId) await this.host.store.resync(this.runId, 'refresh');
@@ -168,6 +170,14 @@ export class OrchestratorPanel {
   reveal(): void {
     this.panel.reveal(undefined, false);
   }
+
+  /** Scrolls a step's stream to a model turn (the run timeline); sent once the webview is ready. */
+  showTurn(stepId: string, turn: number | null): void {
+    this.reveal();
+    if (this.ready) this.post({ type: 'reveal', stepId, turn });
+    else this.pendingTurn = { stepId, turn };
+  }
+  private pendingTurn: { stepId: string; turn: number | null } | undefined;
 
   dispose(): void {
     if (this.disposed) return;
@@ -244,6 +254,11 @@ export class Orchestrators implements vscode.Disposable {
   hasPane(runId: string): boolean {
     for (const p of this.panels) if (p.runId === runId) return true;
     return false;
+  }
+
+  /** Opens (or reveals) the run's pane and scrolls the step's stream to a model turn. */
+  revealTurn(runId: string, stepId: string, turn: number | null): void {
+    this.open(runId).showTurn(stepId, turn);
   }
 
   /** The run of the pane the user looked at last, if any. */

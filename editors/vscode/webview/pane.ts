@@ -74,6 +74,7 @@ const MENU_ITEMS: { action: PaneMenuAction; label: string; needsReport?: boolean
   { action: 'saveJson', label: 'Save run as JSON…', needsReport: true },
   { action: 'sendToChat', label: 'Send report to chat', needsReport: true },
   { action: 'traces', label: 'Show traces' },
+  { action: 'timeline', label: 'Show run timeline' },
   { action: 'refresh', label: 'Refresh' },
   { action: 'cancel', label: 'Cancel run', whenRunning: true },
 ];
@@ -162,6 +163,7 @@ window.addEventListener('message', (ev: MessageEvent) => {
       emptyMessage = null;
       vscode.setState({ runId: state.runId });
       schedule();
+      if (pendingReveal) revealTurn(pendingReveal.stepId, pendingReveal.turn);
       break;
     }
     case 'actions':
@@ -176,6 +178,13 @@ window.addEventListener('message', (ev: MessageEvent) => {
     case 'attachmentData':
       thumbs.set(msg.attachmentId, msg.data ? dataUrl(msg.mimeType, msg.data) : null);
       if (!msg.data && msg.error) thumbErrors.set(msg.attachmentId, msg.error);
+      schedule();
+      break;
+    case 'reveal':
+      revealTurn(msg.stepId, msg.turn);
+      break;
+    case 'frozen':
+      frozenAt = msg.at;
       schedule();
       break;
     case 'notice':
@@ -270,7 +279,7 @@ function renderHeader(s: PaneState): void {
 
 function updateClock(): void {
   if (!state) return;
-  elapsedEl.textContent = formatElapsed(elapsedMs(state, Date.now()));
+  elapsedEl.textContent = formatElapsed(elapsedMs(state, paneNow()));
   tokensEl.textContent = `${formatTokens(runTokens(state))} tokens`;
   const wf = state.kind === 'workflow';
   budgetEl.hidden = budgetSep.hidden = !wf;
@@ -385,7 +394,7 @@ function stepMetaText(step: StepView): string {
   if (step.cached) parts.push('cached');
   if (step.startedAt && !step.cached) {
     const start = Date.parse(step.startedAt);
-    const end = step.finishedAt ? Date.parse(step.finishedAt) : step.status === 'running' ? Date.now() : NaN;
+    const end = step.finishedAt ? Date.parse(step.finishedAt) : step.status === 'running' ? paneNow() : NaN;
     if (!Number.isNaN(start) && !Number.isNaN(end)) parts.push(formatElapsed(Math.max(0, end - start)));
   }
   const tokens = stepTokens(step);
@@ -594,6 +603,43 @@ function renderItem(item: StreamItem, prev: HTMLElement | undefined): HTMLElemen
       return h('div', { class: 'item turn', 'data-kind': 'turn' }, t ? `turn ended · ${formatTokens(t)} tokens` : 'turn ended');
     }
   }
+}
+
+// ---- reveal a model turn (from the run timeline); a restored pane's clock -------
+
+/** A restored pane (the run as it was at a moment) counts elapsed times up to that moment. */
+let frozenAt: number | null = null;
+function paneNow(): number {
+  return frozenAt ?? Date.now();
+}
+
+let pendingReveal: { stepId: string; turn: number | null } | null = null;
+
+/** Expands the step and scrolls its stream to the start of model turn `turn` (null: the step). */
+function revealTurn(stepId: string, turn: number | null): void {
+  if (!state || !state.steps.some((s) => s.stepId === stepId)) {
+    pendingReveal = { stepId, turn };
+    return;
+  }
+  pendingReveal = null;
+  dispatch([{ type: 'select', stepId }]);
+  requestAnimationFrame(() =>
+    requestAnimationFrame(() => {
+      const host = stepEls.get(stepId)?.root;
+      if (!host) return;
+      host.scrollIntoView({ block: 'start' });
+      const list = host.querySelector<HTMLElement>('.stream');
+      if (!list || turn === null) return;
+      // Turn k starts after the (k-1)-th "turn ended" item.
+      const ends = Array.from(list.querySelectorAll<HTMLElement>(':scope > .item.turn'));
+      const target = turn <= 1 ? (list.firstElementChild as HTMLElement | null) : ((ends[turn - 2]?.nextElementSibling as HTMLElement | null) ?? ends[turn - 2] ?? null);
+      for (const el of list.querySelectorAll('.turn-focus')) el.classList.remove('turn-focus');
+      if (!target) return;
+      list.scrollTop = target.offsetTop - list.offsetTop;
+      target.classList.add('turn-focus');
+      target.setAttribute('data-focus-turn', String(turn));
+    }),
+  );
 }
 
 // ---- start --------------------------------------------------------------------
