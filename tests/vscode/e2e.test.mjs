@@ -66,7 +66,7 @@ before(async () => {
   cs = await startCodeServer({
     dirs,
     folder: project,
-    env: { BOO_DB: path.join(work, 'boo.db'), BOO_QWEN: fakeQwen, BOO_LOG: 'info', FAKE_QWEN_DELAY_MS: '150' },
+    env: { BOO_DB: path.join(work, 'boo.db'), BOO_QWEN: fakeQwen, BOO_LOG: 'info', FAKE_QWEN_DELAY_MS: '150', FAKE_QWEN_SLEEP_MS: '4000' },
     logFile: path.join(ARTIFACTS, 'e2e-code-server.log'),
     extraArgs: ['--enable-proposed-api', 'boo-tests.boo-test-fake-language-model'],
   });
@@ -487,7 +487,7 @@ describe('boo in code-server', () => {
       [
         "export const meta = { name: 'audit', description: 'survey then refine', phases: [{ title: 'Survey' }, { title: 'Refine' }] };",
         "phase('Survey');",
-        "const parts = await parallel(['alpha', 'beta'].map(p => () => agent('Describe part ' + p + ' of src/cache.py', { label: 'part ' + p })));",
+        "const parts = await parallel(['alpha', 'beta'].map(p => () => agent('Describe part ' + p + ' of src/cache.py [[fake:sleep]]', { label: 'part ' + p })));",
         "log('surveyed ' + parts.filter(Boolean).length + ' parts');",
         "phase('Refine');",
         "await agent('Refine the survey', { label: 'refine' });",
