@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { ARTIFACTS, EXT, HERE, REPO, launchChromium, within } from './lib/harness.mjs';
 import { prepareProfile, processesWith, startCodeServer } from './lib/codeserver.mjs';
 import { makeProject } from './lib/project.mjs';
+import { command as paletteCommand } from './lib/workbench.mjs';
 
 const BOO_BIN = path.resolve(REPO, process.env.BOO_BIN || 'target/debug/boo');
 const VSIX = process.env.BOO_VSIX || path.join(EXT, 'out/boo.vsix');
@@ -140,22 +141,8 @@ async function webview(view, { pred = async () => true, timeout = 30_000 } = {})
 const paneOf = (flow, timeout) => webview('pane', { timeout, pred: async (f) => (await f.locator('.flow-name').textContent()) === flow });
 
 /** Runs a command through the command palette (opened from the title bar, whatever has focus). */
-async function command(title, match = title) {
-  const input = page.locator('.quick-input-widget input');
-  await page.keyboard.press('Escape');
-  await page.keyboard.press('F1');
-  try {
-    await input.waitFor({ state: 'visible', timeout: 3000 });
-  } catch {
-    await page.locator('.command-center .search-label, .command-center').first().click();
-    await input.waitFor({ state: 'visible' });
-    await input.fill('>');
-  }
-  await input.fill(`>${title}`);
-  const row = page.locator('.quick-input-list .monaco-list-row').first();
-  await row.waitFor({ state: 'visible' });
-  await page.waitForFunction((t) => document.querySelector('.quick-input-list .monaco-list-row')?.textContent?.includes(t), match, { timeout: 10_000 });
-  await page.keyboard.press('Enter');
+function command(title, match = title) {
+  return paletteCommand(page, title, match);
 }
 
 /** Shows the Runs view of the Boo container (the activity bar icon toggles, so check first). */
