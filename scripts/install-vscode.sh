@@ -23,7 +23,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 
 # --- 1. Debian packages (only when missing) ---------------------------------
-APT_PKGS=(chromium fonts-liberation build-essential pkg-config libkrb5-dev)
+APT_PKGS=(chromium fonts-liberation build-essential pkg-config libkrb5-dev sqlite3)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

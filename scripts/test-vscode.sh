@@ -4,7 +4,8 @@
 #   (b) the pane, launcher and traces webviews in headless Chromium, fed with recorded
 #       notification sequences of the real server (tests/vscode/webviews.test.mjs)
 #   (c) end to end in code-server 4.139.1 with the packaged .vsix against the real boo
-#       binary and the fake qwen (tests/vscode/e2e.test.mjs)
+#       binary and the fake qwen (tests/vscode/e2e.test.mjs; images and background
+#       agents: tests/vscode/e2e-images-agents.test.mjs)
 #   (d) the platform .vsix that carries a release build of boo (scripts/package-vsix.sh),
 #       alone in code-server with no boo on PATH (tests/vscode/bundled.test.mjs)
 # Screenshots and logs: artifacts/vscode/. Last line: "N passed, M failed".
@@ -91,6 +92,8 @@ if want e2e; then
     export BOO_E2E_PGID_FILE="$ART/e2e-code-server.pgid"
     rm -f "$BOO_E2E_PGID_FILE"
     run_node_tests 900 "$ART/e2e.tap" tests/vscode/e2e.test.mjs
+    # Images and background agents: a second code-server, after the first has stopped.
+    run_node_tests 600 "$ART/e2e-images-agents.tap" tests/vscode/e2e-images-agents.test.mjs
     # If the test process died early, its code-server group may still be there.
     if [ -f "$BOO_E2E_PGID_FILE" ]; then
       pg=$(cat "$BOO_E2E_PGID_FILE")

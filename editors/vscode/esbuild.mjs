@@ -1,4 +1,4 @@
-// Bundles the extension (Node, CommonJS), the three webview scripts (browser IIFE,
+// Bundles the extension (Node, CommonJS), the four webview scripts (browser IIFE,
 // with marked and DOMPurify inside) and, with --tests, the unit tests.
 import * as esbuild from 'esbuild';
 import { readdirSync, rmSync } from 'node:fs';
@@ -19,7 +19,7 @@ const builds = [
   }),
   esbuild.build({
     ...common,
-    entryPoints: { pane: 'webview/pane.ts', launcher: 'webview/launcher.ts', traces: 'webview/traces.ts' },
+    entryPoints: { pane: 'webview/pane.ts', launcher: 'webview/launcher.ts', traces: 'webview/traces.ts', timeline: 'webview/timeline.ts' },
     outdir: 'dist/webview',
     platform: 'browser',
     format: 'iife',

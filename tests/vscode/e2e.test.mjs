@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { ARTIFACTS, EXT, HERE, REPO, launchChromium, within } from './lib/harness.mjs';
 import { prepareProfile, processesWith, startCodeServer } from './lib/codeserver.mjs';
 import { makeProject } from './lib/project.mjs';
+import { command as paletteCommand } from './lib/workbench.mjs';
 
 const BOO_BIN = path.resolve(REPO, process.env.BOO_BIN || 'target/debug/boo');
 const VSIX = process.env.BOO_VSIX || path.join(EXT, 'out/boo.vsix');
@@ -66,7 +67,7 @@ before(async () => {
   cs = await startCodeServer({
     dirs,
     folder: project,
-    env: { BOO_DB: path.join(work, 'boo.db'), BOO_QWEN: fakeQwen, BOO_LOG: 'info', FAKE_QWEN_DELAY_MS: '150' },
+    env: { BOO_DB: path.join(work, 'boo.db'), BOO_QWEN: fakeQwen, BOO_LOG: 'info', FAKE_QWEN_DELAY_MS: '150', FAKE_QWEN_SLEEP_MS: '4000' },
     logFile: path.join(ARTIFACTS, 'e2e-code-server.log'),
     extraArgs: ['--enable-proposed-api', 'boo-tests.boo-test-fake-language-model'],
   });
@@ -140,22 +141,8 @@ async function webview(view, { pred = async () => true, timeout = 30_000 } = {})
 const paneOf = (flow, timeout) => webview('pane', { timeout, pred: async (f) => (await f.locator('.flow-name').textContent()) === flow });
 
 /** Runs a command through the command palette (opened from the title bar, whatever has focus). */
-async function command(title, match = title) {
-  const input = page.locator('.quick-input-widget input');
-  await page.keyboard.press('Escape');
-  await page.keyboard.press('F1');
-  try {
-    await input.waitFor({ state: 'visible', timeout: 3000 });
-  } catch {
-    await page.locator('.command-center .search-label, .command-center').first().click();
-    await input.waitFor({ state: 'visible' });
-    await input.fill('>');
-  }
-  await input.fill(`>${title}`);
-  const row = page.locator('.quick-input-list .monaco-list-row').first();
-  await row.waitFor({ state: 'visible' });
-  await page.waitForFunction((t) => document.querySelector('.quick-input-list .monaco-list-row')?.textContent?.includes(t), match, { timeout: 10_000 });
-  await page.keyboard.press('Enter');
+function command(title, match = title) {
+  return paletteCommand(page, title, match);
 }
 
 /** Shows the Runs view of the Boo container (the activity bar icon toggles, so check first). */
@@ -337,6 +324,84 @@ describe('boo in code-server', () => {
     await shot('11-after-reload');
   });
 
+  // Model calls: the fake qwen calls no model, so nothing goes through boo's model proxy
+  // in this scenario. The calls of the shared fixture (tests/fixtures/model-calls) are
+  // written into the server's own database for the finished code-review run, their
+  // times mapped onto each agent step's real span; the real server then answers
+  // boo/getModelCalls with them, and the views are the extension's.
+  step('traces view shows the cache shape of each model turn; the run timeline shows lanes and blocks, a click scrolls the pane, Restore rebuilds it', async () => {
+    const db = path.join(work, 'boo.db');
+    const sql = (q) => execFileSync('sqlite3', ['-cmd', '.timeout 5000', '-json', db, q], { encoding: 'utf8', timeout: 20_000 });
+    const runId = JSON.parse(sql("SELECT run_id FROM flow_runs WHERE flow = 'code-review' AND status = 'completed' ORDER BY run_id LIMIT 1"))[0].run_id;
+    const steps = JSON.parse(sql(`SELECT step_id, chat_id, started_at, finished_at FROM flow_steps WHERE run_id = '${runId}' AND kind = 'agent'`));
+    const fx = JSON.parse(fs.readFileSync(path.join(REPO, 'tests/fixtures/model-calls/code-review.json'), 'utf8'));
+    const q = (v) => (v === null || v === undefined ? 'NULL' : typeof v === 'number' ? String(v) : `'${String(v).replace(/'/g, "''")}'`);
+    const rows = [];
+    for (const st of steps) {
+      const fs0 = fx.getRun.steps.find((s) => s.stepId === st.step_id);
+      if (!fs0) continue;
+      const [a0, a1] = [Date.parse(fs0.startedAt), Date.parse(fs0.finishedAt)];
+      const [b0, b1] = [Date.parse(st.started_at), Date.parse(st.finished_at)];
+      const map = (t) => new Date(b0 + ((Date.parse(t) - a0) / (a1 - a0)) * (b1 - b0)).toISOString();
+      for (const c of fx.calls.filter((x) => x.stepId === st.step_id)) {
+        const started = map(c.startedAt);
+        const finished = map(c.finishedAt);
+        const dur = Date.parse(finished) - Date.parse(started);
+        rows.push(`(${[`${c.callId.slice(0, -4)}${String(rows.length).padStart(4, '0')}`, runId, st.step_id, st.chat_id, c.turn, started, finished, Math.round(c.ttftMs * (dur / c.durationMs)), dur, c.status, c.error, c.promptTokens, c.cachedTokens, c.completionTokens, c.tokensPerSecond, c.cacheDialect, c.requestBytes, c.expectedCachedTokens, c.missReason, JSON.stringify(c.segments)].map(q).join(', ')})`);
+      }
+    }
+    assert.equal(rows.length, 9, 'three turns for each of the three agents');
+    sql(`INSERT INTO model_calls (call_id, run_id, step_id, chat_id, turn, started_at, finished_at, ttft_ms, duration_ms, status, error, prompt_tokens, cached_tokens, completion_tokens, tokens_per_second, cache_dialect, request_bytes, expected_cached_tokens, miss_reason, segments) VALUES ${rows.join(', ')}`);
+
+    await command('Boo: Show Traces');
+    const traces = await webview('traces', { pred: async (f) => (await f.locator('.call-row').count()) === 9 });
+    assert.equal(await traces.locator('.calls-total .tok[data-stat="calls"] .tok-v').textContent(), '9');
+    assert.equal(await traces.locator('.calls-total .tok[data-stat="misses"] .tok-v').textContent(), '4');
+    const ev = traces.locator('.call-table[data-step-id="security"] .call-row[data-turn="2"]');
+    assert.match(await ev.locator('.miss-reason').textContent(), /the server evicted or does not cache this prefix/);
+    const segs = await ev.locator('.seg').evaluateAll((els) => els.map((e) => ({ reuse: e.getAttribute('data-reuse'), w: e.getBoundingClientRect().width })));
+    // Only 64 tokens of its system prompt were reused: that segment is partial, the rest computed.
+    assert.deepEqual(segs.map((x) => x.reuse), ['partial', 'uncached', 'uncached', 'uncached', 'uncached']);
+    assert.ok(segs.slice(1).reduce((a, x) => a + x.w, 0) > segs.reduce((a, x) => a + x.w, 0) * 0.7, 'the computed part is most of the bar');
+    const hit = await traces.locator('.call-table[data-step-id="correctness"] .call-row[data-turn="3"] .seg').evaluateAll((els) => els.map((e) => ({ reuse: e.getAttribute('data-reuse'), w: e.getBoundingClientRect().width })));
+    assert.ok(hit.filter((x) => x.reuse === 'cached').reduce((a, x) => a + x.w, 0) > hit.reduce((a, x) => a + x.w, 0) * 0.8, 'the hit is mostly cached');
+    await shot('11b-traces-model-calls');
+    await docShot('traces-model-calls');
+
+    await traces.locator('.timeline-btn').click();
+    const tl = await webview('timeline', { pred: async (f) => (await f.locator('.tl-block[data-kind="model"]').count()) === 9 });
+    const lanes = await tl.locator('.tl-lane').evaluateAll((els) => els.map((e) => e.getAttribute('data-step-id')));
+    for (const id of ['diff', 'correctness', 'security', 'verdict']) assert.ok(lanes.includes(id), `lane ${id} in ${lanes}`);
+    assert.ok((await tl.locator('.tl-block[data-kind="tool"]').count()) >= 6, 'the real tool calls');
+    const v1 = await tl.locator('.tl-lane[data-step-id="verdict"] .tl-block[data-kind="model"]').first().boundingBox();
+    const s1 = await tl.locator('.tl-lane[data-step-id="security"] .tl-block[data-kind="model"]').first().boundingBox();
+    assert.ok(v1.x > s1.x, 'the verdict runs after the reviewers');
+    await shot('11c-timeline');
+    await docShot('timeline');
+
+    // A click on security's turn 2: the pane comes forward with that turn in view.
+    await tl.locator('.tl-lane[data-step-id="security"] .tl-block[data-kind="model"][data-turn="2"]').click();
+    const pane = await paneOf('code-review', 30_000);
+    await pane.locator('.step.expanded[data-step-id="security"] .stream .turn-focus[data-focus-turn="2"]').waitFor({ timeout: 15_000 });
+    await shot('11d-pane-at-turn');
+
+    // Restore: a read-only pane of the run when that turn ended.
+    await page.locator('.tab', { hasText: 'boo timeline' }).first().click();
+    const tl2 = await webview('timeline', { pred: async (f) => (await f.locator('.tl-detail .tl-restore').count()) === 1 });
+    await tl2.locator('.tl-detail .tl-restore').click();
+    const restored = await webview('pane', { pred: async (f) => (await f.locator('.notice', { hasText: 'Restored from the stored transcript' }).count()) > 0 });
+    assert.equal(await restored.locator('.status-pill').textContent(), 'running', 'the run had not ended then');
+    const into = (await restored.locator('.notice').textContent()).match(/as it was ([\d.]+)s into the run/)?.[1];
+    assert.ok(into, 'the notice says when');
+    assert.ok(Math.abs(parseFloat(await restored.locator('.elapsed').textContent()) - parseFloat(into)) < 1, 'elapsed stops at that moment');
+    assert.equal(await restored.locator('.report').isHidden(), true, 'no report yet');
+    assert.equal(await restored.locator('.step.expanded').getAttribute('data-step-id'), 'security');
+    assert.equal(await restored.locator('.step.expanded .stream .item.turn').count(), 2, 'the stream ends with turn 2');
+    assert.equal(await restored.locator('.step[data-step-id="verdict"]').getAttribute('data-status'), 'pending');
+    await shot('11e-restored-pane');
+    await command('View: Close All Editors');
+  });
+
   step('Boo: Cancel Run stops a hanging run', async () => {
     await command('Boo: Launch Flow…');
     const launcher = await launchFromLauncher(webview('launcher'), 'code-review', 'this one hangs [[fake:hang]]');
@@ -409,7 +474,7 @@ describe('boo in code-server', () => {
       [
         "export const meta = { name: 'audit', description: 'survey then refine', phases: [{ title: 'Survey' }, { title: 'Refine' }] };",
         "phase('Survey');",
-        "const parts = await parallel(['alpha', 'beta'].map(p => () => agent('Describe part ' + p + ' of src/cache.py', { label: 'part ' + p })));",
+        "const parts = await parallel(['alpha', 'beta'].map(p => () => agent('Describe part ' + p + ' of src/cache.py [[fake:sleep]]', { label: 'part ' + p })));",
         "log('surveyed ' + parts.filter(Boolean).length + ' parts');",
         "phase('Refine');",
         "await agent('Refine the survey', { label: 'refine' });",

@@ -532,3 +532,291 @@ for (const ts of traceSources) {
     }
   });
 }
+
+// ---- images (issue 16) and children of agents (issue 15) ------------------------------
+
+// A real 2×2 PNG (red, green, blue, white), and a BMP the launcher must refuse.
+const PNG_2X2 =
+  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEklEQVR4nGP4z8DAAMIM/4EAAB/uBfsL2WiLAAAAAElFTkSuQmCC';
+const BMP_BYTES = [0x42, 0x4d, 0x3a, 0, 0, 0, 0, 0, 0, 0, 0x36, 0, 0, 0];
+
+/** Drops (or pastes) files on the launcher the way Chromium delivers them: a DataTransfer of Files. */
+async function dropFiles(page, files, how = 'drop') {
+  await page.evaluate(
+    ({ files, how }) => {
+      const dt = new DataTransfer();
+      for (const f of files) {
+        const bytes = f.base64 ? Uint8Array.from(atob(f.base64), (c) => c.charCodeAt(0)) : Uint8Array.from(f.bytes);
+        dt.items.add(new File([bytes], f.name, { type: f.type }));
+      }
+      if (how === 'paste') document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+      else document.querySelector('.drop-zone').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    },
+    { files, how },
+  );
+}
+
+test('Flows launcher — images: drop and paste show thumbnails with name and size, others are refused, Remove works, Launch sends them with the vision toggle', async () => {
+  const { page, context, problems } = await openPage(browser, web.page('launcher-images', 'launcher'), { width: 900, height: 900 });
+  try {
+    await send(page, { type: 'flows', flows: SYNTHETIC_FLOWS, defaults: { band: 'small' }, root: '/work/project', vision: true });
+    await nextFrames(page);
+    assert.equal(await page.locator('.image-chip').count(), 0);
+    assert.equal(await page.locator('.vision-row').isHidden(), true, 'no vision toggle without images');
+    await page.locator('[role="tab"]', { hasText: 'Review' }).click();
+    await page.locator('.flow-card[data-flow="code-review"]').click();
+    await page.locator('.focus').fill('why does the sidebar overlap?');
+
+    await dropFiles(page, [{ name: 'layout.png', type: 'image/png', base64: PNG_2X2 }, { name: 'diagram.bmp', type: 'image/bmp', bytes: BMP_BYTES }]);
+    await page.locator('.image-chip[data-name="layout.png"] img.thumb').waitFor();
+    assert.equal(await page.locator('.image-chip').count(), 1, 'the BMP is not attached');
+    assert.match(await page.locator('.image-error').textContent(), /diagram\.bmp is not a PNG, JPEG, GIF or WebP image/);
+    assert.equal(await page.locator('.image-chip[data-name="layout.png"] .image-size').textContent(), '75 B');
+    assert.ok(await page.locator('.image-chip img.thumb').evaluate((img) => img.complete && img.naturalWidth === 2), 'the thumbnail is decoded');
+    // A pasted image (the clipboard names it image.png) gets a name of its own.
+    await dropFiles(page, [{ name: 'image.png', type: 'image/png', base64: PNG_2X2 }], 'paste');
+    await page.locator('.image-chip[data-name="pasted-1.png"]').waitFor();
+    assert.equal(await page.locator('.vision-row').isVisible(), true);
+    assert.equal(await page.locator('#vision').isChecked(), true, 'the toggle starts from boo.visionModel');
+    await shot(page, 'launcher-images');
+    await page.locator('.image-chip[data-name="pasted-1.png"] .image-remove').click();
+    assert.deepEqual(await page.locator('.image-chip').evaluateAll((els) => els.map((e) => e.dataset.name)), ['layout.png']);
+    // The host's picker answers with the images it read.
+    await send(page, { type: 'images', images: [{ name: 'mock.png', mimeType: 'image/png', bytes: 75, data: PNG_2X2, path: '/work/project/docs/mock.png' }], errors: ['notes.txt is not a PNG, JPEG, GIF or WebP image (.txt): boo attaches only those.'] });
+    await page.locator('.image-chip[data-name="mock.png"]').waitFor();
+    assert.match(await page.locator('.image-error').textContent(), /notes\.txt/);
+    await page.locator('.add-images').click();
+    assert.deepEqual((await posted(page)).at(-1), { type: 'pickImages', already: 2 });
+    await page.locator('.launch').click();
+    const msg = (await posted(page)).at(-1);
+    assert.equal(msg.type, 'launch');
+    assert.equal(msg.vision, true);
+    assert.deepEqual(msg.images.map((i) => [i.name, i.mimeType, i.bytes, i.path ?? null]), [['layout.png', 'image/png', 75, null], ['mock.png', 'image/png', 75, '/work/project/docs/mock.png']]);
+    assert.equal(msg.images[0].data, PNG_2X2, 'the bytes, base64, as dropped');
+    // The server's refusal is shown as it says it.
+    await send(page, { type: 'error', message: 'attachments[0] layout.png: the configured model does not take images; set BOO_VISION_MODEL=1' });
+    await nextFrames(page);
+    assert.match(await page.locator('.launch-error').textContent(), /does not take images/);
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('Orchestrator pane — the run\'s images as thumbnails in the header and the report (fetched once each, click opens), children under their parent', async () => {
+  const { page, context, problems } = await openPage(browser, web.page('pane-images', 'pane'), { width: 1000, height: 900 });
+  try {
+    const caseFile = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'tests/protocol-cases/flow-children.json'), 'utf8'));
+    const runId = caseFile.runId;
+    const notifications = caseFile.input.filter((i) => i.method);
+    let st = reduce(emptyState(runId), { type: 'notification', notification: notifications[0], now: Date.now() });
+    const img = { attachmentId: 'a1'.repeat(32), name: 'layout.png', mimeType: 'image/png', bytes: 75, sha256: 'a1'.repeat(32), width: 2, height: 2 };
+    st = reduce(st, { type: 'runInfo', run: { runId, kind: 'flow', attachments: [img] } });
+    await send(page, { type: 'state', state: st });
+    await feed(page, runId, notifications.slice(1, 9));
+    // The pane asks the host for the bytes, once.
+    await page.waitForFunction(() => window.__posted.some((m) => m.type === 'getAttachment'));
+    await send(page, { type: 'attachmentData', attachmentId: img.attachmentId, mimeType: 'image/png', data: PNG_2X2 });
+    await page.locator('.header-attachments .attachment img.thumb').waitFor();
+    assert.ok(await page.locator('.header-attachments img.thumb').evaluate((i) => i.complete && i.naturalWidth === 2), 'the thumbnail is decoded');
+    assert.match(await page.locator('.header-attachments .attachment').innerText(), /layout\.png[\s\S]*2×2 · 75 B/);
+    // Children right under their parent, indented.
+    const order = await page.locator('.step').evaluateAll((els) => els.map((e) => [e.dataset.stepId, e.classList.contains('child'), e.dataset.parentStepId ?? null]));
+    assert.deepEqual(order, [
+      ['diff', false, null],
+      ['security', false, null],
+      ['security.sub-1', true, 'security'],
+      ['security.sub-2', true, 'security'],
+      ['perf', false, null],
+      ['perf.sub-1', true, 'perf'],
+      ['report', false, null],
+    ]);
+    const parentX = (await page.locator('.step[data-step-id="security"] .dot').boundingBox()).x;
+    const childX = (await page.locator('.step[data-step-id="security.sub-1"] .dot').boundingBox()).x;
+    assert.ok(childX > parentX + 10, `the child is indented (${childX} > ${parentX})`);
+    // A child's own stream (followed live: it streamed last), then the parent's on a click.
+    assert.equal(await page.locator('.step.expanded').getAttribute('data-step-id'), 'security.sub-1');
+    assert.match(await page.locator('.step.expanded').innerText(), /Cookie is HttpOnly\./);
+    await page.locator('.step[data-step-id="security"] .step-row').click();
+    await nextFrames(page);
+    assert.match(await page.locator('.step.expanded').innerText(), /Two leads\./);
+    await page.locator('.step[data-step-id="security.sub-1"] .step-row').click();
+    await nextFrames(page);
+    assert.match(await page.locator('.step.expanded').innerText(), /Cookie is HttpOnly\./);
+    await shot(page, 'pane-children-images');
+    // The end: the report shows the images on top too.
+    await feed(page, runId, notifications.slice(9));
+    await page.locator('.report .report-attachments img.thumb').waitFor();
+    await shot(page, 'pane-images-report');
+    await page.locator('.header-attachments .attachment').click();
+    const msgs = await posted(page);
+    assert.deepEqual(msgs.at(-1), { type: 'openAttachment', attachmentId: img.attachmentId });
+    assert.equal(msgs.filter((m) => m.type === 'getAttachment').length, 1, 'fetched once');
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+// ---- model calls: cache shape in the traces view, the run timeline, reveal in the pane ----
+// The shared fixture (tests/fixtures/model-calls/code-review.json) of a finished run.
+
+const MC = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'tests/fixtures/model-calls/code-review.json'), 'utf8'));
+const mcRun = { ...MC.getRun, steps: MC.getRun.steps.map(({ transcript, ...s }) => s) };
+
+test('Traces view — model calls: a segment bar per turn (cached / partial / uncached), TTFT, tok/s, miss reasons, run totals', async () => {
+  const { page, context, problems } = await openPage(browser, web.page('traces-calls', 'traces'), { width: 1100, height: 900 });
+  try {
+    await send(page, { type: 'traces', run: mcRun, traces: MC.traces, calls: MC.calls });
+    await nextFrames(page);
+    assert.equal(await page.locator('.call-row').count(), MC.calls.length, 'one row per model turn');
+    assert.equal(await page.locator('.call-table[data-step-id="security"] .call-row').count(), 3);
+    // Totals as `boo calls` prints them.
+    const stat = async (k) => (await page.locator(`.calls-total .tok[data-stat="${k}"] .tok-v`).textContent()).trim();
+    assert.equal(await stat('calls'), '9');
+    const prompt = MC.calls.reduce((a, c) => a + c.promptTokens, 0);
+    const cached = MC.calls.reduce((a, c) => a + c.cachedTokens, 0);
+    assert.equal(await stat('hitRate'), `${Math.round((cached / prompt) * 100)}%`);
+    const ttft = MC.calls.map((c) => c.ttftMs).sort((a, b) => a - b);
+    assert.equal(ttft[4], 900);
+    assert.equal(await stat('ttftP50'), '900 ms');
+    assert.equal(await stat('ttftP90'), '3.6 s');
+    assert.equal(await stat('misses'), '4');
+    // The evicted call: a sliver of its system prompt reused, everything else red; the
+    // expected-prefix mark near the end; the reason in words.
+    const ev = page.locator('.call-table[data-step-id="security"] .call-row[data-turn="2"]');
+    assert.equal(await ev.getAttribute('data-state'), 'miss');
+    assert.deepEqual(await ev.locator('.seg').evaluateAll((els) => els.map((e) => e.getAttribute('data-reuse'))), ['partial', 'uncached', 'uncached', 'uncached', 'uncached']);
+    assert.match(await ev.locator('.miss-reason').textContent(), /the server evicted or does not cache this prefix \(expected ≈ \d+ tokens, got 64\)/);
+    const barBox = await ev.locator('.seg-bar').boundingBox();
+    const markBox = await ev.locator('.seg-expected').boundingBox();
+    assert.ok(markBox.x - barBox.x > barBox.width * 0.9, 'the expected prefix covers almost the whole prompt');
+    // A hit: cached segments take the width of what was reused.
+    const hit = page.locator('.call-table[data-step-id="correctness"] .call-row[data-turn="3"]');
+    const widths = await hit.locator('.seg').evaluateAll((els) => els.map((e) => ({ reuse: e.getAttribute('data-reuse'), w: e.getBoundingClientRect().width })));
+    const total = widths.reduce((a, x) => a + x.w, 0);
+    const cachedW = widths.filter((x) => x.reuse === 'cached').reduce((a, x) => a + x.w, 0);
+    const c3 = MC.calls.find((c) => c.stepId === 'correctness' && c.turn === 3);
+    assert.ok(Math.abs(cachedW / total - c3.cachedTokens / c3.promptTokens) < 0.08, `cached width ${cachedW}/${total}`);
+    assert.equal(await hit.locator('.call-miss').count(), 0);
+    assert.match(await hit.locator('.call-speed').textContent(), /ttft 900 ms · [\d.]+ tok\/s/);
+    await shot(page, 'traces-model-calls', { fullPage: true });
+
+    // Live: a start of a new call shows as running, its finish replaces it.
+    const next = { ...MC.calls[0], callId: 'live-1', turn: 4, stepId: 'correctness', finishedAt: null, promptTokens: null, cachedTokens: null, segments: [], missReason: null, phase: 'start' };
+    await send(page, { type: 'modelCall', call: next });
+    await nextFrames(page);
+    assert.equal(await page.locator('.call-row[data-call-id="live-1"]').getAttribute('data-state'), 'running');
+    assert.equal(await page.locator('.calls-total h2 .step-agent').textContent(), '1 running');
+    await send(page, { type: 'modelCall', call: { ...MC.calls[2], callId: 'live-1', turn: 4, phase: 'finish' } });
+    await nextFrames(page);
+    assert.equal(await page.locator('.call-row[data-call-id="live-1"]').getAttribute('data-state'), 'ok');
+    assert.equal(await page.locator('.call-row').count(), MC.calls.length + 1);
+    // The Timeline button asks the host.
+    await page.locator('.timeline-btn').click();
+    assert.deepEqual((await posted(page)).at(-1), { type: 'timeline' });
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('Traces view — a server without model calls says so', async () => {
+  const { page, context, problems } = await openPage(browser, web.page('traces-nocalls', 'traces'), { width: 900, height: 600 });
+  try {
+    await send(page, { type: 'traces', run: mcRun, traces: MC.traces, calls: null, callsNote: 'This boo server does not record model calls' });
+    await nextFrames(page);
+    assert.equal(await page.locator('.call-row').count(), 0);
+    assert.match(await page.locator('.calls-total').textContent(), /does not record model calls/);
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('Run timeline — lanes per step, model turns and tool calls on one axis; a click reveals the turn, Restore asks for it', async () => {
+  const { page, context, problems } = await openPage(browser, web.page('timeline', 'timeline'), { width: 1200, height: 700 });
+  try {
+    await send(page, { type: 'timeline', run: mcRun, traces: MC.traces, calls: MC.calls });
+    await nextFrames(page);
+    const lanes = await page.locator('.tl-lane').evaluateAll((els) => els.map((e) => e.getAttribute('data-step-id')));
+    assert.deepEqual(lanes, MC.getRun.steps.map((s) => s.stepId), 'one lane per step, in run order');
+    assert.equal(await page.locator('.tl-block[data-kind="model"]').count(), MC.calls.length);
+    assert.equal(await page.locator('.tl-block[data-kind="tool"]').count(), MC.traces.length);
+    assert.equal(await page.locator('.tl-block[data-kind="step"]').count(), 4, 'the four code steps');
+    assert.equal(await page.locator('.tl-block[data-miss="true"]').count(), 4);
+    assert.ok((await page.locator('.tl-tick').count()) >= 3);
+    // On the axis: the verdict after the reviewers; a 5.5 s turn wider than a 0.2 s tool call.
+    const box = async (sel) => page.locator(sel).boundingBox();
+    const v1 = await box('.tl-lane[data-step-id="verdict"] .tl-block[data-kind="model"][data-turn="1"]');
+    const s3 = await box('.tl-lane[data-step-id="security"] .tl-block[data-kind="model"][data-turn="3"]');
+    assert.ok(v1.x > s3.x + s3.width - 1, 'the verdict starts after security ended');
+    const s2 = await box('.tl-lane[data-step-id="security"] .tl-block[data-kind="model"][data-turn="2"]');
+    const glob = await box('.tl-lane[data-step-id="security"] .tl-block[data-kind="tool"][data-turn="1"]');
+    assert.ok(s2.width > glob.width * 10, `turn ${s2.width} px vs glob ${glob.width} px`);
+    assert.ok(glob.x >= (await box('.tl-lane[data-step-id="security"] .tl-block[data-kind="model"][data-turn="1"]')).x, 'the tool call follows its turn');
+    await shot(page, 'timeline', { fullPage: true });
+
+    // Click a turn: the host is asked to scroll the pane; the detail shows its cache shape.
+    await page.locator('.tl-lane[data-step-id="security"] .tl-block[data-kind="model"][data-turn="2"]').click();
+    assert.deepEqual((await posted(page)).at(-1), { type: 'reveal', stepId: 'security', turn: 2 });
+    const detail = page.locator('.tl-detail');
+    assert.match(await detail.locator('h3').textContent(), /model turn 2/);
+    assert.match(await detail.locator('.miss-reason').textContent(), /evicted/);
+    assert.equal(await detail.locator('.seg').count(), 5);
+    await shot(page, 'timeline-selected', { fullPage: true });
+    await detail.locator('.tl-restore').click();
+    assert.deepEqual((await posted(page)).at(-1), { type: 'restore', stepId: 'security', turn: 2 });
+    // A tool block reveals its turn too.
+    await page.locator('.tl-lane[data-step-id="correctness"] .tl-block[data-kind="tool"][data-turn="2"]').click();
+    assert.deepEqual((await posted(page)).at(-1), { type: 'reveal', stepId: 'correctness', turn: 2 });
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('Orchestrator pane — reveal from the timeline expands the step and scrolls its stream to the turn', async () => {
+  const { page, context, problems } = await openPage(browser, web.page('pane-reveal', 'pane'), { width: 900, height: 500 });
+  try {
+    // A long turn 1 so that turn 3 is out of view in the stream.
+    const run = structuredClone(MC.getRun);
+    const sec = run.steps.find((s) => s.stepId === 'security');
+    sec.transcript.splice(1, 0, ...Array.from({ length: 40 }, (_, i) => ({ type: 'text', text: `line ${i}\n\n` })));
+    const state = reduceHydrate(run);
+    await send(page, { type: 'state', state });
+    await nextFrames(page);
+    await send(page, { type: 'reveal', stepId: 'security', turn: 3 });
+    await nextFrames(page);
+    await nextFrames(page);
+    assert.equal(await page.locator('.step.expanded').getAttribute('data-step-id'), 'security');
+    const focus = page.locator('.stream .turn-focus');
+    assert.equal(await focus.count(), 1);
+    assert.equal(await focus.getAttribute('data-focus-turn'), '3');
+    const list = await page.locator('.step.expanded .stream').boundingBox();
+    const f = await focus.boundingBox();
+    assert.ok(f.y >= list.y - 1 && f.y < list.y + list.height, 'the turn is in view');
+    assert.ok((await page.locator('.step.expanded .stream').evaluate((e) => e.scrollTop)) > 0, 'the stream scrolled');
+    await shot(page, 'pane-reveal-turn');
+    // A restored pane counts elapsed time up to its moment, not to the clock: the run as
+    // it was 12.1 s in (the fixture's security turn 2) shows 12s, however late it is now.
+    const cut = structuredClone(MC.getRun);
+    cut.run.status = 'running';
+    cut.run.finishedAt = null;
+    cut.report = null;
+    await send(page, { type: 'frozen', at: Date.parse(MC.calls.find((c) => c.stepId === 'security' && c.turn === 2).finishedAt) });
+    await send(page, { type: 'state', state: reduceHydrate(cut) });
+    await nextFrames(page);
+    assert.equal(await page.locator('.elapsed').textContent(), '12s');
+    // The pane's … menu opens the timeline too.
+    await page.locator('.menu-btn').click();
+    await page.locator('.menu-item[data-action="timeline"]').click();
+    assert.deepEqual((await posted(page)).at(-1), { type: 'menu', action: 'timeline', runId: MC.runId });
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+function reduceHydrate(run) {
+  return reduce(emptyState(run.run.runId), { type: 'hydrate', result: run, now: Date.now() });
+}

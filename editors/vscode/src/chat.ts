@@ -4,7 +4,8 @@
 // Only type imports from vscode: the unit tests call the handler with fakes.
 
 import type * as vscode from 'vscode';
-import type { Band, LaunchWorkflowParams } from './protocol';
+import type { Band, LaunchAttachment, LaunchWorkflowParams } from './protocol';
+import { withImages } from './attachments';
 import { parseWorkflowCommand } from './workflows';
 import { isRunTerminal, isStepTerminal } from './protocol';
 import type { LaunchParams } from './client';
@@ -26,6 +27,15 @@ export interface ChatDeps {
   trustedMarkdown(value: string, commands: string[]): string | vscode.MarkdownString;
   errorMessage(err: unknown): string;
   now?: () => number;
+  /**
+   * The images among the request's references (image files, pasted images), as the
+   * launch sends them, and the ones refused. Absent: references are not read.
+   */
+  images?(references: readonly unknown[]): Promise<{ images: LaunchAttachment[]; errors: string[] }>;
+  /** The `boo.visionModel` setting. */
+  vision?(): boolean;
+  /** Called with the runId of a launch that carried images. */
+  onImages?(runId: string): void;
 }
 
 export const OPEN_RUN_COMMAND = 'boo.ui.openRun';
@@ -51,7 +61,7 @@ export const HELP =
 
 export function createFlowChatHandler(deps: ChatDeps) {
   return async function handle(
-    request: Pick<vscode.ChatRequest, 'prompt' | 'command'>,
+    request: Pick<vscode.ChatRequest, 'prompt' | 'command'> & { references?: readonly unknown[] },
     _context: unknown,
     stream: Pick<vscode.ChatResponseStream, 'markdown' | 'progress' | 'button'>,
     token: Pick<vscode.CancellationToken, 'isCancellationRequested' | 'onCancellationRequested'>,
@@ -66,6 +76,17 @@ export function createFlowChatHandler(deps: ChatDeps) {
     let launch: () => Promise<{ runId: string }>;
     const root = deps.root();
     const model = deps.model();
+    // Images referenced in the request go with the launch; a refused one stops it.
+    let images: LaunchAttachment[] = [];
+    if (deps.images && request.references?.length) {
+      const got = await deps.images(request.references);
+      if (got.errors.length) {
+        stream.markdown(`**boo did not launch:** ${got.errors.map(mdEscape).join(' ')}`);
+        return { errorDetails: { message: got.errors.join(' ') }, metadata: { command, status: 'not-launched' } };
+      }
+      images = got.images;
+    }
+    const vision = deps.vision?.() === true;
     if (command === 'workflow') {
       const parsed = parseWorkflowCommand(request.prompt);
       if (!parsed) {
@@ -78,6 +99,7 @@ export function createFlowChatHandler(deps: ChatDeps) {
       if ('args' in parsed) params.args = parsed.args;
       if (root) params.root = root;
       if (model) params.model = model;
+      withImages(params, images, vision);
       launch = () => deps.launchWorkflow(params);
     } else {
       const question = request.prompt.trim();
@@ -90,6 +112,7 @@ export function createFlowChatHandler(deps: ChatDeps) {
       const params: LaunchParams = { flow, band: CHAT_BAND, input: { question } };
       if (root) params.root = root;
       if (model) params.model = model;
+      withImages(params, images, vision);
       launch = () => deps.launch(params);
     }
     stream.progress(`Launching ${flow} (${what})…`);
@@ -101,7 +124,9 @@ export function createFlowChatHandler(deps: ChatDeps) {
       stream.markdown(`**boo could not launch \`${flow}\`:** ${message}`);
       return { errorDetails: { message }, metadata: { command, status: 'not-launched' } };
     }
-    stream.markdown(deps.trustedMarkdown(`Launched **${mdEscape(flow)}** (${what}) — ${openRunLink(runId)}\n\n`, [OPEN_RUN_COMMAND]));
+    if (images.length) deps.onImages?.(runId);
+    const withWhat = images.length ? ` with ${images.length} image${images.length === 1 ? '' : 's'}` : '';
+    stream.markdown(deps.trustedMarkdown(`Launched **${mdEscape(flow)}** (${what})${withWhat} — ${openRunLink(runId)}\n\n`, [OPEN_RUN_COMMAND]));
 
     const announced = new Map<string, string>();
     let rosterShown = false;

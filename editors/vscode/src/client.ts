@@ -6,8 +6,15 @@ import type {
   CancelRunResult,
   ExportFormat,
   ExportRunResult,
+  GetAttachmentResult,
   GetRunResult,
+  GetModelCallsParams,
+  GetModelCallsResult,
   GetTracesParams,
+  ListAgentsParams,
+  ListAgentsResult,
+  SpawnAgentParams,
+  SpawnAgentResult,
   GetTracesResult,
   LaunchFlowParams,
   LaunchFlowResult,
@@ -197,6 +204,21 @@ export class BooClient implements vscode.Disposable {
   }
   getTraces(params: GetTracesParams): Promise<GetTracesResult> {
     return this.request('boo/getTraces', params);
+  }
+  /** A run image's bytes (base64). */
+  getAttachment(attachmentId: string): Promise<GetAttachmentResult> {
+    return this.request('boo/getAttachment', { attachmentId });
+  }
+  /** A background agent: a run of one persona on one prompt. */
+  spawnAgent(params: SpawnAgentParams): Promise<SpawnAgentResult> {
+    return this.request('boo/spawnAgent', params);
+  }
+  listAgents(params: ListAgentsParams): Promise<ListAgentsResult> {
+    return this.request('boo/listAgents', params);
+  }
+  /** A run's model calls (feature "modelCalls"), paged like traces. */
+  getModelCalls(params: GetModelCallsParams): Promise<GetModelCallsResult> {
+    return this.request('boo/getModelCalls', params);
   }
 
   private disposed = false;

@@ -3,6 +3,7 @@
 import * as vscode from 'vscode';
 import type { BooClient } from './client';
 import { errorMessage } from './client';
+import { markdownImages } from './attachments';
 
 export type ExportFormat = 'markdown' | 'json';
 
@@ -39,7 +40,9 @@ export class Exporter {
         });
       }
       if (!uri) return undefined;
-      await vscode.workspace.fs.writeFile(uri, new TextEncoder().encode(content));
+      let text = content;
+      if (format === 'markdown') text += await this.writeImages(runId, uri);
+      await vscode.workspace.fs.writeFile(uri, new TextEncoder().encode(text));
       void vscode.window.showInformationMessage(`boo: saved ${uri.fsPath}`, 'Open').then((pick) => {
         if (pick === 'Open') void vscode.window.showTextDocument(uri!);
       });
@@ -48,6 +51,27 @@ export class Exporter {
       void vscode.window.showErrorMessage(`boo: export failed: ${errorMessage(err)}`);
       return undefined;
     }
+  }
+
+  /**
+   * A saved Markdown report shows the run's images: they are written to a folder beside
+   * it (`<report>.images/`) and referenced at the end. Returns the Markdown to append
+   * ('' for a run without images).
+   */
+  private async writeImages(runId: string, target: vscode.Uri): Promise<string> {
+    const { run } = await this.client.getRun(runId, false);
+    const list = Array.isArray(run.attachments) ? run.attachments : [];
+    if (!list.length) return '';
+    const base = target.path.split('/').pop()!.replace(/\.md$/i, '');
+    const { markdown, files } = markdownImages(list, `${base}.images`);
+    const dir = vscode.Uri.joinPath(target, '..');
+    for (const f of files) {
+      const img = await this.client.getAttachment(f.attachmentId);
+      const dest = vscode.Uri.joinPath(dir, f.relPath);
+      await vscode.workspace.fs.createDirectory(vscode.Uri.joinPath(dest, '..'));
+      await vscode.workspace.fs.writeFile(dest, Buffer.from(img.data, 'base64'));
+    }
+    return markdown;
   }
 
   /** Opens the chat with the report attached as context (falls back to the clipboard). */

@@ -14,8 +14,14 @@ import { ErrorCodes, RunSummary, isRunTerminal } from './protocol';
 import { RunStore } from './runStore';
 import { RunsView, relativeAge, runSize, shorten } from './runsView';
 import { TRACES_VIEW_TYPE, TracesPanels } from './tracesPanel';
+import { TIMELINE_VIEW_TYPE, TimelinePanels } from './timelinePanel';
 import { iconPath } from './webviewUtil';
 import { describeServer } from './serverPath';
+// Images (issue 16) and background agents (issue 15).
+import { registerAgents } from './agents';
+import { toLaunchAttachments } from './attachments';
+import { AttachmentCache, readChatImages } from './images';
+import { visionSetting } from './launcher';
 
 const RESTART_SETTINGS = ['boo.serverPath', 'boo.env', 'boo.model', 'boo.maxParallelAgents', 'boo.dbPath', 'boo.diagnostics'];
 
@@ -40,8 +46,11 @@ export function activate(context: vscode.ExtensionContext): BooApi {
   };
 
   const exporter = new Exporter(client, context.globalStorageUri, workspaceRoot);
-  const traces = new TracesPanels(context.extensionUri, client);
+  // Run timeline: its clicks scroll a pane (orchestrators, below) to a model turn.
+  const timeline = new TimelinePanels(context.extensionUri, client, { reveal: (runId, stepId, turn) => orchestrators.revealTurn(runId, stepId, turn) });
+  const traces = new TracesPanels(context.extensionUri, client, (runId) => timeline.open(runId));
   const runsView = new RunsView(client, workspaceRoot);
+  const attachmentCache = new AttachmentCache(client);
   // eslint-disable-next-line prefer-const
   let launcher: Launcher;
 
@@ -59,6 +68,8 @@ export function activate(context: vscode.ExtensionContext): BooApi {
         return exporter.sendToChat(runId);
       case 'traces':
         return traces.open(runId);
+      case 'timeline':
+        return timeline.open(runId);
       case 'cancel':
         return cancelRun(runId);
       case 'refresh':
@@ -72,9 +83,10 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     menu,
     openLauncher: (panel) => launcher.open({}, { onLaunched: (runId) => orchestrators.open(runId, panel) }),
     log: (m) => client.output.info(m),
+    attachments: attachmentCache,
   });
-  launcher = new Launcher(context.extensionUri, client, workspaceRoot, { onLaunched: (runId) => orchestrators.open(runId) });
-  context.subscriptions.push(orchestrators, launcher, traces, runsView);
+  launcher = new Launcher(context.extensionUri, client, workspaceRoot, { onLaunched: (runId) => orchestrators.open(runId) }, (runId) => store.wantRunInfo(runId));
+  context.subscriptions.push(orchestrators, launcher, traces, timeline, runsView);
 
   // ---- runs history view and the status bar ----------------------------------
   const tree = vscode.window.createTreeView('boo.runs', { treeDataProvider: runsView });
@@ -253,6 +265,10 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     const id = await activeOr(runId, 'Show traces of which run?');
     if (id) traces.open(id);
   });
+  reg('boo.ui.showTimeline', async (runId?: string) => {
+    const id = await activeOr(runId, 'Show the timeline of which run?');
+    if (id) timeline.open(id);
+  });
   reg('boo.ui.serverInfo', async () => {
     try {
       await client.ensureStarted();
@@ -280,6 +296,18 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     }
   });
 
+  // ---- background agents: the command, the view, the messages when they end -------
+  const agentsView = registerAgents(context, {
+    client,
+    store,
+    root: workspaceRoot,
+    openRun: (runId) => orchestrators.open(runId),
+    hasPane: (runId) => orchestrators.hasPane(runId),
+    vision: visionSetting,
+    model: () => vscode.workspace.getConfiguration('boo').get<string>('model')?.trim() || undefined,
+  });
+  context.subscriptions.push(client.onDidChangeState((st) => st === 'running' && agentsView.refreshSoon()));
+
   // ---- panes restored after a window reload -------------------------------------
   context.subscriptions.push(
     vscode.window.registerWebviewPanelSerializer(ORCHESTRATOR_VIEW_TYPE, {
@@ -290,6 +318,12 @@ export function activate(context: vscode.ExtensionContext): BooApi {
     vscode.window.registerWebviewPanelSerializer(TRACES_VIEW_TYPE, {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: { runId?: string } | undefined) {
         if (state?.runId) traces.open(state.runId, panel);
+        else panel.dispose();
+      },
+    }),
+    vscode.window.registerWebviewPanelSerializer(TIMELINE_VIEW_TYPE, {
+      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: { runId?: string } | undefined) {
+        if (state?.runId) timeline.open(state.runId, panel);
         else panel.dispose();
       },
     }),
@@ -313,6 +347,12 @@ export function activate(context: vscode.ExtensionContext): BooApi {
           return md;
         },
         errorMessage,
+        images: async (refs) => {
+          const got = await readChatImages(refs as { value?: unknown }[]);
+          return { images: toLaunchAttachments(got.images, workspaceRoot()), errors: got.errors };
+        },
+        vision: visionSetting,
+        onImages: (runId) => store.wantRunInfo(runId),
       }),
     );
     participant.iconPath = iconPath(context.extensionUri);

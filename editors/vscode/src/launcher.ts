@@ -9,6 +9,13 @@ import type { Workflow } from './workflows';
 import { parseArgs, parseBudget } from './workflows';
 import type { FromLauncher, LauncherDefaults, ToLauncher } from './messages';
 import { iconPath, renderWebview, webviewOptions } from './webviewUtil';
+import { toLaunchAttachments, withImages } from './attachments';
+import { pickImageFiles, readImageFiles } from './images';
+
+/** The `boo.visionModel` setting: the configured model takes images. */
+export function visionSetting(): boolean {
+  return vscode.workspace.getConfiguration('boo').get<boolean>('visionModel', false) === true;
+}
 
 export const LAUNCHER_VIEW_TYPE = 'boo.launcher';
 
@@ -26,6 +33,8 @@ export class Launcher implements vscode.Disposable {
     private readonly client: BooClient,
     private readonly workspaceRoot: () => string | undefined,
     private readonly defaultTarget: LaunchTarget,
+    /** Called with the runId of a launch that carried images (its pane lists them). */
+    private readonly onImages: (runId: string) => void = () => undefined,
   ) {}
 
   open(defaults: Partial<LauncherDefaults> = {}, target?: LaunchTarget): void {
@@ -59,7 +68,7 @@ export class Launcher implements vscode.Disposable {
     try {
       const { flows, trusted } = await this.client.listFlows();
       const w = await wfs;
-      this.post({ type: 'flows', flows, defaults: this.defaults, root: root ?? null, workflows: w.workflows, workflowsError: w.error, trusted: w.trusted ?? trusted ?? false });
+      this.post({ type: 'flows', flows, defaults: this.defaults, root: root ?? null, workflows: w.workflows, workflowsError: w.error, trusted: w.trusted ?? trusted ?? false, vision: visionSetting() });
     } catch (err) {
       this.post({ type: 'error', message: `Could not list flows: ${errorMessage(err)}` });
     }
@@ -73,6 +82,24 @@ export class Launcher implements vscode.Disposable {
       case 'cancel':
         this.panel?.dispose();
         break;
+      case 'pickImages': {
+        const root = this.workspaceRoot();
+        const uris = await pickImageFiles(root ? vscode.Uri.file(root) : undefined);
+        if (uris.length) this.post({ type: 'images', ...(await readImageFiles(uris, msg.already ?? 0)) });
+        break;
+      }
+      case 'addUris': {
+        const uris: vscode.Uri[] = [];
+        for (const u of msg.uris ?? []) {
+          try {
+            uris.push(vscode.Uri.parse(u, true));
+          } catch {
+            /* not a URI: ignored */
+          }
+        }
+        if (uris.length) this.post({ type: 'images', ...(await readImageFiles(uris, msg.already ?? 0)) });
+        break;
+      }
       case 'launch': {
         this.post({ type: 'launching' });
         const params: LaunchParams = { flow: msg.flow, band: msg.band, input: { question: msg.question } };
@@ -81,8 +108,10 @@ export class Launcher implements vscode.Disposable {
         if (root) params.root = root;
         const model = vscode.workspace.getConfiguration('boo').get<string>('model')?.trim();
         if (model) params.model = model;
+        withImages(params, toLaunchAttachments(msg.images ?? [], root), msg.vision === true);
         try {
           const { runId } = await launchOrOfferTrust(this.client, params, askTrust);
+          if (params.attachments) this.onImages(runId);
           const target = this.target ?? this.defaultTarget;
           this.target = undefined;
           this.panel?.dispose();
@@ -105,8 +134,10 @@ export class Launcher implements vscode.Disposable {
         if (root) params.root = root;
         const model = vscode.workspace.getConfiguration('boo').get<string>('model')?.trim();
         if (model) params.model = model;
+        withImages(params, toLaunchAttachments(msg.images ?? [], root), msg.vision === true);
         try {
           const { runId } = await launchWorkflowOrOfferTrust(this.client, params, askTrust);
+          if (params.attachments) this.onImages(runId);
           const target = this.target ?? this.defaultTarget;
           this.target = undefined;
           this.panel?.dispose();

@@ -6,6 +6,7 @@ import type { FromPane, PaneMenuAction, PanePersisted, ToPane } from './messages
 import type { RunStore, Disposable } from './runStore';
 import type { Action, PaneState } from './state';
 import { iconPath, renderWebview, webviewOptions } from './webviewUtil';
+import type { AttachmentCache } from './images';
 
 export const ORCHESTRATOR_VIEW_TYPE = 'boo.orchestrator';
 /** Coalescing window for stream updates sent to a webview (one postMessage per tick). */
@@ -17,6 +18,8 @@ export interface PaneHost {
   menu(action: PaneMenuAction, runId: string): Promise<void>;
   openLauncher(target: OrchestratorPanel): void;
   log(message: string): void;
+  /** A run image's bytes (boo/getAttachment, cached) and its full-size view. */
+  readonly attachments?: AttachmentCache;
 }
 
 export class OrchestratorPanel {
@@ -111,6 +114,8 @@ export class OrchestratorPanel {
         this.ready = true;
         if (!this.runId && msg.runId) this.attach(msg.runId);
         this.sendSnapshot();
+        if (this.pendingTurn) this.post({ type: 'reveal', ...this.pendingTurn });
+        this.pendingTurn = undefined;
         break;
       case 'resync':
         if (this.runId) await this.host.store.resync(this.runId, 'refresh');
@@ -129,6 +134,22 @@ export class OrchestratorPanel {
         break;
       case 'launch':
         this.host.openLauncher(this);
+        break;
+      case 'getAttachment': {
+        const id = msg.attachmentId;
+        if (!this.host.attachments || typeof id !== 'string') break;
+        try {
+          const a = await this.host.attachments.get(id);
+          this.post({ type: 'attachmentData', attachmentId: id, mimeType: a.mimeType, data: a.data });
+        } catch (err) {
+          const error = err instanceof Error ? err.message : String(err);
+          this.host.log(`boo/getAttachment ${id} failed: ${error}`);
+          this.post({ type: 'attachmentData', attachmentId: id, mimeType: '', data: null, error });
+        }
+        break;
+      }
+      case 'openAttachment':
+        if (this.host.attachments && typeof msg.attachmentId === 'string') await this.host.attachments.open(msg.attachmentId);
         break;
     }
   }
@@ -149,6 +170,14 @@ export class OrchestratorPanel {
   reveal(): void {
     this.panel.reveal(undefined, false);
   }
+
+  /** Scrolls a step's stream to a model turn (the run timeline); sent once the webview is ready. */
+  showTurn(stepId: string, turn: number | null): void {
+    this.reveal();
+    if (this.ready) this.post({ type: 'reveal', stepId, turn });
+    else this.pendingTurn = { stepId, turn };
+  }
+  private pendingTurn: { stepId: string; turn: number | null } | undefined;
 
   dispose(): void {
     if (this.disposed) return;
@@ -219,6 +248,17 @@ export class Orchestrators implements vscode.Disposable {
   restore(panel: vscode.WebviewPanel, state: PanePersisted | undefined): void {
     const p = this.create(panel);
     p.attach(state?.runId ?? null);
+  }
+
+  /** Whether a pane shows this run. */
+  hasPane(runId: string): boolean {
+    for (const p of this.panels) if (p.runId === runId) return true;
+    return false;
+  }
+
+  /** Opens (or reveals) the run's pane and scrolls the step's stream to a model turn. */
+  revealTurn(runId: string, stepId: string, turn: number | null): void {
+    this.open(runId).showTurn(stepId, turn);
   }
 
   /** The run of the pane the user looked at last, if any. */

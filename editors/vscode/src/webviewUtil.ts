@@ -2,7 +2,7 @@ import * as crypto from 'node:crypto';
 import * as vscode from 'vscode';
 import { makeNonce, webviewHtml } from './html';
 
-export type ViewName = 'pane' | 'launcher' | 'traces';
+export type ViewName = 'pane' | 'launcher' | 'traces' | 'timeline';
 
 export function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewOptions {
   return {

@@ -164,3 +164,42 @@ test('a failed run ends with its error', async () => {
   assert.match(stream.text(), /✗ Security review · adversarial-security-analyst — agent timed out after 600 s/);
   assert.match(stream.text(), /\*\*Error:\*\* agent timed out after 600 s/);
 });
+
+test('/flow sends the images among the references (and visionModel with the setting), and says so', async () => {
+  const h = harness({ feed: feedAll(fullRun()) });
+  const seen: unknown[][] = [];
+  const withImagesRun: string[] = [];
+  h.deps.images = async (refs) => {
+    seen.push([...refs]);
+    return { images: [{ path: 'docs/layout.png' }], errors: [] };
+  };
+  h.deps.vision = () => true;
+  h.deps.onImages = (runId) => withImagesRun.push(runId);
+  const stream = new FakeStream();
+  const refs = [{ id: 'file', value: 'docs/layout.png' }];
+  await createFlowChatHandler(h.deps)({ prompt: 'why does the sidebar overlap?', command: 'flow', references: refs }, {}, stream as never, new FakeToken());
+  assert.deepEqual(seen, [refs]);
+  assert.deepEqual(h.launched[0].attachments, [{ path: 'docs/layout.png' }]);
+  assert.equal(h.launched[0].visionModel, true);
+  assert.deepEqual(withImagesRun, [RUN_ID]);
+  assert.match(stream.text(), /with 1 image —/);
+});
+
+test('/flow with a refused image reference launches nothing and says why', async () => {
+  const h = harness();
+  h.deps.images = async () => ({ images: [], errors: ['notes.bmp is not a PNG, JPEG, GIF or WebP image (.bmp): boo attaches only those.'] });
+  const stream = new FakeStream();
+  const result = await createFlowChatHandler(h.deps)({ prompt: 'look', command: 'flow', references: [{ id: 'x', value: 'notes.bmp' }] }, {}, stream as never, new FakeToken());
+  assert.equal(h.launched.length, 0);
+  assert.equal(result.metadata?.status, 'not-launched');
+  assert.match(stream.text(), /did not launch.*notes\.bmp is not a PNG/);
+});
+
+test('/flow without references sends no attachments and no visionModel', async () => {
+  const h = harness({ feed: feedAll(fullRun()) });
+  h.deps.images = async () => assert.fail('no references to read');
+  h.deps.vision = () => true;
+  await createFlowChatHandler(h.deps)({ prompt: 'q', command: 'flow' }, {}, new FakeStream() as never, new FakeToken());
+  assert.equal(h.launched[0].attachments, undefined);
+  assert.equal(h.launched[0].visionModel, undefined);
+});

@@ -7,6 +7,7 @@ import type { FromLauncher, LauncherDefaults, ToLauncher } from '../src/messages
 import type { Workflow } from '../src/workflows';
 import { clear, h, vscodeApi } from './common';
 import { projectFlowMark } from '../src/trust';
+import { MAX_IMAGES, PendingImage, checkImage, dataUrl, defaultName, formatBytes, toBase64 } from '../src/attachments';
 
 type Tab = Category | 'workflows';
 
@@ -101,6 +102,124 @@ const workflowFields = [
 ];
 const titleEl = h('h1', null, 'Launch a flow');
 
+// ---- images (issue 16): picked, dropped or pasted; sent with the launch --------------
+// Kept in memory only (not in the persisted state: images are large).
+let images: PendingImage[] = [];
+let pasted = 0;
+let visionTouched = false;
+const imageList = h('div', { class: 'image-list', role: 'list', 'aria-label': 'Attached images' });
+const imageErr = h('div', { class: 'image-error', role: 'alert', hidden: true });
+const addImagesBtn = h('button', { class: 'secondary add-images', type: 'button', title: 'Pick PNG, JPEG, GIF or WebP files' }, 'Add images…');
+const dropZone = h(
+  'div',
+  { class: 'drop-zone', tabindex: 0, 'aria-label': 'Drop images here, or paste them' },
+  h('span', { class: 'hint' }, `Drop images here (from outside VS Code hold Shift while dropping), paste one with Ctrl+V, or `),
+  addImagesBtn,
+  h('span', { class: 'hint' }, ` — PNG, JPEG, GIF or WebP, at most ${MAX_IMAGES}.`),
+);
+const visionBox = h('input', { type: 'checkbox', id: 'vision', class: 'vision' }) as HTMLInputElement;
+const visionRow = h(
+  'div',
+  { class: 'field row vision-row' },
+  visionBox,
+  h('label', { for: 'vision' }, 'Vision model'),
+  h('span', { class: 'hint' }, '— the model takes images (sends visionModel: true with the images; the boo.visionModel setting is the default)'),
+);
+const imagesField = h('div', { class: 'field images-field' }, h('div', { class: 'field-label' }, 'Images'), dropZone, imageList, imageErr, visionRow);
+
+function showImageErrors(errors: string[]): void {
+  imageErr.hidden = !errors.length;
+  imageErr.textContent = errors.join('\n');
+}
+
+function renderImages(): void {
+  imageList.replaceChildren(
+    ...images.map((img, i) =>
+      h(
+        'div',
+        { class: 'image-chip', role: 'listitem', 'data-name': img.name },
+        h('img', { class: 'thumb', src: dataUrl(img.mimeType, img.data), alt: img.name }),
+        h('span', { class: 'image-name', title: img.path ?? img.name }, img.name),
+        h('span', { class: 'image-size' }, formatBytes(img.bytes)),
+        h(
+          'button',
+          {
+            class: 'icon-btn image-remove',
+            type: 'button',
+            title: `Remove ${img.name}`,
+            'aria-label': `Remove ${img.name}`,
+            onclick: () => {
+              images = images.filter((_, k) => k !== i);
+              showImageErrors([]);
+              renderImages();
+            },
+          },
+          '×',
+        ),
+      ),
+    ),
+  );
+  visionRow.hidden = !images.length;
+}
+
+/** Files from a drop or the clipboard: checked here (the server checks again). */
+async function addFiles(files: File[]): Promise<void> {
+  const errors: string[] = [];
+  for (const f of files) {
+    const head = new Uint8Array(await f.slice(0, 16).arrayBuffer());
+    let name = f.name;
+    if (!name || name === 'image.png') name = defaultName(f.type || 'image/png', ++pasted);
+    const c = checkImage(name, head, f.size, images.length);
+    if (!c.ok) {
+      errors.push(c.message);
+      continue;
+    }
+    images.push({ name, mimeType: c.mimeType, bytes: f.size, data: toBase64(new Uint8Array(await f.arrayBuffer())) });
+  }
+  showImageErrors(errors);
+  renderImages();
+}
+
+/** What a launch message carries for images: nothing without any. */
+function imagesPart(): { images?: PendingImage[]; vision?: boolean } {
+  return images.length ? { images, vision: visionBox.checked } : {};
+}
+
+addImagesBtn.addEventListener('click', () => post({ type: 'pickImages', already: images.length }));
+visionBox.addEventListener('change', () => {
+  visionTouched = true;
+});
+document.addEventListener('paste', (ev) => {
+  const items = Array.from(ev.clipboardData?.items ?? []);
+  const files = items.filter((i) => i.kind === 'file').map((i) => i.getAsFile()).filter((f): f is File => !!f);
+  if (!files.length) return;
+  ev.preventDefault();
+  void addFiles(files);
+});
+document.addEventListener('dragover', (ev) => {
+  ev.preventDefault();
+  dropZone.classList.add('dragging');
+});
+document.addEventListener('dragleave', () => dropZone.classList.remove('dragging'));
+document.addEventListener('drop', (ev) => {
+  ev.preventDefault();
+  dropZone.classList.remove('dragging');
+  const dt = ev.dataTransfer;
+  if (!dt) return;
+  if (dt.files && dt.files.length) {
+    void addFiles(Array.from(dt.files));
+    return;
+  }
+  // From the Explorer: URIs, read by the host.
+  const list = dt.getData('application/vnd.code.uri-list') || dt.getData('text/uri-list');
+  const uris = list
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  if (uris.length) post({ type: 'addUris', uris, already: images.length });
+});
+renderImages();
+
 clear(app);
 app.append(
   titleEl,
@@ -108,6 +227,7 @@ app.append(
   flowList,
   ...flowFields,
   ...workflowFields,
+  imagesField,
   summaryEl,
   rootEl,
   errorEl,
@@ -214,7 +334,7 @@ function launch(): void {
   if (ui.category === 'workflows') {
     if (launching || !ui.workflow) return;
     errorEl.hidden = true;
-    post({ type: 'launchWorkflow', workflow: ui.workflow, args: ui.args ?? '', budget: ui.budget ?? '' });
+    post({ type: 'launchWorkflow', workflow: ui.workflow, args: ui.args ?? '', budget: ui.budget ?? '', ...imagesPart() });
     return;
   }
   if (launching || !ui.flow || !ui.question.trim()) {
@@ -225,7 +345,7 @@ function launch(): void {
     return;
   }
   errorEl.hidden = true;
-  post({ type: 'launch', flow: ui.flow, band: ui.band, question: ui.question.trim(), fast: ui.fast });
+  post({ type: 'launch', flow: ui.flow, band: ui.band, question: ui.question.trim(), fast: ui.fast, ...imagesPart() });
 }
 
 function showError(message: string): void {
@@ -342,9 +462,20 @@ window.addEventListener('message', (ev: MessageEvent) => {
       workflowsError = msg.workflowsError ?? null;
       trusted = msg.trusted === true;
       root = msg.root;
+      if (!visionTouched) visionBox.checked = msg.vision === true;
       applyDefaults(msg.defaults);
       launching = false;
       render();
+      break;
+    }
+    case 'images': {
+      const room = Math.max(0, MAX_IMAGES - images.length);
+      const errors = [...(msg.errors ?? [])];
+      const got = msg.images ?? [];
+      if (got.length > room) errors.push(`At most ${MAX_IMAGES} images per run: ${got.length - room} left out.`);
+      images = [...images, ...got.slice(0, room)];
+      showImageErrors(errors);
+      renderImages();
       break;
     }
     case 'launching':

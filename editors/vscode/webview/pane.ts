@@ -21,7 +21,11 @@ import {
   reduce,
   runTokens,
   stepTokens,
+  childDepth,
+  isChildRow,
 } from '../src/state';
+import type { Attachment } from '../src/protocol';
+import { dataUrl, formatBytes } from '../src/attachments';
 import { clear, displayValue, h, summarizeInput, vscodeApi } from './common';
 
 const vscode = vscodeApi<PanePersisted>();
@@ -47,7 +51,10 @@ const menuBtn = h('button', { class: 'icon-btn menu-btn', 'aria-haspopup': 'menu
 const menu = h('div', { class: 'menu', role: 'menu', hidden: true });
 const questionEl = h('p', { class: 'question' });
 const noticeEl = h('div', { class: 'notice', role: 'status', hidden: true });
-const reportEl = h('section', { class: 'report markdown-body', 'aria-label': 'Report', hidden: true });
+const attachmentsEl = h('div', { class: 'attachments header-attachments', role: 'list', 'aria-label': 'Attached images', hidden: true });
+const reportAttachmentsEl = h('div', { class: 'report-attachments', role: 'list', 'aria-label': 'Images the agents were given', hidden: true });
+const reportBody = h('div', { class: 'report-body' });
+const reportEl = h('section', { class: 'report markdown-body', 'aria-label': 'Report', hidden: true }, reportAttachmentsEl, reportBody);
 const runErrorEl = h('section', { class: 'run-error', role: 'alert', hidden: true });
 const logList = h('div', { class: 'log-lines' });
 const logEl = h('section', { class: 'run-log', 'aria-label': 'Run log', hidden: true }, h('h2', null, 'Log'), logList);
@@ -67,6 +74,7 @@ const MENU_ITEMS: { action: PaneMenuAction; label: string; needsReport?: boolean
   { action: 'saveJson', label: 'Save run as JSON…', needsReport: true },
   { action: 'sendToChat', label: 'Send report to chat', needsReport: true },
   { action: 'traces', label: 'Show traces' },
+  { action: 'timeline', label: 'Show run timeline' },
   { action: 'refresh', label: 'Refresh' },
   { action: 'cancel', label: 'Cancel run', whenRunning: true },
 ];
@@ -90,7 +98,7 @@ const header = h(
 );
 
 clear(app);
-app.append(header, questionEl, noticeEl, reportEl, runErrorEl, logEl, roster, emptyEl);
+app.append(header, questionEl, attachmentsEl, noticeEl, reportEl, runErrorEl, logEl, roster, emptyEl);
 app.removeAttribute('aria-busy');
 
 function openMenu(): void {
@@ -155,6 +163,7 @@ window.addEventListener('message', (ev: MessageEvent) => {
       emptyMessage = null;
       vscode.setState({ runId: state.runId });
       schedule();
+      if (pendingReveal) revealTurn(pendingReveal.stepId, pendingReveal.turn);
       break;
     }
     case 'actions':
@@ -164,6 +173,18 @@ window.addEventListener('message', (ev: MessageEvent) => {
       state = null;
       emptyMessage = msg.message ?? 'No run in this pane yet.';
       vscode.setState({ runId: null });
+      schedule();
+      break;
+    case 'attachmentData':
+      thumbs.set(msg.attachmentId, msg.data ? dataUrl(msg.mimeType, msg.data) : null);
+      if (!msg.data && msg.error) thumbErrors.set(msg.attachmentId, msg.error);
+      schedule();
+      break;
+    case 'reveal':
+      revealTurn(msg.stepId, msg.turn);
+      break;
+    case 'frozen':
+      frozenAt = msg.at;
       schedule();
       break;
     case 'notice':
@@ -189,6 +210,7 @@ function render(): void {
   if (!state) {
     header.hidden = true;
     questionEl.hidden = true;
+    attachmentsEl.hidden = true;
     reportEl.hidden = true;
     runErrorEl.hidden = true;
     logEl.hidden = true;
@@ -206,6 +228,7 @@ function render(): void {
   header.hidden = false;
   roster.hidden = false;
   renderHeader(state);
+  renderAttachments(state);
   renderReport(state);
   renderLog(state);
   renderRoster(state);
@@ -256,7 +279,7 @@ function renderHeader(s: PaneState): void {
 
 function updateClock(): void {
   if (!state) return;
-  elapsedEl.textContent = formatElapsed(elapsedMs(state, Date.now()));
+  elapsedEl.textContent = formatElapsed(elapsedMs(state, paneNow()));
   tokensEl.textContent = `${formatTokens(runTokens(state))} tokens`;
   const wf = state.kind === 'workflow';
   budgetEl.hidden = budgetSep.hidden = !wf;
@@ -271,6 +294,48 @@ setInterval(() => {
   if (state && !isRunTerminal(state.status)) updateClock();
 }, 1000);
 
+// ---- the run's images: thumbnails in the header and at the top of the report ----
+/** attachmentId → data: URL (null: could not be fetched); absent: not asked yet. */
+const thumbs = new Map<string, string | null>();
+const thumbErrors = new Map<string, string>();
+const asked = new Set<string>();
+let renderedAttachmentsKey = '';
+
+function attachmentTile(a: Attachment, big: boolean): HTMLElement {
+  const src = thumbs.get(a.attachmentId);
+  const size = `${a.width}×${a.height} · ${formatBytes(a.bytes)}`;
+  const err = thumbErrors.get(a.attachmentId);
+  return h(
+    'button',
+    {
+      class: 'attachment',
+      type: 'button',
+      role: 'listitem',
+      'data-attachment-id': a.attachmentId,
+      title: err ? `${a.name}: ${err}` : `${a.name} (${a.mimeType}, ${size}) — open full size`,
+      onclick: () => post({ type: 'openAttachment', attachmentId: a.attachmentId }),
+    },
+    src ? h('img', { class: 'thumb', src, alt: a.name }) : h('span', { class: 'thumb', 'aria-hidden': 'true' }),
+    big ? null : h('span', { class: 'attachment-text' }, h('span', { class: 'attachment-name' }, a.name), h('span', { class: 'attachment-size' }, size)),
+  );
+}
+
+function renderAttachments(s: PaneState): void {
+  const list = s.attachments ?? [];
+  for (const a of list) {
+    if (asked.has(a.attachmentId)) continue;
+    asked.add(a.attachmentId);
+    post({ type: 'getAttachment', attachmentId: a.attachmentId });
+  }
+  const key = list.map((a) => `${a.attachmentId}:${thumbs.has(a.attachmentId) ? 1 : 0}`).join(',') + `|${s.report ? 1 : 0}`;
+  if (key === renderedAttachmentsKey) return;
+  renderedAttachmentsKey = key;
+  attachmentsEl.hidden = !list.length;
+  attachmentsEl.replaceChildren(...list.map((a) => attachmentTile(a, false)));
+  reportAttachmentsEl.hidden = !list.length;
+  reportAttachmentsEl.replaceChildren(...list.map((a) => attachmentTile(a, true)));
+}
+
 const PATH_LINE = /^([^\s:`'"()]+\.[A-Za-z0-9_]+|[^\s:`'"()]+\/[^\s:`'"()]+):(\d+)(?:[-–](\d+))?$/;
 
 function renderReport(s: PaneState): void {
@@ -283,9 +348,24 @@ function renderReport(s: PaneState): void {
   if (renderedReport === s.report) return;
   renderedReport = s.report;
   const html = marked.parse(s.report, { async: false, gfm: true }) as string;
-  reportEl.innerHTML = DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
-  // path:line citations open the file in the editor.
-  for (const code of Array.from(reportEl.querySelectorAll('code'))) {
+  reportBody.innerHTML = DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
+  // path:line citations open the file in the editor; an image's name (a finding citing
+  // an attachment, the attachments list) opens the image.
+  const byName = new Map((s.attachments ?? []).map((a) => [a.name, a.attachmentId] as const));
+  for (const code of Array.from(reportBody.querySelectorAll('code'))) {
+    const image = byName.get((code.textContent ?? '').trim());
+    if (image) {
+      code.classList.add('cite', 'cite-image');
+      code.setAttribute('role', 'link');
+      code.setAttribute('tabindex', '0');
+      code.title = 'Open the image full size';
+      const openImage = () => post({ type: 'openAttachment', attachmentId: image });
+      code.addEventListener('click', openImage);
+      code.addEventListener('keydown', (ev) => {
+        if ((ev as KeyboardEvent).key === 'Enter') openImage();
+      });
+      continue;
+    }
     const m = PATH_LINE.exec((code.textContent ?? '').trim());
     if (!m) continue;
     code.classList.add('cite');
@@ -298,7 +378,7 @@ function renderReport(s: PaneState): void {
       if ((ev as KeyboardEvent).key === 'Enter') open();
     });
   }
-  for (const a of Array.from(reportEl.querySelectorAll('a'))) {
+  for (const a of Array.from(reportBody.querySelectorAll('a'))) {
     const href = a.getAttribute('href') ?? '';
     if (/^(https?|mailto):/i.test(href)) continue;
     a.addEventListener('click', (ev) => {
@@ -314,7 +394,7 @@ function stepMetaText(step: StepView): string {
   if (step.cached) parts.push('cached');
   if (step.startedAt && !step.cached) {
     const start = Date.parse(step.startedAt);
-    const end = step.finishedAt ? Date.parse(step.finishedAt) : step.status === 'running' ? Date.now() : NaN;
+    const end = step.finishedAt ? Date.parse(step.finishedAt) : step.status === 'running' ? paneNow() : NaN;
     if (!Number.isNaN(start) && !Number.isNaN(end)) parts.push(formatElapsed(Math.max(0, end - start)));
   }
   const tokens = stepTokens(step);
@@ -372,6 +452,16 @@ function renderRoster(s: PaneState): void {
     el.root.setAttribute('data-status', step.status);
     el.root.setAttribute('data-kind', step.kind);
     el.root.setAttribute('data-cached', String(step.cached));
+    // A child an agent spawned sits under its parent, indented (rule 20).
+    const child = isChildRow(s, step);
+    el.root.classList.toggle('child', child);
+    if (child) {
+      el.root.setAttribute('data-depth', String(childDepth(s, step)));
+      el.root.setAttribute('data-parent-step-id', step.parentStepId ?? '');
+    } else {
+      el.root.removeAttribute('data-depth');
+      el.root.removeAttribute('data-parent-step-id');
+    }
     if (step.phase !== null) el.root.setAttribute('data-phase', step.phase);
     else el.root.removeAttribute('data-phase');
     el.dot.title = step.status;
@@ -513,6 +603,43 @@ function renderItem(item: StreamItem, prev: HTMLElement | undefined): HTMLElemen
       return h('div', { class: 'item turn', 'data-kind': 'turn' }, t ? `turn ended · ${formatTokens(t)} tokens` : 'turn ended');
     }
   }
+}
+
+// ---- reveal a model turn (from the run timeline); a restored pane's clock -------
+
+/** A restored pane (the run as it was at a moment) counts elapsed times up to that moment. */
+let frozenAt: number | null = null;
+function paneNow(): number {
+  return frozenAt ?? Date.now();
+}
+
+let pendingReveal: { stepId: string; turn: number | null } | null = null;
+
+/** Expands the step and scrolls its stream to the start of model turn `turn` (null: the step). */
+function revealTurn(stepId: string, turn: number | null): void {
+  if (!state || !state.steps.some((s) => s.stepId === stepId)) {
+    pendingReveal = { stepId, turn };
+    return;
+  }
+  pendingReveal = null;
+  dispatch([{ type: 'select', stepId }]);
+  requestAnimationFrame(() =>
+    requestAnimationFrame(() => {
+      const host = stepEls.get(stepId)?.root;
+      if (!host) return;
+      host.scrollIntoView({ block: 'start' });
+      const list = host.querySelector<HTMLElement>('.stream');
+      if (!list || turn === null) return;
+      // Turn k starts after the (k-1)-th "turn ended" item.
+      const ends = Array.from(list.querySelectorAll<HTMLElement>(':scope > .item.turn'));
+      const target = turn <= 1 ? (list.firstElementChild as HTMLElement | null) : ((ends[turn - 2]?.nextElementSibling as HTMLElement | null) ?? ends[turn - 2] ?? null);
+      for (const el of list.querySelectorAll('.turn-focus')) el.classList.remove('turn-focus');
+      if (!target) return;
+      list.scrollTop = target.offsetTop - list.offsetTop;
+      target.classList.add('turn-focus');
+      target.setAttribute('data-focus-turn', String(turn));
+    }),
+  );
 }
 
 // ---- start --------------------------------------------------------------------

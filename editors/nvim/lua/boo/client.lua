@@ -241,6 +241,12 @@ M.handlers = {
     M.store:trace(p, M.now())
     after(M.store:get(p.runId), ctx.client_id)
   end,
+  ['boo/modelCall'] = function(_, p)
+    if type(p) ~= 'table' or not p.runId then
+      return
+    end
+    require('boo.traces').on_model_call(p)
+  end,
   ['boo/stepAdded'] = function(_, p, ctx)
     if type(p) ~= 'table' or not p.runId then
       return

@@ -269,6 +269,12 @@ M.subcommands = {
       boo().traces(args[1])
     end,
   },
+  timeline = {
+    desc = 'the run’s timeline: steps as lanes, model turns and tool calls on a time axis',
+    run = function(args)
+      require('boo.timeline').open(args[1])
+    end,
+  },
   findings = {
     desc = 'the run’s verified findings in the quickfix list',
     run = function(args)

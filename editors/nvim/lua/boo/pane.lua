@@ -147,6 +147,7 @@ function M.render(run_id)
   p.row_step = b.row_step
   p.step_row = b.step_row
   p.row_attachment = b.row_attachment
+  p.turn_row = b.turn_row
   p.shown_expanded = current_expanded(p, run)
   p.rendered_version = run.version
   for w, tail in pairs(tails) do
@@ -268,6 +269,30 @@ function M.expand(run_id, sid)
   if sid then
     goto_step_row(p, sid)
   end
+end
+
+--- Expand a step and put the cursor on the first line of its model turn `turn`
+--- (the run timeline's <CR>); without a turn, or when the stream has no such turn
+--- yet, on the step's header.
+function M.goto_turn(run_id, sid, turn)
+  local p = M.panes[run_id]
+  if not p then
+    return
+  end
+  M.expand(run_id, sid)
+  local row = turn and p.turn_row and p.turn_row[turn]
+  if row and row > #p.lines then
+    row = #p.lines
+  end
+  if row then
+    for _, w in ipairs(pane_wins(p.buf)) do
+      pcall(vim.api.nvim_win_set_cursor, w, { row, 0 })
+      vim.api.nvim_win_call(w, function()
+        vim.cmd('normal! zt')
+      end)
+    end
+  end
+  return row
 end
 
 --- Go back to following the active step.

@@ -188,7 +188,14 @@ end
 function M.stream_lines(b, step, opts)
   local max_result = opts.tool_result_lines or 4
   local any = false
+  -- turn_row[k]: the first row of model turn k (boo.pane jumps there from the timeline).
+  b.turn_row = { [1] = #b.lines + 1 }
+  local turn = 1
   for _, blk in ipairs(step.blocks) do
+    if blk.kind == 'turn' then
+      turn = turn + 1
+      b.turn_row[turn] = #b.lines + 1
+    end
     if blk.kind == 'text' then
       local text = state.block_text(blk)
       if text ~= '' then
@@ -449,6 +456,10 @@ function M.traces(run, traces, opts)
     { run.flow or '?', 'BooTitle' },
     { ' · ' .. (run.band or '') .. ' · ' .. (run.status or '') .. ' · run ' .. (run.id or ''), 'BooMuted' },
   })
+  -- Extra sections (the model calls' run totals and per-step cache bars, boo.traces).
+  if opts.on_head then
+    opts.on_head(b)
+  end
   local by_step, order = {}, {}
   for _, s in ipairs(run.steps or {}) do
     if s.kind ~= 'code' then
@@ -502,6 +513,9 @@ function M.traces(run, traces, opts)
       })
     else
       b.add('  tokens (not reported)', 'BooMuted')
+    end
+    if opts.on_step then
+      opts.on_step(b, sid)
     end
     if #list == 0 then
       b.add('  (no tool calls)', 'BooMuted')
