@@ -4,7 +4,7 @@
 
 import type { AgentSummary, Flow, Notification } from './protocol';
 import { isRunTerminal, isStepTerminal } from './protocol';
-import { PaneState, formatElapsed, formatTokens, isChildRow } from './state';
+import { PaneState, formatElapsed, formatTokens, isChildRow, runTokens, stepTokens } from './state';
 
 export function oneLine(s: string, max = 80): string {
   const t = s.replace(/\s+/g, ' ').trim();
@@ -23,6 +23,31 @@ export function personasOf(flows: Flow[]): { persona: string; flows: string[] }[
     }
   }
   return [...by.entries()].map(([persona, fl]) => ({ persona, flows: [...fl].sort() })).sort((a, b) => a.persona.localeCompare(b.persona));
+}
+
+/**
+ * A listed agent's identity: its run, or for a child an agent spawned (a step of the
+ * run `runId`, named by `stepId`) the run and the step.
+ */
+export function agentKey(a: Pick<AgentSummary, 'runId' | 'stepId'>): string {
+  return a.stepId ? `${a.runId}/${a.stepId}` : a.runId;
+}
+
+/**
+ * An agent's tokens: from its run's pane state when this window follows it (a child:
+ * its step's), else what the list says (`usage`), else `known` (a finished run's total
+ * fetched once), else null.
+ */
+export function agentTokens(a: Pick<AgentSummary, 'runId' | 'stepId' | 'usage'>, state: PaneState | undefined, known: number | undefined): number | null {
+  if (state?.hydrated) {
+    if (a.stepId) {
+      const step = state.steps.find((s) => s.stepId === a.stepId);
+      if (step) return stepTokens(step);
+    } else return runTokens(state);
+  }
+  const listed = a.usage?.totalTokens || (a.usage ? (a.usage.inputTokens ?? 0) + (a.usage.outputTokens ?? 0) : 0);
+  if (listed) return listed;
+  return known ?? null;
 }
 
 /** One line for an agent: status · elapsed · tokens. */

@@ -9,8 +9,7 @@ import { errorMessage } from './client';
 import type { AgentSummary, Flow, Notification, SpawnAgentParams } from './protocol';
 import { isRunTerminal } from './protocol';
 import type { RunStore } from './runStore';
-import { runTokens, stepTokens } from './state';
-import { agentDescription, agentEvent, oneLine, personasOf } from './agentEvents';
+import { agentDescription, agentEvent, agentKey, agentTokens, oneLine, personasOf } from './agentEvents';
 import { toLaunchAttachments, withImages } from './attachments';
 import { pickImageFiles, readImageFiles } from './images';
 
@@ -84,17 +83,10 @@ export class AgentsView implements vscode.TreeDataProvider<Row>, vscode.Disposab
   }
 
   private tokensOf(a: AgentSummary): number | null {
-    // A child is a step of its parent's run; a client's agent is a run.
-    const st = this.deps.store.get(a.parentRunId ?? a.runId);
-    if (st?.hydrated) {
-      if (a.parentRunId && a.parentStepId) {
-        const step = st.steps.find((s) => s.stepId === a.runId) ?? null;
-        if (step) return stepTokens(step);
-      } else return runTokens(st);
-    }
-    const known = this.tokens.get(a.runId);
-    if (known !== undefined) return known;
-    if (!a.parentRunId && isRunTerminal(a.status) && !this.askedTokens.has(a.runId)) {
+    const got = agentTokens(a, this.deps.store.get(a.runId), this.tokens.get(a.runId));
+    if (got !== null || a.stepId) return got;
+    // A finished agent run the list gave no usage for: its total, asked once.
+    if (isRunTerminal(a.status) && !this.askedTokens.has(a.runId)) {
       this.askedTokens.add(a.runId);
       this.deps.client.getRun(a.runId, false).then(
         (r) => {
@@ -115,16 +107,19 @@ export class AgentsView implements vscode.TreeDataProvider<Row>, vscode.Disposab
     }
     const a = row.agent;
     const item = new vscode.TreeItem(a.persona || a.flow);
-    item.id = a.runId;
+    item.id = agentKey(a);
     item.description = `${agentDescription(a, this.tokensOf(a), Date.now())} — ${oneLine(a.question, 60)}`;
     const md = new vscode.MarkdownString();
     md.appendMarkdown(`**${a.persona}** · ${a.status}\n\n`);
     md.appendText(a.question);
-    if (a.parentRunId) md.appendMarkdown(`\n\n_spawned by step \`${a.parentStepId ?? '?'}\` of run \`${a.parentRunId}\`_`);
+    if (a.stepId) md.appendMarkdown(`\n\n_step \`${a.stepId}\`, spawned by step \`${a.parentStepId ?? '?'}\` of run \`${a.runId}\`_`);
     item.tooltip = md;
     item.iconPath = new vscode.ThemeIcon(STATUS_ICON[a.status] ?? 'circle-outline');
     item.contextValue = `agent.${a.status}`;
-    item.command = { command: 'boo.ui.openRun', title: 'Open', arguments: [a.parentRunId ?? a.runId] };
+    // A child opens as its run's pane with its own stream in view.
+    item.command = a.stepId
+      ? { command: 'boo.ui.openRun', title: 'Open', arguments: [a.runId, a.stepId] }
+      : { command: 'boo.ui.openRun', title: 'Open', arguments: [a.runId] };
     return item;
   }
 

@@ -228,8 +228,10 @@ export function activate(context: vscode.ExtensionContext): BooApi {
   reg('boo.ui.newOrchestrator', () => {
     orchestrators.openEmpty();
   });
-  reg('boo.ui.openRun', (runId?: string) => {
-    if (typeof runId === 'string' && runId) orchestrators.open(runId);
+  reg('boo.ui.openRun', (runId?: string, stepId?: string) => {
+    if (typeof runId !== 'string' || !runId) return;
+    if (typeof stepId === 'string' && stepId) orchestrators.revealTurn(runId, stepId, null);
+    else orchestrators.open(runId);
   });
   reg('boo.ui.runsHistory', async () => {
     const runId = await pickRun('Open a boo run');

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Flow, Notification } from '../src/protocol';
-import { agentDescription, agentEvent, personasOf } from '../src/agentEvents';
-import { PaneState, emptyState, reduce } from '../src/state';
+import { agentDescription, agentEvent, agentKey, agentTokens, personasOf } from '../src/agentEvents';
+import { PaneState, emptyState, reduce, runTokens, stepTokens } from '../src/state';
 
 test('personas come from the flows of the catalog, each once, with the flows that use it', () => {
   const flows = [
@@ -66,4 +66,24 @@ test('a child an agent spawned is told when it ends in a run whose pane is open 
     if (ev.tell) again.push(ev.tell.text);
   }
   assert.deepEqual(again, []);
+});
+
+test('a listed child is keyed, counted and opened by its run and step; an agent run by its run', () => {
+  const file = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../../tests/protocol-cases/flow-children.json'), 'utf8'));
+  let st: PaneState = emptyState(file.runId);
+  for (const n of file.input.filter((i: { method?: string }) => i.method) as Notification[]) st = reduce(st, { type: 'notification', notification: n, now: 1 });
+  const tok: Record<string, number> = { 'security.sub-1': 700, 'perf.sub-1': 300 };
+  st = { ...st, hydrated: true, steps: st.steps.map((s) => ({ ...s, usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, totalTokens: tok[s.stepId] ?? 1000 } })) };
+  const child = { runId: file.runId, stepId: 'security.sub-1', usage: { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, totalTokens: 2 } };
+  const other = { ...child, stepId: 'perf.sub-1' };
+  assert.equal(agentKey(child), `${file.runId}/security.sub-1`);
+  assert.notEqual(agentKey(child), agentKey(other), 'two children of one run are two rows');
+  assert.equal(agentKey({ runId: 'r1', stepId: null }), 'r1');
+  const step = (id: string) => st.steps.find((s) => s.stepId === id)!;
+  assert.equal(agentTokens(child, st, undefined), stepTokens(step('security.sub-1')), "a followed child: its step's tokens");
+  assert.equal(agentTokens(other, st, undefined), stepTokens(step('perf.sub-1')));
+  assert.notEqual(stepTokens(step('security.sub-1')), runTokens(st), 'not the whole run');
+  assert.equal(agentTokens(child, undefined, 99), 2, 'not followed: what the list says');
+  assert.equal(agentTokens({ runId: 'r1', stepId: null, usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, totalTokens: 0 } }, undefined, 1234), 1234, 'an agent run: its fetched total');
+  assert.equal(agentTokens({ runId: 'r1', stepId: null, usage: { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, totalTokens: 0 } }, undefined, undefined), null);
 });
