@@ -20,6 +20,9 @@ pub const MIN_SECRET_LEN: usize = 8;
 #[derive(Debug, Default, Clone)]
 pub struct Redactor {
     secrets: Vec<String>,
+    /// Text replaced by other text (a run's snapshot folder by nothing, so the paths
+    /// agents mention read relative to the project), after the secrets.
+    rewrites: Vec<(String, String)>,
 }
 
 impl Redactor {
@@ -32,18 +35,39 @@ impl Redactor {
         // Longest first, so a secret that contains another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        Redactor { secrets }
+        Redactor {
+            secrets,
+            rewrites: Vec::new(),
+        }
+    }
+
+    /// This redactor, also replacing each `(from, to)` (empty `from`s are ignored).
+    /// No `from` may be a prefix of another: a stream holds back the start of one
+    /// until it sees how it continues, and a shorter one would be replaced first.
+    pub fn with_rewrites(&self, pairs: impl IntoIterator<Item = (String, String)>) -> Redactor {
+        let mut rewrites: Vec<(String, String)> = self.rewrites.clone();
+        rewrites.extend(pairs.into_iter().filter(|(from, _)| !from.is_empty()));
+        rewrites.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        rewrites.dedup_by(|a, b| a.0 == b.0);
+        Redactor {
+            secrets: self.secrets.clone(),
+            rewrites,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
+        self.secrets.is_empty() && self.rewrites.is_empty()
     }
 
-    /// The length of the longest tail of `text` that is a proper start of a secret
-    /// (0 when none is): what must wait for the next delta.
+    /// The length of the longest tail of `text` that is a proper start of a secret or
+    /// of a rewritten text (0 when none is): what must wait for the next delta.
     fn partial_tail(&self, text: &str) -> usize {
         let mut keep = 0;
-        for secret in &self.secrets {
+        let needles = self
+            .secrets
+            .iter()
+            .chain(self.rewrites.iter().map(|(from, _)| from));
+        for secret in needles {
             for k in (keep + 1..secret.len()).rev() {
                 if secret.is_char_boundary(k) && text.ends_with(&secret[..k]) {
                     keep = k;
@@ -55,12 +79,20 @@ impl Redactor {
     }
 
     pub fn text<'a>(&self, s: &'a str) -> Cow<'a, str> {
-        if !self.secrets.iter().any(|k| s.contains(k.as_str())) {
+        if !self.secrets.iter().any(|k| s.contains(k.as_str()))
+            && !self
+                .rewrites
+                .iter()
+                .any(|(from, _)| s.contains(from.as_str()))
+        {
             return Cow::Borrowed(s);
         }
         let mut out = s.to_string();
         for k in &self.secrets {
             out = out.replace(k.as_str(), REDACTED);
+        }
+        for (from, to) in &self.rewrites {
+            out = out.replace(from.as_str(), to);
         }
         Cow::Owned(out)
     }
@@ -261,6 +293,33 @@ mod tests {
         assert_eq!(s.push(text(" about sk-li")), vec![text(" about ")]);
         assert_eq!(s.push(text("fe")), vec![text("sk-life")]);
         assert!(s.flush().is_empty());
+    }
+
+    #[test]
+    fn a_rewritten_folder_is_replaced_in_text_json_and_split_deltas() {
+        let snap = "/data/boo/snapshots/0193/tree/";
+        let r = Redactor::new([KEY.to_string()]).with_rewrites([(snap.to_string(), String::new())]);
+        assert_eq!(
+            r.text(&format!("read {snap}src/a.rs with {KEY}")),
+            "read src/a.rs with [redacted]"
+        );
+        let mut v = json!({"file_path": format!("{snap}README.md"), "n": 1});
+        r.json(&mut v);
+        assert_eq!(v, json!({"file_path": "README.md", "n": 1}));
+        let r = Arc::new(r);
+        for split in 1..snap.len() {
+            let mut s = StreamRedactor::new(r.clone());
+            let mut out = s.push(text(&format!("see {}", &snap[..split])));
+            out.extend(s.push(text(&format!("{}lib.rs:4", &snap[split..]))));
+            out.extend(s.flush());
+            assert_eq!(joined(&out), "see lib.rs:4", "split at {split}");
+        }
+        // A rewrite alone is enough to redact (no secrets configured).
+        let only = Redactor::default().with_rewrites([(snap.to_string(), String::new())]);
+        assert!(!only.is_empty());
+        assert!(Redactor::default()
+            .with_rewrites([(String::new(), "x".into())])
+            .is_empty());
     }
 
     #[test]

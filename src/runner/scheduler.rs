@@ -227,6 +227,22 @@ impl Scheduler {
         })
     }
 
+    /// What everything a run's steps say passes through before it is stored or sent:
+    /// secrets masked, and the run's snapshot folder dropped from paths, so a tool
+    /// call, a transcript or an answer names `src/a.rs`, not the snapshot's copy of it
+    /// (which is gone once the run ends). A citation stays a path inside the project.
+    pub(super) fn redactor_for(&self, ctx: &RunCtx) -> Arc<Redactor> {
+        if ctx.workdir == ctx.root {
+            return self.redactor.clone();
+        }
+        let dirs = [Some(ctx.workdir.clone()), ctx.workdir.canonicalize().ok()];
+        let pairs = dirs
+            .into_iter()
+            .flatten()
+            .map(|d| (format!("{}/", d.display()), String::new()));
+        Arc::new(self.redactor.with_rewrites(pairs))
+    }
+
     /// Starts a step (see the module doc). Returns once the step is recorded as
     /// running and announced; the work goes on in the background.
     pub async fn start_step(
@@ -373,11 +389,12 @@ impl Scheduler {
         result: StepResult,
     ) -> StepEnded {
         let mut end = result.into_end();
+        let redactor = self.redactor_for(ctx);
         for text in [&mut end.output, &mut end.error].into_iter().flatten() {
-            self.redactor.string(text);
+            redactor.string(text);
         }
         if let Some(meta) = &mut end.meta {
-            self.redactor.json(meta);
+            redactor.json(meta);
         }
         if scope.hands_over() {
             return StepEnded {
