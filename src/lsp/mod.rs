@@ -439,25 +439,19 @@ impl Backend {
             return Err(unknown_run(&p.run_id));
         };
         // Each step also carries the usage of every model turn (with its cache hit rate).
-        // Counts qwen reported as 0 come from the model proxy's records (turn_usages):
-        // the step's and the run's totals take what that adds.
+        // Counts qwen reported as 0 come from the model proxy's records (turn_usages);
+        // the run's usage is the sum of its steps' (as stored), so it is summed again.
         let mut run = run;
-        let mut added = crate::model::Usage::default();
+        let mut total = crate::model::Usage::default();
         let steps: Vec<ext::Step> = steps
             .into_iter()
             .map(|mut s| {
                 let mine: Vec<&(String, u32, crate::model::Usage)> =
                     turns.iter().filter(|t| t.0 == s.step.step_id).collect();
-                let mut sum = crate::model::Usage::default();
-                mine.iter().for_each(|t| sum.add(&t.2));
-                let stored = s.step.usage.counts();
-                let filled = stored.or_from(sum);
-                added.add(&crate::model::Usage {
-                    input_tokens: filled.input_tokens - stored.input_tokens,
-                    output_tokens: filled.output_tokens - stored.output_tokens,
-                    cache_read_tokens: filled.cache_read_tokens - stored.cache_read_tokens,
-                    total_tokens: filled.total_tokens - stored.total_tokens,
-                });
+                let mut proxied = crate::model::Usage::default();
+                mine.iter().for_each(|t| proxied.add(&t.2));
+                let filled = s.step.usage.counts().or_from(proxied);
+                total.add(&filled);
                 s.step.usage = filled.into();
                 let per_turn = mine
                     .iter()
@@ -469,11 +463,7 @@ impl Backend {
                 convert::step(s.step, per_turn)
             })
             .collect();
-        if !added.is_zero() {
-            let mut total = run.run.usage.counts();
-            total.add(&added);
-            run.run.usage = total.into();
-        }
+        run.run.usage = total.into();
         let workflow = crate::runner::workflow::is_workflow(&run.meta).then(|| {
             // What the budget counts: tokens of agents that ran (a cached answer is free).
             let spent: u64 = steps

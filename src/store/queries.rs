@@ -104,6 +104,17 @@ fn parse<T: std::str::FromStr<Err = String>>(s: String) -> rusqlite::Result<T> {
 }
 
 /// The summary columns of a run row (no plan: listing never depends on it).
+/// The four token counts stored in consecutive columns from `first` (input, output,
+/// cache read, total).
+fn usage_at(row: &Row, first: usize) -> rusqlite::Result<Usage> {
+    Ok(Usage {
+        input_tokens: row.get::<_, i64>(first)? as u64,
+        output_tokens: row.get::<_, i64>(first + 1)? as u64,
+        cache_read_tokens: row.get::<_, i64>(first + 2)? as u64,
+        total_tokens: row.get::<_, i64>(first + 3)? as u64,
+    })
+}
+
 fn summary_from_row(row: &Row) -> rusqlite::Result<RunSummary> {
     let input: String = row.get(4)?;
     let input: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
@@ -139,12 +150,7 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRow> {
     let plan: Plan = serde_json::from_str(&plan).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, Box::new(e))
     })?;
-    let usage = Usage {
-        input_tokens: row.get::<_, i64>(16)? as u64,
-        output_tokens: row.get::<_, i64>(17)? as u64,
-        cache_read_tokens: row.get::<_, i64>(18)? as u64,
-        total_tokens: row.get::<_, i64>(19)? as u64,
-    };
+    let usage = usage_at(row, 16)?;
     let meta: serde_json::Value = row
         .get::<_, Option<String>>(14)?
         .and_then(|m| serde_json::from_str(&m).ok())
@@ -262,12 +268,7 @@ pub fn list_agents(
             Ok(AgentRow {
                 summary: summary_from_row(row)?,
                 persona: row.get::<_, Option<String>>(20)?.unwrap_or_default(),
-                usage: Usage {
-                    input_tokens: row.get::<_, i64>(16)? as u64,
-                    output_tokens: row.get::<_, i64>(17)? as u64,
-                    cache_read_tokens: row.get::<_, i64>(18)? as u64,
-                    total_tokens: row.get::<_, i64>(19)? as u64,
-                },
+                usage: usage_at(row, 16)?,
                 spawned: None,
             })
         })?
@@ -356,12 +357,7 @@ fn spawned_children(
                         .unwrap_or_else(|| "flow".into()),
                 },
                 persona,
-                usage: Usage {
-                    input_tokens: row.get::<_, i64>(10)? as u64,
-                    output_tokens: row.get::<_, i64>(11)? as u64,
-                    cache_read_tokens: row.get::<_, i64>(12)? as u64,
-                    total_tokens: row.get::<_, i64>(13)? as u64,
-                },
+                usage: usage_at(row, 10)?,
                 spawned: Some(SpawnedBy {
                     run_id,
                     parent_step_id: row.get(6)?,
@@ -413,13 +409,7 @@ fn steps_of(c: &Connection, run_id: &str, with_output: bool) -> Result<Vec<StepR
                     error: row.get(8)?,
                     started_at: row.get(9)?,
                     finished_at: row.get(10)?,
-                    usage: Usage {
-                        input_tokens: row.get::<_, i64>(11)? as u64,
-                        output_tokens: row.get::<_, i64>(12)? as u64,
-                        cache_read_tokens: row.get::<_, i64>(13)? as u64,
-                        total_tokens: row.get::<_, i64>(14)? as u64,
-                    }
-                    .into(),
+                    usage: usage_at(row, 11)?.into(),
                     attempt: row.get(15)?,
                     meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
                     transcript: None,
@@ -950,16 +940,7 @@ pub fn turn_usages(c: &Connection, run_id: &str) -> Result<Vec<(String, u32, Usa
     )?;
     let rows = stmt
         .query_map([run_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                Usage {
-                    input_tokens: r.get::<_, i64>(2)? as u64,
-                    output_tokens: r.get::<_, i64>(3)? as u64,
-                    cache_read_tokens: r.get::<_, i64>(4)? as u64,
-                    total_tokens: r.get::<_, i64>(5)? as u64,
-                },
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, usage_at(r, 2)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
