@@ -302,7 +302,7 @@ pub async fn run_agent(
     let mut forward = Forwarder::new(
         sched.store.clone(),
         sched.out.clone(),
-        sched.redactor_for(ctx),
+        ctx.redactor.clone(),
         &ctx.run_id,
         step_id,
         chat_id,

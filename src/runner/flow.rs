@@ -38,13 +38,13 @@ pub(super) async fn drive(
     let child_rows = state.take_children();
     announce(sup, &state, resumed);
     let workdir = sup.run_snapshot(run_id, &state.root).await?.workdir;
-    let ctx = RunCtx {
-        run_id: run_id.to_string(),
-        root: state.root.clone(),
+    let ctx = sup.scheduler.run_ctx(
+        run_id,
+        state.root.clone(),
         workdir,
-        model: state.model.clone(),
-        scope: scope.clone(),
-    };
+        state.model.clone(),
+        scope.clone(),
+    );
     let children = sup.adopt_children(&ctx, child_rows).await;
     let result = drive_loop(sup, run_id, &mut state, &ctx, &children).await;
     sup.forget_children(run_id);

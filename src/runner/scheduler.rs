@@ -38,6 +38,9 @@ pub struct RunCtx {
     pub model: Option<String>,
     /// The run's scope; each step takes a child of it.
     pub scope: RunScope,
+    /// What everything the run's steps say passes through before it is stored or sent
+    /// ([`Scheduler::run_ctx`] makes it).
+    pub redactor: Arc<Redactor>,
 }
 
 /// Which of the run's attachments an agent step gets with its prompts.
@@ -227,20 +230,36 @@ impl Scheduler {
         })
     }
 
-    /// What everything a run's steps say passes through before it is stored or sent:
-    /// secrets masked, and the run's snapshot folder dropped from paths, so a tool
-    /// call, a transcript or an answer names `src/a.rs`, not the snapshot's copy of it
-    /// (which is gone once the run ends). A citation stays a path inside the project.
-    pub(super) fn redactor_for(&self, ctx: &RunCtx) -> Arc<Redactor> {
-        if ctx.workdir == ctx.root {
-            return self.redactor.clone();
+    /// The context of a run's steps. Its redactor masks secrets and drops the run's
+    /// snapshot folder from paths, so a tool call, a transcript or an answer names
+    /// `src/a.rs`, not the snapshot's copy of it (which is gone once the run ends); a
+    /// citation stays a path inside the project.
+    pub fn run_ctx(
+        &self,
+        run_id: &str,
+        root: PathBuf,
+        workdir: PathBuf,
+        model: Option<String>,
+        scope: RunScope,
+    ) -> RunCtx {
+        let redactor = if workdir == root {
+            self.redactor.clone()
+        } else {
+            let dirs = [Some(workdir.clone()), workdir.canonicalize().ok()];
+            let pairs = dirs
+                .into_iter()
+                .flatten()
+                .map(|d| (format!("{}/", d.display()), String::new()));
+            Arc::new(self.redactor.with_rewrites(pairs))
+        };
+        RunCtx {
+            run_id: run_id.to_string(),
+            root,
+            workdir,
+            model,
+            scope,
+            redactor,
         }
-        let dirs = [Some(ctx.workdir.clone()), ctx.workdir.canonicalize().ok()];
-        let pairs = dirs
-            .into_iter()
-            .flatten()
-            .map(|d| (format!("{}/", d.display()), String::new()));
-        Arc::new(self.redactor.with_rewrites(pairs))
     }
 
     /// Starts a step (see the module doc). Returns once the step is recorded as
@@ -389,12 +408,11 @@ impl Scheduler {
         result: StepResult,
     ) -> StepEnded {
         let mut end = result.into_end();
-        let redactor = self.redactor_for(ctx);
         for text in [&mut end.output, &mut end.error].into_iter().flatten() {
-            redactor.string(text);
+            ctx.redactor.string(text);
         }
         if let Some(meta) = &mut end.meta {
-            redactor.json(meta);
+            ctx.redactor.json(meta);
         }
         if scope.hands_over() {
             return StepEnded {

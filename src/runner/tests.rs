@@ -463,17 +463,17 @@ impl crate::agent::AgentSession for HoldingSession {
 
 #[tokio::test]
 async fn a_step_created_at_run_time_goes_through_the_scheduler() {
-    use super::scheduler::{Origin, RunCtx, StepSpec, StepWork};
+    use super::scheduler::{Origin, StepSpec, StepWork};
     let root = one_agent_project();
     let (sup, store, run_id, mut crx) = start(root.clone(), Arc::new(Holding), "solo", 2).await;
     // The plan's agent holds; a step that was not in the plan joins the run.
-    let ctx = RunCtx {
-        run_id: run_id.clone(),
-        root: root.canonicalize().unwrap(),
-        workdir: sup.open_snapshot(&run_id).unwrap().workdir,
-        model: None,
-        scope: lock(&sup.runs).get(&run_id).unwrap().scope.clone(),
-    };
+    let ctx = sup.scheduler.run_ctx(
+        &run_id,
+        root.canonicalize().unwrap(),
+        sup.open_snapshot(&run_id).unwrap().workdir,
+        None,
+        lock(&sup.runs).get(&run_id).unwrap().scope.clone(),
+    );
     let handle = sup
         .scheduler
         .start_step(
@@ -782,14 +782,14 @@ async fn start_code_step(
     id: &str,
     argv: &[&str],
 ) -> scheduler::StepHandle {
-    use super::scheduler::{Origin, RunCtx, StepSpec, StepWork};
-    let ctx = RunCtx {
-        run_id: run_id.to_string(),
-        root: root.canonicalize().unwrap(),
-        workdir: sup.open_snapshot(run_id).unwrap().workdir,
-        model: None,
-        scope: lock(&sup.runs).get(run_id).unwrap().scope.clone(),
-    };
+    use super::scheduler::{Origin, StepSpec, StepWork};
+    let ctx = sup.scheduler.run_ctx(
+        run_id,
+        root.canonicalize().unwrap(),
+        sup.open_snapshot(run_id).unwrap().workdir,
+        None,
+        lock(&sup.runs).get(run_id).unwrap().scope.clone(),
+    );
     sup.scheduler
         .start_step(
             &ctx,

@@ -425,13 +425,13 @@ pub(super) async fn drive(
         .into_iter()
         .map(|a| (a.name, a.sha256))
         .collect();
-    let ctx = RunCtx {
-        run_id: run_id.to_string(),
-        root: root.clone(),
+    let ctx = sup.scheduler.run_ctx(
+        run_id,
+        root.clone(),
         workdir,
-        model: state.model.clone(),
-        scope: scope.clone(),
-    };
+        state.model.clone(),
+        scope.clone(),
+    );
     let driver = Arc::new_cyclic(|me| RunDriver {
         me: me.clone(),
         sup: sup.clone(),
